@@ -1,0 +1,278 @@
+"""Detect what an input is: container, syntax and profile, with the parsed XML kept for later stages."""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO, Literal, TypeAlias, get_args
+
+from lxml import etree
+
+from .errors import (
+    EmptyInputError,
+    InputError,
+    InputTooLargeError,
+    MalformedXMLError,
+    NotAnInvoiceError,
+)
+from .pdf import INVOICE_XML_NAMES, PdfParts, read_pdf
+from .xmlsafe import DEFAULT_LIMITS, Limits, parse_xml
+
+Source: TypeAlias = "str | os.PathLike[str] | bytes | bytearray | BinaryIO"
+Container = Literal["xml", "pdf"]
+Syntax = Literal["cii", "ubl-invoice", "ubl-creditnote", "zugferd1"]
+Profile = Literal[
+    "minimum",
+    "basicwl",
+    "basic",
+    "en16931",
+    "extended",
+    "extended-ctc-fr",
+    "xrechnung",
+    "peppol",
+    "unknown",
+]
+PROFILES: tuple[str, ...] = get_args(Profile)
+SYNTAXES: tuple[str, ...] = get_args(Syntax)
+
+NS_CII = "urn:un:unece:uncefact:data:standard:CrossIndustryInvoice:100"
+NS_RAM = "urn:un:unece:uncefact:data:standard:ReusableAggregateBusinessInformationEntity:100"
+NS_UBL_INVOICE = "urn:oasis:names:specification:ubl:schema:xsd:Invoice-2"
+NS_UBL_CREDITNOTE = "urn:oasis:names:specification:ubl:schema:xsd:CreditNote-2"
+NS_CBC = "urn:oasis:names:specification:ubl:schema:xsd:CommonBasicComponents-2"
+NS_ZUGFERD1 = "urn:ferd:CrossIndustryDocument:invoice:1p0"
+NS_ZUGFERD1_RAM = "urn:un:unece:uncefact:data:standard:ReusableAggregateBusinessInformationEntity:12"
+
+# Root elements matched on exact namespace and local name, never on a suffix.
+_ROOTS: dict[str, Syntax] = {
+    f"{{{NS_CII}}}CrossIndustryInvoice": "cii",
+    f"{{{NS_UBL_INVOICE}}}Invoice": "ubl-invoice",
+    f"{{{NS_UBL_CREDITNOTE}}}CreditNote": "ubl-creditnote",
+    f"{{{NS_ZUGFERD1}}}CrossIndustryDocument": "zugferd1",
+}
+
+# Well-known non-invoice vocabularies, named in the error so users know what they handed in.
+_KNOWN_OTHERS = {
+    "urn:un:unece:uncefact:data:SCRDMCCBDACIOMessageStructure:100": "an Order-X order",
+    "http://ivaservizi.agenziaentrate.gov.it/docs/xsd/fatture/v1.2": "a FatturaPA invoice (Italy)",
+    "http://ivaservizi.agenziaentrate.gov.it/docs/xsd/fatture/v1.1": "a FatturaPA invoice (Italy)",
+    "urn:oasis:names:specification:ubl:schema:xsd:Order-2": "a UBL Order",
+    "urn:oasis:names:specification:ubl:schema:xsd:ApplicationResponse-2": "a UBL ApplicationResponse",
+    "http://purl.oclc.org/dsdl/svrl": "an SVRL validation report",
+}
+
+_GUIDELINE_XPATH = {
+    "cii": (
+        "/rsm:CrossIndustryInvoice/rsm:ExchangedDocumentContext"
+        "/ram:GuidelineSpecifiedDocumentContextParameter/ram:ID"
+    ),
+    "zugferd1": (
+        "/rsm:CrossIndustryDocument/rsm:SpecifiedExchangedDocumentContext"
+        "/ram:GuidelineSpecifiedDocumentContextParameter/ram:ID"
+    ),
+    "ubl-invoice": "/inv:Invoice/cbc:CustomizationID",
+    "ubl-creditnote": "/cn:CreditNote/cbc:CustomizationID",
+}
+_NSMAPS = {
+    "cii": {"rsm": NS_CII, "ram": NS_RAM},
+    "zugferd1": {"rsm": NS_ZUGFERD1, "ram": NS_ZUGFERD1_RAM},
+    "ubl-invoice": {"inv": NS_UBL_INVOICE, "cbc": NS_CBC},
+    "ubl-creditnote": {"cn": NS_UBL_CREDITNOTE, "cbc": NS_CBC},
+}
+_LEVEL_TOKENS = {"minimum", "basicwl", "basic", "en16931", "extended"}
+
+
+def profile_from_spec_id(spec_id: str | None) -> Profile:
+    """Map a CII guideline ID or UBL CustomizationID (BT-24) to a profile name."""
+    if not spec_id:
+        return "unknown"
+    value = spec_id.strip().lower()
+    if "xrechnung" in value:
+        return "xrechnung"
+    if "peppol.eu" in value:
+        return "peppol"
+    if value.endswith("extended-ctc-fr"):
+        return "extended-ctc-fr"
+    last = re.split(r"[#:]", value)[-1]
+    if last in _LEVEL_TOKENS:
+        return last  # type: ignore[return-value]
+    if value.startswith("urn:cen.eu:en16931:2017"):
+        # Any other CIUS of EN 16931 (e.g. the French en16931-ctc-fr) is checked as EN 16931.
+        return "en16931"
+    return "unknown"
+
+
+@dataclass(frozen=True, eq=False)
+class Document:
+    """A detected invoice: what it is, its XML (parsed once) and, for a PDF, the PDF's parts."""
+
+    name: str
+    container: Container
+    syntax: Syntax
+    profile: Profile
+    spec_id: str | None
+    xml: bytes
+    tree: etree._ElementTree = field(repr=False)
+    pdf: PdfParts | None = field(default=None, repr=False)
+    pdf_bytes: bytes | None = field(default=None, repr=False)
+    attachment_name: str | None = None
+    warnings: tuple[str, ...] = ()
+
+    def as_dict(self) -> dict[str, str]:
+        """The stable JSON shape of `facturflow detect --format json`."""
+        return {
+            "path": self.name,
+            "container": self.container,
+            "syntax": self.syntax,
+            "profile": self.profile,
+        }
+
+
+def read_source(source: Source, *, limits: Limits = DEFAULT_LIMITS) -> tuple[bytes, str]:
+    """Read a path, bytes or binary file object; return (bytes, a name for reports)."""
+    if isinstance(source, bytes | bytearray):
+        data, name = bytes(source), "<bytes>"
+    elif isinstance(source, str | os.PathLike):
+        path = Path(source)
+        name = str(source)
+        try:
+            size = path.stat().st_size
+            if size > limits.max_bytes:
+                raise InputTooLargeError(
+                    f"{size} bytes exceeds the limit of {limits.max_bytes} bytes", source=name
+                )
+            if path.is_dir():
+                raise InputError("is a directory, not a file", source=name)
+            data = path.read_bytes()
+        except FileNotFoundError:
+            raise InputError("no such file", source=name) from None
+        except PermissionError:
+            raise InputError("permission denied", source=name) from None
+        except OSError as exc:
+            raise InputError(f"cannot read: {exc.strerror or exc}", source=name) from None
+    elif hasattr(source, "read"):
+        name = str(getattr(source, "name", "<stream>"))
+        data = source.read(limits.max_bytes + 1)
+        if not isinstance(data, bytes | bytearray):
+            raise InputError("file object must be opened in binary mode", source=name)
+        data = bytes(data)
+    else:
+        raise TypeError(f"cannot read an invoice from {type(source).__name__}")
+    if len(data) > limits.max_bytes:
+        raise InputTooLargeError(
+            f"more than {limits.max_bytes} bytes (the size limit)", source=name
+        )
+    if not data.strip():
+        raise EmptyInputError("the input is empty", source=name)
+    return data, name
+
+
+def _classify(tree: etree._ElementTree, name: str) -> tuple[Syntax, str | None, Profile]:
+    root = tree.getroot()
+    tag = root.tag if isinstance(root.tag, str) else ""
+    syntax = _ROOTS.get(tag)
+    if syntax is None:
+        qname = etree.QName(root) if tag else None
+        namespace = qname.namespace if qname else None
+        local = qname.localname if qname else "?"
+        if namespace in _KNOWN_OTHERS:
+            what = _KNOWN_OTHERS[namespace]
+            raise NotAnInvoiceError(f"this is {what}, not a supported invoice", source=name)
+        raise NotAnInvoiceError(
+            f"root element {local!r} in namespace {namespace or '(none)'!r} is not a "
+            "CII CrossIndustryInvoice, a UBL Invoice or CreditNote, or a ZUGFeRD 1.0 document",
+            source=name,
+        )
+    found = tree.xpath(_GUIDELINE_XPATH[syntax], namespaces=_NSMAPS[syntax])
+    spec_id = found[0].text.strip() if found and found[0].text else None
+    return syntax, spec_id, profile_from_spec_id(spec_id)
+
+
+def detect(source: Source | Document, *, limits: Limits = DEFAULT_LIMITS) -> Document:
+    """Detect container, syntax and profile of an invoice given as a path, bytes or file object.
+
+    Raises an InputError subclass (documented in facturflow.errors) when the input is not a
+    readable invoice.
+    """
+    if isinstance(source, Document):
+        return source
+    data, name = read_source(source, limits=limits)
+    return detect_bytes(data, name=name, limits=limits)
+
+
+def detect_bytes(data: bytes, *, name: str, limits: Limits = DEFAULT_LIMITS) -> Document:
+    """Detect from bytes already read; `name` labels the input in errors and reports."""
+    head = data.lstrip()[:8]
+    if head.startswith(b"%PDF-"):
+        return _detect_pdf(data, name, limits)
+    if _looks_like_xml(data):
+        tree = parse_xml(data, source=name, limits=limits)
+        syntax, spec_id, profile = _classify(tree, name)
+        return _document(name, "xml", syntax, spec_id, profile, tree, None, None, None)
+    raise NotAnInvoiceError(
+        f"neither XML nor PDF (starts with {data[:16]!r})", source=name
+    )
+
+
+def _looks_like_xml(data: bytes) -> bool:
+    stripped = data.lstrip(b"\xef\xbb\xbf\xff\xfe\x00 \t\r\n")
+    return stripped.startswith(b"<") or data[:2] in (b"\xff\xfe", b"\xfe\xff")
+
+
+def _detect_pdf(data: bytes, name: str, limits: Limits) -> Document:
+    parts = read_pdf(data, source=name)
+    candidates = parts.candidate_attachments()
+    if not candidates:
+        raise parts.no_invoice_error(name)
+    first_error: InputError | None = None
+    for attachment in candidates:
+        label = f"{name}!{attachment.name}"
+        try:
+            tree = parse_xml(attachment.data, source=label, limits=limits)
+            syntax, spec_id, profile = _classify(tree, label)
+        except InputError as exc:
+            # A standard-named attachment that is broken is the answer; an odd .xml is skipped.
+            if attachment.name in INVOICE_XML_NAMES:
+                raise
+            first_error = first_error or exc
+            continue
+        return _document(
+            name, "pdf", syntax, spec_id, profile, tree, parts, data, attachment.name
+        )
+    raise first_error or parts.no_invoice_error(name)
+
+
+def _document(
+    name: str,
+    container: Container,
+    syntax: Syntax,
+    spec_id: str | None,
+    profile: Profile,
+    tree: etree._ElementTree,
+    parts: PdfParts | None,
+    pdf_bytes: bytes | None,
+    attachment_name: str | None,
+) -> Document:
+    warnings: list[str] = []
+    if profile == "unknown":
+        warnings.append(
+            f"unknown profile {spec_id!r}: validating against the EN 16931 rules"
+            if spec_id
+            else "no specification identifier (BT-24): validating against the EN 16931 rules"
+        )
+    xml = etree.tostring(tree, xml_declaration=True, encoding="UTF-8")
+    return Document(
+        name=name,
+        container=container,
+        syntax=syntax,
+        profile=profile,
+        spec_id=spec_id,
+        xml=xml,
+        tree=tree,
+        pdf=parts,
+        pdf_bytes=pdf_bytes,
+        attachment_name=attachment_name,
+        warnings=tuple(warnings),
+    )
