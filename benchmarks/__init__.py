@@ -1,0 +1,1 @@
+"""Benchmarks for facturflow (issue 5): `python -m benchmarks.run`; see benchmarks/README.md."""
