@@ -1,0 +1,56 @@
+"""Renderers: validation Reports as text for people, and as JSON, JUnit XML or SARIF for machines.
+
+    >>> from facturflow.reports import render
+    >>> print(render(reports, "sarif"))          # doctest: +SKIP
+
+`render` returns a string; `write` also picks colour for text when the stream is a terminal.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from typing import Literal, TextIO, get_args
+
+from ..validate.report import Report
+from . import json as json_report
+from . import junit, sarif, text
+
+Format = Literal["text", "json", "junit", "sarif"]
+FORMATS: tuple[str, ...] = get_args(Format)
+
+__all__ = ["FORMATS", "Format", "render", "stream_supports_colour", "write"]
+
+
+def render(reports: Iterable[Report], fmt: str = "text", *, colour: bool = False) -> str:
+    """Render reports in one of FORMATS; `colour` only affects the text format.
+
+    Raises ValueError for an unknown format.
+    """
+    batch = list(reports)
+    if fmt == "text":
+        return text.render(batch, colour=colour)
+    if fmt == "json":
+        return json_report.render(batch)
+    if fmt == "junit":
+        return junit.render(batch)
+    if fmt == "sarif":
+        return sarif.render(batch)
+    raise ValueError(f"unknown report format {fmt!r}; choose one of {', '.join(FORMATS)}")
+
+
+def stream_supports_colour(stream: TextIO) -> bool:
+    """True when `stream` is a terminal and the user has not asked for no colour (NO_COLOR)."""
+    if os.environ.get("NO_COLOR"):
+        return False
+    isatty = getattr(stream, "isatty", None)
+    try:
+        return bool(isatty and isatty())
+    except ValueError:  # a closed stream
+        return False
+
+
+def write(reports: Iterable[Report], fmt: str, stream: TextIO) -> None:
+    """Render reports onto `stream`, in colour only for text on a terminal."""
+    out = render(reports, fmt, colour=fmt == "text" and stream_supports_colour(stream))
+    stream.write(out if out.endswith("\n") else out + "\n")

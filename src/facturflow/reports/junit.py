@@ -1,0 +1,106 @@
+"""JUnit XML: one testsuite, one testcase per file, one failure per fatal finding.
+
+Unreadable inputs are testcases with an `<error>`; warnings and information findings go to the
+testcase's `<system-out>`, so CI systems (GitLab, Jenkins, GitHub test reporters) show them
+without failing the build.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from lxml import etree
+
+from ..validate.report import Finding, Report
+
+SUITE_NAME = "facturflow validate"
+
+
+def _describe(finding: Finding) -> str:
+    parts = [f"[{finding.severity}] {finding.rule} ({finding.layer})", finding.message]
+    where = str(finding.location)
+    if where:
+        parts.append(f"at {where}")
+    if finding.business_terms:
+        parts.append(f"business terms: {', '.join(finding.business_terms)}")
+    if finding.assert_id and finding.assert_id != finding.rule:
+        parts.append(f"assert id: {finding.assert_id}")
+    return "\n".join(parts)
+
+
+def _clean(text: str) -> str:
+    """Drop characters XML 1.0 cannot carry (a message may quote control characters)."""
+    return "".join(
+        ch
+        for ch in text
+        if ch in "\t\n\r"
+        or 0x20 <= ord(ch) <= 0xD7FF
+        or 0xE000 <= ord(ch) <= 0xFFFD
+        or 0x10000 <= ord(ch) <= 0x10FFFF
+    )
+
+
+def _testcase(report: Report) -> tuple[etree._Element, int, int]:
+    """One testcase and its failure and error counts."""
+    case = etree.Element("testcase")
+    if report.error is not None:
+        classname = "facturflow.unreadable"
+    else:
+        classname = f"facturflow.{report.syntax or 'unknown'}.{report.profile or 'unknown'}"
+    case.set("classname", classname)
+    case.set("name", _clean(report.path))
+    case.set("file", _clean(report.path))
+    case.set("time", f"{sum(layer.seconds for layer in report.layers):.3f}")
+    failures = errors = 0
+    if report.error is not None:
+        error = etree.SubElement(case, "error")
+        error.set("type", report.error_type or "InputError")
+        error.set("message", _clean(report.error))
+        error.text = _clean(report.error)
+        errors += 1
+    for finding in report.fatal:
+        failure = etree.SubElement(case, "failure")
+        failure.set("type", finding.rule)
+        failure.set("message", _clean(" ".join(finding.message.split())))
+        failure.text = _clean(_describe(finding))
+        failures += 1
+    if report.error is None and not report.ok and not failures:
+        # Invalid without a fatal finding (a required layer did not run): still a failure.
+        missing = [layer.name for layer in report.layers if layer.required and not layer.ran]
+        failure = etree.SubElement(case, "failure")
+        failure.set("type", "LAYER-NOT-RUN")
+        failure.set("message", f"required layers did not run: {', '.join(missing)}")
+        failures += 1
+    others = report.by_severity("warning", "information")
+    notes = [*report.warnings]
+    if others or notes:
+        out = etree.SubElement(case, "system-out")
+        out.text = _clean("\n\n".join([*notes, *(_describe(f) for f in others)]))
+    return case, failures, errors
+
+
+def render(reports: Iterable[Report]) -> str:
+    """The JUnit XML document as text (UTF-8, with an XML declaration)."""
+    batch = list(reports)
+    root = etree.Element("testsuites")
+    suite = etree.SubElement(root, "testsuite")
+    suite.set("name", SUITE_NAME)
+    total_failures = total_errors = 0
+    total_time = 0.0
+    for report in batch:
+        case, failures, errors = _testcase(report)
+        suite.append(case)
+        total_failures += failures and 1
+        total_errors += errors and 1
+        total_time += float(case.get("time", "0"))
+    # Counts are per testcase (a file is one test), as JUnit consumers expect.
+    for element in (root, suite):
+        element.set("tests", str(len(batch)))
+        element.set("failures", str(total_failures))
+        element.set("errors", str(total_errors))
+        element.set("time", f"{total_time:.3f}")
+    root.set("name", "facturflow")
+    suite.set("skipped", "0")
+    # Write the text as UTF-8: the declaration says so.
+    body = etree.tostring(root, encoding="unicode", pretty_print=True)
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + body

@@ -1,0 +1,142 @@
+"""SARIF 2.1.0: one run of the tool `facturflow`, a result per finding, rule ids as SARIF rules.
+
+A finding's XPath goes in `logicalLocations`; its source line becomes a `region` only for XML
+files (for a PDF the line is inside the embedded XML, not the PDF, so no region is given).
+An input that cannot be read yields one error result with rule id `INPUT-UNREADABLE`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from pathlib import PurePath, PureWindowsPath
+from typing import Any
+from urllib.parse import quote
+
+from .. import __version__
+from ..validate.report import Finding, Report
+
+SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
+SARIF_VERSION = "2.1.0"
+UNREADABLE_RULE = "INPUT-UNREADABLE"
+
+_LEVEL = {"fatal": "error", "warning": "warning", "information": "note"}
+
+
+def artifact_uri(path: str) -> str:
+    """A URI reference for a report path: relative paths stay relative (CI resolves them
+    against the checkout), absolute ones become file:// URIs."""
+    if PureWindowsPath(path).drive:
+        return PureWindowsPath(path).as_uri()
+    posix = path.replace("\\", "/")
+    if posix.startswith("/"):
+        return "file://" + quote(posix)
+    return quote(str(PurePath(posix)).replace("\\", "/"))
+
+
+class _Rules:
+    """The run's rules array, one entry per rule id, in order of first appearance."""
+
+    def __init__(self) -> None:
+        self.entries: list[dict[str, Any]] = []
+        self._index: dict[str, int] = {}
+
+    def index(self, rule: str, description: str, layer: str, terms: tuple[str, ...]) -> int:
+        if rule not in self._index:
+            entry: dict[str, Any] = {
+                "id": rule,
+                "shortDescription": {"text": " ".join(description.split()) or rule},
+                "properties": {"layer": layer},
+            }
+            if terms:
+                entry["properties"]["tags"] = list(terms)
+            self._index[rule] = len(self.entries)
+            self.entries.append(entry)
+        return self._index[rule]
+
+
+def _result(finding: Finding, report: Report, rules: _Rules, artifact_index: int) -> dict[str, Any]:
+    physical: dict[str, Any] = {
+        "artifactLocation": {"uri": artifact_uri(report.path), "index": artifact_index}
+    }
+    if finding.location.line and finding.location.line > 0 and report.container != "pdf":
+        physical["region"] = {"startLine": finding.location.line}
+    location: dict[str, Any] = {"physicalLocation": physical}
+    if finding.location.xpath:
+        location["logicalLocations"] = [
+            {"fullyQualifiedName": finding.location.xpath, "kind": "element"}
+        ]
+    properties: dict[str, Any] = {"layer": finding.layer, "severity": finding.severity}
+    if finding.assert_id:
+        properties["assert_id"] = finding.assert_id
+    if finding.business_terms:
+        properties["business_terms"] = list(finding.business_terms)
+    return {
+        "ruleId": finding.rule,
+        "ruleIndex": rules.index(
+            finding.rule, finding.message, finding.layer, finding.business_terms
+        ),
+        "level": _LEVEL[finding.severity],
+        "message": {"text": " ".join(finding.message.split()) or finding.rule},
+        "locations": [location],
+        "properties": properties,
+    }
+
+
+def as_document(reports: Iterable[Report]) -> dict[str, Any]:
+    """The SARIF log as Python data."""
+    rules = _Rules()
+    artifacts: list[dict[str, Any]] = []
+    results: list[dict[str, Any]] = []
+    for report in reports:
+        artifact_index = len(artifacts)
+        artifact: dict[str, Any] = {"location": {"uri": artifact_uri(report.path)}}
+        if report.container:
+            artifact["mimeType"] = "application/pdf" if report.container == "pdf" else "text/xml"
+        artifacts.append(artifact)
+        if report.error is not None:
+            results.append(
+                {
+                    "ruleId": UNREADABLE_RULE,
+                    "ruleIndex": rules.index(
+                        UNREADABLE_RULE, "The input could not be read as an invoice", "xml", ()
+                    ),
+                    "level": "error",
+                    "message": {"text": report.error},
+                    "locations": [
+                        {
+                            "physicalLocation": {
+                                "artifactLocation": {
+                                    "uri": artifact_uri(report.path),
+                                    "index": artifact_index,
+                                }
+                            }
+                        }
+                    ],
+                }
+            )
+        for finding in report.findings:
+            results.append(_result(finding, report, rules, artifact_index))
+    driver: dict[str, Any] = {
+        "name": "facturflow",
+        "version": __version__,
+        "informationUri": "https://pypi.org/project/facturflow/",
+        "rules": rules.entries,
+    }
+    return {
+        "$schema": SARIF_SCHEMA,
+        "version": SARIF_VERSION,
+        "runs": [
+            {
+                "tool": {"driver": driver},
+                "artifacts": artifacts,
+                "results": results,
+                "columnKind": "unicodeCodePoints",
+            }
+        ],
+    }
+
+
+def render(reports: Iterable[Report]) -> str:
+    """The SARIF log as JSON text."""
+    return json.dumps(as_document(reports), indent=2, ensure_ascii=False)

@@ -1,0 +1,129 @@
+"""The human-readable report: one block per file, findings by severity, then a summary line."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterable
+
+from rich.console import Console
+from rich.text import Text
+
+from ..validate.report import SEVERITIES, Finding, Report
+
+_SEVERITY_STYLE = {"fatal": "bold red", "warning": "yellow", "information": "cyan"}
+_WIDTH = max(len(s) for s in SEVERITIES)
+
+
+def _safe(text: str) -> str:
+    """One line without control characters: messages can quote invoice content, and an escape
+    sequence in it must not reach the user's terminal."""
+    return " ".join("".join(ch if ch.isprintable() else " " for ch in text).split())
+
+
+def _plural(count: int, word: str) -> str:
+    return f"{count} {word}{'' if count == 1 else 's'}"
+
+
+def _status(report: Report) -> Text:
+    if report.error is not None:
+        return Text("UNREADABLE", style="bold magenta")
+    return Text("VALID", style="bold green") if report.ok else Text("INVALID", style="bold red")
+
+
+def _header(report: Report) -> Text:
+    line = Text()
+    line.append(_safe(report.path), style="bold")
+    line.append(": ")
+    line.append_text(_status(report))
+    described = [p for p in (report.container, report.syntax, report.profile) if p]
+    if described:
+        line.append(f"  ({', '.join(described)})", style="dim")
+    return line
+
+
+def _finding_lines(finding: Finding) -> list[Text]:
+    first = Text("  ")
+    first.append(finding.severity.ljust(_WIDTH), style=_SEVERITY_STYLE[finding.severity])
+    first.append("  ")
+    first.append(_safe(finding.rule), style="bold")
+    if finding.assert_id and finding.assert_id != finding.rule:
+        first.append(f" ({_safe(finding.assert_id)})", style="dim")
+    first.append(f"  [{finding.layer}]", style="dim")
+    lines = [first]
+    indent = " " * (_WIDTH + 4)
+    lines.append(Text(indent + _safe(finding.message)))
+    where = _safe(str(finding.location))
+    if where:
+        lines.append(Text(f"{indent}at {where}", style="dim"))
+    if finding.business_terms:
+        lines.append(Text(f"{indent}terms: {', '.join(finding.business_terms)}", style="dim"))
+    return lines
+
+
+def report_lines(report: Report) -> list[Text]:
+    """The lines of one file's block, fatal findings first."""
+    lines = [_header(report)]
+    if report.error is not None:
+        lines.append(Text(f"  error: {_safe(report.error)}", style="magenta"))
+        return lines
+    for warning in report.warnings:
+        lines.append(Text(f"  note: {_safe(warning)}", style="dim"))
+    order = {severity: rank for rank, severity in enumerate(SEVERITIES)}
+    for finding in sorted(report.findings, key=lambda f: order[f.severity]):
+        lines.extend(_finding_lines(finding))
+    # A required layer that did not run makes the file invalid even without a finding: say so.
+    for layer in report.layers:
+        if layer.required and not layer.ran:
+            lines.append(Text(f"  layer {layer.name} ({layer.artefact}) did not run", style="red"))
+    if report.layers:
+        ran = ", ".join(
+            f"{layer.name} {layer.version}".strip() for layer in report.layers if layer.ran
+        )
+        if ran:
+            lines.append(Text(f"  checked: {ran}", style="dim"))
+    return lines
+
+
+def summary(reports: list[Report]) -> Text:
+    """One line: how many files were valid, invalid, unreadable, and the findings by severity."""
+    unreadable = sum(1 for r in reports if r.error is not None)
+    valid = sum(1 for r in reports if r.ok)
+    invalid = len(reports) - valid - unreadable
+    counts = {s: sum(len(r.by_severity(s)) for r in reports) for s in SEVERITIES}
+    line = Text(f"{_plural(len(reports), 'file')}: ")
+    line.append(f"{valid} valid", style="green" if valid else "")
+    line.append(", ")
+    line.append(f"{invalid} invalid", style="red" if invalid else "")
+    line.append(", ")
+    line.append(f"{unreadable} unreadable", style="magenta" if unreadable else "")
+    line.append(
+        f"; {_plural(counts['fatal'], 'fatal finding')}, {_plural(counts['warning'], 'warning')}"
+        f", {counts['information']} information"
+    )
+    return line
+
+
+def render(reports: Iterable[Report], *, colour: bool = False) -> str:
+    """The text report; ANSI colour (via rich) only when `colour` is True."""
+    batch = list(reports)
+    buffer = io.StringIO()
+    console = Console(
+        file=buffer,
+        force_terminal=colour,
+        no_color=not colour,
+        color_system="standard" if colour else None,
+        highlight=False,
+        soft_wrap=True,
+        emoji=False,
+        markup=False,
+        width=200,
+    )
+    for index, report in enumerate(batch):
+        if index:
+            console.print()
+        for line in report_lines(report):
+            console.print(line)
+    if batch:
+        console.print()
+    console.print(summary(batch))
+    return buffer.getvalue()
