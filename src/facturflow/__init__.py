@@ -1,6 +1,8 @@
 """facturflow: detect, validate, convert and transmit French e-invoices."""
 
 from .detect import Document, detect
+from .validate import validate, validate_many
+from .validate.report import Finding, Report
 from .errors import (
     ArtefactError,
     ConversionError,
@@ -24,14 +26,18 @@ __all__ = [
     "Document",
     "EmptyInputError",
     "FacturflowError",
+    "Finding",
     "InputError",
     "InputTooLargeError",
     "MalformedPDFError",
     "MalformedXMLError",
     "NoInvoiceInPDFError",
     "NotAnInvoiceError",
+    "Report",
     "RulePackError",
     "TransmitError",
     "__version__",
     "detect",
+    "validate",
+    "validate_many",
 ]

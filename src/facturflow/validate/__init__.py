@@ -1,0 +1,217 @@
+"""Validate invoices: XML well-formedness, XSD, Schematron (EN 16931, Factur-X, BR-FR) and PDF.
+
+`validate()` checks one input and returns a Report; `validate_many()` checks a batch on a process
+pool (saxonche holds the GIL during a transform, so threads would not help).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+from ..detect import Document, Source, detect
+from ..errors import (
+    EmptyInputError,
+    InputError,
+    InputTooLargeError,
+    MalformedPDFError,
+    MalformedXMLError,
+    NoInvoiceInPDFError,
+    NotAnInvoiceError,
+)
+from ..rules import RulePack, Step, load_rule_pack, parse_rule_sets, plan
+from ..xmlsafe import DEFAULT_LIMITS, Limits
+from . import pdf as pdf_layer
+from . import schematron, xsd
+from .report import LAYER_FAILED, Finding, LayerRun, Location, Report
+
+__all__ = ["Finding", "Report", "validate", "validate_document", "validate_many"]
+
+_INPUT_RULES: tuple[tuple[type[InputError], str, str], ...] = (
+    (EmptyInputError, "xml", "INPUT-EMPTY"),
+    (InputTooLargeError, "xml", "INPUT-TOO-LARGE"),
+    (MalformedXMLError, "xml", "XML-MALFORMED"),
+    (MalformedPDFError, "pdf", "PDF-UNREADABLE"),
+    (NoInvoiceInPDFError, "pdf", "PDF-NO-INVOICE"),
+    (NotAnInvoiceError, "xml", "NOT-AN-INVOICE"),
+)
+
+
+def _packs(rule_packs: Iterable[str | os.PathLike[str] | RulePack]) -> list[RulePack]:
+    return [p if isinstance(p, RulePack) else load_rule_pack(p) for p in rule_packs]
+
+
+def unreadable_report(name: str, exc: InputError) -> Report:
+    """The report of an input that cannot be read: not valid, with the error and a finding."""
+    layer, rule = "xml", "INPUT-UNREADABLE"
+    for cls, cls_layer, cls_rule in _INPUT_RULES:
+        if isinstance(exc, cls):
+            layer, rule = cls_layer, cls_rule
+            break
+    finding = Finding(layer=layer, rule=rule, severity="fatal", message=exc.message)  # type: ignore[arg-type]
+    return Report(
+        path=name,
+        container=None,
+        syntax=None,
+        profile=None,
+        findings=(finding,),
+        error=exc.message,
+        error_type=type(exc).__name__,
+    )
+
+
+def validate(
+    source: Source | Document,
+    rules: str | Iterable[str] | None = None,
+    *,
+    rule_packs: Iterable[str | os.PathLike[str] | RulePack] = (),
+    limits: Limits = DEFAULT_LIMITS,
+) -> Report:
+    """Validate one invoice (path, bytes, file object or detected Document).
+
+    `rules` selects rule sets by name (see facturflow.rules; default: everything a sender to the
+    French network needs). An unreadable input gives a Report with `error` set, never an exception;
+    unknown rule set names and malformed rule packs raise RulePackError.
+    """
+    packs = _packs(rule_packs)
+    rule_sets = parse_rule_sets(rules, packs)
+    if isinstance(source, Document):
+        document = source
+    else:
+        try:
+            document = detect(source, limits=limits)
+        except InputError as exc:
+            return unreadable_report(exc.source or _name_of(source), exc)
+    return validate_document(document, rule_sets, packs)
+
+
+def _name_of(source: object) -> str:
+    if isinstance(source, str | os.PathLike):
+        return str(source)
+    return str(getattr(source, "name", "<bytes>"))
+
+
+def validate_document(
+    document: Document, rule_sets: Sequence[str], packs: Sequence[RulePack] = ()
+) -> Report:
+    """Run every applicable layer on one detected document."""
+    steps, notes = plan(document, rule_sets, packs)
+    findings: list[Finding] = []
+    layers: list[LayerRun] = [LayerRun("xml", "xml", "facturflow hardened parser", "lxml", True)]
+
+    if document.container == "pdf" and "pdf" in rule_sets:
+        started = time.perf_counter()
+        findings.extend(pdf_layer.check(document))
+        layers.append(
+            LayerRun("pdf", "pdf", "Factur-X 1.0 PDF rules", "1.0", True,
+                     seconds=time.perf_counter() - started)
+        )
+
+    saxon_document = schematron.SaxonDocument(document.xml)
+    for step in steps:
+        started = time.perf_counter()
+        ran = True
+        if step.layer == "xsd":
+            try:
+                findings.extend(xsd.check(document.tree, step.artefact))
+            except Exception as exc:  # an unreadable or broken schema must fail closed
+                ran = False
+                findings.append(
+                    Finding(
+                        layer="xsd",
+                        rule=LAYER_FAILED,
+                        severity="fatal",
+                        message=f"{step.artefact.name} could not run: {exc}",
+                        artefact=step.artefact.name,
+                    )
+                )
+        else:
+            layer_findings, ran = schematron.run(step.artefact, saxon_document, document.tree)
+            findings.extend(layer_findings)
+        layers.append(
+            LayerRun(
+                name=step.rule_set,
+                layer=step.layer,
+                artefact=step.artefact.name,
+                version=step.artefact.version,
+                ran=ran,
+                seconds=time.perf_counter() - started,
+            )
+        )
+    return Report(
+        path=document.name,
+        container=document.container,
+        syntax=document.syntax,
+        profile=document.profile,
+        findings=tuple(findings),
+        layers=tuple(layers),
+        warnings=tuple([*document.warnings, *notes]),
+        rule_sets=tuple(rule_sets),
+    )
+
+
+# --- batches -----------------------------------------------------------------------------------
+
+_worker_rules: tuple[str, ...] = ()
+_worker_packs: list[RulePack] = []
+_worker_limits: Limits = DEFAULT_LIMITS
+
+
+def _init_worker(rules: tuple[str, ...], packs: list[RulePack], limits: Limits) -> None:
+    global _worker_rules, _worker_packs, _worker_limits
+    _worker_rules, _worker_packs, _worker_limits = rules, packs, limits
+
+
+def _validate_path(path: str) -> Report:
+    try:
+        return validate(path, _worker_rules, rule_packs=_worker_packs, limits=_worker_limits)
+    except Exception as exc:  # a bug must not kill the batch; the file is reported, not lost
+        return Report(
+            path=path, container=None, syntax=None, profile=None,
+            findings=(Finding(layer="xml", rule=LAYER_FAILED, severity="fatal",
+                              message=f"internal error: {type(exc).__name__}: {exc}"),),
+            error=f"internal error: {type(exc).__name__}: {exc}", error_type=type(exc).__name__,
+        )
+
+
+def default_jobs() -> int:
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+
+
+def validate_many(
+    paths: Iterable[str | os.PathLike[str]],
+    rules: str | Iterable[str] | None = None,
+    *,
+    rule_packs: Iterable[str | os.PathLike[str] | RulePack] = (),
+    jobs: int | None = None,
+    limits: Limits = DEFAULT_LIMITS,
+) -> Iterator[Report]:
+    """Validate many files, in input order, on `jobs` worker processes (default: all cores).
+
+    Workers are started with 'spawn' (never fork: a forked Saxon isolate is unusable) and each
+    keeps its compiled stylesheets for the whole batch.
+    """
+    packs = _packs(rule_packs)
+    rule_sets = parse_rule_sets(rules, packs)
+    names = [str(Path(p)) for p in paths]
+    jobs = default_jobs() if jobs is None else max(1, jobs)
+    if jobs == 1 or len(names) <= 1:
+        _init_worker(rule_sets, packs, limits)
+        for name in names:
+            yield _validate_path(name)
+        return
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(
+        max_workers=min(jobs, len(names)),
+        mp_context=context,
+        initializer=_init_worker,
+        initargs=(rule_sets, packs, limits),
+    ) as pool:
+        yield from pool.map(_validate_path, names, chunksize=1)
+
+
+

@@ -1,0 +1,246 @@
+"""Schematron layer: the official compiled XSLTs run in-process by saxonche.
+
+Each stylesheet is compiled once per process from its file path (so `document()` calls for the
+Factur-X code lists resolve beside it, offline) and reused. Saxon is restricted to local files.
+The SVRL output becomes findings; a stylesheet that raises, or fires no rule at all (the wrong
+stylesheet for the document), yields a fatal LAYER-FAILED finding instead: the layer fails closed.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import resource
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from lxml import etree
+
+from ..artefacts import Artefact
+from .report import LAYER_FAILED, Finding, Location, Severity
+
+SVRL = "http://purl.oclc.org/dsdl/svrl"
+_NS = {"svrl": SVRL}
+_MAX_FINDINGS = 500
+_MAX_MESSAGE = 1000
+# saxonche 13 reserves about 33 GiB of address space when it starts, and aborts the whole
+# process when RLIMIT_AS forbids it: refuse with a clear cause instead.
+_SAXON_ADDRESS_SPACE = 36 * 1024**3
+
+_PUBLISHED_RULE = re.compile(
+    r"\b((?:BR|CII|UBL|PEPPOL|FX|DE|FR)-[A-Za-z0-9]+(?:-[A-Za-z0-9]+)*(?:_BT-\d+)?)\b"
+)
+_BRACKETED = re.compile(r"\[([A-Z][A-Za-z0-9]*(?:-[A-Za-z0-9_]+)+)\]")
+_INTERNAL_ID = re.compile(r"^(FX-SCH-|noid)", re.IGNORECASE)
+_TERM = re.compile(r"\b(B[TG]-\d+)(?![0-9])")
+_XPATH2_STEP = re.compile(r"\*:([\w.-]+)\[namespace-uri\(\)='([^']*)'\]")
+_XPATH2_ATTR = re.compile(r"@\*\[local-name\(\)='([\w.-]+)'(?: and namespace-uri\(\)='')?\]")
+_SEVERITY: dict[str, Severity] = {
+    "fatal": "fatal",
+    "error": "fatal",
+    "warning": "warning",
+    "warn": "warning",
+    "information": "information",
+    "info": "information",
+}
+
+
+class SaxonUnavailable(RuntimeError):
+    """saxonche cannot start in this process (import failure or address-space limit)."""
+
+
+@dataclass
+class _Engine:
+    pid: int
+    processor: Any
+    xslt: Any
+    compiled: dict[str, Any]
+
+
+_engine: _Engine | None = None
+_lock = threading.RLock()
+
+
+def address_space_problem() -> str | None:
+    """Why Saxon cannot start here (a too-low RLIMIT_AS), or None."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    if soft == resource.RLIM_INFINITY or soft >= _SAXON_ADDRESS_SPACE:
+        return None
+    if hard == resource.RLIM_INFINITY or hard >= _SAXON_ADDRESS_SPACE:
+        # The soft limit may be raised for this process only; do it rather than abort.
+        resource.setrlimit(resource.RLIMIT_AS, (hard, hard))
+        return None
+    return (
+        f"the process address-space limit (RLIMIT_AS = {soft // 1024**2} MiB) is below the "
+        f"{_SAXON_ADDRESS_SPACE // 1024**3} GiB saxonche reserves at start-up; raise or remove "
+        "the limit (e.g. Odoo's limit_memory_hard, uwsgi's limit-as) for the validating process"
+    )
+
+
+def _get_engine() -> _Engine:
+    global _engine
+    pid = os.getpid()
+    if _engine is not None and _engine.pid == pid:
+        return _engine
+    problem = address_space_problem()
+    if problem:
+        raise SaxonUnavailable(problem)
+    try:
+        from saxonche import PySaxonProcessor
+    except ImportError as exc:  # pragma: no cover - dependency missing
+        raise SaxonUnavailable(f"saxonche cannot be imported: {exc}") from None
+    processor = PySaxonProcessor(license=False)
+    # Stylesheets may only read local files (their code lists); never the network.
+    processor.set_configuration_property("http://saxon.sf.net/feature/allowedProtocols", "file")
+    _engine = _Engine(pid, processor, processor.new_xslt30_processor(), {})
+    return _engine
+
+
+def _compiled(engine: _Engine, artefact: Artefact) -> Any:
+    key = str(artefact.path)
+    executable = engine.compiled.get(key)
+    if executable is None:
+        executable = engine.xslt.compile_stylesheet(stylesheet_file=key)
+        if executable is None:  # saxonche reports some compile failures this way
+            raise RuntimeError(f"cannot compile {artefact.name}")
+        engine.compiled[key] = executable
+    return executable
+
+
+def warm_up(artefacts: Iterable[Artefact]) -> None:
+    """Compile stylesheets ahead of use (worker initialisers call this)."""
+    with _lock:
+        engine = _get_engine()
+        for artefact in artefacts:
+            _compiled(engine, artefact)
+
+
+class SaxonDocument:
+    """A document parsed once by Saxon and shared by every stylesheet applied to it."""
+
+    def __init__(self, xml: bytes) -> None:
+        self._xml = xml
+        self._node: Any = None
+        self._pid = -1
+
+    def node(self, engine: _Engine) -> Any:
+        if self._node is None or self._pid != engine.pid:
+            self._node = engine.processor.parse_xml(xml_text=self._xml.decode("utf-8"))
+            self._pid = engine.pid
+        return self._node
+
+
+def layer_failed(artefact: Artefact, cause: str) -> Finding:
+    """The fatal finding for a Schematron layer that could not run."""
+    return Finding(
+        layer="schematron",
+        rule=LAYER_FAILED,
+        severity="fatal",
+        message=f"{artefact.name} could not run: {_cap(cause)}",
+        artefact=artefact.name,
+    )
+
+
+def run(
+    artefact: Artefact, document: SaxonDocument, tree: etree._ElementTree
+) -> tuple[list[Finding], bool]:
+    """Apply one stylesheet; return its findings and whether it ran."""
+    with _lock:
+        try:
+            engine = _get_engine()
+            executable = _compiled(engine, artefact)
+            svrl = executable.transform_to_string(xdm_node=document.node(engine))
+        except SaxonUnavailable as exc:
+            return [layer_failed(artefact, str(exc))], False
+        except Exception as exc:  # saxonche raises PySaxonApiError and plain exceptions
+            return [layer_failed(artefact, f"{type(exc).__name__}: {exc}")], False
+    if not svrl:
+        return [layer_failed(artefact, "the stylesheet produced no SVRL output")], False
+    return parse_svrl(svrl.encode("utf-8"), artefact, tree)
+
+
+def parse_svrl(
+    svrl: bytes, artefact: Artefact, tree: etree._ElementTree | None = None
+) -> tuple[list[Finding], bool]:
+    """Turn an SVRL report into findings; fail closed when no rule fired."""
+    parser = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=True)
+    try:
+        root = etree.fromstring(svrl, parser)
+    except etree.XMLSyntaxError as exc:
+        return [layer_failed(artefact, f"unreadable SVRL output: {exc}")], False
+    if root.find("svrl:fired-rule", _NS) is None and not root.xpath(
+        "boolean(//svrl:fired-rule)", namespaces=_NS
+    ):
+        return [
+            layer_failed(
+                artefact,
+                "the stylesheet fired no rule on this document, so it does not apply to it "
+                "(wrong syntax or vocabulary)",
+            )
+        ], False
+    findings: list[Finding] = []
+    nodes = root.xpath("//svrl:failed-assert | //svrl:successful-report", namespaces=_NS)
+    for node in nodes[:_MAX_FINDINGS]:
+        findings.append(_finding(node, artefact, tree))
+    if len(nodes) > _MAX_FINDINGS:
+        findings.append(
+            Finding(
+                layer="schematron",
+                rule="TRUNCATED",
+                severity="information",
+                message=f"{len(nodes) - _MAX_FINDINGS} more findings of {artefact.name} not listed",
+                artefact=artefact.name,
+            )
+        )
+    return findings, True
+
+
+def _finding(node: etree._Element, artefact: Artefact, tree: etree._ElementTree | None) -> Finding:
+    text_node = node.find("svrl:text", _NS)
+    message = " ".join("".join(text_node.itertext()).split()) if text_node is not None else ""
+    assert_id = node.get("id")
+    rule = assert_id
+    if not rule or _INTERNAL_ID.match(rule):
+        bracketed = _BRACKETED.search(message)
+        published = bracketed or _PUBLISHED_RULE.search(message)
+        rule = published.group(1) if published else (assert_id or "UNNAMED-ASSERT")
+    flag = (node.get("flag") or node.get("role") or "").strip().lower()
+    severity = _SEVERITY.get(flag, "fatal")
+    xpath = node.get("location")
+    terms = tuple(dict.fromkeys(_TERM.findall(f"{rule} {message}")))
+    return Finding(
+        layer="schematron",
+        rule=rule,
+        severity=severity,
+        message=_cap(message),
+        location=Location(xpath=xpath, line=_line_of(tree, xpath)),
+        assert_id=assert_id if assert_id != rule else None,
+        business_terms=terms,
+        artefact=artefact.name,
+    )
+
+
+def _cap(text: str) -> str:
+    return text if len(text) <= _MAX_MESSAGE else text[:_MAX_MESSAGE] + "…[truncated]"
+
+
+def _line_of(tree: etree._ElementTree | None, xpath: str | None) -> int | None:
+    """The source line of the node an SVRL location points at (XPath 2 steps made XPath 1)."""
+    if tree is None or not xpath or not xpath.startswith("/"):
+        return None
+    path = _XPATH2_STEP.sub(r"*[local-name()='\1' and namespace-uri()='\2']", xpath)
+    path = _XPATH2_ATTR.sub(r"@\1", path)
+    try:
+        found = tree.xpath(path)
+    except (etree.XPathError, TypeError, ValueError):
+        return None
+    if isinstance(found, list) and found:
+        target = found[0]
+        if isinstance(target, etree._Element):
+            return target.sourceline
+        parent = getattr(target, "getparent", lambda: None)()
+        if isinstance(parent, etree._Element):
+            return parent.sourceline
+    return None
