@@ -1,0 +1,1109 @@
+"""Qonto Business API client (sync and async twins sharing one core) for the PA-as-a-Service flow.
+
+The two clients only differ in how they wait and send; everything else (configuration, auth
+headers, request building, answer interpretation, retry decisions, rate limiting, OAuth refresh
+with rotating refresh tokens, pagination rules) lives in `_Core` and the `_Op` descriptions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import json
+import logging
+import os
+import random
+import tempfile
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Generic, Literal, TypeVar
+from urllib.parse import urlsplit
+
+import httpx
+
+from .errors import (
+    ApiError,
+    AuthenticationError,
+    QontoError,
+    RateLimitedError,
+    ServerError,
+    StagingTokenError,
+    TransportError,
+    ValidationRejectedError,
+    error_class_for,
+    parse_error_body,
+    redact,
+)
+
+log = logging.getLogger("facturflow.transmit")
+
+PRODUCTION_URL = "https://thirdparty.qonto.com"
+SANDBOX_URL = "https://thirdparty-sandbox.staging.qonto.co"
+PRODUCTION_TOKEN_URL = "https://oauth.qonto.com/oauth2/token"
+SANDBOX_TOKEN_URL = "https://oauth-sandbox.staging.qonto.co/oauth2/token"
+PRODUCTION_ONBOARDING_URL = "https://onboarding-partners.qonto.com"
+
+# Bulk import limits (API.md §5.2). "MB" is not defined by Qonto: decimal megabytes are the
+# stricter reading, so the client checks against them before sending.
+MAX_IMPORT_FILES = 5
+MAX_IMPORT_FILE_BYTES = 5_000_000
+MAX_IMPORT_TOTAL_BYTES = 15_000_000
+_MULTIPART_PART_OVERHEAD = 256
+
+# Published limits are 1000 req / 10 s and 10 000 req / 10 min per IP (API.md §3.4); stay under.
+DEFAULT_RATE_LIMITS: tuple[tuple[int, float], ...] = ((900, 10.0), (9000, 600.0))
+
+# OAuth scopes the PA flow needs (write singular, read plural: API.md §2.3).
+PA_SCOPES = (
+    "offline_access",
+    "organization.read",
+    "einvoicing.read",
+    "client_invoice.write",
+    "client_invoices.read",
+    "client.read",
+    "supplier_invoice.read",
+    "attachment.read",
+)
+
+T = TypeVar("T")
+AuthKind = Literal["business", "onboarding", "none"]
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_url(url: str, what: str) -> str:
+    """Refuse anything but HTTPS, except plain HTTP to a loopback address (the sandbox)."""
+    parts = urlsplit(url)
+    if parts.scheme == "https" and parts.hostname:
+        return url.rstrip("/")
+    if parts.scheme == "http" and parts.hostname and _is_loopback(parts.hostname):
+        return url.rstrip("/")
+    raise ValueError(f"{what} must be an https:// URL (plain http only to loopback): {url!r}")
+
+
+@dataclass(frozen=True)
+class QontoConfig:
+    """Everything a client needs; secrets are excluded from repr."""
+
+    base_url: str = PRODUCTION_URL
+    api_key: str | None = field(default=None, repr=False)
+    access_token: str | None = field(default=None, repr=False)
+    refresh_token: str | None = field(default=None, repr=False)
+    client_id: str | None = None
+    client_secret: str | None = field(default=None, repr=False)
+    staging_token: str | None = field(default=None, repr=False)
+    token_url: str | None = None
+    token_store: Path | None = None
+    onboarding_url: str | None = None
+    partner_id: str | None = None
+    partner_token: str | None = field(default=None, repr=False)
+    timeout: float = 30.0
+    connect_timeout: float = 10.0
+    max_retries: int = 5
+    retry_budget: float = 120.0
+    backoff_base: float = 0.5
+    backoff_max: float = 30.0
+    rate_limits: tuple[tuple[int, float], ...] = DEFAULT_RATE_LIMITS
+    verify: bool | str = True
+    prefer: Literal["oauth", "api_key"] = "oauth"
+
+    def __post_init__(self) -> None:
+        check_url(self.base_url, "QONTO_BASE_URL")
+        for name in ("token_url", "onboarding_url"):
+            value = getattr(self, name)
+            if value:
+                check_url(value, name)
+        if self.api_key is not None and ":" not in self.api_key:
+            raise ValueError("QONTO_API_KEY must be 'login:secret-key' (no Basic, no Base64)")
+        if self.max_retries < 0 or self.timeout <= 0:
+            raise ValueError("max_retries must be >= 0 and timeout > 0")
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> QontoConfig:
+        """Read the QONTO_* variables; keyword arguments that are not None win."""
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {
+            "base_url": env.get("QONTO_BASE_URL") or PRODUCTION_URL,
+            "api_key": env.get("QONTO_API_KEY") or None,
+            "access_token": env.get("QONTO_ACCESS_TOKEN") or None,
+            "refresh_token": env.get("QONTO_REFRESH_TOKEN") or None,
+            "client_id": env.get("QONTO_CLIENT_ID") or None,
+            "client_secret": env.get("QONTO_CLIENT_SECRET") or None,
+            "staging_token": env.get("QONTO_STAGING_TOKEN") or None,
+            "token_url": env.get("QONTO_TOKEN_URL") or None,
+            "token_store": Path(env["QONTO_TOKEN_FILE"]) if env.get("QONTO_TOKEN_FILE") else None,
+            "onboarding_url": env.get("QONTO_ONBOARDING_URL") or None,
+            "partner_id": env.get("QONTO_PARTNER_ID") or None,
+            "partner_token": env.get("QONTO_PARTNER_TOKEN") or None,
+        }
+        if env.get("QONTO_TIMEOUT"):
+            values["timeout"] = float(env["QONTO_TIMEOUT"])
+        if env.get("QONTO_MAX_RETRIES"):
+            values["max_retries"] = int(env["QONTO_MAX_RETRIES"])
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+    @property
+    def configured(self) -> bool:
+        """True when some Business API credential is set."""
+        return bool(self.api_key or self.access_token or self.refresh_token)
+
+    @property
+    def secrets(self) -> tuple[str | None, ...]:
+        return (
+            self.api_key,
+            self.access_token,
+            self.refresh_token,
+            self.client_secret,
+            self.staging_token,
+            self.partner_token,
+        )
+
+    @property
+    def resolved_token_url(self) -> str:
+        if self.token_url:
+            return self.token_url
+        if self.base_url == PRODUCTION_URL:
+            return PRODUCTION_TOKEN_URL
+        if self.base_url == SANDBOX_URL:
+            return SANDBOX_TOKEN_URL
+        return self.base_url + "/oauth2/token"
+
+    @property
+    def resolved_onboarding_url(self) -> str:
+        if self.onboarding_url:
+            return self.onboarding_url
+        if self.base_url == PRODUCTION_URL:
+            return PRODUCTION_ONBOARDING_URL
+        return self.base_url  # the sandbox shares its host with the Business API sandbox
+
+    @property
+    def organization_hint(self) -> str:
+        """A stable label for the organisation before asking Qonto (API key login or host)."""
+        if self.api_key:
+            return self.api_key.split(":", 1)[0]
+        return urlsplit(self.base_url).netloc
+
+
+# ---------------------------------------------------------------------------------------------
+# Values returned by the client
+
+
+@dataclass(frozen=True)
+class UploadFile:
+    """One file of a bulk import."""
+
+    file_name: str
+    data: bytes = field(repr=False)
+    content_type: str = "application/pdf"
+
+    @classmethod
+    def from_path(cls, path: str | os.PathLike[str]) -> UploadFile:
+        p = Path(path)
+        return cls(p.name, p.read_bytes(), content_type_for(p.name))
+
+
+def content_type_for(name: str) -> str:
+    suffix = name.rsplit(".", 1)[-1].lower() if "." in name else ""
+    return {
+        "pdf": "application/pdf",
+        "xml": "application/xml",
+        "jpg": "image/jpeg",
+        "jpeg": "image/jpeg",
+        "png": "image/png",
+    }.get(suffix, "application/octet-stream")
+
+
+@dataclass(frozen=True)
+class ImportedInvoice:
+    """One entry of a bulk import answer: Qonto's id for the invoice made from `file_name`."""
+
+    invoice_id: str
+    file_name: str
+
+
+@dataclass(frozen=True)
+class EInvoicingSettings:
+    sending_status: str
+    receiving_status: str
+
+    @property
+    def sending_enabled(self) -> bool:
+        return self.sending_status == "enabled"
+
+
+@dataclass(frozen=True)
+class LifecycleEvent:
+    status_code: int
+    reason: str | None
+    reason_message: str | None
+    timestamp: str | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "status_code": self.status_code,
+            "reason": self.reason,
+            "reason_message": self.reason_message,
+            "timestamp": self.timestamp,
+        }
+
+
+@dataclass(frozen=True)
+class ClientInvoice:
+    """The fields of a client invoice the pipeline needs; `raw` keeps the rest."""
+
+    id: str
+    number: str | None
+    status: str | None
+    einvoicing_status: str | None
+    lifecycle_events: tuple[LifecycleEvent, ...]
+    raw: Mapping[str, Any] = field(repr=False)
+
+    @property
+    def latest_event(self) -> LifecycleEvent | None:
+        # Ordered by timestamp, not array order (API.md §9).
+        events = sorted(self.lifecycle_events, key=lambda e: (e.timestamp or "", e.status_code))
+        return events[-1] if events else None
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ClientInvoice:
+        events = []
+        for item in data.get("einvoicing_lifecycle_events") or ():
+            if not isinstance(item, dict):
+                continue
+            try:
+                code = int(item["status_code"])  # int or string (API.md §10 Q8)
+            except (KeyError, TypeError, ValueError):
+                continue
+            events.append(
+                LifecycleEvent(code, item.get("reason"), item.get("reason_message"),
+                               item.get("timestamp"))
+            )
+        return cls(
+            id=str(data.get("id")),
+            number=data.get("number") or data.get("invoice_number"),
+            status=data.get("status"),
+            einvoicing_status=data.get("einvoicing_status"),
+            lifecycle_events=tuple(events),
+            raw=data,
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# Token persistence
+
+
+@dataclass
+class TokenState:
+    access_token: str | None = field(default=None, repr=False)
+    refresh_token: str | None = field(default=None, repr=False)
+    expires_at: float | None = None  # wall-clock seconds
+
+
+def load_tokens(path: Path) -> TokenState | None:
+    try:
+        data = json.loads(path.read_text("utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict):
+        return None
+    return TokenState(data.get("access_token"), data.get("refresh_token"), data.get("expires_at"))
+
+
+def save_tokens(path: Path, state: TokenState) -> None:
+    """Write atomically with mode 0600: a rotated refresh token must never be lost half-written."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tokens.")
+    try:
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(
+                {
+                    "access_token": state.access_token,
+                    "refresh_token": state.refresh_token,
+                    "expires_at": state.expires_at,
+                },
+                fh,
+            )
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+# ---------------------------------------------------------------------------------------------
+# Rate limiter
+
+
+class RateLimiter:
+    """Sliding-window limiter over several (count, seconds) windows; thread-safe.
+
+    `reserve()` books the earliest slot that keeps every window under its count and returns how
+    long the caller must wait for it.
+    """
+
+    def __init__(
+        self, limits: Sequence[tuple[int, float]], clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._limits = tuple((n, w) for n, w in limits if n > 0)
+        self._clock = clock
+        self._lock = threading.Lock()
+        longest = max((n for n, _ in self._limits), default=0)
+        self._stamps: deque[float] = deque(maxlen=longest or 1)
+
+    def reserve(self) -> float:
+        if not self._limits:
+            return 0.0
+        with self._lock:
+            now = self._clock()
+            slot = max(now, self._stamps[-1]) if self._stamps else now
+            for _ in range(2):
+                for count, window in self._limits:
+                    if len(self._stamps) >= count:
+                        slot = max(slot, self._stamps[-count] + window)
+            self._stamps.append(slot)
+            return slot - now
+
+
+# ---------------------------------------------------------------------------------------------
+# Operations and the shared core
+
+
+@dataclass(frozen=True)
+class _Op(Generic[T]):
+    method: str
+    url: str
+    parse: Callable[[httpx.Response], T]
+    auth: AuthKind = "business"
+    params: Mapping[str, Any] | None = None
+    json_body: Any = None
+    form: Mapping[str, str] | None = None
+    files: Sequence[UploadFile] | None = None
+    file_field: str = "client_invoices"
+    staging: bool = True
+
+    @property
+    def write(self) -> bool:
+        return self.method in ("POST", "PUT", "PATCH", "DELETE")
+
+    @property
+    def label(self) -> str:
+        return f"{self.method} {urlsplit(self.url).path}"
+
+
+def _json(response: httpx.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError as exc:
+        raise ServerError(
+            f"answer is not JSON (HTTP {response.status_code})", status=response.status_code
+        ) from exc
+
+
+def _unwrap(key: str) -> Callable[[httpx.Response], dict[str, Any]]:
+    def parse(response: httpx.Response) -> dict[str, Any]:
+        body = _json(response)
+        value = body.get(key) if isinstance(body, dict) else None
+        if not isinstance(value, dict):
+            raise ServerError(f"answer lacks the {key!r} object", status=response.status_code)
+        return value
+
+    return parse
+
+
+@dataclass(frozen=True)
+class Page:
+    items: list[dict[str, Any]]
+    next_page: int | None
+    total_pages: int | None
+
+
+def _page(key: str) -> Callable[[httpx.Response], Page]:
+    def parse(response: httpx.Response) -> Page:
+        body = _json(response)
+        if not isinstance(body, dict) or not isinstance(body.get(key), list):
+            raise ServerError(f"answer lacks the {key!r} list", status=response.status_code)
+        meta_raw = body.get("meta")
+        meta: dict[str, Any] = meta_raw if isinstance(meta_raw, dict) else {}
+        nxt, total = meta.get("next_page"), meta.get("total_pages")
+        return Page(
+            [x for x in body[key] if isinstance(x, dict)],
+            nxt if isinstance(nxt, int) else None,
+            total if isinstance(total, int) else None,
+        )
+
+    return parse
+
+
+def _no_content(response: httpx.Response) -> None:
+    return None
+
+
+def _raw(response: httpx.Response) -> bytes:
+    return response.content
+
+
+def check_import_limits(files: Sequence[UploadFile]) -> None:
+    """Raise ValidationRejectedError (no request made) when a bulk import breaks Qonto's limits."""
+
+    def reject(code: str, detail: str, pointer: str | None = None) -> ValidationRejectedError:
+        return ValidationRejectedError(
+            f"bulk import refused before sending: {detail}",
+            errors=[ApiError(code, detail, pointer)],
+        )
+
+    if not files:
+        raise reject("no_files", "at least one file is required")
+    if len(files) > MAX_IMPORT_FILES:
+        raise reject("too_many_files", f"{len(files)} files (at most {MAX_IMPORT_FILES})")
+    total = 0
+    for index, upload in enumerate(files):
+        size = len(upload.data)
+        if size > MAX_IMPORT_FILE_BYTES:
+            raise reject(
+                "file_too_large",
+                f"{upload.file_name} is {size} bytes (at most {MAX_IMPORT_FILE_BYTES})",
+                f"/client_invoices/{index}",
+            )
+        total += size + _MULTIPART_PART_OVERHEAD + len(upload.file_name)
+    if total > MAX_IMPORT_TOTAL_BYTES:
+        raise reject(
+            "request_too_large", f"{total} bytes in all (at most {MAX_IMPORT_TOTAL_BYTES})"
+        )
+
+
+class _Core:
+    """Configuration, auth, request building, answer interpretation and retry policy."""
+
+    def __init__(self, config: QontoConfig, *, rng: random.Random | None = None) -> None:
+        self.config = config
+        self.limiter = RateLimiter(config.rate_limits)
+        self.rng = rng or random.Random()
+        self.tokens = TokenState(config.access_token, config.refresh_token, None)
+        if config.token_store is not None:
+            stored = load_tokens(config.token_store)
+            # A stored refresh token is newer than the environment's: it was rotated since.
+            if stored is not None and stored.refresh_token:
+                self.tokens = stored
+        self.use_oauth = bool(self.tokens.access_token or self.tokens.refresh_token) and (
+            config.prefer == "oauth" or not config.api_key
+        )
+        self._host = urlsplit(config.base_url).netloc
+
+    # -- secrets ------------------------------------------------------------------------------
+    def secrets(self) -> list[str | None]:
+        return [*self.config.secrets, self.tokens.access_token, self.tokens.refresh_token]
+
+    def redact(self, text: str) -> str:
+        return redact(text, self.secrets())
+
+    # -- OAuth --------------------------------------------------------------------------------
+    def can_refresh(self) -> bool:
+        return bool(
+            self.use_oauth and self.tokens.refresh_token and self.config.client_id
+            and self.config.client_secret
+        )
+
+    def needs_refresh(self) -> bool:
+        if not self.use_oauth:
+            return False
+        if not self.tokens.access_token:
+            return self.can_refresh()
+        exp = self.tokens.expires_at
+        return exp is not None and time.time() >= exp and self.can_refresh()
+
+    def refresh_op(self) -> _Op[None]:
+        form = {
+            "grant_type": "refresh_token",
+            "refresh_token": self.tokens.refresh_token or "",
+            "client_id": self.config.client_id or "",
+            "client_secret": self.config.client_secret or "",
+        }
+        return _Op("POST", self.config.resolved_token_url, self._store_tokens, auth="none",
+                   form=form)
+
+    def exchange_code_op(self, code: str, redirect_uri: str) -> _Op[None]:
+        form = {
+            "grant_type": "authorization_code",
+            "code": code,
+            "redirect_uri": redirect_uri,
+            "client_id": self.config.client_id or "",
+            "client_secret": self.config.client_secret or "",
+        }
+        return _Op("POST", self.config.resolved_token_url, self._store_tokens, auth="none",
+                   form=form)
+
+    def _store_tokens(self, response: httpx.Response) -> None:
+        body = _json(response)
+        if not isinstance(body, dict) or not isinstance(body.get("access_token"), str):
+            raise AuthenticationError("token endpoint answer lacks access_token",
+                                      status=response.status_code)
+        expires_in = body.get("expires_in")
+        self.tokens = TokenState(
+            body["access_token"],
+            # Refresh tokens rotate: the old one is dead now, keep the new one.
+            body.get("refresh_token") or self.tokens.refresh_token,
+            time.time() + float(expires_in) - 30 if isinstance(expires_in, int | float) else None,
+        )
+        self.use_oauth = True
+        if self.config.token_store is not None:
+            save_tokens(self.config.token_store, self.tokens)
+
+    # -- requests -----------------------------------------------------------------------------
+    def headers(self, op: _Op[Any], idempotency_key: str | None) -> dict[str, str]:
+        headers = {"Accept": "application/json", "User-Agent": "facturflow"}
+        if op.auth == "business":
+            if self.use_oauth and self.tokens.access_token:
+                headers["Authorization"] = f"Bearer {self.tokens.access_token}"
+            elif self.config.api_key:
+                headers["Authorization"] = self.config.api_key
+        elif op.auth == "onboarding":
+            if self.config.partner_token:
+                headers["Authorization"] = f"Bearer {self.config.partner_token}"
+            if self.config.partner_id:
+                headers["Qonto-Partner-Id"] = self.config.partner_id
+        if self.config.staging_token and op.staging:
+            headers["X-Qonto-Staging-Token"] = self.config.staging_token
+        if idempotency_key is not None:
+            headers["X-Qonto-Idempotency-Key"] = idempotency_key
+        return headers
+
+    def request_args(self, op: _Op[Any], idempotency_key: str | None) -> dict[str, Any]:
+        args: dict[str, Any] = {
+            "method": op.method,
+            "url": op.url,
+            "headers": self.headers(op, idempotency_key),
+            "params": {k: v for k, v in (op.params or {}).items() if v is not None},
+        }
+        if op.files is not None:
+            args["files"] = [
+                (op.file_field, (f.file_name, f.data, f.content_type)) for f in op.files
+            ]
+        elif op.form is not None:
+            args["data"] = dict(op.form)
+        elif op.json_body is not None:
+            args["json"] = op.json_body
+        return args
+
+    def idempotency_key(self, op: _Op[Any]) -> str | None:
+        return str(uuid.uuid4()) if op.write and op.auth != "none" else None
+
+    def interpret(self, op: _Op[T], response: httpx.Response) -> T:
+        status = response.status_code
+        ctype = response.headers.get("content-type", "")
+        if op.staging and (status in (301, 302, 303, 307, 308) or (
+            "text/html" in ctype and op.parse is not _raw
+        )):
+            raise StagingTokenError(
+                f"{op.label}: got an HTML page or a redirect (HTTP {status}) instead of JSON: "
+                "staging token missing or wrong (set QONTO_STAGING_TOKEN for the sandbox)",
+                status=status, method=op.method, path=urlsplit(op.url).path,
+            )
+        if 200 <= status < 300:
+            try:
+                return op.parse(response)
+            except QontoError as exc:
+                exc.method, exc.path = op.method, urlsplit(op.url).path
+                raise
+        raise self.error(op, response)
+
+    def error(self, op: _Op[Any], response: httpx.Response) -> QontoError:
+        status = response.status_code
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        entries, trace_id = parse_error_body(body)
+        trace_id = trace_id or response.headers.get("x-tyk-trace-id")
+        cls = error_class_for(status)
+        summary = "; ".join(
+            f"{e.code or 'error'}: {e.detail}" if e.detail else (e.code or "error")
+            for e in entries
+        ) or response.reason_phrase or "no detail"
+        message = self.redact(
+            f"{op.label} -> HTTP {status}: {summary}"
+            + (f" (trace_id {trace_id})" if trace_id else "")
+        )
+        redacted = [
+            replace(e, detail=self.redact(e.detail) if e.detail else None) for e in entries
+        ]
+        kw: dict[str, Any] = {
+            "status": status, "errors": redacted, "trace_id": trace_id,
+            "method": op.method, "path": urlsplit(op.url).path,
+        }
+        if cls is RateLimitedError:
+            return RateLimitedError(message, retry_after=retry_after(response), **kw)
+        return cls(message, **kw)
+
+    def transport_error(self, op: _Op[Any], exc: Exception) -> TransportError:
+        kind = type(exc).__name__
+        return TransportError(
+            self.redact(f"{op.label}: no answer ({kind}: {exc})"),
+            method=op.method, path=urlsplit(op.url).path,
+        )
+
+    def retry_delay(self, err: QontoError, attempt: int, started: float) -> float | None:
+        """Seconds to wait before the next attempt, or None to give up and raise `err`."""
+        retriable = isinstance(err, TransportError | RateLimitedError) or (
+            isinstance(err, ServerError) and err.status is not None and err.status >= 500
+        )
+        if not retriable or attempt >= self.config.max_retries:
+            return None
+        cap = min(self.config.backoff_max, self.config.backoff_base * (2**attempt))
+        delay = self.rng.uniform(cap / 2, cap)  # "equal jitter": never zero, never synchronised
+        if isinstance(err, RateLimitedError) and err.retry_after is not None:
+            delay = max(delay, err.retry_after)
+        if time.monotonic() - started + delay > self.config.retry_budget:
+            return None
+        return delay
+
+    # -- endpoints (shared descriptions) ----------------------------------------------------
+    def url(self, path: str) -> str:
+        return self.config.base_url + path
+
+    def onboarding(self, path: str) -> str:
+        return self.config.resolved_onboarding_url + path
+
+    def same_host(self, url: str) -> bool:
+        return urlsplit(url).netloc == self._host
+
+
+def retry_after(response: httpx.Response) -> float | None:
+    value = response.headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None
+
+
+def _settings(response: httpx.Response) -> EInvoicingSettings:
+    body = _json(response)
+    if isinstance(body, dict) and isinstance(body.get("einvoicing_settings"), dict):
+        body = body["einvoicing_settings"]  # tolerate a wrapped answer
+    if not isinstance(body, dict):
+        raise ServerError("settings answer is not an object", status=response.status_code)
+    return EInvoicingSettings(
+        str(body.get("sending_status", "unknown")), str(body.get("receiving_status", "unknown"))
+    )
+
+
+def _imported(response: httpx.Response) -> list[ImportedInvoice]:
+    body = _json(response)
+    items = body.get("client_invoices") if isinstance(body, dict) else None
+    if not isinstance(items, list):
+        raise ServerError("bulk import answer lacks 'client_invoices'", status=response.status_code)
+    out = []
+    for item in items:
+        if isinstance(item, dict) and item.get("invoice_id"):
+            out.append(ImportedInvoice(str(item["invoice_id"]), str(item.get("file_name", ""))))
+    return out
+
+
+def _client_invoice(response: httpx.Response) -> ClientInvoice:
+    return ClientInvoice.from_json(_unwrap("client_invoice")(response))
+
+
+class _Ops:
+    """The endpoint descriptions both clients run."""
+
+    def __init__(self, core: _Core) -> None:
+        self.c = core
+
+    def organization(self) -> _Op[dict[str, Any]]:
+        return _Op("GET", self.c.url("/v2/organization"), _unwrap("organization"))
+
+    def settings(self) -> _Op[EInvoicingSettings]:
+        return _Op("GET", self.c.url("/v2/einvoicing/settings"), _settings)
+
+    def bulk_import(self, files: Sequence[UploadFile]) -> _Op[list[ImportedInvoice]]:
+        check_import_limits(files)
+        return _Op("POST", self.c.url("/v2/client_invoices/bulk"), _imported, files=tuple(files))
+
+    def send(self, invoice_id: str) -> _Op[None]:
+        return _Op("POST", self.c.url(f"/v2/client_invoices/{_id(invoice_id)}/send_by_einvoice"),
+                   _no_content)
+
+    def client_invoice(self, invoice_id: str) -> _Op[ClientInvoice]:
+        return _Op("GET", self.c.url(f"/v2/client_invoices/{_id(invoice_id)}"), _client_invoice)
+
+    def page(self, path: str, key: str, params: Mapping[str, Any], page: int,
+             onboarding: bool = False) -> _Op[Page]:
+        url = self.c.onboarding(path) if onboarding else self.c.url(path)
+        return _Op("GET", url, _page(key), params={**params, "page": page},
+                   auth="onboarding" if onboarding else "business")
+
+    def supplier_invoice(self, invoice_id: str) -> _Op[dict[str, Any]]:
+        return _Op("GET", self.c.url(f"/v2/supplier_invoices/{_id(invoice_id)}"),
+                   _unwrap("supplier_invoice"))
+
+    def attachment(self, attachment_id: str) -> _Op[dict[str, Any]]:
+        return _Op("GET", self.c.url(f"/v2/attachments/{_id(attachment_id)}"),
+                   _unwrap("attachment"))
+
+    def download(self, url: str) -> _Op[bytes]:
+        check_url(url, "attachment url")
+        # Signed URLs live on a storage host: no credential, no staging header goes there.
+        same = self.c.same_host(url)
+        return _Op("GET", url, _raw, auth="none", staging=same)
+
+    def client(self, client_id: str) -> _Op[dict[str, Any]]:
+        return _Op("GET", self.c.url(f"/v2/clients/{_id(client_id)}"), _unwrap("client"))
+
+    def create_registration(self, body: Mapping[str, Any]) -> _Op[dict[str, Any]]:
+        return _Op("POST", self.c.onboarding("/register/registrations"), _unwrap("registration"),
+                   auth="onboarding", json_body=dict(body))
+
+    def registration(self, registration_id: str) -> _Op[dict[str, Any]]:
+        return _Op("GET", self.c.onboarding(f"/register/registrations/{_id(registration_id)}"),
+                   _unwrap("registration"), auth="onboarding")
+
+
+def _id(value: str) -> str:
+    """Ids go into paths: refuse anything that could change the path."""
+    if not value or any(ch in value for ch in "/?#%\\ ") or value in (".", ".."):
+        raise ValueError(f"not a Qonto id: {value!r}")
+    return value
+
+
+def _pages_done(page: Page, current: int) -> int | None:
+    nxt = page.next_page
+    if nxt is None or nxt <= current:
+        return None
+    if page.total_pages is not None and nxt > page.total_pages:
+        return None
+    return nxt
+
+
+# ---------------------------------------------------------------------------------------------
+# The clients
+
+
+def _timeout(config: QontoConfig) -> httpx.Timeout:
+    return httpx.Timeout(config.timeout, connect=config.connect_timeout)
+
+
+class QontoClient:
+    """Synchronous Qonto client. Use as a context manager, or call `close()`."""
+
+    def __init__(
+        self,
+        config: QontoConfig | None = None,
+        *,
+        transport: httpx.BaseTransport | None = None,
+        rng: random.Random | None = None,
+        **overrides: Any,
+    ) -> None:
+        self.config = config if config is not None else QontoConfig.from_env(**overrides)
+        self._core = _Core(self.config, rng=rng)
+        self._ops = _Ops(self._core)
+        self._lock = threading.Lock()
+        self._http = httpx.Client(
+            timeout=_timeout(self.config), verify=self.config.verify, transport=transport,
+            follow_redirects=False,
+        )
+
+    def __enter__(self) -> QontoClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __repr__(self) -> str:
+        return f"QontoClient(base_url={self.config.base_url!r})"
+
+    def _run(self, op: _Op[T]) -> T:
+        core = self._core
+        if op.auth == "business" and core.needs_refresh():
+            self._refresh()
+        key = core.idempotency_key(op)
+        started, attempt, refreshed = time.monotonic(), 0, False
+        while True:
+            wait = core.limiter.reserve()
+            if wait > 0:
+                time.sleep(wait)
+            try:
+                response = self._http.send(self._http.build_request(**core.request_args(op, key)))
+            except (httpx.TransportError, httpx.TimeoutException) as exc:
+                err: QontoError = core.transport_error(op, exc)
+            else:
+                try:
+                    return core.interpret(op, response)
+                except StagingTokenError:
+                    raise
+                except AuthenticationError as exc:
+                    if op.auth == "business" and not refreshed and core.can_refresh():
+                        refreshed = True
+                        self._refresh()
+                        continue
+                    err = exc
+                except QontoError as exc:
+                    err = exc
+            delay = core.retry_delay(err, attempt, started)
+            log.debug("%s attempt %d failed: %s", op.label, attempt + 1, err.message)
+            if delay is None:
+                raise err
+            attempt += 1
+            time.sleep(delay)
+
+    def _refresh(self) -> None:
+        with self._lock:
+            self._run(self._core.refresh_op())
+
+    # -- OAuth ------------------------------------------------------------------------------
+    def exchange_code(self, code: str, redirect_uri: str) -> None:
+        """Trade an authorization code for tokens (persisted when a token store is set)."""
+        self._run(self._core.exchange_code_op(code, redirect_uri))
+
+    # -- endpoints --------------------------------------------------------------------------
+    def organization(self) -> dict[str, Any]:
+        """GET /v2/organization: the connectivity check for both auth schemes."""
+        return self._run(self._ops.organization())
+
+    def einvoicing_settings(self) -> EInvoicingSettings:
+        """GET /v2/einvoicing/settings."""
+        return self._run(self._ops.settings())
+
+    def import_client_invoices(self, files: Sequence[UploadFile]) -> list[ImportedInvoice]:
+        """POST /v2/client_invoices/bulk (1-5 files, limits checked before sending)."""
+        return self._run(self._ops.bulk_import(files))
+
+    def send_by_einvoice(self, invoice_id: str) -> None:
+        """POST /v2/client_invoices/{id}/send_by_einvoice: accepted (204), not yet delivered."""
+        self._run(self._ops.send(invoice_id))
+
+    def get_client_invoice(self, invoice_id: str) -> ClientInvoice:
+        return self._run(self._ops.client_invoice(invoice_id))
+
+    def iter_client_invoices(self, **params: Any) -> Iterator[dict[str, Any]]:
+        return self._paginate("/v2/client_invoices", "client_invoices", params)
+
+    def list_client_invoices(self, **params: Any) -> list[dict[str, Any]]:
+        return list(self.iter_client_invoices(**params))
+
+    def iter_supplier_invoices(self, **params: Any) -> Iterator[dict[str, Any]]:
+        return self._paginate("/v2/supplier_invoices", "supplier_invoices", params)
+
+    def list_supplier_invoices(self, **params: Any) -> list[dict[str, Any]]:
+        return list(self.iter_supplier_invoices(**params))
+
+    def get_supplier_invoice(self, invoice_id: str) -> dict[str, Any]:
+        return self._run(self._ops.supplier_invoice(invoice_id))
+
+    def get_attachment(self, attachment_id: str) -> dict[str, Any]:
+        return self._run(self._ops.attachment(attachment_id))
+
+    def download_attachment(self, attachment_id: str) -> tuple[str, bytes]:
+        """The file name and bytes of an attachment (its signed URL lives 30 minutes)."""
+        attachment = self.get_attachment(attachment_id)
+        url = attachment.get("url")
+        if not isinstance(url, str):
+            raise ServerError("attachment has no url")
+        return str(attachment.get("file_name") or attachment_id), self._run(self._ops.download(url))
+
+    def iter_clients(self, **params: Any) -> Iterator[dict[str, Any]]:
+        return self._paginate("/v2/clients", "clients", params)
+
+    def get_client(self, client_id: str) -> dict[str, Any]:
+        return self._run(self._ops.client(client_id))
+
+    def create_registration(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        """POST /register/registrations on the Onboarding API (partner token + partner id)."""
+        return self._run(self._ops.create_registration(body))
+
+    def get_registration(self, registration_id: str) -> dict[str, Any]:
+        return self._run(self._ops.registration(registration_id))
+
+    def list_registrations(self, **params: Any) -> list[dict[str, Any]]:
+        return list(self._paginate("/register/registrations", "registrations", params, True))
+
+    def _paginate(self, path: str, key: str, params: Mapping[str, Any],
+                  onboarding: bool = False) -> Iterator[dict[str, Any]]:
+        current: int | None = 1
+        while current is not None:
+            page = self._run(self._ops.page(path, key, params, current, onboarding))
+            yield from page.items
+            current = _pages_done(page, current)
+
+
+class AsyncQontoClient:
+    """The asyncio twin of QontoClient: same methods, awaited; `aiter_*` for pagination."""
+
+    def __init__(
+        self,
+        config: QontoConfig | None = None,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        rng: random.Random | None = None,
+        **overrides: Any,
+    ) -> None:
+        self.config = config if config is not None else QontoConfig.from_env(**overrides)
+        self._core = _Core(self.config, rng=rng)
+        self._ops = _Ops(self._core)
+        self._lock = asyncio.Lock()
+        self._http = httpx.AsyncClient(
+            timeout=_timeout(self.config), verify=self.config.verify, transport=transport,
+            follow_redirects=False,
+        )
+
+    async def __aenter__(self) -> AsyncQontoClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    def __repr__(self) -> str:
+        return f"AsyncQontoClient(base_url={self.config.base_url!r})"
+
+    async def _run(self, op: _Op[T]) -> T:
+        core = self._core
+        if op.auth == "business" and core.needs_refresh():
+            await self._refresh()
+        key = core.idempotency_key(op)
+        started, attempt, refreshed = time.monotonic(), 0, False
+        while True:
+            wait = core.limiter.reserve()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            try:
+                response = await self._http.send(
+                    self._http.build_request(**core.request_args(op, key))
+                )
+            except (httpx.TransportError, httpx.TimeoutException) as exc:
+                err: QontoError = core.transport_error(op, exc)
+            else:
+                try:
+                    return core.interpret(op, response)
+                except StagingTokenError:
+                    raise
+                except AuthenticationError as exc:
+                    if op.auth == "business" and not refreshed and core.can_refresh():
+                        refreshed = True
+                        await self._refresh()
+                        continue
+                    err = exc
+                except QontoError as exc:
+                    err = exc
+            delay = core.retry_delay(err, attempt, started)
+            log.debug("%s attempt %d failed: %s", op.label, attempt + 1, err.message)
+            if delay is None:
+                raise err
+            attempt += 1
+            await asyncio.sleep(delay)
+
+    async def _refresh(self) -> None:
+        async with self._lock:
+            await self._run(self._core.refresh_op())
+
+    async def exchange_code(self, code: str, redirect_uri: str) -> None:
+        await self._run(self._core.exchange_code_op(code, redirect_uri))
+
+    async def organization(self) -> dict[str, Any]:
+        return await self._run(self._ops.organization())
+
+    async def einvoicing_settings(self) -> EInvoicingSettings:
+        return await self._run(self._ops.settings())
+
+    async def import_client_invoices(self, files: Sequence[UploadFile]) -> list[ImportedInvoice]:
+        return await self._run(self._ops.bulk_import(files))
+
+    async def send_by_einvoice(self, invoice_id: str) -> None:
+        await self._run(self._ops.send(invoice_id))
+
+    async def get_client_invoice(self, invoice_id: str) -> ClientInvoice:
+        return await self._run(self._ops.client_invoice(invoice_id))
+
+    def aiter_client_invoices(self, **params: Any) -> AsyncIterator[dict[str, Any]]:
+        return self._paginate("/v2/client_invoices", "client_invoices", params)
+
+    async def list_client_invoices(self, **params: Any) -> list[dict[str, Any]]:
+        return [x async for x in self.aiter_client_invoices(**params)]
+
+    def aiter_supplier_invoices(self, **params: Any) -> AsyncIterator[dict[str, Any]]:
+        return self._paginate("/v2/supplier_invoices", "supplier_invoices", params)
+
+    async def list_supplier_invoices(self, **params: Any) -> list[dict[str, Any]]:
+        return [x async for x in self.aiter_supplier_invoices(**params)]
+
+    async def get_supplier_invoice(self, invoice_id: str) -> dict[str, Any]:
+        return await self._run(self._ops.supplier_invoice(invoice_id))
+
+    async def get_attachment(self, attachment_id: str) -> dict[str, Any]:
+        return await self._run(self._ops.attachment(attachment_id))
+
+    async def download_attachment(self, attachment_id: str) -> tuple[str, bytes]:
+        attachment = await self.get_attachment(attachment_id)
+        url = attachment.get("url")
+        if not isinstance(url, str):
+            raise ServerError("attachment has no url")
+        data = await self._run(self._ops.download(url))
+        return str(attachment.get("file_name") or attachment_id), data
+
+    def aiter_clients(self, **params: Any) -> AsyncIterator[dict[str, Any]]:
+        return self._paginate("/v2/clients", "clients", params)
+
+    async def get_client(self, client_id: str) -> dict[str, Any]:
+        return await self._run(self._ops.client(client_id))
+
+    async def create_registration(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        return await self._run(self._ops.create_registration(body))
+
+    async def get_registration(self, registration_id: str) -> dict[str, Any]:
+        return await self._run(self._ops.registration(registration_id))
+
+    async def list_registrations(self, **params: Any) -> list[dict[str, Any]]:
+        it = self._paginate("/register/registrations", "registrations", params, True)
+        return [x async for x in it]
+
+    async def _paginate(self, path: str, key: str, params: Mapping[str, Any],
+                        onboarding: bool = False) -> AsyncIterator[dict[str, Any]]:
+        current: int | None = 1
+        while current is not None:
+            page = await self._run(self._ops.page(path, key, params, current, onboarding))
+            for item in page.items:
+                yield item
+            current = _pages_done(page, current)
+
+
+__all__ = [
+    "DEFAULT_RATE_LIMITS",
+    "MAX_IMPORT_FILES",
+    "MAX_IMPORT_FILE_BYTES",
+    "MAX_IMPORT_TOTAL_BYTES",
+    "PA_SCOPES",
+    "PRODUCTION_URL",
+    "SANDBOX_URL",
+    "AsyncQontoClient",
+    "ClientInvoice",
+    "EInvoicingSettings",
+    "ImportedInvoice",
+    "LifecycleEvent",
+    "QontoClient",
+    "QontoConfig",
+    "RateLimiter",
+    "UploadFile",
+    "check_import_limits",
+]
