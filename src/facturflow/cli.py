@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 
 import click
@@ -15,6 +16,7 @@ import click
 from . import __version__
 from .detect import detect
 from .errors import FacturflowError
+from .validate.report import Report
 
 EXIT_OK = 0
 EXIT_INVALID = 1
@@ -56,6 +58,121 @@ def detect_command(paths: tuple[Path, ...], fmt: str) -> None:
     if fmt == "json":
         click.echo(json.dumps(results, indent=2, ensure_ascii=False))
     sys.exit(EXIT_UNREADABLE if failed else EXIT_OK)
+
+
+@main.command("validate")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--rules", default=None, metavar="LIST",
+              help="Comma-separated rule sets (xsd,en16931,facturx,fr-ctc,extended-ctc-fr,pdf; "
+                   "'all'); default: all of them.")
+@click.option("--rule-pack", "rule_packs", multiple=True, type=click.Path(path_type=Path),
+              help="A rule pack folder (with rulepack.toml); repeatable.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "junit", "sarif"]),
+              default="text", show_default=True)
+@click.option("--output", "-o", type=click.Path(path_type=Path), default=None,
+              help="Write the report to this file instead of standard output.")
+@click.option("--jobs", "-j", type=click.IntRange(min=1), default=None,
+              help="Worker processes for a batch (default: all cores).")
+def validate_command(
+    paths: tuple[Path, ...],
+    rules: str | None,
+    rule_packs: tuple[Path, ...],
+    fmt: str,
+    output: Path | None,
+    jobs: int | None,
+) -> None:
+    """Validate invoices (files or folders) against XSD, Schematron and PDF rules."""
+    from .errors import RulePackError
+    from .inputs import expand_inputs
+    from .reports import write
+    from .validate import validate_many
+
+    files = list(expand_inputs(paths))
+    if not files:
+        raise click.UsageError("no invoice files found in the given paths")
+    try:
+        reports_iter = validate_many(files, rules, rule_packs=rule_packs, jobs=jobs)
+        reports = _with_progress(reports_iter, len(files))
+    except RulePackError as exc:
+        raise click.UsageError(str(exc)) from None
+    if output is None:
+        write(reports, fmt, sys.stdout)
+    else:
+        with output.open("w", encoding="utf-8") as stream:
+            write(reports, fmt, stream)
+    unreadable = [r for r in reports if r.error is not None]
+    for report in unreadable:
+        if fmt != "text" or output is not None:
+            click.echo(f"{report.path}: error: {report.error}", err=True)
+    if unreadable:
+        sys.exit(EXIT_UNREADABLE)
+    sys.exit(EXIT_OK if all(r.ok for r in reports) else EXIT_INVALID)
+
+
+def _with_progress(reports: Iterable[Report], total: int) -> list[Report]:
+    """Collect reports, with a progress bar on stderr when it is a terminal and the batch is big."""
+    if total < 2 or not sys.stderr.isatty():
+        return list(reports)
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    collected: list[Report] = []
+    with Progress(
+        "[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
+        TimeRemainingColumn(), console=Console(stderr=True), transient=True,
+    ) as progress:
+        task = progress.add_task("validating", total=total)
+        for report in reports:
+            collected.append(report)
+            progress.advance(task)
+    return collected
+
+
+@main.command("extract")
+@click.argument("pdf", type=click.Path(path_type=Path))
+@click.option("--output", "-o", type=click.Path(path_type=Path), default=None,
+              help="File (or existing folder) to write the XML to; default: standard output.")
+def extract_command(pdf: Path, output: Path | None) -> None:
+    """Write the invoice XML embedded in a Factur-X / ZUGFeRD PDF."""
+    try:
+        document = detect(pdf)
+    except FacturflowError as exc:
+        click.echo(f"{pdf}: error: {exc.message}", err=True)
+        sys.exit(EXIT_UNREADABLE)
+    if document.container != "pdf" or document.pdf is None or document.attachment_name is None:
+        click.echo(f"{pdf}: error: not a PDF with an embedded invoice", err=True)
+        sys.exit(EXIT_UNREADABLE)
+    attachment = next(a for a in document.pdf.attachments if a.name == document.attachment_name)
+    if output is None:
+        sys.stdout.buffer.write(attachment.data)
+        sys.stdout.buffer.flush()
+        return
+    from .pdf import safe_output_path
+
+    target = safe_output_path(output, attachment.name) if output.is_dir() else output
+    target.write_bytes(attachment.data)
+    click.echo(f"{pdf}: wrote {attachment.name} to {target}", err=True)
+
+
+@main.command("artefacts")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
+def artefacts_command(fmt: str) -> None:
+    """List the official artefacts in use and check them against the pinned manifests."""
+    from .artefacts import listing, verify
+
+    rows = listing()
+    problems = verify()
+    if fmt == "json":
+        click.echo(json.dumps({"artefacts": rows, "problems": problems}, indent=2))
+    else:
+        for row in rows:
+            click.echo(
+                f"{row['kind']:<10} {row['name']:<45} {row['version']:<40} "
+                f"{row['package']} {row['package_version']}  sha256:{row['sha256'][:12]}"
+            )
+        for problem in problems:
+            click.echo(f"MISMATCH: {problem}", err=True)
+    sys.exit(EXIT_INVALID if problems else EXIT_OK)
 
 
 # Commands of later stages register themselves here (one line each, keep sorted).

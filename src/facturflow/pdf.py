@@ -11,6 +11,7 @@ import io
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
 
 from pypdf import PdfReader
 from pypdf.errors import PdfReadError, PyPdfError
@@ -199,3 +200,18 @@ def read_pdf(data: bytes, *, source: str | None = None) -> PdfParts:
             )
         )
     return PdfParts(attachments=tuple(attachments), xmp=xmp, header_version=header)
+
+
+def safe_output_path(directory: Path, name: str) -> Path:
+    """Where to write an attachment called `name` inside `directory`, never outside it.
+
+    Only the final path component of the (untrusted) name is kept; names that are empty or
+    only dots after that are refused.
+    """
+    base = PurePosixPath(name.replace("\\", "/")).name
+    if not base or set(base) <= {"."}:
+        raise NoInvoiceInPDFError(f"attachment name {name[:100]!r} cannot be used as a file name")
+    target = (directory / base).resolve()
+    if target.parent != directory.resolve():
+        raise NoInvoiceInPDFError(f"attachment name {name[:100]!r} points outside {directory}")
+    return target
