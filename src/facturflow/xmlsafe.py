@@ -80,8 +80,11 @@ DEFAULT_LIMITS = Limits()
 class _NoResolver(etree.Resolver):
     """Refuses every external resource (DTD, entity, XInclude target)."""
 
-    def resolve(self, system_url: str | None, public_id: str | None, context: object) -> None:
-        raise MalformedXMLError(f"external resource refused: {system_url or public_id}")
+    # lxml calls resolve(url, public_id, context); lxml-stubs omit the context argument.
+    def resolve(  # type: ignore[override]
+        self, system_url: str | None, public_id: str | None, context: object
+    ) -> None:
+        raise MalformedXMLError(f"external resource refused: {clip(system_url or public_id)}")
 
 
 def _new_parser() -> etree.XMLParser:
@@ -248,7 +251,7 @@ def parse_xml(
     except (etree.LxmlError, ValueError, LookupError) as exc:
         raise MalformedXMLError(f"cannot decode the XML: {clip(exc)}", source=source) from None
     tree = root.getroottree()
-    if tree.docinfo.doctype:
+    if getattr(tree.docinfo, "doctype", ""):  # lxml-stubs lack DocInfo.doctype
         raise MalformedXMLError("a DOCTYPE is not allowed in an invoice", source=source)
     if root.xpath("boolean(" + "/*" * (limits.max_depth + 1) + ")"):
         raise InputTooLargeError(
