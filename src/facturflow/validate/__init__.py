@@ -192,8 +192,9 @@ def validate_many(
 ) -> Iterator[Report]:
     """Validate many files, in input order, on `jobs` worker processes (default: all cores).
 
-    Workers are started with 'spawn' (never fork: a forked Saxon isolate is unusable) and each
-    keeps its compiled stylesheets for the whole batch.
+    Workers are forked where the platform allows it (a worker builds its own Saxon processor, so
+    a parent that already validated is safe to fork, and scripts need no `__main__` guard), else
+    spawned; each keeps its compiled stylesheets for the whole batch.
     """
     packs = _packs(rule_packs)
     rule_sets = parse_rule_sets(rules, packs)
@@ -204,7 +205,8 @@ def validate_many(
         for name in names:
             yield _validate_path(name)
         return
-    context = multiprocessing.get_context("spawn")
+    methods = multiprocessing.get_all_start_methods()
+    context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
     with ProcessPoolExecutor(
         max_workers=min(jobs, len(names)),
         mp_context=context,
