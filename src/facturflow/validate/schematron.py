@@ -8,6 +8,7 @@ stylesheet for the document), yields a fatal LAYER-FAILED finding instead: the l
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import resource
@@ -205,7 +206,7 @@ def _finding(node: etree._Element, artefact: Artefact, tree: etree._ElementTree 
     if not rule or _INTERNAL_ID.match(rule):
         bracketed = _BRACKETED.search(message)
         published = bracketed or _PUBLISHED_RULE.search(message)
-        rule = published.group(1) if published else (assert_id or "UNNAMED-ASSERT")
+        rule = published.group(1) if published else (assert_id or _unnamed_rule(node, message))
     flag = (node.get("flag") or node.get("role") or "").strip().lower()
     severity = _SEVERITY.get(flag, "fatal")
     xpath = node.get("location")
@@ -220,6 +221,14 @@ def _finding(node: etree._Element, artefact: Artefact, tree: etree._ElementTree 
         business_terms=terms,
         artefact=artefact.name,
     )
+
+
+def _unnamed_rule(node: etree._Element, message: str) -> str:
+    """A stable id for an assert the stylesheet left unnamed (the Factur-X profile restrictions)."""
+    if "marked as not used in the given context" in message:
+        return "FX-NOT-USED"
+    digest = hashlib.sha1((node.get("test") or message).encode("utf-8")).hexdigest()[:8]
+    return f"ASSERT-{digest}"
 
 
 def _cap(text: str) -> str:
