@@ -1,10 +1,10 @@
-"""Detect what an input is: container, syntax and profile, with the parsed XML kept for later stages."""
+"""Detect what an input is: container, syntax and profile; the parsed XML is kept for later."""
 
 from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import BinaryIO, Literal, TypeAlias, get_args
 
@@ -14,11 +14,10 @@ from .errors import (
     EmptyInputError,
     InputError,
     InputTooLargeError,
-    MalformedXMLError,
     NotAnInvoiceError,
 )
-from .pdf import INVOICE_XML_NAMES, PdfParts, read_pdf
-from .xmlsafe import DEFAULT_LIMITS, Limits, parse_xml
+from .pdf import INVOICE_XML_NAMES, Attachment, PdfParts, read_pdf
+from .xmlsafe import DEFAULT_LIMITS, Limits, clip, parse_xml
 
 Source: TypeAlias = "str | os.PathLike[str] | bytes | bytearray | BinaryIO"
 Container = Literal["xml", "pdf"]
@@ -43,7 +42,9 @@ NS_UBL_INVOICE = "urn:oasis:names:specification:ubl:schema:xsd:Invoice-2"
 NS_UBL_CREDITNOTE = "urn:oasis:names:specification:ubl:schema:xsd:CreditNote-2"
 NS_CBC = "urn:oasis:names:specification:ubl:schema:xsd:CommonBasicComponents-2"
 NS_ZUGFERD1 = "urn:ferd:CrossIndustryDocument:invoice:1p0"
-NS_ZUGFERD1_RAM = "urn:un:unece:uncefact:data:standard:ReusableAggregateBusinessInformationEntity:12"
+NS_ZUGFERD1_RAM = (
+    "urn:un:unece:uncefact:data:standard:ReusableAggregateBusinessInformationEntity:12"
+)
 
 # Root elements matched on exact namespace and local name, never on a suffix.
 _ROOTS: dict[str, Syntax] = {
@@ -59,7 +60,9 @@ _KNOWN_OTHERS = {
     "http://ivaservizi.agenziaentrate.gov.it/docs/xsd/fatture/v1.2": "a FatturaPA invoice (Italy)",
     "http://ivaservizi.agenziaentrate.gov.it/docs/xsd/fatture/v1.1": "a FatturaPA invoice (Italy)",
     "urn:oasis:names:specification:ubl:schema:xsd:Order-2": "a UBL Order",
-    "urn:oasis:names:specification:ubl:schema:xsd:ApplicationResponse-2": "a UBL ApplicationResponse",
+    "urn:oasis:names:specification:ubl:schema:xsd:ApplicationResponse-2": (
+        "a UBL ApplicationResponse"
+    ),
     "http://purl.oclc.org/dsdl/svrl": "an SVRL validation report",
 }
 
@@ -145,7 +148,9 @@ def read_source(source: Source, *, limits: Limits = DEFAULT_LIMITS) -> tuple[byt
                 )
             if path.is_dir():
                 raise InputError("is a directory, not a file", source=name)
-            data = path.read_bytes()
+            # Bounded read: a FIFO or a symlink to a device (/dev/zero) reports size 0.
+            with path.open("rb") as handle:
+                data = handle.read(limits.max_bytes + 1)
         except FileNotFoundError:
             raise InputError("no such file", source=name) from None
         except PermissionError:
@@ -181,12 +186,15 @@ def _classify(tree: etree._ElementTree, name: str) -> tuple[Syntax, str | None, 
             what = _KNOWN_OTHERS[namespace]
             raise NotAnInvoiceError(f"this is {what}, not a supported invoice", source=name)
         raise NotAnInvoiceError(
-            f"root element {local!r} in namespace {namespace or '(none)'!r} is not a "
-            "CII CrossIndustryInvoice, a UBL Invoice or CreditNote, or a ZUGFeRD 1.0 document",
+            f"root element {clip(local, 100)!r} in namespace {clip(namespace or '(none)')!r} "
+            "is not a CII CrossIndustryInvoice, a UBL Invoice or CreditNote, or a ZUGFeRD 1.0 "
+            "document",
             source=name,
         )
     found = tree.xpath(_GUIDELINE_XPATH[syntax], namespaces=_NSMAPS[syntax])
-    spec_id = found[0].text.strip() if found and found[0].text else None
+    first = found[0] if isinstance(found, list) and found else None
+    text = first.text if isinstance(first, etree._Element) else None
+    spec_id = text.strip() if text else None
     return syntax, spec_id, profile_from_spec_id(spec_id)
 
 
@@ -228,7 +236,7 @@ def _detect_pdf(data: bytes, name: str, limits: Limits) -> Document:
         raise parts.no_invoice_error(name)
     first_error: InputError | None = None
     for attachment in candidates:
-        label = f"{name}!{attachment.name}"
+        label = f"{name}!{clip(attachment.name, 100)}"
         try:
             tree = parse_xml(attachment.data, source=label, limits=limits)
             syntax, spec_id, profile = _classify(tree, label)
@@ -238,10 +246,31 @@ def _detect_pdf(data: bytes, name: str, limits: Limits) -> Document:
                 raise
             first_error = first_error or exc
             continue
-        return _document(
+        document = _document(
             name, "pdf", syntax, spec_id, profile, tree, parts, data, attachment.name
         )
+        others = _competing_invoices(parts, attachment)
+        if others:
+            document = replace(
+                document,
+                warnings=(
+                    *document.warnings,
+                    f"the PDF carries {len(others) + 1} different invoice XMLs "
+                    f"({clip(', '.join([attachment.name, *others]))}); "
+                    f"using {clip(attachment.name, 100)}",
+                ),
+            )
+        return document
     raise first_error or parts.no_invoice_error(name)
+
+
+def _competing_invoices(parts: PdfParts, chosen: Attachment) -> list[str]:
+    """Names of other standard invoice attachments whose content differs from the chosen one."""
+    return [
+        a.name
+        for a in parts.invoice_attachments()
+        if a.name != chosen.name and a.data != chosen.data
+    ]
 
 
 def _document(
@@ -258,7 +287,7 @@ def _document(
     warnings: list[str] = []
     if profile == "unknown":
         warnings.append(
-            f"unknown profile {spec_id!r}: validating against the EN 16931 rules"
+            f"unknown profile {clip(spec_id)!r}: validating against the EN 16931 rules"
             if spec_id
             else "no specification identifier (BT-24): validating against the EN 16931 rules"
         )

@@ -1,28 +1,37 @@
 """Read the parts of a PDF that matter for Factur-X: embedded files, their file specs, the XMP.
 
 Only the catalogue is walked (never the page tree), every name tree and array walk is bounded,
-and stream decoding stays under pypdf's decompression limits, so a hostile PDF costs bounded
-time and memory.
+each stream is decoded once under tightened pypdf limits (per file and in total), and whatever
+pypdf raises becomes MalformedPDFError, so a hostile PDF costs bounded time and memory and gives
+a documented error.
 """
 
 from __future__ import annotations
 
 import io
 import logging
+import os
+import re
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, replace
+from pathlib import Path
 
-from pypdf import PdfReader
-from pypdf.errors import PdfReadError, PyPdfError
+from pypdf import PdfReader, apply_configuration
+from pypdf.errors import LimitReachedError
 from pypdf.generic import ArrayObject, DictionaryObject, IndirectObject, PdfObject
 
 from .errors import MalformedPDFError, NoInvoiceInPDFError
+from .xmlsafe import clip
 
 # The names a Factur-X / ZUGFeRD / XRechnung invoice XML may carry inside a PDF.
 INVOICE_XML_NAMES = ("factur-x.xml", "zugferd-invoice.xml", "ZUGFeRD-invoice.xml", "xrechnung.xml")
 ORDER_X_NAMES = ("order-x.xml",)
 MAX_ATTACHMENT_BYTES = 50 * 1024 * 1024
+# All embedded files together: bounds memory and time whatever the number of attachments.
+MAX_TOTAL_ATTACHMENT_BYTES = 100 * 1024 * 1024
+MAX_XMP_BYTES = 5 * 1024 * 1024
+# Name-tree nodes and leaves, and /AF entries, walked at most.
 _MAX_NODES = 10_000
 
 logging.getLogger("pypdf").setLevel(logging.ERROR)
@@ -65,7 +74,7 @@ class PdfParts:
 
     def no_invoice_error(self, source: str | None) -> NoInvoiceInPDFError:
         """The error for a PDF that carries no invoice XML, naming what it does carry."""
-        names = ", ".join(a.name for a in self.attachments) or "none"
+        names = clip(", ".join(a.name for a in self.attachments)) or "none"
         if any(a.name in ORDER_X_NAMES for a in self.attachments):
             return NoInvoiceInPDFError(
                 "this PDF carries an Order-X document (order-x.xml), not an invoice",
@@ -103,6 +112,9 @@ def _name_tree_leaves(node: PdfObject | None, budget: list[int]) -> Iterator[tup
         names = _resolve(current.get("/Names"))
         if isinstance(names, ArrayObject):
             for i in range(0, len(names) - 1, 2):
+                budget[0] -= 1
+                if budget[0] < 0:
+                    raise MalformedPDFError("the embedded-files name tree is too large")
                 key = _resolve(names[i])
                 yield str(key), names[i + 1]
         kids = _resolve(current.get("/Kids"))
@@ -118,9 +130,18 @@ def _filespec_name(spec: DictionaryObject) -> str | None:
     return None
 
 
-def _filespec_attachment(
-    spec: DictionaryObject, fallback_name: str | None
-) -> tuple[str, bytes, str | None, str | None] | None:
+@dataclass
+class _Found:
+    """An attachment seen in the name tree and/or /AF, before its stream is decoded."""
+
+    name: str
+    stream: PdfObject
+    spec: DictionaryObject
+    in_af: bool = False
+    in_tree: bool = False
+
+
+def _locate(spec: DictionaryObject, fallback_name: str | None) -> tuple[str, PdfObject] | None:
     name = _filespec_name(spec) or fallback_name
     ef = _resolve(spec.get("/EF"))
     if name is None or not isinstance(ef, DictionaryObject):
@@ -128,90 +149,187 @@ def _filespec_attachment(
     stream = _resolve(ef.get("/F") or ef.get("/UF"))
     if stream is None or not hasattr(stream, "get_data"):
         return None
-    data = stream.get_data()
-    if len(data) > MAX_ATTACHMENT_BYTES:
-        raise MalformedPDFError(
-            f"embedded file {name!r} inflates to more than {MAX_ATTACHMENT_BYTES} bytes"
-        )
+    return name, stream
+
+
+class _Decoder:
+    """Decodes embedded-file streams once each, under a per-file and a total budget."""
+
+    def __init__(self) -> None:
+        self.total = 0
+        self.cache: dict[int, bytes] = {}
+
+    def data(self, name: str, stream: PdfObject) -> bytes:
+        key = id(stream)
+        if key in self.cache:
+            return self.cache[key]
+        data: bytes = stream.get_data()  # type: ignore[attr-defined]
+        if len(data) > MAX_ATTACHMENT_BYTES:
+            raise MalformedPDFError(
+                f"embedded file {clip(name)!r} inflates to more than "
+                f"{MAX_ATTACHMENT_BYTES} bytes"
+            )
+        self.total += len(data)
+        if self.total > MAX_TOTAL_ATTACHMENT_BYTES:
+            raise MalformedPDFError(
+                f"the embedded files inflate to more than {MAX_TOTAL_ATTACHMENT_BYTES} bytes "
+                "in total"
+            )
+        self.cache[key] = data
+        return data
+
+
+def _attachment(found: _Found, data: bytes) -> Attachment:
+    stream = found.stream
     subtype = _resolve(stream.get("/Subtype")) if isinstance(stream, DictionaryObject) else None
     mime = str(subtype).lstrip("/").replace("#2F", "/") if subtype is not None else None
-    rel = _resolve(spec.get("/AFRelationship"))
+    rel = _resolve(found.spec.get("/AFRelationship"))
     relationship = str(rel).lstrip("/") if rel is not None else None
-    return name, data, mime, relationship
+    return Attachment(
+        name=found.name,
+        data=data,
+        mime_type=mime,
+        af_relationship=relationship,
+        in_af_array=found.in_af,
+        in_name_tree=found.in_tree,
+    )
+
+
+def _collect(root: DictionaryObject) -> list[_Found]:
+    """Every distinct (name, stream) pair of the EmbeddedFiles tree and the /AF array."""
+    found: dict[tuple[str, int], _Found] = {}
+    budget = [_MAX_NODES]
+
+    def add(spec_value: PdfObject, fallback: str | None, *, af: bool) -> None:
+        spec = _resolve(spec_value)
+        if not isinstance(spec, DictionaryObject):
+            return
+        located = _locate(spec, fallback)
+        if located is None:
+            return
+        name, stream = located
+        entry = found.setdefault((name, id(stream)), _Found(name, stream, spec))
+        if af:
+            entry.in_af = True
+        else:
+            entry.in_tree = True
+
+    names = _resolve(root.get("/Names"))
+    if isinstance(names, DictionaryObject):
+        for key, value in _name_tree_leaves(names.get("/EmbeddedFiles"), budget):
+            add(value, key, af=False)
+    af = _resolve(root.get("/AF"))
+    if isinstance(af, ArrayObject):
+        if len(af) > _MAX_NODES:
+            raise MalformedPDFError("the /AF array is too large")
+        for value in af:
+            add(value, None, af=True)
+    return list(found.values())
+
+
+def _merge(found: list[_Found], decoder: _Decoder) -> list[Attachment]:
+    """One Attachment per name; two different files under one invoice name are refused."""
+    by_name: dict[str, Attachment] = {}
+    for item in found:
+        attachment = _attachment(item, decoder.data(item.name, item.stream))
+        previous = by_name.get(item.name)
+        if previous is None:
+            by_name[item.name] = attachment
+            continue
+        if previous.data != attachment.data and item.name in INVOICE_XML_NAMES:
+            raise NoInvoiceInPDFError(
+                f"two different embedded files are both named {clip(item.name)!r}: "
+                "cannot tell which one is the invoice"
+            )
+        by_name[item.name] = replace(
+            previous,
+            in_af_array=previous.in_af_array or attachment.in_af_array,
+            in_name_tree=previous.in_name_tree or attachment.in_name_tree,
+            mime_type=previous.mime_type or attachment.mime_type,
+            af_relationship=previous.af_relationship or attachment.af_relationship,
+        )
+    return list(by_name.values())
 
 
 def read_pdf(data: bytes, *, source: str | None = None) -> PdfParts:
-    """Open a PDF and collect its attachments and XMP; raises MalformedPDFError."""
+    """Open a PDF and collect its attachments and XMP.
+
+    Raises MalformedPDFError (unreadable, encrypted, too large once inflated) or
+    NoInvoiceInPDFError (two different invoice files under one name); never anything else.
+    """
     if not data.lstrip()[:5].startswith(b"%PDF-"):
         raise MalformedPDFError("not a PDF (no %PDF- header)", source=source)
     header = data.lstrip()[5:8].decode("ascii", "replace")
     try:
-        reader = PdfReader(io.BytesIO(data), strict=False)
-        if reader.is_encrypted:
-            raise MalformedPDFError("the PDF is encrypted", source=source)
-        root = _resolve(reader.trailer.get("/Root"))
-        if not isinstance(root, DictionaryObject):
-            raise MalformedPDFError("the PDF has no document catalogue", source=source)
-        by_name: dict[str, dict[str, object]] = {}
-        budget = [_MAX_NODES]
-
-        names = _resolve(root.get("/Names"))
-        if isinstance(names, DictionaryObject):
-            for key, value in _name_tree_leaves(names.get("/EmbeddedFiles"), budget):
-                spec = _resolve(value)
-                if isinstance(spec, DictionaryObject):
-                    found = _filespec_attachment(spec, key)
-                    if found:
-                        entry = by_name.setdefault(found[0], {"parts": found, "af": False})
-                        entry["tree"] = True
-
-        af = _resolve(root.get("/AF"))
-        if isinstance(af, ArrayObject):
-            for value in list(af)[:_MAX_NODES]:
-                spec = _resolve(value)
-                if isinstance(spec, DictionaryObject):
-                    found = _filespec_attachment(spec, None)
-                    if found:
-                        entry = by_name.setdefault(found[0], {"parts": found, "tree": False})
-                        entry["af"] = True
-
-        xmp: bytes | None = None
-        meta = _resolve(root.get("/Metadata"))
-        if meta is not None and hasattr(meta, "get_data"):
-            xmp = meta.get_data()
-    except MalformedPDFError as exc:
+        with _pypdf_limits():
+            reader = PdfReader(io.BytesIO(data), strict=False)
+            if reader.is_encrypted:
+                raise MalformedPDFError("the PDF is encrypted", source=source)
+            root = _resolve(reader.trailer.get("/Root"))
+            if not isinstance(root, DictionaryObject):
+                raise MalformedPDFError("the PDF has no document catalogue", source=source)
+            attachments = _merge(_collect(root), _Decoder())
+            xmp: bytes | None = None
+            meta = _resolve(root.get("/Metadata"))
+            if meta is not None and hasattr(meta, "get_data"):
+                xmp = meta.get_data()
+                if len(xmp) > MAX_XMP_BYTES:
+                    raise MalformedPDFError(
+                        f"the XMP metadata inflates to more than {MAX_XMP_BYTES} bytes"
+                    )
+    except (MalformedPDFError, NoInvoiceInPDFError) as exc:
         exc.source = exc.source or source
         raise
-    except (PdfReadError, PyPdfError, ValueError, KeyError, TypeError, AttributeError,
-            IndexError, RecursionError, OSError, AssertionError) as exc:
-        raise MalformedPDFError(f"cannot read the PDF: {exc}", source=source) from None
-
-    attachments = []
-    for entry in by_name.values():
-        name, payload, mime, relationship = entry["parts"]  # type: ignore[misc]
-        attachments.append(
-            Attachment(
-                name=name,
-                data=payload,
-                mime_type=mime,
-                af_relationship=relationship,
-                in_af_array=bool(entry.get("af")),
-                in_name_tree=bool(entry.get("tree")),
-            )
-        )
+    except MemoryError:
+        raise MalformedPDFError("the PDF needs too much memory to read", source=source) from None
+    except Exception as exc:
+        # pypdf parses hostile bytes: whatever it raises (its own errors, zlib, struct, type,
+        # recursion or arithmetic errors) means this PDF cannot be read safely.
+        raise MalformedPDFError(
+            f"cannot read the PDF: {_pypdf_reason(exc)}", source=source
+        ) from None
     return PdfParts(attachments=tuple(attachments), xmp=xmp, header_version=header)
 
 
-def safe_output_path(directory: Path, name: str) -> Path:
-    """Where to write an attachment called `name` inside `directory`, never outside it.
+def _pypdf_reason(exc: Exception) -> str:
+    if isinstance(exc, LimitReachedError):
+        return f"a stream exceeds the decoding limits ({clip(exc)})"
+    return clip(exc) or type(exc).__name__
 
-    Only the final path component of the (untrusted) name is kept; names that are empty or
-    only dots after that are refused.
+
+def _pypdf_limits() -> AbstractContextManager[object]:
+    """pypdf's resource limits, tightened to what an invoice PDF needs, for this read only."""
+    return apply_configuration(
+        zlib_maximum_output_length=MAX_ATTACHMENT_BYTES,
+        lzw_maximum_output_length=MAX_ATTACHMENT_BYTES,
+        run_length_maximum_output_length=MAX_ATTACHMENT_BYTES,
+        array_based_stream_maximum_output_length=MAX_ATTACHMENT_BYTES,
+        brotli_maximum_output_length=MAX_ATTACHMENT_BYTES,
+        # Byte-by-byte recovery of a corrupt zlib stream costs seconds per megabyte.
+        zlib_maximum_recovery_input_length=256 * 1024,
+        # Never start an external decoder on hostile input.
+        jbig2dec_binary=None,
+    )
+
+
+def safe_output_path(directory: str | os.PathLike[str], name: str) -> Path:
+    """The path inside `directory` to write an attachment called `name` to, never outside it.
+
+    Only the last component of `name` is kept (so `../../x.xml`, `/etc/x.xml` and
+    `C:\\x\\y.xml` all become a file directly inside `directory`); control characters are
+    dropped. Raises NoInvoiceInPDFError when nothing usable is left or the target is a symbolic
+link.
     """
-    base = PurePosixPath(name.replace("\\", "/")).name
-    if not base or set(base) <= {"."}:
-        raise NoInvoiceInPDFError(f"attachment name {name[:100]!r} cannot be used as a file name")
-    target = (directory / base).resolve()
-    if target.parent != directory.resolve():
-        raise NoInvoiceInPDFError(f"attachment name {name[:100]!r} points outside {directory}")
+    base = Path(directory).resolve()
+    leaf = re.split(r"[/\\]", name)[-1]
+    leaf = "".join(c for c in leaf if c.isprintable()).strip().lstrip(".")
+    if ":" in leaf:  # a Windows drive or alternate data stream
+        leaf = leaf.rsplit(":", 1)[-1]
+    if not leaf:
+        raise NoInvoiceInPDFError(f"the attachment name {clip(name)!r} has no usable file name")
+    target = base / leaf[:255]
+    if target.is_symlink():
+        raise NoInvoiceInPDFError(f"refusing to write through the symbolic link {clip(target)}")
+    if target.resolve().parent != base:
+        raise NoInvoiceInPDFError(f"refusing to write {clip(name)!r} outside {clip(base)}")
     return target
