@@ -1,0 +1,364 @@
+"""The durable outbox: one SQLite row per invoice to send, keyed by (organisation, sha256 of the
+bytes uploaded), so that a run killed at any point can be re-run without sending twice.
+
+Each transition is committed (synchronous=FULL) before the network step that follows it:
+
+    validated ─▶ importing ─▶ imported ─▶ sending ─▶ sent ─▶ (lifecycle events recorded)
+         └──────────┴────────────┴───────────┴──▶ failed (reason; retried by the next run)
+
+`importing` and `sending` mark a request that may or may not have reached Qonto. Both steps are
+idempotent on Qonto's side (a re-imported file returns its existing id; a repeated
+send_by_einvoice is a harmless 204), so the next run simply repeats them. What makes that safe
+is that the uploaded bytes never change: the converted file is stored in `blobs/` before its row
+is committed, and a source file maps to that stored upload for ever after.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import sqlite3
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from ..errors import TransmitError
+
+State = Literal["validated", "importing", "imported", "sending", "sent", "failed"]
+STATES: tuple[State, ...] = ("validated", "importing", "imported", "sending", "sent", "failed")
+FINAL_EINVOICING = frozenset({"approved", "declined", "not_delivered", "submission_failed"})
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS items (
+    org              TEXT NOT NULL,
+    upload_sha256    TEXT NOT NULL,
+    source_sha256    TEXT NOT NULL,
+    source_path      TEXT NOT NULL,
+    file_name        TEXT NOT NULL,
+    upload_format    TEXT NOT NULL,
+    size             INTEGER NOT NULL,
+    invoice_number   TEXT,
+    buyer_siren      TEXT,
+    state            TEXT NOT NULL,
+    invoice_id       TEXT,
+    einvoicing_status TEXT,
+    events           TEXT NOT NULL DEFAULT '[]',
+    error            TEXT,
+    created_at       REAL NOT NULL,
+    updated_at       REAL NOT NULL,
+    sent_at          REAL,
+    PRIMARY KEY (org, upload_sha256)
+);
+CREATE TABLE IF NOT EXISTS sources (
+    org            TEXT NOT NULL,
+    source_sha256  TEXT NOT NULL,
+    upload_format  TEXT NOT NULL,
+    verdict        TEXT NOT NULL,
+    upload_sha256  TEXT,
+    reason         TEXT,
+    source_path    TEXT NOT NULL,
+    updated_at     REAL NOT NULL,
+    PRIMARY KEY (org, source_sha256, upload_format)
+);
+CREATE TABLE IF NOT EXISTS history (
+    org           TEXT NOT NULL,
+    upload_sha256 TEXT NOT NULL,
+    at            REAL NOT NULL,
+    state         TEXT NOT NULL,
+    detail        TEXT
+);
+CREATE INDEX IF NOT EXISTS items_invoice ON items (invoice_id);
+"""
+
+
+class OutboxBusyError(TransmitError):
+    """Another process holds this state folder's outbox."""
+
+
+@dataclass(frozen=True)
+class Item:
+    """One invoice in the outbox."""
+
+    org: str
+    upload_sha256: str
+    source_sha256: str
+    source_path: str
+    file_name: str
+    upload_format: str
+    size: int
+    invoice_number: str | None
+    buyer_siren: str | None
+    state: State
+    invoice_id: str | None
+    einvoicing_status: str | None
+    events: tuple[dict[str, Any], ...]
+    error: str | None
+    created_at: float
+    updated_at: float
+    sent_at: float | None
+
+    @property
+    def latest_event(self) -> dict[str, Any] | None:
+        if not self.events:
+            return None
+        return sorted(self.events, key=lambda e: (str(e.get("timestamp") or ""),
+                                                  int(e.get("status_code") or 0)))[-1]
+
+    @property
+    def final(self) -> bool:
+        """True when the PA's part is over: final status, or the recipient's platform has it."""
+        latest = self.latest_event
+        return self.einvoicing_status in FINAL_EINVOICING or (
+            latest is not None and int(latest.get("status_code") or 0) >= 202
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "source_path": self.source_path,
+            "file_name": self.file_name,
+            "upload_format": self.upload_format,
+            "upload_sha256": self.upload_sha256,
+            "invoice_number": self.invoice_number,
+            "state": self.state,
+            "invoice_id": self.invoice_id,
+            "einvoicing_status": self.einvoicing_status,
+            "lifecycle_events": list(self.events),
+            "error": self.error,
+            "sent_at": self.sent_at,
+        }
+
+
+@dataclass(frozen=True)
+class SourceRecord:
+    """What one source file became for an organisation: an upload, or a rejection."""
+
+    verdict: Literal["ok", "rejected"]
+    upload_sha256: str | None
+    reason: str | None
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+class Outbox:
+    """The outbox of one state folder, for one organisation. Holds an exclusive lock while open."""
+
+    def __init__(self, state_dir: str | os.PathLike[str], org: str, *, lock: bool = True) -> None:
+        """Open (creating) the outbox; `lock=False` is for readers such as `status`."""
+        self.state_dir = Path(state_dir)
+        self.org = org
+        self.blobs = self.state_dir / "blobs"
+        self.blobs.mkdir(parents=True, exist_ok=True)
+        self._lock_fd: int | None = None
+        if lock:
+            fd = os.open(self.state_dir / "outbox.lock", os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                raise OutboxBusyError(
+                    f"another facturflow process is using {self.state_dir}",
+                    source=str(state_dir),
+                ) from None
+            self._lock_fd = fd
+        self.db = sqlite3.connect(self.state_dir / "outbox.sqlite3", isolation_level=None)
+        self.db.row_factory = sqlite3.Row
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=FULL")  # a committed transition survives a crash
+        self.db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        self.db.close()
+        if self._lock_fd is not None:
+            with contextlib.suppress(OSError):
+                fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+                os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def __enter__(self) -> Outbox:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextlib.contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.db
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+
+    def _log(self, db: sqlite3.Connection, upload_sha: str, state: str, detail: str | None) -> None:
+        db.execute("INSERT INTO history VALUES (?, ?, ?, ?, ?)",
+                   (self.org, upload_sha, time.time(), state, detail))
+
+    # -- sources ------------------------------------------------------------------------------
+    def lookup_source(self, source_sha: str, upload_format: str) -> SourceRecord | None:
+        row = self.db.execute(
+            "SELECT verdict, upload_sha256, reason FROM sources WHERE org=? AND source_sha256=? "
+            "AND upload_format=?", (self.org, source_sha, upload_format)).fetchone()
+        if row is None:
+            return None
+        return SourceRecord(row["verdict"], row["upload_sha256"], row["reason"])
+
+    def record_rejected(self, source_sha: str, upload_format: str, path: str, reason: str) -> None:
+        with self._tx() as db:
+            db.execute("INSERT OR REPLACE INTO sources VALUES (?, ?, ?, 'rejected', NULL, ?, ?, ?)",
+                       (self.org, source_sha, upload_format, reason, path, time.time()))
+
+    def record_validated(
+        self,
+        *,
+        source_sha: str,
+        source_path: str,
+        upload_format: str,
+        file_name: str,
+        upload: bytes,
+        invoice_number: str | None,
+        buyer_siren: str | None,
+    ) -> Item:
+        """Store the upload's bytes durably, then commit its row (state `validated`)."""
+        upload_sha = sha256(upload)
+        self._write_blob(upload_sha, upload)
+        now = time.time()
+        with self._tx() as db:
+            db.execute(
+                "INSERT OR IGNORE INTO items (org, upload_sha256, source_sha256, source_path, "
+                "file_name, upload_format, size, invoice_number, buyer_siren, state, created_at, "
+                "updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'validated', ?, ?)",
+                (self.org, upload_sha, source_sha, source_path, file_name, upload_format,
+                 len(upload), invoice_number, buyer_siren, now, now),
+            )
+            db.execute("INSERT OR REPLACE INTO sources VALUES (?, ?, ?, 'ok', ?, NULL, ?, ?)",
+                       (self.org, source_sha, upload_format, upload_sha, source_path, now))
+            self._log(db, upload_sha, "validated", source_path)
+        item = self.get(upload_sha)
+        assert item is not None
+        return item
+
+    def _write_blob(self, upload_sha: str, data: bytes) -> None:
+        target = self.blobs / upload_sha
+        if target.exists() and sha256(target.read_bytes()) == upload_sha:
+            return
+        fd, tmp = tempfile.mkstemp(dir=self.blobs, prefix=".blob.")
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+        dir_fd = os.open(self.blobs, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+    def blob(self, item: Item) -> bytes:
+        data = (self.blobs / item.upload_sha256).read_bytes()
+        if sha256(data) != item.upload_sha256:
+            raise TransmitError("stored upload is corrupt", source=item.source_path)
+        return data
+
+    # -- items --------------------------------------------------------------------------------
+    def _item(self, row: sqlite3.Row) -> Item:
+        data = dict(row)
+        data["events"] = tuple(json.loads(data["events"] or "[]"))
+        return Item(**data)
+
+    def get(self, upload_sha: str) -> Item | None:
+        row = self.db.execute("SELECT * FROM items WHERE org=? AND upload_sha256=?",
+                              (self.org, upload_sha)).fetchone()
+        return self._item(row) if row else None
+
+    def items(self) -> list[Item]:
+        rows = self.db.execute("SELECT * FROM items WHERE org=? ORDER BY created_at, source_path",
+                               (self.org,))
+        return [self._item(r) for r in rows]
+
+    def find(self, ref: str) -> list[Item]:
+        """Items matching a source path, an invoice id, an invoice number or a sha256 prefix."""
+        resolved = str(Path(ref).resolve()) if ref else ref
+        rows = self.db.execute(
+            "SELECT * FROM items WHERE org=? AND (source_path=? OR source_path=? OR invoice_id=? "
+            "OR invoice_number=? OR (length(?) >= 8 AND upload_sha256 LIKE ? || '%'))",
+            (self.org, ref, resolved, ref, ref, ref, ref),
+        )
+        return [self._item(r) for r in rows]
+
+    def pending_import(self) -> list[Item]:
+        return [i for i in self.items() if i.invoice_id is None and i.state != "sent"]
+
+    def pending_send(self) -> list[Item]:
+        return [i for i in self.items() if i.invoice_id is not None and i.state != "sent"]
+
+    def _set(self, upload_shas: Sequence[str], state: State, detail: str | None = None,
+             **columns: Any) -> None:
+        now = time.time()
+        assignments = ", ".join(f"{k}=?" for k in columns)
+        sql = f"UPDATE items SET state=?, updated_at=?{', ' if columns else ''}{assignments} " \
+              "WHERE org=? AND upload_sha256=?"
+        with self._tx() as db:
+            for upload_sha in upload_shas:
+                db.execute(sql, (state, now, *columns.values(), self.org, upload_sha))
+                self._log(db, upload_sha, state, detail)
+
+    def mark_importing(self, upload_shas: Sequence[str]) -> None:
+        self._set(upload_shas, "importing", error=None)
+
+    def mark_imported(self, invoice_ids: dict[str, str]) -> None:
+        """Record Qonto's invoice id of each upload (one transaction for the whole batch)."""
+        now = time.time()
+        with self._tx() as db:
+            for upload_sha, invoice_id in invoice_ids.items():
+                db.execute("UPDATE items SET state='imported', invoice_id=?, error=NULL, "
+                           "updated_at=? WHERE org=? AND upload_sha256=?",
+                           (invoice_id, now, self.org, upload_sha))
+                self._log(db, upload_sha, "imported", invoice_id)
+
+    def mark_sending(self, upload_sha: str) -> None:
+        self._set([upload_sha], "sending", error=None)
+
+    def mark_sent(self, upload_sha: str) -> None:
+        self._set([upload_sha], "sent", sent_at=time.time(), error=None)
+
+    def mark_failed(self, upload_shas: Sequence[str], reason: str) -> None:
+        self._set(upload_shas, "failed", reason, error=reason)
+
+    def record_status(self, upload_sha: str, einvoicing_status: str | None,
+                      events: Sequence[dict[str, Any]]) -> None:
+        with self._tx() as db:
+            db.execute("UPDATE items SET einvoicing_status=?, events=?, updated_at=? "
+                       "WHERE org=? AND upload_sha256=?",
+                       (einvoicing_status, json.dumps(list(events)), time.time(), self.org,
+                        upload_sha))
+            self._log(db, upload_sha, f"status:{einvoicing_status}", None)
+
+    def history(self, upload_sha: str) -> list[tuple[float, str, str | None]]:
+        rows = self.db.execute("SELECT at, state, detail FROM history WHERE org=? AND "
+                               "upload_sha256=? ORDER BY rowid", (self.org, upload_sha))
+        return [(r["at"], r["state"], r["detail"]) for r in rows]
+
+
+def organisations(state_dir: str | os.PathLike[str]) -> list[str]:
+    """The organisations an outbox folder holds items for (read-only, no lock)."""
+    path = Path(state_dir) / "outbox.sqlite3"
+    if not path.exists():
+        return []
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        return [r[0] for r in db.execute("SELECT DISTINCT org FROM items ORDER BY org")]
+    finally:
+        db.close()
+
+
+__all__ = ["FINAL_EINVOICING", "STATES", "Item", "Outbox", "OutboxBusyError", "SourceRecord",
+           "organisations", "sha256"]

@@ -1,0 +1,1037 @@
+"""A local Qonto PA emulator: a real HTTP server on loopback speaking the contract of API.md.
+
+    with facturflow.sandbox() as sb:            # ephemeral port on 127.0.0.1
+        client = QontoClient(base_url=sb.base_url, api_key=sb.api_key)
+        ...
+        sb.counters()                           # send_by_einvoice calls and submissions
+
+State (organisations, invoices, files, tokens, registrations, idempotency cache) lives in a
+folder and survives a restart. Fault injection (5xx, 429, dropped connections, stalls) is seeded
+so that a failing test replays. Test hooks are Python methods and, for out-of-process users,
+`/_sandbox/...` routes.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import os
+import random
+import re
+import secrets
+import tempfile
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from .fields import read_invoice_fields
+
+MIB = 1024 * 1024
+FAULT_KINDS = ("500", "502", "503", "429", "drop", "drop_after", "stall")
+
+# Lifecycle code -> einvoicing_status (API.md §6.2 suggested mapping; configurable).
+DEFAULT_STATUS_MAP: dict[int, str] = {
+    200: "submitted", 201: "submitted", 202: "submitted", 203: "submitted", 204: "submitted",
+    205: "approved", 206: "approved", 209: "approved", 211: "approved", 212: "approved",
+    207: "submitted", 208: "submitted", 210: "declined", 213: "submission_failed",
+}
+
+OUTCOMES: dict[str, tuple[tuple[int, float], ...]] = {
+    "delivered": ((200, 0.0), (201, 1.0), (202, 2.0)),
+    "refused": ((200, 0.0), (201, 1.0), (202, 2.0), (210, 3.0)),
+    "failed": ((200, 0.0), (213, 1.0)),
+}
+
+ALL_SCOPES = (
+    "organization.read", "einvoicing.read", "client_invoice.write", "client_invoices.write",
+    "client_invoices.read", "client.read", "client.write", "supplier_invoice.read",
+    "supplier_invoice.write", "attachment.read", "offline_access",
+)
+
+
+@dataclass
+class FaultPlan:
+    """Which requests fail and how. `rate` draws from a seeded RNG; `next` forces the next ones."""
+
+    rate: float = 0.0
+    kinds: tuple[str, ...] = FAULT_KINDS
+    stall_seconds: float = 2.0
+    retry_after: float = 0.05
+    seed: int | None = None
+    forced: deque[str] = field(default_factory=deque)
+
+    def __post_init__(self) -> None:
+        unknown = set(self.kinds) - set(FAULT_KINDS)
+        if unknown:
+            raise ValueError(f"unknown fault kinds: {sorted(unknown)}")
+        self._rng = random.Random(self.seed)
+
+    def draw(self) -> str | None:
+        if self.forced:
+            return self.forced.popleft()
+        if self.rate > 0 and self._rng.random() < self.rate:
+            return self._rng.choice(self.kinds)
+        return None
+
+
+@dataclass
+class SandboxConfig:
+    """Everything the sandbox lets a test choose; defaults follow API.md's [EMU] suggestions."""
+
+    state_dir: Path | None = None
+    host: str = "127.0.0.1"
+    port: int = 0
+    api_key: str | None = None  # login:secret; generated when None
+    organization_slug: str = "sandbox-org"
+    staging_token: str | None = None  # when set, requests without it get a 302 (real sandbox)
+    oauth_client_id: str = "sandbox-client"
+    oauth_client_secret: str | None = None
+    partner_id: str = "sandbox-partner"
+    partner_token: str | None = None
+    rate_limits: tuple[tuple[int, float], ...] = ((1000, 10.0), (10000, 600.0))
+    unauthorized_limit: int = 200  # 401s per hour before throttling
+    accept_xml: bool = True  # API.md §10 Q1
+    sending_status: str = "enabled"
+    receiving_status: str = "enabled"
+    outcome: str = "delivered"
+    lifecycle: Mapping[str, tuple[tuple[int, float], ...]] = field(
+        default_factory=lambda: dict(OUTCOMES)
+    )
+    status_map: Mapping[int, str] = field(default_factory=lambda: dict(DEFAULT_STATUS_MAP))
+    unreachable_sirens: frozenset[str] = frozenset()
+    list_includes_events: bool = False  # API.md §10 Q6
+    supplier_per_page: int = 25  # API.md §10 Q16
+    idempotency_ttl: float = 1800.0
+    access_token_ttl: int = 3600
+    max_file_bytes: int = 5 * MIB
+    max_request_bytes: int = 15 * MIB
+    faults: FaultPlan = field(default_factory=FaultPlan)
+    not_reachable_code: str = "recipient_not_reachable_on_einvoicing"
+    not_activated_code: str = "einvoicing_not_activated"
+
+
+class _Reply(Exception):
+    """Raised inside a handler to answer at once."""
+
+    def __init__(self, status: int, body: Any = None, headers: Mapping[str, str] | None = None):
+        super().__init__(status)
+        self.status = status
+        self.body = body
+        self.headers = dict(headers or {})
+
+
+def _fail(status: int, code: str, detail: str, pointer: str | None = None,
+          parameter: str | None = None) -> _Reply:
+    entry: dict[str, Any] = {"code": code, "detail": detail}
+    if pointer or parameter:
+        entry["source"] = {k: v for k, v in (("pointer", pointer), ("parameter", parameter)) if v}
+    return _Reply(status, {"errors": [entry]})
+
+
+def _uuid7() -> str:
+    ms = int(time.time() * 1000)
+    rand = int.from_bytes(os.urandom(10), "big")
+    value = (ms << 80) | (0x7 << 76) | ((rand >> 64) & 0xFFF) << 64 | (0b10 << 62) | (
+        rand & ((1 << 62) - 1)
+    )
+    return str(uuid.UUID(int=value))
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace(
+        "+00:00", "Z"
+    )
+
+
+def _money(value: str | None, currency: str) -> tuple[dict[str, str] | None, int | None]:
+    if value is None:
+        return None, None
+    try:
+        cents = round(float(value) * 100)
+    except ValueError:
+        return None, None
+    return {"value": f"{cents / 100:.2f}", "currency": currency}, cents
+
+
+def _sniff(data: bytes) -> str | None:
+    head = data.lstrip()[:8]
+    if data.startswith(b"%PDF-") or head.startswith(b"%PDF-"):
+        return "application/pdf"
+    if data.startswith(b"\xff\xd8\xff"):
+        return "image/jpeg"
+    if data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "image/png"
+    if data.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"<"):
+        return "application/xml"
+    return None
+
+
+def parse_multipart(content_type: str, body: bytes) -> list[tuple[str, str | None, bytes]]:
+    """(field name, file name, bytes) of each part of a multipart/form-data body."""
+    match = re.search(r'boundary="?([^";]+)"?', content_type)
+    if not match or not content_type.lower().startswith("multipart/form-data"):
+        raise _fail(400, "invalid_body", "expected multipart/form-data")
+    delimiter = b"\r\n--" + match.group(1).encode("latin-1")
+    parts: list[tuple[str, str | None, bytes]] = []
+    chunks = (b"\r\n" + body).split(delimiter)
+    for chunk in chunks[1:]:
+        if chunk.startswith(b"--"):
+            break
+        head, sep, data = chunk.partition(b"\r\n\r\n")
+        if not sep:
+            raise _fail(400, "invalid_body", "malformed multipart part")
+        disposition = ""
+        for line in head.decode("latin-1").split("\r\n"):
+            if line.lower().startswith("content-disposition:"):
+                disposition = line
+        name = re.search(r'\bname="([^"]*)"', disposition)
+        filename = re.search(r'\bfilename="([^"]*)"', disposition)
+        parts.append((name.group(1) if name else "", filename.group(1) if filename else None, data))
+    return parts
+
+
+# ---------------------------------------------------------------------------------------------
+# State
+
+
+class _State:
+    """All sandbox data; one lock; saved as JSON after each change (files kept beside it)."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.files = folder / "files"
+        self.files.mkdir(parents=True, exist_ok=True)
+        self.path = folder / "state.json"
+        self.lock = threading.RLock()
+        self.data: dict[str, Any] = {
+            "org": None, "settings": {}, "client_invoices": {}, "hashes": {}, "clients": {},
+            "supplier_invoices": {}, "attachments": {}, "sends": {}, "access_tokens": {},
+            "refresh_tokens": {}, "codes": {}, "registrations": {}, "idempotency": {},
+            "clock_offset": 0.0, "outcomes": {}, "requests": 0,
+        }
+        if self.path.exists():
+            self.data.update(json.loads(self.path.read_text("utf-8")))
+
+    def save(self) -> None:
+        fd, tmp = tempfile.mkstemp(dir=self.folder, prefix=".state.")
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(self.data, fh)
+        os.replace(tmp, self.path)
+
+    def put_file(self, data: bytes) -> str:
+        sha = hashlib.sha256(data).hexdigest()
+        target = self.files / sha
+        if not target.exists():
+            target.write_bytes(data)
+        return sha
+
+    def get_file(self, sha: str) -> bytes:
+        return (self.files / sha).read_bytes()
+
+
+# ---------------------------------------------------------------------------------------------
+# The server
+
+
+class Sandbox:
+    """The emulator. A context manager: `with Sandbox() as sb:` starts it, exit stops it."""
+
+    def __init__(self, config: SandboxConfig | None = None, **overrides: Any) -> None:
+        config = config or SandboxConfig()
+        for key, value in overrides.items():
+            if not hasattr(config, key):
+                raise TypeError(f"unknown sandbox option {key!r}")
+            setattr(config, key, value)
+        self.config = config
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        if config.state_dir is None:
+            self._tmp = tempfile.TemporaryDirectory(prefix="facturflow-sandbox-")
+            config.state_dir = Path(self._tmp.name)
+        self.state = _State(Path(config.state_dir))
+        d = self.state.data
+        if d["org"] is None:
+            d["org"] = {
+                "id": str(uuid.uuid4()),
+                "slug": config.organization_slug,
+                "api_key": config.api_key or f"{config.organization_slug}:{secrets.token_hex(16)}",
+                "client_secret": config.oauth_client_secret or secrets.token_hex(16),
+                "partner_token": config.partner_token or secrets.token_hex(16),
+                "signing_key": secrets.token_hex(16),
+            }
+        elif config.api_key:
+            d["org"]["api_key"] = config.api_key
+        d["settings"] = {"sending_status": config.sending_status,
+                         "receiving_status": config.receiving_status, **d["settings"]}
+        self.state.save()
+        self._windows: dict[str, deque[float]] = {}
+        self._unauthorized: dict[str, deque[float]] = {}
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle ----------------------------------------------------------------------------
+    def start(self) -> Sandbox:
+        if self._server is not None:
+            return self
+        handler = type("_BoundHandler", (_Handler,), {"sandbox": self})
+        self._server = ThreadingHTTPServer((self.config.host, self.config.port), handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True,
+                                        name="facturflow-sandbox")
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
+
+    def serve_forever(self) -> None:
+        """Serve in the calling thread until interrupted (for `facturflow sandbox`)."""
+        self.start()
+        try:
+            while True:
+                time.sleep(3600)
+        finally:
+            self.stop()
+
+    def __enter__(self) -> Sandbox:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- what users need ----------------------------------------------------------------------
+    @property
+    def base_url(self) -> str:
+        if self._server is None:
+            raise RuntimeError("sandbox not started")
+        host, port = self._server.server_address[:2]
+        host = host.decode() if isinstance(host, bytes) else host
+        return f"http://{host}:{port}"
+
+    @property
+    def api_key(self) -> str:
+        return str(self.state.data["org"]["api_key"])
+
+    @property
+    def organization_id(self) -> str:
+        return str(self.state.data["org"]["id"])
+
+    @property
+    def client_id(self) -> str:
+        return self.config.oauth_client_id
+
+    @property
+    def client_secret(self) -> str:
+        return str(self.state.data["org"]["client_secret"])
+
+    @property
+    def partner_token(self) -> str:
+        return str(self.state.data["org"]["partner_token"])
+
+    def env(self) -> dict[str, str]:
+        """QONTO_* variables that point a client (or `facturflow send`) at this sandbox."""
+        env = {"QONTO_BASE_URL": self.base_url, "QONTO_API_KEY": self.api_key,
+               "QONTO_PARTNER_ID": self.config.partner_id,
+               "QONTO_PARTNER_TOKEN": self.partner_token}
+        if self.config.staging_token:
+            env["QONTO_STAGING_TOKEN"] = self.config.staging_token
+        return env
+
+    def now(self) -> float:
+        return time.time() + float(self.state.data["clock_offset"])
+
+    def advance(self, seconds: float) -> None:
+        """Move the sandbox clock forward (lifecycle events, token and URL expiry follow it)."""
+        with self.state.lock:
+            self.state.data["clock_offset"] += seconds
+            self.state.save()
+
+    def fail_next(self, count: int, kind: str) -> None:
+        """Make the next `count` API requests fail with `kind` (see FAULT_KINDS)."""
+        if kind not in FAULT_KINDS:
+            raise ValueError(kind)
+        self.config.faults.forced.extend([kind] * count)
+
+    def set_faults(self, plan: FaultPlan) -> None:
+        self.config.faults = plan
+
+    def set_outcome(self, invoice_number: str, outcome: str) -> None:
+        """Force a lifecycle outcome ('delivered', 'refused', 'failed') for an invoice number."""
+        if outcome not in self.config.lifecycle:
+            raise ValueError(outcome)
+        with self.state.lock:
+            self.state.data["outcomes"][invoice_number] = outcome
+            self.state.save()
+
+    def set_settings(self, **settings: str) -> None:
+        with self.state.lock:
+            self.state.data["settings"].update(settings)
+            self.state.save()
+
+    def issue_tokens(self, scopes: tuple[str, ...] = ALL_SCOPES) -> tuple[str, str]:
+        """An (access_token, refresh_token) pair, as the authorization-code flow would give."""
+        with self.state.lock:
+            out = self._new_tokens(list(scopes))
+            self.state.save()
+            return out["access_token"], out["refresh_token"]
+
+    def authorization_code(self, scopes: tuple[str, ...] = ALL_SCOPES) -> str:
+        """A code the OAuth token endpoint accepts once (as the browser step would give)."""
+        code = secrets.token_urlsafe(16)
+        with self.state.lock:
+            self.state.data["codes"][code] = {"scopes": list(scopes), "expires": self.now() + 600}
+            self.state.save()
+        return code
+
+    def counters(self) -> dict[str, dict[str, Any]]:
+        """Per client invoice id: number, send_by_einvoice `calls` and network `submissions`."""
+        with self.state.lock:
+            out = {}
+            for inv_id, inv in self.state.data["client_invoices"].items():
+                sends = self.state.data["sends"].get(inv_id, {})
+                out[inv_id] = {"number": inv.get("number"), "calls": sends.get("calls", 0),
+                               "submissions": sends.get("submissions", 0)}
+            return out
+
+    def client_invoices(self) -> list[dict[str, Any]]:
+        with self.state.lock:
+            return [self._invoice_view(i, True) for i in self.state.data["client_invoices"]]
+
+    def inject_supplier_invoice(
+        self, data: bytes, file_name: str = "invoice.pdf"
+    ) -> dict[str, Any]:
+        """Make an incoming e-invoice appear in GET /v2/supplier_invoices."""
+        fields = read_invoice_fields(data, file_name) or {}
+        with self.state.lock:
+            now = self.now()
+            attachment_id = self._attachment(data, file_name)
+            currency = fields.get("currency") or "EUR"
+            total, _ = _money(fields.get("total"), currency)
+            inv_id = _uuid7()
+            invoice = {
+                "id": inv_id, "organization_id": self.organization_id, "file_name": file_name,
+                "invoice_number": fields.get("number"), "supplier_name": fields.get("seller_name"),
+                "total_amount": total, "issue_date": fields.get("issue_date"),
+                "due_date": fields.get("due_date"), "status": "to_review",
+                "source_type": "e_invoicing", "source": "e_invoicing",
+                "is_einvoice": bool(fields), "e_invoice_type": fields.get("syntax"),
+                "attachment_id": attachment_id, "display_attachment_id": attachment_id,
+                "attachment_category": "INVOICE", "created_at": _iso(now), "updated_at": _iso(now),
+                "einvoicing_lifecycle_events": [
+                    {"status_code": 202, "reason": None, "reason_message": None,
+                     "timestamp": _iso(now)}
+                ],
+            }
+            self.state.data["supplier_invoices"][inv_id] = invoice
+            self.state.save()
+            return dict(invoice)
+
+    # -- internals ----------------------------------------------------------------------------
+    def _new_tokens(self, scopes: list[str]) -> dict[str, Any]:
+        access, refresh = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
+        d = self.state.data
+        d["access_tokens"][access] = {"scopes": scopes,
+                                      "expires": self.now() + self.config.access_token_ttl}
+        d["refresh_tokens"][refresh] = {"scopes": scopes}
+        return {"access_token": access, "token_type": "bearer",
+                "expires_in": self.config.access_token_ttl, "refresh_token": refresh,
+                "scope": " ".join(scopes)}
+
+    def _attachment(self, data: bytes, file_name: str) -> str:
+        sha = self.state.put_file(data)
+        attachment_id = str(uuid.uuid4())
+        self.state.data["attachments"][attachment_id] = {
+            "sha": sha, "file_name": file_name, "size": len(data),
+            "content_type": _sniff(data) or "application/octet-stream",
+            "created_at": _iso(self.now()),
+        }
+        return attachment_id
+
+    def _events(self, inv_id: str) -> list[dict[str, Any]]:
+        sends = self.state.data["sends"].get(inv_id)
+        if not sends or not sends.get("submissions"):
+            return []
+        schedule = self.config.lifecycle.get(sends["outcome"], OUTCOMES["delivered"])
+        now, start = self.now(), float(sends["sent_at"])
+        events = []
+        for code, delay in schedule:
+            if now >= start + delay:
+                reason = ("REFUS", "Refused by the recipient") if code == 210 else (
+                    ("REJET", "Rejected by the platform") if code == 213 else (None, None)
+                )
+                events.append({"status_code": code, "reason": reason[0],
+                               "reason_message": reason[1], "timestamp": _iso(start + delay)})
+        return events
+
+    def _invoice_view(self, inv_id: str, with_events: bool) -> dict[str, Any]:
+        invoice = dict(self.state.data["client_invoices"][inv_id])
+        events = self._events(inv_id)
+        invoice["einvoicing_status"] = (
+            self.config.status_map.get(events[-1]["status_code"], "submitted")
+            if events else "pending"
+        )
+        if with_events:
+            invoice["einvoicing_lifecycle_events"] = events
+        invoice.pop("_sha", None)
+        return invoice
+
+    def _client_for(self, fields: Mapping[str, Any]) -> str | None:
+        name, siren, vat = fields.get("buyer_name"), fields.get("buyer_siren"), fields.get(
+            "buyer_vat")
+        if not (name or siren or vat):
+            return None
+        clients = self.state.data["clients"]
+        for client_id, client in clients.items():
+            same_siren = bool(siren) and client.get("siren") == siren
+            same_vat = bool(vat) and client.get("vat_number") == vat
+            if same_siren or same_vat or (not siren and not vat and client.get("name") == name):
+                return str(client_id)
+        client_id = str(uuid.uuid4())
+        reachable = bool(siren) and siren not in self.config.unreachable_sirens
+        clients[client_id] = {
+            "id": client_id, "kind": "company", "name": name, "siren": siren,
+            "vat_number": vat, "e_invoicing_address": siren if siren else None,
+            "e_invoicing_reachable": reachable, "currency": fields.get("currency") or "EUR",
+            "created_at": _iso(self.now()),
+        }
+        return client_id
+
+    def check_rate(self, ip: str) -> float | None:
+        """Seconds to wait when a window is full, else None (and the request is counted)."""
+        now = time.monotonic()
+        stamps = self._windows.setdefault(ip, deque())
+        longest = max((w for _, w in self.config.rate_limits), default=0.0)
+        while stamps and stamps[0] < now - longest:
+            stamps.popleft()
+        for count, window in self.config.rate_limits:
+            recent = [s for s in stamps if s >= now - window] if count < len(stamps) else stamps
+            if len(recent) >= count:
+                return max(0.001, recent[-count] + window - now)
+        stamps.append(now)
+        return None
+
+    def count_unauthorized(self, ip: str) -> bool:
+        """Record a 401; True when this IP went over the hourly budget."""
+        now = time.monotonic()
+        stamps = self._unauthorized.setdefault(ip, deque())
+        while stamps and stamps[0] < now - 3600:
+            stamps.popleft()
+        stamps.append(now)
+        return len(stamps) > self.config.unauthorized_limit
+
+
+# Route table: method, path regex, handler name, required scopes (any of), auth kind.
+_ROUTES: list[tuple[str, re.Pattern[str], str, tuple[str, ...], str]] = [
+    (m, re.compile(p + r"\Z"), h, s, a)
+    for m, p, h, s, a in [
+        ("POST", r"/oauth2/token", "oauth_token", (), "none"),
+        ("GET", r"/v2/organization", "organization", ("organization.read",), "business"),
+        ("GET", r"/v2/einvoicing/settings", "settings", ("einvoicing.read",), "business"),
+        ("POST", r"/v2/client_invoices/bulk", "bulk_import",
+         ("client_invoice.write", "client_invoices.write"), "business"),
+        ("POST", r"/v2/client_invoices/(?P<id>[^/]+)/send_by_einvoice", "send",
+         ("client_invoice.write", "client_invoices.write"), "business"),
+        ("GET", r"/v2/client_invoices", "list_client_invoices", ("client_invoices.read",),
+         "business"),
+        ("GET", r"/v2/client_invoices/(?P<id>[^/]+)", "get_client_invoice",
+         ("client_invoices.read",), "business"),
+        ("GET", r"/v2/clients", "list_clients", ("client.read",), "business"),
+        ("GET", r"/v2/clients/(?P<id>[^/]+)", "get_client", ("client.read",), "business"),
+        ("GET", r"/v2/supplier_invoices", "list_supplier_invoices", ("supplier_invoice.read",),
+         "business"),
+        ("GET", r"/v2/supplier_invoices/(?P<id>[^/]+)", "get_supplier_invoice",
+         ("supplier_invoice.read",), "business"),
+        ("GET", r"/v2/attachments/(?P<id>[^/]+)", "get_attachment",
+         ("attachment.read", "organization.read"), "business"),
+        ("GET", r"/_files/(?P<id>[^/]+)", "download", (), "none"),
+        ("POST", r"/register/registrations", "create_registration", (), "partner"),
+        ("GET", r"/register/registrations", "list_registrations", (), "partner"),
+        ("GET", r"/register/registrations/(?P<id>[^/]+)", "get_registration", (), "partner"),
+        ("GET", r"/_sandbox/counters", "hook_counters", (), "hook"),
+        ("POST", r"/_sandbox/clock", "hook_clock", (), "hook"),
+        ("POST", r"/_sandbox/faults", "hook_faults", (), "hook"),
+        ("POST", r"/_sandbox/supplier_invoices", "hook_supplier", (), "hook"),
+        ("POST", r"/_sandbox/oauth/code", "hook_code", (), "hook"),
+        ("POST", r"/_sandbox/settings", "hook_settings", (), "hook"),
+    ]
+]
+
+
+class _Handler(BaseHTTPRequestHandler):
+    sandbox: Sandbox
+    protocol_version = "HTTP/1.1"
+    server_version = "facturflow-sandbox"
+
+    def log_message(self, format: str, *args: Any) -> None:  # quiet; tests read counters
+        return
+
+    def do_GET(self) -> None:
+        self._handle("GET")
+
+    def do_POST(self) -> None:
+        self._handle("POST")
+
+    def do_PUT(self) -> None:
+        self._handle("PUT")
+
+    def do_PATCH(self) -> None:
+        self._handle("PATCH")
+
+    def do_DELETE(self) -> None:
+        self._handle("DELETE")
+
+    # -- plumbing -----------------------------------------------------------------------------
+    def _handle(self, method: str) -> None:
+        sb = self.sandbox
+        trace_id = uuid.uuid4().hex
+        self.trace_id = trace_id
+        split = urlsplit(self.path)
+        path = split.path
+        self.query = {k: v[-1] for k, v in parse_qs(split.query).items()}
+        api = not path.startswith("/_sandbox/")
+        length = int(self.headers.get("Content-Length") or 0)
+        if length > sb.config.max_request_bytes + 64 * 1024:
+            self.close_connection = True
+            self._send(413, {"errors": [{"code": "request_too_large",
+                                         "detail": "request body exceeds 15 MB"}]})
+            return
+        self.body = self.rfile.read(length) if length else b""
+        fault = sb.config.faults.draw() if api else None
+        if fault == "stall":
+            time.sleep(sb.config.faults.stall_seconds)
+        elif fault == "drop":
+            self.close_connection = True
+            return
+        elif fault in ("500", "502", "503"):
+            self._send(int(fault), {"errors": [{"code": "internal_server_error",
+                                                "detail": "injected fault"}]})
+            return
+        elif fault == "429":
+            self._send(429, {"errors": [{"code": "too_many_requests", "detail": "injected"}]},
+                       {"Retry-After": f"{sb.config.faults.retry_after:g}"})
+            return
+        try:
+            status, body, headers = self._dispatch(method, path)
+        except _Reply as reply:
+            status, body, headers = reply.status, reply.body, reply.headers
+        except Exception as exc:  # a sandbox bug must look like a 500, not a hang
+            status, body, headers = 500, {"errors": [{"code": "internal_server_error",
+                                                      "detail": type(exc).__name__}]}, {}
+        if fault == "drop_after":
+            # Processed, but the answer is lost: the client must cope without duplicating.
+            self.close_connection = True
+            return
+        self._send(status, body, headers)
+
+    def _send(self, status: int, body: Any, headers: Mapping[str, str] | None = None) -> None:
+        headers = dict(headers or {})
+        if isinstance(body, bytes | bytearray):
+            payload = bytes(body)
+        elif body is None:
+            payload = b""
+        else:
+            if status >= 400 and isinstance(body, dict):
+                body = {**body, "trace_id": self.trace_id}
+            payload = json.dumps(body).encode()
+            headers.setdefault("Content-Type", "application/json")
+        try:
+            self.send_response(status)
+            self.send_header("X-Tyk-Trace-Id", self.trace_id)
+            for key, value in headers.items():
+                self.send_header(key, value)
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            if payload and status != 204:
+                self.wfile.write(payload)
+        except (BrokenPipeError, ConnectionResetError, TimeoutError):
+            self.close_connection = True
+
+    def _dispatch(self, method: str, path: str) -> tuple[int, Any, dict[str, str]]:
+        sb = self.sandbox
+        allowed = [r for r in _ROUTES if r[1].match(path)]
+        if not allowed:
+            raise _fail(404, "not_found", f"no route for {path}")
+        route = next((r for r in allowed if r[0] == method), None)
+        if route is None:
+            raise _fail(405, "method_not_allowed", f"{method} not allowed on {path}")
+        _, pattern, handler_name, scopes, auth = route
+        params = pattern.match(path).groupdict()  # type: ignore[union-attr]
+        ip = self.client_address[0]
+        if auth != "hook":
+            if sb.config.staging_token and self.headers.get(
+                "X-Qonto-Staging-Token"
+            ) != sb.config.staging_token:
+                # What the real sandbox does without its header: a redirect to a login page.
+                return 302, b"", {"Location": "https://qonto.onelogin.com/login",
+                                  "Content-Type": "text/html"}
+            wait = sb.check_rate(ip)
+            if wait is not None:
+                raise _Reply(429, {"errors": [{"code": "too_many_requests",
+                                               "detail": "rate limit exceeded"}]},
+                             {"Retry-After": f"{max(1, round(wait))}"})
+        credential = ""
+        with sb.state.lock:
+            if auth == "business":
+                credential, granted = self._authenticate(ip)
+                if granted is not None and not any(s in granted for s in scopes):
+                    raise _fail(403, "forbidden",
+                                f"missing required oauth scope: {' or '.join(scopes)}")
+            elif auth == "partner":
+                self._authenticate_partner(ip)
+            key = self.headers.get("X-Qonto-Idempotency-Key")
+            cache_key = None
+            if key and method != "GET" and auth != "hook":
+                scope = f"{credential}|{method}|{path}|{key}"
+                cache_key = hashlib.sha256(scope.encode()).hexdigest()
+                cached = sb.state.data["idempotency"].get(cache_key)
+                if cached and cached["expires"] > sb.now():
+                    body = base64.b64decode(cached["body"])
+                    return cached["status"], body, dict(cached["headers"])
+            handler: Callable[..., tuple[int, Any]] = getattr(self, "r_" + handler_name)
+            status, body = handler(**params)
+            headers: dict[str, str] = {}
+            if cache_key and 200 <= status < 300:
+                raw = b"" if body is None else json.dumps(body).encode()
+                sb.state.data["idempotency"][cache_key] = {
+                    "expires": sb.now() + sb.config.idempotency_ttl, "status": status,
+                    "body": base64.b64encode(raw).decode(),
+                    "headers": {"Content-Type": "application/json"} if raw else {},
+                }
+            if method != "GET":
+                sb.state.save()
+            return status, body, headers
+
+    def _authenticate(self, ip: str) -> tuple[str, list[str] | None]:
+        sb = self.sandbox
+        header = self.headers.get("Authorization") or ""
+        d = sb.state.data
+        if header.startswith("Bearer "):
+            token = d["access_tokens"].get(header[7:])
+            if token and token["expires"] > sb.now():
+                return "bearer:" + hashlib.sha256(header.encode()).hexdigest(), token["scopes"]
+        elif header and hmac.compare_digest(header, d["org"]["api_key"]):
+            return "apikey", None  # an API key reaches every endpoint this sandbox serves
+        if sb.count_unauthorized(ip):
+            raise _fail(429, "too_many_requests", "too many unauthorized requests")
+        raise _fail(401, "unauthorized", "invalid or missing credentials")
+
+    def _authenticate_partner(self, ip: str) -> None:
+        sb = self.sandbox
+        header = self.headers.get("Authorization") or ""
+        expected = "Bearer " + sb.partner_token
+        if not hmac.compare_digest(header, expected) or self.headers.get(
+            "Qonto-Partner-Id"
+        ) != sb.config.partner_id:
+            sb.count_unauthorized(ip)
+            raise _fail(401, "unauthorized", "invalid partner token or Qonto-Partner-Id")
+
+    def _json_body(self) -> dict[str, Any]:
+        if not self.body:
+            return {}
+        try:
+            value = json.loads(self.body)
+        except ValueError:
+            raise _fail(400, "invalid_body", "body is not JSON") from None
+        if not isinstance(value, dict):
+            raise _fail(400, "invalid_body", "body must be a JSON object")
+        return value
+
+    def _paginate(self, key: str, items: list[dict[str, Any]], default: int) -> tuple[int, Any]:
+        try:
+            page = int(self.query.get("page", "1"))
+            per_page = int(self.query.get("per_page", str(default)))
+        except ValueError:
+            raise _fail(422, "invalid_parameter", "page and per_page must be integers",
+                        parameter="page") from None
+        if page < 1 or not 1 <= per_page <= 100:
+            raise _fail(422, "invalid_parameter", "page >= 1 and 1 <= per_page <= 100",
+                        parameter="per_page")
+        total = len(items)
+        pages = max(1, -(-total // per_page))
+        chunk = items[(page - 1) * per_page: page * per_page]
+        meta = {"current_page": page, "next_page": page + 1 if page < pages else None,
+                "prev_page": page - 1 if page > 1 else None, "total_pages": pages,
+                "total_count": total, "per_page": per_page}
+        return 200, {key: chunk, "meta": meta}
+
+    # -- OAuth --------------------------------------------------------------------------------
+    def r_oauth_token(self) -> tuple[int, Any]:
+        sb, d = self.sandbox, self.sandbox.state.data
+        form = {k: v[-1] for k, v in parse_qs(self.body.decode("utf-8", "replace")).items()}
+        if form.get("client_id") != sb.client_id or not hmac.compare_digest(
+            form.get("client_secret", ""), sb.client_secret
+        ):
+            raise _Reply(401, {"error": "invalid_client"})
+        grant = form.get("grant_type")
+        if grant == "authorization_code":
+            code = d["codes"].pop(form.get("code", ""), None)
+            if not code or code["expires"] < sb.now():
+                raise _Reply(400, {"error": "invalid_grant"})
+            return 200, sb._new_tokens(code["scopes"])
+        if grant == "refresh_token":
+            # Rotation: a refresh token works once.
+            old = d["refresh_tokens"].pop(form.get("refresh_token", ""), None)
+            if not old:
+                raise _Reply(400, {"error": "invalid_grant"})
+            return 200, sb._new_tokens(old["scopes"])
+        raise _Reply(400, {"error": "unsupported_grant_type"})
+
+    # -- Business API -------------------------------------------------------------------------
+    def r_organization(self) -> tuple[int, Any]:
+        org = self.sandbox.state.data["org"]
+        return 200, {"organization": {"id": org["id"], "slug": org["slug"],
+                                      "legal_name": "Sandbox SAS", "legal_country": "FR",
+                                      "bank_accounts": []}}
+
+    def r_settings(self) -> tuple[int, Any]:
+        s = self.sandbox.state.data["settings"]
+        return 200, {"sending_status": s["sending_status"],
+                     "receiving_status": s["receiving_status"]}
+
+    def r_bulk_import(self) -> tuple[int, Any]:
+        sb, d = self.sandbox, self.sandbox.state.data
+        parts = parse_multipart(self.headers.get("Content-Type", ""), self.body)
+        files = [(name, data) for field_name, name, data in parts
+                 if field_name in ("client_invoices", "client_invoices[]") and name is not None]
+        if not files:
+            raise _fail(422, "missing_files", "field client_invoices is required",
+                        pointer="/client_invoices")
+        if len(files) > 5:
+            raise _fail(422, "too_many_files", "at most 5 files per request",
+                        pointer="/client_invoices")
+        parsed = []
+        for index, (name, data) in enumerate(files):  # all-or-nothing: check everything first
+            pointer = f"/client_invoices/{index}"
+            if len(data) > sb.config.max_file_bytes:
+                raise _fail(422, "file_too_large", f"{name} exceeds 5 MB", pointer=pointer)
+            kind = _sniff(data)
+            if kind is None or (kind == "application/xml" and not sb.config.accept_xml):
+                raise _fail(422, "unsupported_file_type",
+                            f"{name}: supported formats are PDF, JPEG, PNG", pointer=pointer)
+            fields = read_invoice_fields(data, name) if kind in (
+                "application/pdf", "application/xml") else None
+            if kind == "application/xml" and fields is None:
+                raise _fail(422, "invalid_file", f"{name} is not a UBL or CII invoice",
+                            pointer=pointer)
+            parsed.append((name, data, fields or {}))
+        out = []
+        for name, data, fields in parsed:
+            sha = hashlib.sha256(data).hexdigest()
+            existing = d["hashes"].get(sha)
+            if existing:
+                out.append({"invoice_id": existing, "file_name": name})
+                continue
+            inv_id = _uuid7()
+            currency = fields.get("currency") or "EUR"
+            total, total_cents = _money(fields.get("total"), currency)
+            vat, vat_cents = _money(fields.get("vat"), currency)
+            now = _iso(sb.now())
+            client_id = sb._client_for(fields)
+            client = d["clients"].get(client_id) if client_id else None
+            d["client_invoices"][inv_id] = {
+                "id": inv_id, "organization_id": sb.organization_id,
+                "attachment_id": sb._attachment(data, name), "number": fields.get("number"),
+                "status": "unpaid", "currency": currency, "total_amount": total,
+                "total_amount_cents": total_cents, "vat_amount": vat,
+                "vat_amount_cents": vat_cents, "issue_date": fields.get("issue_date"),
+                "due_date": fields.get("due_date"), "created_at": now, "updated_at": now,
+                "finalized_at": now, "file_name": name, "imported": True,
+                "client": {"id": client["id"], "name": client["name"]} if client else None,
+                "_sha": sha,
+            }
+            d["hashes"][sha] = inv_id
+            out.append({"invoice_id": inv_id, "file_name": name})
+        return 200, {"client_invoices": out}
+
+    def r_send(self, id: str) -> tuple[int, Any]:
+        sb, d = self.sandbox, self.sandbox.state.data
+        invoice = d["client_invoices"].get(id)
+        if invoice is None:
+            raise _fail(404, "not_found", "client invoice not found")
+        sends = d["sends"].setdefault(id, {"calls": 0, "submissions": 0})
+        sends["calls"] += 1
+        if sends["submissions"]:
+            return 204, None  # already submitted: harmless repeat, no resubmission
+        if d["settings"]["sending_status"] != "enabled":
+            raise _fail(412, sb.config.not_activated_code, "e-invoicing sending is not enabled")
+        client = d["clients"].get((invoice.get("client") or {}).get("id", ""))
+        if client is None or not client.get("e_invoicing_reachable"):
+            raise _fail(412, sb.config.not_reachable_code,
+                        "the client cannot receive e-invoices")
+        sends["submissions"] += 1
+        sends["sent_at"] = sb.now()
+        sends["outcome"] = d["outcomes"].get(invoice.get("number") or "", sb.config.outcome)
+        return 204, None
+
+    def r_get_client_invoice(self, id: str) -> tuple[int, Any]:
+        if id not in self.sandbox.state.data["client_invoices"]:
+            raise _fail(404, "not_found", "client invoice not found")
+        return 200, {"client_invoice": self.sandbox._invoice_view(id, True)}
+
+    def r_list_client_invoices(self) -> tuple[int, Any]:
+        sb = self.sandbox
+        items = [sb._invoice_view(i, sb.config.list_includes_events)
+                 for i in sb.state.data["client_invoices"]]
+        wanted = self.query.get("filter[status]")
+        if wanted:
+            allowed = set(wanted.split(","))
+            items = [i for i in items if i["status"] in allowed]
+        reverse = self.query.get("sort_by", "created_at:desc") != "created_at:asc"
+        items.sort(key=lambda i: (i["created_at"], i["id"]), reverse=reverse)
+        return self._paginate("client_invoices", items, 100)
+
+    def r_list_clients(self) -> tuple[int, Any]:
+        items = sorted(self.sandbox.state.data["clients"].values(), key=lambda c: c["created_at"])
+        return self._paginate("clients", [dict(c) for c in items], 100)
+
+    def r_get_client(self, id: str) -> tuple[int, Any]:
+        client = self.sandbox.state.data["clients"].get(id)
+        if client is None:
+            raise _fail(404, "not_found", "client not found")
+        return 200, {"client": client}
+
+    def r_list_supplier_invoices(self) -> tuple[int, Any]:
+        items = sorted(self.sandbox.state.data["supplier_invoices"].values(),
+                       key=lambda i: (i["created_at"], i["id"]))
+        wanted = self.query.get("filter[status]") or self.query.get("filter[status][]")
+        if wanted:
+            items = [i for i in items if i["status"] in wanted.split(",")]
+        return self._paginate("supplier_invoices", items, self.sandbox.config.supplier_per_page)
+
+    def r_get_supplier_invoice(self, id: str) -> tuple[int, Any]:
+        invoice = self.sandbox.state.data["supplier_invoices"].get(id)
+        if invoice is None:
+            raise _fail(404, "not_found", "supplier invoice not found")
+        return 200, {"supplier_invoice": invoice}
+
+    def _signature(self, attachment_id: str, expires: int) -> str:
+        key = self.sandbox.state.data["org"]["signing_key"].encode()
+        return hmac.new(key, f"{attachment_id}:{expires}".encode(), "sha256").hexdigest()
+
+    def r_get_attachment(self, id: str) -> tuple[int, Any]:
+        sb = self.sandbox
+        attachment = sb.state.data["attachments"].get(id)
+        if attachment is None:
+            raise _fail(404, "not_found", "attachment not found")
+        expires = int(sb.now() + 1800)  # signed URLs live 30 minutes (API.md §5.10)
+        signature = self._signature(id, expires)
+        url = f"{sb.base_url}/_files/{id}?expires={expires}&signature={signature}"
+        return 200, {"attachment": {
+            "id": id, "created_at": attachment["created_at"], "file_name": attachment["file_name"],
+            "file_size": str(attachment["size"]), "file_content_type": attachment["content_type"],
+            "url": url, "probative_attachment": {"status": "unavailable"}}}
+
+    def r_download(self, id: str) -> tuple[int, Any]:
+        sb = self.sandbox
+        attachment = sb.state.data["attachments"].get(id)
+        try:
+            expires = int(self.query.get("expires", "0"))
+        except ValueError:
+            expires = 0
+        if attachment is None or not hmac.compare_digest(
+            self.query.get("signature", ""), self._signature(id, expires)
+        ) or expires < sb.now():
+            raise _Reply(403, b"<Error>AccessDenied</Error>", {"Content-Type": "application/xml"})
+        raise _Reply(200, sb.state.get_file(attachment["sha"]),
+                     {"Content-Type": attachment["content_type"]})
+
+    # -- Onboarding API -----------------------------------------------------------------------
+    def r_create_registration(self) -> tuple[int, Any]:
+        sb = self.sandbox
+        body = self._json_body()
+        flow = body.get("legal_flow")
+        raw_user, raw_org = body.get("partner_user"), body.get("organization")
+        user: dict[str, Any] = raw_user if isinstance(raw_user, dict) else {}
+        organization: dict[str, Any] = raw_org if isinstance(raw_org, dict) else {}
+        if not isinstance(flow, str) or not flow:
+            raise _fail(422, "blank", "legal_flow is required", pointer="/legal_flow")
+        if not user.get("email"):
+            raise _fail(422, "blank", "partner_user.email is required",
+                        pointer="/partner_user/email")
+        if flow == "existing_company" and not re.fullmatch(
+            r"\d{9}", str(organization.get("legal_number", ""))
+        ):
+            raise _fail(422, "invalid", "organization.legal_number must be a SIREN",
+                        pointer="/organization/legal_number")
+        reg_id = str(uuid.uuid4())
+        now = _iso(sb.now())
+        registration = {
+            "id": reg_id, "legal_flow": flow, "flow": {"type": "seamless", "breakdown": []},
+            "status": "pending", "redirection_link": f"{sb.base_url}/onboarding/{reg_id}",
+            "partner_redirect_url": body.get("partner_redirect_url"), "created_at": now,
+            "updated_at": now, "locale": body.get("locale", "fr"), "partner_user": user,
+            "organization": {"id": None, "legal_number": organization.get("legal_number")},
+            "stakeholders": [],
+        }
+        sb.state.data["registrations"][reg_id] = registration
+        return 201, {"registration": registration}
+
+    def r_list_registrations(self) -> tuple[int, Any]:
+        items = sorted(self.sandbox.state.data["registrations"].values(),
+                       key=lambda r: r["created_at"])
+        return self._paginate("registrations", list(items), 25)
+
+    def r_get_registration(self, id: str) -> tuple[int, Any]:
+        registration = self.sandbox.state.data["registrations"].get(id)
+        if registration is None:
+            raise _fail(404, "not_found", "registration not found")
+        return 200, {"registration": registration}
+
+    # -- test hooks ---------------------------------------------------------------------------
+    def r_hook_counters(self) -> tuple[int, Any]:
+        return 200, {"counters": self.sandbox.counters()}
+
+    def r_hook_clock(self) -> tuple[int, Any]:
+        self.sandbox.state.data["clock_offset"] += float(self._json_body().get("advance", 0))
+        return 200, {"now": _iso(self.sandbox.now())}
+
+    def r_hook_faults(self) -> tuple[int, Any]:
+        body = self._json_body()
+        sb = self.sandbox
+        if "next" in body:
+            sb.fail_next(int(body["next"]), str(body.get("kind", "500")))
+        if "rate" in body:
+            sb.set_faults(FaultPlan(rate=float(body["rate"]),
+                                    kinds=tuple(body.get("kinds", FAULT_KINDS)),
+                                    stall_seconds=float(body.get("stall_seconds", 2.0)),
+                                    seed=body.get("seed")))
+        return 200, {"ok": True}
+
+    def r_hook_supplier(self) -> tuple[int, Any]:
+        name = self.headers.get("X-File-Name") or "invoice.pdf"
+        return 201, {"supplier_invoice": self.sandbox.inject_supplier_invoice(self.body, name)}
+
+    def r_hook_code(self) -> tuple[int, Any]:
+        scopes = self._json_body().get("scopes") or list(ALL_SCOPES)
+        return 200, {"code": self.sandbox.authorization_code(tuple(scopes))}
+
+    def r_hook_settings(self) -> tuple[int, Any]:
+        body = {k: str(v) for k, v in self._json_body().items()
+                if k in ("sending_status", "receiving_status")}
+        self.sandbox.state.data["settings"].update(body)
+        return 200, dict(self.sandbox.state.data["settings"])
+
+
+def sandbox(state_dir: str | os.PathLike[str] | None = None, **options: Any) -> Sandbox:
+    """A Sandbox to use as a context manager: `with facturflow.sandbox() as sb: sb.base_url`."""
+    config = SandboxConfig(state_dir=Path(state_dir) if state_dir is not None else None)
+    return Sandbox(config, **options)
+
+
+__all__ = ["FAULT_KINDS", "FaultPlan", "Sandbox", "SandboxConfig", "read_invoice_fields",
+           "sandbox"]
