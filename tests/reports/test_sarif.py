@@ -61,7 +61,7 @@ def test_one_run_named_facturflow_with_each_rule_seen_once(reports: list[Report]
     assert run["tool"]["driver"]["name"] == "facturflow"
     rule_ids = [rule["id"] for rule in run["tool"]["driver"]["rules"]]
     assert len(rule_ids) == len(set(rule_ids))
-    seen = {f.rule for r in reports for f in r.findings} | {UNREADABLE_RULE}
+    seen = {f.rule for r in reports for f in r.findings}
     assert set(rule_ids) == seen
     for result in run["results"]:
         assert rule_ids[result["ruleIndex"]] == result["ruleId"]
@@ -109,11 +109,24 @@ def test_pdf_findings_have_no_region_since_lines_are_inside_the_attachment(
     assert physical["artifactLocation"]["uri"] == "file:///abs/path/facture%20%C3%A9.pdf"
 
 
-def test_unreadable_input_is_an_error_result(named: dict[str, Report]) -> None:
+def test_unreadable_input_is_one_error_result(named: dict[str, Report]) -> None:
     (result,) = _sarif([named["unreadable"]])["runs"][0]["results"]
-    assert result["ruleId"] == UNREADABLE_RULE
+    assert result["ruleId"] == "XML-MALFORMED"
     assert result["level"] == "error"
     assert "not well-formed" in result["message"]["text"]
+
+
+def test_unreadable_input_without_finding_still_gives_an_error_result(
+    named: dict[str, Report], sarif_schema: dict[str, Any]
+) -> None:
+    data = _sarif([named["unreadable_bare"]])
+    jsonschema.Draft4Validator(sarif_schema).validate(data)
+    (result,) = data["runs"][0]["results"]
+    assert result["ruleId"] == UNREADABLE_RULE
+    assert result["level"] == "error"
+    assert result["locations"][0]["physicalLocation"]["artifactLocation"]["uri"] == (
+        "fixtures/invalid/not-well-formed.xml"
+    )
 
 
 @pytest.mark.parametrize(

@@ -58,7 +58,8 @@ def _testcase(report: Report) -> tuple[etree._Element, int, int]:
         error.set("message", _clean(report.error))
         error.text = _clean(report.error)
         errors += 1
-    for finding in report.fatal:
+    # An unreadable input's findings restate its error: one <error> says it all.
+    for finding in report.fatal if report.error is None else ():
         failure = etree.SubElement(case, "failure")
         failure.set("type", finding.rule)
         failure.set("message", _clean(" ".join(finding.message.split())))
@@ -71,7 +72,7 @@ def _testcase(report: Report) -> tuple[etree._Element, int, int]:
         failure.set("type", "LAYER-NOT-RUN")
         failure.set("message", f"required layers did not run: {', '.join(missing)}")
         failures += 1
-    others = report.by_severity("warning", "information")
+    others = report.by_severity("warning", "information") if report.error is None else ()
     notes = [*report.warnings]
     if others or notes:
         out = etree.SubElement(case, "system-out")

@@ -2,7 +2,8 @@
 
 A finding's XPath goes in `logicalLocations`; its source line becomes a `region` only for XML
 files (for a PDF the line is inside the embedded XML, not the PDF, so no region is given).
-An input that cannot be read yields one error result with rule id `INPUT-UNREADABLE`.
+An input that cannot be read gives its findings (XML-MALFORMED, NOT-AN-INVOICE, ...) as results,
+or, when it has none, one error result with rule id `INPUT-UNREADABLE`.
 """
 
 from __future__ import annotations
@@ -94,7 +95,7 @@ def as_document(reports: Iterable[Report]) -> dict[str, Any]:
         if report.container:
             artifact["mimeType"] = "application/pdf" if report.container == "pdf" else "text/xml"
         artifacts.append(artifact)
-        if report.error is not None:
+        if report.error is not None and not report.findings:
             results.append(
                 {
                     "ruleId": UNREADABLE_RULE,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 from collections.abc import Iterable
 
 from rich.console import Console
@@ -18,6 +19,14 @@ def _safe(text: str) -> str:
     """One line without control characters: messages can quote invoice content, and an escape
     sequence in it must not reach the user's terminal."""
     return " ".join("".join(ch if ch.isprintable() else " " for ch in text).split())
+
+
+_NAMESPACE_TEST = re.compile(r"\*:([\w.-]+)\[namespace-uri\(\)='[^']*'\]")
+
+
+def _short_xpath(text: str) -> str:
+    """`/*:Name[namespace-uri()='urn:...'][1]` (as Schematron writes locations) to `/Name[1]`."""
+    return _NAMESPACE_TEST.sub(r"\1", text)
 
 
 def _plural(count: int, word: str) -> str:
@@ -52,7 +61,7 @@ def _finding_lines(finding: Finding) -> list[Text]:
     lines = [first]
     indent = " " * (_WIDTH + 4)
     lines.append(Text(indent + _safe(finding.message)))
-    where = _safe(str(finding.location))
+    where = _safe(_short_xpath(str(finding.location)))
     if where:
         lines.append(Text(f"{indent}at {where}", style="dim"))
     if finding.business_terms:
@@ -89,7 +98,9 @@ def summary(reports: list[Report]) -> Text:
     unreadable = sum(1 for r in reports if r.error is not None)
     valid = sum(1 for r in reports if r.ok)
     invalid = len(reports) - valid - unreadable
-    counts = {s: sum(len(r.by_severity(s)) for r in reports) for s in SEVERITIES}
+    # Only findings shown in the blocks: an unreadable file shows its error, not its finding.
+    readable = [r for r in reports if r.error is None]
+    counts = {s: sum(len(r.by_severity(s)) for r in readable) for s in SEVERITIES}
     line = Text(f"{_plural(len(reports), 'file')}: ")
     line.append(f"{valid} valid", style="green" if valid else "")
     line.append(", ")
