@@ -265,7 +265,9 @@ class Engine:
     ) -> None:
         path = bind.path.format_map(tokens)
         for rel, fixed in bind.fill:
-            self._set(self._walk(element, rel.format_map(tokens), reuse_last=True), fixed)
+            where = self._walk(element, rel.format_map(tokens), reuse_last=True)
+            if _text(where[0].get(where[1]) if isinstance(where, tuple) else where) is None:
+                self._set(where, fixed)  # a fill never overwrites a value written by its term
         if isinstance(hint, type) and hint in VALUE_TYPES:
             target = self._walk(element, path, reuse_last=False)
             for name, rel in bind.parts or VALUE_TYPES[hint]:
@@ -319,6 +321,11 @@ class Engine:
         for index, step in enumerate(steps):
             last = index == len(steps) - 1
             if step == ".":
+                continue
+            if step == "..":
+                parent = current.getparent()
+                assert parent is not None
+                current = parent
                 continue
             if step.startswith("@"):
                 return (current, step[1:])
