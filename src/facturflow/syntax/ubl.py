@@ -399,7 +399,8 @@ def write_ubl(invoice: Invoice, *, document: UblDocument | None = None) -> etree
         document = "creditnote" if invoice.type_code in CREDIT_NOTE_TYPES else "invoice"
     namespace, local = (NS_CREDITNOTE, "CreditNote") if document == "creditnote" else (
         NS_INVOICE, "Invoice")
-    nsmap: dict[str | None, str] = {None: namespace, **NS}
+    # The stubs do not allow the None key of a default namespace.
+    nsmap: Any = {None: namespace, **NS}
     root = etree.Element(f"{{{namespace}}}{local}", nsmap=nsmap)
     tokens = dict(DOCUMENT_TOKENS[document])
     tokens["currency"] = invoice.currency_code
