@@ -1,0 +1,472 @@
+"""The send stage: detect -> validate -> Factur-X for XML input -> pre-flight -> import in batches
+-> send -> optionally wait for the lifecycle, with every step journaled in the outbox.
+
+An invoice with a fatal finding is never uploaded. A run killed anywhere can be repeated: the
+outbox says what is done, and Qonto's content-idempotent import and send make the steps that
+were in flight safe to repeat (see facturflow.transmit.outbox).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from ..detect import Document, detect_bytes
+from ..errors import FacturflowError, InputError
+from ..inputs import expand_inputs
+from .errors import (
+    AuthenticationError,
+    NotFoundError,
+    PermissionDeniedError,
+    PreconditionError,
+    QontoError,
+    ValidationRejectedError,
+)
+from .fields import document_fields
+from .outbox import Item, Outbox, sha256
+from .qonto import (
+    MAX_IMPORT_FILE_BYTES,
+    MAX_IMPORT_FILES,
+    MAX_IMPORT_TOTAL_BYTES,
+    QontoClient,
+    UploadFile,
+    content_type_for,
+)
+
+UploadFormat = Literal["facturx", "xml"]
+OutcomeKind = Literal["sent", "already_sent", "rejected", "failed", "would_send"]
+Progress = Callable[[str, int, int], None]  # (stage, done, total)
+
+
+@dataclass(frozen=True)
+class SendOptions:
+    """How `send_invoices` behaves; the CLI maps its flags onto this."""
+
+    upload: UploadFormat = "facturx"
+    wait: bool = False
+    dry_run: bool = False
+    wait_timeout: float = 600.0
+    poll_interval: float = 5.0
+    rules: str | None = None
+    batch_size: int = MAX_IMPORT_FILES
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What became of one input."""
+
+    path: str
+    kind: OutcomeKind
+    reason: str | None = None
+    invoice_id: str | None = None
+    invoice_number: str | None = None
+    einvoicing_status: str | None = None
+    findings: tuple[str, ...] = ()
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "path": self.path, "outcome": self.kind, "reason": self.reason,
+            "invoice_id": self.invoice_id, "invoice_number": self.invoice_number,
+            "einvoicing_status": self.einvoicing_status, "findings": list(self.findings),
+        }
+
+
+@dataclass
+class SendSummary:
+    outcomes: list[Outcome] = field(default_factory=list)
+    organization: str | None = None
+
+    def count(self, kind: OutcomeKind) -> int:
+        return sum(1 for o in self.outcomes if o.kind == kind)
+
+    @property
+    def ok(self) -> bool:
+        """True only when every input was sent (now or before), or would be (dry run)."""
+        return bool(self.outcomes) and all(
+            o.kind in ("sent", "already_sent", "would_send") for o in self.outcomes
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        kinds: tuple[OutcomeKind, ...] = ("sent", "already_sent", "rejected", "failed",
+                                          "would_send")
+        return {"organization": self.organization, "ok": self.ok,
+                "counts": {k: self.count(k) for k in kinds},
+                "invoices": [o.as_dict() for o in self.outcomes]}
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A validated input and the exact bytes to upload for it."""
+
+    path: str
+    source_sha: str
+    file_name: str
+    upload: bytes
+    invoice_number: str | None
+    buyer_siren: str | None
+
+
+class Rejected(Exception):
+    """An input that will not be uploaded. `final` verdicts (unreadable, invalid) are remembered
+    by source hash; others (a converter missing or failing) are tried again on the next run."""
+
+    def __init__(self, reason: str, findings: Sequence[str] = (), *, final: bool = True) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.findings = tuple(findings)
+        self.final = final
+
+
+def prepare(path: str, data: bytes, upload: UploadFormat, rules: str | None) -> Prepared:
+    """Detect, validate (fatal finding => Rejected) and build the upload bytes of one input."""
+    from ..validate import validate
+
+    source_sha = sha256(data)
+    try:
+        document = detect_bytes(data, name=path)
+    except InputError as exc:
+        raise Rejected(f"unreadable: {exc.message}") from exc
+    report = validate(document, rules)
+    if not report.ok:
+        fatal = [f"{f.rule}: {f.message}" for f in report.fatal]
+        if report.error:
+            fatal.insert(0, report.error)
+        if not fatal:
+            fatal = ["a required validation layer could not run"]
+        raise Rejected(f"invalid: {len(fatal)} fatal finding(s), first: {fatal[0]}", fatal)
+    fields = document_fields(document)
+    stem = Path(path).stem or "invoice"
+    if document.container == "pdf":
+        # A Factur-X PDF goes as it is; with --upload xml, its embedded XML goes instead.
+        body, name = (data, f"{stem}.pdf") if upload == "facturx" else (document.xml, f"{stem}.xml")
+    elif upload == "xml":
+        body, name = data, f"{stem}.xml"
+    else:
+        body, name = _to_facturx(document), f"{stem}.pdf"
+    return Prepared(path, source_sha, name, body, fields.get("number"), fields.get("buyer_siren"))
+
+
+def _to_facturx(document: Document) -> bytes:
+    try:
+        from ..convert import convert
+    except ImportError as exc:
+        raise Rejected(
+            "cannot make a Factur-X PDF: facturflow.convert is not available in this build "
+            f"({exc}); use --upload xml to send the XML as it is", final=False
+        ) from exc
+    try:
+        result = convert(document, to="facturx")
+    except FacturflowError as exc:
+        raise Rejected(f"conversion to Factur-X failed: {exc.message}", final=False) from exc
+    except Exception as exc:  # a converter bug must reject this input, not crash the batch
+        raise Rejected(
+            f"conversion to Factur-X failed ({type(exc).__name__}: {exc}); "
+            "use --upload xml to send the XML as it is", final=False
+        ) from exc
+    return result.data
+
+
+def _read(path: Path) -> bytes:
+    return path.read_bytes()
+
+
+def send_invoices(
+    paths: Iterable[str | Path],
+    client: QontoClient | None,
+    state_dir: str | Path,
+    options: SendOptions = SendOptions(),
+    progress: Progress | None = None,
+) -> SendSummary:
+    """Run the send stage over files and folders; see the module docstring."""
+    files = list(dict.fromkeys(str(p) for p in expand_inputs(Path(p) for p in paths)))
+    summary = SendSummary()
+    if options.dry_run or client is None:
+        for path in files:
+            summary.outcomes.append(_dry_run(path, options))
+        return summary
+    org = _organization(client)
+    summary.organization = org
+    settings_error = _sending_disabled(client)
+    with Outbox(state_dir, org) as outbox:
+        rows: dict[str, Outcome | str] = {}  # path -> final outcome, or upload sha to follow
+        before_sent: set[str] = {i.upload_sha256 for i in outbox.items() if i.state == "sent"}
+        reachable = _Reachability(client)
+        blocked: set[str] = set()  # failed the reachability pre-flight in this run
+        total = len(files)
+        for index, path in enumerate(files, 1):
+            rows[path] = _admit(path, outbox, options, reachable, blocked)
+            if progress:
+                progress("validate", index, total)
+        wanted = {v for v in rows.values() if isinstance(v, str)}
+        if settings_error:
+            pending = [i.upload_sha256 for i in outbox.items()
+                       if i.upload_sha256 in wanted and i.state != "sent"]
+            if pending:
+                outbox.mark_failed(pending, settings_error)
+        else:
+            _import(client, outbox, wanted - blocked, options, progress)
+            _send(client, outbox, wanted, progress)
+            if options.wait:
+                _wait(client, outbox, wanted, options, progress)
+        for path in files:
+            value = rows[path]
+            if isinstance(value, Outcome):
+                summary.outcomes.append(value)
+                continue
+            item = outbox.get(value)
+            assert item is not None
+            summary.outcomes.append(_outcome(item, path, value in before_sent, options.wait))
+    return summary
+
+
+def _outcome(item: Item, path: str, was_sent: bool, waited: bool) -> Outcome:
+    if item.state == "sent":
+        kind: OutcomeKind = "already_sent" if was_sent else "sent"
+        reason = None
+        if waited and item.einvoicing_status in ("declined", "not_delivered",
+                                                  "submission_failed"):
+            kind, reason = "failed", f"e-invoicing status {item.einvoicing_status}"
+            event = item.latest_event
+            if event and event.get("reason_message"):
+                reason += f": {event['reason_message']}"
+        return Outcome(path, kind, reason, item.invoice_id, item.invoice_number,
+                       item.einvoicing_status)
+    return Outcome(path, "failed", item.error or f"stopped in state {item.state}",
+                   item.invoice_id, item.invoice_number, item.einvoicing_status)
+
+
+def _dry_run(path: str, options: SendOptions) -> Outcome:
+    try:
+        prepared = prepare(path, _read(Path(path)), options.upload, options.rules)
+    except Rejected as exc:
+        return Outcome(path, "rejected", exc.reason, findings=exc.findings)
+    except OSError as exc:
+        return Outcome(path, "rejected", f"cannot read: {exc.strerror or exc}")
+    return Outcome(path, "would_send", f"would upload {prepared.file_name} "
+                   f"({len(prepared.upload)} bytes)", invoice_number=prepared.invoice_number)
+
+
+def _organization(client: QontoClient) -> str:
+    """The organisation the outbox is keyed by: Qonto's id, or the API key's login."""
+    try:
+        org = client.organization()
+    except PermissionDeniedError:
+        return client.config.organization_hint
+    return str(org.get("id") or org.get("slug") or client.config.organization_hint)
+
+
+def _sending_disabled(client: QontoClient) -> str | None:
+    """The reason sending cannot work, or None (unknown counts as allowed: send will tell)."""
+    try:
+        settings = client.einvoicing_settings()
+    except (PermissionDeniedError, NotFoundError):
+        return None
+    if settings.sending_enabled:
+        return None
+    return f"e-invoicing sending is {settings.sending_status} for this organisation (pre-flight)"
+
+
+class _Reachability:
+    """Whether a buyer can receive e-invoices, when Qonto already knows the buyer as a client."""
+
+    def __init__(self, client: QontoClient) -> None:
+        self._client = client
+        self._by_siren: dict[str, bool] | None = None
+
+    def unreachable(self, siren: str | None) -> bool:
+        if not siren:
+            return False
+        if self._by_siren is None:
+            self._by_siren = {}
+            try:
+                for c in self._client.iter_clients():
+                    key = c.get("siren") or str(c.get("e_invoicing_address") or "")[:9]
+                    if key and isinstance(c.get("e_invoicing_reachable"), bool):
+                        self._by_siren[str(key)] = bool(c["e_invoicing_reachable"])
+            except (PermissionDeniedError, NotFoundError):
+                pass  # cannot be known: send_by_einvoice's 412 will say
+        return self._by_siren.get(siren) is False
+
+
+def _admit(path: str, outbox: Outbox, options: SendOptions, reachable: _Reachability,
+           blocked: set[str]) -> Outcome | str:
+    """Put one input in the outbox (or find it there); an Outcome when it goes no further."""
+    try:
+        data = _read(Path(path))
+    except OSError as exc:
+        return Outcome(path, "rejected", f"cannot read: {exc.strerror or exc}")
+    source_sha = sha256(data)
+    # A verdict depends on the rules applied and on what is uploaded: both are in the key.
+    variant = f"{options.upload}:{options.rules or 'default'}"
+    known = outbox.lookup_source(source_sha, variant)
+    if known is not None and known.verdict == "rejected":
+        return Outcome(path, "rejected", known.reason)
+    item = outbox.get(known.upload_sha256) if known and known.upload_sha256 else None
+    if item is None:
+        try:
+            prepared = prepare(path, data, options.upload, options.rules)
+        except Rejected as exc:
+            if exc.final:
+                outbox.record_rejected(source_sha, variant, path, exc.reason)
+            return Outcome(path, "rejected", exc.reason, findings=exc.findings)
+        item = outbox.record_validated(
+            source_sha=source_sha, source_path=path, upload_format=variant,
+            file_name=prepared.file_name, upload=prepared.upload,
+            invoice_number=prepared.invoice_number, buyer_siren=prepared.buyer_siren,
+        )
+    if item.state != "sent" and item.invoice_id is None and reachable.unreachable(
+        item.buyer_siren
+    ):
+        blocked.add(item.upload_sha256)
+        outbox.mark_failed([item.upload_sha256],
+                           f"recipient {item.buyer_siren} is not reachable on e-invoicing "
+                           "(pre-flight)")
+    return item.upload_sha256
+
+
+def _batches(items: Sequence[Item], size: int) -> list[list[Item]]:
+    """Group uploads under the bulk-import limits, with unique file names in each batch."""
+    batches: list[list[Item]] = []
+    current: list[Item] = []
+    total = 0
+    for item in items:
+        cost = item.size + 256 + len(item.file_name)
+        if current and (len(current) >= size or total + cost > MAX_IMPORT_TOTAL_BYTES or any(
+            i.file_name == item.file_name for i in current
+        )):
+            batches.append(current)
+            current, total = [], 0
+        current.append(item)
+        total += cost
+    if current:
+        batches.append(current)
+    return batches
+
+
+def _import(client: QontoClient, outbox: Outbox, wanted: set[str], options: SendOptions,
+            progress: Progress | None) -> None:
+    pending = [i for i in outbox.pending_import() if i.upload_sha256 in wanted]
+    too_big = [i for i in pending if i.size > MAX_IMPORT_FILE_BYTES]
+    if too_big:
+        outbox.mark_failed([i.upload_sha256 for i in too_big],
+                           f"file larger than Qonto's import limit ({MAX_IMPORT_FILE_BYTES} bytes)")
+    queue = _batches([i for i in pending if i.size <= MAX_IMPORT_FILE_BYTES],
+                     max(1, min(options.batch_size, MAX_IMPORT_FILES)))
+    done = 0
+    while queue:
+        batch = queue.pop(0)
+        _import_batch(client, outbox, batch, queue)
+        done += 1
+        if progress:
+            progress("import", done, done + len(queue))
+
+
+def _import_batch(client: QontoClient, outbox: Outbox, batch: list[Item],
+                  queue: list[list[Item]]) -> None:
+    shas = [i.upload_sha256 for i in batch]
+    outbox.mark_importing(shas)  # committed before the request
+    files = [UploadFile(i.file_name, outbox.blob(i), content_type_for(i.file_name))
+             for i in batch]
+    try:
+        imported = client.import_client_invoices(files)
+    except (AuthenticationError, PermissionDeniedError):
+        raise
+    except ValidationRejectedError as exc:
+        # All-or-nothing: find the file Qonto points at, fail it, retry the others.
+        index = _pointed_index(exc, len(batch))
+        if index is not None:
+            outbox.mark_failed([shas[index]], f"import refused: {exc.message}")
+            rest = [i for n, i in enumerate(batch) if n != index]
+            if rest:
+                queue.insert(0, rest)
+        elif len(batch) > 1:
+            outbox.mark_failed(shas, f"import refused in a batch, retrying one by one: "
+                               f"{exc.message}")
+            queue[0:0] = [[i] for i in batch]
+        else:
+            outbox.mark_failed(shas, f"import refused: {exc.message}")
+        return
+    except QontoError as exc:
+        outbox.mark_failed(shas, f"import failed (will retry on the next run): {exc.message}")
+        return
+    by_name = {r.file_name: r.invoice_id for r in imported}
+    ids = {i.upload_sha256: by_name[i.file_name] for i in batch if i.file_name in by_name}
+    if len(ids) < len(batch) and len(imported) == len(batch):
+        # The answer's names differ from ours: its order is then the only link left.
+        ids = {i.upload_sha256: r.invoice_id for i, r in zip(batch, imported, strict=True)}
+    outbox.mark_imported(ids)
+    missing = [s for s in shas if s not in ids]
+    if missing:
+        outbox.mark_failed(missing, "import answer did not list this file")
+
+
+def _pointed_index(exc: ValidationRejectedError, count: int) -> int | None:
+    for entry in exc.errors:
+        if entry.pointer and entry.pointer.startswith("/client_invoices/"):
+            tail = entry.pointer.rsplit("/", 1)[-1]
+            if tail.isdigit() and int(tail) < count:
+                return int(tail)
+    return None
+
+
+def _send(client: QontoClient, outbox: Outbox, wanted: set[str],
+          progress: Progress | None) -> None:
+    pending = [i for i in outbox.pending_send() if i.upload_sha256 in wanted]
+    for index, item in enumerate(pending, 1):
+        assert item.invoice_id is not None
+        outbox.mark_sending(item.upload_sha256)  # committed before the request
+        try:
+            client.send_by_einvoice(item.invoice_id)
+        except (AuthenticationError, PermissionDeniedError):
+            raise
+        except PreconditionError as exc:
+            outbox.mark_failed([item.upload_sha256], f"send refused: {exc.message}")
+        except NotFoundError as exc:
+            outbox.mark_failed([item.upload_sha256], f"invoice unknown to Qonto: {exc.message}")
+        except QontoError as exc:
+            outbox.mark_failed([item.upload_sha256],
+                               f"send failed (will retry on the next run): {exc.message}")
+        else:
+            outbox.mark_sent(item.upload_sha256)
+        if progress:
+            progress("send", index, len(pending))
+
+
+def refresh_status(client: QontoClient, outbox: Outbox, item: Item) -> Item:
+    """Fetch an invoice's e-invoicing status and lifecycle events into the outbox."""
+    assert item.invoice_id is not None
+    invoice = client.get_client_invoice(item.invoice_id)
+    events = [e.as_dict() for e in invoice.lifecycle_events]
+    if invoice.einvoicing_status != item.einvoicing_status or tuple(events) != item.events:
+        outbox.record_status(item.upload_sha256, invoice.einvoicing_status, events)
+    refreshed = outbox.get(item.upload_sha256)
+    assert refreshed is not None
+    return refreshed
+
+
+def _wait(client: QontoClient, outbox: Outbox, wanted: set[str], options: SendOptions,
+          progress: Progress | None) -> None:
+    deadline = time.monotonic() + options.wait_timeout
+    while True:
+        open_items = [i for i in outbox.items()
+                      if i.upload_sha256 in wanted and i.state == "sent" and not i.final]
+        total = len([i for i in outbox.items() if i.upload_sha256 in wanted and i.state == "sent"])
+        for item in open_items:
+            try:
+                refresh_status(client, outbox, item)
+            except QontoError:
+                continue  # polling again later is the remedy
+        still = [i for i in outbox.items()
+                 if i.upload_sha256 in wanted and i.state == "sent" and not i.final]
+        if progress:
+            progress("wait", total - len(still), total)
+        if not still or time.monotonic() >= deadline:
+            return
+        time.sleep(min(options.poll_interval, max(0.0, deadline - time.monotonic())))
+
+
+__all__ = ["Outcome", "Prepared", "Rejected", "SendOptions", "SendSummary", "prepare",
+           "refresh_status", "send_invoices"]
