@@ -177,7 +177,12 @@ def artefacts_command(fmt: str) -> None:
 
 # Commands of later stages register themselves here (one line each, keep sorted).
 def _register() -> None:
-    pass
+    from .transmit.cli import inbox_command, sandbox_command, send_command, status_command
+
+    main.add_command(inbox_command)
+    main.add_command(sandbox_command)
+    main.add_command(send_command)
+    main.add_command(status_command)
 
 
 _register()
