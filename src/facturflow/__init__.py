@@ -17,11 +17,14 @@ from .errors import (
     RulePackError,
     TransmitError,
 )
+from .transmit.qonto import AsyncQontoClient, QontoClient
+from .transmit.sandbox import sandbox
 
 __version__ = "0.1.0"
 
 __all__ = [
     "ArtefactError",
+    "AsyncQontoClient",
     "ConversionError",
     "Document",
     "EmptyInputError",
@@ -33,11 +36,13 @@ __all__ = [
     "MalformedXMLError",
     "NoInvoiceInPDFError",
     "NotAnInvoiceError",
+    "QontoClient",
     "Report",
     "RulePackError",
     "TransmitError",
     "__version__",
     "detect",
+    "sandbox",
     "validate",
     "validate_many",
 ]
