@@ -1,0 +1,217 @@
+"""The words of the rendered invoice, in French and English, and how numbers and dates read."""
+
+from __future__ import annotations
+
+from datetime import date
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Final, Literal
+
+Language = Literal["fr", "en"]
+LANGUAGES: Final[tuple[Language, ...]] = ("fr", "en")
+
+TEXT: Final[dict[str, dict[Language, str]]] = {
+    "invoice": {"fr": "Facture", "en": "Invoice"},
+    "credit_note": {"fr": "Avoir", "en": "Credit note"},
+    "number": {"fr": "N°", "en": "No."},
+    "issue_date": {"fr": "Date d'émission", "en": "Issue date"},
+    "due_date": {"fr": "Date d'échéance", "en": "Due date"},
+    "tax_point_date": {"fr": "Date d'exigibilité de la TVA", "en": "VAT point date"},
+    "currency": {"fr": "Devise", "en": "Currency"},
+    "type": {"fr": "Type", "en": "Type"},
+    "seller": {"fr": "Vendeur", "en": "Seller"},
+    "buyer": {"fr": "Acheteur", "en": "Buyer"},
+    "payee": {"fr": "Bénéficiaire du paiement", "en": "Payee"},
+    "tax_representative": {"fr": "Représentant fiscal", "en": "Tax representative"},
+    "vat_id": {"fr": "N° TVA", "en": "VAT ID"},
+    "legal_id": {"fr": "Immatriculation", "en": "Registration"},
+    "siren": {"fr": "SIREN", "en": "SIREN"},
+    "tax_registration": {"fr": "N° fiscal", "en": "Tax registration"},
+    "identifier": {"fr": "Identifiant", "en": "Identifier"},
+    "electronic_address": {"fr": "Adresse électronique", "en": "Electronic address"},
+    "contact": {"fr": "Contact", "en": "Contact"},
+    "references": {"fr": "Références", "en": "References"},
+    "buyer_reference": {"fr": "Référence acheteur", "en": "Buyer reference"},
+    "purchase_order": {"fr": "Bon de commande", "en": "Purchase order"},
+    "sales_order": {"fr": "Commande client", "en": "Sales order"},
+    "contract": {"fr": "Contrat", "en": "Contract"},
+    "project": {"fr": "Projet", "en": "Project"},
+    "despatch_advice": {"fr": "Avis d'expédition", "en": "Despatch advice"},
+    "receiving_advice": {"fr": "Avis de réception", "en": "Receiving advice"},
+    "tender": {"fr": "Appel d'offres / lot", "en": "Tender or lot"},
+    "preceding_invoice": {"fr": "Facture antérieure", "en": "Preceding invoice"},
+    "billing_mode": {"fr": "Cadre de facturation", "en": "Billing framework"},
+    "period": {"fr": "Période de facturation", "en": "Invoicing period"},
+    "delivery": {"fr": "Livraison", "en": "Delivery"},
+    "delivery_date": {"fr": "Date de livraison", "en": "Delivery date"},
+    "lines": {"fr": "Lignes de facture", "en": "Invoice lines"},
+    "col_line": {"fr": "#", "en": "#"},
+    "col_item": {"fr": "Désignation", "en": "Description"},
+    "col_quantity": {"fr": "Quantité", "en": "Quantity"},
+    "col_price": {"fr": "Prix unit. HT", "en": "Unit price"},
+    "col_vat": {"fr": "TVA", "en": "VAT"},
+    "col_net": {"fr": "Montant HT", "en": "Net amount"},
+    "allowance": {"fr": "Remise", "en": "Allowance"},
+    "charge": {"fr": "Frais", "en": "Charge"},
+    "allowances_charges": {"fr": "Remises et frais", "en": "Allowances and charges"},
+    "vat_breakdown": {"fr": "Ventilation de la TVA", "en": "VAT breakdown"},
+    "col_category": {"fr": "Catégorie", "en": "Category"},
+    "col_rate": {"fr": "Taux", "en": "Rate"},
+    "col_base": {"fr": "Base HT", "en": "Taxable amount"},
+    "col_tax": {"fr": "Montant TVA", "en": "VAT amount"},
+    "col_exemption": {"fr": "Motif d'exonération", "en": "Exemption reason"},
+    "totals": {"fr": "Totaux", "en": "Totals"},
+    "line_total": {"fr": "Total des lignes HT", "en": "Sum of line net amounts"},
+    "allowance_total": {"fr": "Total des remises", "en": "Allowances"},
+    "charge_total": {"fr": "Total des frais", "en": "Charges"},
+    "total_excl": {"fr": "Total HT", "en": "Total excluding VAT"},
+    "total_vat": {"fr": "Total TVA", "en": "Total VAT"},
+    "total_vat_accounting": {
+        "fr": "Total TVA (devise comptable)",
+        "en": "Total VAT (accounting currency)",
+    },
+    "total_incl": {"fr": "Total TTC", "en": "Total including VAT"},
+    "prepaid": {"fr": "Déjà payé", "en": "Paid amount"},
+    "rounding": {"fr": "Arrondi", "en": "Rounding"},
+    "amount_due": {"fr": "Net à payer", "en": "Amount due"},
+    "payment": {"fr": "Paiement", "en": "Payment"},
+    "payment_means": {"fr": "Moyen de paiement", "en": "Payment means"},
+    "payment_terms": {"fr": "Conditions de paiement", "en": "Payment terms"},
+    "remittance": {"fr": "Référence de paiement", "en": "Remittance information"},
+    "iban": {"fr": "IBAN / compte", "en": "IBAN / account"},
+    "account_name": {"fr": "Titulaire du compte", "en": "Account name"},
+    "bic": {"fr": "BIC", "en": "BIC"},
+    "card": {"fr": "Carte", "en": "Card"},
+    "mandate": {"fr": "Mandat de prélèvement", "en": "Direct debit mandate"},
+    "creditor_id": {"fr": "ICS du créancier", "en": "Creditor identifier"},
+    "debited_account": {"fr": "Compte débité", "en": "Debited account"},
+    "notes": {"fr": "Notes", "en": "Notes"},
+    "documents": {"fr": "Documents joints", "en": "Supporting documents"},
+    "page": {"fr": "Page {page} sur {pages}", "en": "Page {page} of {pages}"},
+    "footer": {
+        "fr": "Facture électronique Factur-X : le fichier factur-x.xml joint fait foi.",
+        "en": "Factur-X e-invoice: the attached factur-x.xml file is the invoice of record.",
+    },
+    "footer_data": {
+        "fr": "Facture Factur-X : ce document PDF fait foi ; factur-x.xml en reprend les données.",
+        "en": "Factur-X invoice: this PDF is the invoice of record; factur-x.xml carries its data.",
+    },
+}
+
+INVOICE_TYPES: Final[dict[str, dict[Language, str]]] = {
+    "380": {"fr": "Facture commerciale", "en": "Commercial invoice"},
+    "381": {"fr": "Avoir", "en": "Credit note"},
+    "383": {"fr": "Note de débit", "en": "Debit note"},
+    "384": {"fr": "Facture rectificative", "en": "Corrected invoice"},
+    "386": {"fr": "Facture d'acompte", "en": "Prepayment invoice"},
+    "389": {"fr": "Autofacture", "en": "Self-billed invoice"},
+    "261": {"fr": "Avoir autofacturé", "en": "Self-billed credit note"},
+    "393": {"fr": "Facture d'affacturage", "en": "Factored invoice"},
+    "396": {"fr": "Avoir d'affacturage", "en": "Factored credit note"},
+    "501": {"fr": "Autofacture d'affacturage", "en": "Self-billed factored invoice"},
+    "502": {"fr": "Autofacture rectificative", "en": "Self-billed corrected invoice"},
+    "503": {"fr": "Autofacture d'acompte", "en": "Self-billed prepayment invoice"},
+    "751": {"fr": "Facture (information comptable)", "en": "Invoice (accounting information)"},
+}
+
+VAT_CATEGORIES: Final[dict[str, dict[Language, str]]] = {
+    "S": {"fr": "Taux normal", "en": "Standard rate"},
+    "Z": {"fr": "Taux zéro", "en": "Zero rated"},
+    "E": {"fr": "Exonéré", "en": "Exempt"},
+    "AE": {"fr": "Autoliquidation", "en": "Reverse charge"},
+    "K": {"fr": "Livraison intracommunautaire", "en": "Intra-community supply"},
+    "G": {"fr": "Exportation hors UE", "en": "Export outside the EU"},
+    "O": {"fr": "Hors champ de la TVA", "en": "Outside the scope of VAT"},
+    "L": {"fr": "IGIC (Canaries)", "en": "IGIC (Canary Islands)"},
+    "M": {"fr": "IPSI (Ceuta et Melilla)", "en": "IPSI (Ceuta and Melilla)"},
+    "B": {"fr": "Transfert (Italie)", "en": "Transferred (Italy)"},
+}
+
+PAYMENT_MEANS: Final[dict[str, dict[Language, str]]] = {
+    "1": {"fr": "Non défini", "en": "Not defined"},
+    "10": {"fr": "Espèces", "en": "Cash"},
+    "20": {"fr": "Chèque", "en": "Cheque"},
+    "30": {"fr": "Virement", "en": "Credit transfer"},
+    "31": {"fr": "Virement", "en": "Debit transfer"},
+    "42": {"fr": "Paiement sur compte bancaire", "en": "Payment to bank account"},
+    "48": {"fr": "Carte bancaire", "en": "Bank card"},
+    "49": {"fr": "Prélèvement", "en": "Direct debit"},
+    "57": {"fr": "Accord permanent", "en": "Standing agreement"},
+    "58": {"fr": "Virement SEPA", "en": "SEPA credit transfer"},
+    "59": {"fr": "Prélèvement SEPA", "en": "SEPA direct debit"},
+    "97": {"fr": "Compensation", "en": "Clearing between partners"},
+    "ZZZ": {"fr": "Autre moyen convenu", "en": "Mutually defined"},
+}
+
+_MONTHS_EN: Final = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct",
+                     "Nov", "Dec")
+
+
+def text(key: str, lang: Language) -> str:
+    """The label `key` in `lang`."""
+    return TEXT[key][lang]
+
+
+def coded(table: dict[str, dict[Language, str]], code: str | None, lang: Language) -> str:
+    """A code with its meaning when known: 'S (Taux normal)'; the bare code otherwise."""
+    if code is None:
+        return ""
+    meaning = table.get(code, {}).get(lang)
+    return f"{code} ({meaning})" if meaning else code
+
+
+def format_date(value: date | None, lang: Language) -> str:
+    """31/01/2026 in French, 31 Jan 2026 in English."""
+    if value is None:
+        return ""
+    if lang == "fr":
+        return value.strftime("%d/%m/%Y")
+    return f"{value.day} {_MONTHS_EN[value.month - 1]} {value.year}"
+
+
+def format_number(
+    value: Decimal | None, lang: Language, *, places: int | None = 2, min_places: int = 0
+) -> str:
+    """1 234,56 in French (narrow no-break space), 1,234.56 in English.
+
+    `places` rounds half-up for display (amounts: 2); None keeps the value's own decimals, with
+    trailing zeros dropped (quantities, prices and rates keep the precision they were given),
+    but at least `min_places` decimals.
+    """
+    if value is None:
+        return ""
+    if places is not None:
+        value = value.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP)
+    else:
+        value = value.normalize()
+        exponent = value.as_tuple().exponent
+        if isinstance(exponent, int) and exponent > -min_places:  # 1E+2 -> 100
+            value = value.quantize(Decimal(1).scaleb(-min_places))
+    sign = "-" if value < 0 else ""
+    digits = f"{abs(value):f}"
+    whole, _, fraction = digits.partition(".")
+    group_sep, decimal_sep = ("\u202f", ",") if lang == "fr" else (",", ".")
+    groups: list[str] = []
+    while len(whole) > 3:
+        groups.insert(0, whole[-3:])
+        whole = whole[:-3]
+    groups.insert(0, whole)
+    result = group_sep.join(groups)
+    if fraction:
+        result += decimal_sep + fraction
+    return sign + result
+
+
+def format_amount(value: Decimal | None, currency: str | None, lang: Language) -> str:
+    """An amount with its currency code: '1 234,56 EUR'."""
+    if value is None:
+        return ""
+    number = format_number(value, lang)
+    return f"{number} {currency}" if currency else number
+
+
+def format_percent(value: Decimal | None, lang: Language) -> str:
+    """A rate: '20 %' in French, '20%' in English."""
+    if value is None:
+        return ""
+    number = format_number(value, lang, places=None)
+    return f"{number}\u202f%" if lang == "fr" else f"{number}%"
