@@ -1,0 +1,37 @@
+"""The pinned manifest of official artefacts."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from facturflow import artefacts
+
+
+def test_installed_artefacts_match_the_pinned_manifest() -> None:
+    assert artefacts.verify() == []
+
+
+def test_a_changed_artefact_is_reported(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for kind, path in artefacts.manifest_paths().items():
+        data = json.loads(path.read_text())
+        if kind == "schematron":
+            data["artefacts"][0]["sha256"] = "0" * 64
+        target = tmp_path / kind / "manifest.json"
+        target.parent.mkdir()
+        target.write_text(json.dumps(data))
+    monkeypatch.setattr(
+        artefacts, "manifest_paths",
+        lambda: {"xsd": tmp_path / "xsd" / "manifest.json",
+                 "schematron": tmp_path / "schematron" / "manifest.json"},
+    )
+    problems = artefacts.verify()
+    assert len(problems) == 1 and "sha256" in problems[0]
+
+
+def test_every_builtin_resolves_to_an_existing_file() -> None:
+    for spec in artefacts.BUILTIN:
+        resolved = artefacts.builtin(spec.key)
+        assert resolved.path.is_file() and resolved.version
