@@ -1,0 +1,186 @@
+// Reference harness for facturflow's benchmarks (issue 5): the official Schematron XSLTs applied by
+// Java Saxon-HE (Debian's libsaxonhe-java) in one JVM, with N threads, after a warm-up.
+// Benchmark-only: never part of the library. Compiled at run time by benchmarks/reference.py.
+//
+// Usage: java -cp Saxon-HE.jar:CACHE SaxonBench JOBS.tsv THREADS WARMUP_SECONDS MIN_WARMUP_PASSES REPEAT
+//   JOBS.tsv: one line per document: <xml path> TAB <stylesheet path>[,<stylesheet path>...]
+// Prints one JSON object on stdout.
+
+import java.io.File;
+import java.io.StringWriter;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.Future;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicLong;
+import java.nio.file.Files;
+import java.nio.file.Paths;
+import javax.xml.transform.stream.StreamSource;
+
+import net.sf.saxon.s9api.DocumentBuilder;
+import net.sf.saxon.s9api.Processor;
+import net.sf.saxon.s9api.Serializer;
+import net.sf.saxon.s9api.XdmNode;
+import net.sf.saxon.s9api.XsltCompiler;
+import net.sf.saxon.s9api.XsltExecutable;
+import net.sf.saxon.s9api.XsltTransformer;
+
+public final class SaxonBench {
+    private static final class Job {
+        final String xml;
+        final List<String> stylesheets = new ArrayList<>();
+        Job(String xml) { this.xml = xml; }
+    }
+
+    private static String json(String s) {
+        StringBuilder b = new StringBuilder("\"");
+        for (char c : s.toCharArray()) {
+            if (c == '"' || c == '\\') b.append('\\').append(c);
+            else if (c < 0x20) b.append(String.format("\\u%04x", (int) c));
+            else b.append(c);
+        }
+        return b.append('"').toString();
+    }
+
+    public static void main(String[] args) throws Exception {
+        if (args.length != 5) {
+            System.err.println("usage: SaxonBench JOBS.tsv THREADS WARMUP_SECONDS MIN_WARMUP_PASSES REPEAT");
+            System.exit(2);
+        }
+        final int threads = Integer.parseInt(args[1]);
+        final double warmupSeconds = Double.parseDouble(args[2]);
+        final int minWarmupPasses = Integer.parseInt(args[3]);
+        final int repeat = Integer.parseInt(args[4]);
+
+        List<Job> jobs = new ArrayList<>();
+        for (String line : Files.readAllLines(Paths.get(args[0]))) {
+            if (line.isBlank()) continue;
+            String[] cols = line.split("\t");
+            Job job = new Job(cols[0]);
+            for (String s : cols[1].split(",")) job.stylesheets.add(s);
+            jobs.add(job);
+        }
+
+        final Processor processor = new Processor(false);
+        XsltCompiler compiler = processor.newXsltCompiler();
+        final Map<String, XsltExecutable> compiled = new LinkedHashMap<>();
+        Map<String, Double> compileSeconds = new LinkedHashMap<>();
+        Map<String, String> compileErrors = new LinkedHashMap<>();
+        for (Job job : jobs) {
+            for (String s : job.stylesheets) {
+                if (compiled.containsKey(s) || compileErrors.containsKey(s)) continue;
+                long t0 = System.nanoTime();
+                try {
+                    compiled.put(s, compiler.compile(new StreamSource(new File(s))));
+                    compileSeconds.put(s, (System.nanoTime() - t0) / 1e9);
+                } catch (Exception e) {
+                    String msg = String.valueOf(e.getMessage());
+                    compileErrors.put(s, msg.length() > 300 ? msg.substring(0, 300) : msg);
+                }
+            }
+        }
+
+        // Per-thread DocumentBuilder and transformers: they are not thread-safe, executables are.
+        final ThreadLocal<DocumentBuilder> builders =
+            ThreadLocal.withInitial(processor::newDocumentBuilder);
+        final ThreadLocal<Map<String, XsltTransformer>> transformers =
+            ThreadLocal.withInitial(LinkedHashMap::new);
+        final AtomicLong transforms = new AtomicLong();
+        final AtomicLong failedAsserts = new AtomicLong();
+        final Map<String, String> runtimeErrors = new java.util.concurrent.ConcurrentHashMap<>();
+
+        ExecutorService pool = Executors.newFixedThreadPool(threads);
+        java.util.function.Supplier<Double> pass = () -> {
+            long t0 = System.nanoTime();
+            List<Future<?>> futures = new ArrayList<>();
+            for (Job job : jobs) {
+                futures.add(pool.submit(() -> {
+                    // Parse once per document, as a validator does, then apply each stylesheet.
+                    XdmNode doc;
+                    try {
+                        doc = builders.get().build(new File(job.xml));
+                    } catch (Exception e) {
+                        runtimeErrors.put(job.xml, "parse: " + e.getMessage());
+                        return;
+                    }
+                    for (String s : job.stylesheets) {
+                        XsltExecutable exe = compiled.get(s);
+                        if (exe == null) continue;
+                        try {
+                            XsltTransformer t = transformers.get().computeIfAbsent(s, k -> exe.load());
+                            StringWriter out = new StringWriter();
+                            Serializer ser = processor.newSerializer(out);
+                            t.setInitialContextNode(doc);
+                            t.setDestination(ser);
+                            t.transform();
+                            String svrl = out.toString();
+                            int n = 0;
+                            for (int i = svrl.indexOf("<svrl:failed-assert"); i >= 0;
+                                 i = svrl.indexOf("<svrl:failed-assert", i + 1)) n++;
+                            failedAsserts.addAndGet(n);
+                            transforms.incrementAndGet();
+                        } catch (Exception e) {
+                            runtimeErrors.put(job.xml + " " + s, String.valueOf(e.getMessage()));
+                        }
+                    }
+                }));
+            }
+            for (Future<?> f : futures) {
+                try { f.get(); } catch (Exception e) { throw new RuntimeException(e); }
+            }
+            return (System.nanoTime() - t0) / 1e9;
+        };
+
+        long w0 = System.nanoTime();
+        int warmupPasses = 0;
+        while (warmupPasses < minWarmupPasses || (System.nanoTime() - w0) / 1e9 < warmupSeconds) {
+            pass.get();
+            warmupPasses++;
+        }
+        double warmupWall = (System.nanoTime() - w0) / 1e9;
+        long warmTransforms = transforms.get();
+
+        transforms.set(0);
+        failedAsserts.set(0);
+        List<Double> walls = new ArrayList<>();
+        for (int r = 0; r < repeat; r++) walls.add(pass.get());
+        pool.shutdown();
+        pool.awaitTermination(1, TimeUnit.MINUTES);
+
+        StringBuilder o = new StringBuilder("{");
+        o.append("\"saxon\":").append(json(processor.getSaxonProductVersion())).append(',');
+        o.append("\"java\":").append(json(System.getProperty("java.version"))).append(',');
+        o.append("\"threads\":").append(threads).append(',');
+        o.append("\"documents\":").append(jobs.size()).append(',');
+        o.append("\"warmup_passes\":").append(warmupPasses).append(',');
+        o.append("\"warmup_transforms\":").append(warmTransforms).append(',');
+        o.append("\"warmup_seconds\":").append(warmupWall).append(',');
+        o.append("\"timed_transforms\":").append(transforms.get()).append(',');
+        o.append("\"timed_failed_asserts\":").append(failedAsserts.get()).append(',');
+        o.append("\"pass_seconds\":").append(walls.toString()).append(',');
+        o.append("\"compile_seconds\":{");
+        int i = 0;
+        for (Map.Entry<String, Double> e : compileSeconds.entrySet()) {
+            if (i++ > 0) o.append(',');
+            o.append(json(e.getKey())).append(':').append(e.getValue());
+        }
+        o.append("},\"compile_errors\":{");
+        i = 0;
+        for (Map.Entry<String, String> e : compileErrors.entrySet()) {
+            if (i++ > 0) o.append(',');
+            o.append(json(e.getKey())).append(':').append(json(e.getValue()));
+        }
+        o.append("},\"runtime_errors\":{");
+        i = 0;
+        for (Map.Entry<String, String> e : runtimeErrors.entrySet()) {
+            if (i++ > 0) o.append(',');
+            o.append(json(e.getKey())).append(':').append(json(e.getValue()));
+        }
+        o.append("}}");
+        System.out.println(o);
+    }
+}

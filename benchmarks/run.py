@@ -1,0 +1,463 @@
+"""facturflow benchmarks (issue 5): `make bench`, or `python -m benchmarks.run [--quick]`.
+
+Each target prints facturflow's figure, the reference's figure, their ratio, and the command lines
+that produced them. Targets: batch, cold, large, memory, convert, send (see benchmarks/README.md).
+Benchmarks measure; they never assert (nothing here is a unit test).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import shlex
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from functools import partial
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+from .generate import generate
+from .reference import JavaResult, ReferenceUnavailable, run_measured, run_reference
+
+TARGETS = ("batch", "cold", "large", "memory", "convert", "send")
+REPO = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class Config:
+    quick: bool
+    corpus: Path | None
+    workdir: Path
+    jobs: int = 2
+    java: bool = True
+    results: dict[str, Any] = field(default_factory=dict)
+
+
+# ------------------------------------------------------------------------------------ helpers
+
+
+def say(text: str = "") -> None:
+    print(text, flush=True)
+
+
+def fmt_s(seconds: float | None) -> str:
+    if seconds is None:
+        return "n/a"
+    return f"{seconds * 1000:.0f} ms" if seconds < 1 else f"{seconds:.2f} s"
+
+
+def ratio(ours: float | None, ref: float | None) -> str:
+    if not ours or not ref:
+        return "n/a"
+    return f"{ours / ref:.2f}"
+
+
+def cmdline(cmd: Sequence[str], max_args: int = 12) -> str:
+    shown = [str(c) for c in cmd]
+    if len(shown) > max_args:
+        extra = len(shown) - max_args
+        shown = [*shown[:max_args], f"... (+{extra} more files)"]
+    return "$ " + " ".join(shlex.quote(c) if " " not in c else c for c in shown)
+
+
+def facturflow_cli() -> list[str]:
+    script = Path(sys.executable).parent / "facturflow"
+    return [str(script)] if script.exists() else [sys.executable, "-m", "facturflow"]
+
+
+def corpus_root(arg: str | None) -> Path | None:
+    candidates = [arg, os.environ.get("FACTURFLOW_CORPUS"), str(REPO.parent / "shared" / "corpus")]
+    for c in candidates:
+        if c and (Path(c) / "MANIFEST.tsv").is_file():
+            return Path(c)
+    return None
+
+
+@dataclass(frozen=True)
+class BatchDoc:
+    path: Path
+    syntax: str
+    stylesheets: tuple[Path, ...]  # the Schematron XSLTs facturflow applies by default
+
+
+def batch_documents(cfg: Config) -> list[BatchDoc]:
+    """Corpus XML invoices (UBL and CII) with the stylesheets the default rules apply to each."""
+    from facturflow import detect
+    from facturflow.errors import FacturflowError
+    from facturflow.rules import DEFAULT_RULE_SETS, plan
+
+    if cfg.corpus is None:
+        paths = []
+        for i, (n, syntax) in enumerate([(n, s) for n in (5, 20, 60) for s in ("ubl", "cii")]):
+            p = cfg.workdir / f"gen-{syntax}-{n}.xml"
+            p.write_bytes(generate(n, syntax, seed=i))
+            paths.append(p)
+    else:
+        paths = sorted([*cfg.corpus.glob("ubl/*.xml"), *cfg.corpus.glob("cii/*.xml")])
+        if cfg.quick:
+            paths = paths[::10]
+    docs = []
+    for p in paths:
+        try:
+            d = detect(p)
+        except FacturflowError:
+            continue
+        if d.syntax not in ("cii", "ubl-invoice", "ubl-creditnote"):
+            continue
+        steps, _ = plan(d, DEFAULT_RULE_SETS)
+        sheets = tuple(s.artefact.path for s in steps if s.layer == "schematron")
+        docs.append(BatchDoc(p, "ubl" if d.syntax.startswith("ubl") else "cii", sheets))
+    return docs
+
+
+# Worker side of the warm library batch (module-level so 'spawn' workers can import it).
+def _bench_validate(job: tuple[str, str | None]) -> tuple[bool, int]:
+    import facturflow
+
+    path, rules = job
+    report = facturflow.validate(path, rules)
+    return report.ok, len(report.findings)
+
+
+def warm_batch(
+    jobs: list[tuple[str, str | None]], workers: int, warm_passes: int, repeat: int
+) -> list[float]:
+    """Wall time of `repeat` passes over the batch on `workers` spawned processes, warmed up."""
+    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
+        for _ in range(warm_passes):
+            list(pool.map(_bench_validate, jobs, chunksize=1))
+        walls = []
+        for _ in range(repeat):
+            t0 = time.perf_counter()
+            list(pool.map(_bench_validate, jobs, chunksize=1))
+            walls.append(time.perf_counter() - t0)
+    return walls
+
+
+def java_or_reason(fn: Callable[[], JavaResult]) -> tuple[JavaResult | None, str | None]:
+    try:
+        return fn(), None
+    except ReferenceUnavailable as exc:
+        return None, str(exc)
+
+
+def java_note(result: JavaResult | None) -> str:
+    if result is None:
+        return ""
+    skipped = ", ".join(Path(p).name for p in result.compile_errors)
+    return (
+        f"reference applies the same XSLTs minus those Saxon-HE {result.raw['saxon']} cannot "
+        f"compile ({skipped or 'none'}), without XSD validation"
+    )
+
+
+# ------------------------------------------------------------------------------------ targets
+
+
+def target_batch(cfg: Config) -> None:
+    docs = batch_documents(cfg)
+    n = len(docs)
+    say(f"== 1. batch throughput: {n} invoices ({'corpus XML' if cfg.corpus else 'generated'}), "
+        f"default rules, {cfg.jobs} workers ==")
+    repeat = 2 if cfg.quick else 3
+    out = cfg.workdir / "batch.json"
+    cli = [*facturflow_cli(), "validate", "--jobs", str(cfg.jobs), "--format", "json", "-o",
+           str(out), *[str(d.path) for d in docs]]
+    cli_walls = []
+    for _ in range(repeat):
+        wall, code, _peak, _o, err = run_measured(cli)
+        if code not in (0, 1):
+            say(f"  facturflow CLI failed (exit {code}): {err[-300:]}")
+            break
+        cli_walls.append(wall)
+    cli_wall = statistics.median(cli_walls) if cli_walls else None
+    full_jobs: list[tuple[str, str | None]] = [(str(d.path), None) for d in docs]
+    # Like for like with the reference: skip the stylesheets Java cannot compile (BR-FR UBL).
+    same_jobs = [(str(d.path), "xsd,en16931,facturx,extended-ctc-fr" if d.syntax == "ubl"
+                  else None) for d in docs]
+    warm_full = statistics.median(warm_batch(full_jobs, cfg.jobs, 2, repeat))
+    warm_same = statistics.median(warm_batch(same_jobs, cfg.jobs, 1, repeat))
+
+    java: JavaResult | None = None
+    reason: str | None = "disabled (--no-java)"
+    if cfg.java:
+        java, reason = java_or_reason(lambda: run_reference(
+            [(d.path, d.stylesheets) for d in docs], threads=cfg.jobs,
+            warmup_seconds=15.0 if cfg.quick else 60.0, min_warmup_passes=3, repeat=repeat,
+            workdir=cfg.workdir, timeout=3600))
+    ref = java.median_pass_seconds if java else None
+    say(f"  facturflow CLI, fresh process (spawn, compile, validate, JSON): {fmt_s(cli_wall)} "
+        f"({n / cli_wall if cli_wall else 0:.1f} invoices/s), median of {len(cli_walls)}")
+    say(f"    {cmdline(cli)}")
+    say(f"  facturflow library, {cfg.jobs} warmed worker processes, default rules: "
+        f"{fmt_s(warm_full)} ({n / warm_full:.1f} invoices/s)")
+    say(f"  facturflow library, warmed, same XSLTs as the reference: {fmt_s(warm_same)} "
+        f"({n / warm_same:.1f} invoices/s)")
+    say("    $ python -m benchmarks.run --only batch   (benchmarks/run.py: warm_batch)")
+    if java:
+        say(f"  reference Java Saxon-HE {java.raw['saxon']}, {java.raw['threads']} threads, one "
+            f"JVM warmed {java.raw['warmup_passes']} passes / {java.raw['warmup_transforms']} "
+            f"transforms ({java.raw['warmup_seconds']:.0f} s): {fmt_s(ref)} "
+            f"({n / ref if ref else 0:.1f} invoices/s), median of {len(java.raw['pass_seconds'])}"
+            f"; peak RSS {java.raw['peak_rss_mb']:.0f} MB")
+        say(f"    {cmdline(java.command.split())}")
+        say(f"    note: {java_note(java)}")
+        if java.raw["runtime_errors"]:
+            say(f"    reference runtime errors: {len(java.raw['runtime_errors'])}")
+    else:
+        say(f"  reference: not available: {reason}")
+    say(f"  ratio facturflow/reference (target <= 1.0, aim 0.5): warm default rules "
+        f"{ratio(warm_full, ref)}; warm same XSLTs {ratio(warm_same, ref)}; "
+        f"CLI cold {ratio(cli_wall, ref)}")
+    cfg.results["batch"] = {
+        "documents": n, "cli_seconds": cli_wall, "warm_default_seconds": warm_full,
+        "warm_same_xslts_seconds": warm_same, "java": java.raw if java else None,
+        "java_command": java.command if java else None, "cli_command": cli[:8],
+    }
+
+
+def _cold_docs(cfg: Config) -> list[Path]:
+    if cfg.corpus:
+        names = ["ubl/afnor-z14v13-UC1_F202500003_00-INV_20250701_UBL_EN16931.xml",
+                 "cii/afnor-z14v13-UC1_F202500003_00-INV_20250701_CII_EN16931.xml"]
+        found = [cfg.corpus / n for n in names if (cfg.corpus / n).is_file()]
+        if found:
+            return found
+    out = []
+    for syntax in ("ubl", "cii"):
+        p = cfg.workdir / f"cold-{syntax}.xml"
+        p.write_bytes(generate(10, syntax))
+        out.append(p)
+    return out
+
+
+def target_cold(cfg: Config) -> None:
+    say("== 2. cold start: `facturflow validate one.xml` as a fresh process (target < 1.5 s) ==")
+    runs = 3 if cfg.quick else 7
+    cfg.results["cold"] = {}
+    from facturflow import detect
+    from facturflow.rules import DEFAULT_RULE_SETS, plan
+
+    for doc in _cold_docs(cfg):
+        cmd = [*facturflow_cli(), "validate", str(doc)]
+        walls = []
+        for _ in range(runs):
+            wall, code, _peak, _o, err = run_measured(cmd)
+            if code not in (0, 1):
+                say(f"  facturflow failed (exit {code}): {err[-300:]}")
+                break
+            walls.append(wall)
+        ours = statistics.median(walls) if walls else None
+        java: JavaResult | None = None
+        reason: str | None = "disabled (--no-java)"
+        if cfg.java:
+            steps, _ = plan(detect(doc), DEFAULT_RULE_SETS)
+            sheets = [s.artefact.path for s in steps if s.layer == "schematron"]
+            java, reason = java_or_reason(partial(
+                run_reference, [(doc, sheets)], threads=1, warmup_seconds=0,
+                min_warmup_passes=0, repeat=1, workdir=cfg.workdir, timeout=600))
+        ref = java.raw["process_wall_seconds"] if java else None
+        say(f"  {doc.name}")
+        say(f"    facturflow: {fmt_s(ours)} median of {len(walls)} "
+            f"(min {fmt_s(min(walls)) if walls else 'n/a'}, max "
+            f"{fmt_s(max(walls)) if walls else 'n/a'})")
+        say(f"      {cmdline(cmd)}")
+        if java:
+            say(f"    reference (fresh JVM: compile + one validation, 1 run): {fmt_s(ref)}")
+            say(f"      {cmdline(java.command.split())}")
+            say(f"      note: {java_note(java)}")
+        else:
+            say(f"    reference: not available: {reason}")
+        say(f"    ratio: {ratio(ours, ref)}")
+        cfg.results["cold"][doc.name] = {"facturflow_runs": walls, "java_seconds": ref}
+
+
+def _loglog_slope(points: list[tuple[int, float]]) -> float | None:
+    pts = [(math.log(n), math.log(t)) for n, t in points if n >= 100 and t > 0]
+    if len(pts) < 2:
+        return None
+    mx = statistics.fmean(x for x, _ in pts)
+    my = statistics.fmean(y for _, y in pts)
+    den = sum((x - mx) ** 2 for x, _ in pts)
+    return sum((x - mx) * (y - my) for x, y in pts) / den if den else None
+
+
+def target_large(cfg: Config) -> None:
+    import facturflow
+
+    sizes = (10, 100, 500) if cfg.quick else (10, 100, 500, 1000, 2000, 4000)
+    java_max = 500 if cfg.quick else 4000
+    say(f"== 3. large invoices: {', '.join(map(str, sizes))} lines, default rules, one warmed "
+        f"process (target < 10 s at 4,000 lines, at most linear) ==")
+    cfg.results["large"] = {}
+    for syntax in ("ubl", "cii"):
+        facturflow.validate(generate(3, syntax))  # compile the stylesheets first
+        points: list[tuple[int, float]] = []
+        ref_points: list[tuple[int, float]] = []
+        rows = []
+        for n in sizes:
+            data = generate(n, syntax)
+            path = cfg.workdir / f"large-{syntax}-{n}.xml"
+            path.write_bytes(data)
+            reps = 3 if n <= 500 else 1
+            walls = []
+            report = None
+            for _ in range(reps):
+                t0 = time.perf_counter()
+                report = facturflow.validate(data)
+                walls.append(time.perf_counter() - t0)
+            ours = min(walls)
+            points.append((n, ours))
+            assert report is not None
+            per_layer = {lr.artefact: lr.seconds for lr in report.layers if lr.seconds}
+            ref = None
+            if cfg.java and n <= java_max:
+                from facturflow.rules import DEFAULT_RULE_SETS, plan
+
+                steps, _ = plan(facturflow.detect(path), DEFAULT_RULE_SETS)
+                sheets = [s.artefact.path for s in steps if s.layer == "schematron"]
+                # Warm the JVM on this very file (at least one pass, up to a few seconds).
+                java, _reason = java_or_reason(partial(
+                    run_reference, [(path, sheets)], threads=1,
+                    warmup_seconds=3.0 if cfg.quick else 10.0, min_warmup_passes=1, repeat=1,
+                    workdir=cfg.workdir, timeout=1800))
+                ref = java.best_pass_seconds if java else None
+                if ref:
+                    ref_points.append((n, ref))
+            bad = [f.rule for f in report.findings if f.fatal]
+            rows.append((n, len(data), ours, ref, report.ok, bad, per_layer))
+        say(f"  {syntax.upper()}: lines, size, facturflow (min of runs), reference (Java warmed "
+            f"on the same file), ratio, ms per line")
+        for n, size, ours, ref, ok, bad, per_layer in rows:
+            layers = ", ".join(f"{k.split('.')[0][:18]} {fmt_s(v)}" for k, v in per_layer.items())
+            say(f"    {n:>5} {size / 1e6:6.2f} MB  {fmt_s(ours):>9}  ref {fmt_s(ref):>9}  "
+                f"ratio {ratio(ours, ref):>5}  {ours * 1000 / n:6.2f} ms/line"
+                f"{'' if ok else '  NOT VALID: ' + ','.join(bad[:5])}  [{layers}]")
+        slope = _loglog_slope(points)
+        ref_slope = _loglog_slope(ref_points)
+        say(f"    growth exponent (log-log fit, >= 100 lines; 1.0 = linear): facturflow "
+            f"{slope:.2f}" + (f", reference {ref_slope:.2f}" if ref_slope else ""))
+        say(f"    $ python -m benchmarks.generate --lines N --syntax {syntax} -o big.xml && "
+            f"{' '.join(facturflow_cli())} validate big.xml")
+        cfg.results["large"][syntax] = {
+            "rows": [{"lines": r[0], "bytes": r[1], "seconds": r[2], "java_seconds": r[3],
+                      "valid": r[4], "layers": r[6]} for r in rows],
+            "exponent": slope, "java_exponent": ref_slope,
+        }
+
+
+def target_memory(cfg: Config) -> None:
+    count = 300 if cfg.quick else 10_000
+    docs = [d.path for d in batch_documents(cfg) if d.path.stat().st_size < 300_000]
+    docs = docs[:10] if cfg.quick else docs
+    say(f"== 4. memory: one worker process, {count} validations over {len(docs)} invoices "
+        f"(target < 400 MB, no growth) ==")
+    cmd = [sys.executable, "-m", "benchmarks.memory", str(count), *map(str, docs)]
+    wall, code, _peak, out, err = run_measured(cmd, env={**os.environ, "PYTHONPATH": str(REPO)})
+    if code != 0:
+        say(f"  failed (exit {code}): {err[-500:]}")
+        return
+    data = json.loads(out.strip().splitlines()[-1])
+    say(f"  facturflow: peak RSS {data['peak_rss_mb']:.0f} MB; RSS after the first round "
+        f"{data['rss_after_first_round_mb']:.0f} MB, after {count} validations "
+        f"{data['rss_end_mb']:.0f} MB (growth {data['growth_mb']:+.1f} MB), {wall:.0f} s")
+    say("    RSS at checkpoints: " + ", ".join(
+        f"{s['validations']}:{s['rss_mb']:.0f}" for s in data["samples"]))
+    say(f"    {cmdline(cmd)}")
+    java = cfg.results.get("batch", {}).get("java")
+    if java:
+        ref_mb = java["peak_rss_mb"]
+        say(f"  reference: the Java batch run (2 threads, one JVM, -Xmx2g) peaked at "
+            f"{ref_mb:.0f} MB RSS; ratio {ratio(data['peak_rss_mb'], ref_mb)}")
+    else:
+        say("  reference: Java's peak RSS comes from the batch target (run it in the same call)")
+    cfg.results["memory"] = {**data, "command": cmd[:4]}
+
+
+def target_convert(cfg: Config) -> None:
+    say("== 5. conversion throughput UBL -> Factur-X PDF (target >= 15 invoices/s on 2 cores) ==")
+    try:
+        import facturflow
+
+        convert = getattr(facturflow, "convert", None)
+    except ImportError:
+        convert = None
+    if convert is None:
+        say("  not available: facturflow.convert does not exist yet")
+        cfg.results["convert"] = None
+        return
+    from .convert_bench import run_convert  # type: ignore[import-not-found]
+
+    cfg.results["convert"] = run_convert(cfg.workdir, cfg.quick, cfg.jobs, say)
+
+
+def target_send(cfg: Config) -> None:
+    say("== 6. send-stage overhead against the sandbox on loopback (target < 10 ms/invoice) ==")
+    try:
+        import facturflow.transmit.sandbox  # noqa: F401
+    except ImportError:
+        say("  not available: facturflow.transmit.sandbox does not exist yet")
+        cfg.results["send"] = None
+        return
+    from .send_bench import run_send  # type: ignore[import-not-found]
+
+    cfg.results["send"] = run_send(cfg.workdir, cfg.quick, say)
+
+
+RUNNERS: dict[str, Callable[[Config], None]] = {
+    "batch": target_batch,
+    "cold": target_cold,
+    "large": target_large,
+    "memory": target_memory,
+    "convert": target_convert,
+    "send": target_send,
+}
+
+
+def machine() -> str:
+    load = os.getloadavg()
+    return (f"{platform.node()} {platform.machine()}, {os.cpu_count()} cores, Python "
+            f"{platform.python_version()}, load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="facturflow benchmarks (issue 5)")
+    parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
+    parser.add_argument("--only", default=",".join(TARGETS), help=f"comma list of {TARGETS}")
+    parser.add_argument("--corpus", default=None, help="corpus folder (default: FACTURFLOW_CORPUS"
+                        " or ../shared/corpus; generated invoices when absent)")
+    parser.add_argument("--no-java", action="store_true", help="skip the Java reference runs")
+    parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--json", type=Path, default=None, help="also write results as JSON")
+    args = parser.parse_args(argv)
+    chosen = [t.strip() for t in args.only.split(",") if t.strip()]
+    unknown = [t for t in chosen if t not in RUNNERS]
+    if unknown:
+        parser.error(f"unknown target(s) {unknown}; known: {', '.join(TARGETS)}")
+    with tempfile.TemporaryDirectory(prefix="facturflow-bench-") as tmp:
+        cfg = Config(quick=args.quick, corpus=corpus_root(args.corpus), workdir=Path(tmp),
+                     jobs=args.jobs, java=not args.no_java)
+        say(f"facturflow benchmarks ({'quick' if cfg.quick else 'full'}) on {machine()}")
+        say(f"corpus: {cfg.corpus or 'absent (generated invoices)'}; "
+            f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
+        for name in chosen:
+            t0 = time.perf_counter()
+            RUNNERS[name](cfg)
+            say(f"   ({name} took {time.perf_counter() - t0:.0f} s)")
+            say()
+        if args.json:
+            args.json.write_text(json.dumps(cfg.results, indent=2, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
