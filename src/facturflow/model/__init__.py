@@ -4,7 +4,7 @@
 `facturflow.syntax.ubl` and `facturflow.syntax.cii` read and write it.
 """
 
-from .codelists import CodeListError, codes
+from .codelists import CodeListError, codes, unchecked_codes
 from .invoice import (
     CREDIT_NOTE_TYPES,
     AllowanceCharge,
@@ -71,4 +71,5 @@ __all__ = [
     "VatBreakdown",
     "business_term",
     "codes",
+    "unchecked_codes",
 ]

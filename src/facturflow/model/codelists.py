@@ -7,6 +7,9 @@ BR-CL rules enforce; they are data, so updating them needs no code change.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from functools import cache
 from importlib import resources
 
@@ -27,6 +30,7 @@ CODE_LISTS: tuple[str, ...] = (
     "payment_means",
     "vatex",
     "vat_date_code",
+    "line_status",
 )
 
 
@@ -53,11 +57,30 @@ def _load() -> dict[str, frozenset[str]]:
     return {name: frozenset(raw[name]) for name in CODE_LISTS}
 
 
+_CHECKING: ContextVar[bool] = ContextVar("facturflow_code_lists_checked", default=True)
+
+
+@contextmanager
+def unchecked_codes() -> Iterator[None]:
+    """Within this block, model values are not checked against code lists.
+
+    For reading documents whose codes an older or newer list accepts: the values are kept as
+    they are, and `facturflow.validate` remains the place that judges them.
+    """
+    token = _CHECKING.set(False)
+    try:
+        yield
+    finally:
+        _CHECKING.reset(token)
+
+
 def check(code_list: str, value: str, business_term: str) -> None:
     """Raise CodeListError when `value` is not in `code_list`.
 
     VATEX codes are compared case-insensitively, as BR-CL-22 does.
     """
+    if not _CHECKING.get():
+        return
     allowed = codes(code_list)
     probe = value.upper() if code_list == "vatex" else value
     if probe not in allowed:

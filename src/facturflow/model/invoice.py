@@ -119,7 +119,7 @@ class ElectronicAddress(Node):
     """An electronic address (BT-34, BT-49) with its mandatory EAS scheme (BT-34-1, BT-49-1)."""
 
     value: str
-    scheme: str = field(metadata={"codelist": "eas", "bt": "EAS"})
+    scheme: str = field(metadata={"codelist": "eas", "bt": "BT-34-1/BT-49-1"})
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -207,6 +207,14 @@ class Seller(Node):
     electronic_address: ElectronicAddress | None = term("BT-34")
     postal_address: PostalAddress | None = group("BG-5")
     contact: Contact | None = group("BG-6")
+
+    def __post_init__(self) -> None:
+        Node.__post_init__(self)
+        # BT-29 order carries no meaning, but CII can only write identifiers without a scheme
+        # (ram:ID) before those with one (ram:GlobalID): that order is the canonical one, so
+        # that every syntax reads back an equal model.
+        ordered = tuple(sorted(self.identifiers, key=lambda ident: ident.scheme is not None))
+        object.__setattr__(self, "identifiers", ordered)
 
     @property
     def siren(self) -> str | None:
@@ -441,7 +449,7 @@ class Item(Node):
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class InvoiceLine(Node):
-    """BG-25 INVOICE LINE (with the EXTENDED sub-line link BT-X-304)."""
+    """BG-25 INVOICE LINE, with the EXTENDED-CTC-FR sub-line terms EXT-FR-FE-162/163."""
 
     GROUP = "BG-25"
     id: str = term("BT-126", required=True)
@@ -458,7 +466,9 @@ class InvoiceLine(Node):
     price: PriceDetails | None = group("BG-29")
     vat: LineVat | None = group("BG-30")
     item: Item | None = group("BG-31")
-    parent_line_id: str | None = term("BT-X-304")
+    # EXTENDED / EXTENDED-CTC-FR sub-lines: the parent line's BT-126 and the line's sub-type.
+    parent_line_id: str | None = term("EXT-FR-FE-162")
+    line_status: str | None = term("EXT-FR-FE-163", codelist="line_status")
 
     def __post_init__(self) -> None:
         Node.__post_init__(self)

@@ -267,7 +267,8 @@ class Engine:
         for rel, fixed in bind.fill:
             where = self._walk(element, rel.format_map(tokens), reuse_last=True)
             if _text(where[0].get(where[1]) if isinstance(where, tuple) else where) is None:
-                self._set(where, fixed)  # a fill never overwrites a value written by its term
+                # A fill never overwrites a value written by its term.
+                self._set(where, fixed.format_map(tokens))
         if isinstance(hint, type) and hint in VALUE_TYPES:
             target = self._walk(element, path, reuse_last=False)
             for name, rel in bind.parts or VALUE_TYPES[hint]:

@@ -134,7 +134,8 @@ def _allowances(term: str, path: str, kind: str, document: bool) -> Bind:
 LINE = G(
     "BG-25", f"{T}/ram:IncludedSupplyChainTradeLineItem",
     B("BT-126", "ram:AssociatedDocumentLineDocument/ram:LineID"),
-    B("BT-X-304", "ram:AssociatedDocumentLineDocument/ram:ParentLineID"),
+    B("EXT-FR-FE-162", "ram:AssociatedDocumentLineDocument/ram:ParentLineID"),
+    B("EXT-FR-FE-163", "ram:AssociatedDocumentLineDocument/ram:LineStatusReasonCode"),
     B("BT-127", "ram:AssociatedDocumentLineDocument/ram:IncludedNote/ram:Content"),
     G("BG-31", "ram:SpecifiedTradeProduct",
       B("BT-157", "ram:GlobalID"),

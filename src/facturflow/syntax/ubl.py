@@ -233,6 +233,12 @@ LINE = G(
       B("BT-134", "cbc:StartDate"),
       B("BT-135", "cbc:EndDate")),
     B("BT-132", "cac:OrderLineReference/cbc:LineID"),
+    # EXTENDED-CTC-FR sub-lines: the parent line and the sub-type ride on a line-level billing
+    # reference to the invoice itself (its BT-1), as the AFNOR XP Z12-012 UBL examples do.
+    B("EXT-FR-FE-162", "cac:BillingReference/cac:BillingReferenceLine/cbc:ID",
+      fill=(("cac:BillingReference/cac:InvoiceDocumentReference/cbc:ID", "{number}"),)),
+    B("EXT-FR-FE-163", "cac:BillingReference/cac:InvoiceDocumentReference/cbc:DocumentStatusCode",
+      fill=(("cac:BillingReference/cac:InvoiceDocumentReference/cbc:ID", "{number}"),)),
     B("BT-128", "cac:DocumentReference[cbc:DocumentTypeCode='130']", parts=PARTY_ID),
     _allowances("BG-27", ALLOWANCE, False),
     _allowances("BG-28", CHARGE, False),
@@ -374,6 +380,7 @@ def read_ubl(tree: etree._ElementTree | etree._Element) -> Invoice:
     tokens = dict(DOCUMENT_TOKENS[document])
     tokens["currency"] = _first(root, "cbc:DocumentCurrencyCode") or ""
     tokens["tax_currency"] = _first(root, "cbc:TaxCurrencyCode") or ""
+    tokens["number"] = _first(root, "cbc:ID") or ""
     kwargs = ENGINE.read_group(root, Invoice, BINDINGS, None, tokens)
     return _build(kwargs)
 
@@ -405,6 +412,7 @@ def write_ubl(invoice: Invoice, *, document: UblDocument | None = None) -> etree
     tokens = dict(DOCUMENT_TOKENS[document])
     tokens["currency"] = invoice.currency_code
     tokens["tax_currency"] = invoice.tax_currency_code or ""
+    tokens["number"] = invoice.number
     ENGINE.write_group(root, invoice, BINDINGS, None, tokens)
     sort_tree(root, "ubl")
     return etree.ElementTree(root)
