@@ -12,13 +12,14 @@ from collections.abc import Iterable
 from lxml import etree
 
 from ..validate.report import Finding, Report
+from .text import short_xpath
 
 SUITE_NAME = "facturflow validate"
 
 
 def _describe(finding: Finding) -> str:
     parts = [f"[{finding.severity}] {finding.rule} ({finding.layer})", finding.message]
-    where = str(finding.location)
+    where = short_xpath(str(finding.location))
     if where:
         parts.append(f"at {where}")
     if finding.business_terms:

@@ -17,7 +17,9 @@ from urllib.parse import quote
 from .. import __version__
 from ..validate.report import Finding, Report
 
-SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
+SARIF_SCHEMA = (
+    "https://docs.oasis-open.org/sarif/sarif/v2.1.0/errata01/os/schemas/sarif-schema-2.1.0.json"
+)
 SARIF_VERSION = "2.1.0"
 UNREADABLE_RULE = "INPUT-UNREADABLE"
 
@@ -121,7 +123,6 @@ def as_document(reports: Iterable[Report]) -> dict[str, Any]:
     driver: dict[str, Any] = {
         "name": "facturflow",
         "version": __version__,
-        "informationUri": "https://pypi.org/project/facturflow/",
         "rules": rules.entries,
     }
     return {

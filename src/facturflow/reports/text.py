@@ -24,7 +24,7 @@ def _safe(text: str) -> str:
 _NAMESPACE_TEST = re.compile(r"\*:([\w.-]+)\[namespace-uri\(\)='[^']*'\]")
 
 
-def _short_xpath(text: str) -> str:
+def short_xpath(text: str) -> str:
     """`/*:Name[namespace-uri()='urn:...'][1]` (as Schematron writes locations) to `/Name[1]`."""
     return _NAMESPACE_TEST.sub(r"\1", text)
 
@@ -61,7 +61,7 @@ def _finding_lines(finding: Finding) -> list[Text]:
     lines = [first]
     indent = " " * (_WIDTH + 4)
     lines.append(Text(indent + _safe(finding.message)))
-    where = _safe(_short_xpath(str(finding.location)))
+    where = _safe(short_xpath(str(finding.location)))
     if where:
         lines.append(Text(f"{indent}at {where}", style="dim"))
     if finding.business_terms:
