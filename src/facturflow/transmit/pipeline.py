@@ -194,10 +194,11 @@ def send_invoices(
         rows: dict[str, Outcome | str] = {}  # path -> final outcome, or upload sha to follow
         before_sent: set[str] = {i.upload_sha256 for i in outbox.items() if i.state == "sent"}
         reachable = _Reachability(client)
-        blocked: set[str] = set()  # failed the reachability pre-flight in this run
+        blocked: set[str] = set()  # failed a pre-flight check in this run
+        claimed: set[str] = set()  # admitted in this run
         total = len(files)
         for index, path in enumerate(files, 1):
-            rows[path] = _admit(path, outbox, options, reachable, blocked)
+            rows[path] = _admit(path, outbox, options, reachable, blocked, claimed)
             if progress:
                 progress("validate", index, total)
         wanted = {v for v in rows.values() if isinstance(v, str)}
@@ -292,7 +293,7 @@ class _Reachability:
 
 
 def _admit(path: str, outbox: Outbox, options: SendOptions, reachable: _Reachability,
-           blocked: set[str]) -> Outcome | str:
+           blocked: set[str], claimed: set[str]) -> Outcome | str:
     """Put one input in the outbox (or find it there); an Outcome when it goes no further."""
     try:
         data = _read(Path(path))
@@ -317,6 +318,19 @@ def _admit(path: str, outbox: Outbox, options: SendOptions, reachable: _Reachabi
             file_name=prepared.file_name, upload=prepared.upload,
             invoice_number=prepared.invoice_number, buyer_siren=prepared.buyer_siren,
         )
+    if item.invoice_id is None and item.invoice_number:
+        # The same invoice in other bytes (another format, a re-export) must not go out twice.
+        twin = next((o for o in outbox.find(item.invoice_number)
+                     if o.invoice_number == item.invoice_number
+                     and o.upload_sha256 != item.upload_sha256
+                     and (o.invoice_id is not None or o.upload_sha256 in claimed)), None)
+        if twin is not None:
+            blocked.add(item.upload_sha256)
+            outbox.mark_failed([item.upload_sha256],
+                               f"invoice number {item.invoice_number} is already in the outbox "
+                               f"from {twin.source_path} (not sent twice)")
+            return item.upload_sha256
+    claimed.add(item.upload_sha256)
     if item.state != "sent" and item.invoice_id is None and reachable.unreachable(
         item.buyer_siren
     ):

@@ -153,6 +153,10 @@ class QontoConfig:
             values["timeout"] = float(env["QONTO_TIMEOUT"])
         if env.get("QONTO_MAX_RETRIES"):
             values["max_retries"] = int(env["QONTO_MAX_RETRIES"])
+        if env.get("QONTO_BACKOFF_BASE"):
+            values["backoff_base"] = float(env["QONTO_BACKOFF_BASE"])
+        if env.get("QONTO_RETRY_BUDGET"):
+            values["retry_budget"] = float(env["QONTO_RETRY_BUDGET"])
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
 

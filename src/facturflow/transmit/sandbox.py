@@ -25,7 +25,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -75,13 +75,19 @@ class FaultPlan:
         if unknown:
             raise ValueError(f"unknown fault kinds: {sorted(unknown)}")
         self._rng = random.Random(self.seed)
+        self._lock = threading.Lock()
+        self.injected: Counter[str] = Counter()  # faults served, by kind
 
     def draw(self) -> str | None:
-        if self.forced:
-            return self.forced.popleft()
-        if self.rate > 0 and self._rng.random() < self.rate:
-            return self._rng.choice(self.kinds)
-        return None
+        with self._lock:  # handler threads draw concurrently; keep the seeded sequence intact
+            kind = None
+            if self.forced:
+                kind = self.forced.popleft()
+            elif self.rate > 0 and self._rng.random() < self.rate:
+                kind = self._rng.choice(self.kinds)
+            if kind is not None:
+                self.injected[kind] += 1
+            return kind
 
 
 @dataclass
@@ -277,6 +283,8 @@ class Sandbox:
         self._unauthorized: dict[str, deque[float]] = {}
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
+        self._count_lock = threading.Lock()
+        self.requests = 0  # API requests received since start (test hooks excluded)
 
     # -- lifecycle ----------------------------------------------------------------------------
     def start(self) -> Sandbox:
@@ -611,6 +619,9 @@ class _Handler(BaseHTTPRequestHandler):
                                          "detail": "request body exceeds 15 MB"}]})
             return
         self.body = self.rfile.read(length) if length else b""
+        if api:
+            with sb._count_lock:
+                sb.requests += 1
         fault = sb.config.faults.draw() if api else None
         if fault == "stall":
             time.sleep(sb.config.faults.stall_seconds)
