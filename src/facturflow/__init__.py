@@ -1,6 +1,7 @@
 """facturflow: detect, validate, convert and transmit French e-invoices."""
 
 from .detect import Document, detect
+from .convert import ConversionResult, convert
 from .validate import validate, validate_many
 from .validate.report import Finding, Report
 from .errors import (
@@ -26,6 +27,7 @@ __all__ = [
     "ArtefactError",
     "AsyncQontoClient",
     "ConversionError",
+    "ConversionResult",
     "Document",
     "EmptyInputError",
     "FacturflowError",
@@ -41,6 +43,7 @@ __all__ = [
     "RulePackError",
     "TransmitError",
     "__version__",
+    "convert",
     "detect",
     "sandbox",
     "validate",

@@ -177,6 +177,9 @@ def artefacts_command(fmt: str) -> None:
 
 # Commands of later stages register themselves here (one line each, keep sorted).
 def _register() -> None:
+    from .convert_cli import convert_command
+
+    main.add_command(convert_command)
     from .transmit.cli import inbox_command, sandbox_command, send_command, status_command
 
     main.add_command(inbox_command)

@@ -43,7 +43,6 @@ from pypdf.generic import (
     TextStringObject,
 )
 
-from . import __version__
 from .detect import Document, detect_bytes
 from .errors import ConversionError, MalformedPDFError, NoInvoiceInPDFError
 from .pdf import INVOICE_XML_NAMES, read_pdf
@@ -54,7 +53,6 @@ if TYPE_CHECKING:
 
 FACTURX_XML_NAME: Final = "factur-x.xml"
 FACTURX_XMP_URN: Final = "urn:factur-x:pdfa:CrossIndustryDocument:invoice:1p0#"
-PRODUCER: Final = f"facturflow {__version__}"
 
 # Factur-X 1.0 (§ "XMP" and "Embedding"): the fx:ConformanceLevel per profile, and the
 # AFRelationship of factur-x.xml. MINIMUM and BASIC WL do not carry the whole invoice, so the
@@ -95,6 +93,13 @@ class PdfMetadata:
     title: str
     author: str
     subject: str
+
+
+def producer() -> str:
+    """The Producer / CreatorTool written into the Info dictionary and the XMP."""
+    from . import __version__  # at call time: facturflow/__init__ imports this module
+
+    return f"facturflow {__version__}"
 
 
 def srgb_icc_profile() -> bytes:
@@ -147,14 +152,15 @@ def metadata_from_cii(document: Document) -> PdfMetadata:
 
 def xmp_packet(profile: str, metadata: PdfMetadata, timestamp: datetime) -> bytes:
     """The XMP packet: pdfaid 3B, Dublin Core, and the Factur-X extension schema and values."""
+    made_by = producer()
     root = _fx.generate_xmp_object(
         {
             "pdfa3_flavor": "B",
             "title": metadata.title,
             "author": metadata.author,
             "subject": metadata.subject,
-            "producer": PRODUCER,
-            "creator_tool": PRODUCER,
+            "producer": made_by,
+            "creator_tool": made_by,
             "timestamp": timestamp.strftime("%Y-%m-%dT%H:%M:%S+00:00"),
             "version": "1.0",
             "documenttype": "INVOICE",
@@ -357,8 +363,8 @@ def embed_xml(
         "/Title": metadata.title,
         "/Author": metadata.author,
         "/Subject": metadata.subject,
-        "/Creator": PRODUCER,
-        "/Producer": PRODUCER,
+        "/Creator": producer(),
+        "/Producer": producer(),
         "/CreationDate": _pdf_date(when),
         "/ModDate": _pdf_date(when),
     }
@@ -418,7 +424,7 @@ def build_facturx(
         from .render import render_invoice_pdf
 
         if invoice is None:
-            from .syntax import read
+            from .read import read
 
             invoice = read(xml)
         document = detect_bytes(xml, name="<xml>")

@@ -1,0 +1,361 @@
+"""Convert an invoice between CII, UBL and Factur-X PDF, through the EN 16931 model, validated.
+
+    convert(source, to="facturx")  ->  ConversionResult(data, syntax, profile, report, dropped)
+
+The path: detect the input; read it into the model (facturflow.Invoice) unless the input
+already is the target (a CII headed for CII or Factur-X in the same profile keeps its bytes);
+write the target syntax; for Factur-X, render or wrap a PDF and embed the CII; validate the
+output. Two checks gate the result:
+
+- fidelity: the output is read back into the model and compared with the input, business
+  term by business term; a term that is missing or changed is "dropped";
+- validity: the output's validation report must have no fatal finding.
+
+A dropped term raises ConversionRejected (a ConversionError) naming the terms, unless
+`lossy=True`, in which case the result lists them in `dropped`. An invalid output always
+raises, naming the rules and the business terms they concern.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
+from typing import TYPE_CHECKING, Any, Final, Literal, get_args
+
+from .detect import Document, Source, detect_bytes, read_source
+from .errors import ConversionError, FacturflowError
+from .facturx import CONFORMANCE_LEVELS, build_facturx, facturx_profile
+from .validate import validate
+from .validate.report import Report
+
+if TYPE_CHECKING:
+    from .model import Invoice
+    from .render import Language
+
+Target = Literal["cii", "ubl", "facturx"]
+TARGETS: Final[tuple[str, ...]] = get_args(Target)
+
+# The specification identifier (BT-24) written for a target profile.
+SPECIFICATION_IDS: Final[dict[str, str]] = {
+    "en16931": "urn:cen.eu:en16931:2017",
+    "extended": "urn:cen.eu:en16931:2017#conformant#urn:factur-x.eu:1p0:extended",
+    "extended-ctc-fr": "urn:cen.eu:en16931:2017#conformant#urn.cpro.gouv.fr:1p0:extended-ctc-fr",
+}
+# Profiles whose documents may carry the extension terms (BT-X-…) beyond the EN 16931 core.
+_EXTENDED_PROFILES: Final = frozenset({"extended", "extended-ctc-fr"})
+_CORE_ID = re.compile(r"^B[GT]-\d+(-\d+)?$")
+_UBL_PROFILES: Final = frozenset({"en16931", "extended-ctc-fr", "xrechnung", "peppol"})
+
+
+@dataclass(frozen=True)
+class ConversionResult:
+    """A validated conversion: the output bytes and what was checked and lost on the way."""
+
+    data: bytes
+    syntax: str  # 'cii', 'ubl-invoice', 'ubl-creditnote' or 'facturx'
+    profile: str
+    report: Report
+    dropped: tuple[str, ...] = ()
+    source: str = "<bytes>"
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def suffix(self) -> str:
+        """The file extension the output wants: .pdf for Factur-X, .xml otherwise."""
+        return ".pdf" if self.syntax == "facturx" else ".xml"
+
+
+class ConversionRejected(ConversionError):
+    """A conversion refused: its output would drop business terms or be invalid.
+
+    `business_terms` names the terms concerned; `report` is the output's validation report
+    when the refusal comes from validation (None when it comes from dropped terms).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        business_terms: Iterable[str] = (),
+        report: Report | None = None,
+        source: str | None = None,
+    ) -> None:
+        super().__init__(message, source=source)
+        self.business_terms = tuple(business_terms)
+        self.report = report
+
+
+# -- the model side ------------------------------------------------------------------------
+
+
+def _read(document: Document) -> Invoice:
+    from .read import read
+
+    return read(document)
+
+
+def _write(invoice: Invoice, syntax: Literal["cii", "ubl"]) -> bytes:
+    from .syntax import to_xml
+
+    return to_xml(invoice, syntax)
+
+
+def _term_id(f: dataclasses.Field[Any]) -> list[str]:
+    ident = f.metadata.get("bt") or f.metadata.get("bg")
+    if isinstance(ident, dict):
+        return [str(v) for v in ident.values()]
+    return [str(ident)] if ident else []
+
+
+def _prune_extensions(node: Any, dropped: set[str]) -> Any:
+    """A copy of a model node without the extension terms (BT-X-…) the core cannot carry."""
+    if not dataclasses.is_dataclass(node) or isinstance(node, type):
+        return node
+    changes: dict[str, Any] = {}
+    for f in dataclasses.fields(node):
+        value = getattr(node, f.name)
+        if value is None or value == ():
+            continue
+        ids = _term_id(f)
+        if ids and not any(_CORE_ID.match(i) for i in ids) and ids[0] != "EAS":
+            dropped.update(ids)
+            changes[f.name] = () if isinstance(value, tuple) else None
+        elif isinstance(value, tuple):
+            pruned = tuple(_prune_extensions(v, dropped) for v in value)
+            if pruned != value:
+                changes[f.name] = pruned
+        elif dataclasses.is_dataclass(value):
+            pruned_one = _prune_extensions(value, dropped)
+            if pruned_one is not value:
+                changes[f.name] = pruned_one
+    return dataclasses.replace(node, **changes) if changes else node
+
+
+def _flatten(data: Any, key: str, out: Counter[tuple[str, str]]) -> None:
+    """Count (business term, normalised value) pairs of an Invoice.to_dict() tree."""
+    if isinstance(data, list):
+        for item in data:
+            _flatten(item, key, out)
+    elif isinstance(data, dict) and (key == "" or key.startswith("BG-") or not _is_value(data)):
+        for sub_key, value in data.items():
+            _flatten(value, sub_key, out)
+    else:
+        out[(key, _normalise(data))] += 1
+
+
+def _is_value(data: dict[str, Any]) -> bool:
+    # Compound values (an identifier with its scheme...) are keyed by field names, not term ids.
+    return not any(k.startswith(("BT-", "BG-")) for k in data)
+
+
+def _normalise(value: Any) -> str:
+    if isinstance(value, dict):
+        return repr(sorted((k, _normalise(v)) for k, v in value.items()))
+    if isinstance(value, str):
+        try:
+            number = Decimal(value)
+        except InvalidOperation:
+            return value
+        # Amounts may change scale across syntaxes (100.0000 -> 100.00), not value.
+        return str(number.normalize()) if number.is_finite() else value
+    return repr(value)
+
+
+def lost_terms(before: Invoice, after: Invoice, *, ignore: Iterable[str] = ()) -> tuple[str, ...]:
+    """Business terms of `before` that `after` lacks or carries with another value, sorted."""
+    counts_before: Counter[tuple[str, str]] = Counter()
+    counts_after: Counter[tuple[str, str]] = Counter()
+    _flatten(before.to_dict(), "", counts_before)
+    _flatten(after.to_dict(), "", counts_after)
+    skipped = set(ignore)
+    missing = {term for (term, _), _n in (counts_before - counts_after).items()}
+    return tuple(sorted(missing - skipped, key=_term_sort_key))
+
+
+def _term_sort_key(term: str) -> tuple[str, int, str]:
+    match = re.match(r"^(B[GT])-(\d+)(.*)$", term)
+    if match:
+        return match.group(1), int(match.group(2)), match.group(3)
+    return "~", 0, term
+
+
+# -- conversion ----------------------------------------------------------------------------
+
+
+def _target_profile(document: Document, to: str, profile: str | None) -> str:
+    if profile is not None:
+        if profile not in SPECIFICATION_IDS and profile != document.profile:
+            raise ConversionError(
+                f"cannot convert to the {profile!r} profile (choose one of "
+                f"{', '.join(SPECIFICATION_IDS)}, or the input's own profile)",
+                source=document.name,
+            )
+        return profile
+    carried = _UBL_PROFILES if to == "ubl" else frozenset(CONFORMANCE_LEVELS)
+    if document.profile in carried:
+        return document.profile
+    return "en16931"
+
+
+def convert(
+    source: Source | Document,
+    to: Target = "facturx",
+    profile: str | None = None,
+    pdf: bytes | None = None,
+    lossy: bool = False,
+    *,
+    lang: Language = "fr",
+    rules: str | Iterable[str] | None = None,
+    timestamp: datetime | None = None,
+) -> ConversionResult:
+    """Convert one invoice (path, bytes, file object or detected Document) to `to`.
+
+    `profile` picks the target profile ('en16931', 'extended', 'extended-ctc-fr'); by default
+    the input's profile is kept when the target syntax has it, else EN 16931. `pdf` is the
+    visual PDF to wrap for Factur-X (default: a page rendered from the model in `lang`).
+    `rules` is handed to facturflow.validate for the output check.
+
+    Raises InputError subclasses for unreadable input, ConversionRejected (a ConversionError)
+    for an output that would drop terms (unless `lossy`) or be invalid, ConversionError for an
+    impossible request.
+    """
+    if to not in TARGETS:
+        raise ConversionError(f"unknown target {to!r} (choose one of {', '.join(TARGETS)})")
+    if pdf is not None and to != "facturx":
+        raise ConversionError("a visual PDF can only be given for a Factur-X conversion")
+    raw: bytes | None = None
+    if isinstance(source, Document):
+        document = source
+    else:
+        raw, label = read_source(source)
+        document = detect_bytes(raw, name=label)
+    name = document.name
+    if document.syntax == "zugferd1":
+        raise ConversionError(
+            "ZUGFeRD 1.0 is not an EN 16931 syntax; it cannot be converted", source=name
+        )
+    target_profile = _target_profile(document, to, profile)
+    warnings: list[str] = list(document.warnings)
+
+    invoice: Invoice | None = None
+    dropped: tuple[str, ...] = ()
+    passthrough = (
+        to in ("cii", "facturx")
+        and document.syntax == "cii"
+        and target_profile == document.profile
+    )
+    if passthrough:
+        xml = _original_xml(document, raw)
+    else:
+        try:
+            invoice = _read(document)
+            xml, dropped = _convert_model(invoice, to, target_profile, document)
+        except FacturflowError as exc:
+            exc.source = exc.source or name
+            raise
+        if dropped and not lossy:
+            raise ConversionRejected(
+                f"converting to {to} ({target_profile}) would drop business terms "
+                f"{', '.join(dropped)}; use lossy=True (--lossy) to convert anyway",
+                business_terms=dropped,
+                source=name,
+            )
+        if document.spec_id and target_profile != document.profile:
+            warnings.append(
+                f"specification identifier (BT-24) changed from {document.spec_id!r} to "
+                f"{SPECIFICATION_IDS.get(target_profile, target_profile)!r}"
+            )
+
+    if to == "facturx":
+        if pdf is None and document.pdf_bytes is not None:
+            pdf = document.pdf_bytes  # a Factur-X/ZUGFeRD input keeps its own visual
+        try:
+            data = build_facturx(xml, pdf=pdf, invoice=invoice, lang=lang, timestamp=timestamp)
+        except FacturflowError as exc:
+            exc.source = exc.source or name
+            raise
+        syntax = "facturx"
+    else:
+        data = xml
+        syntax = detect_bytes(xml, name="<output>").syntax
+    report = validate(data, rules) if rules is not None else validate(data)
+    report = dataclasses.replace(report, path=name)
+    if not report.ok:
+        fatal = report.fatal
+        terms = sorted({t for f in fatal for t in f.business_terms}, key=_term_sort_key)
+        rules_fired = sorted({f.rule for f in fatal})
+        detail = report.error or "; ".join(f"{f.rule}: {_clip(f.message)}" for f in fatal[:3])
+        raise ConversionRejected(
+            f"the {to} output would be invalid ({len(fatal)} fatal finding(s): "
+            f"{', '.join(rules_fired[:10])}"
+            + (f"; business terms {', '.join(terms)}" if terms else "")
+            + f"): {detail}",
+            business_terms=terms,
+            report=report,
+            source=name,
+        )
+    return ConversionResult(
+        data=data,
+        syntax=syntax,
+        profile=target_profile,
+        report=report,
+        dropped=dropped,
+        source=name,
+        warnings=tuple(warnings),
+    )
+
+
+def _clip(message: str, limit: int = 160) -> str:
+    # XSD messages spell namespaces out in full; keep the summary line readable.
+    message = re.sub(r"\{[^}]*\}", "", " ".join(message.split()))
+    return message if len(message) <= limit else message[: limit - 1] + "…"
+
+
+def _original_xml(document: Document, raw: bytes | None) -> bytes:
+    """The CII exactly as the input carried it (the attachment's own bytes for a PDF)."""
+    if document.pdf is not None and document.attachment_name is not None:
+        for attachment in document.pdf.attachments:
+            if attachment.name == document.attachment_name:
+                return attachment.data
+    if document.container == "xml" and raw is not None:
+        return raw
+    return document.xml
+
+
+def _convert_model(
+    invoice: Invoice, to: str, profile: str, document: Document
+) -> tuple[bytes, tuple[str, ...]]:
+    """Write `invoice` in the target syntax and profile; return (xml, dropped terms)."""
+    pruned: set[str] = set()
+    target = invoice
+    if profile not in _EXTENDED_PROFILES:
+        target = _prune_extensions(invoice, pruned)
+    ignore: set[str] = set()
+    if profile != document.profile and profile in SPECIFICATION_IDS:
+        target = dataclasses.replace(target, specification_id=SPECIFICATION_IDS[profile])
+        ignore.add("BT-24")
+    if to == "facturx" and profile not in CONFORMANCE_LEVELS:
+        raise ConversionError(f"{profile!r} is not a Factur-X profile")
+    xml = _write(target, "ubl" if to == "ubl" else "cii")
+    written = detect_bytes(xml, name="<output>")
+    if to == "facturx":
+        facturx_profile(written)  # the written BT-24 must name a Factur-X profile
+    back = _read(written)
+    lost = set(lost_terms(invoice, back, ignore=ignore)) | pruned
+    return xml, tuple(sorted(lost, key=_term_sort_key))
+
+
+__all__ = [
+    "SPECIFICATION_IDS",
+    "TARGETS",
+    "ConversionRejected",
+    "ConversionResult",
+    "Target",
+    "convert",
+    "lost_terms",
+]

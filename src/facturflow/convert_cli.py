@@ -1,0 +1,207 @@
+"""`facturflow convert`: one file, or every invoice of a folder on a process pool.
+
+Exit codes (see facturflow.cli): 0 every conversion succeeded; 1 at least one was refused
+(invalid output or dropped business terms); 2 a usage error or an input that cannot be read.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import sys
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import click
+
+from .cli import EXIT_INVALID, EXIT_OK, EXIT_UNREADABLE
+
+Status = Literal["converted", "refused", "unreadable"]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What happened to one input (picklable, sent back from the workers)."""
+
+    source: str
+    target: str | None
+    status: Status
+    message: str = ""
+    dropped: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = field(default=())
+
+
+@dataclass(frozen=True)
+class _Options:
+    to: str
+    profile: str | None
+    pdf: bytes | None
+    lossy: bool
+    lang: str
+
+
+def _convert_one(source: str, target: str, options: _Options) -> Outcome:
+    """Convert `source` and write `target`; never raises for a bad input (it is an Outcome)."""
+    from .convert import convert
+    from .errors import ConversionError, FacturflowError, InputError
+
+    try:
+        result = convert(
+            source,
+            to=options.to,  # type: ignore[arg-type]
+            profile=options.profile,
+            pdf=options.pdf,
+            lossy=options.lossy,
+            lang=options.lang,  # type: ignore[arg-type]
+        )
+    except InputError as exc:
+        return Outcome(source, None, "unreadable", exc.message)
+    except ConversionError as exc:
+        return Outcome(source, None, "refused", exc.message)
+    except FacturflowError as exc:
+        return Outcome(source, None, "refused", exc.message)
+    except Exception as exc:  # one broken input must not sink the batch
+        return Outcome(source, None, "refused", f"internal error: {type(exc).__name__}: {exc}")
+    path = Path(target)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.part")
+        tmp.write_bytes(result.data)
+        os.replace(tmp, path)  # never leave a half-written invoice behind
+    except OSError as exc:
+        return Outcome(source, None, "refused", f"cannot write {target}: {exc.strerror or exc}")
+    return Outcome(source, target, "converted", "", result.dropped, result.warnings)
+
+
+def _convert_star(job: tuple[str, str, _Options]) -> Outcome:
+    return _convert_one(*job)
+
+
+def _suffix(to: str) -> str:
+    return ".pdf" if to == "facturx" else ".xml"
+
+
+def plan_targets(source: Path, output: Path, to: str) -> list[tuple[Path, Path]]:
+    """(input, output) pairs: a folder maps file by file, keeping sub-folders."""
+    from .inputs import expand_inputs
+
+    if source.is_dir():
+        pairs = []
+        for path in expand_inputs([source]):
+            relative = path.relative_to(source)
+            pairs.append((path, (output / relative).with_suffix(_suffix(to))))
+        return pairs
+    if output.is_dir():
+        return [(source, output / (source.stem + _suffix(to)))]
+    return [(source, output)]
+
+
+def _run(jobs_list: list[tuple[str, str, _Options]], jobs: int) -> Iterator[Outcome]:
+    if jobs == 1 or len(jobs_list) <= 1:
+        for job in jobs_list:
+            yield _convert_star(job)
+        return
+    methods = multiprocessing.get_all_start_methods()
+    context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+    with ProcessPoolExecutor(max_workers=min(jobs, len(jobs_list)), mp_context=context) as pool:
+        yield from pool.map(_convert_star, jobs_list, chunksize=1)
+
+
+def _with_progress(outcomes: Iterator[Outcome], total: int) -> list[Outcome]:
+    """Collect outcomes with a rich progress bar on stderr (when it is a terminal)."""
+    if total < 2 or not sys.stderr.isatty():
+        return list(outcomes)
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    collected: list[Outcome] = []
+    with Progress(
+        "[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
+        TimeRemainingColumn(), console=Console(stderr=True), transient=True,
+    ) as progress:
+        task = progress.add_task("converting", total=total)
+        for outcome in outcomes:
+            collected.append(outcome)
+            progress.advance(task)
+    return collected
+
+
+@click.command("convert")
+@click.argument("source", type=click.Path(exists=True, path_type=Path))
+@click.option("--output", "-o", required=True, type=click.Path(path_type=Path),
+              help="Output file, or folder (required when SOURCE is a folder).")
+@click.option("--to", "to", type=click.Choice(["cii", "ubl", "facturx"]), default="facturx",
+              show_default=True, help="Target syntax.")
+@click.option("--profile", type=click.Choice(["en16931", "extended-ctc-fr"]), default=None,
+              help="Target profile (default: the input's own when the target has it, "
+                   "else en16931).")
+@click.option("--pdf", "visual", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              default=None, help="A PDF to wrap (Factur-X); default: render the invoice page.")
+@click.option("--lang", type=click.Choice(["fr", "en"]), default="fr", show_default=True,
+              help="Language of the rendered page.")
+@click.option("--lossy", is_flag=True,
+              help="Convert even when business terms would be dropped; list each one.")
+@click.option("--jobs", "-j", type=click.IntRange(min=1), default=None,
+              help="Worker processes for a folder (default: all cores).")
+def convert_command(
+    source: Path,
+    output: Path,
+    to: str,
+    profile: str | None,
+    visual: Path | None,
+    lang: str,
+    lossy: bool,
+    jobs: int | None,
+) -> None:
+    """Convert an invoice (or every invoice in a folder) to CII, UBL or Factur-X PDF/A-3.
+
+    Each output is validated before it is written; a conversion that would be invalid or drop
+    business terms fails (unless --lossy for dropped terms) and is listed in the summary.
+    """
+    if visual is not None and to != "facturx":
+        raise click.UsageError("--pdf only applies to --to facturx")
+    if visual is not None and source.is_dir():
+        raise click.UsageError("--pdf wraps one visual around one invoice; SOURCE is a folder")
+    if source.is_dir() and output.exists() and not output.is_dir():
+        raise click.UsageError(f"{output} is a file; a folder SOURCE needs a folder --output")
+    pairs = plan_targets(source, output, to)
+    if not pairs:
+        raise click.UsageError(f"no invoice files (.xml, .pdf) found in {source}")
+    for src, dst in pairs:
+        if dst.exists() and dst.resolve() == src.resolve():
+            raise click.UsageError(f"{dst} would overwrite its own input; choose another --output")
+    options = _Options(
+        to=to,
+        profile=profile,
+        pdf=visual.read_bytes() if visual is not None else None,
+        lossy=lossy,
+        lang=lang,
+    )
+    work = [(str(src), str(dst), options) for src, dst in pairs]
+    cores = os.cpu_count() or 1
+    outcomes = _with_progress(_run(work, jobs or cores), len(work))
+    sys.exit(report_outcomes(outcomes))
+
+
+def report_outcomes(outcomes: list[Outcome]) -> int:
+    """Print what was written and a summary of failures (stderr); return the exit code."""
+    for outcome in outcomes:
+        if outcome.status == "converted":
+            click.echo(f"{outcome.source} -> {outcome.target}")
+            if outcome.dropped:
+                click.echo(f"  dropped business terms: {', '.join(outcome.dropped)}")
+            for warning in outcome.warnings:
+                click.echo(f"  warning: {warning}", err=True)
+    failed = [o for o in outcomes if o.status != "converted"]
+    converted = len(outcomes) - len(failed)
+    if len(outcomes) > 1 or failed:
+        click.echo(f"converted {converted} of {len(outcomes)}; {len(failed)} failed", err=True)
+    for outcome in failed:
+        label = "unreadable" if outcome.status == "unreadable" else "refused"
+        click.echo(f"  {outcome.source}: {label}: {outcome.message}", err=True)
+    if any(o.status == "unreadable" for o in outcomes):
+        return EXIT_UNREADABLE
+    return EXIT_INVALID if failed else EXIT_OK
