@@ -2,6 +2,8 @@
 
 from .detect import Document, detect
 from .convert import ConversionResult, convert
+from .model import Invoice
+from .read import read
 from .validate import validate, validate_many
 from .validate.report import Finding, Report
 from .errors import (
@@ -34,6 +36,7 @@ __all__ = [
     "Finding",
     "InputError",
     "InputTooLargeError",
+    "Invoice",
     "MalformedPDFError",
     "MalformedXMLError",
     "NoInvoiceInPDFError",
@@ -45,6 +48,7 @@ __all__ = [
     "__version__",
     "convert",
     "detect",
+    "read",
     "sandbox",
     "validate",
     "validate_many",

@@ -180,6 +180,9 @@ def _register() -> None:
     from .convert_cli import convert_command
 
     main.add_command(convert_command)
+    from .read_cli import read_command
+
+    main.add_command(read_command)
     from .transmit.cli import inbox_command, sandbox_command, send_command, status_command
 
     main.add_command(inbox_command)

@@ -28,6 +28,7 @@ from typing import Any
 
 from lxml import etree
 
+from ..model.codelists import CodeListError
 from ..model.invoice import (
     BinaryObject,
     ClassificationIdentifier,
@@ -165,6 +166,8 @@ class Engine:
                 return None
             try:
                 return hint(**kwargs)
+            except CodeListError as exc:
+                raise BindingError(exc.business_term, str(exc).partition(": ")[2]) from None
             except TypeError as exc:
                 raise BindingError(bind.term, f"incomplete group: {exc}") from None
         return self._scalar(node, hint, bind)
@@ -194,9 +197,13 @@ class Engine:
         if first not in kwargs:
             return None
         if hint is BinaryObject:
-            kwargs.setdefault("mime_code", "application/octet-stream")
             kwargs.setdefault("filename", "")
-        return hint(**kwargs)
+        try:
+            return hint(**kwargs)
+        except CodeListError as exc:
+            raise BindingError(exc.business_term, str(exc).partition(": ")[2]) from None
+        except TypeError as exc:
+            raise BindingError(bind.term, f"incomplete value: {exc}") from None
 
     def _scalar(self, node: Any, hint: Any, bind: Bind) -> Any:
         if hint is date:

@@ -391,7 +391,7 @@ def _build(kwargs: dict[str, Any]) -> Invoice:
     try:
         return Invoice(**kwargs)
     except CodeListError as exc:
-        raise BindingError(exc.business_term, str(exc)) from None
+        raise BindingError(exc.business_term, str(exc).partition(": ")[2]) from None
     except TypeError as exc:
         raise BindingError("BT-1..BT-5", f"a mandatory term is missing: {exc}") from None
 
