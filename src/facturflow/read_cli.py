@@ -5,7 +5,6 @@ from __future__ import annotations
 import sys
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
 
 import click
 
@@ -77,5 +76,5 @@ def render_text(invoice: Invoice) -> str:
     return "\n".join(out)
 
 
-def _num(value: Decimal | None | Any) -> str:
+def _num(value: Decimal | None) -> str:
     return "-" if value is None else str(value)
