@@ -192,6 +192,13 @@ def _classify(tree: etree._ElementTree, name: str) -> tuple[Syntax, str | None, 
             source=name,
         )
     found = tree.xpath(_GUIDELINE_XPATH[syntax], namespaces=_NSMAPS[syntax])
+    if not found and syntax in ("cii", "zugferd1"):
+        # A misplaced context parameter still says which profile was meant; the XSD reports
+        # the misplacement.
+        found = tree.xpath(
+            "(//ram:GuidelineSpecifiedDocumentContextParameter/ram:ID)[1]",
+            namespaces=_NSMAPS[syntax],
+        )
     first = found[0] if isinstance(found, list) and found else None
     text = first.text if isinstance(first, etree._Element) else None
     spec_id = text.strip() if text else None

@@ -56,6 +56,7 @@ class PdfParts:
     attachments: tuple[Attachment, ...]
     xmp: bytes | None
     header_version: str
+    output_intents: tuple[str, ...] = ()
 
     def invoice_attachments(self) -> list[Attachment]:
         """Attachments named as an invoice XML, in the order of INVOICE_XML_NAMES."""
@@ -277,6 +278,7 @@ def read_pdf(data: bytes, *, source: str | None = None) -> PdfParts:
                     raise MalformedPDFError(
                         f"the XMP metadata inflates to more than {MAX_XMP_BYTES} bytes"
                     )
+            intents = _output_intent_subtypes(root)
     except (MalformedPDFError, NoInvoiceInPDFError) as exc:
         exc.source = exc.source or source
         raise
@@ -288,7 +290,23 @@ def read_pdf(data: bytes, *, source: str | None = None) -> PdfParts:
         raise MalformedPDFError(
             f"cannot read the PDF: {_pypdf_reason(exc)}", source=source
         ) from None
-    return PdfParts(attachments=tuple(attachments), xmp=xmp, header_version=header)
+    return PdfParts(
+        attachments=tuple(attachments), xmp=xmp, header_version=header, output_intents=intents
+    )
+
+
+def _output_intent_subtypes(root: DictionaryObject) -> tuple[str, ...]:
+    """The /S of each output intent in the catalogue (PDF/A needs a GTS_PDFA1 one)."""
+    intents = _resolve(root.get("/OutputIntents"))
+    if not isinstance(intents, ArrayObject):
+        return ()
+    found = []
+    for item in list(intents)[:64]:
+        intent = _resolve(item)
+        if isinstance(intent, DictionaryObject):
+            subtype = _resolve(intent.get("/S"))
+            found.append(str(subtype).lstrip("/") if subtype is not None else "")
+    return tuple(found)
 
 
 def _pypdf_reason(exc: Exception) -> str:

@@ -123,3 +123,29 @@ def test_ubl_document_through_a_cii_stylesheet_fails_closed() -> None:
 def test_public_api_exports() -> None:
     for name in ("detect", "validate", "validate_many", "Report", "Finding", "Document"):
         assert hasattr(facturflow, name)
+
+
+def test_pdf_without_output_intent_is_warned(tmp_path: Path) -> None:
+    from .helpers import facturx_pdf
+
+    report = validate(facturx_pdf(VALID_CII.read_bytes(), "en16931"))
+    warned = [f for f in report if f.rule == "FX-PDF-INTENT"]
+    assert warned and warned[0].severity == "warning"
+
+
+def test_xmp_level_disagreeing_with_the_xml_profile_is_fatal() -> None:
+    from .helpers import facturx_pdf
+
+    report = validate(facturx_pdf(VALID_CII.read_bytes(), "basic"), rules="pdf")
+    level = [f for f in report if f.rule == "FX-PDF-XMP-LEVEL"]
+    assert level and level[0].severity == "fatal" and "en16931" in level[0].message
+    assert not report.ok
+
+
+def test_non_standard_attachment_name_without_xmp_is_rejected() -> None:
+    from .helpers import pdf_with_attachment
+
+    report = validate(pdf_with_attachment("invoice.xml", VALID_CII.read_bytes()), rules="pdf")
+    rules = report.failed_rules("fatal")
+    assert {"FX-PDF-NAME", "FX-PDF-XMP", "FX-PDF-AF"} <= rules, rules
+    assert report.syntax == "cii"

@@ -9,6 +9,7 @@ Rule ids (facturflow's own, since the Factur-X specification states these rules 
     FX-PDF-MULTI        exactly one invoice XML is embedded
     FX-PDF-XMP          the document has readable XMP metadata
     FX-PDF-PDFA         the XMP identifies the file as PDF/A-3 (pdfaid:part = 3)
+    FX-PDF-INTENT       the catalogue has a PDF/A output intent (GTS_PDFA1) for colour
     FX-PDF-XMP-FX       the XMP carries the Factur-X (or ZUGFeRD) extension schema
     FX-PDF-XMP-TYPE     DocumentType is INVOICE
     FX-PDF-XMP-FILE     DocumentFileName names the embedded XML
@@ -137,6 +138,17 @@ def check(document: Document) -> list[Finding]:
             )
         )
 
+    if "GTS_PDFA1" not in parts.output_intents:
+        findings.append(
+            _finding(
+                "FX-PDF-INTENT",
+                "the catalogue has no PDF/A output intent (/OutputIntents with /S /GTS_PDFA1); "
+                "PDF/A-3 requires one as soon as a page uses a device colour space",
+                # Only a full PDF/A validator can tell whether the pages need one; 70 published
+                # "valid" samples have none, so this is a warning, not a rejection.
+                "warning",
+            )
+        )
     if parts.xmp is None:
         findings.append(_finding("FX-PDF-XMP", "the PDF has no XMP metadata stream"))
         return findings
