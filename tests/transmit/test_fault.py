@@ -14,7 +14,6 @@ import time
 from pathlib import Path
 
 from conftest import cii_variant
-
 from facturflow.transmit.outbox import Outbox, organisations
 from facturflow.transmit.sandbox import FaultPlan, Sandbox, SandboxConfig
 

@@ -193,6 +193,8 @@ def parse_error_body(body: Any) -> tuple[list[ApiError], str | None]:
         entries.append(_entry(raw))
     elif isinstance(raw, str):
         entries.append(ApiError(code=None, detail=raw))
+    elif isinstance(body.get("error"), str):  # OAuth 2.0 token endpoint (RFC 6749 §5.2)
+        entries.append(ApiError(code=body["error"], detail=_str(body.get("error_description"))))
     elif "code" in body or "message" in body or "detail" in body:
         entries.append(_entry(body))
     return entries, trace_id

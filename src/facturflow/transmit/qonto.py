@@ -593,8 +593,10 @@ class _Core:
             "method": op.method,
             "url": op.url,
             "headers": self.headers(op, idempotency_key),
-            "params": {k: v for k, v in (op.params or {}).items() if v is not None},
         }
+        params = {k: v for k, v in (op.params or {}).items() if v is not None}
+        if params:  # an empty mapping would wipe a signed URL's own query string
+            args["params"] = params
         if op.files is not None:
             args["files"] = [
                 (op.file_field, (f.file_name, f.data, f.content_type)) for f in op.files
@@ -636,6 +638,8 @@ class _Core:
         entries, trace_id = parse_error_body(body)
         trace_id = trace_id or response.headers.get("x-tyk-trace-id")
         cls = error_class_for(status)
+        if op.url == self.config.resolved_token_url and status in (400, 401):
+            cls = AuthenticationError  # invalid_grant / invalid_client: the tokens are the problem
         summary = "; ".join(
             f"{e.code or 'error'}: {e.detail}" if e.detail else (e.code or "error")
             for e in entries
