@@ -95,6 +95,11 @@ def _get_engine() -> _Engine:
     processor = PySaxonProcessor(license=False)
     # Stylesheets may only read local files (their code lists); never the network.
     processor.set_configuration_property("http://saxon.sf.net/feature/allowedProtocols", "file")
+    # Runtime errors reach the report through the raised exception (a LAYER-FAILED finding);
+    # Saxon's own copy on stderr would only clutter the user's terminal.
+    processor.set_configuration_property(
+        "http://saxon.sf.net/feature/standardErrorOutputFile", os.devnull
+    )
     _engine = _Engine(pid, processor, processor.new_xslt30_processor(), {})
     return _engine
 
@@ -156,7 +161,8 @@ def run(
         except SaxonUnavailable as exc:
             return [layer_failed(artefact, str(exc))], False
         except Exception as exc:  # saxonche raises PySaxonApiError and plain exceptions
-            return [layer_failed(artefact, f"{type(exc).__name__}: {exc}")], False
+            cause = " ".join(str(exc).split())
+            return [layer_failed(artefact, f"{type(exc).__name__}: {cause}")], False
     if not svrl:
         return [layer_failed(artefact, "the stylesheet produced no SVRL output")], False
     return parse_svrl(svrl.encode("utf-8"), artefact, tree)
