@@ -63,6 +63,7 @@ class ConversionResult:
     dropped: tuple[str, ...] = ()
     source: str = "<bytes>"
     warnings: tuple[str, ...] = ()
+    xml: bytes = b""  # the XML written: for Factur-X, the CII embedded as factur-x.xml
 
     @property
     def suffix(self) -> str:
@@ -307,6 +308,7 @@ def convert(
         dropped=dropped,
         source=name,
         warnings=tuple(warnings),
+        xml=xml,
     )
 
 
@@ -345,7 +347,14 @@ def _convert_model(
     written = detect_bytes(xml, name="<output>")
     if to == "facturx":
         facturx_profile(written)  # the written BT-24 must name a Factur-X profile
-    back = _read(written)
+    try:
+        back = _read(written)
+    except FacturflowError as exc:
+        # The input was fine; it is our output that cannot be read back: a refused conversion.
+        raise ConversionRejected(
+            f"the written {to} cannot be read back into the model: {exc.message}",
+            source=document.name,
+        ) from None
     lost = set(lost_terms(invoice, back, ignore=ignore)) | pruned
     return xml, tuple(sorted(lost, key=_term_sort_key))
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import io
 
+from convert_helpers import CII_EN16931
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pypdf import PdfWriter
 
-from conftest import CII_EN16931
 from facturflow.facturx import embed_xml, extract_xml
 
 TEMPLATE = CII_EN16931.read_bytes()

@@ -6,11 +6,11 @@ import io
 from pathlib import Path
 
 import pytest
+from convert_helpers import CII_EN16931, FACTURX_PDF, FIXED_TIME, qpdf_check
 from lxml import etree
 from pypdf import PdfReader, PdfWriter
 from pypdf.generic import ArrayObject, DictionaryObject
 
-from conftest import CII_EN16931, FACTURX_PDF, FIXED_TIME, qpdf_check
 from facturflow.detect import detect
 from facturflow.errors import ConversionError, MalformedPDFError, NoInvoiceInPDFError
 from facturflow.facturx import (

@@ -7,11 +7,11 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from convert_helpers import FIXED_TIME, qpdf_check
 from pypdf import PdfReader
 from pypdf.generic import DictionaryObject
 from sample_invoice import sample_invoice
 
-from conftest import FIXED_TIME, qpdf_check
 from facturflow.render import render_invoice_pdf
 from facturflow.render.labels import format_amount, format_date, format_number, format_percent
 

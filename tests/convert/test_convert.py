@@ -1,0 +1,145 @@
+"""facturflow.convert: the syntax conversions, the fidelity gate, the validity gate."""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+
+import pytest
+from convert_helpers import (
+    CII_CREDIT_NOTE,
+    CII_EN16931,
+    CII_EXTENDED_CTC_FR,
+    FACTURX_PDF,
+    FIXED_TIME,
+    INVALID,
+    UBL_CREDIT_NOTE,
+    UBL_EN16931,
+    UBL_EXTENDED_CTC_FR,
+)
+from pypdf import PdfReader
+
+from facturflow import ConversionResult, convert, detect
+from facturflow.convert import ConversionRejected, lost_terms
+from facturflow.errors import ConversionError, InputError, NotAnInvoiceError
+from facturflow.facturx import extract_xml
+from facturflow.read import read
+from facturflow.syntax import to_xml
+
+
+def test_cii_to_facturx_embeds_the_input_bytes_unchanged(plain_pdf: bytes) -> None:
+    result = convert(CII_EN16931, to="facturx", pdf=plain_pdf, timestamp=FIXED_TIME)
+    assert isinstance(result, ConversionResult)
+    assert result.syntax == "facturx" and result.profile == "en16931" and result.suffix == ".pdf"
+    assert extract_xml(result.data) == CII_EN16931.read_bytes()
+    assert result.report.ok and result.report.container == "pdf"
+    assert result.dropped == ()
+
+
+def test_cii_to_facturx_renders_a_page_when_no_pdf_is_given() -> None:
+    result = convert(CII_EN16931, to="facturx", lang="en", timestamp=FIXED_TIME)
+    reader = PdfReader(io.BytesIO(result.data))
+    assert "Invoice No. F2026-0042" in reader.pages[0].extract_text()
+    assert result.report.ok
+
+
+def test_transmit_call_shape_returns_pdf_bytes() -> None:
+    # facturflow.transmit sends exactly convert(document, to="facturx").data
+    data = convert(detect(CII_CREDIT_NOTE), to="facturx").data
+    assert data.startswith(b"%PDF-")
+    assert detect(data).profile == "en16931"
+
+
+@pytest.mark.parametrize("source", [UBL_EN16931, UBL_CREDIT_NOTE], ids=["invoice", "credit-note"])
+def test_ubl_to_facturx_carries_every_business_term(source: object) -> None:
+    result = convert(source, to="facturx", timestamp=FIXED_TIME)  # type: ignore[arg-type]
+    assert result.report.ok, [f.message for f in result.report.fatal]
+    cii = extract_xml(result.data)
+    assert lost_terms(read(source), read(cii), ignore={"BT-24"}) == ()  # type: ignore[arg-type]
+
+
+def test_ubl_to_cii_to_ubl_gives_back_the_same_model() -> None:
+    cii = convert(UBL_EN16931, to="cii")
+    assert cii.syntax == "cii" and cii.report.ok
+    ubl = convert(cii.data, to="ubl")
+    assert ubl.syntax == "ubl-invoice" and ubl.report.ok
+    assert read(ubl.data) == read(UBL_EN16931)
+
+
+def test_credit_note_stays_a_credit_note_in_ubl() -> None:
+    result = convert(CII_CREDIT_NOTE, to="ubl")
+    assert result.syntax == "ubl-creditnote"
+    assert read(result.data).type_code == "381"
+
+
+def test_extended_ctc_fr_keeps_its_profile_by_default() -> None:
+    result = convert(UBL_EXTENDED_CTC_FR, to="cii")
+    assert result.profile == "extended-ctc-fr"
+    assert detect(result.data).profile == "extended-ctc-fr"
+
+
+def _with_sub_line(path: object) -> bytes:
+    """The EXTENDED-CTC-FR fixture with its second line made a DETAIL sub-line of the first."""
+    invoice = read(path)  # type: ignore[arg-type]
+    lines = list(invoice.lines)
+    lines[1] = dataclasses.replace(lines[1], parent_line_id=lines[0].id, line_status="DETAIL")
+    return to_xml(dataclasses.replace(invoice, lines=tuple(lines)), "cii")
+
+
+def test_dropping_an_extension_term_is_refused_and_named() -> None:
+    with pytest.raises(ConversionRejected) as caught:
+        convert(_with_sub_line(CII_EXTENDED_CTC_FR), to="cii", profile="en16931")
+    assert "EXT-FR-FE-162" in caught.value.business_terms
+    assert "EXT-FR-FE-162" in caught.value.message
+    assert "lossy" in caught.value.message
+
+
+def test_lossy_conversion_reports_each_dropped_term() -> None:
+    result = convert(_with_sub_line(CII_EXTENDED_CTC_FR), to="cii", profile="en16931",
+                     lossy=True)
+    assert set(result.dropped) == {"EXT-FR-FE-162", "EXT-FR-FE-163"}
+    assert result.profile == "en16931"
+    assert detect(result.data).profile == "en16931"
+    assert read(result.data).lines[1].parent_line_id is None
+    assert any("BT-24" in warning for warning in result.warnings)
+
+
+def test_an_invalid_output_is_refused_with_its_rules_and_terms() -> None:
+    with pytest.raises(ConversionRejected) as caught:
+        convert(INVALID / "br-co-10-line-sum.xml", to="facturx", timestamp=FIXED_TIME)
+    error = caught.value
+    assert error.report is not None and not error.report.ok
+    assert "BR-CO-10" in error.message
+    assert "BT-106" in error.business_terms
+    assert isinstance(error, ConversionError)
+
+
+def test_a_factur_x_input_keeps_its_own_visual() -> None:
+    source_pages = len(PdfReader(io.BytesIO(FACTURX_PDF.read_bytes())).pages)
+    result = convert(FACTURX_PDF, to="facturx", timestamp=FIXED_TIME)
+    assert len(PdfReader(io.BytesIO(result.data)).pages) == source_pages
+    assert extract_xml(result.data) == extract_xml(FACTURX_PDF.read_bytes())
+
+
+def test_a_factur_x_pdf_converts_to_ubl() -> None:
+    result = convert(FACTURX_PDF, to="ubl")
+    assert result.syntax == "ubl-invoice" and result.report.ok
+
+
+def test_a_visual_pdf_only_goes_with_factur_x(plain_pdf: bytes) -> None:
+    with pytest.raises(ConversionError, match="Factur-X"):
+        convert(CII_EN16931, to="cii", pdf=plain_pdf)
+
+
+def test_unknown_target_and_profile_are_refused() -> None:
+    with pytest.raises(ConversionError, match="unknown target"):
+        convert(CII_EN16931, to="json")  # type: ignore[arg-type]
+    with pytest.raises(ConversionError, match="profile"):
+        convert(CII_EN16931, to="cii", profile="peppol")
+
+
+def test_unreadable_input_raises_an_input_error() -> None:
+    with pytest.raises(NotAnInvoiceError):
+        convert(INVALID / "not-an-invoice.xml")
+    with pytest.raises(InputError):
+        convert(b"")
