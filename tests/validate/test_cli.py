@@ -18,7 +18,10 @@ INVALID = FIXTURES / "invalid"
 def run(*args: str | Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "facturflow", *map(str, args)],
-        capture_output=True, text=True, timeout=300, check=False,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
     )
 
 
@@ -68,7 +71,9 @@ def test_junit_and_sarif_outputs_parse(tmp_path: Path) -> None:
     junit = run("validate", "--format", "junit", INVALID / "br-co-10-line-sum.xml", VALID_CII)
     root = etree.fromstring(junit.stdout.encode())
     assert root.xpath("count(//testcase)") == 2 and root.xpath("count(//failure)") >= 1
-    sarif = json.loads(run("validate", "--format", "sarif", INVALID / "br-co-10-line-sum.xml").stdout)
+    sarif = json.loads(
+        run("validate", "--format", "sarif", INVALID / "br-co-10-line-sum.xml").stdout
+    )
     assert sarif["version"] == "2.1.0"
     assert any(r["ruleId"] == "BR-CO-10" for r in sarif["runs"][0]["results"])
 

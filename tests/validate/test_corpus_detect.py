@@ -1,4 +1,4 @@
-"""Conformance on the shared corpus: detection agrees with MANIFEST.tsv; nothing escapes as a crash."""
+"""Corpus conformance: detection agrees with MANIFEST.tsv; must-fail files never pass."""
 
 from __future__ import annotations
 
@@ -6,10 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from conftest import corpus_rows
 from facturflow import detect
 from facturflow.errors import InputError
-
-from conftest import corpus_rows
 
 # MANIFEST format -> (container, syntax); 'other' states no syntax we can compare.
 FORMATS = {
@@ -57,7 +56,8 @@ def test_every_must_fail_file_is_rejected_or_invalid(corpus: Path) -> None:
             accepted.append(row["path"])
     # Defects no XML/XMP check can see (PDF/A font subsets, an undocumented ZUGFeRD 1 defect).
     known = {
-        "invalid/mustang-invalidPDF.pdf",  # CIDSet of an embedded font: needs a full PDF/A validator
+        # CIDSet of an embedded font: needs a full PDF/A validator.
+        "invalid/mustang-invalidPDF.pdf",
         "invalid/mustang-invalidV1addition.xml",  # the source states no reason; passes XSD
         "invalid/caslim-PDF-007.pdf",  # no output intent: reported as FX-PDF-INTENT warning
     }

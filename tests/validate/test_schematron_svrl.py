@@ -17,14 +17,16 @@ ARTEFACT = Artefact("t", "schematron", Path("/nonexistent/t.xslt"), "test", "1",
 
 def svrl(body: str, fired: bool = True) -> bytes:
     fired_rule = '<svrl:fired-rule context="/"/>' if fired else ""
-    return f'<svrl:schematron-output {SVRL_NS}>{fired_rule}{body}</svrl:schematron-output>'.encode()
+    return f"<svrl:schematron-output {SVRL_NS}>{fired_rule}{body}</svrl:schematron-output>".encode()
 
 
 def test_missing_flag_is_fatal_and_internal_id_gives_way_to_the_published_one() -> None:
     findings, ran = schematron.parse_svrl(
-        svrl('<svrl:failed-assert id="FX-SCH-A-000030" location="/a">'
-             '<svrl:text>[BR-CO-10]-Sum of Invoice line net amount (BT-106) ...</svrl:text>'
-             '</svrl:failed-assert>'),
+        svrl(
+            '<svrl:failed-assert id="FX-SCH-A-000030" location="/a">'
+            "<svrl:text>[BR-CO-10]-Sum of Invoice line net amount (BT-106) ...</svrl:text>"
+            "</svrl:failed-assert>"
+        ),
         ARTEFACT,
     )
     assert ran
@@ -37,7 +39,8 @@ def test_missing_flag_is_fatal_and_internal_id_gives_way_to_the_published_one() 
 
 def test_flags_map_to_severities() -> None:
     body = "".join(
-        f'<svrl:failed-assert id="R-{flag}" flag="{flag}"><svrl:text>x</svrl:text></svrl:failed-assert>'
+        f'<svrl:failed-assert id="R-{flag}" flag="{flag}">'
+        "<svrl:text>x</svrl:text></svrl:failed-assert>"
         for flag in ("fatal", "error", "warning", "information")
     )
     findings, _ = schematron.parse_svrl(svrl(body), ARTEFACT)
@@ -46,7 +49,10 @@ def test_flags_map_to_severities() -> None:
 
 def test_published_ids_are_kept_and_assert_id_is_then_empty() -> None:
     findings, _ = schematron.parse_svrl(
-        svrl('<svrl:failed-assert id="BR-FR-02_BT-1" flag="fatal"><svrl:text>BR-FR-02/BT-1 : x</svrl:text></svrl:failed-assert>'),
+        svrl(
+            '<svrl:failed-assert id="BR-FR-02_BT-1" flag="fatal">'
+            "<svrl:text>BR-FR-02/BT-1 : x</svrl:text></svrl:failed-assert>"
+        ),
         ARTEFACT,
     )
     assert findings[0].rule == "BR-FR-02_BT-1" and findings[0].assert_id is None
@@ -54,8 +60,10 @@ def test_published_ids_are_kept_and_assert_id_is_then_empty() -> None:
 
 
 def test_unnamed_profile_restriction_gets_a_stable_id() -> None:
-    body = ('<svrl:failed-assert test="not(x)"><svrl:text>Element \'ram:X\' is marked as not used '
-            'in the given context.</svrl:text></svrl:failed-assert>')
+    body = (
+        "<svrl:failed-assert test=\"not(x)\"><svrl:text>Element 'ram:X' is marked as not used "
+        "in the given context.</svrl:text></svrl:failed-assert>"
+    )
     findings, _ = schematron.parse_svrl(svrl(body), ARTEFACT)
     assert findings[0].rule == "FX-NOT-USED"
 

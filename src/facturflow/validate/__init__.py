@@ -23,11 +23,11 @@ from ..errors import (
     NoInvoiceInPDFError,
     NotAnInvoiceError,
 )
-from ..rules import RulePack, Step, load_rule_pack, parse_rule_sets, plan
+from ..rules import RulePack, load_rule_pack, parse_rule_sets, plan
 from ..xmlsafe import DEFAULT_LIMITS, Limits
 from . import pdf as pdf_layer
 from . import schematron, xsd
-from .report import LAYER_FAILED, Finding, LayerRun, Location, Report
+from .report import LAYER_FAILED, Finding, LayerRun, Report
 
 __all__ = ["Finding", "Report", "validate", "validate_document", "validate_many"]
 
@@ -107,8 +107,14 @@ def validate_document(
         started = time.perf_counter()
         findings.extend(pdf_layer.check(document))
         layers.append(
-            LayerRun("pdf", "pdf", "Factur-X 1.0 PDF rules", "1.0", True,
-                     seconds=time.perf_counter() - started)
+            LayerRun(
+                "pdf",
+                "pdf",
+                "Factur-X 1.0 PDF rules",
+                "1.0",
+                True,
+                seconds=time.perf_counter() - started,
+            )
         )
 
     saxon_document = schematron.SaxonDocument(document.xml)
@@ -171,15 +177,27 @@ def _validate_path(path: str) -> Report:
         return validate(path, _worker_rules, rule_packs=_worker_packs, limits=_worker_limits)
     except Exception as exc:  # a bug must not kill the batch; the file is reported, not lost
         return Report(
-            path=path, container=None, syntax=None, profile=None,
-            findings=(Finding(layer="xml", rule=LAYER_FAILED, severity="fatal",
-                              message=f"internal error: {type(exc).__name__}: {exc}"),),
-            error=f"internal error: {type(exc).__name__}: {exc}", error_type=type(exc).__name__,
+            path=path,
+            container=None,
+            syntax=None,
+            profile=None,
+            findings=(
+                Finding(
+                    layer="xml",
+                    rule=LAYER_FAILED,
+                    severity="fatal",
+                    message=f"internal error: {type(exc).__name__}: {exc}",
+                ),
+            ),
+            error=f"internal error: {type(exc).__name__}: {exc}",
+            error_type=type(exc).__name__,
         )
 
 
 def default_jobs() -> int:
-    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+    return max(
+        1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    )
 
 
 def validate_many(
@@ -214,6 +232,3 @@ def validate_many(
         initargs=(rule_sets, packs, limits),
     ) as pool:
         yield from pool.map(_validate_path, names, chunksize=1)
-
-
-

@@ -48,7 +48,9 @@ _RELATIONSHIPS = {"Data", "Source", "Alternative"}
 _XMP_LIMITS = Limits(max_bytes=10 * 1024 * 1024, max_depth=64)
 
 
-def _finding(rule: str, message: str, severity: Severity = "fatal", where: str | None = None) -> Finding:
+def _finding(
+    rule: str, message: str, severity: Severity = "fatal", where: str | None = None
+) -> Finding:
     return Finding(
         layer="pdf",
         rule=rule,
@@ -66,13 +68,13 @@ def _xmp_values(tree: etree._ElementTree, namespace: str) -> dict[str, str]:
         for key, value in description.attrib.items():
             qname = etree.QName(key)
             if qname.namespace == namespace:
-                values.setdefault(qname.localname, value.strip())
+                values.setdefault(qname.localname, str(value).strip())
         for child in description:
             if not isinstance(child.tag, str):
                 continue
             qname = etree.QName(child)
             if qname.namespace == namespace:
-                values.setdefault(qname.localname, "".join(child.itertext()).strip())
+                values.setdefault(qname.localname, "".join(map(str, child.itertext())).strip())
     return values
 
 
@@ -86,9 +88,11 @@ def check(document: Document) -> list[Finding]:
     attachment = next(a for a in parts.attachments if a.name == name)
     zugferd1 = document.syntax == "zugferd1"
 
-    standard = {"ZUGFeRD-invoice.xml"} if zugferd1 else {
-        "factur-x.xml", "zugferd-invoice.xml", "xrechnung.xml"
-    }
+    standard = (
+        {"ZUGFeRD-invoice.xml"}
+        if zugferd1
+        else {"factur-x.xml", "zugferd-invoice.xml", "xrechnung.xml"}
+    )
     if name not in standard:
         findings.append(
             _finding(
@@ -97,7 +101,9 @@ def check(document: Document) -> list[Finding]:
                 + " or ".join(sorted(standard)),
             )
         )
-    others = [a for a in parts.invoice_attachments() if a.name != name and a.data != attachment.data]
+    others = [
+        a for a in parts.invoice_attachments() if a.name != name and a.data != attachment.data
+    ]
     if others:
         findings.append(
             _finding(
@@ -108,7 +114,13 @@ def check(document: Document) -> list[Finding]:
             )
         )
     if attachment.mime_type is None:
-        findings.append(_finding("FX-PDF-MIME", "the embedded file has no MIME type (/Subtype); expected text/xml", "warning"))
+        findings.append(
+            _finding(
+                "FX-PDF-MIME",
+                "the embedded file has no MIME type (/Subtype); expected text/xml",
+                "warning",
+            )
+        )
     elif attachment.mime_type.lower() != "text/xml":
         findings.append(
             _finding(
@@ -119,21 +131,26 @@ def check(document: Document) -> list[Finding]:
         )
     if attachment.af_relationship is None:
         findings.append(
-            _finding("FX-PDF-AFREL", "the file specification has no /AFRelationship (Data, Source or Alternative)",
-                     "warning" if zugferd1 else "fatal")
+            _finding(
+                "FX-PDF-AFREL",
+                "the file specification has no /AFRelationship (Data, Source or Alternative)",
+                "warning" if zugferd1 else "fatal",
+            )
         )
     elif attachment.af_relationship not in _RELATIONSHIPS:
         findings.append(
             _finding(
                 "FX-PDF-AFREL",
-                f"/AFRelationship is {attachment.af_relationship!r}; expected Data, Source or Alternative",
+                f"/AFRelationship is {attachment.af_relationship!r}; "
+                "expected Data, Source or Alternative",
             )
         )
     if not attachment.in_af_array:
         findings.append(
             _finding(
                 "FX-PDF-AF",
-                "the invoice XML is not listed in the catalogue's /AF array (PDF/A-3 associated file)",
+                "the invoice XML is not listed in the catalogue's /AF array "
+                "(PDF/A-3 associated file)",
                 "warning" if zugferd1 else "fatal",
             )
         )
@@ -160,7 +177,11 @@ def check(document: Document) -> list[Finding]:
 
     pdfa = _xmp_values(xmp, PDFAID)
     if pdfa.get("part") != "3":
-        found = f"PDF/A-{pdfa['part']}{pdfa.get('conformance', '')}" if "part" in pdfa else "no pdfaid:part"
+        found = (
+            f"PDF/A-{pdfa['part']}{pdfa.get('conformance', '')}"
+            if "part" in pdfa
+            else "no pdfaid:part"
+        )
         findings.append(_finding("FX-PDF-PDFA", f"the XMP does not identify PDF/A-3 ({found})"))
 
     schema = None
@@ -172,18 +193,26 @@ def check(document: Document) -> list[Finding]:
             break
     if schema is None:
         findings.append(
-            _finding("FX-PDF-XMP-FX", "the XMP lacks the Factur-X extension schema (DocumentType, DocumentFileName, Version, ConformanceLevel)")
+            _finding(
+                "FX-PDF-XMP-FX",
+                "the XMP lacks the Factur-X extension schema "
+                "(DocumentType, DocumentFileName, Version, ConformanceLevel)",
+            )
         )
         return findings
     if values.get("DocumentType", "").upper() != "INVOICE":
         findings.append(
-            _finding("FX-PDF-XMP-TYPE", f"XMP DocumentType is {values.get('DocumentType')!r}; expected 'INVOICE'")
+            _finding(
+                "FX-PDF-XMP-TYPE",
+                f"XMP DocumentType is {values.get('DocumentType')!r}; expected 'INVOICE'",
+            )
         )
     if values.get("DocumentFileName") != name:
         findings.append(
             _finding(
                 "FX-PDF-XMP-FILE",
-                f"XMP DocumentFileName is {values.get('DocumentFileName')!r} but the invoice XML is embedded as {name!r}",
+                f"XMP DocumentFileName is {values.get('DocumentFileName')!r} "
+                f"but the invoice XML is embedded as {name!r}",
             )
         )
     if not values.get("Version"):
@@ -194,12 +223,17 @@ def check(document: Document) -> list[Finding]:
         findings.append(_finding("FX-PDF-XMP-LEVEL", "XMP ConformanceLevel is missing"))
     elif allowed is None:
         if level.upper() not in set().union(*LEVELS.values()) | ZUGFERD1_LEVELS:
-            findings.append(_finding("FX-PDF-XMP-LEVEL", f"XMP ConformanceLevel {level!r} is not a Factur-X level"))
+            findings.append(
+                _finding(
+                    "FX-PDF-XMP-LEVEL", f"XMP ConformanceLevel {level!r} is not a Factur-X level"
+                )
+            )
     elif level.upper() not in allowed:
         findings.append(
             _finding(
                 "FX-PDF-XMP-LEVEL",
-                f"XMP ConformanceLevel is {level!r} but the XML declares the {document.profile} profile "
+                f"XMP ConformanceLevel is {level!r} but the XML declares "
+                f"the {document.profile} profile "
                 f"(expected {' or '.join(sorted(allowed))})",
             )
         )

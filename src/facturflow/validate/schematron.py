@@ -15,7 +15,7 @@ import resource
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from lxml import etree
 
@@ -188,7 +188,10 @@ def parse_svrl(
             )
         ], False
     findings: list[Finding] = []
-    nodes = root.xpath("//svrl:failed-assert | //svrl:successful-report", namespaces=_NS)
+    nodes = cast(
+        list[etree._Element],
+        root.xpath("//svrl:failed-assert | //svrl:successful-report", namespaces=_NS),
+    )
     for node in nodes[:_MAX_FINDINGS]:
         findings.append(_finding(node, artefact, tree))
     if len(nodes) > _MAX_FINDINGS:
@@ -206,7 +209,9 @@ def parse_svrl(
 
 def _finding(node: etree._Element, artefact: Artefact, tree: etree._ElementTree | None) -> Finding:
     text_node = node.find("svrl:text", _NS)
-    message = " ".join("".join(text_node.itertext()).split()) if text_node is not None else ""
+    message = (
+        " ".join("".join(map(str, text_node.itertext())).split()) if text_node is not None else ""
+    )
     assert_id = node.get("id")
     rule = assert_id
     if not rule or _INTERNAL_ID.match(rule):
@@ -253,9 +258,12 @@ def _line_of(tree: etree._ElementTree | None, xpath: str | None) -> int | None:
         return None
     if isinstance(found, list) and found:
         target = found[0]
-        if isinstance(target, etree._Element):
-            return target.sourceline
-        parent = getattr(target, "getparent", lambda: None)()
-        if isinstance(parent, etree._Element):
-            return parent.sourceline
+        element = (
+            target
+            if isinstance(target, etree._Element)
+            else getattr(target, "getparent", lambda: None)()
+        )
+        if isinstance(element, etree._Element):
+            line = element.sourceline
+            return line if isinstance(line, int) else None
     return None
