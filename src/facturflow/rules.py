@@ -25,7 +25,7 @@ from pathlib import Path
 
 from .artefacts import Artefact, builtin
 from .detect import PROFILES, SYNTAXES, Document
-from .errors import RulePackError
+from .errors import ArtefactError, RulePackError
 from .validate.report import Layer
 
 BUILTIN_RULE_SETS: tuple[str, ...] = (
@@ -200,7 +200,20 @@ def plan(
     def add(rule_set: str, layer: Layer, key: str) -> None:
         if key not in seen:
             seen.add(key)
-            steps.append(Step(rule_set, layer, builtin(key)))
+            try:
+                artefact = builtin(key)
+            except ArtefactError as exc:
+                # Keep the step: running it fails closed with a LAYER-FAILED finding that
+                # names the missing file, instead of silently skipping a required layer.
+                artefact = Artefact(
+                    key=key,
+                    kind="xsd" if layer == "xsd" else "schematron",
+                    path=Path(f"<missing artefact {key}: {exc.message}>"),
+                    title=key,
+                    version="missing",
+                    origin="missing",
+                )
+            steps.append(Step(rule_set, layer, artefact))
 
     if "xsd" in rule_sets:
         add("xsd", "xsd", _xsd_key(document))

