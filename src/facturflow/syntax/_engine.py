@@ -271,11 +271,13 @@ class Engine:
         context: str | None, tokens: Tokens,
     ) -> None:
         path = bind.path.format_map(tokens)
-        for rel, fixed in bind.fill:
-            where = self._walk(element, rel.format_map(tokens), reuse_last=True)
-            if _text(where[0].get(where[1]) if isinstance(where, tuple) else where) is None:
-                # A fill never overwrites a value written by its term.
-                self._set(where, fixed.format_map(tokens))
+        if isinstance(hint, type) and issubclass(hint, Node) and hint not in VALUE_TYPES:
+            target = self._walk(element, path, reuse_last=not many)
+            assert isinstance(target, etree._Element)
+            self._fill(target, bind, tokens)  # a group's fills are inside its element
+            self.write_group(target, value, bind.children, context, tokens)
+            return
+        self._fill(element, bind, tokens)  # a term's fills are beside it, in its group
         if isinstance(hint, type) and hint in VALUE_TYPES:
             target = self._walk(element, path, reuse_last=False)
             for name, rel in bind.parts or VALUE_TYPES[hint]:
@@ -286,11 +288,6 @@ class Engine:
                     part = base64.b64encode(part).decode("ascii")
                 where = target if rel == "." else self._walk(target, rel, reuse_last=True)
                 self._set(where, part)
-            return
-        if isinstance(hint, type) and issubclass(hint, Node):
-            target = self._walk(element, path, reuse_last=not many)
-            assert isinstance(target, etree._Element)
-            self.write_group(target, value, bind.children, context, tokens)
             return
         target = self._walk(element, path, reuse_last=False)
         if isinstance(value, date):
@@ -307,6 +304,14 @@ class Engine:
         ) and self._is_amount(bind):
             target.set("currencyID", tokens["tax_currency" if bind.term == "BT-111"
                                              else "currency"])
+
+    def _fill(self, element: etree._Element, bind: Bind, tokens: Tokens) -> None:
+        """Write the fixed values a syntax requires with this term (never over a value)."""
+        for rel, fixed in bind.fill:
+            where = self._walk(element, rel.format_map(tokens), reuse_last=True)
+            current = where[0].get(where[1]) if isinstance(where, tuple) else where
+            if _text(current) is None:
+                self._set(where, fixed.format_map(tokens))
 
     @staticmethod
     def _is_amount(bind: Bind) -> bool:

@@ -163,7 +163,7 @@ LINE = G(
     G("BG-30", "ram:SpecifiedLineTradeSettlement/ram:ApplicableTradeTax",
       B("BT-151", "ram:CategoryCode"),
       B("BT-152", "ram:RateApplicablePercent"),
-      fill=(("ram:SpecifiedLineTradeSettlement/ram:ApplicableTradeTax/ram:TypeCode", "VAT"),)),
+      fill=VAT_TAX),
     G("BG-26", "ram:SpecifiedLineTradeSettlement/ram:BillingSpecifiedPeriod",
       B("BT-134", "ram:StartDateTime"),
       B("BT-135", "ram:EndDateTime")),
@@ -290,8 +290,8 @@ def _read_tax_total(term: str) -> Any:
     def read(element: etree._Element, tokens: Tokens) -> Any:
         from decimal import Decimal, InvalidOperation
 
-        path = f"{S}/ram:SpecifiedTradeSettlementHeaderMonetarySummation/ram:TaxTotalAmount"
-        found = element.xpath(path, namespaces=NS)
+        # `element` is the BG-22 monetary summation.
+        found = element.xpath("ram:TaxTotalAmount", namespaces=NS)
         assert isinstance(found, list)
         currency = tokens.get("tax_currency" if term == "BT-111" else "currency")
         candidates = [n for n in found if isinstance(n, etree._Element)
@@ -313,10 +313,7 @@ def _read_tax_total(term: str) -> Any:
 
 def _write_tax_total(term: str) -> Any:
     def write(element: etree._Element, value: Any, tokens: Tokens) -> None:
-        summation = ENGINE._walk(
-            element, f"{S}/ram:SpecifiedTradeSettlementHeaderMonetarySummation", reuse_last=True
-        )
-        node = etree.SubElement(summation, f"{{{NS['ram']}}}TaxTotalAmount")
+        node = etree.SubElement(element, f"{{{NS['ram']}}}TaxTotalAmount")
         node.text = format(value, "f")
         node.set("currencyID", tokens["tax_currency" if term == "BT-111" else "currency"])
 
@@ -437,7 +434,7 @@ BINDINGS: tuple[Bind, ...] = (
       B("BT-118", "ram:CategoryCode"),
       B("BT-121", "ram:ExemptionReasonCode"),
       B("BT-119", "ram:RateApplicablePercent"),
-      fill=((f"{S}/ram:ApplicableTradeTax/ram:TypeCode", "VAT"),)),
+      fill=VAT_TAX),
     B("BT-7", S, custom=(_read_tax_point_date, _write_tax_point("BT-7"))),
     B("BT-8", S, custom=(_read_tax_point("BT-8"), _write_tax_point("BT-8"))),
     G("BG-14", f"{S}/ram:BillingSpecifiedPeriod",

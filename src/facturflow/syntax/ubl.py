@@ -265,7 +265,9 @@ LINE = G(
       B("BT-150", "cbc:BaseQuantity/@unitCode"),
       B("BT-147", f"{ALLOWANCE}/cbc:Amount", null="0"),
       # UBL requires the allowance amount: a gross price alone gets an explicit zero discount.
-      B("BT-148", f"{ALLOWANCE}/cbc:BaseAmount", fill=((f"{ALLOWANCE}/cbc:Amount", "0"),))),
+      B("BT-148", f"{ALLOWANCE}/cbc:BaseAmount", fill=((f"{ALLOWANCE}/cbc:Amount", "0"),
+                                                     (f"{ALLOWANCE}/cbc:Amount/@currencyID",
+                                                      "{currency}")))),
 )
 
 BINDINGS: tuple[Bind, ...] = (

@@ -1,0 +1,41 @@
+"""Corpus round trips: every valid UBL, CII and Factur-X instance reads, writes back in its own
+syntax to an equal model, and converts to the other syntax losing only documented terms."""
+
+from __future__ import annotations
+
+import pytest
+
+from .fidelity import KNOWN_LOSSES, corpus_path, corpus_rows, measure, validation_mode
+
+GROUPS = ("ubl", "cii", "facturx")
+ROWS = [
+    row for row in corpus_rows()
+    if row["expected"] == "valid" and row["path"].split("/")[0] in GROUPS
+]
+
+
+@pytest.mark.corpus
+@pytest.mark.parametrize("index_row", list(enumerate(ROWS)),
+                         ids=[row["path"] for row in ROWS] or None)
+def test_corpus_instance_round_trips(index_row: tuple[int, dict[str, str]]) -> None:
+    index, row = index_row
+    path = corpus_path() / row["path"]
+    if not path.is_file():
+        pytest.skip(f"corpus file {path} not found")
+    mode = validation_mode()
+    validate = mode == "all" or (mode == "sample" and index % 20 == 0)
+    outcome = measure(path, row["path"].split("/")[0], validate=validate)
+    if outcome.skipped:
+        pytest.skip(outcome.skipped)
+    assert outcome.error is None, outcome.error
+    assert not outcome.round_trip, f"terms changed by read -> write -> read: {outcome.round_trip}"
+    unexplained = outcome.cross - set(KNOWN_LOSSES[outcome.direction])
+    assert not unexplained, f"{outcome.direction} changed terms {sorted(unexplained)}"
+    if outcome.new_fatal is not None:
+        assert not outcome.new_fatal, f"conversion added fatal findings {outcome.new_fatal}"
+
+
+def test_corpus_is_present_or_the_skip_says_why() -> None:
+    if not ROWS:
+        pytest.skip(f"shared corpus not found at {corpus_path()} (set FACTURFLOW_CORPUS)")
+    assert len(ROWS) > 500

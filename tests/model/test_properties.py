@@ -1,0 +1,51 @@
+"""Property tests: random invoices survive JSON, CII and UBL, and the syntaxes agree."""
+
+from __future__ import annotations
+
+from hypothesis import HealthCheck, given, settings
+
+from facturflow.detect import detect_bytes
+from facturflow.model import Invoice
+from facturflow.syntax import read_tree, to_xml
+
+from .strategies import invoices
+
+SETTINGS = settings(max_examples=50, deadline=None,
+                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+
+
+def _through(invoice: Invoice, syntax: str) -> Invoice:
+    xml = to_xml(invoice, syntax)  # type: ignore[arg-type]
+    document = detect_bytes(xml, name=f"generated.{syntax}.xml")  # parsed like any input
+    return read_tree(document.tree, document.syntax)
+
+
+@SETTINGS
+@given(invoices())
+def test_json_round_trip_gives_an_equal_invoice(invoice: Invoice) -> None:
+    assert Invoice.from_json(invoice.to_json()) == invoice
+
+
+@SETTINGS
+@given(invoices())
+def test_cii_write_then_read_gives_an_equal_invoice(invoice: Invoice) -> None:
+    assert _through(invoice, "cii") == invoice
+
+
+@SETTINGS
+@given(invoices())
+def test_ubl_write_then_read_gives_an_equal_invoice(invoice: Invoice) -> None:
+    assert _through(invoice, "ubl") == invoice
+
+
+@SETTINGS
+@given(invoices())
+def test_ubl_invoice_document_carries_credit_note_codes_too(invoice: Invoice) -> None:
+    # A UBL Invoice document (not CreditNote) whatever the type code: same model back.
+    assert _through(invoice, "ubl-invoice") == invoice
+
+
+@SETTINGS
+@given(invoices())
+def test_ubl_to_cii_to_model_equals_the_model(invoice: Invoice) -> None:
+    assert _through(_through(invoice, "ubl"), "cii") == invoice
