@@ -1,4 +1,4 @@
-"""Shared helpers of the transmission tests: invoice variants and a sandbox per test."""
+"""Fixtures of the transmission tests: a sandbox and a client on it, per test."""
 
 from __future__ import annotations
 
@@ -6,42 +6,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from lxml import etree
+from transmit_helpers import make_client
 
-from facturflow.transmit.qonto import QontoClient, QontoConfig
+from facturflow.transmit.qonto import QontoClient
 from facturflow.transmit.sandbox import Sandbox, SandboxConfig
-
-DATA = Path(__file__).parent / "data"
-NS = {
-    "rsm": "urn:un:unece:uncefact:data:standard:CrossIndustryInvoice:100",
-    "ram": "urn:un:unece:uncefact:data:standard:ReusableAggregateBusinessInformationEntity:100",
-}
-
-
-def cii_variant(number: str, *, break_totals: bool = False) -> bytes:
-    """The project's own valid CII invoice with BT-1 set to `number` (and, on demand, a grand
-    total that no longer adds up, a fatal BR-CO-15 finding)."""
-    tree = etree.fromstring((DATA / "invoice-cii.xml").read_bytes())
-    tree.find("rsm:ExchangedDocument/ram:ID", NS).text = number
-    if break_totals:
-        grand = tree.find(".//ram:SpecifiedTradeSettlementHeaderMonetarySummation/"
-                          "ram:GrandTotalAmount", NS)
-        grand.text = f"{float(grand.text) + 10:.2f}"
-    return etree.tostring(tree, xml_declaration=True, encoding="UTF-8")
 
 
 @pytest.fixture
 def sandbox(tmp_path: Path) -> Iterator[Sandbox]:
     with Sandbox(SandboxConfig(state_dir=tmp_path / "sandbox")) as box:
         yield box
-
-
-def make_client(box: Sandbox, **overrides: object) -> QontoClient:
-    """A client on the sandbox with fast retries (tests must not sleep for seconds)."""
-    values: dict[str, object] = {"base_url": box.base_url, "api_key": box.api_key,
-                                 "backoff_base": 0.01, "backoff_max": 0.05, "timeout": 5.0}
-    values.update(overrides)
-    return QontoClient(QontoConfig(**values))  # type: ignore[arg-type]
 
 
 @pytest.fixture

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
+from transmit_helpers import DATA, cii_variant
 
-from conftest import DATA, cii_variant
 from facturflow.cli import main
 from facturflow.transmit.sandbox import Sandbox, SandboxConfig
 

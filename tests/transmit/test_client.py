@@ -11,8 +11,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+from transmit_helpers import cii_variant, make_client
 
-from conftest import cii_variant, make_client
 from facturflow.transmit import errors as E
 from facturflow.transmit.qonto import (
     AsyncQontoClient,
@@ -136,13 +136,18 @@ def test_onboarding_registrations(sandbox: Sandbox) -> None:
 
 
 def test_authentication_error_carries_status_code_and_trace_id(sandbox: Sandbox) -> None:
-    with make_client(sandbox, api_key="sandbox-org:not-the-secret") as c:
-        with pytest.raises(E.AuthenticationError) as info:
-            c.organization()
+    with make_client(sandbox, api_key="sandbox-org:not-the-secret") as c, pytest.raises(
+        E.AuthenticationError
+    ) as info:
+        c.organization()
     err = info.value
     assert err.status == 401 and err.codes == ("unauthorized",)
     assert err.trace_id and len(err.trace_id) == 32
     assert "not-the-secret" not in str(err) and "not-the-secret" not in repr(err)
+    # The envelope's trace_id is the X-Tyk-Trace-Id header (API.md §3.2).
+    raw = httpx.get(sandbox.base_url + "/v2/organization", headers={"Authorization": "x:y"})
+    assert raw.json()["trace_id"] == raw.headers["X-Tyk-Trace-Id"]
+    assert raw.json()["errors"][0]["code"] == "unauthorized"
 
 
 def test_permission_error_on_a_missing_scope(sandbox: Sandbox) -> None:

@@ -13,7 +13,8 @@ import sys
 import time
 from pathlib import Path
 
-from conftest import cii_variant
+from transmit_helpers import cii_variant
+
 from facturflow.transmit.outbox import Outbox, organisations
 from facturflow.transmit.sandbox import FaultPlan, Sandbox, SandboxConfig
 
