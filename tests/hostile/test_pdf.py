@@ -8,7 +8,7 @@ import pytest
 
 from facturflow import detect
 from facturflow.errors import InputError, MalformedPDFError, NoInvoiceInPDFError
-from facturflow.pdf import MAX_ATTACHMENT_BYTES, read_pdf
+from facturflow.pdf import MAX_ATTACHMENT_BYTES, MAX_PDF_OBJECTS, read_pdf
 from facturflow.validate import validate
 
 from .builders import MINIMAL_CII, MINIMAL_UBL, pdf, pdf_with_attachments, stream, zeros_flate
@@ -242,3 +242,13 @@ def test_pypdf_messages_are_clipped() -> None:
 def test_not_a_pdf_after_the_header() -> None:
     with pytest.raises(MalformedPDFError):
         detect(b"%PDF-1.7\n" + bytes(range(256)) * 100)
+
+
+def test_too_many_objects_are_refused_before_pypdf_walks_them() -> None:
+    objects = {1: CATALOG, 2: NO_PAGES}
+    objects.update({i: b"[%d 0 R]" % (i + 1) for i in range(3, MAX_PDF_OBJECTS + 10)})
+    with pytest.raises(MalformedPDFError, match="objects exceed the limit"):
+        read_pdf(pdf(objects))
+    broken = re.sub(rb"startxref\n\d+", b"startxref\n12", pdf(objects))
+    with pytest.raises(MalformedPDFError, match="objects exceed the limit"):
+        read_pdf(broken)
