@@ -412,3 +412,65 @@ def test_async_client_runs_the_same_flow(sandbox: Sandbox) -> None:
 
     number, submissions, listed = asyncio.run(flow())
     assert (number, submissions, len(listed)) == ("A-1", 1, 1)
+
+
+# -- the sandbox itself --------------------------------------------------------------------------
+
+
+def test_sandbox_state_survives_a_restart(tmp_path: Path) -> None:
+    config = SandboxConfig(state_dir=tmp_path / "sb")
+    with Sandbox(config) as box, make_client(box) as c:
+        invoice_id = _imported_id(c, "S-1")
+        c.send_by_einvoice(invoice_id)
+        api_key = box.api_key
+    with Sandbox(SandboxConfig(state_dir=tmp_path / "sb")) as box, make_client(box) as c:
+        assert box.api_key == api_key
+        assert c.get_client_invoice(invoice_id).number == "S-1"
+        assert _imported_id(c, "S-1") == invoice_id  # duplicate detection survived too
+        assert box.counters()[invoice_id]["submissions"] == 1
+
+
+def test_http_hooks_drive_the_sandbox_from_outside(sandbox: Sandbox, client: QontoClient) -> None:
+    base = sandbox.base_url + "/_sandbox"
+    assert httpx.post(base + "/faults", json={"next": 1, "kind": "503"}).status_code == 200
+    raw = httpx.get(sandbox.base_url + "/v2/organization",
+                    headers={"Authorization": sandbox.api_key})
+    assert raw.status_code == 503 and raw.json()["trace_id"] == raw.headers["X-Tyk-Trace-Id"]
+    injected = httpx.post(base + "/supplier_invoices", content=cii_variant("H-1"),
+                          headers={"X-File-Name": "h-1.xml"})
+    assert injected.status_code == 201
+    assert [i["invoice_number"] for i in client.list_supplier_invoices()] == ["H-1"]
+    invoice_id = _imported_id(client, "H-2")
+    client.send_by_einvoice(invoice_id)
+    httpx.post(base + "/clock", json={"advance": 60})
+    assert client.get_client_invoice(invoice_id).latest_event.status_code == 202  # type: ignore[union-attr]
+    counters = httpx.get(base + "/counters").json()["counters"]
+    assert counters[invoice_id]["submissions"] == 1
+    assert httpx.post(base + "/settings", json={"sending_status": "disabled"}).json()[
+        "sending_status"] == "disabled"
+    code = httpx.post(base + "/oauth/code", json={"scopes": ["organization.read"]}).json()["code"]
+    assert code
+
+
+def test_sandbox_rate_limit_answers_429_with_retry_after(tmp_path: Path) -> None:
+    config = SandboxConfig(state_dir=tmp_path / "sb", rate_limits=((3, 60.0),))
+    with Sandbox(config) as box:
+        headers = {"Authorization": box.api_key}
+        codes = [httpx.get(box.base_url + "/v2/organization", headers=headers)
+                 for _ in range(4)]
+        assert [r.status_code for r in codes] == [200, 200, 200, 429]
+        assert int(codes[-1].headers["Retry-After"]) >= 1
+        assert codes[-1].json()["errors"][0]["code"] == "too_many_requests"
+
+
+def test_sandbox_idempotency_key_replays_the_first_answer(sandbox: Sandbox) -> None:
+    headers = {"Authorization": sandbox.api_key, "X-Qonto-Idempotency-Key": "k-1"}
+    url = sandbox.base_url + "/v2/client_invoices/bulk"
+    first = httpx.post(url, headers=headers,
+                       files=[("client_invoices", ("a.xml", cii_variant("K-1"), "text/xml"))])
+    # Same key, different body: the cached answer comes back, nothing new is created.
+    second = httpx.post(url, headers=headers,
+                        files=[("client_invoices", ("b.xml", cii_variant("K-2"), "text/xml"))])
+    assert first.status_code == second.status_code == 200
+    assert first.json() == second.json()
+    assert [i["number"] for i in sandbox.client_invoices()] == ["K-1"]
