@@ -7,6 +7,7 @@ by `xslt3`). Each processor runs the whole batch in one process, compiling each 
 
     python -m tests.reference.run_reference --write      # regenerate reference-results.json
     python -m tests.reference.run_reference FILE...      # print the reference results for files
+    python -m tests.reference.run_reference --cross-check  # SaxonJS vs Java on every stylesheet
 
 Needs `java`/`javac` with the Saxon-HE 9.9 jar (FACTURFLOW_SAXON_JAR overrides
 /usr/share/java/Saxon-HE.jar) and `node`/`npm` (node_modules is installed next to this file on
@@ -205,10 +206,13 @@ def _run_lines(command: list[str], jobs: list[str]) -> list[dict[str, Any]]:
     return results
 
 
-def run_pairs(pairs: Sequence[tuple[Path, str]]) -> dict[str, dict[str, Result]]:
+def run_pairs(
+    pairs: Sequence[tuple[Path, str]], saxonjs: frozenset[str] = SAXONJS_STYLESHEETS
+) -> dict[str, dict[str, Result]]:
     """Run (XML file, stylesheet key) pairs; return {file: {stylesheet: result}}.
 
-    Java and SaxonJS run side by side, each over its whole share of the batch.
+    The stylesheets in `saxonjs` run on SaxonJS, the others on Java Saxon-HE; both processors
+    run side by side, each over its whole share of the batch.
     """
     java_jobs: list[str] = []
     java_keys: list[tuple[str, str]] = []
@@ -216,7 +220,7 @@ def run_pairs(pairs: Sequence[tuple[Path, str]]) -> dict[str, dict[str, Result]]
     js_keys: list[tuple[str, str]] = []
     # Group by document so each document is parsed once by the Java runner.
     for path, sheet in sorted(pairs, key=lambda p: (str(p[0]), p[1])):
-        if sheet in SAXONJS_STYLESHEETS:
+        if sheet in saxonjs:
             js_jobs.append(f"{path}\t{_sef(sheet)}")
             js_keys.append((str(path), sheet))
         else:
@@ -264,7 +268,11 @@ def corpus_files(corpus: Path) -> list[Path]:
     )
 
 
-def reference_for_files(files: Sequence[Path], base: Path | None = None) -> dict[str, Any]:
+def reference_for_files(
+    files: Sequence[Path],
+    base: Path | None = None,
+    saxonjs: frozenset[str] = SAXONJS_STYLESHEETS,
+) -> dict[str, Any]:
     """Detect each file as facturflow does and run the reference on what facturflow applies.
 
     Returns {relative path: {"sha256", "syntax", "profile", "results": {stylesheet: result}}} or,
@@ -291,7 +299,7 @@ def reference_for_files(files: Sequence[Path], base: Path | None = None) -> dict
                 xml_path.write_bytes(doc.xml)
             origin[str(xml_path)] = name
             pairs.extend((xml_path, sheet) for sheet in stylesheets_for(doc.syntax, doc.profile))
-        for doc_path, by_sheet in run_pairs(pairs).items():
+        for doc_path, by_sheet in run_pairs(pairs, saxonjs).items():
             documents[origin[doc_path]]["results"] = dict(sorted(by_sheet.items()))
     return documents
 
@@ -331,6 +339,29 @@ def dump_golden(golden: dict[str, Any]) -> str:
     return text + ',\n "documents": {\n' + ",\n".join(lines) + "\n }\n}\n"
 
 
+def cross_check(corpus: Path) -> dict[str, Any]:
+    """Run every stylesheet on SaxonJS too and compare with the golden (Java) results.
+
+    This checks the reference itself: where both processors can run a stylesheet they must agree,
+    which is the ground for trusting SaxonJS alone on the BR-FR UBL stylesheet.
+    """
+    golden = json.loads(GOLDEN.read_text(encoding="utf-8"))["documents"]
+    js = reference_for_files(corpus_files(corpus), corpus, saxonjs=frozenset(ALL_STYLESHEETS))
+    agree, differ = 0, []
+    for name, doc in js.items():
+        for sheet, result in doc.get("results", {}).items():
+            java = golden.get(name, {}).get("results", {}).get(sheet)
+            if sheet in SAXONJS_STYLESHEETS:
+                continue  # the golden has SaxonJS results for these already
+            if java == result:
+                agree += 1
+            else:
+                differ.append(
+                    {"document": name, "stylesheet": sheet, "java": java, "saxonjs": result}
+                )
+    return {"agree": agree, "differ": len(differ), "differences": differ}
+
+
 def _facturx_version() -> str:
     from importlib.metadata import version
 
@@ -340,6 +371,11 @@ def _facturx_version() -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--write", action="store_true", help=f"regenerate {GOLDEN.name}")
+    parser.add_argument(
+        "--cross-check",
+        action="store_true",
+        help="run every stylesheet on SaxonJS too and compare with the golden Java results",
+    )
     parser.add_argument("files", nargs="*", type=Path, help="invoices to run the reference on")
     args = parser.parse_args(argv)
     missing = missing_tools()
@@ -356,8 +392,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         runs = sum(len(d.get("results", {})) for d in docs.values())
         print(f"wrote {GOLDEN}: {len(docs)} files, {runs} stylesheet runs")
         return 0
+    if args.cross_check:
+        print(json.dumps(cross_check(corpus_dir()), indent=1, ensure_ascii=False))
+        return 0
     if not args.files:
-        parser.error("give files or --write")
+        parser.error("give files, --write or --cross-check")
     print(json.dumps(reference_for_files(args.files), indent=1, ensure_ascii=False))
     return 0
 
