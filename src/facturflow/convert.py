@@ -48,8 +48,18 @@ SPECIFICATION_IDS: Final[dict[str, str]] = {
 }
 # Profiles whose documents may carry the extension terms (BT-X-…) beyond the EN 16931 core.
 _EXTENDED_PROFILES: Final = frozenset({"extended", "extended-ctc-fr"})
-_CORE_ID = re.compile(r"^B[GT]-\d+(-\d+)?$")
+# Extension terms: the French EXTENDED-CTC-FR ones (EXT-FR-…) and Factur-X EXTENDED's (BT-X-…).
+_EXTENSION_ID = re.compile(r"^(EXT-|B[GT]-X-)")
 _UBL_PROFILES: Final = frozenset({"en16931", "extended-ctc-fr", "xrechnung", "peppol"})
+# The BT-24 values the Factur-X / EXTENDED-CTC-FR CII Schematron accepts for a profile.
+_CII_ACCEPTED: Final[dict[str, tuple[str | None, ...]]] = {
+    "en16931": ("urn:cen.eu:en16931:2017",),
+    "extended": (
+        "urn:cen.eu:en16931:2017#conformant#urn:factur-x.eu:1p0:extended",
+        "urn:cen.eu:en16931:2017#conformant#urn:zugferd.de:2p0:extended",
+    ),
+    "extended-ctc-fr": (SPECIFICATION_IDS["extended-ctc-fr"],),
+}
 
 
 @dataclass(frozen=True)
@@ -74,8 +84,9 @@ class ConversionResult:
 class ConversionRejected(ConversionError):
     """A conversion refused: its output would drop business terms or be invalid.
 
-    `business_terms` names the terms concerned; `report` is the output's validation report
-    when the refusal comes from validation (None when it comes from dropped terms).
+    `business_terms` names the terms concerned. When the refusal comes from validation,
+    `report` is the output's validation report and `result` the refused output itself (to
+    inspect, never to send); both are None when terms would be dropped.
     """
 
     def __init__(
@@ -84,11 +95,13 @@ class ConversionRejected(ConversionError):
         *,
         business_terms: Iterable[str] = (),
         report: Report | None = None,
+        result: ConversionResult | None = None,
         source: str | None = None,
     ) -> None:
         super().__init__(message, source=source)
         self.business_terms = tuple(business_terms)
         self.report = report
+        self.result = result
 
 
 # -- the model side ------------------------------------------------------------------------
@@ -123,7 +136,7 @@ def _prune_extensions(node: Any, dropped: set[str]) -> Any:
         if value is None or value == ():
             continue
         ids = _term_id(f)
-        if ids and not any(_CORE_ID.match(i) for i in ids) and ids[0] != "EAS":
+        if ids and all(_EXTENSION_ID.match(i) for i in ids):
             dropped.update(ids)
             changes[f.name] = () if isinstance(value, tuple) else None
         elif isinstance(value, tuple):
@@ -266,10 +279,11 @@ def convert(
                 business_terms=dropped,
                 source=name,
             )
-        if document.spec_id and target_profile != document.profile:
+        written_id = detect_bytes(xml, name="<output>").spec_id
+        if written_id != document.spec_id:
             warnings.append(
                 f"specification identifier (BT-24) changed from {document.spec_id!r} to "
-                f"{SPECIFICATION_IDS.get(target_profile, target_profile)!r}"
+                f"{written_id!r}"
             )
 
     if to == "facturx":
@@ -285,7 +299,16 @@ def convert(
         data = xml
         syntax = detect_bytes(xml, name="<output>").syntax
     report = validate(data, rules) if rules is not None else validate(data)
-    report = dataclasses.replace(report, path=name)
+    result = ConversionResult(
+        data=data,
+        syntax=syntax,
+        profile=target_profile,
+        report=dataclasses.replace(report, path=name),
+        dropped=dropped,
+        source=name,
+        warnings=tuple(warnings),
+        xml=xml,
+    )
     if not report.ok:
         fatal = report.fatal
         terms = sorted({t for f in fatal for t in f.business_terms}, key=_term_sort_key)
@@ -297,19 +320,11 @@ def convert(
             + (f"; business terms {', '.join(terms)}" if terms else "")
             + f"): {detail}",
             business_terms=terms,
-            report=report,
+            report=result.report,
+            result=result,
             source=name,
         )
-    return ConversionResult(
-        data=data,
-        syntax=syntax,
-        profile=target_profile,
-        report=report,
-        dropped=dropped,
-        source=name,
-        warnings=tuple(warnings),
-        xml=xml,
-    )
+    return result
 
 
 def _clip(message: str, limit: int = 160) -> str:
@@ -338,8 +353,14 @@ def _convert_model(
     if profile not in _EXTENDED_PROFILES:
         target = _prune_extensions(invoice, pruned)
     ignore: set[str] = set()
-    if profile != document.profile and profile in SPECIFICATION_IDS:
-        target = dataclasses.replace(target, specification_id=SPECIFICATION_IDS[profile])
+    canonical = SPECIFICATION_IDS.get(profile)
+    # Factur-X's Schematron admits only its own BT-24 values in CII (a CIUS id such as the
+    # French en16931-ctc-fr is refused), so CII gets the canonical id of its profile.
+    needs_canonical = to != "ubl" and invoice.specification_id not in _CII_ACCEPTED.get(
+        profile, (invoice.specification_id,)
+    )
+    if canonical and (profile != document.profile or needs_canonical):
+        target = dataclasses.replace(target, specification_id=canonical)
         ignore.add("BT-24")
     if to == "facturx" and profile not in CONFORMANCE_LEVELS:
         raise ConversionError(f"{profile!r} is not a Factur-X profile")

@@ -63,13 +63,30 @@ def test_ubl_to_cii_to_ubl_gives_back_the_same_model() -> None:
     assert cii.syntax == "cii" and cii.report.ok
     ubl = convert(cii.data, to="ubl")
     assert ubl.syntax == "ubl-invoice" and ubl.report.ok
-    assert read(ubl.data) == read(UBL_EN16931)
+    # The French CIUS id (BT-24) becomes Factur-X's own in CII, which admits no other.
+    assert read(cii.data).specification_id == "urn:cen.eu:en16931:2017"
+    assert any("BT-24" in warning for warning in cii.warnings)
+    back, original = read(ubl.data), read(UBL_EN16931)
+    assert dataclasses.replace(back, specification_id=None) == dataclasses.replace(
+        original, specification_id=None
+    )
 
 
 def test_credit_note_stays_a_credit_note_in_ubl() -> None:
-    result = convert(CII_CREDIT_NOTE, to="ubl")
+    result = convert(CII_CREDIT_NOTE, to="ubl", rules="xsd,en16931")
     assert result.syntax == "ubl-creditnote"
     assert read(result.data).type_code == "381"
+
+
+def test_a_rule_only_the_target_syntax_has_refuses_the_conversion() -> None:
+    # The fixture's seller id (BT-29, a SIRET) has no scheme: CII's BR-FR rules accept that,
+    # UBL's BR-FR-CO-10 does not, so the UBL would be invalid for the French network.
+    with pytest.raises(ConversionRejected) as caught:
+        convert(CII_CREDIT_NOTE, to="ubl")
+    assert "BR-FR-CO-10" in caught.value.message
+    assert "BT-29" in caught.value.business_terms
+    assert caught.value.result is not None
+    assert caught.value.result.syntax == "ubl-creditnote"
 
 
 def test_extended_ctc_fr_keeps_its_profile_by_default() -> None:
@@ -122,7 +139,7 @@ def test_a_factur_x_input_keeps_its_own_visual() -> None:
 
 
 def test_a_factur_x_pdf_converts_to_ubl() -> None:
-    result = convert(FACTURX_PDF, to="ubl")
+    result = convert(FACTURX_PDF, to="ubl", rules="xsd,en16931")
     assert result.syntax == "ubl-invoice" and result.report.ok
 
 
