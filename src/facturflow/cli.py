@@ -52,9 +52,7 @@ def detect_command(paths: tuple[Path, ...], fmt: str) -> None:
             results.append(document.as_dict())
         else:
             extra = f"  ({'; '.join(document.warnings)})" if document.warnings else ""
-            click.echo(
-                f"{path}: {document.container} {document.syntax} {document.profile}{extra}"
-            )
+            click.echo(f"{path}: {document.container} {document.syntax} {document.profile}{extra}")
     if fmt == "json":
         click.echo(json.dumps(results, indent=2, ensure_ascii=False))
     sys.exit(EXIT_UNREADABLE if failed else EXIT_OK)
@@ -62,17 +60,48 @@ def detect_command(paths: tuple[Path, ...], fmt: str) -> None:
 
 @main.command("validate")
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--rules", default=None, metavar="LIST",
-              help="Comma-separated rule sets (xsd,en16931,facturx,fr-ctc,extended-ctc-fr,pdf; "
-                   "'all'); default: all of them.")
-@click.option("--rule-pack", "rule_packs", multiple=True, type=click.Path(path_type=Path),
-              help="A rule pack folder (with rulepack.toml); repeatable.")
-@click.option("--format", "fmt", type=click.Choice(["text", "json", "junit", "sarif"]),
-              default="text", show_default=True)
-@click.option("--output", "-o", type=click.Path(path_type=Path), default=None,
-              help="Write the report to this file instead of standard output.")
-@click.option("--jobs", "-j", type=click.IntRange(min=1), default=None,
-              help="Worker processes for a batch (default: all cores).")
+@click.option(
+    "--rules",
+    default=None,
+    metavar="LIST",
+    help="Comma-separated rule sets (xsd,en16931,facturx,fr-ctc,extended-ctc-fr,pdf; "
+    "'all'); default: all of them.",
+)
+@click.option(
+    "--rule-pack",
+    "rule_packs",
+    multiple=True,
+    type=click.Path(path_type=Path),
+    help="A rule pack folder (with rulepack.toml); repeatable.",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json", "junit", "sarif"]),
+    default="text",
+    show_default=True,
+)
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Write the report to this file instead of standard output.",
+)
+@click.option(
+    "--jobs",
+    "-j",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Worker processes for a batch (default: all cores).",
+)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0.1),
+    default=300.0,
+    show_default=True,
+    help="Seconds one file may take; a file over it is stopped and reported invalid.",
+)
 def validate_command(
     paths: tuple[Path, ...],
     rules: str | None,
@@ -80,6 +109,7 @@ def validate_command(
     fmt: str,
     output: Path | None,
     jobs: int | None,
+    timeout: float,
 ) -> None:
     """Validate invoices (files or folders) against XSD, Schematron and PDF rules."""
     from .errors import RulePackError
@@ -91,7 +121,9 @@ def validate_command(
     if not files:
         raise click.UsageError("no invoice files found in the given paths")
     try:
-        reports_iter = validate_many(files, rules, rule_packs=rule_packs, jobs=jobs)
+        reports_iter = validate_many(
+            files, rules, rule_packs=rule_packs, jobs=jobs, timeout=timeout
+        )
         reports = _with_progress(reports_iter, len(files))
     except RulePackError as exc:
         raise click.UsageError(str(exc)) from None
@@ -118,8 +150,12 @@ def _with_progress(reports: Iterable[Report], total: int) -> list[Report]:
 
     collected: list[Report] = []
     with Progress(
-        "[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
-        TimeRemainingColumn(), console=Console(stderr=True), transient=True,
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        transient=True,
     ) as progress:
         task = progress.add_task("validating", total=total)
         for report in reports:
@@ -130,8 +166,13 @@ def _with_progress(reports: Iterable[Report], total: int) -> list[Report]:
 
 @main.command("extract")
 @click.argument("pdf", type=click.Path(path_type=Path))
-@click.option("--output", "-o", type=click.Path(path_type=Path), default=None,
-              help="File (or existing folder) to write the XML to; default: standard output.")
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="File (or existing folder) to write the XML to; default: standard output.",
+)
 def extract_command(pdf: Path, output: Path | None) -> None:
     """Write the invoice XML embedded in a Factur-X / ZUGFeRD PDF."""
     try:

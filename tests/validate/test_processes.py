@@ -6,7 +6,9 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 from facturflow import validate, validate_many
 
@@ -65,3 +67,26 @@ def test_a_low_soft_limit_is_raised_for_saxon() -> None:
 
     result = _run_with_rlimit(4 * 1024**3, resource.RLIM_INFINITY)
     assert result.stdout.strip() == "OK", result.stdout + result.stderr
+
+
+def test_a_file_over_the_time_limit_is_stopped_and_the_batch_goes_on(tmp_path: Path) -> None:
+    # A rule pack whose stylesheet loops for a long time stands in for a pathological document.
+    pack = tmp_path / "slow"
+    pack.mkdir()
+    (pack / "rulepack.toml").write_text(
+        'name = "slow"\n[[schematron]]\nfile = "slow.xslt"\nsyntaxes = ["ubl-invoice"]\n'
+    )
+    (pack / "slow.xslt").write_text(
+        '<xsl:stylesheet version="2.0" xmlns:xsl="http://www.w3.org/1999/XSL/Transform">'
+        '<xsl:template match="/"><out><xsl:value-of select="sum(for $i in 1 to 300000, '
+        '$j in 1 to 300000 return ($i * $j) mod 7)"/></out></xsl:template></xsl:stylesheet>'
+    )
+    started = time.monotonic()
+    reports = list(
+        validate_many(
+            [VALID_CII, VALID_UBL, VALID_CII], rules="xsd", rule_packs=[pack], jobs=2, timeout=8
+        )
+    )
+    assert time.monotonic() - started < 120
+    assert [r.ok for r in reports] == [True, False, True]
+    assert "did not finish within 8 s" in (reports[1].error or "")

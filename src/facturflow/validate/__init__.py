@@ -6,11 +6,9 @@ pool (saxonche holds the GIL during a transform, so threads would not help).
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from ..detect import Document, Source, detect
@@ -26,7 +24,7 @@ from ..errors import (
 from ..rules import RulePack, load_rule_pack, parse_rule_sets, plan
 from ..xmlsafe import DEFAULT_LIMITS, Limits
 from . import pdf as pdf_layer
-from . import schematron, xsd
+from . import pool, schematron, xsd
 from .report import LAYER_FAILED, Finding, LayerRun, Report
 
 __all__ = ["Finding", "Report", "validate", "validate_document", "validate_many"]
@@ -206,29 +204,24 @@ def validate_many(
     *,
     rule_packs: Iterable[str | os.PathLike[str] | RulePack] = (),
     jobs: int | None = None,
+    timeout: float | None = None,
     limits: Limits = DEFAULT_LIMITS,
 ) -> Iterator[Report]:
     """Validate many files, in input order, on `jobs` worker processes (default: all cores).
 
-    Workers are forked where the platform allows it (a worker builds its own Saxon processor, so
-    a parent that already validated is safe to fork, and scripts need no `__main__` guard), else
-    spawned; each keeps its compiled stylesheets for the whole batch.
+    Each worker keeps its compiled stylesheets for the whole batch. With `timeout` (seconds per
+    file), a file that takes longer is stopped and reported with a fatal LAYER-FAILED finding,
+    and the batch goes on; without it and with one job, files are validated in this process.
     """
     packs = _packs(rule_packs)
     rule_sets = parse_rule_sets(rules, packs)
     names = [str(Path(p)) for p in paths]
     jobs = default_jobs() if jobs is None else max(1, jobs)
-    if jobs == 1 or len(names) <= 1:
+    if timeout is None and (jobs == 1 or len(names) <= 1):
         _init_worker(rule_sets, packs, limits)
         for name in names:
             yield _validate_path(name)
         return
-    methods = multiprocessing.get_all_start_methods()
-    context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
-    with ProcessPoolExecutor(
-        max_workers=min(jobs, len(names)),
-        mp_context=context,
-        initializer=_init_worker,
-        initargs=(rule_sets, packs, limits),
-    ) as pool:
-        yield from pool.map(_validate_path, names, chunksize=1)
+    yield from pool.run(
+        names, _validate_path, _init_worker, (rule_sets, packs, limits), jobs, timeout
+    )

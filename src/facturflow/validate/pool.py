@@ -1,0 +1,146 @@
+"""A small process pool for batches that can stop a worker stuck on one file.
+
+saxonche cannot interrupt a running transform, so the only way to bound the time spent on a
+hostile or pathological document is to run it in a process that can be killed. A file that
+exceeds the time limit gets a fatal LAYER-FAILED report; its worker is replaced and the batch
+goes on. A worker that dies (a crash in native code) is reported the same way.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing
+import time
+from collections.abc import Callable, Iterator, Sequence
+from multiprocessing.connection import Connection, wait
+from multiprocessing.process import BaseProcess
+from typing import Any
+
+from .report import LAYER_FAILED, Finding, Report
+
+Task = Callable[[str], Report]
+
+
+def _context() -> Any:
+    methods = multiprocessing.get_all_start_methods()
+    # Fork where possible: scripts need no __main__ guard, and a worker builds its own Saxon
+    # processor, so a parent that already used Saxon is safe to fork.
+    return multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+
+
+def _worker(
+    conn: Connection, task: Task, init: Callable[..., None], init_args: tuple[Any, ...]
+) -> None:
+    init(*init_args)
+    while True:
+        try:
+            message = conn.recv()
+        except EOFError:
+            return
+        if message is None:
+            return
+        index, name = message
+        conn.send((index, task(name)))
+
+
+def failed_report(name: str, message: str) -> Report:
+    """The report of a file whose validation could not finish."""
+    finding = Finding(layer="xml", rule=LAYER_FAILED, severity="fatal", message=message)
+    return Report(
+        path=name,
+        container=None,
+        syntax=None,
+        profile=None,
+        findings=(finding,),
+        error=message,
+        error_type="ValidationAborted",
+    )
+
+
+class _Slot:
+    def __init__(
+        self, context: Any, task: Task, init: Callable[..., None], args: tuple[Any, ...]
+    ) -> None:
+        parent, child = context.Pipe()
+        self.conn: Connection = parent
+        self.process: BaseProcess = context.Process(
+            target=_worker, args=(child, task, init, args), daemon=True
+        )
+        self.process.start()
+        child.close()
+        self.job: tuple[int, str] | None = None
+        self.started = 0.0
+
+    def submit(self, index: int, name: str) -> None:
+        self.job = (index, name)
+        self.started = time.monotonic()
+        self.conn.send((index, name))
+
+    def stop(self, kill: bool = False) -> None:
+        if kill:
+            self.process.kill()
+        else:
+            with contextlib.suppress(OSError):
+                self.conn.send(None)
+        self.process.join(timeout=5)
+        if self.process.is_alive():
+            self.process.kill()
+            self.process.join()
+        self.conn.close()
+
+
+def run(
+    names: Sequence[str],
+    task: Task,
+    init: Callable[..., None],
+    init_args: tuple[Any, ...],
+    jobs: int,
+    timeout: float | None,
+) -> Iterator[Report]:
+    """Apply `task` to every name on `jobs` workers; yield reports in input order."""
+    context = _context()
+    pending = list(enumerate(names))[::-1]
+    done: dict[int, Report] = {}
+    next_out = 0
+    slots = [_Slot(context, task, init, init_args) for _ in range(min(jobs, len(names)))]
+    try:
+        for slot in slots:
+            if pending:
+                slot.submit(*pending.pop())
+        while next_out < len(names):
+            busy = [s for s in slots if s.job is not None]
+            wait_for = None
+            if timeout is not None and busy:
+                wait_for = max(0.0, min(s.started + timeout for s in busy) - time.monotonic())
+            ready = wait([s.conn for s in busy], timeout=wait_for)
+            now = time.monotonic()
+            for index_slot, slot in enumerate(slots):
+                if slot.job is None:
+                    continue
+                index, name = slot.job
+                if slot.conn in ready:
+                    try:
+                        got_index, report = slot.conn.recv()
+                        done[got_index] = report
+                        slot.job = None
+                    except (EOFError, OSError):
+                        code = slot.process.exitcode
+                        done[index] = failed_report(
+                            name, f"the validating process died (exit code {code}) on this file"
+                        )
+                        slot.stop(kill=True)
+                        slots[index_slot] = slot = _Slot(context, task, init, init_args)
+                elif timeout is not None and now - slot.started >= timeout:
+                    done[index] = failed_report(
+                        name, f"validation did not finish within {timeout:g} s and was stopped"
+                    )
+                    slot.stop(kill=True)
+                    slots[index_slot] = slot = _Slot(context, task, init, init_args)
+                if slot.job is None and pending:
+                    slot.submit(*pending.pop())
+            while next_out in done:
+                yield done.pop(next_out)
+                next_out += 1
+    finally:
+        for slot in slots:
+            slot.stop(kill=slot.job is not None)
