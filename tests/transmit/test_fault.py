@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from transmit_helpers import cii_variant
 
 from facturflow.transmit.outbox import Outbox, organisations
@@ -39,6 +40,7 @@ def _send_process(folder: Path, state: Path, box: Sandbox) -> subprocess.Popen[b
     )
 
 
+@pytest.mark.slow
 def test_killed_three_times_under_faults_every_valid_invoice_goes_out_exactly_once(
     tmp_path: Path,
 ) -> None:

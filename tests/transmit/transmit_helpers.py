@@ -20,10 +20,13 @@ def cii_variant(number: str, *, break_totals: bool = False) -> bytes:
     """The project's own valid CII invoice with BT-1 set to `number` (and, on demand, a grand
     total that no longer adds up, a fatal BR-CO-15 finding)."""
     tree = etree.fromstring((DATA / "invoice-cii.xml").read_bytes())
-    tree.find("rsm:ExchangedDocument/ram:ID", NS).text = number
+    number_element = tree.find("rsm:ExchangedDocument/ram:ID", NS)
+    assert number_element is not None
+    number_element.text = number
     if break_totals:
         grand = tree.find(".//ram:SpecifiedTradeSettlementHeaderMonetarySummation/"
                           "ram:GrandTotalAmount", NS)
+        assert grand is not None and grand.text is not None
         grand.text = f"{float(grand.text) + 10:.2f}"
     return etree.tostring(tree, xml_declaration=True, encoding="UTF-8")
 

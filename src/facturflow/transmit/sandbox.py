@@ -293,8 +293,9 @@ class Sandbox:
         handler = type("_BoundHandler", (_Handler,), {"sandbox": self})
         self._server = ThreadingHTTPServer((self.config.host, self.config.port), handler)
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True,
-                                        name="facturflow-sandbox")
+        # A short poll interval: stop() waits up to one interval for the serving loop.
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.02,),
+                                        daemon=True, name="facturflow-sandbox")
         self._thread.start()
         return self
 
@@ -521,6 +522,10 @@ class Sandbox:
 
     def check_rate(self, ip: str) -> float | None:
         """Seconds to wait when a window is full, else None (and the request is counted)."""
+        with self._count_lock:
+            return self._check_rate(ip)
+
+    def _check_rate(self, ip: str) -> float | None:
         now = time.monotonic()
         stamps = self._windows.setdefault(ip, deque())
         longest = max((w for _, w in self.config.rate_limits), default=0.0)
@@ -535,6 +540,10 @@ class Sandbox:
 
     def count_unauthorized(self, ip: str) -> bool:
         """Record a 401; True when this IP went over the hourly budget."""
+        with self._count_lock:
+            return self._count_unauthorized(ip)
+
+    def _count_unauthorized(self, ip: str) -> bool:
         now = time.monotonic()
         stamps = self._unauthorized.setdefault(ip, deque())
         while stamps and stamps[0] < now - 3600:
