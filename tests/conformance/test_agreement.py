@@ -17,6 +17,7 @@ import json
 import os
 import sys
 from collections import Counter
+from collections.abc import Callable
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -213,7 +214,7 @@ def test_facturflow_agrees_with_reference(name: str) -> None:
     assert not problems, f"{name}:\n  " + "\n  ".join(problems)
 
 
-def _first(predicate: Any) -> tuple[str, str]:
+def _first(predicate: Callable[[dict[str, Any]], bool]) -> tuple[str, str]:
     for name in DOCUMENTS:
         for sheet, result in GOLDEN["documents"][name].get("results", {}).items():
             if predicate(result):
@@ -229,16 +230,17 @@ def test_comparison_catches_a_wrong_id_severity_or_count() -> None:
     assert compare(name, expected, report) == []
     failed = expected["results"][sheet]["failed"]
     ident = next(i for i, (_, count) in failed.items() if count > 1)
-    for mutate in (
-        lambda f: f.pop(ident),
-        lambda f: f.__setitem__("BR-NOT-A-RULE", ["fatal", 1]),
-        lambda f: f.__setitem__(ident, [f[ident][0], f[ident][1] + 1]),
-        lambda f: f.__setitem__(
-            ident, ["warning" if _severity(f[ident][0]) == "fatal" else "fatal", f[ident][1]]
-        ),
+    flag, count = failed[ident]
+    other = "warning" if _severity(flag) == "fatal" else "fatal"
+    without = {k: v for k, v in failed.items() if k != ident}
+    for mutated in (
+        without,  # an id facturflow reports that the reference does not
+        {**failed, "BR-NOT-A-RULE": ["fatal", 1]},  # an id the reference has, facturflow not
+        {**failed, ident: [flag, count + 1]},  # a count off by one
+        {**failed, ident: [other, count]},  # another severity
     ):
         changed = json.loads(json.dumps(expected))
-        mutate(changed["results"][sheet]["failed"])
+        changed["results"][sheet]["failed"] = mutated
         assert compare(name, changed, report), "a perturbed reference must disagree"
 
 
