@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal, get_args
 
 from .detect import Document, Source, detect_bytes, read_source
 from .errors import ConversionError, FacturflowError
-from .facturx import CONFORMANCE_LEVELS, build_facturx, facturx_profile
+from .facturx import CONFORMANCE_LEVELS, build_facturx, facturx_profile, unembedded_fonts
 from .validate import validate
 from .validate.report import Report
 
@@ -289,6 +289,18 @@ def convert(
     if to == "facturx":
         if pdf is None and document.pdf_bytes is not None:
             pdf = document.pdf_bytes  # a Factur-X/ZUGFeRD input keeps its own visual
+        if pdf is not None:
+            try:
+                fonts = unembedded_fonts(pdf)
+            except FacturflowError as exc:
+                exc.source = exc.source or name
+                raise
+            if fonts:
+                warnings.append(
+                    "the visual PDF uses fonts it does not embed (" + ", ".join(fonts[:5])
+                    + "): the result is not PDF/A-3 conformant; embed them or let facturflow "
+                    "render the page"
+                )
         try:
             data = build_facturx(xml, pdf=pdf, invoice=invoice, lang=lang, timestamp=timestamp)
         except FacturflowError as exc:

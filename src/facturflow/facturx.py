@@ -406,6 +406,62 @@ def _add_srgb_output_intent(writer: PdfWriter) -> None:
     writer.root_object[NameObject("/OutputIntents")] = ArrayObject([writer._add_object(intent)])
 
 
+def unembedded_fonts(pdf: bytes, *, max_pages: int = 200) -> list[str]:
+    """Base names of the fonts a PDF uses without embedding them (PDF/A forbids that).
+
+    Walks each page's font resources and those of its form XObjects, one level deep; a wrapped
+    visual PDF with such fonts yields a Factur-X file that is not PDF/A-3 conformant.
+    """
+    try:
+        reader = PdfReader(io.BytesIO(pdf), strict=False)
+        pages = list(reader.pages)[:max_pages]
+    except (PdfReadError, PyPdfError, ValueError, KeyError, TypeError, AttributeError,
+            IndexError, RecursionError, OSError, AssertionError) as exc:
+        raise MalformedPDFError(f"cannot read the PDF: {exc}") from None
+    missing: set[str] = set()
+    seen: set[int] = set()
+
+    def fonts_of(resources: PdfObject | None, depth: int) -> None:
+        resources = _resolve(resources)
+        if not isinstance(resources, DictionaryObject) or id(resources) in seen:
+            return
+        seen.add(id(resources))
+        fonts = _resolve(resources.get("/Font"))
+        if isinstance(fonts, DictionaryObject):
+            for ref in fonts.values():
+                font = _resolve(ref)
+                if isinstance(font, DictionaryObject) and not _font_is_embedded(font):
+                    missing.add(str(font.get("/BaseFont", "?")).lstrip("/"))
+        xobjects = _resolve(resources.get("/XObject"))
+        if depth < 2 and isinstance(xobjects, DictionaryObject):
+            for ref in xobjects.values():
+                xobject = _resolve(ref)
+                if isinstance(xobject, DictionaryObject) and xobject.get("/Subtype") == "/Form":
+                    fonts_of(xobject.get("/Resources"), depth + 1)
+
+    try:
+        for page in pages:
+            fonts_of(page.get("/Resources"), 0)
+    except (PyPdfError, ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
+        raise MalformedPDFError(f"cannot read the PDF's fonts: {exc}") from None
+    return sorted(missing)
+
+
+def _font_is_embedded(font: DictionaryObject) -> bool:
+    if font.get("/Subtype") == "/Type3":
+        return True  # glyphs are content streams inside the PDF
+    owner = font
+    descendants = _resolve(font.get("/DescendantFonts"))
+    if isinstance(descendants, ArrayObject) and descendants:
+        child = _resolve(descendants[0])
+        if isinstance(child, DictionaryObject):
+            owner = child
+    descriptor = _resolve(owner.get("/FontDescriptor"))
+    return isinstance(descriptor, DictionaryObject) and any(
+        key in descriptor for key in ("/FontFile", "/FontFile2", "/FontFile3")
+    )
+
+
 def build_facturx(
     xml: bytes,
     *,
@@ -463,4 +519,5 @@ __all__ = [
     "build_facturx",
     "embed_xml",
     "extract_xml",
+    "unembedded_fonts",
 ]

@@ -160,3 +160,14 @@ def test_unreadable_input_raises_an_input_error() -> None:
         convert(INVALID / "not-an-invoice.xml")
     with pytest.raises(InputError):
         convert(b"")
+
+
+def test_wrapping_a_pdf_with_unembedded_fonts_warns_it_is_not_pdfa() -> None:
+    from fpdf import FPDF
+
+    visual = FPDF()
+    visual.add_page()
+    visual.set_font("helvetica", size=12)
+    visual.cell(text="Facture F2026-0042")
+    result = convert(CII_EN16931, to="facturx", pdf=bytes(visual.output()))
+    assert any("Helvetica" in w and "PDF/A" in w for w in result.warnings)

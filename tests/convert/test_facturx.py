@@ -19,6 +19,7 @@ from facturflow.facturx import (
     PdfMetadata,
     embed_xml,
     extract_xml,
+    unembedded_fonts,
 )
 from facturflow.pdf import read_pdf
 
@@ -203,3 +204,25 @@ def test_the_catalogue_names_the_document_language(plain_pdf: bytes, cii_bytes: 
     root = PdfReader(io.BytesIO(embed_xml(plain_pdf, cii_bytes, lang="fr-FR"))).trailer["/Root"]
     assert isinstance(root, DictionaryObject)
     assert root["/Lang"] == "fr-FR"
+
+
+def _pdf_with_core_font() -> bytes:
+    from fpdf import FPDF
+
+    pdf = FPDF()
+    pdf.add_page()
+    pdf.set_font("helvetica", size=12)  # a standard-14 font: referenced, never embedded
+    pdf.cell(text="Facture")
+    return bytes(pdf.output())
+
+
+def test_fonts_a_visual_pdf_does_not_embed_are_named() -> None:
+    assert unembedded_fonts(_pdf_with_core_font()) == ["Helvetica"]
+
+
+def test_the_rendered_page_embeds_every_font() -> None:
+    from sample_invoice import sample_invoice
+
+    from facturflow.render import render_invoice_pdf
+
+    assert unembedded_fonts(render_invoice_pdf(sample_invoice())) == []
