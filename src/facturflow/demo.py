@@ -1,0 +1,86 @@
+"""`make demo`: the whole pipeline on the bundled fixtures, as a user would type it.
+
+Each step runs the real command line (`python -m facturflow ...`) and shows the command first,
+so the demo doubles as a tour of the CLI. Sending goes to the built-in Qonto sandbox, which
+`facturflow send` starts by itself when no Qonto configuration is set.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+FIXTURES = ROOT / "fixtures"
+OUT = ROOT / "out" / "demo"
+
+# Steps: (title, arguments, exit codes that are expected for this step).
+STEPS: list[tuple[str, list[str], set[int]]] = [
+    ("1. Detect what each bundled invoice is",
+     ["detect", "fixtures/valid"], {0}),
+    ("2. Validate the valid fixtures (XSD + EN 16931/Factur-X + BR-FR + PDF checks)",
+     ["validate", "fixtures/valid"], {0}),
+    ("3. Validate broken invoices: each finding names the rule, the place and the terms",
+     ["validate", "fixtures/invalid/br-co-10-line-sum.xml",
+      "fixtures/invalid/br-fr-seller-siren-scheme.xml", "fixtures/invalid/not-well-formed.xml"],
+     {1, 2}),
+    ("4. The same as SARIF for code-scanning tools (first lines)",
+     ["validate", "--format", "sarif", "--output", "out/demo/report.sarif",
+      "fixtures/invalid/br-co-10-line-sum.xml"], {1}),
+    ("5. Convert a UBL invoice into a Factur-X PDF/A-3 (validated before it is written)",
+     ["convert", "fixtures/valid/fr-invoice-ubl-en16931.xml", "-o",
+      "out/demo/fr-invoice-ubl-en16931.pdf", "--to", "facturx"], {0}),
+    ("6. Validate the Factur-X PDF just made",
+     ["validate", "out/demo/fr-invoice-ubl-en16931.pdf"], {0}),
+    ("7. Read it back as the EN 16931 model",
+     ["read", "out/demo/fr-invoice-ubl-en16931.pdf", "--format", "text"], {0}),
+    ("8. Send through Qonto (the built-in sandbox): validate, import, send, wait",
+     ["send", "--state", "out/demo/state", "--wait", "--poll-interval", "0.2",
+      "out/demo/fr-invoice-ubl-en16931.pdf", "fixtures/valid/fr-invoice-en16931.xml",
+      "fixtures/invalid/br-co-10-line-sum.xml"], {1}),
+    ("9. Sending again sends nothing twice (the outbox remembers)",
+     ["send", "--state", "out/demo/state", "out/demo/fr-invoice-ubl-en16931.pdf",
+      "fixtures/valid/fr-invoice-en16931.xml"], {0}),
+    ("10. Status of everything sent, from the outbox",
+     ["status", "--state", "out/demo/state"], {0}),
+]
+
+
+def _banner(title: str) -> None:
+    print(f"\n\033[1m== {title}\033[0m" if sys.stdout.isatty() else f"\n== {title}", flush=True)
+
+
+def main() -> int:
+    if OUT.exists():
+        shutil.rmtree(OUT)
+    OUT.mkdir(parents=True)
+    env = dict(os.environ)
+    # The demo always uses the sandbox, even on a machine with Qonto credentials set.
+    for key in list(env):
+        if key.startswith("QONTO_"):
+            del env[key]
+    failures = 0
+    for title, args, expected in STEPS:
+        _banner(title)
+        print("$ facturflow " + " ".join(args), flush=True)
+        result = subprocess.run(
+            [sys.executable, "-m", "facturflow", *args], cwd=ROOT, env=env, check=False
+        )
+        if args[:3] == ["validate", "--format", "sarif"]:
+            sarif = OUT / "report.sarif"
+            if sarif.is_file():
+                print("\n".join(sarif.read_text(encoding="utf-8").splitlines()[:12]) + "\n  ...")
+        status = "as expected" if result.returncode in expected else "UNEXPECTED"
+        print(f"(exit code {result.returncode}: {status})")
+        if result.returncode not in expected:
+            failures += 1
+    print("\nDemo finished: " + ("every step behaved as expected." if not failures
+                                 else f"{failures} step(s) did not behave as expected."))
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
