@@ -1,0 +1,170 @@
+"""Property tests: mutated versions of valid invoices (truncations, byte flips, inserted
+DOCTYPEs, swapped namespaces, re-encodings) through detect, validate and the readers. Each returns
+a result or raises a documented InputError; never anything else."""
+
+from __future__ import annotations
+
+import codecs
+import os
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from lxml import etree
+
+from facturflow import Document, detect
+from facturflow.errors import InputError, MalformedPDFError, NoInvoiceInPDFError
+from facturflow.pdf import PdfParts, read_pdf
+from facturflow.validate import validate
+from facturflow.validate.report import Report
+from facturflow.xmlsafe import MAX_ECHO, TRUNCATED, parse_xml
+
+from .builders import MINIMAL_CII, pdf_with_attachments, seed_invoices
+
+# FACTURFLOW_HOSTILE_SCALE=20 multiplies the example counts for a deeper local run.
+SCALE = int(os.environ.get("FACTURFLOW_HOSTILE_SCALE", "1"))
+
+
+def bounded(max_examples: int) -> settings:
+    """Modest counts for a 2-core CI; no deadline, since one Saxon call can take a second."""
+    return settings(
+        max_examples=max_examples * SCALE,
+        deadline=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+        derandomize=bool(os.environ.get("CI")),
+    )
+
+
+SEEDS: dict[str, bytes] = {
+    **seed_invoices(),
+    "minimal-cii.pdf": pdf_with_attachments([(b"factur-x.xml", MINIMAL_CII)], flate=True),
+    "minimal-cii-raw.pdf": pdf_with_attachments([(b"factur-x.xml", MINIMAL_CII)]),
+}
+SEED_NAMES = sorted(SEEDS)
+INPUT_ERROR_NAMES = {cls.__name__ for cls in (InputError, *InputError.__subclasses__())}
+
+NAMESPACES = [
+    b"urn:un:unece:uncefact:data:standard:CrossIndustryInvoice:100",
+    b"urn:un:unece:uncefact:data:standard:ReusableAggregateBusinessInformationEntity:100",
+    b"urn:oasis:names:specification:ubl:schema:xsd:Invoice-2",
+    b"urn:oasis:names:specification:ubl:schema:xsd:CreditNote-2",
+    b"urn:oasis:names:specification:ubl:schema:xsd:CommonBasicComponents-2",
+    b"urn:oasis:names:specification:ubl:schema:xsd:CommonAggregateComponents-2",
+    b"urn:ferd:CrossIndustryDocument:invoice:1p0",
+    b"urn:un:unece:uncefact:data:SCRDMCCBDACIOMessageStructure:100",
+    b"http://www.w3.org/2001/XInclude",
+    b"",
+]
+
+DOCTYPES = [
+    b'<!DOCTYPE r [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;&a;&a;">]>',
+    b'<!DOCTYPE r SYSTEM "file:///etc/passwd">',
+    b'<!DOCTYPE r [<!ENTITY % p SYSTEM "file:///etc/hostname"> %p;]>',
+    b'<!DOCTYPE r [<!ENTITY x SYSTEM "file:///etc/passwd">]>',
+    b"<!doctype html>",
+    b"<!DOCTYPE",
+]
+
+
+@st.composite
+def mutated(draw: st.DrawFn) -> tuple[str, bytes]:
+    name = draw(st.sampled_from(SEED_NAMES))
+    data = SEEDS[name]
+    kind = draw(
+        st.sampled_from(
+            ["truncate", "flip", "doctype", "namespace", "splice", "reencode", "insert-entity"]
+        )
+    )
+    if kind == "truncate":
+        data = data[: draw(st.integers(0, len(data)))]
+    elif kind == "flip":
+        buffer = bytearray(data)
+        for _ in range(draw(st.integers(1, 8))):
+            buffer[draw(st.integers(0, len(buffer) - 1))] = draw(st.integers(0, 255))
+        data = bytes(buffer)
+    elif kind == "doctype":
+        doctype = draw(st.sampled_from(DOCTYPES))
+        at = data.find(b"?>") + 2 if data.startswith(b"<?xml") else 0
+        at = draw(st.sampled_from([0, at, data.find(b"<", at + 1) if at else 0]))
+        data = data[:at] + doctype + data[at:]
+    elif kind == "namespace":
+        present = [ns for ns in NAMESPACES if ns and ns in data]
+        if present:
+            old = draw(st.sampled_from(present))
+            data = data.replace(old, draw(st.sampled_from(NAMESPACES)))
+    elif kind == "splice":
+        start = draw(st.integers(0, len(data)))
+        end = draw(st.integers(start, min(len(data), start + 400)))
+        junk = draw(st.binary(max_size=64))
+        data = data[:start] + junk + data[end:]
+    elif kind == "reencode" and not data.startswith(b"%PDF"):
+        codec = draw(st.sampled_from(["utf-16-le", "utf-16-be", "utf-8-sig", "latin-1"]))
+        text = data.decode("utf-8", "replace")
+        boms = {"utf-16-le": codecs.BOM_UTF16_LE, "utf-16-be": codecs.BOM_UTF16_BE}
+        data = boms.get(codec, b"") + text.encode(codec, "replace")
+    elif kind == "insert-entity":
+        at = draw(st.integers(0, len(data)))
+        token = draw(st.sampled_from([b"&x;", b"&#0;", b"&lt;", b"\x00", b"]]>"]))
+        data = data[:at] + token + data[at:]
+    return f"{name}~{kind}", data
+
+
+def _check_error(exc: InputError) -> None:
+    assert type(exc).__name__ in INPUT_ERROR_NAMES
+    assert "\n" not in exc.message
+    # Messages quote at most MAX_ECHO characters of input per quoted piece.
+    assert len(exc.message) < 4 * MAX_ECHO + 400 or TRUNCATED in exc.message
+
+
+@bounded(120)
+@given(mutated())
+def test_detect_returns_a_document_or_an_input_error(case: tuple[str, bytes]) -> None:
+    _, data = case
+    try:
+        document = detect(data)
+    except InputError as exc:
+        _check_error(exc)
+        return
+    assert isinstance(document, Document)
+    assert document.xml.startswith(b"<?xml")
+    etree.fromstring(document.xml)  # what later stages get is well-formed UTF-8
+
+
+@bounded(120)
+@given(mutated())
+def test_readers_return_a_result_or_an_input_error(case: tuple[str, bytes]) -> None:
+    _, data = case
+    try:
+        if data.lstrip()[:5] == b"%PDF-":
+            assert isinstance(read_pdf(data), PdfParts)
+        else:
+            parse_xml(data)
+    except (MalformedPDFError, NoInvoiceInPDFError, InputError) as exc:
+        _check_error(exc)
+
+
+@bounded(30)
+@given(mutated())
+def test_validate_returns_a_report(case: tuple[str, bytes]) -> None:
+    _, data = case
+    report = validate(data)
+    assert isinstance(report, Report)
+    if report.error is not None:
+        assert report.error_type in INPUT_ERROR_NAMES
+        assert not report.ok
+    assert "internal error" not in str(report.as_dict())
+
+
+@bounded(60)
+@given(st.binary(max_size=2048))
+def test_detect_on_any_bytes(data: bytes) -> None:
+    try:
+        detect(data)
+    except InputError as exc:
+        _check_error(exc)
+
+
+@pytest.mark.parametrize("name", SEED_NAMES)
+def test_every_seed_is_readable(name: str) -> None:
+    """The seeds themselves are invoices, so mutations start from something valid."""
+    assert detect(SEEDS[name]).syntax in {"cii", "ubl-invoice", "ubl-creditnote"}
