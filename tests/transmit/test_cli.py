@@ -177,3 +177,16 @@ def test_inbox_downloads_and_validates(box: Sandbox, tmp_path: Path) -> None:
         assert Path(row["file"]).parent == out
     listing = run("inbox", "--state", str(tmp_path / "state"))
     assert listing.exit_code == 0 and "2 received invoice(s)" in listing.stdout
+
+
+def test_status_refresh_picks_up_a_later_refusal(box: Sandbox, tmp_path: Path) -> None:
+    box.set_outcome("REF-1", "refused")
+    source, state = tmp_path / "a.xml", str(tmp_path / "state")
+    source.write_bytes(cii_variant("REF-1"))
+    assert run("send", str(source), "--upload", "xml", "--state", state).exit_code == 0
+    box.advance(60)
+    (item,) = as_json(run("status", "--refresh", "--state", state, "--format", "json"))
+    assert item["einvoicing_status"] == "declined"
+    assert [e["status_code"] for e in item["lifecycle_events"]] == [200, 201, 202, 210]
+    text = run("status", str(source), "--state", state).stdout
+    assert "[declined]" in text and "REFUS" in text
