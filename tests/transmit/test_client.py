@@ -474,3 +474,17 @@ def test_sandbox_idempotency_key_replays_the_first_answer(sandbox: Sandbox) -> N
     assert first.status_code == second.status_code == 200
     assert first.json() == second.json()
     assert [i["number"] for i in sandbox.client_invoices()] == ["K-1"]
+
+
+def test_a_registration_is_not_created_twice_by_a_retry(sandbox: Sandbox) -> None:
+    body = {"legal_flow": "existing_company", "partner_user": {"email": "a@example.fr"},
+            "organization": {"legal_number": "610732067"}}
+    with make_client(sandbox, partner_id=sandbox.config.partner_id,
+                     partner_token=sandbox.partner_token) as c:
+        sandbox.fail_next(1, "drop_after")  # created, answer lost: repeating would duplicate
+        with pytest.raises(E.TransportError):
+            c.create_registration(body)
+        assert len(c.list_registrations()) == 1
+        sandbox.fail_next(1, "429")  # refused before processing: safe to retry
+        c.create_registration(body)
+        assert len(c.list_registrations()) == 2

@@ -146,6 +146,8 @@ class ServerError(QontoError):
 class TransportError(QontoError):
     """No usable answer: connection refused or dropped, timeout, TLS failure."""
 
+    request_sent: bool = True  # False when the connection failed: the server saw nothing
+
 
 _BY_STATUS: Mapping[int, type[QontoError]] = {
     400: ValidationRejectedError,

@@ -401,6 +401,9 @@ class _Op(Generic[T]):
     files: Sequence[UploadFile] | None = None
     file_field: str = "client_invoices"
     staging: bool = True
+    # False for writes that may not be repeated once they reached the server (a registration,
+    # a single-use refresh token): those are retried only when the request was never sent.
+    replay_safe: bool = True
 
     @property
     def write(self) -> bool:
@@ -540,7 +543,7 @@ class _Core:
             "client_secret": self.config.client_secret or "",
         }
         return _Op("POST", self.config.resolved_token_url, self._store_tokens, auth="none",
-                   form=form)
+                   form=form, replay_safe=False)
 
     def exchange_code_op(self, code: str, redirect_uri: str) -> _Op[None]:
         form = {
@@ -551,7 +554,7 @@ class _Core:
             "client_secret": self.config.client_secret or "",
         }
         return _Op("POST", self.config.resolved_token_url, self._store_tokens, auth="none",
-                   form=form)
+                   form=form, replay_safe=False)
 
     def _store_tokens(self, response: httpx.Response) -> None:
         body = _json(response)
@@ -661,16 +664,22 @@ class _Core:
 
     def transport_error(self, op: _Op[Any], exc: Exception) -> TransportError:
         kind = type(exc).__name__
-        return TransportError(
+        err = TransportError(
             self.redact(f"{op.label}: no answer ({kind}: {exc})"),
             method=op.method, path=urlsplit(op.url).path,
         )
+        # Only a failed connection proves the server never saw the request.
+        err.request_sent = not isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout)
+        return err
 
-    def retry_delay(self, err: QontoError, attempt: int, started: float) -> float | None:
+    def retry_delay(self, err: QontoError, attempt: int, started: float,
+                    op: _Op[Any] | None = None) -> float | None:
         """Seconds to wait before the next attempt, or None to give up and raise `err`."""
         retriable = isinstance(err, TransportError | RateLimitedError) or (
             isinstance(err, ServerError) and err.status is not None and err.status >= 500
         )
+        if op is not None and not op.replay_safe and not isinstance(err, RateLimitedError):
+            retriable = isinstance(err, TransportError) and not err.request_sent
         if not retriable or attempt >= self.config.max_retries:
             return None
         cap = min(self.config.backoff_max, self.config.backoff_base * (2**attempt))
@@ -777,7 +786,7 @@ class _Ops:
 
     def create_registration(self, body: Mapping[str, Any]) -> _Op[dict[str, Any]]:
         return _Op("POST", self.c.onboarding("/register/registrations"), _unwrap("registration"),
-                   auth="onboarding", json_body=dict(body))
+                   auth="onboarding", json_body=dict(body), replay_safe=False)
 
     def registration(self, registration_id: str) -> _Op[dict[str, Any]]:
         return _Op("GET", self.c.onboarding(f"/register/registrations/{_id(registration_id)}"),
@@ -867,7 +876,7 @@ class QontoClient:
                     err = exc
                 except QontoError as exc:
                     err = exc
-            delay = core.retry_delay(err, attempt, started)
+            delay = core.retry_delay(err, attempt, started, op)
             log.debug("%s attempt %d failed: %s", op.label, attempt + 1, err.message)
             if delay is None:
                 raise err
@@ -1015,7 +1024,7 @@ class AsyncQontoClient:
                     err = exc
                 except QontoError as exc:
                     err = exc
-            delay = core.retry_delay(err, attempt, started)
+            delay = core.retry_delay(err, attempt, started, op)
             log.debug("%s attempt %d failed: %s", op.label, attempt + 1, err.message)
             if delay is None:
                 raise err
