@@ -263,8 +263,10 @@ def _sending_disabled(client: QontoClient) -> str | None:
     """The reason sending cannot work, or None (unknown counts as allowed: send will tell)."""
     try:
         settings = client.einvoicing_settings()
-    except (PermissionDeniedError, NotFoundError):
-        return None
+    except AuthenticationError:
+        raise
+    except QontoError:
+        return None  # not knowable now (scope, outage): send_by_einvoice's 412 will tell
     if settings.sending_enabled:
         return None
     return f"e-invoicing sending is {settings.sending_status} for this organisation (pre-flight)"
@@ -287,8 +289,10 @@ class _Reachability:
                     key = c.get("siren") or str(c.get("e_invoicing_address") or "")[:9]
                     if key and isinstance(c.get("e_invoicing_reachable"), bool):
                         self._by_siren[str(key)] = bool(c["e_invoicing_reachable"])
-            except (PermissionDeniedError, NotFoundError):
-                pass  # cannot be known: send_by_einvoice's 412 will say
+            except AuthenticationError:
+                raise
+            except QontoError:
+                self._by_siren = {}  # cannot be known now: send_by_einvoice's 412 will say
         return self._by_siren.get(siren) is False
 
 
