@@ -1,6 +1,6 @@
 """Property tests: mutated versions of valid invoices (truncations, byte flips, inserted
-DOCTYPEs, swapped namespaces, re-encodings) through detect, validate and the readers. Each returns
-a result or raises a documented InputError; never anything else."""
+DOCTYPEs, swapped namespaces, re-encodings) through detect, validate, read and the parsers.
+Each returns a result or raises a documented InputError; never anything else."""
 
 from __future__ import annotations
 
@@ -14,7 +14,9 @@ from lxml import etree
 
 from facturflow import Document, detect
 from facturflow.errors import InputError, MalformedPDFError, NoInvoiceInPDFError
+from facturflow.model.invoice import Invoice
 from facturflow.pdf import PdfParts, read_pdf
+from facturflow.read import read
 from facturflow.validate import validate
 from facturflow.validate.report import Report
 from facturflow.xmlsafe import MAX_ECHO, TRUNCATED, parse_xml
@@ -168,3 +170,15 @@ def test_detect_on_any_bytes(data: bytes) -> None:
 def test_every_seed_is_readable(name: str) -> None:
     """The seeds themselves are invoices, so mutations start from something valid."""
     assert detect(SEEDS[name]).syntax in {"cii", "ubl-invoice", "ubl-creditnote"}
+
+
+@bounded(60)
+@given(mutated())
+def test_read_returns_an_invoice_or_an_input_error(case: tuple[str, bytes]) -> None:
+    _, data = case
+    try:
+        invoice = read(data)
+    except InputError as exc:
+        _check_error(exc)
+        return
+    assert isinstance(invoice, Invoice)
