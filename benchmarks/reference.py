@@ -93,6 +93,11 @@ class JavaResult:
         return float(walls[len(walls) // 2])
 
     @property
+    def median_pass_cpu_seconds(self) -> float:
+        cpus = sorted(self.raw["pass_cpu_seconds"])
+        return float(cpus[len(cpus) // 2])
+
+    @property
     def compile_errors(self) -> dict[str, str]:
         errors: dict[str, str] = self.raw["compile_errors"]
         return errors
@@ -129,19 +134,31 @@ def run_reference(
         str(min_warmup_passes),
         str(repeat),
     ]
-    wall, code, peak_mb, stdout, stderr = run_measured(cmd, timeout=timeout)
+    m = run_measured(cmd, timeout=timeout)
+    wall, code, peak_mb, stdout, stderr = m.wall, m.code, m.peak_rss_mb, m.stdout, m.stderr
     if code != 0:
         raise ReferenceUnavailable(f"java harness failed (exit {code}): {stderr[-800:]}")
     raw = json.loads(stdout.strip().splitlines()[-1])
     raw["process_wall_seconds"] = wall
     raw["peak_rss_mb"] = peak_mb
+    raw["process_cpu_seconds"] = m.cpu
     return JavaResult(raw=raw, command=" ".join(cmd))
+
+
+@dataclass(frozen=True)
+class Measured:
+    wall: float  # seconds
+    cpu: float  # user + system seconds of the process (all its threads)
+    code: int
+    peak_rss_mb: float
+    stdout: str
+    stderr: str
 
 
 def run_measured(
     cmd: Sequence[str], *, timeout: float | None = None, env: dict[str, str] | None = None
-) -> tuple[float, int, float, str, str]:
-    """Run a command; (wall seconds, exit code, peak RSS in MB of that process, stdout, stderr).
+) -> Measured:
+    """Run a command and measure it: wall and CPU time, exit code, peak RSS, output.
 
     os.wait4 gives the peak RSS of exactly this child (not of every child ever waited for).
     """
@@ -160,10 +177,11 @@ def run_measured(
         proc.returncode = os.waitstatus_to_exitcode(status)
         out.seek(0)
         err.seek(0)
-        return (
-            wall,
-            proc.returncode,
-            usage.ru_maxrss / 1024.0,
-            out.read().decode("utf-8", "replace"),
-            err.read().decode("utf-8", "replace"),
+        return Measured(
+            wall=wall,
+            cpu=usage.ru_utime + usage.ru_stime,
+            code=proc.returncode,
+            peak_rss_mb=usage.ru_maxrss / 1024.0,
+            stdout=out.read().decode("utf-8", "replace"),
+            stderr=err.read().decode("utf-8", "replace"),
         )

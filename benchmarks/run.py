@@ -39,6 +39,7 @@ class Config:
     workdir: Path
     jobs: int = 2
     java: bool = True
+    sizes: tuple[int, ...] = ()
     results: dict[str, Any] = field(default_factory=dict)
 
 
@@ -120,27 +121,30 @@ def batch_documents(cfg: Config) -> list[BatchDoc]:
 
 
 # Worker side of the warm library batch (module-level so 'spawn' workers can import it).
-def _bench_validate(job: tuple[str, str | None]) -> tuple[bool, int]:
+def _bench_validate(job: tuple[str, str | None]) -> tuple[bool, float]:
     import facturflow
 
     path, rules = job
+    cpu = time.process_time()  # all threads of the worker, Saxon's included
     report = facturflow.validate(path, rules)
-    return report.ok, len(report.findings)
+    return report.ok, time.process_time() - cpu
 
 
 def warm_batch(
     jobs: list[tuple[str, str | None]], workers: int, warm_passes: int, repeat: int
-) -> list[float]:
-    """Wall time of `repeat` passes over the batch on `workers` spawned processes, warmed up."""
+) -> tuple[float, float]:
+    """Median wall and CPU seconds of `repeat` passes over the batch on `workers` spawned
+    processes, after `warm_passes` passes (every worker compiles what it needs)."""
     with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
         for _ in range(warm_passes):
             list(pool.map(_bench_validate, jobs, chunksize=1))
-        walls = []
+        walls, cpus = [], []
         for _ in range(repeat):
             t0 = time.perf_counter()
-            list(pool.map(_bench_validate, jobs, chunksize=1))
+            results = list(pool.map(_bench_validate, jobs, chunksize=1))
             walls.append(time.perf_counter() - t0)
-    return walls
+            cpus.append(sum(cpu for _, cpu in results))
+    return statistics.median(walls), statistics.median(cpus)
 
 
 def java_or_reason(fn: Callable[[], JavaResult]) -> tuple[JavaResult | None, str | None]:
@@ -172,20 +176,22 @@ def target_batch(cfg: Config) -> None:
     out = cfg.workdir / "batch.json"
     cli = [*facturflow_cli(), "validate", "--jobs", str(cfg.jobs), "--format", "json", "-o",
            str(out), *[str(d.path) for d in docs]]
-    cli_walls = []
+    cli_walls, cli_cpus = [], []
     for _ in range(repeat):
-        wall, code, _peak, _o, err = run_measured(cli)
-        if code not in (0, 1):
-            say(f"  facturflow CLI failed (exit {code}): {err[-300:]}")
+        m = run_measured(cli)
+        if m.code not in (0, 1):
+            say(f"  facturflow CLI failed (exit {m.code}): {m.stderr[-300:]}")
             break
-        cli_walls.append(wall)
+        cli_walls.append(m.wall)
+        cli_cpus.append(m.cpu)
     cli_wall = statistics.median(cli_walls) if cli_walls else None
+    cli_cpu = statistics.median(cli_cpus) if cli_cpus else None
     full_jobs: list[tuple[str, str | None]] = [(str(d.path), None) for d in docs]
     # Like for like with the reference: skip the stylesheets Java cannot compile (BR-FR UBL).
     same_jobs = [(str(d.path), "xsd,en16931,facturx,extended-ctc-fr" if d.syntax == "ubl"
                   else None) for d in docs]
-    warm_full = statistics.median(warm_batch(full_jobs, cfg.jobs, 2, repeat))
-    warm_same = statistics.median(warm_batch(same_jobs, cfg.jobs, 1, repeat))
+    warm_full, warm_full_cpu = warm_batch(full_jobs, cfg.jobs, 2, repeat)
+    warm_same, warm_same_cpu = warm_batch(same_jobs, cfg.jobs, 2, repeat)
 
     java: JavaResult | None = None
     reason: str | None = "disabled (--no-java)"
@@ -195,19 +201,24 @@ def target_batch(cfg: Config) -> None:
             warmup_seconds=15.0 if cfg.quick else 60.0, min_warmup_passes=3, repeat=repeat,
             workdir=cfg.workdir, timeout=3600))
     ref = java.median_pass_seconds if java else None
-    say(f"  facturflow CLI, fresh process (spawn, compile, validate, JSON): {fmt_s(cli_wall)} "
-        f"({n / cli_wall if cli_wall else 0:.1f} invoices/s), median of {len(cli_walls)}")
+    ref_cpu = java.median_pass_cpu_seconds if java else None
+    say("  (wall = elapsed time; cpu = CPU seconds of all processes and threads doing the work,")
+    say("   the figure that other load on the shared cores does not inflate)")
+    say(f"  facturflow CLI, fresh process (spawn, compile, validate, JSON): wall "
+        f"{fmt_s(cli_wall)} ({n / cli_wall if cli_wall else 0:.1f} invoices/s), cpu "
+        f"{fmt_s(cli_cpu)}, median of {len(cli_walls)}")
     say(f"    {cmdline(cli)}")
-    say(f"  facturflow library, {cfg.jobs} warmed worker processes, default rules: "
-        f"{fmt_s(warm_full)} ({n / warm_full:.1f} invoices/s)")
-    say(f"  facturflow library, warmed, same XSLTs as the reference: {fmt_s(warm_same)} "
-        f"({n / warm_same:.1f} invoices/s)")
+    say(f"  facturflow library, {cfg.jobs} warmed worker processes, default rules: wall "
+        f"{fmt_s(warm_full)} ({n / warm_full:.1f} invoices/s), cpu {fmt_s(warm_full_cpu)}")
+    say(f"  facturflow library, warmed, same XSLTs as the reference: wall {fmt_s(warm_same)} "
+        f"({n / warm_same:.1f} invoices/s), cpu {fmt_s(warm_same_cpu)}")
     say("    $ python -m benchmarks.run --only batch   (benchmarks/run.py: warm_batch)")
     if java:
         say(f"  reference Java Saxon-HE {java.raw['saxon']}, {java.raw['threads']} threads, one "
             f"JVM warmed {java.raw['warmup_passes']} passes / {java.raw['warmup_transforms']} "
-            f"transforms ({java.raw['warmup_seconds']:.0f} s): {fmt_s(ref)} "
-            f"({n / ref if ref else 0:.1f} invoices/s), median of {len(java.raw['pass_seconds'])}"
+            f"transforms ({java.raw['warmup_seconds']:.0f} s): wall {fmt_s(ref)} "
+            f"({n / ref if ref else 0:.1f} invoices/s), cpu {fmt_s(ref_cpu)}, median of "
+            f"{len(java.raw['pass_seconds'])}"
             f"; peak RSS {java.raw['peak_rss_mb']:.0f} MB")
         say(f"    {cmdline(java.command.split())}")
         say(f"    note: {java_note(java)}")
@@ -215,12 +226,15 @@ def target_batch(cfg: Config) -> None:
             say(f"    reference runtime errors: {len(java.raw['runtime_errors'])}")
     else:
         say(f"  reference: not available: {reason}")
-    say(f"  ratio facturflow/reference (target <= 1.0, aim 0.5): warm default rules "
-        f"{ratio(warm_full, ref)}; warm same XSLTs {ratio(warm_same, ref)}; "
-        f"CLI cold {ratio(cli_wall, ref)}")
+    say(f"  ratio facturflow/reference (target <= 1.0, aim 0.5), wall (cpu): warm default rules "
+        f"{ratio(warm_full, ref)} ({ratio(warm_full_cpu, ref_cpu)}); warm same XSLTs "
+        f"{ratio(warm_same, ref)} ({ratio(warm_same_cpu, ref_cpu)}); CLI cold incl. start-up "
+        f"{ratio(cli_wall, ref)} ({ratio(cli_cpu, ref_cpu)})")
     cfg.results["batch"] = {
-        "documents": n, "cli_seconds": cli_wall, "warm_default_seconds": warm_full,
-        "warm_same_xslts_seconds": warm_same, "java": java.raw if java else None,
+        "documents": n, "cli_seconds": cli_wall, "cli_cpu_seconds": cli_cpu,
+        "warm_default_seconds": warm_full, "warm_default_cpu_seconds": warm_full_cpu,
+        "warm_same_xslts_seconds": warm_same, "warm_same_xslts_cpu_seconds": warm_same_cpu,
+        "java": java.raw if java else None,
         "java_command": java.command if java else None, "cli_command": cli[:8],
     }
 
@@ -249,14 +263,16 @@ def target_cold(cfg: Config) -> None:
 
     for doc in _cold_docs(cfg):
         cmd = [*facturflow_cli(), "validate", str(doc)]
-        walls = []
+        walls, cpus = [], []
         for _ in range(runs):
-            wall, code, _peak, _o, err = run_measured(cmd)
-            if code not in (0, 1):
-                say(f"  facturflow failed (exit {code}): {err[-300:]}")
+            m = run_measured(cmd)
+            if m.code not in (0, 1):
+                say(f"  facturflow failed (exit {m.code}): {m.stderr[-300:]}")
                 break
-            walls.append(wall)
+            walls.append(m.wall)
+            cpus.append(m.cpu)
         ours = statistics.median(walls) if walls else None
+        ours_cpu = statistics.median(cpus) if cpus else None
         java: JavaResult | None = None
         reason: str | None = "disabled (--no-java)"
         if cfg.java:
@@ -266,19 +282,22 @@ def target_cold(cfg: Config) -> None:
                 run_reference, [(doc, sheets)], threads=1, warmup_seconds=0,
                 min_warmup_passes=0, repeat=1, workdir=cfg.workdir, timeout=600))
         ref = java.raw["process_wall_seconds"] if java else None
+        ref_cpu = java.raw["process_cpu_seconds"] if java else None
         say(f"  {doc.name}")
-        say(f"    facturflow: {fmt_s(ours)} median of {len(walls)} "
+        say(f"    facturflow: wall {fmt_s(ours)} median of {len(walls)} "
             f"(min {fmt_s(min(walls)) if walls else 'n/a'}, max "
-            f"{fmt_s(max(walls)) if walls else 'n/a'})")
+            f"{fmt_s(max(walls)) if walls else 'n/a'}); cpu {fmt_s(ours_cpu)}")
         say(f"      {cmdline(cmd)}")
         if java:
-            say(f"    reference (fresh JVM: compile + one validation, 1 run): {fmt_s(ref)}")
+            say(f"    reference (fresh JVM: compile + one validation, 1 run): wall {fmt_s(ref)}, "
+                f"cpu {fmt_s(ref_cpu)}")
             say(f"      {cmdline(java.command.split())}")
             say(f"      note: {java_note(java)}")
         else:
             say(f"    reference: not available: {reason}")
-        say(f"    ratio: {ratio(ours, ref)}")
-        cfg.results["cold"][doc.name] = {"facturflow_runs": walls, "java_seconds": ref}
+        say(f"    ratio wall {ratio(ours, ref)}, cpu {ratio(ours_cpu, ref_cpu)}")
+        cfg.results["cold"][doc.name] = {"facturflow_runs": walls, "facturflow_cpu": cpus,
+                                         "java_seconds": ref, "java_cpu_seconds": ref_cpu}
 
 
 def _loglog_slope(points: list[tuple[int, float]]) -> float | None:
@@ -294,8 +313,8 @@ def _loglog_slope(points: list[tuple[int, float]]) -> float | None:
 def target_large(cfg: Config) -> None:
     import facturflow
 
-    sizes = (10, 100, 500) if cfg.quick else (10, 100, 500, 1000, 2000, 4000)
-    java_max = 500 if cfg.quick else 4000
+    sizes = cfg.sizes or ((10, 100, 500) if cfg.quick else (10, 100, 500, 1000, 2000, 4000))
+    java_max = 500 if cfg.quick else 4000  # Java takes minutes per pass on the largest CII
     say(f"== 3. large invoices: {', '.join(map(str, sizes))} lines, default rules, one warmed "
         f"process (target < 10 s at 4,000 lines, at most linear) ==")
     cfg.results["large"] = {}
@@ -309,17 +328,19 @@ def target_large(cfg: Config) -> None:
             path = cfg.workdir / f"large-{syntax}-{n}.xml"
             path.write_bytes(data)
             reps = 3 if n <= 500 else 1
-            walls = []
+            walls, cpus = [], []
             report = None
             for _ in range(reps):
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), time.process_time()
                 report = facturflow.validate(data)
                 walls.append(time.perf_counter() - t0)
+                cpus.append(time.process_time() - c0)
             ours = min(walls)
-            points.append((n, ours))
+            ours_cpu = min(cpus)
+            points.append((n, ours_cpu))
             assert report is not None
             per_layer = {lr.artefact: lr.seconds for lr in report.layers if lr.seconds}
-            ref = None
+            ref = ref_cpu = None
             if cfg.java and n <= java_max:
                 from facturflow.rules import DEFAULT_RULE_SETS, plan
 
@@ -331,26 +352,31 @@ def target_large(cfg: Config) -> None:
                     warmup_seconds=3.0 if cfg.quick else 10.0, min_warmup_passes=1, repeat=1,
                     workdir=cfg.workdir, timeout=1800))
                 ref = java.best_pass_seconds if java else None
-                if ref:
-                    ref_points.append((n, ref))
+                ref_cpu = java.median_pass_cpu_seconds if java else None
+                if ref_cpu:
+                    ref_points.append((n, ref_cpu))
             bad = [f.rule for f in report.findings if f.fatal]
-            rows.append((n, len(data), ours, ref, report.ok, bad, per_layer))
-        say(f"  {syntax.upper()}: lines, size, facturflow (min of runs), reference (Java warmed "
-            f"on the same file), ratio, ms per line")
-        for n, size, ours, ref, ok, bad, per_layer in rows:
+            rows.append((n, len(data), ours, ours_cpu, ref, ref_cpu, report.ok, bad, per_layer))
+        say(f"  {syntax.upper()}: lines, size, facturflow wall/cpu (min of runs), reference wall/"
+            f"cpu (Java warmed on the same file), cpu ratio, facturflow cpu ms per line")
+        for n, size, ours, ours_cpu, ref, ref_cpu, ok, bad, per_layer in rows:
             layers = ", ".join(f"{k.split('.')[0][:18]} {fmt_s(v)}" for k, v in per_layer.items())
-            say(f"    {n:>5} {size / 1e6:6.2f} MB  {fmt_s(ours):>9}  ref {fmt_s(ref):>9}  "
-                f"ratio {ratio(ours, ref):>5}  {ours * 1000 / n:6.2f} ms/line"
-                f"{'' if ok else '  NOT VALID: ' + ','.join(bad[:5])}  [{layers}]")
+            say(f"    {n:>5} {size / 1e6:6.2f} MB  {fmt_s(ours):>8} / {fmt_s(ours_cpu):>8}  ref "
+                f"{fmt_s(ref):>8} / {fmt_s(ref_cpu):>8}  ratio {ratio(ours_cpu, ref_cpu):>5}  "
+                f"{ours_cpu * 1000 / n:6.2f} ms/line"
+                f"{'' if ok else '  NOT VALID: ' + ','.join(bad[:5])}  [wall: {layers}]")
         slope = _loglog_slope(points)
         ref_slope = _loglog_slope(ref_points)
-        say(f"    growth exponent (log-log fit, >= 100 lines; 1.0 = linear): facturflow "
-            f"{slope:.2f}" + (f", reference {ref_slope:.2f}" if ref_slope else ""))
+        ours_exp = "n/a (needs two sizes >= 100)" if slope is None else f"{slope:.2f}"
+        ref_exp = f", reference {ref_slope:.2f}" if ref_slope else ""
+        say(f"    growth exponent of cpu time (log-log fit, >= 100 lines; 1 = linear): facturflow "
+            f"{ours_exp}{ref_exp}")
         say(f"    $ python -m benchmarks.generate --lines N --syntax {syntax} -o big.xml && "
             f"{' '.join(facturflow_cli())} validate big.xml")
         cfg.results["large"][syntax] = {
-            "rows": [{"lines": r[0], "bytes": r[1], "seconds": r[2], "java_seconds": r[3],
-                      "valid": r[4], "layers": r[6]} for r in rows],
+            "rows": [{"lines": r[0], "bytes": r[1], "seconds": r[2], "cpu_seconds": r[3],
+                      "java_seconds": r[4], "java_cpu_seconds": r[5], "valid": r[6],
+                      "layers": r[8]} for r in rows],
             "exponent": slope, "java_exponent": ref_slope,
         }
 
@@ -362,11 +388,12 @@ def target_memory(cfg: Config) -> None:
     say(f"== 4. memory: one worker process, {count} validations over {len(docs)} invoices "
         f"(target < 400 MB, no growth) ==")
     cmd = [sys.executable, "-m", "benchmarks.memory", str(count), *map(str, docs)]
-    wall, code, _peak, out, err = run_measured(cmd, env={**os.environ, "PYTHONPATH": str(REPO)})
-    if code != 0:
-        say(f"  failed (exit {code}): {err[-500:]}")
+    m = run_measured(cmd, env={**os.environ, "PYTHONPATH": str(REPO)})
+    wall = m.wall
+    if m.code != 0:
+        say(f"  failed (exit {m.code}): {m.stderr[-500:]}")
         return
-    data = json.loads(out.strip().splitlines()[-1])
+    data = json.loads(m.stdout.strip().splitlines()[-1])
     say(f"  facturflow: peak RSS {data['peak_rss_mb']:.0f} MB; RSS after the first round "
         f"{data['rss_after_first_round_mb']:.0f} MB, after {count} validations "
         f"{data['rss_end_mb']:.0f} MB (growth {data['growth_mb']:+.1f} MB), {wall:.0f} s")
@@ -437,6 +464,7 @@ def main(argv: list[str] | None = None) -> int:
                         " or ../shared/corpus; generated invoices when absent)")
     parser.add_argument("--no-java", action="store_true", help="skip the Java reference runs")
     parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--sizes", default="", help="line counts for 'large', e.g. 10,1000,4000")
     parser.add_argument("--json", type=Path, default=None, help="also write results as JSON")
     args = parser.parse_args(argv)
     chosen = [t.strip() for t in args.only.split(",") if t.strip()]
@@ -445,7 +473,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown target(s) {unknown}; known: {', '.join(TARGETS)}")
     with tempfile.TemporaryDirectory(prefix="facturflow-bench-") as tmp:
         cfg = Config(quick=args.quick, corpus=corpus_root(args.corpus), workdir=Path(tmp),
-                     jobs=args.jobs, java=not args.no_java)
+                     jobs=args.jobs, java=not args.no_java,
+                     sizes=tuple(int(x) for x in args.sizes.split(",") if x.strip()))
         say(f"facturflow benchmarks ({'quick' if cfg.quick else 'full'}) on {machine()}")
         say(f"corpus: {cfg.corpus or 'absent (generated invoices)'}; "
             f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")

@@ -147,7 +147,17 @@ public final class SaxonBench {
         transforms.set(0);
         failedAsserts.set(0);
         List<Double> walls = new ArrayList<>();
-        for (int r = 0; r < repeat; r++) walls.add(pass.get());
+        List<Double> cpus = new ArrayList<>();
+        com.sun.management.OperatingSystemMXBean os =
+            (com.sun.management.OperatingSystemMXBean) java.lang.management.ManagementFactory
+                .getOperatingSystemMXBean();
+        for (int r = 0; r < repeat; r++) {
+            // CPU seconds of the whole JVM (all threads, GC and JIT included) during the pass:
+            // unlike wall time, not inflated by other processes sharing the cores.
+            long c0 = os.getProcessCpuTime();
+            walls.add(pass.get());
+            cpus.add((os.getProcessCpuTime() - c0) / 1e9);
+        }
         pool.shutdown();
         pool.awaitTermination(1, TimeUnit.MINUTES);
 
@@ -162,6 +172,7 @@ public final class SaxonBench {
         o.append("\"timed_transforms\":").append(transforms.get()).append(',');
         o.append("\"timed_failed_asserts\":").append(failedAsserts.get()).append(',');
         o.append("\"pass_seconds\":").append(walls.toString()).append(',');
+        o.append("\"pass_cpu_seconds\":").append(cpus.toString()).append(',');
         o.append("\"compile_seconds\":{");
         int i = 0;
         for (Map.Entry<String, Double> e : compileSeconds.entrySet()) {

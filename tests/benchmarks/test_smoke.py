@@ -1,0 +1,79 @@
+"""Smoke tests of the benchmark tools: the invoice generator and one quick benchmark step.
+
+Benchmarks are never timed tests: nothing here asserts a duration.
+"""
+
+from __future__ import annotations
+
+import shutil
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from benchmarks.generate import build_invoice, generate
+from benchmarks.reference import SAXON_JARS, run_reference
+from lxml import etree
+
+import facturflow
+from benchmarks import run
+
+UBL_NS = {
+    "cac": "urn:oasis:names:specification:ubl:schema:xsd:CommonAggregateComponents-2",
+    "cbc": "urn:oasis:names:specification:ubl:schema:xsd:CommonBasicComponents-2",
+}
+
+
+def test_generator_is_deterministic_and_sized() -> None:
+    assert generate(25, "ubl", seed=3) == generate(25, "ubl", seed=3)
+    assert generate(25, "ubl", seed=3) != generate(25, "ubl", seed=4)
+    root = etree.fromstring(generate(25, "ubl"))
+    assert len(root.findall("cac:InvoiceLine", UBL_NS)) == 25
+
+
+def test_generated_amounts_add_up() -> None:
+    invoice = build_invoice(40, seed=1)
+    breakdown = invoice.breakdown()
+    assert {rate for rate, _, _ in breakdown} == {Decimal("20.00"), Decimal("10.00"),
+                                                  Decimal("5.50")}
+    assert sum(basis for _, basis, _ in breakdown) == invoice.line_total
+    assert invoice.grand_total == invoice.line_total + invoice.tax_total
+    root = etree.fromstring(generate(40, "ubl", seed=1))
+    payable = root.find("cac:LegalMonetaryTotal/cbc:PayableAmount", UBL_NS)
+    assert payable is not None and Decimal(payable.text or "") == invoice.grand_total
+
+
+@pytest.mark.parametrize("syntax", ["ubl", "cii"])
+@pytest.mark.parametrize("lines", [1, 30])
+def test_generated_invoice_passes_the_default_french_rules(syntax: str, lines: int) -> None:
+    report = facturflow.validate(generate(lines, syntax, seed=lines))
+    assert report.profile == "en16931"
+    assert [layer.artefact for layer in report.layers if not layer.ran] == []
+    assert report.fatal == (), [f"{f.rule}: {f.message}" for f in report.fatal]
+    assert any(layer.artefact.startswith("BR-FR") for layer in report.layers)
+
+
+def test_quick_large_invoice_step_prints_its_figures(capsys: pytest.CaptureFixture[str]) -> None:
+    assert run.main(["--quick", "--only", "large", "--no-java", "--sizes", "3,12"]) == 0
+    out = capsys.readouterr().out
+    assert "== 3. large invoices" in out
+    assert "growth exponent" in out
+    assert "NOT VALID" not in out
+
+
+@pytest.mark.skipif(
+    not (shutil.which("javac") and any(j.exists() for j in SAXON_JARS)),
+    reason="needs a JDK and Debian's libsaxonhe-java (the benchmark runner installs it)",
+)
+def test_java_reference_harness_runs_one_document(tmp_path: Path) -> None:
+    from facturflow.rules import DEFAULT_RULE_SETS, plan
+
+    doc = tmp_path / "one.xml"
+    doc.write_bytes(generate(2, "cii"))
+    steps, _ = plan(facturflow.detect(doc), DEFAULT_RULE_SETS)
+    sheets = [s.artefact.path for s in steps if s.layer == "schematron"]
+    result = run_reference([(doc, sheets)], threads=1, warmup_seconds=0, min_warmup_passes=0,
+                           repeat=1, workdir=tmp_path, timeout=600)
+    assert result.raw["documents"] == 1
+    assert result.raw["timed_transforms"] == len(sheets)
+    assert result.raw["timed_failed_asserts"] == 0
+    assert result.raw["runtime_errors"] == {}
