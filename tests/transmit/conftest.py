@@ -6,10 +6,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from transmit_helpers import make_client
 
 from facturflow.transmit.qonto import QontoClient
 from facturflow.transmit.sandbox import Sandbox, SandboxConfig
+
+from .transmit_helpers import make_client
 
 
 @pytest.fixture

@@ -10,10 +10,11 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
-from transmit_helpers import DATA, cii_variant
 
 from facturflow.cli import main
 from facturflow.transmit.sandbox import Sandbox, SandboxConfig
+
+from .transmit_helpers import DATA, cii_variant
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
 QONTO_VARS = ("QONTO_BASE_URL", "QONTO_API_KEY", "QONTO_ACCESS_TOKEN", "QONTO_REFRESH_TOKEN",

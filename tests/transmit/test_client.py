@@ -11,7 +11,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-from transmit_helpers import cii_variant, make_client
 
 from facturflow.transmit import errors as E
 from facturflow.transmit.qonto import (
@@ -24,6 +23,8 @@ from facturflow.transmit.qonto import (
     load_tokens,
 )
 from facturflow.transmit.sandbox import Sandbox, SandboxConfig
+
+from .transmit_helpers import cii_variant, make_client
 
 
 def _xml(number: str) -> UploadFile:

@@ -14,10 +14,11 @@ import time
 from pathlib import Path
 
 import pytest
-from transmit_helpers import cii_variant
 
 from facturflow.transmit.outbox import Outbox, organisations
 from facturflow.transmit.sandbox import FaultPlan, Sandbox, SandboxConfig
+
+from .transmit_helpers import cii_variant
 
 SEED = int(os.environ.get("FACTURFLOW_FAULT_SEED", "20261125"))
 TOTAL, INVALID = 200, 10

@@ -6,12 +6,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from transmit_helpers import cii_variant, make_client
 
 from facturflow.transmit.outbox import Outbox
 from facturflow.transmit.pipeline import SendOptions, send_invoices
 from facturflow.transmit.qonto import QontoClient
 from facturflow.transmit.sandbox import Sandbox, SandboxConfig
+
+from .transmit_helpers import cii_variant, make_client
 
 XML = SendOptions(upload="xml")
 
