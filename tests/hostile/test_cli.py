@@ -144,3 +144,22 @@ def test_huge_values_are_not_echoed_unbounded(tmp_path: Path) -> None:
     for finding in entry["findings"]:
         assert len(finding["message"]) <= 1100, finding["rule"]
     assert len(result.stdout) < 100_000
+
+
+@pytest.mark.parametrize("name", sorted(BAD))
+def test_read_and_convert_refuse_bad_input_cleanly(name: str, tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from facturflow.cli import main
+
+    source = tmp_path / name
+    source.write_bytes(BAD[name])
+    out = tmp_path / "out.xml"
+    for args in (["read", str(source)], ["convert", str(source), "-o", str(out), "--to", "cii"]):
+        result = CliRunner().invoke(main, args)
+        assert result.exit_code == 2, (args[0], result.output)
+        assert isinstance(result.exception, SystemExit), result.exception
+        mentions = [line for line in result.output.splitlines() if name in line]
+        assert len(mentions) == 1, (args[0], result.output)
+        assert len(mentions[0]) < len(str(source)) + 400
+    assert not out.exists()
