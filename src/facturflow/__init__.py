@@ -1,11 +1,14 @@
-"""facturflow: detect, validate, convert and transmit French e-invoices."""
+"""facturflow: detect, validate, convert and transmit French e-invoices.
 
-from .detect import Document, detect
-from .convert import ConversionResult, convert
-from .model import Invoice
-from .read import read
-from .validate import validate, validate_many
-from .validate.report import Finding, Report
+The public API is re-exported here. Stages are imported on first use, so that a command that only
+validates does not pay for loading the conversion, rendering and HTTP stacks.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from .errors import (
     ArtefactError,
     ConversionError,
@@ -20,10 +23,48 @@ from .errors import (
     RulePackError,
     TransmitError,
 )
-from .transmit.qonto import AsyncQontoClient, QontoClient
-from .transmit.sandbox import sandbox
+
+if TYPE_CHECKING:
+    from .convert import ConversionResult, convert
+    from .detect import Document, detect
+    from .model import Invoice
+    from .read import read
+    from .transmit.qonto import AsyncQontoClient, QontoClient
+    from .transmit.sandbox import sandbox
+    from .validate import validate, validate_many
+    from .validate.report import Finding, Report
 
 __version__ = "0.1.0"
+
+_LAZY = {
+    "AsyncQontoClient": "facturflow.transmit.qonto",
+    "ConversionResult": "facturflow.convert",
+    "Document": "facturflow.detect",
+    "Finding": "facturflow.validate.report",
+    "Invoice": "facturflow.model",
+    "QontoClient": "facturflow.transmit.qonto",
+    "Report": "facturflow.validate.report",
+    "convert": "facturflow.convert",
+    "detect": "facturflow.detect",
+    "read": "facturflow.read",
+    "sandbox": "facturflow.transmit.sandbox",
+    "validate": "facturflow.validate",
+    "validate_many": "facturflow.validate",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'facturflow' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
 
 __all__ = [
     "ArtefactError",

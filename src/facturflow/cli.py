@@ -6,6 +6,7 @@ failed send; 2 a usage error or an input that cannot be read.
 
 from __future__ import annotations
 
+import importlib
 import json
 import sys
 from collections.abc import Iterable
@@ -23,7 +24,23 @@ EXIT_INVALID = 1
 EXIT_UNREADABLE = 2
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _LazyGroup(click.Group):
+    """A group whose later-stage commands are imported on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *_LAZY_COMMANDS})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = _LAZY_COMMANDS.get(cmd_name)
+        if target is None:
+            return super().get_command(ctx, cmd_name)
+        module, attribute = target.split(":")
+        command = getattr(importlib.import_module(module), attribute)
+        assert isinstance(command, click.Command)
+        return command
+
+
+@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="facturflow")
 def main() -> None:
     """Detect, validate, convert and send French e-invoices (Factur-X, UBL, CII)."""
@@ -216,23 +233,15 @@ def artefacts_command(fmt: str) -> None:
     sys.exit(EXIT_INVALID if problems else EXIT_OK)
 
 
-# Commands of later stages register themselves here (one line each, keep sorted).
-def _register() -> None:
-    from .convert_cli import convert_command
-
-    main.add_command(convert_command)
-    from .read_cli import read_command
-
-    main.add_command(read_command)
-    from .transmit.cli import inbox_command, sandbox_command, send_command, status_command
-
-    main.add_command(inbox_command)
-    main.add_command(sandbox_command)
-    main.add_command(send_command)
-    main.add_command(status_command)
-
-
-_register()
+# Commands of later stages, imported only when used so that `facturflow validate` starts fast.
+_LAZY_COMMANDS = {
+    "convert": "facturflow.convert_cli:convert_command",
+    "inbox": "facturflow.transmit.cli:inbox_command",
+    "read": "facturflow.read_cli:read_command",
+    "sandbox": "facturflow.transmit.cli:sandbox_command",
+    "send": "facturflow.transmit.cli:send_command",
+    "status": "facturflow.transmit.cli:status_command",
+}
 
 if __name__ == "__main__":  # pragma: no cover
     main()

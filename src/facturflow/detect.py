@@ -6,7 +6,7 @@ import os
 import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import BinaryIO, Literal, TypeAlias, get_args
+from typing import TYPE_CHECKING, BinaryIO, Literal, TypeAlias, get_args
 
 from lxml import etree
 
@@ -16,8 +16,10 @@ from .errors import (
     InputTooLargeError,
     NotAnInvoiceError,
 )
-from .pdf import INVOICE_XML_NAMES, Attachment, PdfParts, read_pdf
 from .xmlsafe import DEFAULT_LIMITS, Limits, clip, parse_xml
+
+if TYPE_CHECKING:  # pypdf is only loaded when an input is a PDF
+    from .pdf import Attachment, PdfParts
 
 Source: TypeAlias = "str | os.PathLike[str] | bytes | bytearray | BinaryIO"
 Container = Literal["xml", "pdf"]
@@ -237,6 +239,8 @@ def _looks_like_xml(data: bytes) -> bool:
 
 
 def _detect_pdf(data: bytes, name: str, limits: Limits) -> Document:
+    from .pdf import INVOICE_XML_NAMES, read_pdf
+
     parts = read_pdf(data, source=name)
     candidates = parts.candidate_attachments()
     if not candidates:
