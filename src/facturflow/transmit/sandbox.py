@@ -723,17 +723,24 @@ class _Handler(BaseHTTPRequestHandler):
                     body = base64.b64decode(cached["body"])
                     return cached["status"], body, dict(cached["headers"])
             handler: Callable[..., tuple[int, Any]] = getattr(self, "r_" + handler_name)
-            status, body = handler(**params)
-            headers: dict[str, str] = {}
-            if cache_key and 200 <= status < 300:
-                raw = b"" if body is None else json.dumps(body).encode()
-                sb.state.data["idempotency"][cache_key] = {
-                    "expires": sb.now() + sb.config.idempotency_ttl, "status": status,
-                    "body": base64.b64encode(raw).decode(),
-                    "headers": {"Content-Type": "application/json"} if raw else {},
-                }
-            if method != "GET":
-                sb.state.save()
+            try:
+                status, body = handler(**params)
+                headers: dict[str, str] = {}
+                if cache_key and 200 <= status < 300:
+                    raw = b"" if body is None else json.dumps(body).encode()
+                    cache = sb.state.data["idempotency"]
+                    if len(cache) % 256 == 255:  # keys live 30 minutes: drop the dead ones
+                        now = sb.now()
+                        for dead in [k for k, v in cache.items() if v["expires"] <= now]:
+                            del cache[dead]
+                    cache[cache_key] = {
+                        "expires": sb.now() + sb.config.idempotency_ttl, "status": status,
+                        "body": base64.b64encode(raw).decode(),
+                        "headers": {"Content-Type": "application/json"} if raw else {},
+                    }
+            finally:
+                if method != "GET":  # refusals count too (send calls): persist them as well
+                    sb.state.save()
             return status, body, headers
 
     def _authenticate(self, ip: str) -> tuple[str, list[str] | None]:
