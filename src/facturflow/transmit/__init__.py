@@ -13,6 +13,8 @@ from .errors import (
     TransportError,
     ValidationRejectedError,
 )
+from .outbox import Item, Outbox, OutboxBusyError
+from .pipeline import Outcome, SendOptions, SendSummary, send_invoices
 from .qonto import (
     AsyncQontoClient,
     ClientInvoice,
@@ -23,6 +25,7 @@ from .qonto import (
     QontoConfig,
     UploadFile,
 )
+from .sandbox import FaultPlan, Sandbox, SandboxConfig
 
 __all__ = [
     "ApiError",
@@ -30,18 +33,28 @@ __all__ = [
     "AuthenticationError",
     "ClientInvoice",
     "EInvoicingSettings",
+    "FaultPlan",
     "ImportedInvoice",
+    "Item",
     "LifecycleEvent",
     "NotFoundError",
+    "Outbox",
+    "OutboxBusyError",
+    "Outcome",
     "PermissionDeniedError",
     "PreconditionError",
     "QontoClient",
     "QontoConfig",
     "QontoError",
     "RateLimitedError",
+    "Sandbox",
+    "SandboxConfig",
+    "SendOptions",
+    "SendSummary",
     "ServerError",
     "StagingTokenError",
     "TransportError",
     "UploadFile",
     "ValidationRejectedError",
+    "send_invoices",
 ]
