@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, Literal, TypeAlias, get_args
@@ -143,15 +144,18 @@ def read_source(source: Source, *, limits: Limits = DEFAULT_LIMITS) -> tuple[byt
         path = Path(source)
         name = str(source)
         try:
-            size = path.stat().st_size
-            if size > limits.max_bytes:
-                raise InputTooLargeError(
-                    f"{size} bytes exceeds the limit of {limits.max_bytes} bytes", source=name
-                )
-            if path.is_dir():
+            status = path.stat()
+            if stat.S_ISDIR(status.st_mode):
                 raise InputError("is a directory, not a file", source=name)
-            # Bounded read: a FIFO or a symlink to a device (/dev/zero) reports size 0.
-            with path.open("rb") as handle:
+            if not stat.S_ISREG(status.st_mode):
+                # A FIFO would block and a device (/dev/zero) never ends, even behind a symlink.
+                raise InputError("is not a regular file (a device, FIFO or socket)", source=name)
+            if status.st_size > limits.max_bytes:
+                raise InputTooLargeError(
+                    f"{status.st_size} bytes exceeds the limit of {limits.max_bytes} bytes",
+                    source=name,
+                )
+            with path.open("rb") as handle:  # bounded, should the file grow meanwhile
                 data = handle.read(limits.max_bytes + 1)
         except FileNotFoundError:
             raise InputError("no such file", source=name) from None
