@@ -110,7 +110,9 @@ class ConversionRejected(ConversionError):
 def _read(document: Document) -> Invoice:
     from .read import read
 
-    return read(document)
+    # Code lists are the validator's to judge (with the official, versioned artefacts); the
+    # model's own lists must not refuse a value the target's rules would accept.
+    return read(document, check_codes=False)
 
 
 def _write(invoice: Invoice, syntax: Literal["cii", "ubl"]) -> bytes:
@@ -210,7 +212,14 @@ def _target_profile(document: Document, to: str, profile: str | None) -> str:
                 source=document.name,
             )
         return profile
-    carried = _UBL_PROFILES if to == "ubl" else frozenset(CONFORMANCE_LEVELS)
+    if to == "ubl":
+        carried = _UBL_PROFILES
+    elif to == "cii":
+        carried = frozenset(CONFORMANCE_LEVELS)
+    else:
+        # An XRechnung is an EN 16931 invoice; Factur-X's EN 16931 rules admit only their own
+        # BT-24, so it travels as EN 16931 rather than under the XRECHNUNG level.
+        carried = frozenset(CONFORMANCE_LEVELS) - {"xrechnung"}
     if document.profile in carried:
         return document.profile
     return "en16931"

@@ -482,7 +482,7 @@ def build_facturx(
         if invoice is None:
             from .read import read
 
-            invoice = read(xml)
+            invoice = read(xml, check_codes=False)
         document = detect_bytes(xml, name="<xml>")
         relationship = AF_RELATIONSHIPS[profile or facturx_profile(document)]
         pdf = render_invoice_pdf(

@@ -19,8 +19,8 @@ from convert_helpers import (
 )
 from pypdf import PdfReader
 
-from facturflow import ConversionResult, convert, detect
-from facturflow.convert import ConversionRejected, lost_terms
+from facturflow.convert import ConversionRejected, ConversionResult, convert, lost_terms
+from facturflow.detect import detect
 from facturflow.errors import ConversionError, InputError, NotAnInvoiceError
 from facturflow.facturx import extract_xml
 from facturflow.read import read
@@ -171,3 +171,16 @@ def test_wrapping_a_pdf_with_unembedded_fonts_warns_it_is_not_pdfa() -> None:
     visual.cell(text="Facture F2026-0042")
     result = convert(CII_EN16931, to="facturx", pdf=bytes(visual.output()))
     assert any("Helvetica" in w and "PDF/A" in w for w in result.warnings)
+
+
+def test_an_xrechnung_travels_in_factur_x_as_en16931(plain_pdf: bytes) -> None:
+    xrechnung = CII_EN16931.read_bytes().replace(
+        b"<ram:ID>urn:cen.eu:en16931:2017</ram:ID>",
+        b"<ram:ID>urn:cen.eu:en16931:2017#compliant#urn:xeinkauf.de:kosit:xrechnung_3.0</ram:ID>",
+        1,
+    )
+    assert detect(xrechnung).profile == "xrechnung"
+    result = convert(xrechnung, to="facturx", pdf=plain_pdf)
+    assert result.profile == "en16931"
+    assert detect(result.data).spec_id == "urn:cen.eu:en16931:2017"
+    assert any("xrechnung" in warning for warning in result.warnings)

@@ -8,9 +8,10 @@ from pathlib import Path
 from click.testing import CliRunner
 from convert_helpers import CII_CREDIT_NOTE, CII_EN16931, CII_EXTENDED_CTC_FR, INVALID
 
-from facturflow import detect, validate
 from facturflow.cli import main
+from facturflow.detect import detect
 from facturflow.facturx import extract_xml
+from facturflow.validate import validate
 
 
 def _folder(tmp_path: Path, *files: Path) -> Path:
