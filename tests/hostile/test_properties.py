@@ -43,7 +43,7 @@ SEEDS: dict[str, bytes] = {
     "minimal-cii-raw.pdf": pdf_with_attachments([(b"factur-x.xml", MINIMAL_CII)]),
 }
 SEED_NAMES = sorted(SEEDS)
-INPUT_ERROR_NAMES = {cls.__name__ for cls in (InputError, *InputError.__subclasses__())}
+INPUT_ERROR_NAMES = {InputError.__name__, *(cls.__name__ for cls in InputError.__subclasses__())}
 
 NAMESPACES = [
     b"urn:un:unece:uncefact:data:standard:CrossIndustryInvoice:100",
