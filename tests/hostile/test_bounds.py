@@ -6,6 +6,7 @@ under 1 GB, for inputs up to the 100 MB size limit. Files are built on disk by t
 
 from __future__ import annotations
 
+import codecs
 import os
 import re
 from collections.abc import Callable
@@ -38,6 +39,15 @@ def text_heavy_invoice() -> bytes:
                                + chunk * 12)
     assert DEFAULT_MAX_BYTES - (8 << 20) < len(data) <= DEFAULT_MAX_BYTES
     return data
+
+
+def utf16_invoice() -> bytes:
+    """A UTF-16 CII near the limit: transcoding to UTF-8 must not double the peak."""
+    chunk = "<ram:Description>" + "é" * (4 << 20) + "</ram:Description>"
+    text = MINIMAL_CII.decode().replace("UTF-8", "UTF-16").replace(
+        "<ram:Name>Conseil</ram:Name>", "<ram:Name>Conseil</ram:Name>" + chunk * 11
+    )
+    return codecs.BOM_UTF16_LE + text.encode("utf-16-le")
 
 
 def over_the_size_limit() -> bytes:
@@ -118,6 +128,7 @@ def pdf_huge_page_tree() -> bytes:
 # name: (builder, calls, expected outcome: "result" or the error class name)
 CASES: dict[str, tuple[Callable[[], bytes], tuple[str, ...], str]] = {
     "xml-at-size-limit": (text_heavy_invoice, ("detect", "validate"), "result"),
+    "xml-utf16-near-limit": (utf16_invoice, ("detect", "validate"), "result"),
     "xml-over-size-limit": (over_the_size_limit, ("detect", "validate"), "InputTooLargeError"),
     "xml-dense-markup": (dense_markup, ("detect",), "InputTooLargeError"),
     "xml-dense-attributes": (dense_attributes, ("detect",), "InputTooLargeError"),
