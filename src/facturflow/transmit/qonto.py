@@ -571,6 +571,9 @@ class _Core:
         self.use_oauth = True
         if self.config.token_store is not None:
             save_tokens(self.config.token_store, self.tokens)
+        elif body.get("refresh_token"):
+            log.warning("the refresh token rotated but no token store is set (token_store= or "
+                        "QONTO_TOKEN_FILE): the new one lives only in this process")
 
     # -- requests -----------------------------------------------------------------------------
     def headers(self, op: _Op[Any], idempotency_key: str | None) -> dict[str, str]:
