@@ -28,7 +28,7 @@ from facturflow.errors import FacturflowError
 call, path = sys.argv[1], sys.argv[2]
 try:
     if call == "detect":
-        from facturflow import detect
+        from facturflow.detect import detect
         doc = detect(path)
         out = {"outcome": "result", "syntax": doc.syntax, "warnings": list(doc.warnings)}
     elif call == "validate":

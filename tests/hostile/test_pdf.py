@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from facturflow import detect
+from facturflow.detect import detect
 from facturflow.errors import InputError, MalformedPDFError, NoInvoiceInPDFError
 from facturflow.pdf import MAX_ATTACHMENT_BYTES, MAX_PDF_OBJECTS, read_pdf
 from facturflow.validate import validate

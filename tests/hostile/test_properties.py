@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from lxml import etree
 
-from facturflow import Document, detect
+from facturflow.detect import Document, detect
 from facturflow.errors import InputError, MalformedPDFError, NoInvoiceInPDFError
 from facturflow.model.invoice import Invoice
 from facturflow.pdf import PdfParts, read_pdf

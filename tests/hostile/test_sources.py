@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import io
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from facturflow import detect
+from facturflow.detect import detect
 from facturflow.errors import InputError, InputTooLargeError
 from facturflow.xmlsafe import Limits
 
@@ -60,3 +62,20 @@ def test_text_mode_file_object_is_a_clear_error(tmp_path: Path) -> None:
     path.write_bytes(MINIMAL_CII)
     with path.open(encoding="utf-8") as handle, pytest.raises(InputError, match="binary mode"):
         detect(handle)  # type: ignore[arg-type]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="facturflow/__init__.py loads detect/read/validate lazily; once a submodule of the "
+    "same name is imported (the CLI imports facturflow.detect), `from facturflow import detect` "
+    "gives the module and calling it raises TypeError (lead: import these eagerly)",
+)
+def test_public_entry_points_stay_callable_after_the_cli_is_imported() -> None:
+    code = (
+        "import facturflow.cli, facturflow.read, facturflow.validate\n"
+        "from facturflow import detect, read, validate\n"
+        "assert callable(detect) and callable(read) and callable(validate)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            check=False, timeout=120)
+    assert result.returncode == 0, result.stderr[-500:]

@@ -13,8 +13,8 @@ import pytest
 from click.testing import CliRunner
 from lxml import etree
 
-from facturflow import detect
 from facturflow.cli import main
+from facturflow.detect import detect
 from facturflow.errors import InputError, MalformedXMLError
 from facturflow.validate import validate
 from facturflow.xmlsafe import _new_parser, parse_xml
