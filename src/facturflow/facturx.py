@@ -351,7 +351,11 @@ def embed_xml(
     xmp.update(
         {NameObject("/Type"): NameObject("/Metadata"), NameObject("/Subtype"): NameObject("/XML")}
     )
-    root[NameObject("/Metadata")] = writer._add_object(xmp)
+    existing = root.get("/Metadata")
+    if isinstance(existing, IndirectObject) and existing.pdf is writer:
+        writer._replace_object(existing, xmp)  # in place: no orphaned old packet in the file
+    else:
+        root[NameObject("/Metadata")] = writer._add_object(xmp)
 
     if not isinstance(_resolve(root.get("/OutputIntents")), ArrayObject):
         _add_srgb_output_intent(writer)
@@ -372,8 +376,8 @@ def embed_xml(
 
     # A deterministic file identifier (PDF/A requires one): the first part is kept when the
     # source had one, the second identifies this version.
-    digest = hashlib.md5(pdf + xml + _pdf_date(when).encode()).digest()
     first = writer._ID[0] if writer._ID else ByteStringObject(hashlib.md5(pdf).digest())
+    digest = hashlib.md5(bytes(first) + xml + _pdf_date(when).encode()).digest()
     writer._ID = ArrayObject([first, ByteStringObject(digest)])
     writer.pdf_header = b"%PDF-1.7"
 

@@ -226,3 +226,13 @@ def test_the_rendered_page_embeds_every_font() -> None:
     from facturflow.render import render_invoice_pdf
 
     assert unembedded_fonts(render_invoice_pdf(sample_invoice())) == []
+
+
+def test_a_rendered_factur_x_is_reproducible_for_a_fixed_timestamp(cii_bytes: bytes) -> None:
+    from sample_invoice import sample_invoice
+
+    from facturflow.facturx import build_facturx
+
+    invoice = sample_invoice()
+    first = build_facturx(cii_bytes, invoice=invoice, timestamp=FIXED_TIME)
+    assert build_facturx(cii_bytes, invoice=invoice, timestamp=FIXED_TIME) == first

@@ -7,6 +7,7 @@ forbids, and writes the pdfaid XMP that facturflow.facturx later replaces with t
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -107,11 +108,18 @@ def _contact_lines(contact: Contact | None, lang: Language) -> list[str]:
 class _InvoicePdf(FPDF):
     """FPDF with the invoice footer (page numbers and the Factur-X notice)."""
 
-    def __init__(self, lang: Language, footer_key: str) -> None:
+    def __init__(self, lang: Language, footer_key: str, identity: str) -> None:
         super().__init__(orientation="portrait", unit="mm", format="A4",
                          enforce_compliance="PDF/A-3B")
         self.language: Language = lang  # FPDF.lang is the document's /Lang
         self.footer_key = footer_key
+        self.identity = identity
+
+    def file_id(self) -> str:
+        # fpdf2's default identifier varies between runs; this one follows the content, so a
+        # fixed timestamp gives the same bytes (PDF/A requires an /ID, not a random one).
+        digest = hashlib.md5(self.identity.encode("utf-8")).hexdigest().upper()
+        return f"<{digest}><{digest}>"
 
     def footer(self) -> None:
         self.set_y(-12)
@@ -539,12 +547,13 @@ def render_invoice_pdf(
     if lang not in ("fr", "en"):
         raise ValueError(f"unsupported language {lang!r} (fr or en)")
     regular, bold = _font_paths()
-    pdf = _InvoicePdf(lang, "footer" if xml_is_reference else "footer_data")
+    when = (timestamp or datetime.now(UTC)).astimezone(UTC).replace(microsecond=0)
+    identity = f"{invoice!r}|{lang}|{when.isoformat()}|{xml_is_reference}"
+    pdf = _InvoicePdf(lang, "footer" if xml_is_reference else "footer_data", identity)
     pdf.add_font(_FONT, "", str(regular))
     pdf.add_font(_FONT, "B", str(bold))
     pdf.set_margins(15, 15, 15)
     pdf.set_auto_page_break(True, 18)
-    when = (timestamp or datetime.now(UTC)).astimezone(UTC).replace(microsecond=0)
     pdf.set_creation_date(when)
     kind = text("credit_note" if invoice.is_credit_note else "invoice", lang)
     pdf.set_title(_clean(f"{kind} {invoice.number}"))
