@@ -7,6 +7,8 @@ validates does not pay for loading the conversion, rendering and HTTP stacks.
 from __future__ import annotations
 
 import importlib
+import sys
+import types
 from typing import TYPE_CHECKING, Any
 
 from .errors import (
@@ -64,6 +66,23 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> list[str]:
     return sorted(__all__)
+
+
+class _Package(types.ModuleType):
+    """Keeps `facturflow.validate` (and detect, read, convert) the public functions.
+
+    Importing a submodule sets an attribute of the same name on its package; without this guard
+    the first import of `facturflow.validate.report`, say, would replace the function
+    `facturflow.validate` with the module.
+    """
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if isinstance(value, types.ModuleType) and _LAZY.get(name) == value.__name__:
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
 
 
 __all__ = [
