@@ -65,11 +65,13 @@ def test_quick_large_invoice_step_prints_its_figures(capsys: pytest.CaptureFixtu
     reason="needs a JDK and Debian's libsaxonhe-java (the benchmark runner installs it)",
 )
 def test_java_reference_harness_runs_one_document(tmp_path: Path) -> None:
+    import facturflow.validate  # noqa: F401  (facturflow.rules alone is a circular import)
+    from facturflow.detect import detect as detect_document
     from facturflow.rules import DEFAULT_RULE_SETS, plan
 
     doc = tmp_path / "one.xml"
     doc.write_bytes(generate(2, "cii"))
-    steps, _ = plan(facturflow.detect(doc), DEFAULT_RULE_SETS)
+    steps, _ = plan(detect_document(doc), DEFAULT_RULE_SETS)
     sheets = [s.artefact.path for s in steps if s.layer == "schematron"]
     result = run_reference([(doc, sheets)], threads=1, warmup_seconds=0, min_warmup_passes=0,
                            repeat=1, workdir=tmp_path, timeout=600)

@@ -26,6 +26,7 @@ import hashlib
 import re
 import sys
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from lxml import etree
@@ -173,7 +174,7 @@ def _index_codedb_lookups(tree: etree._ElementTree, folder: Path) -> bool:
         for attr in _XPATH_ATTRS:
             value = element.get(attr)
             if value and "_codedb.xml" in value:
-                new = _LOOKUP.sub(lambda m, e=element: replace(m, e), value)
+                new = _LOOKUP.sub(partial(replace, element=element), value)
                 if new != value:
                     element.set(attr, new)
                     changed = True

@@ -20,6 +20,7 @@ from typing import Any, cast
 from lxml import etree
 
 from ..artefacts import Artefact
+from .derive import derive
 from .report import LAYER_FAILED, Finding, Location, Severity
 
 SVRL = "http://purl.oclc.org/dsdl/svrl"
@@ -104,11 +105,28 @@ def _get_engine() -> _Engine:
     return _engine
 
 
+def _compile(engine: _Engine, artefact: Artefact) -> Any:
+    """Compile the derived form of a built-in stylesheet (see derive.py), else the file itself.
+
+    The derived text is compiled with the official file's base URI, so its document() calls
+    (the Factur-X code lists) resolve beside the official file. FACTURFLOW_OFFICIAL_XSLT=1
+    compiles the unmodified official files instead.
+    """
+    if artefact.key.startswith("sch-") and not os.environ.get("FACTURFLOW_OFFICIAL_XSLT"):
+        derived = derive(artefact.path)
+        if derived.rewrites:
+            builder = engine.processor.new_document_builder()
+            builder.set_base_uri(artefact.path.resolve().as_uri())
+            node = builder.parse_xml(xml_text=derived.text.decode("utf-8"))
+            return engine.xslt.compile_stylesheet(stylesheet_node=node)
+    return engine.xslt.compile_stylesheet(stylesheet_file=str(artefact.path))
+
+
 def _compiled(engine: _Engine, artefact: Artefact) -> Any:
     key = str(artefact.path)
     executable = engine.compiled.get(key)
     if executable is None:
-        executable = engine.xslt.compile_stylesheet(stylesheet_file=key)
+        executable = _compile(engine, artefact)
         if executable is None:  # saxonche reports some compile failures this way
             raise RuntimeError(f"cannot compile {artefact.name}")
         engine.compiled[key] = executable

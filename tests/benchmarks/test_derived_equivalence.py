@@ -1,0 +1,174 @@
+"""The derived stylesheets (facturflow.validate.derive) give exactly the official results.
+
+For every document, every built-in stylesheet the default rules apply is run twice, unmodified
+and derived, through facturflow's own Saxon engine; the SVRL must carry the same failed asserts and
+successful reports (same order, id, flag, role, location, test and text), the same number of fired
+rules (the fail-closed check counts on them), and the same runtime error, if any.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+import pytest
+from benchmarks.generate import generate
+from lxml import etree
+
+SVRL = "{http://purl.oclc.org/dsdl/svrl}"
+CORPUS = Path(os.environ.get("FACTURFLOW_CORPUS", Path(__file__).parents[3] / "shared" / "corpus"))
+
+Signature = tuple[Any, ...]
+
+
+def _signature(svrl: str) -> Signature:
+    root = etree.fromstring(svrl.encode("utf-8"), etree.XMLParser(huge_tree=True))
+    results = []
+    fired = 0
+    for el in root.iter():
+        if el.tag == f"{SVRL}fired-rule":
+            fired += 1
+        elif el.tag in (f"{SVRL}failed-assert", f"{SVRL}successful-report"):
+            text = " ".join("".join(str(t) for t in el.itertext()).split())
+            results.append(
+                (el.tag, el.get("id"), el.get("flag"), el.get("role"), el.get("location"),
+                 el.get("test"), text)
+            )
+    return fired, tuple(results)
+
+
+def _run(executable: Any, node: Any) -> Signature:
+    try:
+        return ("ok", _signature(executable.transform_to_string(xdm_node=node)))
+    except Exception as exc:  # the official file raising must raise the same way derived
+        return ("error", re.sub(r"\s+", " ", str(exc))[:300])
+
+
+def compare(named_xml: list[tuple[str, bytes]]) -> list[str]:
+    """Mismatches (empty when equal) for documents given as (name, invoice XML bytes)."""
+    import facturflow.validate  # noqa: F401  (facturflow.rules alone is a circular import)
+    from facturflow.detect import detect
+    from facturflow.rules import DEFAULT_RULE_SETS, plan
+    from facturflow.validate import schematron
+
+    engine = schematron._get_engine()
+    official: dict[str, Any] = {}
+    derived: dict[str, Any] = {}
+    problems = []
+    checked = 0
+    for name, xml in named_xml:
+        document = detect(xml)
+        steps, _ = plan(document, DEFAULT_RULE_SETS)
+        node = engine.processor.parse_xml(xml_text=document.xml.decode("utf-8"))
+        for step in steps:
+            artefact = step.artefact
+            if step.layer != "schematron" or not artefact.key.startswith("sch-"):
+                continue
+            key = str(artefact.path)
+            if key not in official:
+                official[key] = engine.xslt.compile_stylesheet(stylesheet_file=key)
+                derived[key] = schematron._compile(engine, artefact)
+            want = _run(official[key], node)
+            got = _run(derived[key], node)
+            checked += 1
+            if want != got:
+                problems.append(f"{name} / {artefact.name}: official {want!r:.300} != derived "
+                                f"{got!r:.300}")
+    if not checked:
+        problems.append("nothing was compared")
+    return problems
+
+
+def _corpus_batch(paths: list[str]) -> list[str]:
+    from facturflow.detect import detect
+    from facturflow.errors import FacturflowError
+
+    docs = []
+    for p in paths:
+        try:
+            d = detect(p)
+        except FacturflowError:
+            continue  # the invalid/ inputs facturflow rejects before any stylesheet runs
+        if d.syntax in ("cii", "ubl-invoice", "ubl-creditnote"):
+            docs.append((p, d.xml))
+    return compare(docs) if docs else []
+
+
+def _mutations(xml: bytes) -> Iterator[tuple[str, bytes]]:
+    """Invalid variants that exercise the indexed code-list lookups and the arithmetic rules."""
+    yield "valid", xml
+    yield "bad-unit", xml.replace(b'unitCode="C62"', b'unitCode="ZZ9"')
+    yield "bad-currency", xml.replace(b'currencyID="EUR"', b'currencyID="EUX"', 1)
+    yield "bad-scheme", xml.replace(b'schemeID="0002"', b'schemeID="9999"')
+    yield "bad-country", xml.replace(b">FR</", b">XX</", 1)
+    yield "bad-amount", xml.replace(b">20.00</", b">21.00</", 1)
+    yield "empty-unit", xml.replace(b'unitCode="H87"', b'unitCode=""')
+
+
+@pytest.mark.parametrize("syntax", ["ubl", "cii"])
+def test_derived_equals_official_on_generated_invoices(syntax: str) -> None:
+    docs = []
+    for lines in (1, 7, 120):
+        for label, xml in _mutations(generate(lines, syntax, seed=lines)):
+            docs.append((f"{syntax}-{lines}-{label}", xml))
+    assert compare(docs) == []
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("syntax", ["ubl", "cii"])
+def test_derived_equals_official_on_large_invoices(syntax: str) -> None:
+    xml = generate(4000, syntax)
+    bad = xml.replace(b'unitCode="KGM"', b'unitCode="QQ"')
+    assert compare([(f"{syntax}-4000", xml), (f"{syntax}-4000-bad-unit", bad)]) == []
+
+
+@pytest.mark.corpus
+def test_derived_equals_official_on_the_whole_corpus() -> None:
+    if not (CORPUS / "MANIFEST.tsv").is_file():
+        pytest.skip(f"corpus not found at {CORPUS} (set FACTURFLOW_CORPUS)")
+    paths = sorted(str(p) for p in CORPUS.rglob("*") if p.suffix.lower() in (".xml", ".pdf")
+                   and "rules" not in p.relative_to(CORPUS).parts)
+    chunks = [paths[i::2] for i in range(2)]
+    with ProcessPoolExecutor(max_workers=2, mp_context=get_context("spawn")) as pool:
+        problems = [p for result in pool.map(_corpus_batch, chunks) for p in result]
+    assert problems == []
+
+
+def test_every_builtin_stylesheet_is_derived_and_the_official_file_untouched() -> None:
+    import hashlib
+
+    from facturflow.artefacts import BUILTIN, package_root
+    from facturflow.validate.derive import derive
+
+    for spec in BUILTIN:
+        if spec.kind != "schematron":
+            continue
+        path = package_root() / spec.relpath
+        before = hashlib.sha256(path.read_bytes()).hexdigest()
+        derived = derive(path)
+        assert "no-text-walk" in derived.rewrites, spec.relpath
+        if "_codedb.xml" in path.read_text(encoding="utf-8"):
+            assert "codedb-key" in derived.rewrites, spec.relpath
+        assert derived.source_sha256 == before == hashlib.sha256(path.read_bytes()).hexdigest()
+        assert derived.text != path.read_bytes()
+
+
+def test_official_xslt_switch_compiles_the_unmodified_file(monkeypatch: pytest.MonkeyPatch) -> None:
+    import facturflow.validate  # noqa: F401  (facturflow.rules alone is a circular import)
+    from facturflow.artefacts import builtin
+    from facturflow.validate import schematron
+
+    def no_derivation(path: Path) -> None:
+        raise AssertionError(f"derive() called for {path} although FACTURFLOW_OFFICIAL_XSLT=1")
+
+    monkeypatch.setattr(schematron, "derive", no_derivation)
+    monkeypatch.setenv("FACTURFLOW_OFFICIAL_XSLT", "1")
+    engine = schematron._get_engine()
+    executable = schematron._compile(engine, builtin("sch-fx-minimum"))
+    node = engine.processor.parse_xml(xml_text=generate(2, "cii").decode("utf-8"))
+    assert _run(executable, node)[0] == "ok"
