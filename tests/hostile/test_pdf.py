@@ -252,3 +252,20 @@ def test_too_many_objects_are_refused_before_pypdf_walks_them() -> None:
     broken = re.sub(rb"startxref\n\d+", b"startxref\n12", pdf(objects))
     with pytest.raises(MalformedPDFError, match="objects exceed the limit"):
         read_pdf(broken)
+
+
+@pytest.mark.parametrize(
+    "filters", [b"[/FlateDecode /FlateDecode]", b"[/FlateDecode /FlateDecode /FlateDecode]"]
+)
+def test_chained_filter_bomb_is_refused(filters: bytes) -> None:
+    """Zeros compressed twice: each stage is small, the last one inflates to 1 GiB."""
+    import zlib
+
+    payload = zeros_flate(1 << 30)
+    for _ in range(filters.count(b"/FlateDecode") - 1):
+        payload = zlib.compress(payload, 9)
+    bomb = stream(payload, b"/Type /EmbeddedFile /Filter " + filters + b" ")
+    data = pdf_with_attachments([(b"factur-x.xml", MINIMAL_CII)], extra={10: bomb})
+    assert len(data) < 1 << 20
+    with pytest.raises(MalformedPDFError, match="limit"):
+        read_pdf(data)

@@ -19,7 +19,7 @@ from facturflow.errors import InputError, MalformedXMLError
 from facturflow.validate import validate
 from facturflow.xmlsafe import _new_parser, parse_xml
 
-from .builders import MINIMAL_CII, pdf_with_attachments
+from .builders import MINIMAL_CII, pdf_with_attachments, stream
 
 
 class Listener:
@@ -149,5 +149,26 @@ def test_pdf_file_specification_urls_are_never_fetched(listener: Listener) -> No
     document = detect(data)
     assert document.syntax == "cii"
     validate(data)
+    threading.Event().wait(0.3)
+    assert listener.accepted == []
+
+
+def test_xmp_metadata_with_external_entities_is_never_resolved(listener: Listener) -> None:
+    url = f"http://127.0.0.1:{listener.port}/xmp"
+    xmp = (
+        f'<?xpacket begin="" id="W5M0MpCehiHzreSzNTczkc9d"?><!DOCTYPE x [<!ENTITY e SYSTEM '
+        f'"{url}">]><x:xmpmeta xmlns:x="adobe:ns:meta/">&e;</x:xmpmeta><?xpacket end="w"?>'
+    ).encode()
+    catalog = (
+        b"<< /Type /Catalog /Pages 2 0 R /Names << /EmbeddedFiles 4 0 R >> /AF [11 0 R] "
+        b"/Metadata 9 0 R >>"
+    )
+    data = pdf_with_attachments(
+        [(b"factur-x.xml", MINIMAL_CII)],
+        extra={1: catalog, 9: stream(xmp, b"/Type /Metadata /Subtype /XML ")},
+    )
+    report = validate(data)
+    assert not report.ok
+    assert any(f.layer == "pdf" for f in report.findings)
     threading.Event().wait(0.3)
     assert listener.accepted == []
