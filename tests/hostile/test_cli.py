@@ -163,3 +163,26 @@ def test_read_and_convert_refuse_bad_input_cleanly(name: str, tmp_path: Path) ->
         assert len(mentions) == 1, (args[0], result.output)
         assert len(mentions[0]) < len(str(source)) + 400
     assert not out.exists()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="validate's text report puts 'PATH: UNREADABLE' and 'error: PROBLEM' on two lines "
+    "and prints nothing on stderr (lead: one 'PATH: error: PROBLEM' line per bad input, as "
+    "detect does)",
+)
+def test_validate_text_gives_one_line_per_bad_input(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from facturflow.cli import main
+
+    names = ["laughs.xml", "nul.xml", "junk.pdf"]
+    for name in names:
+        (tmp_path / name).write_bytes(BAD[name])
+    paths = [str(tmp_path / n) for n in names]
+    result = CliRunner().invoke(main, ["validate", "--jobs", "1", *paths])
+    assert result.exit_code == 2
+    for name in names:
+        lines = [line for line in result.output.splitlines() if name in line]
+        assert len(lines) == 1 and "error" in lines[0], result.output
+        assert len(lines[0].split(": error: ", 1)[-1]) > 10, "the problem is on the same line"
