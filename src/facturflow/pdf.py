@@ -37,7 +37,13 @@ _MAX_NODES = 10_000
 # when it rebuilds a broken table), so 100 MB of tiny objects would take minutes: count them first.
 # Invoice PDFs hold a few hundred to a few thousand.
 MAX_PDF_OBJECTS = 100_000
+# Cross-reference and object streams decode under this limit (100,000 entries take about 0.5 MB).
+MAX_STRUCTURE_BYTES = 1024 * 1024
 _XREF_ENTRY_ENDS = (b" n \n", b" n \r", b" n\r\n")
+# Each cross-reference section is parsed in full; an invoice has one, or a few after updates.
+MAX_XREF_SECTIONS = 16
+# /Prev, whatever its letters' #xx escapes (PDF names may escape any character).
+_PREV = re.compile(rb"/(?:P|#50)(?:r|#72)(?:e|#65)(?:v|#76)", re.IGNORECASE)
 
 logging.getLogger("pypdf").setLevel(logging.ERROR)
 
@@ -169,7 +175,9 @@ class _Decoder:
         key = id(stream)
         if key in self.cache:
             return self.cache[key]
-        data: bytes = stream.get_data()  # type: ignore[attr-defined]
+        _settle_decoding_parameters(stream)
+        with _pypdf_limits(MAX_ATTACHMENT_BYTES):
+            data: bytes = stream.get_data()  # type: ignore[attr-defined]
         if len(data) > MAX_ATTACHMENT_BYTES:
             raise MalformedPDFError(
                 f"embedded file {clip(name)!r} inflates to more than "
@@ -268,10 +276,11 @@ def read_pdf(data: bytes, *, source: str | None = None) -> PdfParts:
     header = data.lstrip()[5:8].decode("ascii", "replace")
     _check_object_counts(data, source)
     try:
-        with _pypdf_limits():
+        with _pypdf_limits(MAX_STRUCTURE_BYTES):
             reader = PdfReader(io.BytesIO(data), strict=False)
             if reader.is_encrypted:
                 raise MalformedPDFError("the PDF is encrypted", source=source)
+            _check_cross_reference(reader, source)
             root = _resolve(reader.trailer.get("/Root"))
             if not isinstance(root, DictionaryObject):
                 raise MalformedPDFError("the PDF has no document catalogue", source=source)
@@ -279,7 +288,9 @@ def read_pdf(data: bytes, *, source: str | None = None) -> PdfParts:
             xmp: bytes | None = None
             meta = _resolve(root.get("/Metadata"))
             if meta is not None and hasattr(meta, "get_data"):
-                xmp = meta.get_data()
+                _settle_decoding_parameters(meta)
+                with _pypdf_limits(MAX_XMP_BYTES + 1):
+                    xmp = meta.get_data()
                 if len(xmp) > MAX_XMP_BYTES:
                     raise MalformedPDFError(
                         f"the XMP metadata inflates to more than {MAX_XMP_BYTES} bytes"
@@ -326,6 +337,13 @@ def _check_object_counts(data: bytes, source: str | None) -> None:
             "for an invoice PDF",
             source=source,
         )
+    sections = len(_PREV.findall(data)) + 1
+    if sections > MAX_XREF_SECTIONS:
+        raise MalformedPDFError(
+            f"{sections} cross-reference sections (incremental updates) exceed the limit of "
+            f"{MAX_XREF_SECTIONS}",
+            source=source,
+        )
 
 
 def _pypdf_reason(exc: Exception) -> str:
@@ -334,14 +352,53 @@ def _pypdf_reason(exc: Exception) -> str:
     return clip(exc) or type(exc).__name__
 
 
-def _pypdf_limits() -> AbstractContextManager[object]:
-    """pypdf's resource limits, tightened to what an invoice PDF needs, for this read only."""
+def _check_cross_reference(reader: PdfReader, source: str | None) -> None:
+    """Refuse more cross-reference entries, or object-stream members, than an invoice needs.
+
+    pypdf parses every member of an object stream when one of them is first resolved, at
+    ~50 µs each: a 1 MB stream of tiny objects would cost seconds, 50 MB minutes.
+    """
+    entries = len(reader.xref_objStm) + sum(len(v) for v in reader.xref.values())
+    members = 0
+    for number in {stream for stream, _ in reader.xref_objStm.values()}:
+        container = reader.get_object(number)
+        count = container.get("/N") if isinstance(container, DictionaryObject) else None
+        members += int(count) if isinstance(count, int) else 0
+    if max(entries, members) > MAX_PDF_OBJECTS:
+        raise MalformedPDFError(
+            f"about {max(entries, members)} objects exceed the limit of {MAX_PDF_OBJECTS} "
+            "for an invoice PDF",
+            source=source,
+        )
+
+
+def _settle_decoding_parameters(stream: PdfObject) -> None:
+    """Resolve a stream's /Filter and /DecodeParms under the tight structural limits.
+
+    pypdf caches what it resolved, so decoding the stream afterwards under the larger
+    attachment limit cannot parse an object stream under that limit.
+    """
+    if not isinstance(stream, DictionaryObject):
+        return
+    for key in ("/Filter", "/DecodeParms", "/DP"):
+        value = _resolve(stream.get(key))
+        if isinstance(value, ArrayObject):
+            for item in list(value)[:16]:
+                _resolve(item)
+
+
+def _pypdf_limits(output_bytes: int) -> AbstractContextManager[object]:
+    """pypdf's resource limits, tightened to what an invoice PDF needs, for this read only.
+
+    Structure (cross-reference and object streams) is decoded under MAX_STRUCTURE_BYTES; only an
+    embedded file's own data may inflate up to MAX_ATTACHMENT_BYTES.
+    """
     return apply_configuration(
-        zlib_maximum_output_length=MAX_ATTACHMENT_BYTES,
-        lzw_maximum_output_length=MAX_ATTACHMENT_BYTES,
-        run_length_maximum_output_length=MAX_ATTACHMENT_BYTES,
-        array_based_stream_maximum_output_length=MAX_ATTACHMENT_BYTES,
-        brotli_maximum_output_length=MAX_ATTACHMENT_BYTES,
+        zlib_maximum_output_length=output_bytes,
+        lzw_maximum_output_length=output_bytes,
+        run_length_maximum_output_length=output_bytes,
+        array_based_stream_maximum_output_length=output_bytes,
+        brotli_maximum_output_length=output_bytes,
         # Byte-by-byte recovery of a corrupt zlib stream costs seconds per megabyte.
         zlib_maximum_recovery_input_length=256 * 1024,
         # Never start an external decoder on hostile input.

@@ -111,3 +111,69 @@ def pdf_with_attachments(
     )
     objects.update(extra)
     return pdf(objects)
+
+
+def xref_stream_pdf(entries: int, *, sections: int = 1) -> bytes:
+    """A few-KB PDF whose compressed cross-reference stream(s) declare `entries` objects each."""
+    out = bytearray(b"%PDF-1.7\n")
+    offsets = {1: len(out)}
+    out += b"1 0 obj\n<< /Type /Catalog /Pages 2 0 R >>\nendobj\n"
+    offsets[2] = len(out)
+    out += b"2 0 obj\n<< /Type /Pages /Kids [] /Count 0 >>\nendobj\n"
+    previous: int | None = None
+    for section in range(sections):
+        at = len(out)
+        table = bytearray()
+        for number in range(entries):  # every entry points at the catalogue (W [1 1 1])
+            table += bytes((1, offsets.get(number, offsets[1]), 0))
+        prev = b"/Prev %d " % previous if previous is not None else b""
+        body = stream(
+            zlib.compress(bytes(table), 9),
+            b"/Type /XRef /Size %d /W [1 1 1] /Root 1 0 R /Filter /FlateDecode %s"
+            % (entries, prev),
+        )
+        out += b"%d 0 obj\n" % (3 + section) + body + b"\nendobj\n"
+        previous = at
+    assert previous is not None
+    out += b"startxref\n%d\n%%%%EOF\n" % previous
+    return bytes(out)
+
+
+def object_stream_pdf(members: int) -> bytes:
+    """A PDF whose catalogue sits in an object stream together with `members` tiny objects.
+
+    Only the catalogue is listed in the cross-reference stream: resolving it makes pypdf parse
+    every member of its object stream.
+    """
+    objects = [b"<< /Type /Catalog /Pages 2 0 R >>"] + [b"0"] * members
+    header, body = bytearray(), bytearray()
+    for index, obj in enumerate(objects):
+        header += b"%d %d " % (1 if index == 0 else 100 + index, len(body))
+        body += obj + b" "
+    packed = zlib.compress(bytes(header) + bytes(body), 9)
+    out = bytearray(b"%PDF-1.7\n")
+    offsets = {2: len(out)}
+    out += b"2 0 obj\n<< /Type /Pages /Kids [] /Count 0 >>\nendobj\n"
+    offsets[5] = len(out)
+    out += b"5 0 obj\n" + stream(
+        packed,
+        b"/Type /ObjStm /N %d /First %d /Filter /FlateDecode " % (len(objects), len(header)),
+    ) + b"\nendobj\n"
+    at = len(out)
+    size = 7
+    table = bytearray()
+    for number in range(size):
+        if number == 1:
+            table += (2).to_bytes(1, "big") + (5).to_bytes(4, "big") + (0).to_bytes(4, "big")
+        elif number in offsets:
+            table += b"\x01" + offsets[number].to_bytes(4, "big") + bytes(4)
+        elif number == 6:
+            table += b"\x01" + at.to_bytes(4, "big") + bytes(4)
+        else:
+            table += bytes(9)
+    out += b"6 0 obj\n" + stream(
+        zlib.compress(bytes(table), 9),
+        b"/Type /XRef /Size %d /W [1 4 4] /Root 1 0 R /Filter /FlateDecode " % size,
+    ) + b"\nendobj\n"
+    out += b"startxref\n%d\n%%%%EOF\n" % at
+    return bytes(out)

@@ -11,7 +11,16 @@ from facturflow.errors import InputError, MalformedPDFError, NoInvoiceInPDFError
 from facturflow.pdf import MAX_ATTACHMENT_BYTES, MAX_PDF_OBJECTS, read_pdf
 from facturflow.validate import validate
 
-from .builders import MINIMAL_CII, MINIMAL_UBL, pdf, pdf_with_attachments, stream, zeros_flate
+from .builders import (
+    MINIMAL_CII,
+    MINIMAL_UBL,
+    object_stream_pdf,
+    pdf,
+    pdf_with_attachments,
+    stream,
+    xref_stream_pdf,
+    zeros_flate,
+)
 
 CATALOG = b"<< /Type /Catalog /Pages 2 0 R >>"
 NO_PAGES = b"<< /Type /Pages /Kids [] /Count 0 >>"
@@ -268,4 +277,26 @@ def test_chained_filter_bomb_is_refused(filters: bytes) -> None:
     data = pdf_with_attachments([(b"factur-x.xml", MINIMAL_CII)], extra={10: bomb})
     assert len(data) < 1 << 20
     with pytest.raises(MalformedPDFError, match="limit"):
+        read_pdf(data)
+
+
+def test_structure_builders_make_readable_pdfs() -> None:
+    read_pdf(xref_stream_pdf(1000))
+    read_pdf(xref_stream_pdf(1000, sections=3))
+    read_pdf(object_stream_pdf(1000))
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        pytest.param(xref_stream_pdf(1_000_000), id="xref-stream-1M-entries-in-a-few-KB"),
+        pytest.param(xref_stream_pdf(300_000), id="xref-stream-300k-entries-under-1MB"),
+        pytest.param(xref_stream_pdf(50_000, sections=40), id="40-chained-xref-sections"),
+        pytest.param(object_stream_pdf(200_000), id="object-stream-200k-members"),
+    ],
+)
+def test_structure_bombs_are_refused(data: bytes) -> None:
+    """Tiny files whose structure would keep pypdf busy for minutes."""
+    assert len(data) < 2 << 20
+    with pytest.raises(MalformedPDFError, match=r"(?i)limit"):
         read_pdf(data)
