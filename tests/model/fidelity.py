@@ -55,7 +55,8 @@ class Outcome:
     round_trip: set[str] = field(default_factory=set)
     cross: set[str] = field(default_factory=set)
     direction: str = ""
-    new_fatal: set[str] | None = None  # None: not validated
+    new_fatal_round_trip: set[str] | None = None  # None: not validated
+    new_fatal: set[str] | None = None  # after conversion to the other syntax
 
 
 RESULTS: list[Outcome] = []
@@ -118,7 +119,8 @@ def measure(path: Path, group: str, *, validate: bool = False) -> Outcome:
     other = "ubl" if same == "cii" else "cii"
     outcome.direction = "cii->ubl" if same == "cii" else "ubl->cii"
     try:
-        again = _reread(to_xml(model, same), f"{path.name} (round trip)")  # type: ignore[arg-type]
+        same_xml = to_xml(model, same)  # type: ignore[arg-type]
+        again = _reread(same_xml, f"{path.name} (round trip)")
         outcome.round_trip = diff_terms(before, again.to_dict())
         converted_xml = to_xml(model, other)  # type: ignore[arg-type]
         converted = _reread(converted_xml, f"{path.name} (as {other})")
@@ -127,6 +129,7 @@ def measure(path: Path, group: str, *, validate: bool = False) -> Outcome:
         outcome.error = f"write: {type(exc).__name__}: {exc}"
         return outcome
     if validate:
+        outcome.new_fatal_round_trip = new_fatal_findings(document, same_xml, path.name)
         outcome.new_fatal = new_fatal_findings(document, converted_xml, path.name)
     return outcome
 
@@ -167,8 +170,8 @@ def table(results: list[Outcome]) -> str:
     header = (
         "| group | files | read | code-list refusals (strict) | round trip equal | "
         "converted | UBL<->CII equal | failures by business term | validated | "
-        "new fatal findings |\n"
-        "|---|---:|---:|---:|---:|---:|---:|---|---:|---|"
+        "new fatal after round trip | new fatal after conversion (rule families) |\n"
+        "|---|---:|---:|---:|---:|---:|---:|---|---:|---|---|"
     )
     rows = [header]
     for group in sorted({r.group for r in results}):
@@ -183,8 +186,10 @@ def table(results: list[Outcome]) -> str:
         )
         validated = [r for r in measured if r.new_fatal is not None]
         fatal: Counter[str] = Counter()
+        fatal_same: Counter[str] = Counter()
         for r in validated:
             fatal.update(r.new_fatal or ())
+            fatal_same.update(r.new_fatal_round_trip or ())
         skipped = sum(1 for r in mine if r.skipped)
         rows.append(
             f"| {group} | {len(mine)}"
@@ -197,6 +202,8 @@ def table(results: list[Outcome]) -> str:
             + f" | {sum(1 for r in measured if not r.cross)}/{len(measured)} | "
             + (", ".join(f"{k} x{v}" for k, v in sorted(terms.items())) or "none")
             + f" | {len(validated)} | "
+            + (", ".join(f"{k} x{v}" for k, v in sorted(fatal_same.items())) or "none")
+            + " | "
             + (", ".join(f"{k} x{v}" for k, v in sorted(fatal.items())) or "none")
             + " |"
         )

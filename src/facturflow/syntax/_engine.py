@@ -12,6 +12,12 @@ same path: intermediate steps are found or created (creating satisfies their pre
 last step is created anew for each value, except that an empty element made by a predicate is
 filled rather than duplicated. Element order is then fixed from the XSD (see _xsdorder.py), so
 tables need not follow schema order.
+
+Other row options: `fill` (fixed values the syntax requires with the term: beside a term, inside
+a group's element; never written over a value), `null` (a placeholder that reads as absent, e.g.
+UBL's order id 'NA'), `codes` (document code <-> model code), `parts` (where the pieces of an
+identifier or attachment go) and `custom` (a reader/writer pair for the few terms that are not
+one path each).
 """
 
 from __future__ import annotations

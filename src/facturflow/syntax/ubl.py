@@ -202,8 +202,9 @@ def _write_payment(element: etree._Element, value: PaymentInstructions, tokens: 
     for index in range(max(1, len(value.credit_transfers))):
         means = etree.SubElement(element, f"{{{NS['cac']}}}PaymentMeans")
         put(means, "cbc:PaymentMeansCode", value.means_code)
-        put(means, "cbc:PaymentMeansCode/@name", value.means_text)
-        put(means, "cbc:PaymentID", value.remittance_information)
+        if index == 0:  # UBL-SR-46 (and the reader) want the text and the remittance once
+            put(means, "cbc:PaymentMeansCode/@name", value.means_text)
+            put(means, "cbc:PaymentID", value.remittance_information)
         if index == 0 and value.card:
             put(means, "cac:CardAccount/cbc:PrimaryAccountNumberID",
                 value.card.primary_account_number)
