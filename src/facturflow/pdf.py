@@ -176,7 +176,7 @@ class _Decoder:
         if key in self.cache:
             return self.cache[key]
         _settle_decoding_parameters(stream)
-        with _pypdf_limits(MAX_ATTACHMENT_BYTES):
+        with pypdf_limits(MAX_ATTACHMENT_BYTES):
             data: bytes = stream.get_data()  # type: ignore[attr-defined]
         if len(data) > MAX_ATTACHMENT_BYTES:
             raise MalformedPDFError(
@@ -274,9 +274,9 @@ def read_pdf(data: bytes, *, source: str | None = None) -> PdfParts:
     if not data.lstrip()[:5].startswith(b"%PDF-"):
         raise MalformedPDFError("not a PDF (no %PDF- header)", source=source)
     header = data.lstrip()[5:8].decode("ascii", "replace")
-    _check_object_counts(data, source)
+    check_pdf_structure(data, source)
     try:
-        with _pypdf_limits(MAX_STRUCTURE_BYTES):
+        with pypdf_limits(MAX_STRUCTURE_BYTES):
             reader = PdfReader(io.BytesIO(data), strict=False)
             if reader.is_encrypted:
                 raise MalformedPDFError("the PDF is encrypted", source=source)
@@ -289,7 +289,7 @@ def read_pdf(data: bytes, *, source: str | None = None) -> PdfParts:
             meta = _resolve(root.get("/Metadata"))
             if meta is not None and hasattr(meta, "get_data"):
                 _settle_decoding_parameters(meta)
-                with _pypdf_limits(MAX_XMP_BYTES + 1):
+                with pypdf_limits(MAX_XMP_BYTES + 1):
                     xmp = meta.get_data()
                 if len(xmp) > MAX_XMP_BYTES:
                     raise MalformedPDFError(
@@ -326,8 +326,12 @@ def _output_intent_subtypes(root: DictionaryObject) -> tuple[str, ...]:
     return tuple(found)
 
 
-def _check_object_counts(data: bytes, source: str | None) -> None:
-    """Refuse, before pypdf sees it, a PDF with more objects than any invoice needs."""
+def check_pdf_structure(data: bytes, source: str | None = None) -> None:
+    """Refuse, before pypdf sees it, a PDF with more objects than any invoice needs.
+
+    Public so that every module opening untrusted PDFs with pypdf can run the same pre-check,
+    then open it inside `pypdf_limits()`.
+    """
     # Every object says "obj" twice ("N G obj" ... "endobj"); bytes.count is ~0.1 s per 100 MB.
     objects = data.count(b"obj") // 2
     entries = sum(data.count(end) for end in _XREF_ENTRY_ENDS)
@@ -387,7 +391,7 @@ def _settle_decoding_parameters(stream: PdfObject) -> None:
                 _resolve(item)
 
 
-def _pypdf_limits(output_bytes: int) -> AbstractContextManager[object]:
+def pypdf_limits(output_bytes: int = MAX_ATTACHMENT_BYTES) -> AbstractContextManager[object]:
     """pypdf's resource limits, tightened to what an invoice PDF needs, for this read only.
 
     Structure (cross-reference and object streams) is decoded under MAX_STRUCTURE_BYTES; only an
