@@ -108,27 +108,32 @@ def _vat_id(term: str, scheme: str = "VA") -> Bind:
     return B(term, f"ram:SpecifiedTaxRegistration[ram:ID/@schemeID='{scheme}']/ram:ID")
 
 
-def _allowances(term: str, path: str, kind: str, document: bool) -> Bind:
+def _allowances(term: str, path: str, document: bool, read: str | None = None) -> Bind:
     ids = {
         "BG-20": ("BT-92", "BT-93", "BT-94", "BT-97", "BT-98", "BT-95", "BT-96"),
         "BG-21": ("BT-99", "BT-100", "BT-101", "BT-104", "BT-105", "BT-102", "BT-103"),
         "BG-27": ("BT-136", "BT-137", "BT-138", "BT-139", "BT-140"),
         "BG-28": ("BT-141", "BT-142", "BT-143", "BT-144", "BT-145"),
     }[term]
+    # The read-only alternatives are those of an EXTENDED logistics service charge
+    # (ram:SpecifiedLogisticsServiceCharge, BT-X-272), which Factur-X counts in BT-108.
     rows = [
-        B(ids[0], "ram:ActualAmount"),
+        B(ids[0], "ram:ActualAmount", read="ram:ActualAmount | ram:AppliedAmount"),
         B(ids[1], "ram:BasisAmount"),
         B(ids[2], "ram:CalculationPercent"),
-        B(ids[3], "ram:Reason"),
+        B(ids[3], "ram:Reason", read="ram:Reason | ram:Description"),
         B(ids[4], "ram:ReasonCode"),
     ]
     if document:
         rows += [
             B(ids[5], "ram:CategoryTradeTax/ram:CategoryCode",
+              read="ram:CategoryTradeTax/ram:CategoryCode | ram:AppliedTradeTax/ram:CategoryCode",
               fill=(("ram:CategoryTradeTax/ram:TypeCode", "VAT"),)),
-            B(ids[6], "ram:CategoryTradeTax/ram:RateApplicablePercent"),
+            B(ids[6], "ram:CategoryTradeTax/ram:RateApplicablePercent",
+              read="ram:CategoryTradeTax/ram:RateApplicablePercent"
+                   " | ram:AppliedTradeTax/ram:RateApplicablePercent"),
         ]
-    return G(term, path, *rows)
+    return G(term, path, *rows, read=read)
 
 
 LINE = G(
@@ -167,8 +172,8 @@ LINE = G(
     G("BG-26", "ram:SpecifiedLineTradeSettlement/ram:BillingSpecifiedPeriod",
       B("BT-134", "ram:StartDateTime"),
       B("BT-135", "ram:EndDateTime")),
-    _allowances("BG-27", f"ram:SpecifiedLineTradeSettlement/{ALLOWANCE}", "allowance", False),
-    _allowances("BG-28", f"ram:SpecifiedLineTradeSettlement/{CHARGE}", "charge", False),
+    _allowances("BG-27", f"ram:SpecifiedLineTradeSettlement/{ALLOWANCE}", False),
+    _allowances("BG-28", f"ram:SpecifiedLineTradeSettlement/{CHARGE}", False),
     B("BT-131", "ram:SpecifiedLineTradeSettlement"
                 "/ram:SpecifiedTradeSettlementLineMonetarySummation/ram:LineTotalAmount"),
     B("BT-128", "ram:SpecifiedLineTradeSettlement/ram:AdditionalReferencedDocument"
@@ -440,8 +445,11 @@ BINDINGS: tuple[Bind, ...] = (
     G("BG-14", f"{S}/ram:BillingSpecifiedPeriod",
       B("BT-73", "ram:StartDateTime"),
       B("BT-74", "ram:EndDateTime")),
-    _allowances("BG-20", f"{S}/{ALLOWANCE}", "allowance", True),
-    _allowances("BG-21", f"{S}/{CHARGE}", "charge", True),
+    _allowances("BG-20", f"{S}/{ALLOWANCE}", True),
+    # EXTENDED logistics service charges are document level charges: read as BG-21, written
+    # as plain charges (the sum BT-108 stays right in every syntax).
+    _allowances("BG-21", f"{S}/{CHARGE}", True,
+                read=f"{S}/{CHARGE} | {S}/ram:SpecifiedLogisticsServiceCharge"),
     B("BT-20", f"{S}/ram:SpecifiedTradePaymentTerms/ram:Description"),
     B("BT-9", f"{S}/ram:SpecifiedTradePaymentTerms/ram:DueDateDateTime"),
     G("BG-22", f"{S}/ram:SpecifiedTradeSettlementHeaderMonetarySummation",
