@@ -37,6 +37,11 @@ S = f"{T}/ram:ApplicableHeaderTradeSettlement"
 VAT_TAX = (("ram:TypeCode", "VAT"),)
 ALLOWANCE = "ram:SpecifiedTradeAllowanceCharge[ram:ChargeIndicator/udt:Indicator='false']"
 CHARGE = "ram:SpecifiedTradeAllowanceCharge[ram:ChargeIndicator/udt:Indicator='true']"
+# xs:boolean also spells false and true as 0 and 1: reading accepts both, writing uses words.
+ALLOWANCE_READ = ("ram:SpecifiedTradeAllowanceCharge[normalize-space(ram:ChargeIndicator/"
+                  "udt:Indicator)='false' or normalize-space(ram:ChargeIndicator/udt:Indicator)='0']")
+CHARGE_READ = ("ram:SpecifiedTradeAllowanceCharge[normalize-space(ram:ChargeIndicator/"
+               "udt:Indicator)='true' or normalize-space(ram:ChargeIndicator/udt:Indicator)='1']")
 # BT-8: the model holds UNTDID 2005 (3, 35, 432); CII uses UNTDID 2475 (5, 29, 72).
 VAT_DATE_CODES = (("5", "3"), ("29", "35"), ("72", "432"))
 
@@ -172,8 +177,10 @@ LINE = G(
     G("BG-26", "ram:SpecifiedLineTradeSettlement/ram:BillingSpecifiedPeriod",
       B("BT-134", "ram:StartDateTime"),
       B("BT-135", "ram:EndDateTime")),
-    _allowances("BG-27", f"ram:SpecifiedLineTradeSettlement/{ALLOWANCE}", False),
-    _allowances("BG-28", f"ram:SpecifiedLineTradeSettlement/{CHARGE}", False),
+    _allowances("BG-27", f"ram:SpecifiedLineTradeSettlement/{ALLOWANCE}", False,
+                read=f"ram:SpecifiedLineTradeSettlement/{ALLOWANCE_READ}"),
+    _allowances("BG-28", f"ram:SpecifiedLineTradeSettlement/{CHARGE}", False,
+                read=f"ram:SpecifiedLineTradeSettlement/{CHARGE_READ}"),
     B("BT-131", "ram:SpecifiedLineTradeSettlement"
                 "/ram:SpecifiedTradeSettlementLineMonetarySummation/ram:LineTotalAmount"),
     B("BT-128", "ram:SpecifiedLineTradeSettlement/ram:AdditionalReferencedDocument"
@@ -445,11 +452,11 @@ BINDINGS: tuple[Bind, ...] = (
     G("BG-14", f"{S}/ram:BillingSpecifiedPeriod",
       B("BT-73", "ram:StartDateTime"),
       B("BT-74", "ram:EndDateTime")),
-    _allowances("BG-20", f"{S}/{ALLOWANCE}", True),
+    _allowances("BG-20", f"{S}/{ALLOWANCE}", True, read=f"{S}/{ALLOWANCE_READ}"),
     # EXTENDED logistics service charges are document level charges: read as BG-21, written
     # as plain charges (the sum BT-108 stays right in every syntax).
     _allowances("BG-21", f"{S}/{CHARGE}", True,
-                read=f"{S}/{CHARGE} | {S}/ram:SpecifiedLogisticsServiceCharge"),
+                read=f"{S}/{CHARGE_READ} | {S}/ram:SpecifiedLogisticsServiceCharge"),
     B("BT-20", f"{S}/ram:SpecifiedTradePaymentTerms/ram:Description"),
     B("BT-9", f"{S}/ram:SpecifiedTradePaymentTerms/ram:DueDateDateTime"),
     G("BG-22", f"{S}/ram:SpecifiedTradeSettlementHeaderMonetarySummation",

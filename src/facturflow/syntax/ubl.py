@@ -39,6 +39,11 @@ UblDocument = Literal["invoice", "creditnote"]
 VAT = "[cac:TaxScheme/cbc:ID='VAT']"
 ALLOWANCE = "cac:AllowanceCharge[cbc:ChargeIndicator='false']"
 CHARGE = "cac:AllowanceCharge[cbc:ChargeIndicator='true']"
+# xs:boolean also spells false and true as 0 and 1: reading accepts both, writing uses words.
+ALLOWANCE_READ = ("cac:AllowanceCharge[normalize-space(cbc:ChargeIndicator)='false'"
+                  " or normalize-space(cbc:ChargeIndicator)='0']")
+CHARGE_READ = ("cac:AllowanceCharge[normalize-space(cbc:ChargeIndicator)='true'"
+               " or normalize-space(cbc:ChargeIndicator)='1']")
 SEPA = "[cbc:ID/@schemeID='SEPA']"
 SELLER = "cac:AccountingSupplierParty/cac:Party"
 
@@ -89,6 +94,7 @@ def _contact(term: str, point: str, phone: str, email: str) -> Bind:
 
 
 def _allowances(term: str, path: str, document: bool) -> Bind:
+    read = ALLOWANCE_READ if path == ALLOWANCE else CHARGE_READ
     ids = {
         "BG-20": ("BT-92", "BT-93", "BT-94", "BT-97", "BT-98", "BT-95", "BT-96"),
         "BG-21": ("BT-99", "BT-100", "BT-101", "BT-104", "BT-105", "BT-102", "BT-103"),
@@ -105,7 +111,7 @@ def _allowances(term: str, path: str, document: bool) -> Bind:
     if document:
         rows += [B(ids[5], f"cac:TaxCategory{VAT}/cbc:ID"),
                  B(ids[6], f"cac:TaxCategory{VAT}/cbc:Percent")]
-    return G(term, path, *rows)
+    return G(term, path, *rows, read=read)
 
 
 # -- custom rows ---------------------------------------------------------------------------
@@ -264,11 +270,11 @@ LINE = G(
       B("BT-146", "cbc:PriceAmount"),
       B("BT-149", "cbc:BaseQuantity"),
       B("BT-150", "cbc:BaseQuantity/@unitCode"),
-      B("BT-147", f"{ALLOWANCE}/cbc:Amount", null="0"),
+      B("BT-147", f"{ALLOWANCE}/cbc:Amount", null="0", read=f"{ALLOWANCE_READ}/cbc:Amount"),
       # UBL requires the allowance amount: a gross price alone gets an explicit zero discount.
-      B("BT-148", f"{ALLOWANCE}/cbc:BaseAmount", fill=((f"{ALLOWANCE}/cbc:Amount", "0"),
-                                                     (f"{ALLOWANCE}/cbc:Amount/@currencyID",
-                                                      "{currency}")))),
+      B("BT-148", f"{ALLOWANCE}/cbc:BaseAmount", read=f"{ALLOWANCE_READ}/cbc:BaseAmount",
+        fill=((f"{ALLOWANCE}/cbc:Amount", "0"),
+              (f"{ALLOWANCE}/cbc:Amount/@currencyID", "{currency}")))),
 )
 
 BINDINGS: tuple[Bind, ...] = (
