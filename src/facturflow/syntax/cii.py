@@ -39,7 +39,8 @@ ALLOWANCE = "ram:SpecifiedTradeAllowanceCharge[ram:ChargeIndicator/udt:Indicator
 CHARGE = "ram:SpecifiedTradeAllowanceCharge[ram:ChargeIndicator/udt:Indicator='true']"
 # xs:boolean also spells false and true as 0 and 1: reading accepts both, writing uses words.
 ALLOWANCE_READ = ("ram:SpecifiedTradeAllowanceCharge[normalize-space(ram:ChargeIndicator/"
-                  "udt:Indicator)='false' or normalize-space(ram:ChargeIndicator/udt:Indicator)='0']")
+                  "udt:Indicator)='false'"
+                  " or normalize-space(ram:ChargeIndicator/udt:Indicator)='0']")
 CHARGE_READ = ("ram:SpecifiedTradeAllowanceCharge[normalize-space(ram:ChargeIndicator/"
                "udt:Indicator)='true' or normalize-space(ram:ChargeIndicator/udt:Indicator)='1']")
 # BT-8: the model holds UNTDID 2005 (3, 35, 432); CII uses UNTDID 2475 (5, 29, 72).
