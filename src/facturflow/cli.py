@@ -207,8 +207,15 @@ def extract_command(pdf: Path, output: Path | None) -> None:
         return
     from .pdf import safe_output_path
 
-    target = safe_output_path(output, attachment.name) if output.is_dir() else output
-    target.write_bytes(attachment.data)
+    try:
+        target = safe_output_path(output, attachment.name) if output.is_dir() else output
+        target.write_bytes(attachment.data)
+    except FacturflowError as exc:
+        click.echo(f"{pdf}: error: {exc.message}", err=True)
+        sys.exit(EXIT_UNREADABLE)
+    except OSError as exc:
+        click.echo(f"{pdf}: error: cannot write {output}: {exc.strerror or exc}", err=True)
+        sys.exit(EXIT_UNREADABLE)
     click.echo(f"{pdf}: wrote {attachment.name} to {target}", err=True)
 
 

@@ -45,7 +45,7 @@ from pypdf.generic import (
 
 from .detect import Document, detect_bytes
 from .errors import ConversionError, MalformedPDFError, NoInvoiceInPDFError
-from .pdf import INVOICE_XML_NAMES, read_pdf
+from .pdf import INVOICE_XML_NAMES, check_pdf_structure, pypdf_limits, read_pdf
 
 if TYPE_CHECKING:
     from .model import Invoice
@@ -239,15 +239,18 @@ def _existing_name_tree(root: DictionaryObject) -> list[tuple[str, PdfObject]]:
 def _open_writer(pdf: bytes) -> PdfWriter:
     if not pdf.lstrip()[:5].startswith(b"%PDF-"):
         raise MalformedPDFError("not a PDF (no %PDF- header)")
+    # The visual PDF comes from the user: the same structure and inflation bounds as any input.
+    check_pdf_structure(pdf)
     try:
-        reader = PdfReader(io.BytesIO(pdf), strict=False)
-        if reader.is_encrypted:
-            raise MalformedPDFError(
-                "the PDF is encrypted; PDF/A forbids encryption, supply an unencrypted PDF"
-            )
-        if len(reader.pages) == 0:
-            raise MalformedPDFError("the PDF has no page")
-        return PdfWriter(clone_from=reader)
+        with pypdf_limits():
+            reader = PdfReader(io.BytesIO(pdf), strict=False)
+            if reader.is_encrypted:
+                raise MalformedPDFError(
+                    "the PDF is encrypted; PDF/A forbids encryption, supply an unencrypted PDF"
+                )
+            if len(reader.pages) == 0:
+                raise MalformedPDFError("the PDF has no page")
+            return PdfWriter(clone_from=reader)
     except MalformedPDFError:
         raise
     except (PdfReadError, PyPdfError, ValueError, KeyError, TypeError, AttributeError,
@@ -416,9 +419,11 @@ def unembedded_fonts(pdf: bytes, *, max_pages: int = 200) -> list[str]:
     Walks each page's font resources and those of its form XObjects, one level deep; a wrapped
     visual PDF with such fonts yields a Factur-X file that is not PDF/A-3 conformant.
     """
+    check_pdf_structure(pdf)
     try:
-        reader = PdfReader(io.BytesIO(pdf), strict=False)
-        pages = list(reader.pages)[:max_pages]
+        with pypdf_limits():
+            reader = PdfReader(io.BytesIO(pdf), strict=False)
+            pages = list(reader.pages)[:max_pages]
     except (PdfReadError, PyPdfError, ValueError, KeyError, TypeError, AttributeError,
             IndexError, RecursionError, OSError, AssertionError) as exc:
         raise MalformedPDFError(f"cannot read the PDF: {exc}") from None

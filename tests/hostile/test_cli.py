@@ -165,12 +165,6 @@ def test_read_and_convert_refuse_bad_input_cleanly(name: str, tmp_path: Path) ->
     assert not out.exists()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="validate's text report puts 'PATH: UNREADABLE' and 'error: PROBLEM' on two lines "
-    "and prints nothing on stderr (lead: one 'PATH: error: PROBLEM' line per bad input, as "
-    "detect does)",
-)
 def test_validate_text_gives_one_line_per_bad_input(tmp_path: Path) -> None:
     from click.testing import CliRunner
 

@@ -91,11 +91,6 @@ def test_cli_extract_to_a_named_file(tmp_path: Path) -> None:
     assert not (tmp_path.parent / "x.xml").exists()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="cli.extract_command does not catch the FacturflowError that safe_output_path "
-    "raises for a symlinked target (lead: wrap it like detect's errors, exit 2)",
-)
 def test_cli_extract_refuses_a_symlinked_target_without_traceback(tmp_path: Path) -> None:
     out = tmp_path / "out"
     out.mkdir()

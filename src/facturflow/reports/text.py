@@ -71,10 +71,12 @@ def _finding_lines(finding: Finding) -> list[Text]:
 
 def report_lines(report: Report) -> list[Text]:
     """The lines of one file's block, fatal findings first."""
-    lines = [_header(report)]
+    header = _header(report)
     if report.error is not None:
-        lines.append(Text(f"  error: {_safe(report.error)}", style="magenta"))
-        return lines
+        # One line per unreadable input, "PATH: UNREADABLE: error: PROBLEM", easy to grep in CI.
+        header.append(f": error: {_safe(report.error)}", style="magenta")
+        return [header]
+    lines = [header]
     for warning in report.warnings:
         lines.append(Text(f"  note: {_safe(warning)}", style="dim"))
     order = {severity: rank for rank, severity in enumerate(SEVERITIES)}
