@@ -25,6 +25,7 @@ from __future__ import annotations
 import base64
 import binascii
 import dataclasses
+import functools
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -146,7 +147,7 @@ class Engine:
                     kwargs[f.name] = value
                 continue
             inner, _ = _unwrap(hints[f.name])
-            xpath = (bind.read or bind.path).format_map(tokens)
+            xpath = _for_reading((bind.read or bind.path).format_map(tokens))
             found = element.xpath(xpath, namespaces=self.ns)
             assert isinstance(found, list)
             sub_context = f.metadata.get("bg") if isinstance(f.metadata.get("bg"), str) else None
@@ -390,6 +391,30 @@ AMOUNT_TERMS = frozenset(
     {f"BT-{n}" for n in (*range(92, 94), *range(99, 101), *range(106, 118), 131,
                          136, 137, 141, 142, 146, 147, 148)}
 )
+
+
+_SIMPLE_PREDICATE = re.compile(r"^([\w:@/.]+)='([^']*)'$")
+
+
+@functools.cache
+def _for_reading(path: str) -> str:
+    """The path with its fixed-value predicates compared whitespace-insensitively
+    (`cbc:ID='VAT'` also matches `<cbc:ID> VAT</cbc:ID>`, which schemas accept)."""
+    if "[" not in path:
+        return path
+    if "|" in path:
+        return " | ".join(_for_reading(part.strip()) for part in _split(path, "|"))
+    steps = []
+    for step in _split(path, "/"):
+        name, predicates = _parse_step(step)
+        rewritten = []
+        for predicate in predicates:
+            match = _SIMPLE_PREDICATE.match(predicate.strip())
+            rewritten.append(
+                f"normalize-space({match.group(1)})='{match.group(2)}'" if match else predicate
+            )
+        steps.append(name + "".join(f"[{p}]" for p in rewritten))
+    return "/".join(steps)
 
 
 def _text(node: Any) -> str | None:
