@@ -153,7 +153,9 @@ def test_every_builtin_stylesheet_is_derived_and_the_official_file_untouched() -
         derived = derive(path)
         assert "no-text-walk" in derived.rewrites, spec.relpath
         if "_codedb.xml" in path.read_text(encoding="utf-8"):
-            assert "codedb-key" in derived.rewrites, spec.relpath
+            assert {"codedb-key", "codedb-param"} <= set(derived.rewrites), spec.relpath
+            ((_, codedb),) = derived.documents
+            assert codedb.parent == path.parent and codedb.name.endswith("_codedb.xml")
         assert derived.source_sha256 == before == hashlib.sha256(path.read_bytes()).hexdigest()
         assert derived.text != path.read_bytes()
 

@@ -118,7 +118,10 @@ def _compile(engine: _Engine, artefact: Artefact) -> Any:
             builder = engine.processor.new_document_builder()
             builder.set_base_uri(artefact.path.resolve().as_uri())
             node = builder.parse_xml(xml_text=derived.text.decode("utf-8"))
-            return engine.xslt.compile_stylesheet(stylesheet_node=node)
+            executable = engine.xslt.compile_stylesheet(stylesheet_node=node)
+            for name, path in derived.documents:  # parsed once, reused by every transformation
+                executable.set_parameter(name, engine.processor.parse_xml(xml_file_name=str(path)))
+            return executable
     return engine.xslt.compile_stylesheet(stylesheet_file=str(artefact.path))
 
 
