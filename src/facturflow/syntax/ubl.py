@@ -353,13 +353,6 @@ BINDINGS: tuple[Bind, ...] = (
     B("BT-20", "cac:PaymentTerms/cbc:Note"),
     _allowances("BG-20", ALLOWANCE, True),
     _allowances("BG-21", CHARGE, True),
-    G("BG-23", "cac:TaxTotal[cbc:TaxAmount/@currencyID='{currency}']/cac:TaxSubtotal",
-      B("BT-116", "cbc:TaxableAmount"),
-      B("BT-117", "cbc:TaxAmount"),
-      B("BT-118", f"cac:TaxCategory{VAT}/cbc:ID"),
-      B("BT-119", f"cac:TaxCategory{VAT}/cbc:Percent"),
-      B("BT-121", f"cac:TaxCategory{VAT}/cbc:TaxExemptionReasonCode"),
-      B("BT-120", f"cac:TaxCategory{VAT}/cbc:TaxExemptionReason")),
     G("BG-22", "cac:LegalMonetaryTotal",
       B("BT-106", "cbc:LineExtensionAmount"),
       B("BT-109", "cbc:TaxExclusiveAmount"),
@@ -370,10 +363,21 @@ BINDINGS: tuple[Bind, ...] = (
       B("BT-114", "cbc:PayableRoundingAmount"),
       B("BT-115", "cbc:PayableAmount"),
       # BT-110/BT-111 sit in cac:TaxTotal, told apart by currency, outside the monetary total.
-      B("BT-110", "../cac:TaxTotal[cbc:TaxAmount/@currencyID='{currency}']/cbc:TaxAmount"),
+      B("BT-110", "../cac:TaxTotal[cbc:TaxAmount/@currencyID='{currency}']/cbc:TaxAmount",
+        null="0"),
       B("BT-111", "../cac:TaxTotal[cbc:TaxAmount/@currencyID='{tax_currency}']/cbc:TaxAmount",
         read="../cac:TaxTotal[cbc:TaxAmount/@currencyID='{tax_currency}']"
              "[not(cac:TaxSubtotal) or '{tax_currency}'!='{currency}']/cbc:TaxAmount")),
+    G("BG-23", "cac:TaxTotal[cbc:TaxAmount/@currencyID='{currency}']/cac:TaxSubtotal",
+      B("BT-116", "cbc:TaxableAmount"),
+      B("BT-117", "cbc:TaxAmount"),
+      B("BT-118", f"cac:TaxCategory{VAT}/cbc:ID"),
+      B("BT-119", f"cac:TaxCategory{VAT}/cbc:Percent"),
+      B("BT-121", f"cac:TaxCategory{VAT}/cbc:TaxExemptionReasonCode"),
+      B("BT-120", f"cac:TaxCategory{VAT}/cbc:TaxExemptionReason"),
+      # UBL requires the VAT total beside the breakdown: without BT-110 it is an explicit
+      # zero, read back as absent (so BG-22 is written first, see the table order).
+      fill=(("../cbc:TaxAmount", "0"),)),
     LINE,
 )
 
