@@ -23,6 +23,8 @@ KNOWN_LOSSES: dict[str, dict[str, str]] = {
     "cii->ubl": {
         "BT-83": "UBL carries the remittance information (BT-83) only inside a cac:PaymentMeans, "
                  "which needs a payment means code (BT-81) that the source lacks",
+        "BT-110": "UBL requires the VAT total amount beside a VAT breakdown: a source without "
+                  "BT-110 gets an explicit 0",
     },
     "ubl->cii": {},
 }

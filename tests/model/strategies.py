@@ -196,6 +196,10 @@ def invoices(draw: st.DrawFn) -> Invoice:
     tax_currency = draw(opt(code("currency").filter(lambda c: c != currency)))
     breakdown = draw(some(vat_breakdown))
     document_totals = draw(opt(totals))
+    if breakdown and (document_totals is None or document_totals.vat_total is None):
+        # UBL writes a VAT breakdown inside a cac:TaxTotal whose TaxAmount (BT-110) it needs.
+        document_totals = DocumentTotals(**{**_fields(document_totals or DocumentTotals()),
+                                            "vat_total": draw(amounts)})
     if document_totals is not None and tax_currency is not None:
         # BT-111 exists only with a distinct VAT accounting currency (BT-6).
         accounting = draw(opt(amounts))

@@ -363,8 +363,7 @@ BINDINGS: tuple[Bind, ...] = (
       B("BT-114", "cbc:PayableRoundingAmount"),
       B("BT-115", "cbc:PayableAmount"),
       # BT-110/BT-111 sit in cac:TaxTotal, told apart by currency, outside the monetary total.
-      B("BT-110", "../cac:TaxTotal[cbc:TaxAmount/@currencyID='{currency}']/cbc:TaxAmount",
-        null="0"),
+      B("BT-110", "../cac:TaxTotal[cbc:TaxAmount/@currencyID='{currency}']/cbc:TaxAmount"),
       B("BT-111", "../cac:TaxTotal[cbc:TaxAmount/@currencyID='{tax_currency}']/cbc:TaxAmount",
         read="../cac:TaxTotal[cbc:TaxAmount/@currencyID='{tax_currency}']"
              "[not(cac:TaxSubtotal) or '{tax_currency}'!='{currency}']/cbc:TaxAmount")),
@@ -375,8 +374,8 @@ BINDINGS: tuple[Bind, ...] = (
       B("BT-119", f"cac:TaxCategory{VAT}/cbc:Percent"),
       B("BT-121", f"cac:TaxCategory{VAT}/cbc:TaxExemptionReasonCode"),
       B("BT-120", f"cac:TaxCategory{VAT}/cbc:TaxExemptionReason"),
-      # UBL requires the VAT total beside the breakdown: without BT-110 it is an explicit
-      # zero, read back as absent (so BG-22 is written first, see the table order).
+      # UBL requires the VAT total beside the breakdown: without BT-110 it is written as an
+      # explicit zero (BG-22 is written first, see the table order, so a BT-110 wins).
       fill=(("../cbc:TaxAmount", "0"),)),
     LINE,
 )
