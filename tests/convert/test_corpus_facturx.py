@@ -32,7 +32,6 @@ KNOWN_GAPS = {
     "ubl/cen-testfiles-ubl-tc434-test-1.xml": "price discount BT-147 without gross price BT-148",
     "ubl/cen-ubl-tc434-example2.xml": "price discount BT-147 without gross price BT-148",
     "ubl/cen-sample-discount-price.xml": "BT-111 implied by one TaxTotal when BT-6 = BT-5",
-    "ubl/cen-issue116.xml": "line TaxScheme ' VAT' (with a space) not read",
     "ubl/peppol-GR-base-example-TaxRepresentative.xml": "no seller name BT-27; CII needs one",
 }
 SYNTAXES = ("ubl-invoice", "ubl-creditnote", "cii")
