@@ -106,7 +106,7 @@ def batch_documents(cfg: Config) -> list[BatchDoc]:
     else:
         paths = sorted([*cfg.corpus.glob("ubl/*.xml"), *cfg.corpus.glob("cii/*.xml")])
         if cfg.quick:
-            paths = paths[::10]
+            paths = paths[::20]
     docs = []
     for p in paths:
         try:
@@ -200,7 +200,7 @@ def target_batch(cfg: Config) -> None:
     if cfg.java:
         java, reason = java_or_reason(lambda: run_reference(
             [(d.path, d.stylesheets) for d in docs], threads=cfg.jobs,
-            warmup_seconds=15.0 if cfg.quick else 60.0, min_warmup_passes=3, repeat=repeat,
+            warmup_seconds=10.0 if cfg.quick else 60.0, min_warmup_passes=3, repeat=repeat,
             workdir=cfg.workdir, timeout=3600))
     ref = java.median_pass_seconds if java else None
     ref_cpu = java.median_pass_cpu_seconds if java else None
