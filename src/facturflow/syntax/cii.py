@@ -312,7 +312,8 @@ def _read_tax_total(term: str) -> Any:
         if term == "BT-111":
             if not tokens.get("tax_currency"):
                 return None
-            if tokens["tax_currency"] == tokens.get("currency"):
+            if tokens["tax_currency"] == tokens.get("currency") and len(candidates) > 1:
+                # BT-6 = BT-5: the second total is BT-111; a single one states both.
                 candidates = candidates[1:]
         if not candidates or not (candidates[0].text or "").strip():
             return None
@@ -326,6 +327,10 @@ def _read_tax_total(term: str) -> Any:
 
 def _write_tax_total(term: str) -> Any:
     def write(element: etree._Element, value: Any, tokens: Tokens) -> None:
+        if term == "BT-111" and tokens["tax_currency"] == tokens["currency"]:
+            stated = [n.text for n in element.iterfind("ram:TaxTotalAmount", NS)]
+            if stated == [format(value, "f")]:
+                return  # BT-6 = BT-5 and BT-111 = BT-110: one total states both (BR-CO-15)
         node = etree.SubElement(element, f"{{{NS['ram']}}}TaxTotalAmount")
         node.text = format(value, "f")
         node.set("currencyID", tokens["tax_currency" if term == "BT-111" else "currency"])

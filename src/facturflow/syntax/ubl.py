@@ -228,6 +228,53 @@ def _write_payment(element: etree._Element, value: PaymentInstructions, tokens: 
                 debit.debited_account_id)
 
 
+def _tax_totals(summation: etree._Element, currency: str) -> list[etree._Element]:
+    parent = summation.getparent()
+    assert parent is not None
+    found = []
+    for total in parent.iterfind("cac:TaxTotal", NS):
+        amount = total.find("cbc:TaxAmount", NS)
+        if amount is not None and (amount.get("currencyID") or "").strip() == currency:
+            found.append(total)
+    return found
+
+
+def _read_accounting_vat(summation: etree._Element, tokens: Tokens) -> Any:
+    """BT-111: the cac:TaxTotal in the VAT accounting currency (BT-6). When BT-6 is BT-5, a
+    TaxTotal without breakdown, else the single TaxTotal, which then states both totals."""
+    from decimal import Decimal, InvalidOperation
+
+    tax_currency = tokens.get("tax_currency")
+    if not tax_currency:
+        return None
+    totals = _tax_totals(summation, tax_currency)
+    if tax_currency == tokens.get("currency"):
+        plain = [t for t in totals if t.find("cac:TaxSubtotal", NS) is None]
+        totals = plain or (totals if len(totals) == 1 else [])
+    text = _first(totals[0], "cbc:TaxAmount") if totals else None
+    if text is None:
+        return None
+    try:
+        return Decimal(text)
+    except InvalidOperation:
+        raise BindingError("BT-111", f"{text!r} is not a number") from None
+
+
+def _write_accounting_vat(summation: etree._Element, value: Any, tokens: Tokens) -> None:
+    tax_currency = tokens["tax_currency"]
+    text = format(value, "f")
+    same = _tax_totals(summation, tax_currency)
+    if tax_currency == tokens["currency"] and len(same) == 1 and (
+        _first(same[0], "cbc:TaxAmount") == text
+    ):
+        return  # one TaxTotal already states it (BT-6 = BT-5 and BT-111 = BT-110)
+    parent = summation.getparent()
+    assert parent is not None
+    total = etree.SubElement(parent, f"{{{NS['cac']}}}TaxTotal")
+    amount = etree.SubElement(total, f"{{{NS['cbc']}}}TaxAmount", currencyID=tax_currency)
+    amount.text = text
+
+
 LINE = G(
     "BG-25", "{Line}",
     B("BT-126", "cbc:ID"),
@@ -365,8 +412,7 @@ BINDINGS: tuple[Bind, ...] = (
       # BT-110/BT-111 sit in cac:TaxTotal, told apart by currency, outside the monetary total.
       B("BT-110", "../cac:TaxTotal[cbc:TaxAmount/@currencyID='{currency}']/cbc:TaxAmount"),
       B("BT-111", "../cac:TaxTotal[cbc:TaxAmount/@currencyID='{tax_currency}']/cbc:TaxAmount",
-        read="../cac:TaxTotal[cbc:TaxAmount/@currencyID='{tax_currency}']"
-             "[not(cac:TaxSubtotal) or '{tax_currency}'!='{currency}']/cbc:TaxAmount")),
+        custom=(_read_accounting_vat, _write_accounting_vat))),
     G("BG-23", "cac:TaxTotal[cbc:TaxAmount/@currencyID='{currency}']/cac:TaxSubtotal",
       B("BT-116", "cbc:TaxableAmount"),
       B("BT-117", "cbc:TaxAmount"),
