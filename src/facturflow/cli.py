@@ -9,7 +9,6 @@ from __future__ import annotations
 import importlib
 import json
 import sys
-from collections.abc import Iterable
 from pathlib import Path
 
 import click
@@ -17,7 +16,6 @@ import click
 from . import __version__
 from .detect import detect
 from .errors import FacturflowError
-from .validate.report import Report
 
 EXIT_OK = 0
 EXIT_INVALID = 1
@@ -131,6 +129,7 @@ def validate_command(
     """Validate invoices (files or folders) against XSD, Schematron and PDF rules."""
     from .errors import RulePackError
     from .inputs import expand_inputs
+    from .progress import collect
     from .reports import write
     from .validate import validate_many
 
@@ -141,7 +140,7 @@ def validate_command(
         reports_iter = validate_many(
             files, rules, rule_packs=rule_packs, jobs=jobs, timeout=timeout
         )
-        reports = _with_progress(reports_iter, len(files))
+        reports = collect(reports_iter, len(files), "validating")
     except RulePackError as exc:
         raise click.UsageError(str(exc)) from None
     if output is None:
@@ -156,29 +155,6 @@ def validate_command(
     if unreadable:
         sys.exit(EXIT_UNREADABLE)
     sys.exit(EXIT_OK if all(r.ok for r in reports) else EXIT_INVALID)
-
-
-def _with_progress(reports: Iterable[Report], total: int) -> list[Report]:
-    """Collect reports, with a progress bar on stderr when it is a terminal and the batch is big."""
-    if total < 2 or not sys.stderr.isatty():
-        return list(reports)
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
-
-    collected: list[Report] = []
-    with Progress(
-        "[progress.description]{task.description}",
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        console=Console(stderr=True),
-        transient=True,
-    ) as progress:
-        task = progress.add_task("validating", total=total)
-        for report in reports:
-            collected.append(report)
-            progress.advance(task)
-    return collected
 
 
 @main.command("extract")

@@ -18,6 +18,7 @@ from typing import Literal
 import click
 
 from .cli import EXIT_INVALID, EXIT_OK, EXIT_UNREADABLE
+from .progress import collect
 
 Status = Literal["converted", "refused", "unreadable"]
 
@@ -110,23 +111,6 @@ def _run(jobs_list: list[tuple[str, str, _Options]], jobs: int) -> Iterator[Outc
         yield from pool.map(_convert_star, jobs_list, chunksize=1)
 
 
-def _with_progress(outcomes: Iterator[Outcome], total: int) -> list[Outcome]:
-    """Collect outcomes with a rich progress bar on stderr (when it is a terminal)."""
-    if total < 2 or not sys.stderr.isatty():
-        return list(outcomes)
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
-
-    collected: list[Outcome] = []
-    with Progress(
-        "[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
-        TimeRemainingColumn(), console=Console(stderr=True), transient=True,
-    ) as progress:
-        task = progress.add_task("converting", total=total)
-        for outcome in outcomes:
-            collected.append(outcome)
-            progress.advance(task)
-    return collected
 
 
 @click.command("convert")
@@ -182,7 +166,7 @@ def convert_command(
     )
     work = [(str(src), str(dst), options) for src, dst in pairs]
     cores = os.cpu_count() or 1
-    outcomes = _with_progress(_run(work, jobs or cores), len(work))
+    outcomes = collect(_run(work, jobs or cores), len(work), "converting")
     sys.exit(report_outcomes(outcomes))
 
 
