@@ -22,11 +22,14 @@ import tomllib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .artefacts import Artefact, builtin
 from .detect import PROFILES, SYNTAXES, Document
 from .errors import ArtefactError, RulePackError
-from .validate.report import Layer
+
+if TYPE_CHECKING:  # only for annotations: importing facturflow.validate here would be circular
+    from .validate.report import Layer
 
 BUILTIN_RULE_SETS: tuple[str, ...] = (
     "xsd",
