@@ -49,3 +49,12 @@ def test_ubl_invoice_document_carries_credit_note_codes_too(invoice: Invoice) ->
 @given(invoices())
 def test_ubl_to_cii_to_model_equals_the_model(invoice: Invoice) -> None:
     assert _through(_through(invoice, "ubl"), "cii") == invoice
+
+
+def test_note_subject_codes_with_digits_survive_ubl() -> None:
+    # UNTDID 4451 has GS7: the UBL "#CODE#text" convention must accept digits in the code.
+    from facturflow.syntax import ubl
+
+    pattern = ubl._NOTE
+    match = pattern.fullmatch("#GS7#0")
+    assert match is not None and match.group(1) == "GS7"

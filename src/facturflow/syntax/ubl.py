@@ -116,7 +116,7 @@ def _allowances(term: str, path: str, document: bool) -> Bind:
 
 # -- custom rows ---------------------------------------------------------------------------
 
-_NOTE = re.compile(r"#([A-Z]{3})#(.*)", re.DOTALL)
+_NOTE = re.compile(r"#([A-Z0-9]{3})#(.*)", re.DOTALL)
 
 
 def _read_notes(element: etree._Element, tokens: Tokens) -> tuple[Note, ...]:
