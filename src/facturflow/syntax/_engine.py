@@ -41,6 +41,7 @@ from ..model.invoice import (
     ClassificationIdentifier,
     ElectronicAddress,
     Identifier,
+    Invoice,
     Node,
 )
 from ..model.serialize import _hints, _unwrap
@@ -64,6 +65,16 @@ class BindingError(ValueError):
     def __init__(self, business_term: str, message: str) -> None:
         super().__init__(f"{business_term}: {message}")
         self.business_term = business_term
+
+
+def build_invoice(kwargs: dict[str, Any]) -> Invoice:
+    """The Invoice from the terms a binding read; model refusals become BindingErrors."""
+    try:
+        return Invoice(**kwargs)
+    except CodeListError as exc:
+        raise BindingError(exc.business_term, str(exc).partition(": ")[2]) from None
+    except TypeError as exc:
+        raise BindingError("BT-1..BT-5", f"a mandatory term is missing: {exc}") from None
 
 
 @dataclass(frozen=True)

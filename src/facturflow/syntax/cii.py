@@ -19,7 +19,7 @@ from ..model.invoice import (
     PaymentCard,
     PaymentInstructions,
 )
-from ._engine import B, Bind, BindingError, Engine, G, Tokens
+from ._engine import B, Bind, BindingError, Engine, G, Tokens, build_invoice
 from ._xsdorder import sort_tree
 
 NS = {
@@ -503,18 +503,8 @@ def read_cii(tree: etree._ElementTree | etree._Element) -> Invoice:
         "tax_currency": _first_text(root, f"{S}/ram:TaxCurrencyCode") or "",
     }
     kwargs = ENGINE.read_group(root, Invoice, BINDINGS, None, tokens)
-    return _build(kwargs)
+    return build_invoice(kwargs)
 
-
-def _build(kwargs: dict[str, Any]) -> Invoice:
-    from ..model.codelists import CodeListError
-
-    try:
-        return Invoice(**kwargs)
-    except CodeListError as exc:
-        raise BindingError(exc.business_term, str(exc).partition(": ")[2]) from None
-    except TypeError as exc:
-        raise BindingError("BT-1..BT-5", f"a mandatory term is missing: {exc}") from None
 
 
 def _first_text(root: etree._Element, path: str) -> str | None:

@@ -24,7 +24,7 @@ from ..model.invoice import (
     PaymentCard,
     PaymentInstructions,
 )
-from ._engine import B, Bind, BindingError, Engine, G, Tokens
+from ._engine import B, Bind, BindingError, Engine, G, Tokens, build_invoice
 from ._xsdorder import sort_tree
 
 NS_INVOICE = "urn:oasis:names:specification:ubl:schema:xsd:Invoice-2"
@@ -440,18 +440,8 @@ def read_ubl(tree: etree._ElementTree | etree._Element) -> Invoice:
     tokens["tax_currency"] = _first(root, "cbc:TaxCurrencyCode") or ""
     tokens["number"] = _first(root, "cbc:ID") or ""
     kwargs = ENGINE.read_group(root, Invoice, BINDINGS, None, tokens)
-    return _build(kwargs)
+    return build_invoice(kwargs)
 
-
-def _build(kwargs: dict[str, Any]) -> Invoice:
-    from ..model.codelists import CodeListError
-
-    try:
-        return Invoice(**kwargs)
-    except CodeListError as exc:
-        raise BindingError(exc.business_term, str(exc).partition(": ")[2]) from None
-    except TypeError as exc:
-        raise BindingError("BT-1..BT-5", f"a mandatory term is missing: {exc}") from None
 
 
 def write_ubl(invoice: Invoice, *, document: UblDocument | None = None) -> etree._ElementTree:
