@@ -67,6 +67,22 @@ class BindingError(ValueError):
         self.business_term = business_term
 
 
+def first_text(node: etree._Element, path: str, namespaces: dict[str, str]) -> str | None:
+    """The first non-blank text (element or attribute) an XPath finds, stripped, or None."""
+    found = node.xpath(path, namespaces=namespaces)
+    assert isinstance(found, list)
+    for item in found:
+        if isinstance(item, str):
+            value = item.strip()
+        elif isinstance(item, etree._Element):
+            value = (item.text or "").strip()
+        else:
+            continue
+        if value:
+            return value
+    return None
+
+
 def build_invoice(kwargs: dict[str, Any]) -> Invoice:
     """The Invoice from the terms a binding read; model refusals become BindingErrors."""
     try:

@@ -19,7 +19,7 @@ from ..model.invoice import (
     PaymentCard,
     PaymentInstructions,
 )
-from ._engine import B, Bind, BindingError, Engine, G, Tokens, build_invoice
+from ._engine import B, Bind, BindingError, Engine, G, Tokens, build_invoice, first_text
 from ._xsdorder import sort_tree
 
 NS = {
@@ -203,18 +203,7 @@ def _read_payment(element: etree._Element, tokens: Tokens) -> PaymentInstruction
     settlement = found[0]
 
     def text(node: etree._Element, path: str) -> str | None:
-        found = node.xpath(path, namespaces=NS)
-        assert isinstance(found, list)
-        for item in found:
-            if isinstance(item, str):
-                value = item.strip()
-            elif isinstance(item, etree._Element):
-                value = (item.text or "").strip()
-            else:
-                continue
-            if value:
-                return value
-        return None
+        return first_text(node, path, NS)
 
     means = settlement.xpath("ram:SpecifiedTradeSettlementPaymentMeans", namespaces=NS)
     assert isinstance(means, list)
@@ -508,12 +497,7 @@ def read_cii(tree: etree._ElementTree | etree._Element) -> Invoice:
 
 
 def _first_text(root: etree._Element, path: str) -> str | None:
-    found = root.xpath(path, namespaces=NS)
-    assert isinstance(found, list)
-    for node in found:
-        if isinstance(node, etree._Element) and (node.text or "").strip():
-            return (node.text or "").strip()
-    return None
+    return first_text(root, path, NS)
 
 
 def write_cii(invoice: Invoice) -> etree._ElementTree:

@@ -24,7 +24,7 @@ from ..model.invoice import (
     PaymentCard,
     PaymentInstructions,
 )
-from ._engine import B, Bind, BindingError, Engine, G, Tokens, build_invoice
+from ._engine import B, Bind, BindingError, Engine, G, Tokens, build_invoice, first_text
 from ._xsdorder import sort_tree
 
 NS_INVOICE = "urn:oasis:names:specification:ubl:schema:xsd:Invoice-2"
@@ -141,18 +141,7 @@ def _write_notes(element: etree._Element, value: tuple[Note, ...], tokens: Token
 
 
 def _first(node: etree._Element, path: str) -> str | None:
-    found = node.xpath(path, namespaces=NS)
-    assert isinstance(found, list)
-    for item in found:
-        if isinstance(item, str):
-            text = item.strip()
-        elif isinstance(item, etree._Element):
-            text = (item.text or "").strip()
-        else:
-            continue
-        if text:
-            return text
-    return None
+    return first_text(node, path, NS)
 
 
 def _read_payment(element: etree._Element, tokens: Tokens) -> PaymentInstructions | None:
