@@ -17,7 +17,7 @@ from .errors import (
     InputTooLargeError,
     NotAnInvoiceError,
 )
-from .xmlsafe import DEFAULT_LIMITS, Limits, clip, parse_xml
+from .xmlsafe import DEFAULT_LIMITS, Limits, clip, parse_xml, serialize
 
 if TYPE_CHECKING:  # pypdf is only loaded when an input is a PDF
     from .pdf import Attachment, PdfParts
@@ -306,7 +306,7 @@ def _document(
             if spec_id
             else "no specification identifier (BT-24): validating against the EN 16931 rules"
         )
-    xml = etree.tostring(tree, xml_declaration=True, encoding="UTF-8")
+    xml = serialize(tree)
     return Document(
         name=name,
         container=container,

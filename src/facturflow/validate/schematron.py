@@ -13,7 +13,6 @@ import os
 import re
 import resource
 import threading
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -134,14 +133,6 @@ def _compiled(engine: _Engine, artefact: Artefact) -> Any:
             raise RuntimeError(f"cannot compile {artefact.name}")
         engine.compiled[key] = executable
     return executable
-
-
-def warm_up(artefacts: Iterable[Artefact]) -> None:
-    """Compile stylesheets ahead of use (worker initialisers call this)."""
-    with _lock:
-        engine = _get_engine()
-        for artefact in artefacts:
-            _compiled(engine, artefact)
 
 
 class SaxonDocument:
