@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import io
 import json
 import os
 import random
@@ -210,29 +211,170 @@ def parse_multipart(content_type: str, body: bytes) -> list[tuple[str, str | Non
 # State
 
 
+class _Tracked(dict[str, Any]):
+    """A dict that records which of its keys were set, replaced or removed (for the journal).
+
+    A value changed in place (``d["sends"].setdefault(id, {})["calls"] += 1``) is covered when it
+    was reached through `setdefault`, which counts as a change; reaching it with `get` or `[]`
+    and mutating it is not seen (the sandbox's own code never does that).
+    """
+
+    def __init__(self, name: str | None, changed: set[tuple[str | None, str]],
+                 items: Mapping[str, Any] | None = None) -> None:
+        super().__init__()
+        self._name = name
+        self._changed = changed
+        if items:
+            for key, value in items.items():
+                super().__setitem__(key, self._wrap(key, value))
+
+    def _wrap(self, key: str, value: Any) -> Any:
+        # Top-level dicts become tracked collections of their own.
+        if self._name is None and isinstance(value, dict) and not isinstance(value, _Tracked):
+            return _Tracked(key, self._changed, value)
+        return value
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        super().__setitem__(key, self._wrap(key, value))
+        self._changed.add((self._name, key))
+
+    def __delitem__(self, key: str) -> None:
+        super().__delitem__(key)
+        self._changed.add((self._name, key))
+
+    def pop(self, key: str, *default: Any) -> Any:
+        self._changed.add((self._name, key))
+        return super().pop(key, *default)
+
+    def setdefault(self, key: str, default: Any = None) -> Any:
+        if key not in self:
+            self[key] = default
+        self._changed.add((self._name, key))
+        return self[key]
+
+    def update(self, *args: Any, **kw: Any) -> None:
+        for key, value in dict(*args, **kw).items():
+            self[key] = value
+
+    def popitem(self) -> tuple[str, Any]:
+        key, value = super().popitem()
+        self._changed.add((self._name, key))
+        return key, value
+
+    def clear(self) -> None:
+        self._changed.update((self._name, key) for key in self)
+        super().clear()
+
+
 class _State:
-    """All sandbox data; one lock; saved as JSON after each change (files kept beside it)."""
+    """All sandbox data, under one lock, persisted in `state.json` plus a journal.
+
+    Each change is appended to `state.log` as one JSON line listing the entries it set or
+    removed (`[collection, key, value]`, `[collection, key]`, or `[name, value]` for a top-level
+    value), so a request costs the size of what it changed, not of the whole state. On load the
+    journal is replayed over the snapshot; a torn last line (a killed process) is ignored, and
+    since every entry is a plain assignment, replaying it twice is harmless. When the journal
+    outgrows the snapshot, the snapshot is rewritten (atomically) and the journal emptied:
+    amortised, saving stays proportional to the change. No fsync: like before, the state
+    survives the sandbox being killed, not the machine losing power. Upload files are kept
+    beside it, named by their sha256.
+    """
+
+    MIN_COMPACT_BYTES = 1 << 20
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
         self.files = folder / "files"
         self.files.mkdir(parents=True, exist_ok=True)
         self.path = folder / "state.json"
+        self.log_path = folder / "state.log"
         self.lock = threading.RLock()
-        self.data: dict[str, Any] = {
+        self._changed: set[tuple[str | None, str]] = set()
+        data: dict[str, Any] = {
             "org": None, "settings": {}, "client_invoices": {}, "hashes": {}, "clients": {},
             "supplier_invoices": {}, "attachments": {}, "sends": {}, "access_tokens": {},
             "refresh_tokens": {}, "codes": {}, "registrations": {}, "idempotency": {},
             "clock_offset": 0.0, "outcomes": {}, "requests": 0,
         }
         if self.path.exists():
-            self.data.update(json.loads(self.path.read_text("utf-8")))
+            data.update(json.loads(self.path.read_text("utf-8")))
+        if self.log_path.exists():
+            self._replay(data, self.log_path.read_bytes())
+        self.data = _Tracked(None, self._changed, data)
+        self._changed.clear()
+        self._log: Any = None
+        self._log_bytes = 0
+        self._snapshot_bytes = 0
+
+    @staticmethod
+    def _replay(data: dict[str, Any], journal: bytes) -> None:
+        for line in journal.split(b"\n"):
+            if not line.strip():
+                continue
+            try:
+                entries = json.loads(line)
+            except ValueError:
+                break  # torn by a kill in the middle of a write: nothing after it was written
+            for entry in entries:
+                if len(entry) == 2 and entry[0] in data and not isinstance(data[entry[0]], dict):
+                    data[entry[0]] = entry[1]  # a top-level value
+                elif len(entry) == 2:
+                    collection = data.get(entry[0])
+                    if isinstance(collection, dict):
+                        collection.pop(entry[1], None)
+                else:
+                    collection = data.setdefault(entry[0], {})
+                    if isinstance(collection, dict):
+                        collection[entry[1]] = entry[2]
+                    else:
+                        data[entry[0]] = {entry[1]: entry[2]}
 
     def save(self) -> None:
+        """Persist what changed since the last save (the caller holds `lock`)."""
+        if not self._changed:
+            return
+        if self._log is None or self._log_bytes > max(self.MIN_COMPACT_BYTES,
+                                                      self._snapshot_bytes):
+            self.snapshot()
+            return
+        entries: list[list[Any]] = []
+        for name, key in self._changed:
+            if name is None:
+                if isinstance(self.data.get(key), dict):
+                    self.snapshot()  # a whole collection replaced (rare): no entry says that
+                    return
+                entries.append([key, self.data.get(key)])
+            elif key in self.data[name]:
+                entries.append([name, key, self.data[name][key]])
+            else:
+                entries.append([name, key])
+        self._changed.clear()
+        line = json.dumps(entries, separators=(",", ":")).encode() + b"\n"
+        self._log.write(line)
+        self._log.flush()
+        self._log_bytes += len(line)
+
+    def snapshot(self) -> None:
+        """Rewrite `state.json` whole and start an empty journal."""
+        payload = json.dumps(self.data, separators=(",", ":")).encode()
         fd, tmp = tempfile.mkstemp(dir=self.folder, prefix=".state.")
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(self.data, fh)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(payload)
         os.replace(tmp, self.path)
+        # Entries still in the old journal are also in the snapshot: emptying it loses nothing,
+        # and a kill before the truncation only means replaying them again.
+        if self._log is not None:
+            self._log.close()
+        self._log = open(self.log_path, "wb")  # noqa: SIM115  (kept open, closed by close())
+        self._changed.clear()
+        self._log_bytes, self._snapshot_bytes = 0, len(payload)
+
+    def close(self) -> None:
+        with self.lock:
+            if self._log is not None:
+                self.save()
+                self._log.close()
+                self._log = None
 
     def put_file(self, data: bytes) -> str:
         sha = hashlib.sha256(data).hexdigest()
@@ -304,6 +446,7 @@ class Sandbox:
             self._server.shutdown()
             self._server.server_close()
             self._server = None
+        self.state.close()
         if self._tmp is not None:
             self._tmp.cleanup()
             self._tmp = None
@@ -592,6 +735,7 @@ _ROUTES: list[tuple[str, re.Pattern[str], str, tuple[str, ...], str]] = [
 class _Handler(BaseHTTPRequestHandler):
     sandbox: Sandbox
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True
     server_version = "facturflow-sandbox"
 
     def log_message(self, format: str, *args: Any) -> None:  # quiet; tests read counters
@@ -669,6 +813,10 @@ class _Handler(BaseHTTPRequestHandler):
                 body = {**body, "trace_id": self.trace_id}
             payload = json.dumps(body).encode()
             headers.setdefault("Content-Type", "application/json")
+        # Status line, headers and body leave in one write: a body written after the headers
+        # would wait for the client's delayed ACK of them (Nagle), ~40 ms per answer.
+        sock, buffer = self.wfile, io.BytesIO()
+        self.wfile = buffer
         try:
             self.send_response(status)
             self.send_header("X-Tyk-Trace-Id", self.trace_id)
@@ -678,6 +826,11 @@ class _Handler(BaseHTTPRequestHandler):
             self.end_headers()
             if payload and status != 204:
                 self.wfile.write(payload)
+            response = buffer.getvalue()
+        finally:
+            self.wfile = sock
+        try:
+            sock.write(response)
         except (BrokenPipeError, ConnectionResetError, TimeoutError):
             self.close_connection = True
 
