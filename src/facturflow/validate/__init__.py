@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..detect import Document, Source, detect
@@ -21,7 +22,7 @@ from ..errors import (
     NoInvoiceInPDFError,
     NotAnInvoiceError,
 )
-from ..rules import RulePack, load_rule_pack, parse_rule_sets, plan
+from ..rules import RulePack, Step, load_rule_pack, parse_rule_sets, plan
 from ..xmlsafe import DEFAULT_LIMITS, Limits
 from . import pdf as pdf_layer
 from . import pool, schematron, xsd
@@ -98,9 +99,26 @@ def validate_document(
 ) -> Report:
     """Run every applicable layer on one detected document."""
     steps, notes = plan(document, rule_sets, packs)
-    findings: list[Finding] = []
-    layers: list[LayerRun] = [LayerRun("xml", "xml", "facturflow hardened parser", "lxml", True)]
+    header = run_header(document, rule_sets)
+    results = run_steps(document, steps, range(len(steps)))
+    return assemble(document, rule_sets, notes, header, results)
 
+
+@dataclass(frozen=True)
+class StepResult:
+    """What one planned step (an XSD or a stylesheet) found."""
+
+    index: int
+    layer: LayerRun
+    findings: tuple[Finding, ...]
+
+
+def run_header(
+    document: Document, rule_sets: Sequence[str]
+) -> tuple[list[LayerRun], list[Finding]]:
+    """The layers that precede the planned steps: the XML parser, and the PDF rules."""
+    layers = [LayerRun("xml", "xml", "facturflow hardened parser", "lxml", True)]
+    findings: list[Finding] = []
     if document.container == "pdf" and "pdf" in rule_sets:
         started = time.perf_counter()
         findings.extend(pdf_layer.check(document))
@@ -114,11 +132,20 @@ def validate_document(
                 seconds=time.perf_counter() - started,
             )
         )
+    return layers, findings
 
-    saxon_document = schematron.SaxonDocument(document.xml)
-    for step in steps:
+
+def run_steps(
+    document: Document, steps: Sequence[Step], indices: Iterable[int]
+) -> list[StepResult]:
+    """Apply the planned steps at `indices`, parsing the document for Saxon once."""
+    results: list[StepResult] = []
+    saxon_document: schematron.SaxonDocument | None = None
+    for index in indices:
+        step = steps[index]
         started = time.perf_counter()
         ran = True
+        findings: list[Finding] = []
         if step.layer == "xsd":
             try:
                 findings.extend(xsd.check(document.tree, step.artefact))
@@ -134,18 +161,34 @@ def validate_document(
                     )
                 )
         else:
+            if saxon_document is None:
+                saxon_document = schematron.SaxonDocument(document.xml)
             layer_findings, ran = schematron.run(step.artefact, saxon_document, document.tree)
             findings.extend(layer_findings)
-        layers.append(
-            LayerRun(
-                name=step.rule_set,
-                layer=step.layer,
-                artefact=step.artefact.name,
-                version=step.artefact.version,
-                ran=ran,
-                seconds=time.perf_counter() - started,
-            )
+        layer = LayerRun(
+            name=step.rule_set,
+            layer=step.layer,
+            artefact=step.artefact.name,
+            version=step.artefact.version,
+            ran=ran,
+            seconds=time.perf_counter() - started,
         )
+        results.append(StepResult(index, layer, tuple(findings)))
+    return results
+
+
+def assemble(
+    document: Document,
+    rule_sets: Sequence[str],
+    notes: Sequence[str],
+    header: tuple[list[LayerRun], list[Finding]],
+    results: Iterable[StepResult],
+) -> Report:
+    """The report of one document: the header layers, then each step's, in plan order."""
+    layers, findings = list(header[0]), list(header[1])
+    for result in sorted(results, key=lambda r: r.index):
+        layers.append(result.layer)
+        findings.extend(result.findings)
     return Report(
         path=document.name,
         container=document.container,
@@ -221,6 +264,12 @@ def validate_many(
         _init_worker(rule_sets, packs, limits)
         for name in names:
             yield _validate_path(name)
+        return
+    if len(names) == 1 and jobs > 1:
+        # One file: its stylesheets compile and run on several cores at once (see split.py).
+        from .split import validate_one
+
+        yield validate_one(names[0], (rule_sets, packs, limits), min(jobs, 2), timeout)
         return
     yield from pool.run(
         names, _validate_path, _init_worker, (rule_sets, packs, limits), jobs, timeout
