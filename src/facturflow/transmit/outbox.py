@@ -1,7 +1,8 @@
 """The durable outbox: one SQLite row per invoice to send, keyed by (organisation, sha256 of the
 bytes uploaded), so that a run killed at any point can be re-run without sending twice.
 
-Each transition is committed (synchronous=FULL) before the network step that follows it:
+Each transition is committed durably (synchronous=FULL) before the network step that follows
+it:
 
     validated ─▶ importing ─▶ imported ─▶ sending ─▶ sent ─▶ (lifecycle events recorded)
          └──────────┴────────────┴───────────┴──▶ failed (reason; retried by the next run)
@@ -11,6 +12,23 @@ idempotent on Qonto's side (a re-imported file returns its existing id; a repeat
 send_by_einvoice is a harmless 204), so the next run simply repeats them. What makes that safe
 is that the uploaded bytes never change: the converted file is stored in `blobs/` before its row
 is committed, and a source file maps to that stored upload for ever after.
+
+Commits cost an fsync each (the WAL), stored uploads two (the file, its folder). Outside
+`deferred()` every method commits on its own. Inside it, transitions are recorded in one open
+transaction (each method still atomic, as a savepoint) and become durable together at
+`sync()`: the stored uploads are written and fsynced by a background thread meanwhile, then
+fsynced once more as a folder, then the transaction commits. The send stage calls `sync()`
+right before every request that changes something at Qonto (import, send), so the rule above
+holds with one commit per request instead of one per transition. What a crash can cost in
+deferred mode is only work that no request depended on (validations since the last `sync()`,
+the answer of the request in flight), which the next run redoes, exactly as it would redo a
+step whose answer was lost.
+
+Why not synchronous=NORMAL: in WAL mode it survives the process being killed but not the
+machine losing power, which can roll back the last commits. Re-running a lost `importing`,
+`sending` or `sent` would be harmless (Qonto's import and send are idempotent), but a lost row
+would also forget which invoice numbers were already imported from other bytes, the guard
+against sending the same invoice twice. Fewer fsyncs, each one kept, is the safer economy.
 """
 
 from __future__ import annotations
@@ -24,6 +42,7 @@ import sqlite3
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -74,6 +93,7 @@ CREATE TABLE IF NOT EXISTS history (
     detail        TEXT
 );
 CREATE INDEX IF NOT EXISTS items_invoice ON items (invoice_id);
+CREATE INDEX IF NOT EXISTS items_number ON items (org, invoice_number);
 """
 
 
@@ -173,9 +193,19 @@ class Outbox:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=FULL")  # a committed transition survives a crash
         self.db.executescript(_SCHEMA)
+        self._deferred = 0  # depth of deferred() blocks
+        self._open = False  # a deferred transaction is open
+        self._blob_jobs: dict[str, Future[bool]] = {}  # uploads being stored (deferred mode)
+        self._writer: ThreadPoolExecutor | None = None
 
     def close(self) -> None:
-        self.db.close()
+        try:
+            self.sync()
+        finally:
+            if self._writer is not None:
+                self._writer.shutdown()
+                self._writer = None
+            self.db.close()
         if self._lock_fd is not None:
             with contextlib.suppress(OSError):
                 fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
@@ -190,6 +220,19 @@ class Outbox:
 
     @contextlib.contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
+        if self._deferred:
+            if not self._open:
+                self.db.execute("BEGIN IMMEDIATE")
+                self._open = True
+            self.db.execute("SAVEPOINT tx")
+            try:
+                yield self.db
+            except BaseException:
+                self.db.execute("ROLLBACK TO tx")
+                self.db.execute("RELEASE tx")
+                raise
+            self.db.execute("RELEASE tx")
+            return
         self.db.execute("BEGIN IMMEDIATE")
         try:
             yield self.db
@@ -197,6 +240,37 @@ class Outbox:
             self.db.execute("ROLLBACK")
             raise
         self.db.execute("COMMIT")
+
+    @contextlib.contextmanager
+    def deferred(self) -> Iterator[Outbox]:
+        """Record transitions without committing each one; `sync()` (and leaving) commits.
+
+        The caller must call `sync()` before any network step that depends on what was
+        recorded; see the module docstring.
+        """
+        self._deferred += 1
+        try:
+            yield self
+        finally:
+            self._deferred -= 1
+            if not self._deferred:
+                self.sync()
+
+    def sync(self) -> None:
+        """Make every transition recorded so far durable: stored uploads first, then rows."""
+        jobs, self._blob_jobs = list(self._blob_jobs.values()), {}
+        try:
+            written = [job.result() for job in jobs]
+            if any(written):
+                _fsync_dir(self.blobs)
+        except BaseException:
+            if self._open:  # rows must not outlive an upload that was not stored
+                self._open = False
+                self.db.execute("ROLLBACK")
+            raise
+        if self._open:
+            self._open = False
+            self.db.execute("COMMIT")
 
     def _log(self, db: sqlite3.Connection, upload_sha: str, state: str, detail: str | None) -> None:
         db.execute("INSERT INTO history VALUES (?, ?, ?, ?, ?)",
@@ -247,22 +321,20 @@ class Outbox:
         return item
 
     def _write_blob(self, upload_sha: str, data: bytes) -> None:
-        target = self.blobs / upload_sha
-        if target.exists() and sha256(target.read_bytes()) == upload_sha:
+        if not self._deferred:
+            if _store_blob(self.blobs, upload_sha, data):
+                _fsync_dir(self.blobs)
             return
-        fd, tmp = tempfile.mkstemp(dir=self.blobs, prefix=".blob.")
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, target)
-        dir_fd = os.open(self.blobs, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        if upload_sha not in self._blob_jobs:
+            if self._writer is None:
+                self._writer = ThreadPoolExecutor(1, thread_name_prefix="facturflow-outbox")
+            self._blob_jobs[upload_sha] = self._writer.submit(
+                _store_blob, self.blobs, upload_sha, data)
 
     def blob(self, item: Item) -> bytes:
+        job = self._blob_jobs.get(item.upload_sha256)
+        if job is not None:
+            job.result()
         data = (self.blobs / item.upload_sha256).read_bytes()
         if sha256(data) != item.upload_sha256:
             raise TransmitError("stored upload is corrupt", source=item.source_path)
@@ -292,6 +364,12 @@ class Outbox:
             "OR invoice_number=? OR (length(?) >= 8 AND upload_sha256 LIKE ? || '%'))",
             (self.org, ref, resolved, ref, ref, ref, ref),
         )
+        return [self._item(r) for r in rows]
+
+    def by_number(self, invoice_number: str) -> list[Item]:
+        """Items carrying this invoice number (BT-1), whatever bytes they came from."""
+        rows = self.db.execute("SELECT * FROM items WHERE org=? AND invoice_number=?",
+                               (self.org, invoice_number))
         return [self._item(r) for r in rows]
 
     def pending_import(self) -> list[Item]:
@@ -346,6 +424,28 @@ class Outbox:
         rows = self.db.execute("SELECT at, state, detail FROM history WHERE org=? AND "
                                "upload_sha256=? ORDER BY rowid", (self.org, upload_sha))
         return [(r["at"], r["state"], r["detail"]) for r in rows]
+
+
+def _store_blob(folder: Path, upload_sha: str, data: bytes) -> bool:
+    """Write `folder/upload_sha` durably (its folder entry aside); False if it was there."""
+    target = folder / upload_sha
+    if target.exists() and sha256(target.read_bytes()) == upload_sha:
+        return False
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".blob.")
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, target)
+    return True
+
+
+def _fsync_dir(folder: Path) -> None:
+    dir_fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
 
 
 def organisations(state_dir: str | os.PathLike[str]) -> list[str]:

@@ -36,6 +36,8 @@ from .qonto import (
     content_type_for,
 )
 
+SYNC_EVERY = 50  # admissions between two commits of the outbox while validating
+
 UploadFormat = Literal["facturx", "xml"]
 OutcomeKind = Literal["sent", "already_sent", "rejected", "failed", "would_send"]
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
@@ -190,7 +192,9 @@ def send_invoices(
     org = _organization(client)
     summary.organization = org
     settings_error = _sending_disabled(client)
-    with Outbox(state_dir, org) as outbox:
+    # Deferred: transitions become durable at outbox.sync(), called right before each request
+    # that changes something at Qonto (and every few admissions), not one commit each.
+    with Outbox(state_dir, org) as outbox, outbox.deferred():
         rows: dict[str, Outcome | str] = {}  # path -> final outcome, or upload sha to follow
         before_sent: set[str] = {i.upload_sha256 for i in outbox.items() if i.state == "sent"}
         reachable = _Reachability(client)
@@ -199,6 +203,8 @@ def send_invoices(
         total = len(files)
         for index, path in enumerate(files, 1):
             rows[path] = _admit(path, outbox, options, reachable, blocked, claimed)
+            if index % SYNC_EVERY == 0:
+                outbox.sync()  # bounds what a crash costs: validations since the last sync
             if progress:
                 progress("validate", index, total)
         wanted = {v for v in rows.values() if isinstance(v, str)}
@@ -324,9 +330,8 @@ def _admit(path: str, outbox: Outbox, options: SendOptions, reachable: _Reachabi
         )
     if item.invoice_id is None and item.invoice_number:
         # The same invoice in other bytes (another format, a re-export) must not go out twice.
-        twin = next((o for o in outbox.find(item.invoice_number)
-                     if o.invoice_number == item.invoice_number
-                     and o.upload_sha256 != item.upload_sha256
+        twin = next((o for o in outbox.by_number(item.invoice_number)
+                     if o.upload_sha256 != item.upload_sha256
                      and (o.invoice_id is not None or o.upload_sha256 in claimed)), None)
         if twin is not None:
             blocked.add(item.upload_sha256)
@@ -385,7 +390,8 @@ def _import(client: QontoClient, outbox: Outbox, wanted: set[str], options: Send
 def _import_batch(client: QontoClient, outbox: Outbox, batch: list[Item],
                   queue: list[list[Item]]) -> None:
     shas = [i.upload_sha256 for i in batch]
-    outbox.mark_importing(shas)  # committed before the request
+    outbox.mark_importing(shas)
+    outbox.sync()  # durable before the request, with what the previous answer recorded
     files = [UploadFile(i.file_name, outbox.blob(i), content_type_for(i.file_name))
              for i in batch]
     try:
@@ -435,7 +441,8 @@ def _send(client: QontoClient, outbox: Outbox, wanted: set[str],
     pending = [i for i in outbox.pending_send() if i.upload_sha256 in wanted]
     for index, item in enumerate(pending, 1):
         assert item.invoice_id is not None
-        outbox.mark_sending(item.upload_sha256)  # committed before the request
+        outbox.mark_sending(item.upload_sha256)
+        outbox.sync()  # durable before the request, with the previous invoice's outcome
         try:
             client.send_by_einvoice(item.invoice_id)
         except (AuthenticationError, PermissionDeniedError):
@@ -477,6 +484,7 @@ def _wait(client: QontoClient, outbox: Outbox, wanted: set[str], options: SendOp
                 refresh_status(client, outbox, item)
             except QontoError:
                 continue  # polling again later is the remedy
+        outbox.sync()
         still = [i for i in outbox.items()
                  if i.upload_sha256 in wanted and i.state == "sent" and not i.final]
         if progress:
