@@ -168,7 +168,7 @@ def test_official_xslt_switch_compiles_the_unmodified_file(monkeypatch: pytest.M
     def no_derivation(path: Path) -> None:
         raise AssertionError(f"derive() called for {path} although FACTURFLOW_OFFICIAL_XSLT=1")
 
-    monkeypatch.setattr(schematron, "derive", no_derivation)
+    monkeypatch.setattr(schematron, "cached_derive", no_derivation)
     monkeypatch.setenv("FACTURFLOW_OFFICIAL_XSLT", "1")
     engine = schematron._get_engine()
     executable = schematron._compile(engine, builtin("sch-fx-minimum"))

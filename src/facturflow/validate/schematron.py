@@ -19,7 +19,7 @@ from typing import Any, cast
 from lxml import etree
 
 from ..artefacts import Artefact
-from .derive import derive
+from .derive_cache import cached_derive
 from .report import LAYER_FAILED, Finding, Location, Severity
 
 SVRL = "http://purl.oclc.org/dsdl/svrl"
@@ -112,7 +112,7 @@ def _compile(engine: _Engine, artefact: Artefact) -> Any:
     compiles the unmodified official files instead.
     """
     if artefact.key.startswith("sch-") and not os.environ.get("FACTURFLOW_OFFICIAL_XSLT"):
-        derived = derive(artefact.path)
+        derived = cached_derive(artefact.path)
         if derived.rewrites:
             builder = engine.processor.new_document_builder()
             builder.set_base_uri(artefact.path.resolve().as_uri())
