@@ -12,7 +12,8 @@ from pypdf import PdfReader
 from pypdf.generic import DictionaryObject
 from sample_invoice import sample_invoice
 
-from facturflow.render import render_invoice_pdf
+from facturflow.model import Invoice
+from facturflow.render import Language, render_invoice_pdf
 from facturflow.render.labels import format_amount, format_date, format_number, format_percent
 
 
@@ -105,3 +106,73 @@ def test_quantities_keep_their_precision_and_rates_their_sign() -> None:
     assert format_percent(Decimal("5.5"), "fr") == "5,5\u202f%"
     assert format_amount(Decimal("10"), "EUR", "en") == "10.00 EUR"
     assert format_date(None, "fr") == ""
+
+
+# -- the per-process font caches change nothing in the bytes --------------------------------
+
+_RENDER_ALONE = """
+import sys
+from pathlib import Path
+sys.path.insert(0, {tests!r})
+from dataclasses import replace
+from convert_helpers import FIXED_TIME
+from sample_invoice import sample_invoice
+from facturflow.model import Invoice
+from facturflow.render import Language, render_invoice_pdf
+invoice = sample_invoice({lines})
+invoice = replace(invoice, buyer=replace(invoice.buyer, name={buyer!r}))
+Path({out!r}).write_bytes(render_invoice_pdf(invoice, lang={lang!r}, timestamp=FIXED_TIME))
+"""
+
+
+def _variant(lines: int, buyer: str) -> Invoice:
+    from dataclasses import replace
+
+    invoice = sample_invoice(lines)
+    assert invoice.buyer is not None
+    return replace(invoice, buyer=replace(invoice.buyer, name=buyer))
+
+
+def test_each_page_has_the_bytes_it_has_when_rendered_alone_in_a_fresh_process(
+    tmp_path: Path,
+) -> None:
+    import subprocess
+    import sys
+
+    # Different glyph sets (ß, ñ, Ω are outside the fonts' common base) and page counts,
+    # rendered one after the other in this process: nothing drawn for one may reach the next.
+    cases: list[tuple[int, str, Language]] = [
+        (3, "Straße & Söhne GmbH", "fr"), (40, "Peña Ωmega", "en"), (1, "ACME", "fr")]
+    in_process = [
+        render_invoice_pdf(_variant(lines, buyer), lang=lang, timestamp=FIXED_TIME)
+        for lines, buyer, lang in cases
+    ]
+    tests = str(Path(__file__).parent)
+    for (lines, buyer, lang), expected in zip(cases, in_process, strict=True):
+        out = tmp_path / f"alone-{lines}.pdf"
+        code = _RENDER_ALONE.format(tests=tests, lines=lines, buyer=buyer, lang=lang,
+                                    out=str(out))
+        subprocess.run([sys.executable, "-c", code], check=True)
+        assert out.read_bytes() == expected, (lines, buyer, lang)
+
+
+def test_cached_fonts_give_the_bytes_plain_fpdf2_gives(monkeypatch: pytest.MonkeyPatch) -> None:
+    import facturflow.render.pdf as render_pdf
+
+    invoices = [_variant(3, "Straße & Söhne GmbH"), _variant(12, "Atelier Éléonore"),
+                sample_invoice()]
+    cached = [render_invoice_pdf(inv, timestamp=FIXED_TIME) for inv in invoices]
+    again = [render_invoice_pdf(inv, timestamp=FIXED_TIME) for inv in invoices]
+    monkeypatch.setattr(render_pdf, "_plain_fpdf", True)  # fpdf2's add_font and subsetting
+    plain = [render_invoice_pdf(inv, timestamp=FIXED_TIME) for inv in invoices]
+    assert cached == again == plain
+    assert len(set(cached)) == len(invoices)
+
+
+def test_same_invoice_and_timestamp_give_the_same_bytes_whatever_the_clock() -> None:
+    import time
+
+    first = render_invoice_pdf(sample_invoice(), timestamp=FIXED_TIME)
+    time.sleep(1.05)  # fpdf2 would date the XMP ModifyDate by the clock
+    assert render_invoice_pdf(sample_invoice(), timestamp=FIXED_TIME) == first
+    assert b'xmp:ModifyDate="2026-03-10T09:30:00+00:00"' in first

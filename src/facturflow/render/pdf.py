@@ -7,17 +7,25 @@ forbids, and writes the pdfaid XMP that facturflow.facturx later replaces with t
 
 from __future__ import annotations
 
+import copy
 import hashlib
+import re
+import threading
+from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 from functools import cache
 from importlib.resources import as_file, files
+from io import BytesIO
 from pathlib import Path
 
+from fontTools import subset as ftsubset  # type: ignore[import-untyped]
+from fontTools.ttLib import TTFont  # type: ignore[import-untyped]
 from fpdf import FPDF
 from fpdf.enums import TableBordersLayout, XPos, YPos
-from fpdf.fonts import FontFace
+from fpdf.fonts import FontFace, SubsetMap, TTFFont
+from fpdf.output import OutputProducer
 
 from ..model import AllowanceCharge, Contact, Identifier, Invoice, PostalAddress
 from .labels import (
@@ -49,20 +57,136 @@ def _font_paths() -> tuple[Path, Path]:
         return Path(regular), Path(bold)
 
 
+# -- fonts: parsed once per process, subset once per glyph set ----------------------------------
+#
+# fpdf2's add_font parses the whole TrueType file (cmap, metrics) for every document, and its
+# output subsets and re-serialises the font for every document. Both depend only on the font
+# file (and, for the subset, on the exact set of glyphs used), so they are done once per process
+# here; what fpdf2 records per document (the glyphs used, their codes, missing glyphs, object
+# ids) lives in a fresh TTFFont per document, so nothing leaks from one document to the next.
+
+_STYLES = ("", "B")
+# Characters every document's fonts carry, drawn or not: printable ASCII, the French letters
+# and the usual typographic signs. With them, the glyph set of most invoices is this same set
+# (a subset cache hit) at the price of a few kilobytes of glyphs a given page may not use.
+_BASE_CHARS = (
+    "".join(chr(c) for c in range(0x21, 0x7F))
+    + "àâäçéèêëîïôöùûüÿœæÀÂÄÇÉÈÊËÎÏÔÖÙÛÜŸŒÆ°€£×–—’‘“”«»…·§µ"
+)
+_SUBSET_CACHE_SIZE = 64
+_subsets: OrderedDict[tuple[str, frozenset[str]], bytes] = OrderedDict()
+_subsets_lock = threading.Lock()
+
+
+@cache
+def _font_data(style: str) -> bytes:
+    regular, bold = _font_paths()
+    return (bold if style == "B" else regular).read_bytes()
+
+
+@cache
+def _font_template(style: str) -> TTFFont:
+    """The parsed font (metrics, cmap, descriptor): shared read-only by every document."""
+    regular, bold = _font_paths()
+    template = TTFFont(FPDF(), bold if style == "B" else regular, f"{_FONT.lower()}{style}",
+                       style)
+    template.ttfont.close()  # documents get their own fontTools object (subsetting mutates it)
+    return template
+
+
+def _open_font(data: bytes, *, recalc_bboxes: bool = True) -> TTFont:
+    # As fpdf2 opens it (lazy, keep the file's "modified" timestamp), from memory.
+    return TTFont(BytesIO(data), recalcTimestamp=False, recalcBBoxes=recalc_bboxes, lazy=True)
+
+
+def _add_fonts(pdf: FPDF) -> None:
+    """Register the bundled fonts on `pdf` as add_font would, without re-parsing the files."""
+    for style in _STYLES:
+        template = _font_template(style)
+        font = TTFFont.__new__(TTFFont)
+        for slot in TTFFont.__slots__:
+            if hasattr(template, slot):
+                setattr(font, slot, getattr(template, slot))
+        # Per document: its index, what it has drawn, and the objects output() annotates.
+        font.i = len(pdf.fonts) + 1
+        font.cw = copy.copy(template.cw)  # a defaultdict: looking up a missing char adds it
+        font.desc = copy.copy(template.desc)  # output() sets its name, id and font file
+        font.missing_glyphs = []
+        font.biggest_size_pt = 0
+        font._hbfont = None
+        font.ttfont = _open_font(_font_data(style))
+        font.subset = SubsetMap(font)
+        for char in _BASE_CHARS:
+            font.subset.pick(ord(char))
+        pdf.fonts[font.fontkey] = font
+
+
+def _subset_font(style: str, glyph_names: frozenset[str]) -> bytes:
+    """The font cut down to `glyph_names` exactly as fpdf2's output() cuts it (cached)."""
+    key = (style, glyph_names)
+    with _subsets_lock:
+        data = _subsets.get(key)
+        if data is not None:
+            _subsets.move_to_end(key)
+            return data
+    font = _open_font(_font_data(style))
+    options = ftsubset.Options(notdef_outline=True, recommended_glyphs=True)
+    options.drop_tables += ["FFTM", "GDEF", "GPOS", "GSUB", "MATH", "hdmx", "meta", "sbix",
+                            "CBDT", "CBLC", "EBDT", "EBLC", "EBSC", "SVG ", "CPAL", "COLR"]
+    subsetter = ftsubset.Subsetter(options)
+    subsetter.populate(glyphs=sorted(glyph_names))
+    subsetter.subset(font)
+    out = BytesIO()
+    font.save(out)
+    font.close()
+    data = out.getvalue()
+    with _subsets_lock:
+        _subsets[key] = data
+        while len(_subsets) > _SUBSET_CACHE_SIZE:
+            _subsets.popitem(last=False)
+    return data
+
+
+class _DeterministicOutput(OutputProducer):
+    """fpdf2's output with the XMP dated by the document's creation date.
+
+    fpdf2 dates xmp:ModifyDate and xmp:MetadataDate with the clock; the page is made at its
+    creation date, so the same invoice and timestamp give the same bytes.
+    """
+
+    def _build_xmp_from_info(self) -> str:
+        xmp = super()._build_xmp_from_info()
+        created = re.search(r'xmp:CreateDate="([^"]*)"', xmp)
+        if created is None:
+            return xmp
+        return re.sub(r'(xmp:(?:ModifyDate|MetadataDate))="[^"]*"',
+                      lambda m: f'{m.group(1)}="{created.group(1)}"', xmp)
+
+
+class _SubsetFontsOutput(_DeterministicOutput):
+    """fpdf2's output, handed fonts already cut to the document's glyphs.
+
+    fpdf2 still runs its own subsetting, on the pre-cut font: cutting a font to the glyphs it
+    already has gives back the same bytes (tests check the output equals plain fpdf2's), and
+    costs a fraction of cutting the full font.
+    """
+
+    def __init__(self, fpdf: FPDF) -> None:
+        for style in _STYLES:
+            font = fpdf.fonts.get(f"{_FONT.lower()}{style}")
+            if isinstance(font, TTFFont):
+                names = frozenset(font.subset.get_all_glyph_names())
+                font.ttfont.close()
+                # The cut font's bounding boxes are already those of its glyphs: not
+                # recomputing them spares decompiling every outline, for the same bytes.
+                font.ttfont = _open_font(_subset_font(style, names), recalc_bboxes=False)
+        super().__init__(fpdf)
+
+
 @cache
 def _covered() -> frozenset[int]:
     """Code points both bundled fonts can draw; others print as '?' instead of a blank box."""
-    from fontTools.ttLib import TTFont  # type: ignore[import-untyped]
-
-    regular, bold = _font_paths()
-    sets = []
-    for path in (regular, bold):
-        font = TTFont(str(path), lazy=True)
-        try:
-            sets.append(set(font.getBestCmap()))
-        finally:
-            font.close()
-    return frozenset(sets[0] & sets[1])
+    return frozenset(set(_font_template("").cmap) & set(_font_template("B").cmap))
 
 
 def _clean(value: object) -> str:
@@ -532,6 +656,10 @@ class _Layout:
         self.notes()
 
 
+# Tests set this to render through fpdf2's own add_font and output, without the caches above.
+_plain_fpdf = False
+
+
 def render_invoice_pdf(
     invoice: Invoice,
     *,
@@ -546,12 +674,18 @@ def render_invoice_pdf(
     """
     if lang not in ("fr", "en"):
         raise ValueError(f"unsupported language {lang!r} (fr or en)")
-    regular, bold = _font_paths()
     when = (timestamp or datetime.now(UTC)).astimezone(UTC).replace(microsecond=0)
     identity = f"{invoice!r}|{lang}|{when.isoformat()}|{xml_is_reference}"
     pdf = _InvoicePdf(lang, "footer" if xml_is_reference else "footer_data", identity)
-    pdf.add_font(_FONT, "", str(regular))
-    pdf.add_font(_FONT, "B", str(bold))
+    if _plain_fpdf:
+        regular, bold = _font_paths()
+        pdf.add_font(_FONT, "", str(regular))
+        pdf.add_font(_FONT, "B", str(bold))
+        for style in _STYLES:
+            for char in _BASE_CHARS:
+                pdf.fonts[f"{_FONT.lower()}{style}"].subset.pick(ord(char))  # type: ignore[union-attr]
+    else:
+        _add_fonts(pdf)
     pdf.set_margins(15, 15, 15)
     pdf.set_auto_page_break(True, 18)
     pdf.set_creation_date(when)
@@ -564,4 +698,6 @@ def render_invoice_pdf(
     pdf.add_page()
     pdf.set_font(_FONT, "", _BODY)
     _Layout(invoice, lang, pdf).draw()
-    return bytes(pdf.output())
+    if _plain_fpdf:
+        return bytes(pdf.output(output_producer_class=_DeterministicOutput))
+    return bytes(pdf.output(output_producer_class=_SubsetFontsOutput))
