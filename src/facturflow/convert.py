@@ -183,11 +183,17 @@ def _normalise(value: Any) -> str:
 
 
 def lost_terms(before: Invoice, after: Invoice, *, ignore: Iterable[str] = ()) -> tuple[str, ...]:
-    """Business terms of `before` that `after` lacks or carries with another value, sorted."""
+    """Business terms of `before` that `after` lacks or carries with another value, sorted.
+
+    Both are compared in canonical form (facturflow.model.implied): a term one syntax makes
+    explicit and another leaves implicit (BT-148 beside BT-147, BT-110 beside a VAT breakdown,
+    a BT-6 equal to BT-5) is not lost."""
+    from .model.implied import canonical
+
     counts_before: Counter[tuple[str, str]] = Counter()
     counts_after: Counter[tuple[str, str]] = Counter()
-    _flatten(before.to_dict(), "", counts_before)
-    _flatten(after.to_dict(), "", counts_after)
+    _flatten(canonical(before).to_dict(), "", counts_before)
+    _flatten(canonical(after).to_dict(), "", counts_after)
     skipped = set(ignore)
     missing = {term for (term, _), _n in (counts_before - counts_after).items()}
     return tuple(sorted(missing - skipped, key=_term_sort_key))

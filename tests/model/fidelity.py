@@ -16,15 +16,20 @@ from typing import Any
 from facturflow.detect import Document, detect, detect_bytes
 from facturflow.model import Invoice, unchecked_codes
 from facturflow.model.codelists import CodeListError
+from facturflow.model.implied import canonical
 from facturflow.syntax import BindingError, read_tree, to_xml
 
-# Terms a syntax cannot carry from another one, with why (the README lists them too).
+# Terms a syntax cannot carry from another one, with why (the README lists them too). Terms
+# that only become explicit or implicit (facturflow.model.implied: BT-148 beside BT-147, BT-110
+# beside a VAT breakdown, a BT-6 equal to BT-5) are not losses: they are counted apart as
+# "implied", and the canonical forms must be equal.
 KNOWN_LOSSES: dict[str, dict[str, str]] = {
     "cii->ubl": {
-        "BT-83": "UBL carries the remittance information (BT-83) only inside a cac:PaymentMeans, "
-                 "which needs a payment means code (BT-81) that the source lacks",
-        "BT-110": "UBL requires the VAT total amount beside a VAT breakdown: a source without "
-                  "BT-110 gets an explicit 0",
+        "BT-83": "UBL carries the remittance information (BT-83) only in cac:PaymentMeans/"
+                 "cbc:PaymentID, and the UBL schema requires that cac:PaymentMeans to have a "
+                 "cbc:PaymentMeansCode (BT-81), which the source lacks (it states BG-16 without "
+                 "its mandatory BT-81, which the CII Schematron's BR-49 only checks inside a "
+                 "ram:SpecifiedTradeSettlementPaymentMeans); inventing a code would add a term",
     },
     "ubl->cii": {},
 }
@@ -62,7 +67,8 @@ class Outcome:
     code_refusal: str | None = None
     error: str | None = None
     round_trip: set[str] = field(default_factory=set)
-    cross: set[str] = field(default_factory=set)
+    cross: set[str] = field(default_factory=set)  # canonical forms differ (a loss)
+    implied: set[str] = field(default_factory=set)  # only made explicit or left out (no loss)
     direction: str = ""
     new_fatal_round_trip: set[str] | None = None  # None: not validated
     new_fatal: set[str] | None = None  # after conversion to the other syntax
@@ -133,7 +139,8 @@ def measure(path: Path, group: str, *, validate: bool = False) -> Outcome:
         outcome.round_trip = diff_terms(before, again.to_dict())
         converted_xml = to_xml(model, other)  # type: ignore[arg-type]
         converted = _reread(converted_xml, f"{path.name} (as {other})")
-        outcome.cross = diff_terms(before, converted.to_dict())
+        outcome.cross = diff_terms(canonical(model).to_dict(), canonical(converted).to_dict())
+        outcome.implied = diff_terms(before, converted.to_dict()) - outcome.cross
     except Exception as exc:
         outcome.error = f"write: {type(exc).__name__}: {exc}"
         return outcome
@@ -193,18 +200,21 @@ def table(results: list[Outcome]) -> str:
     """The fidelity table in Markdown: per source group, files and failures by business term."""
     header = (
         "| group | files | read | code-list refusals (strict) | round trip equal | "
-        "converted | UBL<->CII equal | failures by business term | validated | "
+        "converted | UBL<->CII equal | UBL<->CII equal up to implied terms | "
+        "failures by business term | implied terms made explicit or left out | validated | "
         "new fatal after round trip | new fatal after conversion (rule families) |\n"
-        "|---|---:|---:|---:|---:|---:|---:|---|---:|---|---|"
+        "|---|---:|---:|---:|---:|---:|---:|---:|---|---|---:|---|---|"
     )
     rows = [header]
     for group in sorted({r.group for r in results}):
         mine = [r for r in results if r.group == group]
         measured = [r for r in mine if r.skipped is None and r.error is None]
         terms: Counter[str] = Counter()
+        implied: Counter[str] = Counter()
         for r in measured:
             terms.update(f"round trip {t}" for t in r.round_trip)
             terms.update(f"{r.direction} {t}" for t in r.cross)
+            implied.update(f"{r.direction} {t}" for t in r.implied)
         refusals: Counter[str] = Counter(
             (r.code_refusal or "").split(":")[0] for r in mine if r.code_refusal
         )
@@ -223,8 +233,11 @@ def table(results: list[Outcome]) -> str:
             + f" ({sum(refusals.values())})"
             + f" | {sum(1 for r in measured if not r.round_trip)}/{len(measured)}"
             + f" | {len(measured)}"
+            + f" | {sum(1 for r in measured if not r.cross and not r.implied)}/{len(measured)}"
             + f" | {sum(1 for r in measured if not r.cross)}/{len(measured)} | "
             + (", ".join(f"{k} x{v}" for k, v in sorted(terms.items())) or "none")
+            + " | "
+            + (", ".join(f"{k} x{v}" for k, v in sorted(implied.items())) or "none")
             + f" | {len(validated)} | "
             + (", ".join(f"{k} x{v}" for k, v in sorted(fatal_same.items())) or "none")
             + " | "

@@ -193,16 +193,22 @@ def invoice_lines(draw: st.DrawFn) -> tuple[InvoiceLine, ...]:
 def invoices(draw: st.DrawFn) -> Invoice:
     """A random invoice that both syntaxes can carry in full."""
     currency = draw(code("currency"))
-    tax_currency = draw(opt(code("currency").filter(lambda c: c != currency)))
+    # BT-6 may equal BT-5 (it then states nothing: facturflow.model.implied).
+    tax_currency = draw(opt(st.one_of(st.just(currency), code("currency"))))
     breakdown = draw(some(vat_breakdown))
     document_totals = draw(opt(totals))
-    if breakdown and (document_totals is None or document_totals.vat_total is None):
-        # UBL writes a VAT breakdown inside a cac:TaxTotal whose TaxAmount (BT-110) it needs.
+    if breakdown and (document_totals is None or document_totals.vat_total is None) and any(
+        b.tax_amount is None for b in breakdown
+    ):
+        # UBL writes a VAT breakdown inside a cac:TaxTotal whose TaxAmount (BT-110) it needs;
+        # without BT-110 only a breakdown with every BT-117 implies it (BR-CO-14).
         document_totals = DocumentTotals(**{**_fields(document_totals or DocumentTotals()),
                                             "vat_total": draw(amounts)})
     if document_totals is not None and tax_currency is not None:
-        # BT-111 exists only with a distinct VAT accounting currency (BT-6).
-        accounting = draw(opt(amounts))
+        # BT-111 exists only with a VAT accounting currency (BT-6); when BT-6 is BT-5, BT-111
+        # can only be BT-110 (both are then the same amount in the same currency).
+        accounting = draw(opt(amounts)) if tax_currency != currency else draw(
+            st.sampled_from([None, document_totals.vat_total]))
         document_totals = DocumentTotals(**{**_fields(document_totals),
                                             "vat_total_accounting": accounting})
     return Invoice(

@@ -12,6 +12,7 @@ from typing import Any
 
 from lxml import etree
 
+from ..model.implied import with_implied_gross_prices, without_redundant_tax_currency
 from ..model.invoice import (
     CreditTransfer,
     DirectDebit,
@@ -501,7 +502,14 @@ def _first_text(root: etree._Element, path: str) -> str | None:
 
 
 def write_cii(invoice: Invoice) -> etree._ElementTree:
-    """Write the model as a CII CrossIndustryInvoice tree (schema-ordered)."""
+    """Write the model as a CII CrossIndustryInvoice tree (schema-ordered).
+
+    Two terms follow CII's shape (see facturflow.model.implied): a price discount (BT-147)
+    without gross price gets its implied gross price BT-148 = BT-146 + BT-147, which
+    ram:GrossPriceProductTradePrice requires; a VAT accounting currency (BT-6) equal to the
+    invoice currency, which the CII rules refuse (BR-53), is left out with its BT-111 (= BT-110).
+    """
+    invoice = without_redundant_tax_currency(with_implied_gross_prices(invoice))
     root = etree.Element(f"{{{NS['rsm']}}}CrossIndustryInvoice", nsmap=NS)
     for path in SKELETON:
         ENGINE._walk(root, path, reuse_last=True)

@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from lxml import etree
 
+from ..model.implied import with_implied_vat_total
 from ..model.invoice import (
     CREDIT_NOTE_TYPES,
     CreditTransfer,
@@ -409,8 +410,9 @@ BINDINGS: tuple[Bind, ...] = (
       B("BT-119", f"cac:TaxCategory{VAT}/cbc:Percent"),
       B("BT-121", f"cac:TaxCategory{VAT}/cbc:TaxExemptionReasonCode"),
       B("BT-120", f"cac:TaxCategory{VAT}/cbc:TaxExemptionReason"),
-      # UBL requires the VAT total beside the breakdown: without BT-110 it is written as an
-      # explicit zero (BG-22 is written first, see the table order, so a BT-110 wins).
+      # UBL requires the VAT total beside the breakdown: write_ubl makes the implied BT-110
+      # explicit; when a BT-117 is missing too, it is written as an explicit zero (BG-22 is
+      # written first, see the table order, so a BT-110 wins).
       fill=(("../cbc:TaxAmount", "0"),)),
     LINE,
 )
@@ -437,8 +439,10 @@ def write_ubl(invoice: Invoice, *, document: UblDocument | None = None) -> etree
     """Write the model as a UBL 2.1 document (schema-ordered).
 
     `document` picks Invoice or CreditNote; by default a credit note type code (381, ...) makes
-    a CreditNote.
+    a CreditNote. A VAT breakdown without BT-110 gets its implied BT-110 (the sum of BT-117,
+    BR-CO-14), since UBL's cac:TaxTotal requires it (see facturflow.model.implied).
     """
+    invoice = with_implied_vat_total(invoice)
     if document is None:
         document = "creditnote" if invoice.type_code in CREDIT_NOTE_TYPES else "invoice"
     namespace, local = (NS_CREDITNOTE, "CreditNote") if document == "creditnote" else (
