@@ -23,8 +23,8 @@ from pathlib import Path
 from fontTools import subset as ftsubset  # type: ignore[import-untyped]
 from fontTools.ttLib import TTFont  # type: ignore[import-untyped]
 from fpdf import FPDF
-from fpdf.enums import TableBordersLayout, XPos, YPos
-from fpdf.fonts import FontFace, SubsetMap, TTFFont
+from fpdf.enums import XPos, YPos
+from fpdf.fonts import SubsetMap, TTFFont
 from fpdf.output import OutputProducer
 
 from ..model import AllowanceCharge, Contact, Identifier, Invoice, PostalAddress
@@ -286,19 +286,93 @@ class _Layout:
         pdf.line(pdf.l_margin, pdf.get_y(), pdf.w - pdf.r_margin, pdf.get_y())
         pdf.ln(1.5)
 
+    # -- text: measured and wrapped here, drawn with FPDF.text ------------------------------
+    #
+    # fpdf2's multi_cell and table re-measure a string character by character for every line
+    # they try (and a table lays every cell out twice); the invoice's text needs no shaping or
+    # markdown, so it is measured once per word from the font's advance widths and placed at
+    # the coordinates multi_cell would use.
+
+    def text_width(self, value: str, style: str, size: float) -> float:
+        """Width of `value` in mm, as FPDF.get_string_width gives it."""
+        font = self.pdf.fonts[f"{_FONT.lower()}{style}"]
+        widths = font.cw
+        return sum([widths[ord(ch)] for ch in value]) * size / 1000 / self.pdf.k
+
+    def wrap(self, value: str, width: float, style: str, size: float) -> list[str]:
+        """`value` broken into lines no wider than `width` mm: at spaces, else inside a word."""
+        units = width * self.pdf.k * 1000 / size  # the width in font units (1/1000 em)
+        widths = self.pdf.fonts[f"{_FONT.lower()}{style}"].cw
+        space = widths[32]
+        lines: list[str] = []
+        for paragraph in value.split("\n"):
+            line: list[str] = []
+            used = 0.0
+            for word in paragraph.split(" "):
+                word_units = sum([widths[ord(ch)] for ch in word])
+                if line and used + space + word_units <= units:
+                    line.append(word)
+                    used += space + word_units
+                    continue
+                if line:
+                    lines.append(" ".join(line))
+                    line, used = [], 0.0
+                while word_units > units and len(word) > 1:  # a word wider than the column
+                    cut, cut_units = 0, 0.0
+                    while cut < len(word) - 1 and cut_units + widths[ord(word[cut])] <= units:
+                        cut_units += widths[ord(word[cut])]
+                        cut += 1
+                    cut = max(cut, 1)
+                    lines.append(word[:cut])
+                    word = word[cut:]
+                    word_units = sum([widths[ord(ch)] for ch in word])
+                line, used = [word], word_units
+            lines.append(" ".join(line))
+        return lines
+
+    def draw_line(self, x: float, top: float, height: float, width: float, value: str,
+                  align: str, style: str, size: float) -> None:
+        """One line of text in a box, placed as FPDF.cell places it (vertically centred)."""
+        if not value:
+            return
+        pdf = self.pdf
+        if align != "LEFT":
+            free = width - self.text_width(value, style, size)
+            x += free if align == "RIGHT" else free / 2
+        pdf.text(x, top + 0.5 * height + 0.3 * size / pdf.k, value)
+
+    def paragraph(self, x: float, width: float, height: float, value: str, style: str,
+                  size: float) -> None:
+        """Left-aligned wrapped text from the current y, as multi_cell(width, height) draws it:
+        1 mm of cell margin each side, a page break before any line that would not fit."""
+        pdf = self.pdf
+        margin = pdf.c_margin
+        for line in self.wrap(value, width - 2 * margin, style, size):
+            if pdf.will_page_break(height):
+                pdf.add_page()
+                pdf.set_font(_FONT, style, size)
+            self.draw_line(x + margin, pdf.get_y(), height, 0, line, "LEFT", style, size)
+            pdf.set_y(pdf.get_y() + height)
+
     def pairs(self, rows: Iterable[tuple[str, str]]) -> None:
         """Label: value lines, skipping empty values."""
         pdf = self.pdf
+        label_width = 48.0
+        x = pdf.l_margin
         for label, value in rows:
             if not value:
                 continue
+            if pdf.will_page_break(4.5):
+                pdf.add_page()
             pdf.set_font(_FONT, "B", _BODY)
             pdf.set_text_color(*_GREY)
-            pdf.cell(48, 4.5, _clean(label))
+            self.draw_line(x + pdf.c_margin, pdf.get_y(), 4.5, 0, _clean(label), "LEFT", "B",
+                           _BODY)
             pdf.set_font(_FONT, "", _BODY)
             pdf.set_text_color(0, 0, 0)
-            pdf.multi_cell(0, 4.5, _clean(value), align="L", new_x=XPos.LMARGIN,
-                           new_y=YPos.NEXT)
+            self.paragraph(x + label_width, pdf.w - pdf.r_margin - x - label_width, 4.5,
+                           _clean(value), "", _BODY)
+        pdf.set_x(pdf.l_margin)
 
     def table(
         self,
@@ -307,26 +381,63 @@ class _Layout:
         widths: Sequence[float],
         aligns: Sequence[str],
     ) -> None:
+        """A full-width table: a shaded bold heading row (repeated on every page the table
+        spans), rules between rows, cells wrapped and vertically centred."""
         pdf = self.pdf
-        pdf.set_font(_FONT, "", _BODY)
-        pdf.set_text_color(0, 0, 0)
         pdf.set_draw_color(*_RULE)
-        with pdf.table(
-            col_widths=tuple(widths),
-            text_align=tuple(aligns),
-            borders_layout=TableBordersLayout.HORIZONTAL_LINES,
-            headings_style=FontFace(emphasis="BOLD", fill_color=_HEAD_FILL),
-            line_height=4.5,
-            padding=(1, 1.5),
-            width=pdf.epw,
-        ) as table:
-            head = table.row()
-            for label in headings:
-                head.cell(_clean(label))
-            for values in rows:
-                row = table.row()
-                for value in values:
-                    row.cell(_clean(value))
+        scale = pdf.epw / sum(widths)
+        columns = [w * scale for w in widths]
+        pad_v, pad_h, line_height = 1.0, 1.5, 4.5
+        head = [self.wrap(_clean(label), w - 2 * pad_h, "B", _BODY)
+                for label, w in zip(headings, columns, strict=True)]
+        body = [[self.wrap(_clean(value), w - 2 * pad_h, "", _BODY)
+                 for value, w in zip(values, columns, strict=True)] for values in rows]
+
+        def draw_row(cells: list[list[str]], style: str, first: bool, last: bool) -> None:
+            """Draw a row from the current y, continued on the next page if it must; a rule
+            above it unless it opens the table, below it unless it closes the table."""
+            slots = max(1, *(len(lines) for lines in cells))
+            start = 0
+            while start < slots:
+                room = int((pdf.page_break_trigger - pdf.get_y() - 2 * pad_v) // line_height)
+                fits_a_page = (slots - start) * line_height + 2 * pad_v <= (
+                    pdf.page_break_trigger - pdf.t_margin - head_height)
+                if room < slots - start and (fits_a_page or room < 1) and style == "":
+                    pdf.add_page()
+                    draw_row(head, "B", True, False)
+                    continue
+                end = min(slots, start + max(room, 1))
+                top = pdf.get_y()
+                height = (end - start) * line_height + 2 * pad_v
+                if style == "B":
+                    pdf.set_fill_color(*_HEAD_FILL)
+                    pdf.rect(pdf.l_margin, top, pdf.epw, height, style="F")
+                if not first:
+                    pdf.line(pdf.l_margin, top, pdf.l_margin + pdf.epw, top)
+                if not last:
+                    pdf.line(pdf.l_margin, top + height, pdf.l_margin + pdf.epw, top + height)
+                pdf.set_font(_FONT, style, _BODY)
+                x = pdf.l_margin
+                for lines, w, align in zip(cells, columns, aligns, strict=True):
+                    shown = lines[start:end]
+                    dy = (end - start - len(shown)) * line_height / 2  # vertically centred
+                    for n, line in enumerate(shown):
+                        self.draw_line(x + pad_h, top + pad_v + dy + n * line_height,
+                                       line_height, w - 2 * pad_h, line, align, style, _BODY)
+                    x += w
+                pdf.set_y(top + height)
+                start = end
+                first = False
+
+        head_height = max(len(lines) for lines in head) * line_height + 2 * pad_v
+        pdf.set_text_color(0, 0, 0)
+        if pdf.will_page_break(head_height + line_height + 2 * pad_v):
+            pdf.add_page()
+        draw_row(head, "B", True, not body)
+        for n, cells in enumerate(body, 1):
+            draw_row(cells, "", False, n == len(body))
+        pdf.set_font(_FONT, "", _BODY)
+        pdf.set_x(pdf.l_margin)
 
     # -- sections --------------------------------------------------------------------------
 
