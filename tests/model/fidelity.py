@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import os
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -157,10 +158,16 @@ def measure(path: Path, group: str, *, validate: bool = False) -> Outcome:
 SYNTAX_ONLY = ("CII-SR-", "UBL-SR-", "FX-SCH-", "UBL-CR-", "UBL-DT-", "PEPPOL-")
 
 
+_FRENCH_RULE = re.compile(r"^BR-FR-(?:[A-Z]+-)?\d+")
+
+
 def rule_family(rule: str) -> str:
     """One id per business rule across syntaxes: the French rules are named per syntax
-    ('BR-FR-05_BT-22_AAB' in one, 'BR-FR-05_BT-22-1' in the other), so keep 'BR-FR-05'."""
-    return rule.split("_")[0] if rule.startswith("BR-FR-") else rule
+    ('BR-FR-05_BT-22_AAB' in one, 'BR-FR-05_BT-22-1' in the other; 'BR-FR-32-ID' on a UBL
+    cbc:ID, 'BR-FR-32-GLOBALID' on a CII ram:GlobalID), so keep 'BR-FR-05', 'BR-FR-32',
+    'BR-FR-CO-10', 'BR-FR-MV-03'."""
+    match = _FRENCH_RULE.match(rule)
+    return match.group(0) if match else rule
 
 
 def fatal_families(xml: bytes, name: str) -> set[str]:

@@ -230,17 +230,20 @@ def _tax_totals(summation: etree._Element, currency: str) -> list[etree._Element
 
 
 def _read_accounting_vat(summation: etree._Element, tokens: Tokens) -> Any:
-    """BT-111: the cac:TaxTotal in the VAT accounting currency (BT-6). When BT-6 is BT-5, a
-    TaxTotal without breakdown, else the single TaxTotal, which then states both totals."""
+    """BT-111: the cac:TaxTotal in the VAT accounting currency (BT-6). When BT-6 is BT-5, the
+    single TaxTotal, which then states both totals, else a TaxTotal without breakdown other than
+    BT-110's (the first with a breakdown, or the first)."""
     from decimal import Decimal, InvalidOperation
 
     tax_currency = tokens.get("tax_currency")
     if not tax_currency:
         return None
     totals = _tax_totals(summation, tax_currency)
-    if tax_currency == tokens.get("currency"):
-        plain = [t for t in totals if t.find("cac:TaxSubtotal", NS) is None]
-        totals = plain or (totals if len(totals) == 1 else [])
+    if tax_currency == tokens.get("currency") and len(totals) > 1:
+        broken_down = [t for t in totals if t.find("cac:TaxSubtotal", NS) is not None]
+        document_total = broken_down[0] if broken_down else totals[0]
+        totals = [t for t in totals if t is not document_total
+                  and t.find("cac:TaxSubtotal", NS) is None]
     text = _first(totals[0], "cbc:TaxAmount") if totals else None
     if text is None:
         return None
