@@ -263,6 +263,12 @@ class _Layout:
         self.lang = lang
         self.pdf = pdf
         self.currency = invoice.currency_code
+        # Advance widths (1/1000 em) of each style's characters, read as fpdf2 reads them.
+        self.advances: dict[str, dict[int, float]] = {}
+        for style in _STYLES:
+            font = pdf.fonts[f"{_FONT.lower()}{style}"]
+            assert isinstance(font, TTFFont)
+            self.advances[style] = font.cw
 
     # -- helpers ---------------------------------------------------------------------------
 
@@ -295,14 +301,13 @@ class _Layout:
 
     def text_width(self, value: str, style: str, size: float) -> float:
         """Width of `value` in mm, as FPDF.get_string_width gives it."""
-        font = self.pdf.fonts[f"{_FONT.lower()}{style}"]
-        widths = font.cw
+        widths = self.advances[style]
         return sum([widths[ord(ch)] for ch in value]) * size / 1000 / self.pdf.k
 
     def wrap(self, value: str, width: float, style: str, size: float) -> list[str]:
         """`value` broken into lines no wider than `width` mm: at spaces, else inside a word."""
         units = width * self.pdf.k * 1000 / size  # the width in font units (1/1000 em)
-        widths = self.pdf.fonts[f"{_FONT.lower()}{style}"].cw
+        widths = self.advances[style]
         space = widths[32]
         lines: list[str] = []
         for paragraph in value.split("\n"):
