@@ -399,6 +399,20 @@ def target_large(cfg: Config) -> None:
             f"{ours_exp}{ref_exp}")
         say(f"    $ python -m benchmarks.generate --lines N --syntax {syntax} -o big.xml && "
             f"{' '.join(facturflow_cli())} validate big.xml")
+        # The user's command on the largest file: a fresh process that compiles its stylesheets
+        # and, for one file, runs them on two workers at once (validate/split.py).
+        biggest = cfg.workdir / f"large-{syntax}-{max(sizes)}.xml"
+        cli = run_measured([*facturflow_cli(), "validate", str(biggest)], timeout=1800)
+        cli_serial = run_measured(
+            [*facturflow_cli(), "validate", "--jobs", "1", str(biggest)], timeout=1800
+        )
+        say(f"    CLI, fresh process, {max(sizes)} lines (compiling included): wall "
+            f"{fmt_s(cli.wall)}, cpu {fmt_s(cli.cpu)} (exit {cli.code}); on one worker "
+            f"(--jobs 1): wall {fmt_s(cli_serial.wall)}, cpu {fmt_s(cli_serial.cpu)}")
+        cfg.results["large"][f"{syntax}_cli"] = {
+            "lines": max(sizes), "seconds": cli.wall, "cpu_seconds": cli.cpu, "exit": cli.code,
+            "one_worker_seconds": cli_serial.wall, "one_worker_cpu_seconds": cli_serial.cpu,
+        }
         cfg.results["large"][syntax] = {
             "rows": [{"lines": r[0], "bytes": r[1], "seconds": r[2], "cpu_seconds": r[3],
                       "java_seconds": r[4], "java_cpu_seconds": r[5], "valid": r[6],
