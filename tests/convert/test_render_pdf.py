@@ -176,3 +176,21 @@ def test_same_invoice_and_timestamp_give_the_same_bytes_whatever_the_clock() -> 
     time.sleep(1.05)  # fpdf2 would date the XMP ModifyDate by the clock
     assert render_invoice_pdf(sample_invoice(), timestamp=FIXED_TIME) == first
     assert b'xmp:ModifyDate="2026-03-10T09:30:00+00:00"' in first
+
+
+def test_a_line_taller_than_a_page_continues_on_the_next_pages() -> None:
+    from dataclasses import replace
+
+    invoice = sample_invoice(2)
+    words = " ".join(f"mot{n}" for n in range(1500))
+    assert invoice.lines[1].item is not None
+    long_line = replace(invoice.lines[1], item=replace(invoice.lines[1].item, name=words))
+    pdf = render_invoice_pdf(replace(invoice, lines=(invoice.lines[0], long_line)),
+                             timestamp=FIXED_TIME)
+    reader = PdfReader(io.BytesIO(pdf))
+    assert len(reader.pages) >= 3
+    text = page_text(pdf).split()
+    assert "mot0" in text and "mot1499" in text
+    spanned = [page.extract_text() for page in reader.pages if "mot" in page.extract_text()]
+    assert len(spanned) >= 3
+    assert all("Quantité" in page for page in spanned)  # the heading row repeats on each

@@ -471,9 +471,9 @@ class _Layout:
         pdf.set_font(_FONT, "B", 10)
         pdf.cell(width, 6, _clean(title), new_x=XPos.LEFT, new_y=YPos.NEXT)
         for i, line in enumerate(lines):
-            pdf.set_font(_FONT, "B" if i == 0 else "", _BODY)
-            pdf.multi_cell(width, 4.3, _clean(line), align="L", new_x=XPos.LEFT,
-                           new_y=YPos.NEXT)
+            style = "B" if i == 0 else ""
+            pdf.set_font(_FONT, style, _BODY)
+            self.paragraph(x, width, 4.3, _clean(line), style, _BODY)
         return pdf.get_y()
 
     def parties(self) -> None:
