@@ -12,6 +12,12 @@ Rewrites (found by profiling, see benchmarks/README.md):
   before each pattern; in the default mode only ``text()`` (outputs nothing) and ``/`` have
   templates, so each of these walks visits every node of the invoice and outputs nothing (66 full
   walks for Factur-X EN 16931). They are removed.
+- ``rule-select``: each pattern is a mode whose templates walk the whole document (every
+  element and attribute, in document order, one walk per pattern: 66 for Factur-X EN 16931) to
+  fire the pattern's rules where they match. When every rule pattern ends with a name test, the
+  walk becomes one apply-templates, in the same mode, on the union of the nodes so named
+  (``//ram:X | //@y``: document order, served by Saxon's name index), and the templates' recursion
+  is removed: the same rules fire on the same nodes in the same order.
 - ``codedb-key``: the Factur-X stylesheets look code values up with
   ``document('X_codedb.xml')/codedb/cl[@id=N]/enumeration[@value=$v]``, a linear scan of a list
   of up to ~2,000 values per lookup (unit codes: one per invoice line). They become an indexed
@@ -37,7 +43,7 @@ from pathlib import Path
 from lxml import etree
 
 # Bump when a rewrite changes: it is part of every derived file's identity.
-DERIVE_VERSION = "2"
+DERIVE_VERSION = "3"
 
 XSL = "http://www.w3.org/1999/XSL/Transform"
 _X = f"{{{XSL}}}"
@@ -77,6 +83,8 @@ def derive(path: Path) -> Derived:
     applied = []
     if _remove_text_walks(tree):
         applied.append("no-text-walk")
+    if _select_rule_nodes(tree):
+        applied.append("rule-select")
     if _index_codedb_lookups(tree, path.parent):
         applied.append("codedb-key")
     documents = _codedb_as_parameter(tree, path.parent)
@@ -117,6 +125,236 @@ def _remove_text_walks(tree: etree._ElementTree) -> bool:
             _drop(apply)
             removed = True
     return removed
+
+
+# Each Schematron pattern is a mode; the root template starts it with apply-templates on "/", and
+# every template of the mode (the rules, and the catch-all "@*|node()") ends by applying the mode
+# to "@*|*": a walk over every element and attribute of the document, in document order, that
+# fires at each node the best rule of the pattern matching it, if any.
+_RECURSIONS = ("@*|*", "*")  # elements and attributes, or elements only
+_NCNAME = r"[A-Za-z_][\w.-]*"
+_LAST_STEP = re.compile(rf"^(?P<at>@?)(?:(?P<prefix>{_NCNAME}):)?(?P<local>{_NCNAME}|\*)$")
+
+
+def _top_level(text: str) -> list[bool]:
+    """Per character: True when it is outside quotes, brackets and parentheses (an opening
+    bracket or parenthesis itself counts as outside). None-safe for unbalanced text: see below."""
+    out = []
+    depth = 0
+    quote = ""
+    for ch in text:
+        if quote:
+            out.append(False)
+            if ch == quote:
+                quote = ""
+            continue
+        if ch in "'\"":
+            quote = ch
+            out.append(False)
+        elif ch in "([":
+            out.append(depth == 0)
+            depth += 1
+        elif ch in ")]":
+            depth -= 1
+            out.append(False)
+        else:
+            out.append(depth == 0)
+    if depth or quote:
+        raise ValueError("unbalanced")
+    return out
+
+
+def _last_step_tests(pattern: str) -> list[tuple[bool, str | None, str]] | None:
+    """(attribute?, prefix, local name or "*") of the last step of each union branch of a
+    pattern, or None when a branch's last step is not a plain name test.
+
+    A node matches the pattern only if it passes one of these tests: earlier steps and
+    predicates only restrict further (what they say does not matter here).
+    """
+    try:
+        top = _top_level(pattern)
+    except ValueError:
+        return None
+    outside = "".join(ch if ok else " " for ch, ok in zip(pattern, top, strict=True))
+    if re.search(r"\b(union|intersect|except)\b|::", outside):
+        return None
+    tests = []
+    start = 0
+    for cut in [i for i, ch in enumerate(outside) if ch == "|"] + [len(pattern)]:
+        branch, mask = pattern[start:cut], outside[start:cut]
+        start = cut + 1
+        step_at = mask.rfind("/") + 1
+        step, mask = branch[step_at:], mask[step_at:]
+        while step.rstrip().endswith("]"):  # drop the trailing predicates
+            open_at = mask.rfind("[")
+            if open_at < 0:
+                return None
+            step, mask = step[:open_at], mask[:open_at]
+        m = _LAST_STEP.match(step.strip())
+        if m is None or (m["prefix"] and m["local"] == "*"):
+            return None
+        tests.append((bool(m["at"]), m["prefix"], m["local"]))
+    return tests
+
+
+def _select_rule_nodes(tree: etree._ElementTree) -> bool:
+    """Replace each pattern's walk by one apply-templates on the nodes its rules can match.
+
+    Precondition, per pattern mode M (a mode that fails it keeps its walk): the root template
+    applies M once, to "/"; every template of M ends its body with the recursion
+    apply-templates mode=M select="@*|*" (the catch-all "@*|node()" template is only that, the
+    "text()" one is empty) and there is no other use of M; no template of M uses position() or
+    last() outside a predicate, calls a template, or uses next-match/apply-imports (the focus and
+    the rule chain stay those of the walk); and the last step of every rule pattern is an
+    element or attribute name test (or *), whose prefix means the same in the root template.
+    Then the walk visits every element and attribute in document order and fires at each node
+    the best matching rule: applying M, without the recursion, to the union of the nodes the
+    last steps name ("//ram:X | //@y", in document order) fires the same rules, on the same
+    nodes, in the same order; the other nodes of the walk matched no rule and output nothing.
+    """
+    root = tree.getroot()
+    elements = [el for el in root.iter() if isinstance(el.tag, str)]
+    if (
+        any(el.tag in (f"{_X}import", f"{_X}include", f"{_X}mode") for el in elements)
+        or any("xpath-default-namespace" in str(name) for el in elements for name in el.attrib)
+        or any("#current" in (el.get("mode") or "") or "#all" in (el.get("mode") or "")
+               for el in elements)
+    ):
+        return False
+    root_templates = [
+        t for t in _default_mode_templates(root) if (t.get("match") or "").strip() == "/"
+    ]
+    if len(root_templates) != 1:
+        return False
+    root_template = root_templates[0]
+    by_mode: dict[str, list[etree._Element]] = {}
+    for template in root.iterchildren(f"{_X}template"):
+        for mode in (template.get("mode") or "").split():
+            by_mode.setdefault(mode, []).append(template)
+    applies: dict[str, list[etree._Element]] = {}
+    for apply in root.iter(f"{_X}apply-templates"):
+        applies.setdefault(apply.get("mode") or "#default", []).append(apply)
+    changed = False
+    for start in list(root_template.iter(f"{_X}apply-templates")):
+        mode = start.get("mode") or ""
+        if not mode or (start.get("select") or "").strip() != "/" or len(start):
+            continue
+        plan = _walk_plan(mode, by_mode.get(mode, []), applies.get(mode, []), start, root_template)
+        if plan is None:
+            continue
+        select, recursions = plan
+        for apply in recursions:
+            _drop(apply)
+        start.set("select", select)
+        changed = True
+    return changed
+
+
+_FOCUS = re.compile(r"\b(position|last)\s*\(")
+
+
+def _walk_plan(
+    mode: str,
+    templates: list[etree._Element],
+    applies: list[etree._Element],
+    start: etree._Element,
+    root_template: etree._Element,
+) -> tuple[str, list[etree._Element]] | None:
+    """(the select of the nodes to apply `mode` to, the recursions to remove), or None."""
+    recursions: list[etree._Element] = []
+    recursions_select = ""
+    catch_all = False
+    tests: list[tuple[bool, str | None, str]] = []
+    for template in templates:
+        if (template.get("mode") or "").split() != [mode] or template.get("name"):
+            return None
+        match = (template.get("match") or "").strip()
+        body = [c for c in template if isinstance(c.tag, str)]
+        if match == "text()":
+            if body or (template.text or "").strip():
+                return None
+            continue
+        if not body:
+            return None
+        last = body[-1]
+        recursion = (last.get("select") or "").replace(" ", "")
+        if (
+            last.tag != f"{_X}apply-templates"
+            or last.get("mode") != mode
+            or recursion not in _RECURSIONS
+            or recursion != (recursions_select or recursion)
+            or len(last)
+            or (last.tail or "").strip()
+        ):
+            return None
+        recursions_select = recursion
+        recursions.append(last)
+        if match.replace(" ", "") == "@*|node()":
+            if len(body) != 1 or (template.text or "").strip() or catch_all:
+                return None
+            catch_all = True
+            continue
+        for element in template.iter():
+            if not isinstance(element.tag, str):
+                continue
+            if element.tag in (f"{_X}call-template", f"{_X}next-match", f"{_X}apply-imports",
+                               f"{_X}param"):
+                return None
+            # Any attribute (XPath, pattern or attribute value template): conservative.
+            if any(_FOCUS.search(_outside_predicates(str(v))) for v in element.attrib.values()):
+                return None
+        found = _last_step_tests(match)
+        if found is None:
+            return None
+        for attribute, prefix, local in found:
+            if prefix is not None:
+                uri = template.nsmap.get(prefix)
+                if uri is None or root_template.nsmap.get(prefix) != uri:
+                    return None
+            tests.append((attribute, prefix, local))
+    if not catch_all:
+        return None  # unmatched nodes would meet the built-in rule, which walks their children
+    if sorted(map(id, applies)) != sorted(map(id, [start, *recursions])):
+        return None  # the mode is applied from elsewhere too
+    if recursions_select == "*" and any(attribute for attribute, _, _ in tests):
+        return None  # a walk over elements only never visits the attributes named
+    return _union(tests), recursions
+
+
+def _outside_predicates(xpath: str) -> str:
+    """The text of an XPath expression with its [...] parts blanked (not its (...) parts)."""
+    out = []
+    depth = 0
+    quote = ""
+    for ch in xpath:
+        if quote:
+            quote = "" if ch == quote else quote
+            out.append(" ")
+            continue
+        if ch in "'\"":
+            quote = ch
+        if ch == "[":
+            depth += 1
+        out.append(ch if depth == 0 else " ")
+        if ch == "]":
+            depth = max(0, depth - 1)
+    return "".join(out)
+
+
+def _union(tests: list[tuple[bool, str | None, str]]) -> str:
+    """The nodes of the document passing one of the tests, as one XPath union in document order."""
+    names: dict[bool, list[str]] = {False: [], True: []}
+    for attribute, prefix, local in tests:
+        name = f"{prefix}:{local}" if prefix else local
+        if name not in names[attribute]:
+            names[attribute].append(name)
+    parts = []
+    for attribute, prefix in ((False, "//"), (True, "//@")):
+        found = names[attribute]
+        if "*" in found:
+            found = ["*"]
+        parts += [prefix + name for name in found]
+    return " | ".join(parts) if parts else "()"
 
 
 def _drop(element: etree._Element) -> None:

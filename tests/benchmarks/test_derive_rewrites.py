@@ -1,0 +1,144 @@
+"""The guards of the stylesheet rewrites (facturflow.validate.derive), on small stylesheets.
+
+The equivalence on the official files is proved by test_derived_equivalence.py; these tests pin
+what the rewrites accept and refuse, and that an accepted rewrite gives the same SVRL.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from lxml import etree
+
+from facturflow.validate import derive as D
+
+_SKELETON = """<xsl:stylesheet xmlns:xsl="http://www.w3.org/1999/XSL/Transform"
+    xmlns:svrl="http://purl.oclc.org/dsdl/svrl" xmlns:p="urn:p" version="2.0">
+  <xsl:template match="text()" priority="-1"/>
+  <xsl:template match="/">
+    <svrl:schematron-output>
+      <xsl:apply-templates/>
+      <svrl:active-pattern/>
+      <xsl:apply-templates select="/" mode="M1"/>
+      <xsl:apply-templates/>
+      <svrl:active-pattern/>
+      <xsl:apply-templates select="/" mode="M2"/>
+    </svrl:schematron-output>
+  </xsl:template>
+  <xsl:template match="//p:a[@k = 'x|y']" priority="1001" mode="M1">
+    <svrl:fired-rule context="a"/>
+    <svrl:failed-assert location="{name()}-{@k}"/>
+    <xsl:apply-templates select="@*|*" mode="M1"/>
+  </xsl:template>
+  <xsl:template match="p:b/p:a | @k" priority="1000" mode="M1">
+    <svrl:fired-rule context="{name()}"/>
+    <xsl:apply-templates select="@*|*" mode="M1"/>
+  </xsl:template>
+  <xsl:template match="text()" priority="-1" mode="M1"/>
+  <xsl:template match="@*|node()" priority="-2" mode="M1">
+    <xsl:apply-templates select="@*|*" mode="M1"/>
+  </xsl:template>
+  <xsl:template match="p:b" priority="1000" mode="M2">
+    <svrl:fired-rule context="{name()}-{MARK}"/>
+    <xsl:apply-templates select="*" mode="M2"/>
+  </xsl:template>
+  <xsl:template match="text()" priority="-1" mode="M2"/>
+  <xsl:template match="@*|node()" priority="-2" mode="M2">
+    <xsl:apply-templates select="*" mode="M2"/>
+  </xsl:template>
+</xsl:stylesheet>
+"""
+_DOC = """<p:b xmlns:p="urn:p" k="root"><p:a k="x|y"/><p:b><p:a k="z">t</p:a><p:a/></p:b>
+<!-- c --><p:c k="1"><p:a k="x|y"><p:b k="2"/></p:a></p:c><p:b/></p:b>"""
+
+
+def _derive(text: str, tmp_path: Path) -> D.Derived:
+    path = tmp_path / "s.xslt"
+    path.write_text(text, encoding="utf-8")
+    return D.derive(path)
+
+
+def _svrl(stylesheet: bytes, tmp_path: Path) -> str:
+    from facturflow.validate import schematron
+
+    engine: Any = schematron._get_engine()
+    builder = engine.processor.new_document_builder()
+    builder.set_base_uri((tmp_path / "s.xslt").as_uri())
+    node = builder.parse_xml(xml_text=stylesheet.decode("utf-8"))
+    executable = engine.xslt.compile_stylesheet(stylesheet_node=node)
+    return str(executable.transform_to_string(xdm_node=engine.processor.parse_xml(xml_text=_DOC)))
+
+
+@pytest.mark.parametrize(
+    ("pattern", "tests"),
+    [
+        ("//ram:X[@a='1' or x/y]", [(False, "ram", "X")]),
+        ("(a|b)/c[1][d]", [(False, None, "c")]),
+        ("a | //@p:b", [(False, None, "a"), (True, "p", "b")]),
+        ("x[. = '|/]'] | *", [(False, None, "x"), (False, None, "*")]),
+        ("/r/@*", [(True, None, "*")]),
+        ("(a|b)", None),
+        ("a/text()", None),
+        ("a/child::b", None),
+        ("p:*", None),
+        ("a union b", None),
+        ("a[", None),
+    ],
+)
+def test_last_step_tests(pattern: str, tests: list[tuple[bool, str | None, str]] | None) -> None:
+    assert D._last_step_tests(pattern) == tests
+
+
+def test_rule_select_rewrites_and_keeps_the_output(tmp_path: Path) -> None:
+    text = _SKELETON.replace("{MARK}", "m")
+    derived = _derive(text, tmp_path)
+    assert derived.rewrites == ("no-text-walk", "rule-select")
+    root = etree.fromstring(derived.text)
+    selects = [a.get("select") for a in root.iter(f"{D._X}apply-templates") if a.get("mode")]
+    assert selects == ["//p:a | //@k", "//p:b"]
+    official = _svrl(text.encode("utf-8"), tmp_path)
+    # 2 + 2 elements and 6 attributes in M1, 4 elements in M2: nesting and attributes exercised
+    assert official.count("fired-rule") == 14
+    assert _svrl(derived.text, tmp_path) == official
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        ("{MARK}", "{position()}"),  # the focus of the walk would leak
+        ("{MARK}", "{last()}"),
+        ('<xsl:apply-templates select="*" mode="M2"/>\n  </xsl:template>\n  <xsl:template '
+         'match="text()" priority="-1" mode="M2"/>',
+         '<xsl:apply-templates select="*" mode="M2"/>\n  <xsl:next-match/></xsl:template>\n'
+         '  <xsl:template match="text()" priority="-1" mode="M2"/>'),
+        ('match="p:b" priority="1000" mode="M2"', 'match="p:b/text()" priority="1000" mode="M2"'),
+        ('match="p:b" priority="1000" mode="M2"', 'match="(p:b|p:a)" priority="1000" mode="M2"'),
+        ('match="p:b" priority="1000" mode="M2"', 'match="@k" priority="1000" mode="M2"'),
+        ('<xsl:template match="@*|node()" priority="-2" mode="M2">\n    <xsl:apply-templates '
+         'select="*" mode="M2"/>\n  </xsl:template>', ""),  # no catch-all template
+        ("</svrl:schematron-output>",
+         '<xsl:apply-templates select="//p:c" mode="M2"/></svrl:schematron-output>'),
+        ('<svrl:fired-rule context="{name()}-{MARK}"/>',
+         '<svrl:fired-rule context="{name()}"/><xsl:call-template name="t"/>'),
+    ],
+)
+def test_rule_select_refuses_a_mode_it_cannot_prove(change: tuple[str, str],
+                                                    tmp_path: Path) -> None:
+    assert change[0] in _SKELETON
+    text = _SKELETON.replace(change[0], change[1]).replace("{MARK}", "m")
+    root = etree.fromstring(_derive(text, tmp_path).text)
+    starts: dict[str | None, str | None] = {}
+    for a in root.iter(f"{D._X}apply-templates"):
+        if next(a.iterancestors(f"{D._X}template")).get("match") == "/":
+            starts.setdefault(a.get("mode"), a.get("select"))
+    assert starts["M2"] == "/", "M2 must keep its walk"
+    assert starts["M1"] == "//p:a | //@k"  # the other mode is still rewritten
+
+
+def test_rule_select_refuses_a_whole_stylesheet_with_imports(tmp_path: Path) -> None:
+    text = _SKELETON.replace("{MARK}", "m").replace(
+        'version="2.0">', 'version="2.0">\n  <xsl:import href="other.xsl"/>')
+    tree = etree.ElementTree(etree.fromstring(text.encode("utf-8")))
+    assert not D._select_rule_nodes(tree)
