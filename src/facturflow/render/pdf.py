@@ -13,6 +13,7 @@ import re
 import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from functools import cache
@@ -25,7 +26,19 @@ from fontTools.ttLib import TTFont  # type: ignore[import-untyped]
 from fpdf import FPDF
 from fpdf.enums import XPos, YPos
 from fpdf.fonts import SubsetMap, TTFFont
-from fpdf.output import OutputProducer
+from fpdf.output import (
+    CIDSystemInfo,
+    OutputProducer,
+    PDFExtGState,
+    PDFFont,
+    PDFFontStream,
+    PDFType3Font,
+    PDFXObject,
+    _build_cmap_blocks,
+    _tt_font_widths,
+)
+from fpdf.pattern import Pattern
+from fpdf.syntax import Name, PDFArray, PDFContentStream, PDFObject
 
 from ..model import AllowanceCharge, Contact, Identifier, Invoice, PostalAddress
 from .labels import (
@@ -74,7 +87,19 @@ _BASE_CHARS = (
     + "àâäçéèêëîïôöùûüÿœæÀÂÄÇÉÈÊËÎÏÔÖÙÛÜŸŒÆ°€£×–—’‘“”«»…·§µ"
 )
 _SUBSET_CACHE_SIZE = 64
-_subsets: OrderedDict[tuple[str, frozenset[str]], bytes] = OrderedDict()
+
+
+@dataclass(frozen=True)
+class _Subset:
+    """A font cut down to a glyph set: its bytes (also deflated, as the PDF stores them) and
+    the glyph ids its glyphs got."""
+
+    data: bytes
+    deflated: bytes
+    glyph_ids: dict[str, int]
+
+
+_subsets: OrderedDict[tuple[str, frozenset[str]], _Subset] = OrderedDict()
 _subsets_lock = threading.Lock()
 
 
@@ -121,14 +146,14 @@ def _add_fonts(pdf: FPDF) -> None:
         pdf.fonts[font.fontkey] = font
 
 
-def _subset_font(style: str, glyph_names: frozenset[str]) -> bytes:
+def _subset_font(style: str, glyph_names: frozenset[str]) -> _Subset:
     """The font cut down to `glyph_names` exactly as fpdf2's output() cuts it (cached)."""
     key = (style, glyph_names)
     with _subsets_lock:
-        data = _subsets.get(key)
-        if data is not None:
+        cached = _subsets.get(key)
+        if cached is not None:
             _subsets.move_to_end(key)
-            return data
+            return cached
     font = _open_font(_font_data(style))
     options = ftsubset.Options(notdef_outline=True, recommended_glyphs=True)
     options.drop_tables += ["FFTM", "GDEF", "GPOS", "GSUB", "MATH", "hdmx", "meta", "sbix",
@@ -138,13 +163,15 @@ def _subset_font(style: str, glyph_names: frozenset[str]) -> bytes:
     subsetter.subset(font)
     out = BytesIO()
     font.save(out)
+    glyph_ids = {name: font.getGlyphID(name) for name in font.getGlyphOrder()}
     font.close()
     data = out.getvalue()
+    subset = _Subset(data, PDFFontStream(data)._contents, glyph_ids)
     with _subsets_lock:
-        _subsets[key] = data
+        _subsets[key] = subset
         while len(_subsets) > _SUBSET_CACHE_SIZE:
             _subsets.popitem(last=False)
-    return data
+    return subset
 
 
 class _DeterministicOutput(OutputProducer):
@@ -163,24 +190,128 @@ class _DeterministicOutput(OutputProducer):
                       lambda m: f'{m.group(1)}="{created.group(1)}"', xmp)
 
 
-class _SubsetFontsOutput(_DeterministicOutput):
-    """fpdf2's output, handed fonts already cut to the document's glyphs.
+class _PrecutFontStream(PDFFontStream):
+    """A font file stream from an already deflated font (fpdf2 would deflate it again)."""
 
-    fpdf2 still runs its own subsetting, on the pre-cut font: cutting a font to the glyphs it
-    already has gives back the same bytes (tests check the output equals plain fpdf2's), and
-    costs a fraction of cutting the full font.
+    def __init__(self, subset: _Subset) -> None:
+        # The attributes PDFFontStream sets, in the order it sets them (they are the keys of the
+        # stream dictionary, written in that order).
+        PDFObject.__init__(self)
+        self._contents = subset.deflated
+        self.filter = Name("FlateDecode")
+        self.length = len(subset.deflated)
+        self.length1 = len(subset.data)
+
+
+class _SubsetFontsOutput(_DeterministicOutput):
+    """fpdf2's output, writing the bundled fonts from the per-process subset cache.
+
+    `_add_fonts` writes the same objects, in the same order, as fpdf2's own does for a
+    TrueType font (tests check the bytes equal plain fpdf2's), taking the cut font and its
+    glyph ids from the cache instead of subsetting the font again with fontTools. Documents
+    with any other kind of font, or with characters the fonts lack, go through fpdf2's code.
     """
 
-    def __init__(self, fpdf: FPDF) -> None:
-        for style in _STYLES:
-            font = fpdf.fonts.get(f"{_FONT.lower()}{style}")
-            if isinstance(font, TTFFont):
-                names = frozenset(font.subset.get_all_glyph_names())
-                font.ttfont.close()
-                # The cut font's bounding boxes are already those of its glyphs: not
-                # recomputing them spares decompiling every outline, for the same bytes.
-                font.ttfont = _open_font(_subset_font(style, names), recalc_bboxes=False)
-        super().__init__(fpdf)
+    def _add_fonts(
+        self,
+        image_objects_per_index: dict[int, PDFXObject],
+        gfxstate_objs_per_name: dict[str, PDFExtGState],
+        pattern_objs_per_name: dict[str, Pattern],
+    ) -> dict[int, PDFFont | PDFType3Font]:
+        fonts = sorted(self.fpdf.fonts.values(), key=lambda font: font.i)
+        ours = {f"{_FONT.lower()}{style}": style for style in _STYLES}
+        if not all(isinstance(font, TTFFont) and font.fontkey in ours and not font.color_font
+                   and not font.is_cff and not font.missing_glyphs for font in fonts):
+            return super()._add_fonts(image_objects_per_index, gfxstate_objs_per_name,
+                                      pattern_objs_per_name)
+        compliance = self.fpdf._compliance
+        assert not (compliance and compliance.profile == "PDFA" and compliance.part == 1)
+        font_objs_per_index: dict[int, PDFFont | PDFType3Font] = {}
+        for font in fonts:
+            assert isinstance(font, TTFFont)
+            fontname = f"MPDFAA+{font.name}"
+            subset = _subset_font(ours[font.fontkey],
+                                  frozenset(font.subset.get_all_glyph_names()))
+            code_to_glyph = {
+                char_id: subset.glyph_ids[glyph.glyph_name]
+                for glyph, char_id in font.subset.items()
+                if glyph is not None
+            }
+            composite_font_obj = PDFFont(subtype="Type0", base_font=fontname,
+                                         encoding="Identity-H")
+            self._add_pdf_obj(composite_font_obj, "fonts")
+            font_objs_per_index[font.i] = composite_font_obj
+            cid_font_obj = PDFFont(subtype="CIDFontType2", base_font=fontname,
+                                   d_w=font.desc.missing_width, w=_tt_font_widths(font))
+            self._add_pdf_obj(cid_font_obj, "fonts")
+            composite_font_obj.descendant_fonts = PDFArray([cid_font_obj])
+
+            # ToUnicode: the character each 16-bit code stands for (text search and copy).
+            bf_char = []
+            for glyph, code_mapped in font.subset.items():
+                if glyph is None or not isinstance(glyph.unicode, tuple) or not glyph.unicode:
+                    continue
+                bf_char.append(f"<{code_mapped:04X}> <"
+                               + "".join(_utf16_code(code) for code in glyph.unicode) + ">\n")
+            to_unicode_obj = PDFContentStream(
+                (
+                    "/CIDInit /ProcSet findresource begin\n"
+                    "12 dict begin\n"
+                    "begincmap\n"
+                    "/CIDSystemInfo\n"
+                    "<</Registry (Adobe)\n"
+                    "/Ordering (UCS)\n"
+                    "/Supplement 0\n"
+                    ">> def\n"
+                    "/CMapName /Adobe-Identity-UCS def\n"
+                    "/CMapType 2 def\n"
+                    "1 begincodespacerange\n"
+                    "<0000> <FFFF>\n"
+                    "endcodespacerange\n"
+                    f"{_build_cmap_blocks(bf_char, 'bfchar')}"
+                    "endcmap\n"
+                    "CMapName currentdict /CMap defineresource pop\n"
+                    "end\n"
+                    "end"
+                ).encode("latin-1")
+            )
+            self._add_pdf_obj(to_unicode_obj, "fonts")
+            composite_font_obj.to_unicode = to_unicode_obj
+
+            cid_system_info_obj = CIDSystemInfo()
+            self._add_pdf_obj(cid_system_info_obj, "fonts")
+            cid_font_obj.c_i_d_system_info = cid_system_info_obj
+            font_descriptor_obj = font.desc
+            font_descriptor_obj.font_name = Name(fontname)
+            self._add_pdf_obj(font_descriptor_obj, "fonts")
+            cid_font_obj.font_descriptor = font_descriptor_obj
+
+            # CIDToGIDMap: two bytes (the glyph id) per 16-bit code.
+            cid_to_gid = bytearray(256 * 256 * 2)
+            for code, glyph_id in code_to_glyph.items():
+                cid_to_gid[code * 2] = glyph_id >> 8
+                cid_to_gid[code * 2 + 1] = glyph_id & 0xFF
+            cid_to_gid_map_obj = PDFContentStream(contents=bytes(cid_to_gid), compress=True)
+            self._add_pdf_obj(cid_to_gid_map_obj, "fonts")
+            cid_font_obj.c_i_d_to_g_i_d_map = cid_to_gid_map_obj
+
+            font_file_cs_obj = _PrecutFontStream(subset)
+            self._add_pdf_obj(font_file_cs_obj, "fonts")
+            font_descriptor_obj.font_file2 = font_file_cs_obj  # type: ignore[attr-defined]
+
+            font.subset.pick.cache_clear()
+            font.subset.get_glyph.cache_clear()
+            font.close()
+        return font_objs_per_index
+
+
+def _utf16_code(unicode: int) -> str:
+    """A code point as UTF-16BE hex (a surrogate pair beyond the BMP), as fpdf2 writes it."""
+    if unicode > 0xFFFF:
+        high = 0xD800 | (unicode - 0x10000) >> 10
+        low = 0xDC00 | (unicode & 0x3FF)
+        return f"{high:04X}{low:04X}"
+    return f"{unicode:04X}"
 
 
 @cache
