@@ -184,3 +184,27 @@ def test_an_xrechnung_travels_in_factur_x_as_en16931(plain_pdf: bytes) -> None:
     assert result.profile == "en16931"
     assert detect(result.data).spec_id == "urn:cen.eu:en16931:2017"
     assert any("xrechnung" in warning for warning in result.warnings)
+
+
+def test_implied_terms_are_written_where_the_target_needs_them_and_not_counted_lost() -> None:
+    # A UBL price discount (BT-147) without gross price (BT-148), and a VAT accounting
+    # currency (BT-6) equal to the invoice currency: CII needs the gross price (its schema) and
+    # refuses BT-6 = BT-5 (BR-53), so the CII carries the implied gross price and no BT-6.
+    xml = UBL_EN16931.read_bytes()
+    xml = xml.replace(
+        b'<cbc:PriceAmount currencyID="EUR">480.00</cbc:PriceAmount>',
+        b'<cbc:PriceAmount currencyID="EUR">480.00</cbc:PriceAmount>'
+        b"<cac:AllowanceCharge><cbc:ChargeIndicator>false</cbc:ChargeIndicator>"
+        b'<cbc:Amount currencyID="EUR">20.00</cbc:Amount></cac:AllowanceCharge>', 1)
+    xml = xml.replace(b"<cbc:DocumentCurrencyCode>EUR</cbc:DocumentCurrencyCode>",
+                      b"<cbc:DocumentCurrencyCode>EUR</cbc:DocumentCurrencyCode>"
+                      b"<cbc:TaxCurrencyCode>EUR</cbc:TaxCurrencyCode>", 1)
+    source = read(xml)
+    assert source.tax_currency_code == "EUR" and source.lines[0].price is not None
+    assert source.lines[0].price.discount is not None and source.lines[0].price.gross_price is None
+    result = convert(xml, to="facturx", timestamp=FIXED_TIME)  # not lossy: nothing is lost
+    assert result.dropped == () and result.report.ok, [f.rule for f in result.report.fatal]
+    back = read(extract_xml(result.data))
+    assert back.lines[0].price is not None and back.lines[0].price.gross_price == 500
+    assert back.tax_currency_code is None
+    assert back.totals is not None and back.totals.vat_total_accounting is None
