@@ -9,6 +9,7 @@ stylesheet for the document), yields a fatal LAYER-FAILED finding instead: the l
 from __future__ import annotations
 
 import hashlib
+import itertools
 import os
 import re
 import resource
@@ -262,6 +263,11 @@ def _line_of(tree: etree._ElementTree | None, xpath: str | None) -> int | None:
     """The source line of the node an SVRL location points at (XPath 2 steps made XPath 1)."""
     if tree is None or not xpath or not xpath.startswith("/"):
         return None
+    walked = _walk_location(tree, xpath)
+    if walked is not _NOT_WALKED:
+        if isinstance(walked, etree._Element) and isinstance(walked.sourceline, int):
+            return walked.sourceline
+        return None
     path = _XPATH2_STEP.sub(r"*[local-name()='\1' and namespace-uri()='\2']", xpath)
     path = _XPATH2_ATTR.sub(r"@\1", path)
     try:
@@ -279,3 +285,40 @@ def _line_of(tree: etree._ElementTree | None, xpath: str | None) -> int | None:
             line = element.sourceline
             return line if isinstance(line, int) else None
     return None
+
+
+# The locations the Schematron skeleton writes (schematron-select-full-path):
+# /*:Name[namespace-uri()='URI'][n]/... and a last @*[local-name()='a' and namespace-uri()='']
+# step; walked directly, without compiling an XPath expression per finding.
+_FULL_STEP = re.compile(r"/\*:([\w.-]+)\[namespace-uri\(\)='([^']*)'\]\[([1-9][0-9]*)\]")
+_FULL_ATTRIBUTE = re.compile(
+    r"/@(?:\*\[local-name\(\)='([\w.-]+)' and namespace-uri\(\)=''\]|([\w.-]+))$"
+)
+_NOT_WALKED = object()
+
+
+def _walk_location(tree: etree._ElementTree, xpath: str) -> object:
+    """The element (or attribute's element) `xpath` selects, None when it selects nothing, or
+    _NOT_WALKED when the path is not of the skeleton's shape (then XPath decides)."""
+    element: etree._Element | None = None
+    at = 0
+    while at < len(xpath):
+        step = _FULL_STEP.match(xpath, at)
+        if step is None:
+            attribute = _FULL_ATTRIBUTE.match(xpath, at)
+            if attribute is None or element is None:
+                return _NOT_WALKED
+            name = attribute[1] or attribute[2]
+            return element if element.get(name) is not None else None
+        local, uri, index = step.groups()
+        tag = f"{{{uri}}}{local}"
+        if element is None:
+            root = tree.getroot()
+            found = root if root.tag == tag and index == "1" else None
+        else:
+            found = next(itertools.islice(element.iterchildren(tag), int(index) - 1, None), None)
+        if found is None:
+            return None
+        element = found
+        at = step.end()
+    return element
