@@ -322,9 +322,12 @@ def _covered() -> frozenset[int]:
 
 def _clean(value: object) -> str:
     """Text safe to draw: no control characters, only glyphs the fonts have."""
+    text = str(value)
+    if text.isascii() and text.isprintable():  # both fonts draw all printable ASCII
+        return text.strip()
     covered = _covered()
     out = []
-    for ch in str(value):
+    for ch in text:
         if ch in "\r\n\t":
             out.append(" " if ch != "\n" else "\n")
         elif ord(ch) < 32 or 0xD800 <= ord(ch) <= 0xDFFF:
