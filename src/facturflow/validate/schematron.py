@@ -20,6 +20,7 @@ from typing import Any, cast
 from lxml import etree
 
 from ..artefacts import Artefact
+from . import saxonheap
 from .derive_cache import cached_derive
 from .report import LAYER_FAILED, Finding, Location, Severity
 
@@ -93,6 +94,8 @@ def _get_engine() -> _Engine:
         from saxonche import PySaxonProcessor
     except ImportError as exc:  # pragma: no cover - dependency missing
         raise SaxonUnavailable(f"saxonche cannot be imported: {exc}") from None
+    # Bound Saxon's Java heap (its young generation) before SaxonC creates the isolate.
+    saxonheap.bootstrap()
     processor = PySaxonProcessor(license=False)
     # Stylesheets may only read local files (their code lists); never the network.
     processor.set_configuration_property("http://saxon.sf.net/feature/allowedProtocols", "file")
