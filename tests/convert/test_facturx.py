@@ -236,3 +236,33 @@ def test_a_rendered_factur_x_is_reproducible_for_a_fixed_timestamp(cii_bytes: by
     invoice = sample_invoice()
     first = build_facturx(cii_bytes, invoice=invoice, timestamp=FIXED_TIME)
     assert build_facturx(cii_bytes, invoice=invoice, timestamp=FIXED_TIME) == first
+
+
+def test_a_rendered_factur_x_has_the_bytes_it_has_when_built_alone_in_a_fresh_process(
+    cii_bytes: bytes, tmp_path: Path
+) -> None:
+    import subprocess
+    import sys
+
+    from sample_invoice import sample_invoice
+
+    from facturflow.facturx import build_facturx
+
+    # Another invoice first (other glyphs, several pages): the per-process font and subset
+    # caches it fills must not change the next document's bytes.
+    build_facturx(cii_bytes, invoice=sample_invoice(30), timestamp=FIXED_TIME)
+    in_process = build_facturx(cii_bytes, timestamp=FIXED_TIME)
+    out = tmp_path / "alone.pdf"
+    tests = str(Path(__file__).parent)
+    code = (
+        f"import sys; from pathlib import Path; sys.path.insert(0, {tests!r})\n"
+        "from convert_helpers import CII_EN16931, FIXED_TIME\n"
+        "from facturflow.facturx import build_facturx\n"
+        f"Path({str(out)!r}).write_bytes(build_facturx(CII_EN16931.read_bytes(), "
+        "timestamp=FIXED_TIME))\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+    assert out.read_bytes() == in_process
+    assert extract_xml(in_process) == cii_bytes
+    result = qpdf_check(in_process, tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
