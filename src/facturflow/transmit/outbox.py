@@ -1,8 +1,7 @@
 """The durable outbox: one SQLite row per invoice to send, keyed by (organisation, sha256 of the
 bytes uploaded), so that a run killed at any point can be re-run without sending twice.
 
-Each transition is committed durably (synchronous=FULL) before the network step that follows
-it:
+Each transition is committed durably before the network step that follows it:
 
     validated ─▶ importing ─▶ imported ─▶ sending ─▶ sent ─▶ (lifecycle events recorded)
          └──────────┴────────────┴───────────┴──▶ failed (reason; retried by the next run)
@@ -13,22 +12,25 @@ send_by_einvoice is a harmless 204), so the next run simply repeats them. What m
 is that the uploaded bytes never change: the converted file is stored in `blobs/` before its row
 is committed, and a source file maps to that stored upload for ever after.
 
-Commits cost an fsync each (the WAL), stored uploads two (the file, its folder). Outside
-`deferred()` every method commits on its own. Inside it, transitions are recorded in one open
-transaction (each method still atomic, as a savepoint) and become durable together at
-`sync()`: the stored uploads are written and fsynced by a background thread meanwhile, then
-fsynced once more as a folder, then the transaction commits. The send stage calls `sync()`
-right before every request that changes something at Qonto (import, send), so the rule above
-holds with one commit per request instead of one per transition. What a crash can cost in
-deferred mode is only work that no request depended on (validations since the last `sync()`,
-the answer of the request in flight), which the next run redoes, exactly as it would redo a
-step whose answer was lost.
+Durability is bought with fsyncs, and they are the send stage's main cost: a commit costs one
+(the WAL), a stored upload two (the file, its folder entry). Outside `deferred()` every method
+commits and fsyncs on its own. Inside it, transitions are recorded in one open transaction
+(each method still atomic, as a savepoint) and become durable together at `sync()`, which the
+send stage calls right before every request that changes something at Qonto (import, send):
+one commit per request instead of one per transition. Stored uploads are written and fsynced
+by a background thread meanwhile, and `sync()` waits for them before committing their rows.
+What a crash can cost in deferred mode is only work that no request depended on (validations
+since the last `sync()`, the answer of the request in flight), which the next run redoes, as
+it would redo a step whose answer was lost.
 
-Why not synchronous=NORMAL: in WAL mode it survives the process being killed but not the
+The database runs with synchronous=NORMAL plus an explicit fsync of the WAL after every commit
+(`_make_durable`), done outside the lock so that the other thread does not wait for the disk.
+That is FULL's durability: a commit is on disk before anything that depends on it happens.
+Plain NORMAL would not do: in WAL mode it survives the process being killed but not the
 machine losing power, which can roll back the last commits. Re-running a lost `importing`,
 `sending` or `sent` would be harmless (Qonto's import and send are idempotent), but a lost row
 would also forget which invoice numbers were already imported from other bytes, the guard
-against sending the same invoice twice. Fewer fsyncs, each one kept, is the safer economy.
+against sending the same invoice twice.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ import json
 import os
 import sqlite3
 import tempfile
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -188,14 +191,23 @@ class Outbox:
                     source=str(state_dir),
                 ) from None
             self._lock_fd = fd
-        self.db = sqlite3.connect(self.state_dir / "outbox.sqlite3", isolation_level=None)
+        # One connection, shared by the send stage's threads under `_lock` (see sync()).
+        self.db = sqlite3.connect(self.state_dir / "outbox.sqlite3", isolation_level=None,
+                                  check_same_thread=False)
+        self._lock = threading.RLock()
         self.db.row_factory = sqlite3.Row
         self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=FULL")  # a committed transition survives a crash
+        # NORMAL: a commit writes the WAL without fsync; _make_durable() then fsyncs the WAL
+        # after every commit, outside the lock: FULL's durability, without making the other
+        # thread wait for the disk (see the module docstring).
+        self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.executescript(_SCHEMA)
+        self._wal = self.state_dir / "outbox.sqlite3-wal"
+        self._committed = 0  # commits made...
+        self._durable = 0  # ...and how many of them are known to be on disk
         self._deferred = 0  # depth of deferred() blocks
         self._open = False  # a deferred transaction is open
-        self._blob_jobs: dict[str, Future[bool]] = {}  # uploads being stored (deferred mode)
+        self._blob_jobs: dict[str, Future[None]] = {}  # uploads being stored (deferred mode)
         self._writer: ThreadPoolExecutor | None = None
 
     def close(self) -> None:
@@ -220,6 +232,10 @@ class Outbox:
 
     @contextlib.contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            yield from self._tx_locked()
+
+    def _tx_locked(self) -> Iterator[sqlite3.Connection]:
         if self._deferred:
             if not self._open:
                 self.db.execute("BEGIN IMMEDIATE")
@@ -240,6 +256,8 @@ class Outbox:
             self.db.execute("ROLLBACK")
             raise
         self.db.execute("COMMIT")
+        self._committed += 1
+        self._make_durable()
 
     @contextlib.contextmanager
     def deferred(self) -> Iterator[Outbox]:
@@ -257,20 +275,57 @@ class Outbox:
                 self.sync()
 
     def sync(self) -> None:
-        """Make every transition recorded so far durable: stored uploads first, then rows."""
-        jobs, self._blob_jobs = list(self._blob_jobs.values()), {}
-        try:
-            written = [job.result() for job in jobs]
-            if any(written):
-                _fsync_dir(self.blobs)
-        except BaseException:
-            if self._open:  # rows must not outlive an upload that was not stored
-                self._open = False
-                self.db.execute("ROLLBACK")
-            raise
-        if self._open:
-            self._open = False
-            self.db.execute("COMMIT")
+        """Make every transition recorded so far durable: stored uploads first, then rows.
+
+        Any thread may call it (the send stage calls it from the thread that makes the request
+        that follows); the lock keeps every other use of the connection out meanwhile, so no
+        row is committed before its stored upload, and no step is committed half-done.
+        """
+        while True:
+            # Wait for the uploads being stored without the lock (the other thread goes on),
+            # then commit only if no row came in meanwhile whose upload is still being stored.
+            for job in list(self._blob_jobs.values()):
+                with contextlib.suppress(BaseException):
+                    job.exception()
+            with self._lock:
+                jobs = list(self._blob_jobs.values())
+                if not all(job.done() for job in jobs):
+                    continue
+                self._blob_jobs = {}
+                try:
+                    for job in jobs:  # each one stored its upload durably, folder entry too
+                        job.result()
+                except BaseException:
+                    if self._open:  # rows must not outlive an upload that was not stored
+                        self._open = False
+                        self.db.execute("ROLLBACK")
+                    raise
+                if self._open:
+                    self._open = False
+                    self.db.execute("COMMIT")
+                    self._committed += 1
+                break
+        self._make_durable()
+
+    def _make_durable(self) -> None:
+        """fsync the WAL if a commit made so far may not be on disk yet (what FULL does within
+        COMMIT). fsync flushes the file whoever wrote it, and commits only append to the WAL
+        (a checkpoint syncs it first), so once this returns every earlier commit is durable."""
+        target = self._committed
+        if self._durable >= target:
+            return
+        with contextlib.suppress(FileNotFoundError):  # no WAL: everything is in the database
+            fd = os.open(self._wal, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        with self._lock:
+            self._durable = max(self._durable, target)
+
+    def _rows(self, sql: str, params: Sequence[Any]) -> list[sqlite3.Row]:
+        with self._lock:
+            return self.db.execute(sql, params).fetchall()
 
     def _log(self, db: sqlite3.Connection, upload_sha: str, state: str, detail: str | None) -> None:
         db.execute("INSERT INTO history VALUES (?, ?, ?, ?, ?)",
@@ -278,11 +333,12 @@ class Outbox:
 
     # -- sources ------------------------------------------------------------------------------
     def lookup_source(self, source_sha: str, upload_format: str) -> SourceRecord | None:
-        row = self.db.execute(
+        rows = self._rows(
             "SELECT verdict, upload_sha256, reason FROM sources WHERE org=? AND source_sha256=? "
-            "AND upload_format=?", (self.org, source_sha, upload_format)).fetchone()
-        if row is None:
+            "AND upload_format=?", (self.org, source_sha, upload_format))
+        if not rows:
             return None
+        row = rows[0]
         return SourceRecord(row["verdict"], row["upload_sha256"], row["reason"])
 
     def record_rejected(self, source_sha: str, upload_format: str, path: str, reason: str) -> None:
@@ -303,27 +359,27 @@ class Outbox:
     ) -> Item:
         """Store the upload's bytes durably, then commit its row (state `validated`)."""
         upload_sha = sha256(upload)
-        self._write_blob(upload_sha, upload)
         now = time.time()
-        with self._tx() as db:
-            db.execute(
-                "INSERT OR IGNORE INTO items (org, upload_sha256, source_sha256, source_path, "
-                "file_name, upload_format, size, invoice_number, buyer_siren, state, created_at, "
-                "updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'validated', ?, ?)",
-                (self.org, upload_sha, source_sha, source_path, file_name, upload_format,
-                 len(upload), invoice_number, buyer_siren, now, now),
-            )
-            db.execute("INSERT OR REPLACE INTO sources VALUES (?, ?, ?, 'ok', ?, NULL, ?, ?)",
-                       (self.org, source_sha, upload_format, upload_sha, source_path, now))
-            self._log(db, upload_sha, "validated", source_path)
+        with self._lock:  # no sync() between the upload's storing and its row
+            self._write_blob(upload_sha, upload)
+            with self._tx() as db:
+                db.execute(
+                    "INSERT OR IGNORE INTO items (org, upload_sha256, source_sha256, source_path, "
+                    "file_name, upload_format, size, invoice_number, buyer_siren, state, "
+                    "created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'validated', ?, ?)",
+                    (self.org, upload_sha, source_sha, source_path, file_name, upload_format,
+                     len(upload), invoice_number, buyer_siren, now, now),
+                )
+                db.execute("INSERT OR REPLACE INTO sources VALUES (?, ?, ?, 'ok', ?, NULL, ?, ?)",
+                           (self.org, source_sha, upload_format, upload_sha, source_path, now))
+                self._log(db, upload_sha, "validated", source_path)
         item = self.get(upload_sha)
         assert item is not None
         return item
 
     def _write_blob(self, upload_sha: str, data: bytes) -> None:
         if not self._deferred:
-            if _store_blob(self.blobs, upload_sha, data):
-                _fsync_dir(self.blobs)
+            _store_blob(self.blobs, upload_sha, data)
             return
         if upload_sha not in self._blob_jobs:
             if self._writer is None:
@@ -347,19 +403,19 @@ class Outbox:
         return Item(**data)
 
     def get(self, upload_sha: str) -> Item | None:
-        row = self.db.execute("SELECT * FROM items WHERE org=? AND upload_sha256=?",
-                              (self.org, upload_sha)).fetchone()
-        return self._item(row) if row else None
+        rows = self._rows("SELECT * FROM items WHERE org=? AND upload_sha256=?",
+                          (self.org, upload_sha))
+        return self._item(rows[0]) if rows else None
 
     def items(self) -> list[Item]:
-        rows = self.db.execute("SELECT * FROM items WHERE org=? ORDER BY created_at, source_path",
-                               (self.org,))
+        rows = self._rows("SELECT * FROM items WHERE org=? ORDER BY created_at, source_path",
+                          (self.org,))
         return [self._item(r) for r in rows]
 
     def find(self, ref: str) -> list[Item]:
         """Items matching a source path, an invoice id, an invoice number or a sha256 prefix."""
         resolved = str(Path(ref).resolve()) if ref else ref
-        rows = self.db.execute(
+        rows = self._rows(
             "SELECT * FROM items WHERE org=? AND (source_path=? OR source_path=? OR invoice_id=? "
             "OR invoice_number=? OR (length(?) >= 8 AND upload_sha256 LIKE ? || '%'))",
             (self.org, ref, resolved, ref, ref, ref, ref),
@@ -368,8 +424,8 @@ class Outbox:
 
     def by_number(self, invoice_number: str) -> list[Item]:
         """Items carrying this invoice number (BT-1), whatever bytes they came from."""
-        rows = self.db.execute("SELECT * FROM items WHERE org=? AND invoice_number=?",
-                               (self.org, invoice_number))
+        rows = self._rows("SELECT * FROM items WHERE org=? AND invoice_number=?",
+                          (self.org, invoice_number))
         return [self._item(r) for r in rows]
 
     def pending_import(self) -> list[Item]:
@@ -421,23 +477,23 @@ class Outbox:
             self._log(db, upload_sha, f"status:{einvoicing_status}", None)
 
     def history(self, upload_sha: str) -> list[tuple[float, str, str | None]]:
-        rows = self.db.execute("SELECT at, state, detail FROM history WHERE org=? AND "
-                               "upload_sha256=? ORDER BY rowid", (self.org, upload_sha))
+        rows = self._rows("SELECT at, state, detail FROM history WHERE org=? AND "
+                          "upload_sha256=? ORDER BY rowid", (self.org, upload_sha))
         return [(r["at"], r["state"], r["detail"]) for r in rows]
 
 
-def _store_blob(folder: Path, upload_sha: str, data: bytes) -> bool:
-    """Write `folder/upload_sha` durably (its folder entry aside); False if it was there."""
+def _store_blob(folder: Path, upload_sha: str, data: bytes) -> None:
+    """Write `folder/upload_sha` durably, its folder entry included (unless it is there)."""
     target = folder / upload_sha
     if target.exists() and sha256(target.read_bytes()) == upload_sha:
-        return False
+        return
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=".blob.")
     with os.fdopen(fd, "wb") as fh:
         fh.write(data)
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, target)
-    return True
+    _fsync_dir(folder)
 
 
 def _fsync_dir(folder: Path) -> None:

@@ -9,10 +9,12 @@ were in flight safe to repeat (see facturflow.transmit.outbox).
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from ..detect import Document, detect_bytes
 from ..errors import FacturflowError, InputError
@@ -31,6 +33,7 @@ from .qonto import (
     MAX_IMPORT_FILE_BYTES,
     MAX_IMPORT_FILES,
     MAX_IMPORT_TOTAL_BYTES,
+    ImportedInvoice,
     QontoClient,
     UploadFile,
     content_type_for,
@@ -41,6 +44,8 @@ SYNC_EVERY = 50  # admissions between two commits of the outbox while validating
 UploadFormat = Literal["facturx", "xml"]
 OutcomeKind = Literal["sent", "already_sent", "rejected", "failed", "would_send"]
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 @dataclass(frozen=True)
@@ -201,23 +206,27 @@ def send_invoices(
         blocked: set[str] = set()  # failed a pre-flight check in this run
         claimed: set[str] = set()  # admitted in this run
         total = len(files)
-        for index, path in enumerate(files, 1):
-            rows[path] = _admit(path, outbox, options, reachable, blocked, claimed)
-            if index % SYNC_EVERY == 0:
-                outbox.sync()  # bounds what a crash costs: validations since the last sync
-            if progress:
-                progress("validate", index, total)
-        wanted = {v for v in rows.values() if isinstance(v, str)}
-        if settings_error:
-            pending = [i.upload_sha256 for i in outbox.items()
-                       if i.upload_sha256 in wanted and i.state != "sent"]
-            if pending:
-                outbox.mark_failed(pending, settings_error)
-        else:
-            _import(client, outbox, wanted - blocked, options, progress)
-            _send(client, outbox, wanted, progress)
-            if options.wait:
-                _wait(client, outbox, wanted, options, progress)
+        # Imports and sends start while the next files are validated (see _Flow).
+        with _Flow(client, outbox, options, progress) as flow:
+            for index, path in enumerate(files, 1):
+                rows[path] = row = _admit(path, outbox, options, reachable, blocked, claimed)
+                if index % SYNC_EVERY == 0:
+                    outbox.sync()  # bounds what a crash costs: validations since the last sync
+                if progress:
+                    progress("validate", index, total)
+                if not settings_error and isinstance(row, str) and row not in blocked:
+                    flow.add(row)
+                    flow.pump(block=False)
+            wanted = {v for v in rows.values() if isinstance(v, str)}
+            if settings_error:
+                pending = [i.upload_sha256 for i in outbox.items()
+                           if i.upload_sha256 in wanted and i.state != "sent"]
+                if pending:
+                    outbox.mark_failed(pending, settings_error)
+            else:
+                flow.pump(block=True)
+        if not settings_error and options.wait:
+            _wait(client, outbox, wanted, options, progress)
         for path in files:
             value = rows[path]
             if isinstance(value, Outcome):
@@ -350,81 +359,187 @@ def _admit(path: str, outbox: Outbox, options: SendOptions, reachable: _Reachabi
     return item.upload_sha256
 
 
-def _batches(items: Sequence[Item], size: int) -> list[list[Item]]:
-    """Group uploads under the bulk-import limits, with unique file names in each batch."""
-    batches: list[list[Item]] = []
-    current: list[Item] = []
-    total = 0
-    for item in items:
-        cost = item.size + 256 + len(item.file_name)
-        if current and (len(current) >= size or total + cost > MAX_IMPORT_TOTAL_BYTES or any(
-            i.file_name == item.file_name for i in current
-        )):
-            batches.append(current)
-            current, total = [], 0
-        current.append(item)
-        total += cost
-    if current:
-        batches.append(current)
-    return batches
+class _Flow:
+    """Imports and sends, one request at a time in a worker thread, while the caller validates.
 
+    The calling thread records each answer and the next request's own transition
+    (`importing`, `sending`); the worker then calls `outbox.sync()` and only after it makes
+    the request. So before any request leaves, its invoices' transitions and every answer
+    received before it are durable (the rule of facturflow.transmit.outbox); validations
+    recorded meanwhile by the calling thread concern other invoices and wait for the next
+    sync. Invoices go in import batches of up to `batch_size` files
+    (within Qonto's limits, unique file names in a batch), each batch as soon as it is full;
+    imported invoices are sent before the next batch is imported.
+    """
 
-def _import(client: QontoClient, outbox: Outbox, wanted: set[str], options: SendOptions,
-            progress: Progress | None) -> None:
-    pending = [i for i in outbox.pending_import() if i.upload_sha256 in wanted]
-    too_big = [i for i in pending if i.size > MAX_IMPORT_FILE_BYTES]
-    if too_big:
-        outbox.mark_failed([i.upload_sha256 for i in too_big],
-                           f"file larger than Qonto's import limit ({MAX_IMPORT_FILE_BYTES} bytes)")
-    queue = _batches([i for i in pending if i.size <= MAX_IMPORT_FILE_BYTES],
-                     max(1, min(options.batch_size, MAX_IMPORT_FILES)))
-    done = 0
-    while queue:
-        batch = queue.pop(0)
-        _import_batch(client, outbox, batch, queue)
-        done += 1
-        if progress:
-            progress("import", done, done + len(queue))
+    def __init__(self, client: QontoClient, outbox: Outbox, options: SendOptions,
+                 progress: Progress | None) -> None:
+        self.client, self.outbox, self.progress = client, outbox, progress
+        self.size = max(1, min(options.batch_size, MAX_IMPORT_FILES))
+        self.seen: set[str] = set()
+        self.filling: list[Item] = []  # admitted, waiting for their batch to fill up
+        self.batches: list[list[Item]] = []  # ready to import, in order
+        self.sends: deque[Item] = deque()
+        self.running: tuple[str, list[Item], Future[Any]] | None = None
+        self.pool = ThreadPoolExecutor(1, thread_name_prefix="facturflow-send")
+        self.imported = self.import_total = self.sent = self.send_total = 0
 
+    def __enter__(self) -> _Flow:
+        return self
 
-def _import_batch(client: QontoClient, outbox: Outbox, batch: list[Item],
-                  queue: list[list[Item]]) -> None:
-    shas = [i.upload_sha256 for i in batch]
-    outbox.mark_importing(shas)
-    outbox.sync()  # durable before the request, with what the previous answer recorded
-    files = [UploadFile(i.file_name, outbox.blob(i), content_type_for(i.file_name))
-             for i in batch]
-    try:
-        imported = client.import_client_invoices(files)
-    except (AuthenticationError, PermissionDeniedError):
-        raise
-    except ValidationRejectedError as exc:
-        # All-or-nothing: find the file Qonto points at, fail it, retry the others.
-        index = _pointed_index(exc, len(batch))
-        if index is not None:
-            outbox.mark_failed([shas[index]], f"import refused: {exc.message}")
-            rest = [i for n, i in enumerate(batch) if n != index]
-            if rest:
-                queue.insert(0, rest)
-        elif len(batch) > 1:
-            outbox.mark_failed(shas, f"import refused in a batch, retrying one by one: "
-                               f"{exc.message}")
-            queue[0:0] = [[i] for i in batch]
+    def __exit__(self, *exc: object) -> None:
+        # On an error, the request in flight (if any) ends before the client is closed; its
+        # invoice stays `importing`/`sending`, which the next run repeats safely.
+        self.pool.shutdown(wait=True)
+
+    def add(self, upload_sha: str) -> None:
+        """Queue an admitted invoice for whatever it still needs (import and send, or send)."""
+        if upload_sha in self.seen:
+            return
+        self.seen.add(upload_sha)
+        item = self.outbox.get(upload_sha)
+        if item is None or item.state == "sent":
+            return
+        if item.invoice_id is not None:
+            self.sends.append(item)
+            self.send_total += 1
+        elif item.size > MAX_IMPORT_FILE_BYTES:
+            self.outbox.mark_failed([upload_sha], "file larger than Qonto's import limit "
+                                    f"({MAX_IMPORT_FILE_BYTES} bytes)")
         else:
-            outbox.mark_failed(shas, f"import refused: {exc.message}")
-        return
-    except QontoError as exc:
-        outbox.mark_failed(shas, f"import failed (will retry on the next run): {exc.message}")
-        return
-    by_name = {r.file_name: r.invoice_id for r in imported}
-    ids = {i.upload_sha256: by_name[i.file_name] for i in batch if i.file_name in by_name}
-    if len(ids) < len(batch) and len(imported) == len(batch):
-        # The answer's names differ from ours: its order is then the only link left.
-        ids = {i.upload_sha256: r.invoice_id for i, r in zip(batch, imported, strict=True)}
-    outbox.mark_imported(ids)
-    missing = [s for s in shas if s not in ids]
-    if missing:
-        outbox.mark_failed(missing, "import answer did not list this file")
+            self._fill(item)
+
+    def _fill(self, item: Item) -> None:
+        batch = self.filling
+        cost = _cost(item)
+        if batch and (sum(_cost(i) for i in batch) + cost > MAX_IMPORT_TOTAL_BYTES or any(
+            i.file_name == item.file_name for i in batch
+        )):
+            self._close_batch()
+        self.filling.append(item)
+        if len(self.filling) >= self.size:
+            self._close_batch()
+
+    def _close_batch(self) -> None:
+        if self.filling:
+            self.batches.append(self.filling)
+            self.import_total += 1
+            self.filling = []
+
+    def pump(self, *, block: bool) -> None:
+        """Record finished requests and start the next ones; with `block`, until all are done
+        (a batch still filling up then goes as it is)."""
+        while True:
+            if self.running is not None:
+                if not block and not self.running[2].done():
+                    return
+                self._finish(*self.running)
+                self.running = None
+            if block:
+                self._close_batch()
+            if not self._start():
+                return
+
+    def _start(self) -> bool:
+        outbox = self.outbox
+        if self.sends:
+            item = self.sends.popleft()
+            assert item.invoice_id is not None
+            outbox.mark_sending(item.upload_sha256)
+            self.running = ("send", [item], self.pool.submit(
+                self._durably, self.client.send_by_einvoice, item.invoice_id))
+            return True
+        if self.batches:
+            batch = self.batches.pop(0)
+            outbox.mark_importing([i.upload_sha256 for i in batch])
+            files = [UploadFile(i.file_name, outbox.blob(i), content_type_for(i.file_name))
+                     for i in batch]
+            self.running = ("import", batch, self.pool.submit(
+                self._durably, self.client.import_client_invoices, files))
+            return True
+        return False
+
+    def _durably(self, request: Callable[[T], R], argument: T) -> R:
+        """In the worker: commit everything recorded so far (this request's own transition and
+        every answer before it), then make the request. The fsync overlaps validation."""
+        self.outbox.sync()
+        return request(argument)
+
+    def _finish(self, kind: str, batch: list[Item], future: Future[Any]) -> None:
+        try:
+            answer, error = future.result(), None
+        except QontoError as exc:
+            answer, error = None, exc
+        if kind == "send":
+            self._sent(batch[0], error)
+        else:
+            self._imported(batch, answer, error)
+
+    def _sent(self, item: Item, error: QontoError | None) -> None:
+        outbox, sha = self.outbox, item.upload_sha256
+        if isinstance(error, AuthenticationError | PermissionDeniedError):
+            raise error
+        if isinstance(error, PreconditionError):
+            outbox.mark_failed([sha], f"send refused: {error.message}")
+        elif isinstance(error, NotFoundError):
+            outbox.mark_failed([sha], f"invoice unknown to Qonto: {error.message}")
+        elif error is not None:
+            outbox.mark_failed([sha], f"send failed (will retry on the next run): {error.message}")
+        else:
+            outbox.mark_sent(sha)
+        self.sent += 1
+        if self.progress:
+            self.progress("send", self.sent, self.send_total)
+
+    def _imported(self, batch: list[Item], imported: list[ImportedInvoice] | None,
+                  error: QontoError | None) -> None:
+        outbox = self.outbox
+        shas = [i.upload_sha256 for i in batch]
+        self.imported += 1
+        if self.progress:
+            self.progress("import", self.imported, self.import_total)
+        if isinstance(error, AuthenticationError | PermissionDeniedError):
+            raise error
+        if isinstance(error, ValidationRejectedError):
+            # All-or-nothing: find the file Qonto points at, fail it, retry the others.
+            index = _pointed_index(error, len(batch))
+            if index is not None:
+                outbox.mark_failed([shas[index]], f"import refused: {error.message}")
+                rest = [i for n, i in enumerate(batch) if n != index]
+                if rest:
+                    self.batches.insert(0, rest)
+                    self.import_total += 1
+            elif len(batch) > 1:
+                outbox.mark_failed(shas, f"import refused in a batch, retrying one by one: "
+                                   f"{error.message}")
+                self.batches[0:0] = [[i] for i in batch]
+                self.import_total += len(batch)
+            else:
+                outbox.mark_failed(shas, f"import refused: {error.message}")
+            return
+        if error is not None or imported is None:
+            message = error.message if error is not None else "no answer"
+            outbox.mark_failed(shas, f"import failed (will retry on the next run): {message}")
+            return
+        by_name = {r.file_name: r.invoice_id for r in imported}
+        ids = {i.upload_sha256: by_name[i.file_name] for i in batch if i.file_name in by_name}
+        if len(ids) < len(batch) and len(imported) == len(batch):
+            # The answer's names differ from ours: its order is then the only link left.
+            ids = {i.upload_sha256: r.invoice_id for i, r in zip(batch, imported, strict=True)}
+        outbox.mark_imported(ids)
+        missing = [s for s in shas if s not in ids]
+        if missing:
+            outbox.mark_failed(missing, "import answer did not list this file")
+        for sha in ids:
+            item = outbox.get(sha)
+            assert item is not None
+            self.sends.append(item)
+            self.send_total += 1
+
+
+def _cost(item: Item) -> int:
+    """An upload's share of the import request's size (multipart headers included)."""
+    return item.size + 256 + len(item.file_name)
 
 
 def _pointed_index(exc: ValidationRejectedError, count: int) -> int | None:
@@ -434,30 +549,6 @@ def _pointed_index(exc: ValidationRejectedError, count: int) -> int | None:
             if tail.isdigit() and int(tail) < count:
                 return int(tail)
     return None
-
-
-def _send(client: QontoClient, outbox: Outbox, wanted: set[str],
-          progress: Progress | None) -> None:
-    pending = [i for i in outbox.pending_send() if i.upload_sha256 in wanted]
-    for index, item in enumerate(pending, 1):
-        assert item.invoice_id is not None
-        outbox.mark_sending(item.upload_sha256)
-        outbox.sync()  # durable before the request, with the previous invoice's outcome
-        try:
-            client.send_by_einvoice(item.invoice_id)
-        except (AuthenticationError, PermissionDeniedError):
-            raise
-        except PreconditionError as exc:
-            outbox.mark_failed([item.upload_sha256], f"send refused: {exc.message}")
-        except NotFoundError as exc:
-            outbox.mark_failed([item.upload_sha256], f"invoice unknown to Qonto: {exc.message}")
-        except QontoError as exc:
-            outbox.mark_failed([item.upload_sha256],
-                               f"send failed (will retry on the next run): {exc.message}")
-        else:
-            outbox.mark_sent(item.upload_sha256)
-        if progress:
-            progress("send", index, len(pending))
 
 
 def refresh_status(client: QontoClient, outbox: Outbox, item: Item) -> Item:
