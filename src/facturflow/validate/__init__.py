@@ -249,12 +249,16 @@ def validate_many(
     jobs: int | None = None,
     timeout: float | None = None,
     limits: Limits = DEFAULT_LIMITS,
+    recycle_after: int | None = None,
+    max_worker_rss_mb: float | None = pool.DEFAULT_MAX_RSS_MB,
 ) -> Iterator[Report]:
     """Validate many files, in input order, on `jobs` worker processes (default: all cores).
 
     Each worker keeps its compiled stylesheets for the whole batch. With `timeout` (seconds per
     file), a file that takes longer is stopped and reported with a fatal LAYER-FAILED finding,
     and the batch goes on; without it and with one job, files are validated in this process.
+    A worker is replaced between two files after `recycle_after` files, or once its resident
+    memory passes `max_worker_rss_mb` (None: no limit), so that a long batch cannot grow.
     """
     packs = _packs(rule_packs)
     rule_sets = parse_rule_sets(rules, packs)
@@ -272,5 +276,12 @@ def validate_many(
         yield validate_one(names[0], (rule_sets, packs, limits), min(jobs, 2), timeout)
         return
     yield from pool.run(
-        names, _validate_path, _init_worker, (rule_sets, packs, limits), jobs, timeout
+        names,
+        _validate_path,
+        _init_worker,
+        (rule_sets, packs, limits),
+        jobs,
+        timeout,
+        max_tasks=recycle_after,
+        max_rss_mb=max_worker_rss_mb,
     )
