@@ -8,6 +8,7 @@ import csv
 import json
 import shutil
 import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 
@@ -294,3 +295,51 @@ def test_fast_field_reader_answers_like_the_xpath_reader_on_the_corpus(corpus: P
         assert _fast_fields(data) == expected, row["path"]
         checked += 1
     assert checked > 100
+
+
+# -- polling ------------------------------------------------------------------------------------
+
+
+def test_wait_asks_about_an_invoice_at_most_once_per_poll_interval(
+    sandbox: Sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The sandbox's lifecycle reaches 202 two seconds after the send.
+    asked: list[tuple[float, str]] = []
+    real = QontoClient.get_client_invoice
+
+    def spy(self: QontoClient, invoice_id: str) -> Any:
+        asked.append((time.time(), invoice_id))
+        return real(self, invoice_id)
+
+    monkeypatch.setattr(QontoClient, "get_client_invoice", spy)
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for n in range(3):
+        (folder / f"P-{n}.xml").write_bytes(cii_variant(f"P-{n}"))
+    options = SendOptions(upload="xml", wait=True, poll_interval=0.8, wait_timeout=30)
+    with make_client(sandbox) as client:
+        summary = send_invoices([folder], client, tmp_path / "state", options)
+    assert summary.ok and {o.einvoicing_status for o in summary.outcomes} == {"submitted"}
+    with Outbox(tmp_path / "state", sandbox.organization_id, lock=False) as outbox:
+        sent_at = {i.invoice_id: i.sent_at for i in outbox.items()}
+        assert all(i.final for i in outbox.items())
+    by_invoice: dict[str, list[float]] = {}
+    for at, invoice_id in asked:
+        by_invoice.setdefault(invoice_id, []).append(at)
+    assert set(by_invoice) == set(sent_at)
+    for invoice_id, times in by_invoice.items():
+        start = sent_at[invoice_id]
+        assert start is not None
+        gaps = [b - a for a, b in zip([start, *times], times, strict=False)]
+        assert min(gaps) >= 0.8 - 0.05, gaps  # never sooner than the interval
+        assert len(times) <= 4, times  # 202 comes at 2 s: about three polls, not a busy loop
+
+
+def test_wait_with_no_time_left_still_asks_once(sandbox: Sandbox, tmp_path: Path) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "Z-1.xml").write_bytes(cii_variant("Z-1"))
+    options = SendOptions(upload="xml", wait=True, poll_interval=5, wait_timeout=0)
+    with make_client(sandbox) as client:
+        [outcome] = send_invoices([folder], client, tmp_path / "state", options).outcomes
+    assert outcome.kind == "sent" and outcome.einvoicing_status == "submitted"

@@ -565,24 +565,36 @@ def refresh_status(client: QontoClient, outbox: Outbox, item: Item) -> Item:
 
 def _wait(client: QontoClient, outbox: Outbox, wanted: set[str], options: SendOptions,
           progress: Progress | None) -> None:
+    """Poll each sent invoice until its PA part is over (or the timeout), asking about one
+    invoice no earlier than `poll_interval` after it was sent or last asked about: a status
+    cannot be fresher than the lifecycle behind it, and Qonto's quota is shared."""
     deadline = time.monotonic() + options.wait_timeout
+    interval = max(0.0, options.poll_interval)
+    asked: dict[str, float] = {}  # upload sha -> when it was last polled (wall clock)
     while True:
-        open_items = [i for i in outbox.items()
-                      if i.upload_sha256 in wanted and i.state == "sent" and not i.final]
-        total = len([i for i in outbox.items() if i.upload_sha256 in wanted and i.state == "sent"])
-        for item in open_items:
+        sent = [i for i in outbox.items() if i.upload_sha256 in wanted and i.state == "sent"]
+        still = [i for i in sent if not i.final]
+        if progress:
+            progress("wait", len(sent) - len(still), len(sent))
+        left = deadline - time.monotonic()
+        if not still or (left <= 0 and all(i.upload_sha256 in asked for i in still)):
+            return  # (each one asked about once at least, even with no time left)
+        now = time.time()
+        due_at = {i.upload_sha256: asked.get(i.upload_sha256, i.sent_at or now) + interval
+                  for i in still}
+        pause = min(min(due_at.values()) - now, left)
+        if pause > 0:
+            time.sleep(pause)
+            now = time.time()
+        for item in still:
+            if due_at[item.upload_sha256] > now and time.monotonic() < deadline:
+                continue
+            asked[item.upload_sha256] = time.time()
             try:
                 refresh_status(client, outbox, item)
             except QontoError:
                 continue  # polling again later is the remedy
         outbox.sync()
-        still = [i for i in outbox.items()
-                 if i.upload_sha256 in wanted and i.state == "sent" and not i.final]
-        if progress:
-            progress("wait", total - len(still), total)
-        if not still or time.monotonic() >= deadline:
-            return
-        time.sleep(min(options.poll_interval, max(0.0, deadline - time.monotonic())))
 
 
 __all__ = ["Outcome", "Prepared", "Rejected", "SendOptions", "SendSummary", "prepare",
