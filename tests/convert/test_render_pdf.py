@@ -194,3 +194,20 @@ def test_a_line_taller_than_a_page_continues_on_the_next_pages() -> None:
     spanned = [page.extract_text() for page in reader.pages if "mot" in page.extract_text()]
     assert len(spanned) >= 3
     assert all("Quantité" in page for page in spanned)  # the heading row repeats on each
+
+
+def test_a_table_heading_row_never_ends_a_page_without_a_row_under_it() -> None:
+    from dataclasses import replace
+
+    from facturflow.model import Identifier
+
+    invoice = sample_invoice(3)
+    assert invoice.seller is not None
+    # Longer and longer seller blocks push the lines table across the bottom of page 1.
+    for count in range(20, 45):
+        identifiers = tuple(Identifier(value=f"ID{n}", scheme="0088") for n in range(count))
+        seller = replace(invoice.seller, identifiers=identifiers)
+        pdf = render_invoice_pdf(replace(invoice, seller=seller), timestamp=FIXED_TIME)
+        for page in PdfReader(io.BytesIO(pdf)).pages:
+            body = page.extract_text().split("Facture électronique Factur-X")[0].rstrip()
+            assert not body.endswith("Montant HT"), (count, body[-200:])

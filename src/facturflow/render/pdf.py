@@ -570,7 +570,12 @@ class _Layout:
 
         head_height = max(len(lines) for lines in head) * line_height + 2 * pad_v
         pdf.set_text_color(0, 0, 0)
-        if pdf.will_page_break(head_height + line_height + 2 * pad_v):
+        # The heading row goes to the next page with the first row when they do not fit together
+        # (as fpdf2's table does); a first row taller than a page only needs its first line.
+        first_height = max((len(lines) for lines in body[0]), default=1) if body else 0
+        usable = pdf.page_break_trigger - pdf.t_margin - head_height
+        first_height = min(first_height * line_height + 2 * pad_v, usable)
+        if pdf.will_page_break(head_height + max(first_height, line_height + 2 * pad_v)):
             pdf.add_page()
         draw_row(head, "B", True, not body)
         for n, cells in enumerate(body, 1):
