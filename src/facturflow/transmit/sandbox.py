@@ -421,6 +421,8 @@ class Sandbox:
         d["settings"] = {"sending_status": config.sending_status,
                          "receiving_status": config.receiving_status, **d["settings"]}
         self.state.save()
+        # (clients indexed, (field, value) -> (creation rank, client id)): buyers found in O(1)
+        self._client_index: tuple[int, dict[tuple[str, Any], tuple[int, str]]] = (0, {})
         self._windows: dict[str, deque[float]] = {}
         self._unauthorized: dict[str, deque[float]] = {}
         self._server: ThreadingHTTPServer | None = None
@@ -648,11 +650,17 @@ class Sandbox:
         if not (name or siren or vat):
             return None
         clients = self.state.data["clients"]
-        for client_id, client in clients.items():
-            same_siren = bool(siren) and client.get("siren") == siren
-            same_vat = bool(vat) and client.get("vat_number") == vat
-            if same_siren or same_vat or (not siren and not vat and client.get("name") == name):
-                return str(client_id)
+        index = self._client_index
+        if index[0] != len(clients):  # first use, or clients added behind our back: rebuild
+            index = self._client_index = (0, {})
+            for client in clients.values():
+                self._index_client(client)
+        # The first client (in creation order) with the same SIREN or VAT number, or without
+        # either, the same name: what a scan in creation order would find.
+        keys = [("siren", siren), ("vat", vat)] if siren or vat else [("name", name)]
+        found = [index[1][key] for key in keys if key[1] and key in index[1]]
+        if found:
+            return min(found)[1]
         client_id = str(uuid.uuid4())
         reachable = bool(siren) and siren not in self.config.unreachable_sirens
         clients[client_id] = {
@@ -661,7 +669,16 @@ class Sandbox:
             "e_invoicing_reachable": reachable, "currency": fields.get("currency") or "EUR",
             "created_at": _iso(self.now()),
         }
+        self._index_client(clients[client_id])
         return client_id
+
+    def _index_client(self, client: Mapping[str, Any]) -> None:
+        count, keys = self._client_index
+        for key in (("siren", client.get("siren")), ("vat", client.get("vat_number")),
+                    ("name", client.get("name"))):
+            if key[1]:
+                keys.setdefault(key, (count, str(client["id"])))
+        self._client_index = (count + 1, keys)
 
     def check_rate(self, ip: str) -> float | None:
         """Seconds to wait when a window is full, else None (and the request is counted)."""
