@@ -572,9 +572,9 @@ class _Layout:
         pdf.set_text_color(0, 0, 0)
         # The heading row goes to the next page with the first row when they do not fit together
         # (as fpdf2's table does); a first row taller than a page only needs its first line.
-        first_height = max((len(lines) for lines in body[0]), default=1) if body else 0
+        first_lines = max((len(lines) for lines in body[0]), default=1) if body else 1
         usable = pdf.page_break_trigger - pdf.t_margin - head_height
-        first_height = min(first_height * line_height + 2 * pad_v, usable)
+        first_height = min(first_lines * line_height + 2 * pad_v, usable)
         if pdf.will_page_break(head_height + max(first_height, line_height + 2 * pad_v)):
             pdf.add_page()
         draw_row(head, "B", True, not body)
