@@ -94,14 +94,24 @@ def test_last_step_tests(pattern: str, tests: list[tuple[bool, str | None, str]]
 def test_rule_select_rewrites_and_keeps_the_output(tmp_path: Path) -> None:
     text = _SKELETON.replace("{MARK}", "m")
     derived = _derive(text, tmp_path)
-    assert derived.rewrites == ("no-text-walk", "rule-select")
+    assert derived.rewrites == ("no-text-walk", "rule-select", "bare-fired-rule")
     root = etree.fromstring(derived.text)
     selects = [a.get("select") for a in root.iter(f"{D._X}apply-templates") if a.get("mode")]
     assert selects == ["//p:a | //@k", "//p:b"]
     official = _svrl(text.encode("utf-8"), tmp_path)
     # 2 + 2 elements and 6 attributes in M1, 4 elements in M2: nesting and attributes exercised
     assert official.count("fired-rule") == 14
-    assert _svrl(derived.text, tmp_path) == official
+    got = _svrl(derived.text, tmp_path)
+    assert got != official  # the constant fired-rule context is gone (bare-fired-rule) ...
+    assert '<svrl:fired-rule/>' in got and '<svrl:fired-rule context="p:b-m"/>' in got
+    assert _bare(got) == _bare(official)  # ... and nothing else changed
+
+
+def _bare(svrl: str) -> bytes:
+    root = etree.fromstring(svrl.encode("utf-8"))
+    for element in root.iter("{http://purl.oclc.org/dsdl/svrl}fired-rule"):
+        element.attrib.clear()
+    return etree.tostring(root)
 
 
 @pytest.mark.parametrize(
@@ -142,3 +152,19 @@ def test_rule_select_refuses_a_whole_stylesheet_with_imports(tmp_path: Path) -> 
         'version="2.0">', 'version="2.0">\n  <xsl:import href="other.xsl"/>')
     tree = etree.ElementTree(etree.fromstring(text.encode("utf-8")))
     assert not D._select_rule_nodes(tree)
+
+
+def test_rule_select_visits_every_element_past_a_few_names() -> None:
+    few = [(False, "p", f"n{i}") for i in range(D._MAX_NAMED)] + [(True, None, "k")]
+    assert D._union(few) == " | ".join([f"//p:n{i}" for i in range(D._MAX_NAMED)] + ["//@k"])
+    many = [(False, "p", f"n{i}") for i in range(D._MAX_NAMED + 1)]
+    assert D._union([*many, (False, "p", "n0")]) == "//*"
+    assert D._union([]) == "()"
+
+
+def test_bare_fired_rule_keeps_attribute_value_templates_and_content(tmp_path: Path) -> None:
+    text = _SKELETON.replace("{MARK}", "m").replace(
+        '<svrl:fired-rule context="a"/>', '<svrl:fired-rule context="a"><x/></svrl:fired-rule>')
+    root = etree.fromstring(_derive(text, tmp_path).text)
+    kept = [dict(e.attrib) for e in root.iter("{http://purl.oclc.org/dsdl/svrl}fired-rule")]
+    assert kept == [{"context": "a"}, {"context": "{name()}"}, {"context": "{name()}-m"}]

