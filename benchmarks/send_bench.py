@@ -14,6 +14,9 @@ Steps, all in this one invocation:
 
 Reported per invoice: client CPU beyond validation, wall beyond validation (the round trips
 included), server CPU, HTTP requests; and the peak request rate against Qonto's published limits.
+The send stage imports and sends in a worker thread while it validates the next files, so the
+wall figure is how much longer the whole stage takes than its validations: mostly the last
+batch's round trips, and one fsync of the outbox before each request (see transmit.outbox).
 """
 
 from __future__ import annotations
@@ -63,7 +66,7 @@ def run_send(workdir: Path, quick: bool, say: Callable[[str], None]) -> dict[str
     from facturflow.transmit.qonto import QontoClient, QontoConfig
 
     # The module, not the function the package re-exports under the same name.
-    validate_module = sys.modules["facturflow.validate"]
+    validate_module: Any = sys.modules["facturflow.validate"]
     validate = validate_module.validate
     count = 20 if quick else 100
     folder = workdir / "send-in"
