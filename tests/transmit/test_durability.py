@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import shutil
 import sqlite3
 import time
@@ -39,12 +40,30 @@ def _committed(state: Path) -> dict[str, tuple[str, str | None]]:
     return {r[0]: (r[1], r[2]) for r in rows}
 
 
-class _Checking(httpx.BaseTransport):
-    """Checks, before each POST reaches the sandbox, what the outbox has committed."""
+def _spy_wal_fsyncs(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Record the files fsynced (any thread), by path; Linux only (/proc/self/fd)."""
+    if not Path("/proc/self/fd").is_dir():
+        pytest.skip("needs /proc/self/fd to name fsynced files")
+    synced: list[str] = []
+    real = os.fsync
 
-    def __init__(self, state: Path) -> None:
+    def spy(fd: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real(fd)
+
+    monkeypatch.setattr(os, "fsync", spy)
+    return synced
+
+
+class _Checking(httpx.BaseTransport):
+    """Checks, before each POST reaches the sandbox, what the outbox has committed, and that
+    the WAL was fsynced since the previous POST."""
+
+    def __init__(self, state: Path, synced: list[str]) -> None:
         self.inner = httpx.HTTPTransport()
         self.state = state
+        self.synced = synced
+        self.wal_syncs = 0
         self.sent = 0  # send_by_einvoice answered 204
         self.imported = 0  # files given an id by an import answer
         self.checked = 0
@@ -52,6 +71,9 @@ class _Checking(httpx.BaseTransport):
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         path = request.url.path
         if request.method == "POST":
+            wal_syncs = sum(1 for name in self.synced if name.endswith("outbox.sqlite3-wal"))
+            assert wal_syncs > self.wal_syncs, path  # the commit is on disk, not only written
+            self.wal_syncs = wal_syncs
             committed = _committed(self.state)
             states = [s for s, _ in committed.values()]
             # Every earlier answer is durable before the next request that changes something.
@@ -80,14 +102,15 @@ class _Checking(httpx.BaseTransport):
 
 
 def test_each_request_that_changes_something_follows_a_durable_commit(
-    sandbox: Sandbox, tmp_path: Path
+    sandbox: Sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    synced = _spy_wal_fsyncs(monkeypatch)
     folder = tmp_path / "in"
     folder.mkdir()
     for n in range(12):  # three import batches
         (folder / f"D-{n:02d}.xml").write_bytes(cii_variant(f"D-{n:02d}"))
     state = tmp_path / "state"
-    transport = _Checking(state)
+    transport = _Checking(state, synced)
     config = QontoConfig(base_url=sandbox.base_url, api_key=sandbox.api_key, timeout=5.0)
     with QontoClient(config, transport=transport) as client:
         summary = send_invoices([folder], client, state, SendOptions(upload="xml"))
@@ -126,6 +149,26 @@ def test_deferred_transitions_become_durable_together_at_sync(tmp_path: Path) ->
     with Outbox(tmp_path, "org-1") as outbox:
         assert [h[1] for h in outbox.history(key)] == ["validated", "importing", "imported",
                                                        "sending"]
+
+
+def test_every_commit_is_fsynced_before_the_outbox_returns(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    synced = _spy_wal_fsyncs(monkeypatch)
+    with Outbox(tmp_path, "org-1") as outbox:
+        key = _record(outbox, b"<Invoice/>", "N-1")  # outside deferred(): at once
+        # The upload (written aside, then renamed), its folder entry, then the row's commit.
+        assert [Path(p).parent.name if ".blob." in p else p for p in synced] == [
+            "blobs", str(tmp_path / "blobs"), str(tmp_path / "outbox.sqlite3-wal")]
+        assert (tmp_path / "blobs" / key).read_bytes() == b"<Invoice/>"
+        synced.clear()
+        with outbox.deferred():
+            outbox.mark_importing([key])
+            assert synced == []
+            outbox.sync()
+            assert synced == [str(tmp_path / "outbox.sqlite3-wal")]
+            outbox.sync()  # nothing new: no fsync
+            assert len(synced) == 1
 
 
 def test_an_upload_that_could_not_be_stored_is_not_committed(tmp_path: Path) -> None:

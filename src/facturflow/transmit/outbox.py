@@ -196,13 +196,18 @@ class Outbox:
                                   check_same_thread=False)
         self._lock = threading.RLock()
         self.db.row_factory = sqlite3.Row
-        self.db.execute("PRAGMA journal_mode=WAL")
-        # NORMAL: a commit writes the WAL without fsync; _make_durable() then fsyncs the WAL
-        # after every commit, outside the lock: FULL's durability, without making the other
-        # thread wait for the disk (see the module docstring).
-        self.db.execute("PRAGMA synchronous=NORMAL")
+        mode = self.db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+        # In WAL mode, NORMAL: a commit writes the WAL without fsync; _make_durable() then
+        # fsyncs the WAL after every commit, outside the lock: FULL's durability, without
+        # making the other thread wait for the disk (see the module docstring). Where WAL is
+        # not available (some network file systems), FULL syncs within each commit.
+        self._wal: Path | None = None
+        if str(mode).lower() == "wal":
+            self._wal = self.state_dir / "outbox.sqlite3-wal"
+            self.db.execute("PRAGMA synchronous=NORMAL")
+        else:
+            self.db.execute("PRAGMA synchronous=FULL")
         self.db.executescript(_SCHEMA)
-        self._wal = self.state_dir / "outbox.sqlite3-wal"
         self._committed = 0  # commits made...
         self._durable = 0  # ...and how many of them are known to be on disk
         self._deferred = 0  # depth of deferred() blocks
@@ -312,7 +317,7 @@ class Outbox:
         COMMIT). fsync flushes the file whoever wrote it, and commits only append to the WAL
         (a checkpoint syncs it first), so once this returns every earlier commit is durable."""
         target = self._committed
-        if self._durable >= target:
+        if self._durable >= target or self._wal is None:
             return
         with contextlib.suppress(FileNotFoundError):  # no WAL: everything is in the database
             fd = os.open(self._wal, os.O_RDONLY)
