@@ -66,15 +66,9 @@ ALLOWED_NEW_FATAL: dict[str, dict[str, str]] = {
                     "differently by the two syntaxes' rules",
     },
 }
-# Gaps of facturflow itself, documented: each must be fixed, not allowed forever.
-MULTI_VENDOR = ("EXTENDED-CTC-FR multi-vendor line terms (EXT-FR-FE-164...184) are not mapped "
-                "to the model, so the CII lacks them")
-KNOWN_GAPS: dict[str, dict[str, str]] = {
-    f"ubl/afnor-z14v13-{name}_MULTI-VENDEUR_UBL_Commentee_EXTENDED.xml": {
-        f"BR-FR-MV-0{n}": MULTI_VENDOR for n in (3, 6, 7, 8, 9)
-    }
-    for name in ("UC10_F202600004", "UC11_F202600022")
-}
+# Gaps of facturflow itself, documented: each must be fixed, not allowed forever. (Empty since
+# the EXTENDED-CTC-FR multi-vendor line terms are mapped; the BR-FR-MV rules pass.)
+KNOWN_GAPS: dict[str, dict[str, str]] = {}
 
 _FRENCH_RULE = re.compile(r"^BR-FR-(?:[A-Z]+-)?\d+")
 

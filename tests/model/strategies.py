@@ -176,7 +176,7 @@ def invoice_lines(draw: st.DrawFn) -> tuple[InvoiceLine, ...]:
     for index, line_id in enumerate(ids):
         parent = draw(opt(st.sampled_from(ids[:index]))) if index else None
         lines.append(draw(st.builds(
-            InvoiceLine, id=st.just(line_id), note=opt(text), object_id=opt(identifier),
+            InvoiceLine, id=st.just(line_id), note=opt(text), object_ids=some(identifier, 2),
             quantity=opt(quantities), unit_code=opt(code("unit")), net_amount=opt(amounts),
             order_line_reference=opt(text), accounting_reference=opt(text),
             period=opt(period), allowances=some(allowance("allowance", False), 2),
@@ -185,6 +185,10 @@ def invoice_lines(draw: st.DrawFn) -> tuple[InvoiceLine, ...]:
                              rate=opt(percent))),
             item=opt(item), parent_line_id=st.just(parent),
             line_status=opt(code("line_status")),
+            seller_name=opt(text), seller_global_id=opt(identifier),
+            seller_legal_id=opt(identifier), seller_vat_id=opt(text),
+            seller_country=opt(code("country")), vat_exemption_reason=opt(text),
+            vat_date_code=opt(code("vat_date_code")), vat_amount=opt(amounts),
         )))
     return tuple(lines)
 

@@ -449,12 +449,16 @@ class Item(Node):
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class InvoiceLine(Node):
-    """BG-25 INVOICE LINE, with the EXTENDED-CTC-FR sub-line terms EXT-FR-FE-162/163."""
+    """BG-25 INVOICE LINE, with the EXTENDED-CTC-FR sub-line terms EXT-FR-FE-162/163 and
+    multi-vendor terms EXT-FR-FE-164...181.
+
+    BT-128 repeats: EN 16931 allows one, EXTENDED-CTC-FR multi-vendor lines carry several
+    (the sub-invoice number with scheme AFL beside the object identifier)."""
 
     GROUP = "BG-25"
     id: str = term("BT-126", required=True)
     note: str | None = term("BT-127")
-    object_id: Identifier | None = term("BT-128")
+    object_ids: tuple[Identifier, ...] = terms("BT-128")
     quantity: Decimal | None = term("BT-129")
     unit_code: str | None = term("BT-130", codelist="unit")
     net_amount: Decimal | None = term("BT-131", currency="BT-5")
@@ -469,6 +473,15 @@ class InvoiceLine(Node):
     # EXTENDED / EXTENDED-CTC-FR sub-lines: the parent line's BT-126 and the line's sub-type.
     parent_line_id: str | None = term("EXT-FR-FE-162")
     line_status: str | None = term("EXT-FR-FE-163", codelist="line_status")
+    # EXTENDED-CTC-FR multi-vendor lines: the line's own seller and its VAT figures.
+    seller_name: str | None = term("EXT-FR-FE-164")
+    seller_global_id: Identifier | None = term("EXT-FR-FE-166")
+    seller_legal_id: Identifier | None = term("EXT-FR-FE-167")
+    seller_vat_id: str | None = term("EXT-FR-FE-168")
+    seller_country: str | None = term("EXT-FR-FE-177", codelist="country")
+    vat_exemption_reason: str | None = term("EXT-FR-FE-178")
+    vat_date_code: str | None = term("EXT-FR-FE-180", codelist="vat_date_code")
+    vat_amount: Decimal | None = term("EXT-FR-FE-181", currency="BT-5")
 
     def __post_init__(self) -> None:
         Node.__post_init__(self)

@@ -417,6 +417,7 @@ class Engine:
 AMOUNT_TERMS = frozenset(
     {f"BT-{n}" for n in (*range(92, 94), *range(99, 101), *range(106, 118), 131,
                          136, 137, 141, 142, 146, 147, 148)}
+    | {"EXT-FR-FE-181"}
 )
 
 

@@ -143,6 +143,9 @@ def _allowances(term: str, path: str, document: bool, read: str | None = None) -
     return G(term, path, *rows, read=read)
 
 
+ITEM_SELLER = "ram:SpecifiedLineTradeAgreement/ram:ItemSellerTradeParty"
+LINE_TOTALS = "ram:SpecifiedLineTradeSettlement/ram:SpecifiedTradeSettlementLineMonetarySummation"
+
 LINE = G(
     "BG-25", f"{T}/ram:IncludedSupplyChainTradeLineItem",
     B("BT-126", "ram:AssociatedDocumentLineDocument/ram:LineID"),
@@ -190,6 +193,21 @@ LINE = G(
       parts=(("value", "ram:IssuerAssignedID"), ("scheme", "ram:ReferenceTypeCode"))),
     B("BT-133", "ram:SpecifiedLineTradeSettlement"
                 "/ram:ReceivableSpecifiedTradeAccountingAccount/ram:ID"),
+    # EXTENDED-CTC-FR multi-vendor lines: the line seller (ram:ItemSellerTradeParty) and the
+    # line's VAT figures, as the AFNOR XP Z12-012 examples place them.
+    B("EXT-FR-FE-164", f"{ITEM_SELLER}/ram:Name"),
+    B("EXT-FR-FE-166", f"{ITEM_SELLER}/ram:GlobalID"),
+    B("EXT-FR-FE-167", f"{ITEM_SELLER}/ram:SpecifiedLegalOrganization/ram:ID"),
+    B("EXT-FR-FE-168", f"{ITEM_SELLER}/ram:SpecifiedTaxRegistration[ram:ID/@schemeID='VA']"
+                       "/ram:ID"),
+    B("EXT-FR-FE-177", f"{ITEM_SELLER}/ram:PostalTradeAddress/ram:CountryID"),
+    B("EXT-FR-FE-178", "ram:SpecifiedLineTradeSettlement/ram:ApplicableTradeTax"
+                       "/ram:ExemptionReason"),
+    B("EXT-FR-FE-180", "ram:SpecifiedLineTradeSettlement/ram:ApplicableTradeTax"
+                       "/ram:DueDateTypeCode", codes=VAT_DATE_CODES),
+    B("EXT-FR-FE-181", f"{LINE_TOTALS}/ram:TaxTotalAmount",
+      read=f"{LINE_TOTALS}/ram:TaxTotalAmount[not(@currencyID) or @currencyID='{{currency}}']",
+      fill=((f"{LINE_TOTALS}/ram:TaxTotalAmount/@currencyID", "{currency}"),)),
 )
 
 

@@ -287,6 +287,18 @@ LINE = G(
     B("EXT-FR-FE-163", "cac:BillingReference/cac:InvoiceDocumentReference/cbc:DocumentStatusCode",
       fill=(("cac:BillingReference/cac:InvoiceDocumentReference/cbc:ID", "{number}"),)),
     B("BT-128", "cac:DocumentReference[cbc:DocumentTypeCode='130']", parts=PARTY_ID),
+    # EXTENDED-CTC-FR multi-vendor lines (AFNOR XP Z12-012 UBL examples): the line seller is
+    # the item's cac:ManufacturerParty; the line VAT amount a line-level cac:TaxTotal.
+    B("EXT-FR-FE-164", "cac:Item/cac:ManufacturerParty/cac:PartyLegalEntity/cbc:RegistrationName"),
+    B("EXT-FR-FE-166", "cac:Item/cac:ManufacturerParty/cac:PartyIdentification",
+      parts=PARTY_ID),
+    B("EXT-FR-FE-167", "cac:Item/cac:ManufacturerParty/cac:PartyLegalEntity/cbc:CompanyID"),
+    B("EXT-FR-FE-168", f"cac:Item/cac:ManufacturerParty/cac:PartyTaxScheme{VAT}/cbc:CompanyID"),
+    B("EXT-FR-FE-177",
+      "cac:Item/cac:ManufacturerParty/cac:PostalAddress/cac:Country/cbc:IdentificationCode"),
+    B("EXT-FR-FE-178", f"cac:Item/cac:ClassifiedTaxCategory{VAT}/cbc:TaxExemptionReason"),
+    B("EXT-FR-FE-180", "cac:InvoicePeriod/cbc:DescriptionCode"),
+    B("EXT-FR-FE-181", "cac:TaxTotal/cbc:TaxAmount"),
     _allowances("BG-27", ALLOWANCE, False),
     _allowances("BG-28", CHARGE, False),
     G("BG-31", "cac:Item",
