@@ -4,6 +4,10 @@
 An invoice with a fatal finding is never uploaded. A run killed anywhere can be repeated: the
 outbox says what is done, and Qonto's content-idempotent import and send make the steps that
 were in flight safe to repeat (see facturflow.transmit.outbox).
+
+Imports and sends start while later files are still being validated: one request at a time,
+in a worker thread, each preceded by a durable commit of the outbox (see _Flow). The network
+wait and the commits' fsyncs thus overlap validation instead of adding to it.
 """
 
 from __future__ import annotations
@@ -39,7 +43,11 @@ from .qonto import (
     content_type_for,
 )
 
-SYNC_EVERY = 50  # admissions between two commits of the outbox while validating
+# While validating, the outbox commits at least every SYNC_EVERY admissions or SYNC_SECONDS
+# (besides before each request): a crash then costs little work, and the write transaction is
+# never held long (a reader such as `facturflow status` waits for it only if it must write).
+SYNC_EVERY = 50
+SYNC_SECONDS = 1.0
 
 UploadFormat = Literal["facturx", "xml"]
 OutcomeKind = Literal["sent", "already_sent", "rejected", "failed", "would_send"]
@@ -207,11 +215,13 @@ def send_invoices(
         claimed: set[str] = set()  # admitted in this run
         total = len(files)
         # Imports and sends start while the next files are validated (see _Flow).
+        synced = time.monotonic()
         with _Flow(client, outbox, options, progress) as flow:
             for index, path in enumerate(files, 1):
                 rows[path] = row = _admit(path, outbox, options, reachable, blocked, claimed)
-                if index % SYNC_EVERY == 0:
-                    outbox.sync()  # bounds what a crash costs: validations since the last sync
+                if index % SYNC_EVERY == 0 or time.monotonic() - synced > SYNC_SECONDS:
+                    outbox.sync()
+                    synced = time.monotonic()
                 if progress:
                     progress("validate", index, total)
                 if not settings_error and isinstance(row, str) and row not in blocked:
