@@ -66,6 +66,16 @@ ALLOWED_NEW_FATAL: dict[str, dict[str, str]] = {
                     "differently by the two syntaxes' rules",
     },
 }
+# Terms a conversion is allowed to drop, per corpus file: terms the target profile cannot carry
+# (convert() refuses them unless lossy=True, and then names them).
+ALLOWED_DROPPED: dict[str, dict[str, str]] = {
+    "cii/kosit-01.21a-INVOICE_uncefact.xml": {
+        "EXT-FR-FE-178": "a line-level VAT exemption reason (ram:ApplicableTradeTax/"
+                         "ram:ExemptionReason in a line) is no EN 16931 term (BG-30 has none; "
+                         "EXTENDED-CTC-FR names it EXT-FR-FE-178); this XRechnung travels as "
+                         "Factur-X EN 16931, whose schema has no place for it",
+    },
+}
 # Gaps of facturflow itself, documented: each must be fixed, not allowed forever. (Empty since
 # the EXTENDED-CTC-FR multi-vendor line terms are mapped; the BR-FR-MV rules pass.)
 KNOWN_GAPS: dict[str, dict[str, str]] = {}
@@ -217,7 +227,9 @@ def test_every_valid_corpus_instance_makes_a_factur_x_pdf_without_new_fatal_find
     for o in outcomes:
         allowed, gaps = _listed(o, corpus)
         unexplained = set(o.new_fatal) - set(allowed) - set(gaps)
-        if o.error or not o.converted or not o.xml_round_trip or o.dropped or o.changed or (
+        may_drop = set(ALLOWED_DROPPED.get(Path(o.path).relative_to(corpus).as_posix(), {}))
+        lost = set(o.dropped) | set(o.changed)
+        if o.error or not o.converted or not o.xml_round_trip or lost - may_drop or (
             unexplained
         ):
             problems.append(
@@ -225,11 +237,11 @@ def test_every_valid_corpus_instance_makes_a_factur_x_pdf_without_new_fatal_find
                 f"xml_round_trip={o.xml_round_trip} new fatal="
                 + "; ".join(f"{k}: {o.new_fatal[k]}" for k in sorted(unexplained))
             )
-        stale = (set(allowed) | set(gaps)) - set(o.new_fatal)
+        stale = (set(allowed) | set(gaps)) - set(o.new_fatal) | may_drop - lost
         if stale and o.converted:
             problems.append(f"{o.path}: no longer fires, remove from the lists: {sorted(stale)}")
     ran = {Path(o.path).relative_to(corpus).as_posix() for o in outcomes}
-    missing = sorted((set(ALLOWED_NEW_FATAL) | set(KNOWN_GAPS)) - ran)
+    missing = sorted((set(ALLOWED_NEW_FATAL) | set(KNOWN_GAPS) | set(ALLOWED_DROPPED)) - ran)
     if not group and not limit:
         assert not missing, f"listed files not in the corpus run: {missing}"
     assert not problems, f"{len(problems)} of {len(outcomes)} failed:\n" + "\n".join(problems[:40])
