@@ -134,7 +134,7 @@ def measure(path: Path, group: str, *, validate: bool = False) -> Outcome:
     other = "ubl" if same == "cii" else "cii"
     outcome.direction = "cii->ubl" if same == "cii" else "ubl->cii"
     try:
-        same_xml = to_xml(model, same)  # type: ignore[arg-type]
+        same_xml = to_xml(model, same)
         again = _reread(same_xml, f"{path.name} (round trip)")
         outcome.round_trip = diff_terms(before, again.to_dict())
         converted_xml = to_xml(model, other)  # type: ignore[arg-type]

@@ -134,7 +134,8 @@ def test_a_credit_note_becomes_a_ubl_creditnote_with_the_same_signs(
     assert root.findtext("cbc:CreditNoteTypeCode", namespaces=ns) == "381"
     assert root.findtext("cac:CreditNoteLine/cbc:CreditedQuantity", namespaces=ns) == "2"
     assert root.findtext("cac:LegalMonetaryTotal/cbc:PayableAmount", namespaces=ns) == "240.00"
-    assert root.find("cac:LegalMonetaryTotal/cbc:PayableAmount", ns).get("currencyID") == "EUR"
+    payable = root.find("cac:LegalMonetaryTotal/cbc:PayableAmount", ns)
+    assert payable is not None and payable.get("currencyID") == "EUR"
     document = detect_bytes(xml, name="as-ubl.xml")
     assert document.syntax == "ubl-creditnote"
     assert read_tree(document.tree, document.syntax) == cii_credit_note

@@ -158,5 +158,7 @@ def test_amount_currency_follows_bt5_except_bt111() -> None:
 
 
 def test_seller_identifiers_without_a_scheme_come_first() -> None:
-    seller = Seller(identifiers=[Identifier(value="a", scheme="0088"), Identifier(value="b")])
+    # A list is frozen into a tuple (and put in order) by the model.
+    seller = Seller(identifiers=[Identifier(value="a", scheme="0088"),  # type: ignore[arg-type]
+                                 Identifier(value="b")])
     assert [i.value for i in seller.identifiers] == ["b", "a"]
