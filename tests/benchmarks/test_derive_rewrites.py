@@ -107,10 +107,14 @@ def test_rule_select_rewrites_and_keeps_the_output(tmp_path: Path) -> None:
     assert _bare(got) == _bare(official)  # ... and nothing else changed
 
 
-def _bare(svrl: str) -> bytes:
+def _bare(svrl: str, *also: str) -> bytes:
     root = etree.fromstring(svrl.encode("utf-8"))
-    for element in root.iter("{http://purl.oclc.org/dsdl/svrl}fired-rule"):
-        element.attrib.clear()
+    for name in ("fired-rule", *also):
+        for element in root.iter(f"{{http://purl.oclc.org/dsdl/svrl}}{name}"):
+            element.attrib.clear()
+            for child in list(element):
+                element.remove(child)
+            element.text = None
     return etree.tostring(root)
 
 
@@ -170,3 +174,38 @@ def test_bare_fired_rule_keeps_attribute_value_templates_and_content(tmp_path: P
     root = etree.fromstring(_derive(text, tmp_path).text)
     kept = [dict(e.attrib) for e in root.iter("{http://purl.oclc.org/dsdl/svrl}fired-rule")]
     assert kept == [{"context": "a"}, {"context": "{name()}"}, {"context": "{name()}-m"}]
+
+
+_ACTIVE = """<svrl:active-pattern>
+        <xsl:attribute name="document"><xsl:value-of select="document-uri(/)"/></xsl:attribute>
+        <xsl:attribute name="id">P1</xsl:attribute>
+        <xsl:attribute name="name"><xsl:text>Pattern one</xsl:text></xsl:attribute>
+      </svrl:active-pattern>"""
+
+
+@pytest.mark.parametrize(
+    ("content", "emptied"),
+    [
+        (_ACTIVE, True),
+        (_ACTIVE.replace("document-uri(/)", "base-uri(/)"), False),
+        (_ACTIVE.replace('name="id">P1', 'name="{local-name(/*)}">P1'), False),
+        (_ACTIVE.replace("<svrl:active-pattern>", '<svrl:active-pattern id="{name(/*)}">'),
+         False),
+        (_ACTIVE.replace("</xsl:attribute>\n      </svrl", "</xsl:attribute>text</svrl"), False),
+        (_ACTIVE.replace("<xsl:text>Pattern one</xsl:text>", '<xsl:sequence select="1"/>'),
+         False),
+    ],
+)
+def test_bare_active_pattern(content: str, emptied: bool, tmp_path: Path) -> None:
+    assert content != _ACTIVE or emptied
+    text = _SKELETON.replace("{MARK}", "m").replace("<svrl:active-pattern/>", content, 1)
+    derived = _derive(text, tmp_path)
+    assert ("bare-active-pattern" in derived.rewrites) == emptied
+    root = etree.fromstring(derived.text)
+    first = next(root.iter("{http://purl.oclc.org/dsdl/svrl}active-pattern"))
+    assert (len(first) == 0 and not first.attrib) == emptied
+    official, got = _svrl(text.encode("utf-8"), tmp_path), _svrl(derived.text, tmp_path)
+    if emptied:
+        assert 'id="P1" name="Pattern one"' in official
+        assert got.count("<svrl:active-pattern/>") == 2
+    assert _bare(got, "active-pattern") == _bare(official, "active-pattern")
