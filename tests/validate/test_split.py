@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from facturflow import validate, validate_many
-from facturflow.rules import Step, builtin
+from facturflow.artefacts import builtin
+from facturflow.rules import Step
 from facturflow.validate.report import Report
 from facturflow.validate.split import PartJob, assign
 
