@@ -77,5 +77,7 @@ def with_invoice_number(path: Path, number: str) -> bytes:
         "rsm": "urn:un:unece:uncefact:data:standard:CrossIndustryInvoice:100",
         "ram": "urn:un:unece:uncefact:data:standard:ReusableAggregateBusinessInformationEntity:100",
     }
-    tree.find("rsm:ExchangedDocument/ram:ID", ns).text = number
+    element = tree.find("rsm:ExchangedDocument/ram:ID", ns)
+    assert element is not None
+    element.text = number
     return etree.tostring(tree, xml_declaration=True, encoding="UTF-8")
