@@ -16,8 +16,10 @@ Rewrites (found by profiling, see benchmarks/README.md):
   element and attribute, in document order, one walk per pattern: 66 for Factur-X EN 16931) to
   fire the pattern's rules where they match. When every rule pattern ends with a name test, the
   walk becomes one apply-templates, in the same mode, on the union of the nodes so named
-  (``//ram:X | //@y``: document order, served by Saxon's name index), and the templates' recursion
-  is removed: the same rules fire on the same nodes in the same order.
+  (``//ram:X | //@y``: document order, served by Saxon's name index; past four names every
+  element, ``//*``), and the templates' recursion is removed: the same rules fire on the same
+  nodes in the same order. Patterns whose rules stop the walk (rules without the recursion, as
+  in Factur-X EXTENDED's profile-restriction pattern) keep their walk.
 - ``bare-fired-rule``: the svrl:fired-rule elements lose their (constant) attributes: facturflow
   only counts them, and their context strings were most of the SVRL Saxon writes and lxml parses.
 - ``bare-active-pattern``: the svrl:active-pattern elements (one per pattern) lose their
