@@ -20,7 +20,6 @@ import hashlib
 import json
 import os
 import tempfile
-from functools import cache
 from pathlib import Path
 
 from lxml import etree
@@ -42,11 +41,19 @@ def cache_dir() -> Path | None:
     return Path(base) / "facturflow" / "derived"
 
 
-@cache
-def _code_digest() -> str:
+def _digest_of_loaded_code() -> str:
     source = Path(derive_module.__file__).read_bytes()
     material = source + b"\0" + str(etree.LXML_VERSION).encode() + b"\0" + str(_FORMAT).encode()
     return hashlib.sha256(material).hexdigest()
+
+
+# Read when derive.py is imported, so that a process running older code never files its
+# derivations under the key of a derive.py edited on disk since.
+_CODE_DIGEST = _digest_of_loaded_code()
+
+
+def _code_digest() -> str:
+    return _CODE_DIGEST
 
 
 def _key(raw: bytes) -> str:
