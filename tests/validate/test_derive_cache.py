@@ -63,7 +63,7 @@ def test_a_changed_stylesheet_gets_its_own_entry(cache: Path, tmp_path: Path) ->
     copy = tmp_path / official.name
     shutil.copyfile(official, copy)
     before = derive_cache.cached_derive(copy)
-    copy.write_bytes(copy.read_bytes().replace(b"BR-FR-01", b"BR-FR-01X", 1))
+    copy.write_bytes(copy.read_bytes().replace(b"BR-FR-01_BT-1", b"BR-FR-01X_BT-1", 1))
     after = derive_cache.cached_derive(copy)
     assert after.source_sha256 != before.source_sha256
     assert b"BR-FR-01X" in after.text and _same(after, derive(copy))
