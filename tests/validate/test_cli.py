@@ -111,3 +111,20 @@ def test_artefacts_lists_pinned_files() -> None:
     assert {"EN16931-UBL-validation.xslt", "BR-FR-Flux2-Schematron-CII.xslt"} <= {
         row["name"] for row in data["artefacts"]
     }
+
+
+def test_a_stylesheet_runtime_error_reaches_the_report_not_the_terminal(tmp_path: Path) -> None:
+    # Two buyer electronic addresses make the official stylesheets raise XPTY0004, which Saxon
+    # also prints on the native stderr unless facturflow silences it.
+    doubled = VALID_CII.read_bytes().replace(
+        b'<ram:URIID schemeID="0225">518309620</ram:URIID>',
+        b'<ram:URIID schemeID="0225">518309620</ram:URIID>'
+        b'<ram:URIID schemeID="EM">buyer@example.com</ram:URIID>',
+    )
+    assert doubled != VALID_CII.read_bytes()
+    path = tmp_path / "two-buyer-addresses.xml"
+    path.write_bytes(doubled)
+    result = run("validate", path)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "LAYER-FAILED" in result.stdout and "more than one item" in result.stdout
+    assert "Type error" not in result.stderr and "more than one item" not in result.stderr

@@ -54,6 +54,9 @@ def _context() -> Any:
 def _worker(
     conn: Connection, task: Task, init: Callable[..., None], init_args: tuple[Any, ...]
 ) -> None:
+    from . import schematron
+
+    schematron.quiet_native_stderr()  # a worker's Saxon errors reach the report, not the terminal
     init(*init_args)
     while True:
         try:

@@ -8,12 +8,15 @@ stylesheet for the document), yields a fatal LAYER-FAILED finding instead: the l
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import itertools
 import os
 import re
 import resource
+import sys
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -165,11 +168,43 @@ def layer_failed(artefact: Artefact, cause: str) -> Finding:
     )
 
 
+_quiet_native_stderr = False
+
+
+def quiet_native_stderr() -> None:
+    """Silence what Saxon prints on file descriptor 2 during transformations, in this process.
+
+    Saxon reports dynamic errors ("Type error in …") on the native stderr whatever
+    `standardErrorOutputFile` says; the error already reaches the report as a LAYER-FAILED
+    finding. Only for worker processes: redirecting the descriptor would also hide what other
+    threads of an application print meanwhile.
+    """
+    global _quiet_native_stderr
+    _quiet_native_stderr = True
+
+
+@contextlib.contextmanager
+def _native_stderr_silenced() -> Iterator[None]:
+    if not _quiet_native_stderr:
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
 def run(
     artefact: Artefact, document: SaxonDocument, tree: etree._ElementTree
 ) -> tuple[list[Finding], bool]:
     """Apply one stylesheet; return its findings and whether it ran."""
-    with _lock:
+    with _lock, _native_stderr_silenced():
         try:
             engine = _get_engine()
             executable = _compiled(engine, artefact)
