@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import date
 from decimal import Decimal
 
 from lxml import etree
@@ -25,14 +24,7 @@ from facturflow.syntax import read_tree, to_xml
 from facturflow.syntax.cii import NS as CII_NS
 from facturflow.syntax.ubl import NS as UBL_NS
 
-
-def _invoice(**changes: object) -> Invoice:
-    base: dict[str, object] = {
-        "number": "F-1", "issue_date": date(2026, 1, 5), "type_code": "380",
-        "currency_code": "EUR",
-    }
-    base.update(changes)
-    return Invoice(**base)  # type: ignore[arg-type]
+from .builders import minimal_invoice as _invoice
 
 
 def _discounted_line(gross: Decimal | None = None) -> InvoiceLine:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-from datetime import date
 from decimal import Decimal
 
 import pytest
@@ -22,14 +21,7 @@ from facturflow.model import (
     unchecked_codes,
 )
 
-
-def _invoice(**changes: object) -> Invoice:
-    base: dict[str, object] = {
-        "number": "F-1", "issue_date": date(2026, 1, 5), "type_code": "380",
-        "currency_code": "EUR",
-    }
-    base.update(changes)
-    return Invoice(**base)  # type: ignore[arg-type]
+from .builders import minimal_invoice as _invoice
 
 
 def test_every_field_of_every_group_carries_a_business_term_id() -> None:

@@ -185,20 +185,28 @@ def assemble(
     results: Iterable[StepResult],
 ) -> Report:
     """The report of one document: the header layers, then each step's, in plan order."""
-    layers, findings = list(header[0]), list(header[1])
-    for result in sorted(results, key=lambda r: r.index):
-        layers.append(result.layer)
-        findings.extend(result.findings)
+    layers, findings = combine(header, results)
     return Report(
         path=document.name,
         container=document.container,
         syntax=document.syntax,
         profile=document.profile,
-        findings=tuple(findings),
-        layers=tuple(layers),
+        findings=findings,
+        layers=layers,
         warnings=tuple([*document.warnings, *notes]),
         rule_sets=tuple(rule_sets),
     )
+
+
+def combine(
+    header: tuple[list[LayerRun], list[Finding]], results: Iterable[StepResult]
+) -> tuple[tuple[LayerRun, ...], tuple[Finding, ...]]:
+    """The header's layers and findings, then each step's, in plan order."""
+    layers, findings = list(header[0]), list(header[1])
+    for result in sorted(results, key=lambda r: r.index):
+        layers.append(result.layer)
+        findings.extend(result.findings)
+    return tuple(layers), tuple(findings)
 
 
 # --- batches -----------------------------------------------------------------------------------

@@ -116,21 +116,10 @@ def merge(parts: Sequence[Report | PartResult]) -> Report:
     results = [r for part in parts if isinstance(part, PartResult) for r in part.results]
     first = parts[0]
     assert isinstance(first, PartResult) and first.header is not None
-    layers, findings = list(first.header[0]), list(first.header[1])
-    for result in sorted(results, key=lambda r: r.index):
-        layers.append(result.layer)
-        findings.extend(result.findings)
-    identity = first.report
-    return Report(
-        path=identity.path,
-        container=identity.container,
-        syntax=identity.syntax,
-        profile=identity.profile,
-        findings=tuple(findings),
-        layers=tuple(layers),
-        warnings=identity.warnings,
-        rule_sets=identity.rule_sets,
-    )
+    from . import combine
+
+    layers, findings = combine(first.header, results)
+    return replace(first.report, findings=findings, layers=layers)
 
 
 def validate_one(
