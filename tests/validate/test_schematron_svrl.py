@@ -128,3 +128,19 @@ def test_helper_xslt_is_well_formed() -> None:
     from lxml import etree
 
     etree.fromstring(schematron_xslt("X-1", "true()").encode())
+
+
+def test_an_svrl_with_fired_rules_and_nothing_failed_gives_no_finding() -> None:
+    for fired in ('<svrl:fired-rule context="/"/>', "<svrl:fired-rule/>", "<svrl:fired-rule >"
+                  "</svrl:fired-rule>"):
+        body = f"<svrl:schematron-output {SVRL_NS}><svrl:active-pattern/>{fired}"
+        answer = schematron.parse_svrl(f"{body}</svrl:schematron-output>".encode(), ARTEFACT)
+        assert answer == ([], True), fired
+
+
+def test_an_svrl_whose_only_rule_element_is_another_name_fails_closed() -> None:
+    # "fired-rules" or "unfired-rule" are not svrl:fired-rule: the quick path must not see one.
+    for fake in ("<svrl:fired-rules/>", "<svrl:unfired-rule/>", "<x:fired-rule xmlns:x='urn:x'/>"):
+        body = f"<svrl:schematron-output {SVRL_NS}>{fake}</svrl:schematron-output>"
+        findings, ran = schematron.parse_svrl(body.encode(), ARTEFACT)
+        assert not ran and findings[0].rule == LAYER_FAILED, fake
