@@ -507,27 +507,32 @@ def _index_codedb_lookups(tree: etree._ElementTree, folder: Path) -> bool:
             f"return concat('{m['id']}|', string($facturflow_v)), document('{m['file']}'))"
         )
 
-    for element in root.iter():
-        if not isinstance(element.tag, str) or not element.tag.startswith(_X):
-            continue  # literal result elements (svrl:failed-assert/@test) are output, not code
-        for attr in _XPATH_ATTRS:
-            value = element.get(attr)
-            if value and "_codedb.xml" in value:
-                new = _LOOKUP.sub(partial(replace, element=element), value)
-                if new != value:
-                    element.set(attr, new)
-                    changed = True
+    for element, attr, value in list(_xpath_attributes(root)):
+        if "_codedb.xml" in value:
+            new = _LOOKUP.sub(partial(replace, element=element), value)
+            if new != value:
+                element.set(attr, new)
+                changed = True
     if changed:
-        key = etree.Element(f"{_X}key", nsmap={"xsl": XSL})
-        key.set("name", _KEY_NAME)
-        key.set("match", "/codedb/cl/enumeration")
-        key.set("use", "concat(../@id, '|', @value)")
-        key.tail = "\n"
-        # Top-level declarations may come in any order after xsl:import; put it first after them.
-        imports = list(root.iterchildren(f"{_X}import"))
-        position = root.index(imports[-1]) + 1 if imports else 0
-        root.insert(position, key)
+        _declare(
+            root,
+            "key",
+            name=_KEY_NAME,
+            match="/codedb/cl/enumeration",
+            use="concat(../@id, '|', @value)",
+        )
     return changed
+
+
+def _declare(root: etree._Element, kind: str, **attributes: str) -> None:
+    """Add a top-level xsl:`kind`: first after the xsl:imports (declarations may come in any
+    order after them)."""
+    declaration = etree.Element(f"{_X}{kind}", nsmap={"xsl": XSL})
+    for name, value in attributes.items():
+        declaration.set(name, value)
+    declaration.tail = "\n"
+    imports = list(root.iterchildren(f"{_X}import"))
+    root.insert(root.index(imports[-1]) + 1 if imports else 0, declaration)
 
 
 _DOCUMENT_CALL = re.compile(r"document\('(?P<file>[A-Za-z0-9_.-]+_codedb\.xml)'\)")
@@ -535,6 +540,8 @@ CODEDB_PARAMETER = "facturflow_codedb"
 
 
 def _xpath_attributes(root: etree._Element) -> Iterator[tuple[etree._Element, str, str]]:
+    """The XPath-holding attributes of XSLT instructions (literal result elements' attributes,
+    such as svrl:failed-assert/@test, are output, not code)."""
     for element in root.iter():
         if isinstance(element.tag, str) and element.tag.startswith(_X):
             for attr in _XPATH_ATTRS:
@@ -557,13 +564,7 @@ def _codedb_as_parameter(tree: etree._ElementTree, folder: Path) -> tuple[tuple[
         new = _DOCUMENT_CALL.sub(f"${CODEDB_PARAMETER}", value)
         if new != value:
             element.set(attr, new)
-    param = etree.Element(f"{_X}param", nsmap={"xsl": XSL})
-    param.set("name", CODEDB_PARAMETER)
-    param.set("as", "document-node()")
-    param.set("required", "yes")
-    param.tail = "\n"
-    imports = list(root.iterchildren(f"{_X}import"))
-    root.insert(root.index(imports[-1]) + 1 if imports else 0, param)
+    _declare(root, "param", name=CODEDB_PARAMETER, **{"as": "document-node()"}, required="yes")
     return ((CODEDB_PARAMETER, path),)
 
 
