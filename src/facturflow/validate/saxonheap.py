@@ -96,20 +96,30 @@ def _elf_symbols(path: Path, names: set[str]) -> dict[str, int]:
         struct.unpack_from("<IIQQQQIIQQ", data, shoff + i * shentsize) for i in range(shnum)
     ]
     found: dict[str, int] = {}
+    wanted = [name.encode("ascii") for name in names]
     for _name, kind, _flags, _addr, offset, size, link, _info, _align, entsize in sections:
-        if kind not in (2, 11) or not entsize:  # SHT_SYMTAB, SHT_DYNSYM
+        if kind not in (2, 11) or entsize != 24:  # SHT_SYMTAB, SHT_DYNSYM (Elf64_Sym)
             continue
+        # Find the names in the string table first, then only compare name offsets: a Python
+        # loop decoding every symbol's name cost 25 ms at each process start.
         strtab = sections[link][4]
-        for i in range(size // entsize):
-            st_name, st_info, _other, shndx, value, _size = struct.unpack_from(
-                "<IBBHQQ", data, offset + i * entsize
-            )
-            if not shndx or st_info & 0xF not in (1, 2):  # undefined; not an object or function
-                continue
-            end = data.index(b"\0", strtab + st_name)
-            name = data[strtab + st_name : end].decode("ascii", "replace")
-            if name in names:
-                found[name] = value
+        strtab_end = strtab + sections[link][5]
+        offsets: dict[int, str] = {}
+        for name in wanted:
+            # Every place the string table reads `name` (the table may share a longer
+            # name's tail), so the offsets are exactly those of symbols named `name`.
+            at = data.find(name + b"\0", strtab, strtab_end)
+            while at != -1:
+                offsets[at - strtab] = name.decode("ascii")
+                at = data.find(name + b"\0", at + 1, strtab_end)
+        if not offsets:
+            continue
+        for st_name, st_info, _other, shndx, value, _size in struct.iter_unpack(
+            "<IBBHQQ", data[offset : offset + size]
+        ):
+            # Defined objects and functions only.
+            if st_name in offsets and shndx and st_info & 0xF in (1, 2):
+                found[offsets[st_name]] = value
     return found
 
 
