@@ -171,7 +171,7 @@ def layer_failed(artefact: Artefact, cause: str) -> Finding:
     )
 
 
-_quiet_native_stderr = False
+_devnull_fd: int | None = None  # set in processes that silence Saxon's native stderr
 
 
 def quiet_native_stderr() -> None:
@@ -182,25 +182,24 @@ def quiet_native_stderr() -> None:
     finding. Only for worker processes: redirecting the descriptor would also hide what other
     threads of an application print meanwhile.
     """
-    global _quiet_native_stderr
-    _quiet_native_stderr = True
+    global _devnull_fd
+    if _devnull_fd is None:
+        _devnull_fd = os.open(os.devnull, os.O_WRONLY)
 
 
 @contextlib.contextmanager
 def _native_stderr_silenced() -> Iterator[None]:
-    if not _quiet_native_stderr:
+    if _devnull_fd is None:
         yield
         return
     sys.stderr.flush()
     saved = os.dup(2)
-    devnull = os.open(os.devnull, os.O_WRONLY)
     try:
-        os.dup2(devnull, 2)
+        os.dup2(_devnull_fd, 2)
         yield
     finally:
         os.dup2(saved, 2)
         os.close(saved)
-        os.close(devnull)
 
 
 def run(
