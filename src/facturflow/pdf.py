@@ -42,8 +42,10 @@ MAX_STRUCTURE_BYTES = 1024 * 1024
 _XREF_ENTRY_ENDS = (b" n \n", b" n \r", b" n\r\n")
 # Each cross-reference section is parsed in full; an invoice has one, or a few after updates.
 MAX_XREF_SECTIONS = 16
-# /Prev, whatever its letters' #xx escapes (PDF names may escape any character).
-_PREV = re.compile(rb"/(?:P|#50)(?:r|#72)(?:e|#65)(?:v|#76)", re.IGNORECASE)
+# A trailer's /Prev (an offset), whatever its letters' #xx escapes (PDF names may escape any
+# character); an outline item's /Prev is an indirect reference ("12 0 R") and is not counted.
+_PREV = re.compile(rb"/(?:P|#50)(?:r|#72)(?:e|#65)(?:v|#76)\s*\d+(?!\d|\s+\d+\s+R)",
+                   re.IGNORECASE)
 
 logging.getLogger("pypdf").setLevel(logging.ERROR)
 

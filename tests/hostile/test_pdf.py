@@ -286,6 +286,24 @@ def test_structure_builders_make_readable_pdfs() -> None:
     read_pdf(object_stream_pdf(1000))
 
 
+def test_outline_items_are_not_counted_as_cross_reference_sections() -> None:
+    """Bookmarks link to each other with /Prev references, like xref sections with offsets."""
+    import io
+
+    from pypdf import PdfWriter
+
+    from facturflow.pdf import MAX_XREF_SECTIONS, check_pdf_structure
+
+    writer = PdfWriter()
+    writer.add_blank_page(200, 200)
+    for n in range(MAX_XREF_SECTIONS + 4):
+        writer.add_outline_item(f"chapter {n}", 0)
+    out = io.BytesIO()
+    writer.write(out)
+    assert out.getvalue().count(b"/Prev") > MAX_XREF_SECTIONS
+    check_pdf_structure(out.getvalue())
+
+
 @pytest.mark.parametrize(
     "data",
     [
