@@ -101,3 +101,23 @@ def test_a_tax_currency_equal_to_the_invoice_currency_states_nothing() -> None:
         assert canonical(other) == other
         assert _back(to_xml(other, "cii")) == other
         assert _back(to_xml(other, "ubl")) == other
+
+
+def test_ubl_reads_bt_110_from_the_broken_down_tax_total_whatever_the_order() -> None:
+    # BT-6 = BT-5 with BT-111 != BT-110: two cac:TaxTotal in the same currency, told apart by
+    # the breakdown (BT-110's). A document may list the BT-111 one, without breakdown, first.
+    invoice = _invoice(
+        tax_currency_code="EUR",
+        totals=DocumentTotals(vat_total=Decimal("3.03"), vat_total_accounting=Decimal("3.00")),
+        vat_breakdown=(VatBreakdown(category_code="S", rate=Decimal("20"),
+                                    taxable_amount=Decimal("15.15"),
+                                    tax_amount=Decimal("3.03")),),
+    )
+    root = etree.fromstring(to_xml(invoice, "ubl"))
+    totals = root.findall("cac:TaxTotal", UBL_NS)
+    assert [t.findtext("cbc:TaxAmount", namespaces=UBL_NS) for t in totals] == ["3.03", "3.00"]
+    assert _back(etree.tostring(root)) == invoice
+    accounting = totals[1]
+    root.remove(accounting)
+    totals[0].addprevious(accounting)
+    assert _back(etree.tostring(root)) == invoice

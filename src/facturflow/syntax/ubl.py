@@ -229,28 +229,53 @@ def _tax_totals(summation: etree._Element, currency: str) -> list[etree._Element
     return found
 
 
-def _read_accounting_vat(summation: etree._Element, tokens: Tokens) -> Any:
-    """BT-111: the cac:TaxTotal in the VAT accounting currency (BT-6). When BT-6 is BT-5, the
-    single TaxTotal, which then states both totals, else a TaxTotal without breakdown other than
-    BT-110's (the first with a breakdown, or the first)."""
+def _document_tax_total(totals: list[etree._Element]) -> etree._Element | None:
+    """BT-110's cac:TaxTotal among those in the invoice currency: the first with a VAT
+    breakdown, else the first. (When BT-6 is BT-5, BT-111's TaxTotal, without breakdown, may
+    come before it.)"""
+    broken_down = [t for t in totals if t.find("cac:TaxSubtotal", NS) is not None]
+    return broken_down[0] if broken_down else (totals[0] if totals else None)
+
+
+def _tax_amount(total: etree._Element | None, term: str) -> Any:
     from decimal import Decimal, InvalidOperation
 
-    tax_currency = tokens.get("tax_currency")
-    if not tax_currency:
-        return None
-    totals = _tax_totals(summation, tax_currency)
-    if tax_currency == tokens.get("currency") and len(totals) > 1:
-        broken_down = [t for t in totals if t.find("cac:TaxSubtotal", NS) is not None]
-        document_total = broken_down[0] if broken_down else totals[0]
-        totals = [t for t in totals if t is not document_total
-                  and t.find("cac:TaxSubtotal", NS) is None]
-    text = _first(totals[0], "cbc:TaxAmount") if totals else None
+    text = _first(total, "cbc:TaxAmount") if total is not None else None
     if text is None:
         return None
     try:
         return Decimal(text)
     except InvalidOperation:
-        raise BindingError("BT-111", f"{text!r} is not a number") from None
+        raise BindingError(term, f"{text!r} is not a number") from None
+
+
+def _read_vat_total(summation: etree._Element, tokens: Tokens) -> Any:
+    """BT-110: the TaxAmount of the document's cac:TaxTotal in the invoice currency (BT-5)."""
+    currency = tokens.get("currency") or ""
+    return _tax_amount(_document_tax_total(_tax_totals(summation, currency)), "BT-110")
+
+
+def _write_vat_total(summation: etree._Element, value: Any, tokens: Tokens) -> None:
+    parent = summation.getparent()
+    assert parent is not None
+    total = etree.SubElement(parent, f"{{{NS['cac']}}}TaxTotal")
+    amount = etree.SubElement(total, f"{{{NS['cbc']}}}TaxAmount", currencyID=tokens["currency"])
+    amount.text = format(value, "f")
+
+
+def _read_accounting_vat(summation: etree._Element, tokens: Tokens) -> Any:
+    """BT-111: the cac:TaxTotal in the VAT accounting currency (BT-6). When BT-6 is BT-5, the
+    single TaxTotal, which then states both totals, else a TaxTotal without breakdown other than
+    BT-110's (see _document_tax_total)."""
+    tax_currency = tokens.get("tax_currency")
+    if not tax_currency:
+        return None
+    totals = _tax_totals(summation, tax_currency)
+    if tax_currency == tokens.get("currency") and len(totals) > 1:
+        document_total = _document_tax_total(totals)
+        totals = [t for t in totals if t is not document_total
+                  and t.find("cac:TaxSubtotal", NS) is None]
+    return _tax_amount(totals[0] if totals else None, "BT-111")
 
 
 def _write_accounting_vat(summation: etree._Element, value: Any, tokens: Tokens) -> None:
@@ -415,7 +440,8 @@ BINDINGS: tuple[Bind, ...] = (
       B("BT-114", "cbc:PayableRoundingAmount"),
       B("BT-115", "cbc:PayableAmount"),
       # BT-110/BT-111 sit in cac:TaxTotal, told apart by currency, outside the monetary total.
-      B("BT-110", "../cac:TaxTotal[cbc:TaxAmount/@currencyID='{currency}']/cbc:TaxAmount"),
+      B("BT-110", "../cac:TaxTotal[cbc:TaxAmount/@currencyID='{currency}']/cbc:TaxAmount",
+        custom=(_read_vat_total, _write_vat_total)),
       B("BT-111", "../cac:TaxTotal[cbc:TaxAmount/@currencyID='{tax_currency}']/cbc:TaxAmount",
         custom=(_read_accounting_vat, _write_accounting_vat))),
     G("BG-23", "cac:TaxTotal[cbc:TaxAmount/@currencyID='{currency}']/cac:TaxSubtotal",
