@@ -45,7 +45,13 @@ from pypdf.generic import (
 
 from .detect import Document, detect_bytes
 from .errors import ConversionError, MalformedPDFError, NoInvoiceInPDFError
-from .pdf import INVOICE_XML_NAMES, check_pdf_structure, pypdf_limits, read_pdf
+from .pdf import (
+    INVOICE_XML_NAMES,
+    check_cross_reference,
+    check_pdf_structure,
+    pypdf_limits,
+    read_pdf,
+)
 
 if TYPE_CHECKING:
     from .model import Invoice
@@ -248,6 +254,7 @@ def _open_writer(pdf: bytes) -> PdfWriter:
                 raise MalformedPDFError(
                     "the PDF is encrypted; PDF/A forbids encryption, supply an unencrypted PDF"
                 )
+            check_cross_reference(reader)
             if len(reader.pages) == 0:
                 raise MalformedPDFError("the PDF has no page")
             return PdfWriter(clone_from=reader)
@@ -423,6 +430,7 @@ def unembedded_fonts(pdf: bytes, *, max_pages: int = 200) -> list[str]:
     try:
         with pypdf_limits():
             reader = PdfReader(io.BytesIO(pdf), strict=False)
+            check_cross_reference(reader)
             pages = list(reader.pages)[:max_pages]
     except (PdfReadError, PyPdfError, ValueError, KeyError, TypeError, AttributeError,
             IndexError, RecursionError, OSError, AssertionError) as exc:

@@ -282,7 +282,7 @@ def read_pdf(data: bytes, *, source: str | None = None) -> PdfParts:
             reader = PdfReader(io.BytesIO(data), strict=False)
             if reader.is_encrypted:
                 raise MalformedPDFError("the PDF is encrypted", source=source)
-            _check_cross_reference(reader, source)
+            check_cross_reference(reader, source)
             root = _resolve(reader.trailer.get("/Root"))
             if not isinstance(root, DictionaryObject):
                 raise MalformedPDFError("the PDF has no document catalogue", source=source)
@@ -332,7 +332,7 @@ def check_pdf_structure(data: bytes, source: str | None = None) -> None:
     """Refuse, before pypdf sees it, a PDF with more objects than any invoice needs.
 
     Public so that every module opening untrusted PDFs with pypdf can run the same pre-check,
-    then open it inside `pypdf_limits()`.
+    then open it inside `pypdf_limits()` and run `check_cross_reference` on the reader.
     """
     # Every object says "obj" twice ("N G obj" ... "endobj"); bytes.count is ~0.1 s per 100 MB.
     objects = data.count(b"obj") // 2
@@ -358,7 +358,7 @@ def _pypdf_reason(exc: Exception) -> str:
     return clip(exc) or type(exc).__name__
 
 
-def _check_cross_reference(reader: PdfReader, source: str | None) -> None:
+def check_cross_reference(reader: PdfReader, source: str | None = None) -> None:
     """Refuse more cross-reference entries, or object-stream members, than an invoice needs.
 
     pypdf parses every member of an object stream when one of them is first resolved, at

@@ -318,3 +318,20 @@ def test_structure_bombs_are_refused(data: bytes) -> None:
     assert len(data) < 2 << 20
     with pytest.raises(MalformedPDFError, match=r"(?i)limit"):
         read_pdf(data)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        pytest.param(xref_stream_pdf(300_000), id="xref-stream-300k-entries-under-1MB"),
+        pytest.param(object_stream_pdf(200_000), id="object-stream-200k-members"),
+    ],
+)
+def test_a_visual_pdf_to_wrap_gets_the_same_structure_limits(data: bytes) -> None:
+    """The PDF build_facturx wraps comes from the user too: refused before pypdf is kept busy."""
+    from facturflow.facturx import embed_xml, unembedded_fonts
+
+    with pytest.raises(MalformedPDFError, match=r"(?i)limit"):
+        embed_xml(data, MINIMAL_CII)
+    with pytest.raises(MalformedPDFError, match=r"(?i)limit"):
+        unembedded_fonts(data)
