@@ -233,6 +233,25 @@ def test_sandbox_journal_is_folded_into_the_snapshot_when_it_grows(
         assert box.counters() == counters and set(ids) <= set(box.counters())
 
 
+def test_sandbox_journal_left_by_a_kill_during_compaction_is_not_replayed(
+    tmp_path: Path,
+) -> None:
+    state = _State(tmp_path)
+    state.snapshot()  # journal open: the next saves append to it
+    state.data["requests"] = 1
+    state.data["hashes"]["h"] = "old"
+    state.save()  # journaled
+    journal = (tmp_path / "state.log").read_bytes()
+    state.data["requests"] = 2
+    state.data["hashes"]["h"] = "new"
+    state.snapshot()  # the pending changes go into the snapshot, not the journal...
+    state.close()
+    (tmp_path / "state.log").write_bytes(journal)  # ...and a kill left the old journal there
+    again = _State(tmp_path)
+    assert again.data["requests"] == 2 and again.data["hashes"]["h"] == "new"
+    again.close()
+
+
 # -- invoice fields -------------------------------------------------------------------------------
 
 

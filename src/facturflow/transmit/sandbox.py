@@ -272,10 +272,12 @@ class _State:
     Each change is appended to `state.log` as one JSON line listing the entries it set or
     removed (`[collection, key, value]`, `[collection, key]`, or `[name, value]` for a top-level
     value), so a request costs the size of what it changed, not of the whole state. On load the
-    journal is replayed over the snapshot; a torn last line (a killed process) is ignored, and
-    since every entry is a plain assignment, replaying it twice is harmless. When the journal
-    outgrows the snapshot, the snapshot is rewritten (atomically) and the journal emptied:
-    amortised, saving stays proportional to the change. No fsync: like before, the state
+    journal is replayed over the snapshot; a torn last line (a killed process) is ignored. When
+    the journal outgrows the snapshot, the snapshot is rewritten (atomically) and the journal
+    emptied: amortised, saving stays proportional to the change. Each snapshot carries a fresh
+    `_journal` tag that its journal's first line repeats, so a journal left behind by a kill
+    between the two is recognised as older than the snapshot and not replayed (its entries
+    could otherwise revert values changed since). No fsync: like before, the state
     survives the sandbox being killed, not the machine losing power. Upload files are kept
     beside it, named by their sha256.
     """
@@ -296,10 +298,12 @@ class _State:
             "refresh_tokens": {}, "codes": {}, "registrations": {}, "idempotency": {},
             "clock_offset": 0.0, "outcomes": {}, "requests": 0,
         }
+        tag = None
         if self.path.exists():
             data.update(json.loads(self.path.read_text("utf-8")))
+            tag = data.pop("_journal", None)
         if self.log_path.exists():
-            self._replay(data, self.log_path.read_bytes())
+            self._replay(data, self.log_path.read_bytes(), tag)
         self.data = _Tracked(None, self._changed, data)
         self._changed.clear()
         self._log: Any = None
@@ -307,14 +311,18 @@ class _State:
         self._snapshot_bytes = 0
 
     @staticmethod
-    def _replay(data: dict[str, Any], journal: bytes) -> None:
-        for line in journal.split(b"\n"):
+    def _replay(data: dict[str, Any], journal: bytes, tag: str | None) -> None:
+        for number, line in enumerate(journal.split(b"\n")):
             if not line.strip():
                 continue
             try:
                 entries = json.loads(line)
             except ValueError:
                 break  # torn by a kill in the middle of a write: nothing after it was written
+            if number == 0 and isinstance(entries, dict):
+                if entries.get("snapshot") != tag:
+                    return  # the journal of an older snapshot, which already holds its entries
+                continue
             for entry in entries:
                 if len(entry) == 2 and entry[0] in data and not isinstance(data[entry[0]], dict):
                     data[entry[0]] = entry[1]  # a top-level value
@@ -356,18 +364,23 @@ class _State:
 
     def snapshot(self) -> None:
         """Rewrite `state.json` whole and start an empty journal."""
-        payload = json.dumps(self.data, separators=(",", ":")).encode()
+        tag = uuid.uuid4().hex
+        payload = json.dumps({**self.data, "_journal": tag}, separators=(",", ":")).encode()
         fd, tmp = tempfile.mkstemp(dir=self.folder, prefix=".state.")
         with os.fdopen(fd, "wb") as fh:
             fh.write(payload)
         os.replace(tmp, self.path)
         # Entries still in the old journal are also in the snapshot: emptying it loses nothing,
-        # and a kill before the truncation only means replaying them again.
+        # and a kill before the new journal's first line leaves a journal whose tag does not
+        # match, which the next load ignores.
         if self._log is not None:
             self._log.close()
         self._log = open(self.log_path, "wb")  # noqa: SIM115  (kept open, closed by close())
+        header = json.dumps({"snapshot": tag}).encode() + b"\n"
+        self._log.write(header)
+        self._log.flush()
         self._changed.clear()
-        self._log_bytes, self._snapshot_bytes = 0, len(payload)
+        self._log_bytes, self._snapshot_bytes = len(header), len(payload)
 
     def close(self) -> None:
         with self.lock:
