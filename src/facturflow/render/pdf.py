@@ -124,7 +124,7 @@ def _open_font(data: bytes, *, recalc_bboxes: bool = True) -> TTFont:
     return TTFont(BytesIO(data), recalcTimestamp=False, recalcBBoxes=recalc_bboxes, lazy=True)
 
 
-def _add_fonts(pdf: FPDF) -> None:
+def _register_fonts(pdf: FPDF) -> None:
     """Register the bundled fonts on `pdf` as add_font would, without re-parsing the files."""
     for style in _STYLES:
         template = _font_template(style)
@@ -141,9 +141,14 @@ def _add_fonts(pdf: FPDF) -> None:
         font._hbfont = None
         font.ttfont = _open_font(_font_data(style))
         font.subset = SubsetMap(font)
-        for char in _BASE_CHARS:
-            font.subset.pick(ord(char))
         pdf.fonts[font.fontkey] = font
+        _pick_base_chars(font)
+
+
+def _pick_base_chars(font: TTFFont) -> None:
+    """Put _BASE_CHARS in the font's subset, in the same order whichever way it was added."""
+    for char in _BASE_CHARS:
+        font.subset.pick(ord(char))
 
 
 def _subset_font(style: str, glyph_names: frozenset[str]) -> _Subset:
@@ -206,7 +211,7 @@ class _PrecutFontStream(PDFFontStream):
 class _SubsetFontsOutput(_DeterministicOutput):
     """fpdf2's output, writing the bundled fonts from the per-process subset cache.
 
-    `_add_fonts` writes the same objects, in the same order, as fpdf2's own does for a
+    Its `_add_fonts` writes the same objects, in the same order, as fpdf2's own does for a
     TrueType font (tests check the bytes equal plain fpdf2's), taking the cut font and its
     glyph ids from the cache instead of subsetting the font again with fontTools. Documents
     with any other kind of font, or with characters the fonts lack, go through fpdf2's code.
@@ -433,10 +438,14 @@ class _Layout:
     # markdown, so it is measured once per word from the font's advance widths and placed at
     # the coordinates multi_cell would use.
 
+    def units(self, value: str, style: str) -> float:
+        """Width of `value` in font units (1/1000 em)."""
+        widths = self.advances[style]
+        return sum([widths[ord(ch)] for ch in value])
+
     def text_width(self, value: str, style: str, size: float) -> float:
         """Width of `value` in mm, as FPDF.get_string_width gives it."""
-        widths = self.advances[style]
-        return sum([widths[ord(ch)] for ch in value]) * size / 1000 / self.pdf.k
+        return self.units(value, style) * size / 1000 / self.pdf.k
 
     def wrap(self, value: str, width: float, style: str, size: float) -> list[str]:
         """`value` broken into lines no wider than `width` mm: at spaces, else inside a word."""
@@ -448,7 +457,7 @@ class _Layout:
             line: list[str] = []
             used = 0.0
             for word in paragraph.split(" "):
-                word_units = sum([widths[ord(ch)] for ch in word])
+                word_units = self.units(word, style)
                 if line and used + space + word_units <= units:
                     line.append(word)
                     used += space + word_units
@@ -464,7 +473,7 @@ class _Layout:
                     cut = max(cut, 1)
                     lines.append(word[:cut])
                     word = word[cut:]
-                    word_units = sum([widths[ord(ch)] for ch in word])
+                    word_units = self.units(word, style)
                 line, used = [word], word_units
             lines.append(" ".join(line))
         return lines
@@ -937,10 +946,11 @@ def render_invoice_pdf(
         pdf.add_font(_FONT, "", str(regular))
         pdf.add_font(_FONT, "B", str(bold))
         for style in _STYLES:
-            for char in _BASE_CHARS:
-                pdf.fonts[f"{_FONT.lower()}{style}"].subset.pick(ord(char))  # type: ignore[union-attr]
+            font = pdf.fonts[f"{_FONT.lower()}{style}"]
+            assert isinstance(font, TTFFont)
+            _pick_base_chars(font)
     else:
-        _add_fonts(pdf)
+        _register_fonts(pdf)
     pdf.set_margins(15, 15, 15)
     pdf.set_auto_page_break(True, 18)
     pdf.set_creation_date(when)
