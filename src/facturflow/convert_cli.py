@@ -111,8 +111,6 @@ def _run(jobs_list: list[tuple[str, str, _Options]], jobs: int) -> Iterator[Outc
         yield from pool.map(_convert_star, jobs_list, chunksize=1)
 
 
-
-
 @click.command("convert")
 @click.argument("source", type=click.Path(exists=True, path_type=Path))
 @click.option("--output", "-o", required=True, type=click.Path(path_type=Path),
