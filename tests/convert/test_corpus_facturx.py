@@ -21,15 +21,15 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-import re
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import pytest
 from convert_helpers import FIXED_TIME, corpus_manifest
+
+from model.fidelity import diff_terms, rule_family  # tests/model: one comparison, one family
 
 SYNTAXES = ("ubl-invoice", "ubl-creditnote", "cii")
 
@@ -80,16 +80,6 @@ ALLOWED_DROPPED: dict[str, dict[str, str]] = {
 # the EXTENDED-CTC-FR multi-vendor line terms are mapped; the BR-FR-MV rules pass.)
 KNOWN_GAPS: dict[str, dict[str, str]] = {}
 
-_FRENCH_RULE = re.compile(r"^BR-FR-(?:[A-Z]+-)?\d+")
-
-
-def rule_family(rule: str) -> str:
-    """'BR-FR-05_BT-22-1' and 'BR-FR-05_BT-22_AAB' -> 'BR-FR-05'; 'BR-FR-32-GLOBALID' (CII)
-    and 'BR-FR-32-ID' (UBL) -> 'BR-FR-32'; other rules are their own family."""
-    match = _FRENCH_RULE.match(rule)
-    return match.group(0) if match else rule
-
-
 @dataclass
 class Outcome:
     group: str
@@ -102,19 +92,6 @@ class Outcome:
     changed: tuple[str, ...] = ()
     new_fatal: dict[str, str] = field(default_factory=dict)  # family -> first message
     error: str | None = None
-
-
-def _strict_diff(before: Any, after: Any, key: str = "") -> set[str]:
-    """Term ids whose values differ between two to_dict() trees (no canonical form)."""
-    if isinstance(before, dict) and isinstance(after, dict):
-        out: set[str] = set()
-        for name in set(before) | set(after):
-            out |= _strict_diff(before.get(name), after.get(name), name)
-        return out
-    if isinstance(before, list) and isinstance(after, list) and len(before) == len(after):
-        return set().union(*(_strict_diff(b, a, key) for b, a in zip(before, after,
-                                                                         strict=True)))
-    return {key} if before != after else set()
 
 
 def _check(args: tuple[str, str]) -> Outcome:
@@ -148,7 +125,7 @@ def _check(args: tuple[str, str]) -> Outcome:
         after = read(embedded, check_codes=False)
         outcome.changed = lost_terms(before, after, ignore={"BT-24"})
         outcome.model_equal = not outcome.changed
-        strict = _strict_diff(before.to_dict(), after.to_dict()) - {"BT-24"}
+        strict = diff_terms(before.to_dict(), after.to_dict()) - {"BT-24"}
         outcome.implied = tuple(sorted(strict - set(outcome.changed)))
     except FacturflowError as exc:
         outcome.error = f"{type(exc).__name__}: {exc.message[:200]}"
