@@ -364,16 +364,19 @@ def check_cross_reference(reader: PdfReader, source: str | None = None) -> None:
     pypdf parses every member of an object stream when one of them is first resolved, at
     ~50 µs each: a 1 MB stream of tiny objects would cost seconds, 50 MB minutes.
     """
-    entries = len(reader.xref_objStm) + sum(len(v) for v in reader.xref.values())
-    members = 0
-    for number in {stream for stream, _ in reader.xref_objStm.values()}:
-        container = reader.get_object(number)
-        count = container.get("/N") if isinstance(container, DictionaryObject) else None
-        members += int(count) if isinstance(count, int) else 0
-    if max(entries, members) > MAX_PDF_OBJECTS:
+    found = len(reader.xref_objStm) + sum(len(v) for v in reader.xref.values())
+    if found <= MAX_PDF_OBJECTS:  # else refused without resolving a container per entry
+        members = 0
+        for number in {stream for stream, _ in reader.xref_objStm.values()}:
+            container = reader.get_object(number)
+            count = container.get("/N") if isinstance(container, DictionaryObject) else None
+            members += int(count) if isinstance(count, int) else 0
+            if members > MAX_PDF_OBJECTS:
+                break
+        found = max(found, members)
+    if found > MAX_PDF_OBJECTS:
         raise MalformedPDFError(
-            f"about {max(entries, members)} objects exceed the limit of {MAX_PDF_OBJECTS} "
-            "for an invoice PDF",
+            f"about {found} objects exceed the limit of {MAX_PDF_OBJECTS} for an invoice PDF",
             source=source,
         )
 
