@@ -46,6 +46,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator, Sequence
+from concurrent import futures
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
@@ -287,30 +288,26 @@ class Outbox:
         that follows); the lock keeps every other use of the connection out meanwhile, so no
         row is committed before its stored upload, and no step is committed half-done.
         """
-        while True:
-            # Wait for the uploads being stored without the lock (the other thread goes on),
-            # then commit only if no row came in meanwhile whose upload is still being stored.
-            for job in list(self._blob_jobs.values()):
-                with contextlib.suppress(BaseException):
-                    job.exception()
-            with self._lock:
-                jobs = list(self._blob_jobs.values())
-                if not all(job.done() for job in jobs):
-                    continue
-                self._blob_jobs = {}
-                try:
-                    for job in jobs:  # each one stored its upload durably, folder entry too
-                        job.result()
-                except BaseException:
-                    if self._open:  # rows must not outlive an upload that was not stored
-                        self._open = False
-                        self.db.execute("ROLLBACK")
-                    raise
-                if self._open:
+        # Wait for the uploads being stored without the lock (the other thread goes on), then,
+        # under it, for the few queued meanwhile: a thread storing uploads faster than the
+        # disk takes them cannot keep the sync (and the request behind it) waiting for ever.
+        futures.wait(list(self._blob_jobs.values()))
+        with self._lock:
+            jobs = list(self._blob_jobs.values())
+            self._blob_jobs = {}
+            try:
+                futures.wait(jobs)
+                for job in jobs:  # each one stored its upload durably, folder entry too
+                    job.result()
+            except BaseException:
+                if self._open:  # rows must not outlive an upload that was not stored
                     self._open = False
-                    self.db.execute("COMMIT")
-                    self._committed += 1
-                break
+                    self.db.execute("ROLLBACK")
+                raise
+            if self._open:
+                self._open = False
+                self.db.execute("COMMIT")
+                self._committed += 1
         self._make_durable()
 
     def _make_durable(self) -> None:
