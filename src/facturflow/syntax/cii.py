@@ -334,11 +334,9 @@ def _read_tax_total(term: str) -> Any:
 
 
 def _write_tax_total(term: str) -> Any:
+    # A BT-111 equal to BT-110 with BT-6 = BT-5 never gets here: write_cii leaves it out
+    # (facturflow.model.implied.without_redundant_tax_currency).
     def write(element: etree._Element, value: Any, tokens: Tokens) -> None:
-        if term == "BT-111" and tokens["tax_currency"] == tokens["currency"]:
-            stated = [n.text for n in element.iterfind("ram:TaxTotalAmount", NS)]
-            if stated == [format(value, "f")]:
-                return  # BT-6 = BT-5 and BT-111 = BT-110: one total states both (BR-CO-15)
         node = etree.SubElement(element, f"{{{NS['ram']}}}TaxTotalAmount")
         node.text = format(value, "f")
         node.set("currencyID", tokens["tax_currency" if term == "BT-111" else "currency"])
