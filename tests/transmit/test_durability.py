@@ -171,6 +171,23 @@ def test_every_commit_is_fsynced_before_the_outbox_returns(
             assert len(synced) == 1
 
 
+def test_an_upload_found_stored_still_has_its_folder_entry_made_durable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "blobs").mkdir()
+    # Renamed in by a run killed before it fsynced the folder: the entry may not be on disk.
+    (tmp_path / "blobs" / sha256(b"<Invoice/>")).write_bytes(b"<Invoice/>")
+    synced = _spy_wal_fsyncs(monkeypatch)
+    with Outbox(tmp_path, "org-1") as outbox:
+        _record(outbox, b"<Invoice/>", "N-1")
+        assert synced == [str(tmp_path / "blobs"), str(tmp_path / "outbox.sqlite3-wal")]
+        synced.clear()
+        with outbox.deferred():
+            _record(outbox, b"<Invoice/>", "N-2")
+            outbox.sync()
+        assert str(tmp_path / "blobs") in synced
+
+
 def test_an_upload_that_could_not_be_stored_is_not_committed(tmp_path: Path) -> None:
     outbox = Outbox(tmp_path, "org-1")
     try:

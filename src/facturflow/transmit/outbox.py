@@ -485,23 +485,23 @@ class Outbox:
 
 
 def _store_blob(folder: Path, upload_sha: str, data: bytes) -> None:
-    """Write `folder/upload_sha` durably, its folder entry included (unless it is there)."""
-    if _write_blob_file(folder, upload_sha, data):
-        _fsync_dir(folder)
+    """Write `folder/upload_sha` durably, its folder entry included."""
+    _write_blob_file(folder, upload_sha, data)
+    _fsync_dir(folder)
 
 
-def _write_blob_file(folder: Path, upload_sha: str, data: bytes) -> bool:
-    """Write and fsync `folder/upload_sha` (not its folder entry); False if it was there."""
+def _write_blob_file(folder: Path, upload_sha: str, data: bytes) -> None:
+    """Write and fsync `folder/upload_sha` unless it is there (not its folder entry: a file
+    found there may be one a killed run renamed in but never made durable)."""
     target = folder / upload_sha
     if target.exists() and sha256(target.read_bytes()) == upload_sha:
-        return False
+        return
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=".blob.")
     with os.fdopen(fd, "wb") as fh:
         fh.write(data)
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, target)
-    return True
 
 
 class _BlobWriter:
@@ -534,19 +534,18 @@ class _BlobWriter:
             if group[-1] is None:
                 running = False
             stored: list[Future[None]] = []
-            written = False
             for job in group:
                 if job is None:
                     continue
                 upload_sha, data, future = job
                 try:
-                    written = _write_blob_file(self.folder, upload_sha, data) or written
+                    _write_blob_file(self.folder, upload_sha, data)
                 except BaseException as exc:
                     future.set_exception(exc)
                 else:
                     stored.append(future)
             try:
-                if written:
+                if stored:
                     _fsync_dir(self.folder)
             except BaseException as exc:
                 for future in stored:
