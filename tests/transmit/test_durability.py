@@ -269,6 +269,20 @@ def test_sandbox_journal_left_by_a_kill_during_compaction_is_not_replayed(
     again.close()
 
 
+def test_sandbox_journal_replays_a_top_level_value_the_defaults_lack(tmp_path: Path) -> None:
+    state = _State(tmp_path)
+    state.snapshot()
+    state.data["added_later"] = 5
+    state.data["hashes"]["h"] = "x"
+    state.save()
+    del state.data["hashes"]["h"]
+    state.save()
+    state._log.close()  # killed: no snapshot on the way out
+    again = _State(tmp_path)
+    assert again.data["added_later"] == 5 and "h" not in again.data["hashes"]
+    again.close()
+
+
 # -- invoice fields -------------------------------------------------------------------------------
 
 

@@ -324,8 +324,8 @@ class _State:
                     return  # the journal of an older snapshot, which already holds its entries
                 continue
             for entry in entries:
-                if len(entry) == 2 and entry[0] in data and not isinstance(data[entry[0]], dict):
-                    data[entry[0]] = entry[1]  # a top-level value
+                if len(entry) == 2 and not isinstance(data.get(entry[0]), dict):
+                    data[entry[0]] = entry[1]  # a top-level value (collections are dicts)
                 elif len(entry) == 2:
                     collection = data.get(entry[0])
                     if isinstance(collection, dict):
