@@ -51,12 +51,6 @@ def corpus_rows() -> list[dict[str, str]]:
         return list(csv.DictReader(stream, delimiter="\t"))
 
 
-# Rule families that check terms the bindings do not map (README: "Not mapped"), so that a
-# source using those terms loses them on any write.
-# (Empty since the multi-vendor line terms EXT-FR-FE-164...181 are mapped.)
-UNMAPPED_RULES: dict[str, str] = {}
-
-
 @dataclass
 class Outcome:
     """What happened to one corpus file."""
@@ -150,11 +144,6 @@ def measure(path: Path, group: str, *, validate: bool = False) -> Outcome:
                                                           source_fatal)
         outcome.new_fatal = new_fatal_findings(document, converted_xml, path.name, source_fatal)
     return outcome
-
-
-# Rules that exist for one syntax only (its XSD-like structure rules, or Factur-X's CII
-# Schematron): a source in the other syntax never ran them, so they are reported apart.
-SYNTAX_ONLY = ("CII-SR-", "UBL-SR-", "FX-SCH-", "UBL-CR-", "UBL-DT-", "PEPPOL-")
 
 
 _FRENCH_RULE = re.compile(r"^BR-FR-(?:[A-Z]+-)?\d+")
