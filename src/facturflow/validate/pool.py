@@ -10,7 +10,8 @@ Workers are also recycled, so a long batch cannot grow: a worker whose resident 
 validated `max_tasks` files (default: no limit), is stopped between two files and replaced. Its
 results are already collected, so nothing is lost; the new worker compiles its stylesheets again
 (a few seconds of CPU), which is why the limits are high by default: with Saxon's young generation
-bounded (saxonheap.py) a worker validating typical invoices stays under 400 MB.
+bounded (saxonheap.py) a worker validating typical invoices of both syntaxes peaks at about
+550 MB (benchmarks/README.md, target 4).
 """
 
 from __future__ import annotations
@@ -27,8 +28,8 @@ from .report import LAYER_FAILED, Finding, Report
 
 Task = Callable[[str], Report]
 
-# About twice the peak of a worker on typical invoices: only an outlier (a huge invoice, or
-# growth we did not foresee) triggers a replacement and its recompilation.
+# About twice the resident set of a worker between two typical invoices of both syntaxes (about
+# 390 MB): only an outlier (a huge invoice, or unforeseen growth) triggers a replacement.
 DEFAULT_MAX_RSS_MB = 768.0
 
 
