@@ -25,7 +25,6 @@ from .generate import generate
 
 
 def _convert_one(path: str, plain_fonts: bool = False) -> tuple[bool, float, int]:
-    import facturflow.validate  # noqa: F401  (facturflow.rules alone is a circular import)
     from facturflow.convert import convert
     from facturflow.render import pdf as render_pdf
 

@@ -61,7 +61,6 @@ def _peak(stamps: list[float], window: float) -> int:
 def run_send(workdir: Path, quick: bool, say: Callable[[str], None]) -> dict[str, Any]:
     import httpx
 
-    import facturflow.validate  # noqa: F401  (facturflow.rules alone is a circular import)
     from facturflow.transmit.pipeline import SendOptions, send_invoices
     from facturflow.transmit.qonto import QontoClient, QontoConfig
 

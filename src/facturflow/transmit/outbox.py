@@ -24,7 +24,8 @@ since the last `sync()`, the answer of the request in flight), which the next ru
 it would redo a step whose answer was lost.
 
 The database runs with synchronous=NORMAL plus an explicit fsync of the WAL after every commit
-(`_make_durable`), done outside the lock so that the other thread does not wait for the disk.
+(`_make_durable`); in `sync()` that fsync happens outside the lock so that the other thread
+does not wait for the disk (outside `deferred()` only one thread writes, and it fsyncs under it).
 That is FULL's durability: a commit is on disk before anything that depends on it happens.
 Plain NORMAL would not do: in WAL mode it survives the process being killed but not the
 machine losing power, which can roll back the last commits. Re-running a lost `importing`,
@@ -200,8 +201,8 @@ class Outbox:
         self.db.row_factory = sqlite3.Row
         mode = self.db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
         # In WAL mode, NORMAL: a commit writes the WAL without fsync; _make_durable() then
-        # fsyncs the WAL after every commit, outside the lock: FULL's durability, without
-        # making the other thread wait for the disk (see the module docstring). Where WAL is
+        # fsyncs the WAL after every commit (outside the lock in sync()): FULL's durability,
+        # without making the other thread wait for the disk (see the module docstring). Where WAL is
         # not available (some network file systems), FULL syncs within each commit.
         self._wal: Path | None = None
         if str(mode).lower() == "wal":
