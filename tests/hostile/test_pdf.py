@@ -297,7 +297,7 @@ def test_outline_items_are_not_counted_as_cross_reference_sections() -> None:
     writer = PdfWriter()
     writer.add_blank_page(200, 200)
     for n in range(MAX_XREF_SECTIONS + 4):
-        writer.add_outline_item(f"chapter {n}", 0)
+        writer.add_outline_item(title=f"chapter {n}", page_number=0)
     out = io.BytesIO()
     writer.write(out)
     assert out.getvalue().count(b"/Prev") > MAX_XREF_SECTIONS
