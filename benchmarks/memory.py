@@ -1,5 +1,9 @@
 """Memory of one validating worker: `python -m benchmarks.memory COUNT FILE...` (a fresh process).
 
+`python -m benchmarks.memory --pool JOBS COUNT FILE...` measures the batch case instead:
+`validate_many` on JOBS worker processes (syntax affinity on, as by default) over the files
+repeated to COUNT, the parent sampling every worker's RSS and peak (VmHWM) twice a second.
+
 Validates the files round-robin COUNT times with facturflow.validate in this one process and prints
 JSON: resident set size (RSS) samples at checkpoints and the peak (VmHWM). Growth is measured from
 the end of the first full round (once every stylesheet is compiled) to the end. The peak is also
@@ -66,7 +70,82 @@ def _shares_mb() -> dict[str, float]:
     return {k: round(v, 1) for k, v in out.items()}
 
 
+def _proc_kb(pid: int, field: str) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def main_pool(jobs: int, count: int, files: list[Path]) -> int:
+    import multiprocessing
+    import threading
+
+    from facturflow.validate import syntax_family, validate_many
+
+    names = [str(files[i % len(files)]) for i in range(count)]
+    peaks: dict[int, float] = {}  # worker pid -> last VmHWM seen (MB)
+    rss: dict[int, list[float]] = {}  # worker pid -> RSS samples (MB)
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.wait(0.5):
+            for child in multiprocessing.active_children():
+                pid = child.pid
+                if pid is None:
+                    continue
+                hwm, now = _proc_kb(pid, "VmHWM") / 1024, _proc_kb(pid, "VmRSS") / 1024
+                if hwm:
+                    peaks[pid] = max(peaks.get(pid, 0.0), hwm)
+                    rss.setdefault(pid, []).append(now)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    started = time.perf_counter()
+    invalid = 0
+    for report in validate_many(names, jobs=jobs):
+        invalid += 0 if report.ok else 1
+    stop.set()
+    sampler.join()
+    per_worker = [
+        {
+            "peak_rss_mb": round(peaks[pid], 1),
+            # RSS a quarter into the worker's life (compiled by then), and at its end.
+            "rss_settled_mb": round(rss[pid][len(rss[pid]) // 4], 1),
+            "rss_last_mb": round(rss[pid][-1], 1),
+            "samples": len(rss[pid]),
+        }
+        for pid in sorted(peaks)
+    ]
+    long_lived = [w for w in per_worker if w["samples"] >= 10]
+    print(
+        json.dumps(
+            {
+                "mode": "pool",
+                "jobs": jobs,
+                "validations": count,
+                "files": len(files),
+                "syntaxes": sorted({str(syntax_family(str(f))) for f in files}),
+                "workers": per_worker,
+                "peak_rss_mb": max((w["peak_rss_mb"] for w in per_worker), default=0.0),
+                # Growth of the workers that lived long enough to tell (10 samples or more).
+                "growth_mb": max(
+                    (w["rss_last_mb"] - w["rss_settled_mb"] for w in long_lived), default=0.0
+                ),
+                "invalid_reports": invalid,
+                "seconds": time.perf_counter() - started,
+            }
+        )
+    )
+    return 0
+
+
 def main(argv: list[str]) -> int:
+    if argv and argv[0] == "--pool":
+        return main_pool(int(argv[1]), int(argv[2]), [Path(p) for p in argv[3:]])
     count = int(argv[0])
     files = [Path(p) for p in argv[1:]]
     import facturflow

@@ -429,8 +429,8 @@ def target_memory(cfg: Config) -> None:
     by_syntax = [[d.path for d in typical if d.syntax == s] for s in syntaxes]
     mixed = [p for group in itertools.zip_longest(*by_syntax) for p in group if p is not None]
     docs = mixed[:10] if cfg.quick else mixed[:50]
-    say(f"== 4. memory: one worker process, {count} validations over {len(docs)} invoices "
-        f"(target < 400 MB, no growth) ==")
+    say(f"== 4. memory: {count} validations over {len(docs)} invoices of both syntaxes, in one "
+        f"process, then on batch workers (target < 400 MB per worker, no growth) ==")
     cmd = [sys.executable, "-m", "benchmarks.memory", str(count), *map(str, docs)]
     m = run_measured(cmd, env={**os.environ, "PYTHONPATH": str(REPO)})
     wall = m.wall
@@ -444,6 +444,20 @@ def target_memory(cfg: Config) -> None:
     say("    RSS at checkpoints: " + ", ".join(
         f"{s['validations']}:{s['rss_mb']:.0f}" for s in data["samples"]))
     say(f"    {cmdline(cmd)}")
+    # The batch case: validate_many's workers, each kept to one syntax (pool affinity).
+    pool_cmd = [sys.executable, "-m", "benchmarks.memory", "--pool", str(cfg.jobs), str(count),
+                *map(str, docs)]
+    pm = run_measured(pool_cmd, env={**os.environ, "PYTHONPATH": str(REPO)})
+    pool_data = None
+    if pm.code != 0:
+        say(f"  batch workers: failed (exit {pm.code}): {pm.stderr[-500:]}")
+    else:
+        pool_data = json.loads(pm.stdout.strip().splitlines()[-1])
+        say(f"  facturflow batch workers (validate_many, {cfg.jobs} jobs, syntax affinity): peak "
+            f"RSS per worker {pool_data['peak_rss_mb']:.0f} MB (workers: " + ", ".join(
+                f"{w['peak_rss_mb']:.0f}" for w in pool_data["workers"]) + f"); growth "
+            f"{pool_data['growth_mb']:+.1f} MB, {pm.wall:.0f} s")
+        say(f"    {cmdline(pool_cmd)}")
     java = cfg.results.get("batch", {}).get("java")
     if java:
         ref_mb = java["peak_rss_mb"]
@@ -451,7 +465,7 @@ def target_memory(cfg: Config) -> None:
             f"{ref_mb:.0f} MB RSS; ratio {ratio(data['peak_rss_mb'], ref_mb)}")
     else:
         say("  reference: Java's peak RSS comes from the batch target (run it in the same call)")
-    cfg.results["memory"] = {**data, "command": cmd[:4]}
+    cfg.results["memory"] = {**data, "command": cmd[:4], "pool": pool_data}
 
 
 def target_convert(cfg: Config) -> None:

@@ -5,7 +5,11 @@ Benchmarks are never timed tests: nothing here asserts a duration.
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
+import subprocess
+import sys
 from decimal import Decimal
 from pathlib import Path
 
@@ -16,6 +20,8 @@ from lxml import etree
 
 import facturflow
 from benchmarks import run
+
+REPO = Path(__file__).resolve().parents[2]
 
 UBL_NS = {
     "cac": "urn:oasis:names:specification:ubl:schema:xsd:CommonAggregateComponents-2",
@@ -33,8 +39,11 @@ def test_generator_is_deterministic_and_sized() -> None:
 def test_generated_amounts_add_up() -> None:
     invoice = build_invoice(40, seed=1)
     breakdown = invoice.breakdown()
-    assert {rate for rate, _, _ in breakdown} == {Decimal("20.00"), Decimal("10.00"),
-                                                  Decimal("5.50")}
+    assert {rate for rate, _, _ in breakdown} == {
+        Decimal("20.00"),
+        Decimal("10.00"),
+        Decimal("5.50"),
+    }
     assert sum(basis for _, basis, _ in breakdown) == invoice.line_total
     assert invoice.grand_total == invoice.line_total + invoice.tax_total
     root = etree.fromstring(generate(40, "ubl", seed=1))
@@ -72,9 +81,34 @@ def test_java_reference_harness_runs_one_document(tmp_path: Path) -> None:
     doc.write_bytes(generate(2, "cii"))
     steps, _ = plan(detect_document(doc), DEFAULT_RULE_SETS)
     sheets = [s.artefact.path for s in steps if s.layer == "schematron"]
-    result = run_reference([(doc, sheets)], threads=1, warmup_seconds=0, min_warmup_passes=0,
-                           repeat=1, workdir=tmp_path, timeout=600)
+    result = run_reference(
+        [(doc, sheets)],
+        threads=1,
+        warmup_seconds=0,
+        min_warmup_passes=0,
+        repeat=1,
+        workdir=tmp_path,
+        timeout=600,
+    )
     assert result.raw["documents"] == 1
     assert result.raw["timed_transforms"] == len(sheets)
     assert result.raw["timed_failed_asserts"] == 0
     assert result.raw["runtime_errors"] == {}
+
+
+def test_memory_tool_measures_batch_workers() -> None:
+    fixtures = REPO / "fixtures" / "valid"
+    files = [fixtures / "fr-invoice-ubl-en16931.xml", fixtures / "fr-invoice-en16931.xml"]
+    out = subprocess.run(
+        [sys.executable, "-m", "benchmarks.memory", "--pool", "2", "40", *map(str, files)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    data = json.loads(out.stdout.strip().splitlines()[-1])
+    assert data["mode"] == "pool" and data["validations"] == 40 and data["invalid_reports"] == 0
+    assert data["syntaxes"] == ["cii", "ubl"]
+    assert data["workers"] and all(w["peak_rss_mb"] > 50 for w in data["workers"])

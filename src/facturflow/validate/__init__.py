@@ -243,6 +243,26 @@ def _validate_path(path: str) -> Report:
         )
 
 
+_SNIFF_BYTES = 4096
+
+
+def syntax_family(path: str) -> str | None:
+    """A cheap guess of a file's syntax family ("ubl" or "cii") from its first bytes, or None.
+
+    Only used to keep each batch worker to one syntax (pool affinity): a wrong guess costs
+    memory, never correctness, since the worker detects and validates the file in full.
+    """
+    with open(path, "rb") as stream:
+        head = stream.read(_SNIFF_BYTES)
+    if head.lstrip()[:5] == b"%PDF-":
+        return "cii"  # Factur-X / ZUGFeRD: the embedded invoice is CII
+    if b"urn:oasis:names:specification:ubl:schema:xsd:" in head:
+        return "ubl"
+    if b"urn:un:unece:uncefact:data:standard:CrossIndustryInvoice:" in head:
+        return "cii"
+    return None
+
+
 def default_jobs() -> int:
     return max(
         1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
@@ -259,6 +279,7 @@ def validate_many(
     limits: Limits = DEFAULT_LIMITS,
     recycle_after: int | None = None,
     max_worker_rss_mb: float | None = pool.DEFAULT_MAX_RSS_MB,
+    syntax_affinity: bool = True,
 ) -> Iterator[Report]:
     """Validate many files, in input order, on `jobs` worker processes (default: all cores).
 
@@ -266,7 +287,9 @@ def validate_many(
     file), a file that takes longer is stopped and reported with a fatal LAYER-FAILED finding,
     and the batch goes on; without it and with one job, files are validated in this process.
     A worker is replaced between two files after `recycle_after` files, or once its resident
-    memory passes `max_worker_rss_mb` (None: no limit), so that a long batch cannot grow.
+    memory passes `max_worker_rss_mb` (None: no limit), so that a long batch cannot grow. With
+    `syntax_affinity` (default), each worker keeps to files of one syntax (UBL or CII) and so
+    holds only that syntax's stylesheets (see validate/pool.py).
     """
     packs = _packs(rule_packs)
     rule_sets = parse_rule_sets(rules, packs)
@@ -292,4 +315,5 @@ def validate_many(
         timeout,
         max_tasks=recycle_after,
         max_rss_mb=max_worker_rss_mb,
+        affinity=syntax_family if syntax_affinity else None,
     )

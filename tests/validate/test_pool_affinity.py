@@ -1,0 +1,153 @@
+"""Syntax affinity in the batch pool: each worker keeps to one syntax; nothing lost or reordered."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from facturflow import validate_many
+from facturflow.validate import pool, syntax_family
+from facturflow.validate.report import Report
+
+from .helpers import FIXTURES, VALID_CII, VALID_PDF, VALID_UBL
+
+
+def _init() -> None:
+    pass
+
+
+def _whoami(name: str) -> Report:
+    """A report naming the file and the worker that produced it (no Saxon: fast)."""
+    return Report(
+        path=f"{name}@{os.getpid()}", container=None, syntax=None, profile=None, findings=()
+    )
+
+
+def _key(name: str) -> str | None:
+    """Test affinity: 'u…' files are one syntax, 'c…' another, anything else unknown."""
+    if name == "boom":
+        raise OSError("cannot read")
+    return {"u": "ubl", "c": "cii"}.get(name[0])
+
+
+Run = tuple[list[str], dict[str, set[str]], dict[str, int]]
+
+
+def _run(names: list[str], jobs: int, **kwargs: Any) -> Run:
+    stats: dict[str, int] = {}
+    reports = list(pool.run(names, _whoami, _init, (), jobs, None, stats=stats, **kwargs))
+    got = [r.path.split("@")[0] for r in reports]
+    keys_by_worker: dict[str, set[str]] = {}
+    for r in reports:
+        name, worker = r.path.split("@")
+        key = _key(name) if name != "boom" else None
+        if key is not None:
+            keys_by_worker.setdefault(worker, set()).add(key)
+    return got, keys_by_worker, stats
+
+
+def test_each_worker_keeps_to_one_syntax_in_a_mixed_batch() -> None:
+    names = [f"{'uc'[i % 3 == 0]}{i}" for i in range(60)]  # one CII for two UBL, interleaved
+    got, keys_by_worker, _ = _run(names, 2, affinity=_key)
+    assert got == names  # input order, every file once
+    assert keys_by_worker and all(len(keys) == 1 for keys in keys_by_worker.values())
+    assert {k for keys in keys_by_worker.values() for k in keys} == {"ubl", "cii"}
+
+
+def test_without_affinity_workers_mix_syntaxes() -> None:
+    names = [f"{'uc'[i % 2]}{i}" for i in range(40)]
+    got, keys_by_worker, stats = _run(names, 2)
+    assert got == names
+    assert any(len(keys) == 2 for keys in keys_by_worker.values())
+    assert stats["switched"] == 0
+
+
+def test_a_worker_whose_syntax_ran_out_is_replaced_not_mixed() -> None:
+    # One UBL file, then only CII files, beyond a small window: the UBL worker must switch.
+    names = ["u0"] + [f"c{i}" for i in range(1, 30)]
+    got, keys_by_worker, stats = _run(names, 2, affinity=_key, window=4, switch_after=1)
+    assert got == names
+    assert all(len(keys) == 1 for keys in keys_by_worker.values())
+    assert stats["switched"] >= 1
+    assert stats["started"] == 2 + stats["switched"] + stats["recycled"]
+    assert len([k for k in keys_by_worker.values() if k == {"cii"}]) >= 2
+
+
+def test_the_tail_of_a_batch_is_left_to_the_workers_of_its_syntax() -> None:
+    # Few files of the other syntax left: waiting is cheaper than a fresh worker compiling.
+    names = ["u0"] + [f"c{i}" for i in range(1, 30)]
+    got, keys_by_worker, stats = _run(names, 2, affinity=_key, window=4)
+    assert got == names
+    assert stats["switched"] == 0 and stats["started"] == 2
+    assert sorted(map(sorted, keys_by_worker.values())) == [["cii"], ["ubl"]]
+
+
+def test_workers_never_all_wait_while_files_are_left() -> None:
+    # Both workers hold UBL when only CII files remain: one of them must switch.
+    names = ["u0", "u1", "u2", "u3"] + [f"c{i}" for i in range(4, 12)]
+    got, keys_by_worker, _ = _run(names, 2, affinity=_key, window=2)
+    assert got == names
+    assert all(len(keys) == 1 for keys in keys_by_worker.values())
+
+
+def test_unknown_and_unreadable_keys_go_to_any_worker() -> None:
+    names = ["u0", "x1", "boom", "c3", "x4", "u5", "c6"]
+    got, keys_by_worker, _ = _run(names, 2, affinity=_key)
+    assert got == names
+    assert all(len(keys) == 1 for keys in keys_by_worker.values())
+
+
+def test_window_must_be_positive() -> None:
+    with pytest.raises(ValueError):
+        list(pool.run(["a"], _whoami, _init, (), 1, None, affinity=_key, window=0))
+
+
+def test_syntax_family_sniffs_the_fixtures(tmp_path: Path) -> None:
+    assert syntax_family(str(VALID_UBL)) == "ubl"
+    assert syntax_family(str(VALID_CII)) == "cii"
+    assert syntax_family(str(VALID_PDF)) == "cii"
+    other = tmp_path / "other.xml"
+    other.write_bytes(b"<?xml version='1.0'?><note/>")
+    assert syntax_family(str(other)) is None
+
+
+def test_real_batch_workers_each_compile_one_syntax() -> None:
+    files = [VALID_UBL, VALID_CII, VALID_PDF] * 3
+    stats: dict[str, int] = {}
+    reports = list(
+        pool.run(
+            [str(f) for f in files],
+            _whoami,
+            _init,
+            (),
+            2,
+            None,
+            stats=stats,
+            affinity=syntax_family,
+        )
+    )
+    workers: dict[str, set[str | None]] = {}
+    for r in reports:
+        name, worker = r.path.split("@")
+        workers.setdefault(worker, set()).add(syntax_family(name))
+    assert all(len(families) == 1 for families in workers.values())
+
+
+def test_validate_many_with_affinity_gives_the_reports_of_one_process() -> None:
+    paths = sorted(FIXTURES.rglob("*.xml")) + sorted(FIXTURES.rglob("*.pdf"))
+    alone = [
+        (r.path, r.ok, [(f.rule, f.severity) for f in r.findings])
+        for r in validate_many(paths, jobs=1)
+    ]
+    pooled = [
+        (r.path, r.ok, [(f.rule, f.severity) for f in r.findings])
+        for r in validate_many(paths, jobs=2)
+    ]
+    unmixed = [
+        (r.path, r.ok, [(f.rule, f.severity) for f in r.findings])
+        for r in validate_many(paths, jobs=2, syntax_affinity=False)
+    ]
+    assert pooled == alone == unmixed
