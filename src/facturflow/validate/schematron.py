@@ -18,7 +18,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 from lxml import etree
 
@@ -28,7 +28,10 @@ from .derive_cache import cached_derive
 from .report import LAYER_FAILED, Finding, Location, Severity
 
 SVRL = "http://purl.oclc.org/dsdl/svrl"
-_NS = {"svrl": SVRL}
+_FIRED_TAG = f"{{{SVRL}}}fired-rule"
+_FAILED_TAG = f"{{{SVRL}}}failed-assert"
+_REPORT_TAG = f"{{{SVRL}}}successful-report"
+_TEXT_TAG = f"{{{SVRL}}}text"
 _MAX_FINDINGS = 500
 _MAX_MESSAGE = 1000
 # saxonche 13 reserves about 33 GiB of address space when it starts, and aborts the whole
@@ -239,9 +242,7 @@ def parse_svrl(
         root = etree.fromstring(svrl, parser)
     except etree.XMLSyntaxError as exc:
         return [layer_failed(artefact, f"unreadable SVRL output: {exc}")], False
-    if root.find("svrl:fired-rule", _NS) is None and not root.xpath(
-        "boolean(//svrl:fired-rule)", namespaces=_NS
-    ):
+    if root.find(_FIRED_TAG) is None and next(root.iter(_FIRED_TAG), None) is None:
         return [
             layer_failed(
                 artefact,
@@ -250,30 +251,29 @@ def parse_svrl(
             )
         ], False
     findings: list[Finding] = []
-    nodes = cast(
-        list[etree._Element],
-        root.xpath("//svrl:failed-assert | //svrl:successful-report", namespaces=_NS),
-    )
+    # Document order, as the SVRL lists them (iter() walks in document order).
+    nodes = list(itertools.islice(root.iter(_FAILED_TAG, _REPORT_TAG), _MAX_FINDINGS + 1))
+    locator = _Locator(tree)
     for node in nodes[:_MAX_FINDINGS]:
-        findings.append(_finding(node, artefact, tree))
+        findings.append(_finding(node, artefact, locator))
     if len(nodes) > _MAX_FINDINGS:
+        more = sum(1 for _ in root.iter(_FAILED_TAG, _REPORT_TAG)) - _MAX_FINDINGS
         findings.append(
             Finding(
                 layer="schematron",
                 rule="TRUNCATED",
                 severity="information",
-                message=f"{len(nodes) - _MAX_FINDINGS} more findings of {artefact.name} not listed",
+                message=f"{more} more findings of {artefact.name} not listed",
                 artefact=artefact.name,
             )
         )
     return findings, True
 
 
-def _finding(node: etree._Element, artefact: Artefact, tree: etree._ElementTree | None) -> Finding:
-    text_node = node.find("svrl:text", _NS)
-    message = (
-        " ".join("".join(map(str, text_node.itertext())).split()) if text_node is not None else ""
-    )
+def _finding(node: etree._Element, artefact: Artefact, locator: _Locator) -> Finding:
+    text_node = node.find(_TEXT_TAG)
+    text = "" if text_node is None else "".join(map(str, text_node.itertext()))
+    message = " ".join(text.split())
     assert_id = node.get("id")
     rule = assert_id
     if not rule or _INTERNAL_ID.match(rule):
@@ -289,11 +289,28 @@ def _finding(node: etree._Element, artefact: Artefact, tree: etree._ElementTree 
         rule=rule,
         severity=severity,
         message=_cap(message),
-        location=Location(xpath=xpath, line=_line_of(tree, xpath)),
+        location=Location(xpath=xpath, line=locator.line(xpath)),
         assert_id=assert_id if assert_id != rule else None,
         business_terms=terms,
         artefact=artefact.name,
     )
+
+
+class _Locator:
+    """Source lines of SVRL locations in one document, memoised: the findings of one report
+    often share a location, and always share the leading steps of their paths."""
+
+    def __init__(self, tree: etree._ElementTree | None) -> None:
+        self._tree = tree
+        self._lines: dict[str, int | None] = {}
+        self._elements: dict[str, etree._Element | None] = {}
+
+    def line(self, xpath: str | None) -> int | None:
+        if xpath is None:
+            return None
+        if xpath not in self._lines:
+            self._lines[xpath] = _line_of(self._tree, xpath, self._elements)
+        return self._lines[xpath]
 
 
 def _unnamed_rule(node: etree._Element, message: str) -> str:
@@ -308,11 +325,15 @@ def _cap(text: str) -> str:
     return text if len(text) <= _MAX_MESSAGE else text[:_MAX_MESSAGE] + "…[truncated]"
 
 
-def _line_of(tree: etree._ElementTree | None, xpath: str | None) -> int | None:
+def _line_of(
+    tree: etree._ElementTree | None,
+    xpath: str | None,
+    walked_prefixes: dict[str, etree._Element | None] | None = None,
+) -> int | None:
     """The source line of the node an SVRL location points at (XPath 2 steps made XPath 1)."""
     if tree is None or not xpath or not xpath.startswith("/"):
         return None
-    walked = _walk_location(tree, xpath)
+    walked = _walk_location(tree, xpath, walked_prefixes)
     if walked is not _NOT_WALKED:
         if isinstance(walked, etree._Element) and isinstance(walked.sourceline, int):
             return walked.sourceline
@@ -346,9 +367,15 @@ _FULL_ATTRIBUTE = re.compile(
 _NOT_WALKED = object()
 
 
-def _walk_location(tree: etree._ElementTree, xpath: str) -> object:
+def _walk_location(
+    tree: etree._ElementTree,
+    xpath: str,
+    walked_prefixes: dict[str, etree._Element | None] | None = None,
+) -> object:
     """The element (or attribute's element) `xpath` selects, None when it selects nothing, or
-    _NOT_WALKED when the path is not of the skeleton's shape (then XPath decides)."""
+    _NOT_WALKED when the path is not of the skeleton's shape (then XPath decides).
+
+    `walked_prefixes` memoises the element each leading run of steps selects (same tree)."""
     element: etree._Element | None = None
     at = 0
     while at < len(xpath):
@@ -359,13 +386,20 @@ def _walk_location(tree: etree._ElementTree, xpath: str) -> object:
                 return _NOT_WALKED
             name = attribute[1] or attribute[2]
             return element if element.get(name) is not None else None
-        local, uri, index = step.groups()
-        tag = f"{{{uri}}}{local}"
-        if element is None:
-            root = tree.getroot()
-            found = root if root.tag == tag and index == "1" else None
+        prefix = xpath[: step.end()]
+        if walked_prefixes is not None and prefix in walked_prefixes:
+            found = walked_prefixes[prefix]
         else:
-            found = next(itertools.islice(element.iterchildren(tag), int(index) - 1, None), None)
+            local, uri, index = step.groups()
+            tag = f"{{{uri}}}{local}"
+            if element is None:
+                root = tree.getroot()
+                found = root if root.tag == tag and index == "1" else None
+            else:
+                children = element.iterchildren(tag)
+                found = next(itertools.islice(children, int(index) - 1, None), None)
+            if walked_prefixes is not None:
+                walked_prefixes[prefix] = found
         if found is None:
             return None
         element = found
