@@ -74,3 +74,20 @@ def test_walk_matches_xpath_on_corpus_invoices(monkeypatch: pytest.MonkeyPatch) 
         assert [schematron._line_of(tree, p) for p in paths] == [
             _by_xpath(tree, p, monkeypatch) for p in paths
         ], file
+
+
+def test_memoised_walks_give_the_lines_of_fresh_walks(monkeypatch: pytest.MonkeyPatch) -> None:
+    # One memo for many paths of one tree (as parse_svrl uses it): shared leading steps are
+    # walked once, and a cached miss ([3] of two siblings) must stay a miss for longer paths.
+    tree = etree.ElementTree(etree.fromstring(_DOC))
+    paths = _locations(tree)
+    missing = paths[3].replace("[2]", "[3]")
+    queries = [*paths, missing, missing + "/*:ID[namespace-uri()='http://example.com/c/2'][1]"]
+    queries += list(reversed(paths))
+    memo: dict[str, etree._Element | None] = {}
+    memoised = [schematron._line_of(tree, p, memo) for p in queries]
+    assert memoised == [_by_xpath(tree, p, monkeypatch) for p in queries]
+    assert memo  # the memo was used
+    locator = schematron._Locator(tree)
+    assert [locator.line(p) for p in queries] == memoised
+    assert locator.line(None) is None
