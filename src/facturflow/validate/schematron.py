@@ -15,6 +15,7 @@ import os
 import re
 import resource
 import sys
+import tempfile
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -158,9 +159,56 @@ class SaxonDocument:
 
     def node(self, engine: _Engine) -> Any:
         if self._node is None or self._pid != engine.pid:
-            self._node = engine.processor.parse_xml(xml_text=self._xml.decode("utf-8"))
+            self._node = _parse_for_saxon(engine, self._xml)
             self._pid = engine.pid
         return self._node
+
+
+# Saxon parses a file about 1.5 times faster than the same document handed over as a string (the
+# string crosses into the isolate and is read as characters): documents from this size on go
+# through a scratch file of this process's own, unnamed (no other process can open it, nothing
+# is left behind even on SIGKILL) and on tmpfs where there is one.
+_SCRATCH_MIN_BYTES = 16 * 1024
+_scratch: tuple[int, int] | None = None  # (pid, file descriptor)
+
+
+def _scratch_fd() -> int | None:
+    global _scratch
+    pid = os.getpid()
+    if _scratch is not None and _scratch[0] == pid:
+        return _scratch[1]
+    if not sys.platform.startswith("linux") or not os.path.isdir("/proc/self/fd"):
+        return None
+    folder = "/dev/shm" if os.access("/dev/shm", os.W_OK | os.X_OK) else tempfile.gettempdir()
+    try:
+        fd = os.open(folder, os.O_TMPFILE | os.O_RDWR, 0o600)
+    except (OSError, AttributeError):
+        try:
+            fd, name = tempfile.mkstemp(dir=folder, prefix="facturflow-", suffix=".xml")
+            os.unlink(name)
+        except OSError:
+            return None
+    _scratch = (pid, fd)  # an inherited descriptor (after fork) is left to the parent
+    return fd
+
+
+def _parse_for_saxon(engine: _Engine, xml: bytes) -> Any:
+    """Saxon's tree of `xml` (UTF-8 bytes): from the scratch file when large enough."""
+    fd = _scratch_fd() if len(xml) >= _SCRATCH_MIN_BYTES else None
+    if fd is not None:
+        try:
+            os.ftruncate(fd, 0)
+            written = 0
+            view = memoryview(xml)
+            while written < len(xml):
+                written += os.pwrite(fd, view[written:], written)
+            return engine.processor.parse_xml(xml_file_name=f"/proc/self/fd/{fd}")
+        except Exception:  # the string route below is the reference: it decides
+            pass
+        finally:
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, 0)  # give tmpfs its memory back
+    return engine.processor.parse_xml(xml_text=xml.decode("utf-8"))
 
 
 def layer_failed(artefact: Artefact, cause: str) -> Finding:
