@@ -33,6 +33,18 @@ Rewrites (found by profiling, see benchmarks/README.md):
   document pool lives one transformation): 35 ms of the 50 ms Factur-X EN 16931 spends on a
   typical invoice. It becomes a stylesheet parameter that the caller sets once, per compiled
   stylesheet, to the same file parsed once (`Derived.documents` names the parameter and file).
+- ``descendant-key``: the asserts test the whole invoice with absolute paths such as
+  ``//cac:ClassifiedTaxCategory[...]`` or ``//ram:CategoryCode`` (about 170 in the root-context
+  rule of EN 16931 UBL alone), each a search of the whole document per evaluation. Each
+  ``//prefix:name`` becomes ``key('facturflow-descendants', '{uri}name')``, one key matching all
+  the names so rewritten, whose index Saxon builds with one walk per document: the same
+  elements, in document order. Only in the XPath attributes of instructions inside templates,
+  for an absolute ``//`` (not ``a//b``, ``$v//b``, nor in string literals or comments) followed
+  by a prefixed element name and predicates that cannot be positional (``//x[1]`` keeps its
+  ``//``), and not in expressions that name another document (code lists). Off by default
+  (`DESCENDANT_KEY_STYLESHEETS` is empty): Saxon's own ``//name`` is already cheap on its tiny
+  trees, and building the key's index per document cost more than it saved on every built-in
+  stylesheet measured; ``derive(path, descendant_key=True)`` applies it.
 
 `python -m facturflow.validate.derive OUTDIR` writes the derived files for inspection.
 """
@@ -81,8 +93,17 @@ class Derived:
         return f"{self.source_sha256}:{DERIVE_VERSION}:{','.join(self.rewrites)}"
 
 
-def derive(path: Path) -> Derived:
-    """The derived form of one official stylesheet (its own bytes when no rewrite applies)."""
+# The stylesheets descendant-key applies to by default: those where it was measured faster.
+# None so far: on the corpus (fresh document per transformation, A/B interleaved) it was
+# neutral or slower for every built-in stylesheet (figures in the commit adding it).
+DESCENDANT_KEY_STYLESHEETS: frozenset[str] = frozenset()
+
+
+def derive(path: Path, *, descendant_key: bool | None = None) -> Derived:
+    """The derived form of one official stylesheet (its own bytes when no rewrite applies).
+
+    `descendant_key` forces that rewrite on or off; None applies it to the file names listed in
+    DESCENDANT_KEY_STYLESHEETS."""
     raw = path.read_bytes()
     digest = hashlib.sha256(raw).hexdigest()
     parser = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=True)
@@ -101,6 +122,10 @@ def derive(path: Path) -> Derived:
     documents = _codedb_as_parameter(tree, path.parent)
     if documents:
         applied.append("codedb-param")
+    if descendant_key is None:
+        descendant_key = path.name in DESCENDANT_KEY_STYLESHEETS
+    if descendant_key and _key_descendants(tree):
+        applied.append("descendant-key")
     if not applied:
         return Derived(path, digest, raw, ())
     text = etree.tostring(tree, xml_declaration=True, encoding="UTF-8")
@@ -566,6 +591,262 @@ def _codedb_as_parameter(tree: etree._ElementTree, folder: Path) -> tuple[tuple[
             element.set(attr, new)
     _declare(root, "param", name=CODEDB_PARAMETER, **{"as": "document-node()"}, required="yes")
     return ((CODEDB_PARAMETER, path),)
+
+
+# descendant-key ---------------------------------------------------------------------------------
+
+DESCENDANT_KEY = "facturflow-descendants"
+# One XPath token: whitespace, a string literal (doubled quotes inside), a number, a variable
+# reference, a name (QName, NCName:*, *:NCName), or an operator/punctuation mark. A comment
+# "(:" is recognised before the parenthesis; anything else (maps, EQNames, "#", "?") is not an
+# expression this rewrite reads: the tokeniser gives up and the expression stays as it is.
+_XPATH_TOKEN = re.compile(
+    r"""(?P<ws>\s+)
+    |(?P<comment>\(:)
+    |(?P<string>"(?:[^"]|"")*"|'(?:[^']|'')*')
+    |(?P<number>(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?)
+    |(?P<var>\$[^\W\d][\w.-]*(?::[^\W\d][\w.-]*)?)
+    |(?P<name>[^\W\d][\w.-]*(?::(?:[^\W\d][\w.-]*|\*))?|\*:[^\W\d][\w.-]*)
+    |(?P<op>//|::|\.\.|!=|<=|>=|<<|>>|\|\||[/()\[\],|=<>+\-*@.!])""",
+    re.VERBOSE,
+)
+# Names that, where an operator is expected, are operators (XPath's disambiguation rule); any
+# other name there ("instance of", "cast as", ...) makes the tokeniser give up.
+_OPERATOR_NAMES = frozenset((
+    "and", "or", "div", "idiv", "mod", "eq", "ne", "lt", "le", "gt", "ge", "is", "to", "union",
+    "intersect", "except", "in", "return", "satisfies", "then", "else",
+))
+_COMPARISONS = frozenset((
+    "=", "!=", "<", ">", "<=", ">=", "<<", ">>", "eq", "ne", "lt", "le", "gt", "ge", "is", "and",
+    "or",
+))
+_BOOLEAN_CALLS = frozenset((
+    "not", "exists", "empty", "boolean", "contains", "starts-with", "ends-with", "matches",
+))
+_CONTROL_NAMES = frozenset((
+    "if", "for", "let", "some", "every", "return", "satisfies", "then", "else", "in",
+))
+_OTHER_DOCUMENTS = re.compile(
+    r"\b(document|doc|doc-available|collection|uri-collection)\s*\(|codedb"
+)
+
+
+@dataclass(frozen=True)
+class _Token:
+    kind: str  # ws, string, number, var, name, opname (a name used as operator), op
+    text: str
+    start: int
+    end: int
+    absolute: bool  # for "//": True when it starts an absolute path (no operand before it)
+
+
+def _xpath_tokens(xpath: str) -> list[_Token] | None:
+    """The tokens of an XPath expression, comments dropped, or None when it is not read.
+
+    Each "//" is marked absolute when no operand precedes it (start, "(", "[", ",", an
+    operator): then it starts a path from the root; after a name, ")", "]", ".", a literal or a
+    variable it is the path operator of a relative path ("a//b", "$v//b", "f()//b").
+    """
+    tokens: list[_Token] = []
+    at = 0
+    after_operand = False
+    while at < len(xpath):
+        m = _XPATH_TOKEN.match(xpath, at)
+        if m is None:
+            return None
+        kind = m.lastgroup or ""
+        if kind == "comment":  # (: ... :), nested
+            depth, at = 1, m.end()
+            while depth:
+                close = xpath.find(":)", at)
+                opening = xpath.find("(:", at)
+                if close < 0:
+                    return None
+                if 0 <= opening < close:
+                    depth, at = depth + 1, opening + 2
+                else:
+                    depth, at = depth - 1, close + 2
+            continue
+        text = m.group(0)
+        at = m.end()
+        absolute = False
+        if kind == "ws":
+            pass
+        elif kind in ("string", "number", "var"):
+            after_operand = True
+        elif kind == "name":
+            if after_operand:
+                if text not in _OPERATOR_NAMES:
+                    return None  # "instance of", "cast as", ... or not XPath
+                kind = "opname"
+                after_operand = False
+            else:
+                after_operand = True
+        elif text in (")", "]", ".", ".."):
+            after_operand = True
+        elif text == "*":
+            after_operand = not after_operand  # a wildcard name test, or the multiplication
+        else:
+            absolute = text == "//" and not after_operand
+            after_operand = False
+        tokens.append(_Token(kind, text, m.start(), m.end(), absolute))
+    return [t for t in tokens if t.kind != "ws"]
+
+
+def _closing(tokens: list[_Token], i: int) -> int | None:
+    """The index of the token closing the "(" or "[" at index i."""
+    depth = 0
+    for j in range(i, len(tokens)):
+        if tokens[j].kind == "op" and tokens[j].text in ("(", "["):
+            depth += 1
+        elif tokens[j].kind == "op" and tokens[j].text in (")", "]"):
+            depth -= 1
+            if depth == 0:
+                return j
+    return None
+
+
+def _non_positional(tokens: list[_Token]) -> bool:
+    """True when a predicate (its tokens, brackets excluded) is provably not numeric.
+
+    A predicate whose value is a number selects by position (``[1]``, ``[$n]``,
+    ``[last()]``): those keep their ``//``. Accepted: a comparison or ``and``/``or`` at the
+    top level (outside brackets; no "," or if/for/let/some/every there), a single call of a
+    boolean function, or a relative path of names (``cbc:ID``, ``cac:X/@y``).
+    """
+    if not tokens:
+        return False
+    for k, token in enumerate(tokens):
+        if (token.kind == "name" and token.text in ("position", "last")
+                and k + 1 < len(tokens) and tokens[k + 1].text == "("):
+            return False
+    top: list[_Token] = []
+    depth = 0
+    for token in tokens:
+        if token.kind == "op" and token.text in ("(", "["):
+            if depth == 0:
+                top.append(token)
+            depth += 1
+        elif token.kind == "op" and token.text in (")", "]"):
+            depth -= 1
+        elif depth == 0:
+            top.append(token)
+    if depth:
+        return False
+    if any(t.text == "," or (t.kind in ("name", "opname") and t.text in _CONTROL_NAMES)
+           for t in top):
+        return False
+    if any(t.kind in ("op", "opname") and t.text in _COMPARISONS for t in top):
+        return True
+    first = tokens[0]
+    if (first.kind == "name" and first.text in _BOOLEAN_CALLS and len(tokens) > 1
+            and tokens[1].text == "(" and _closing(tokens, 1) == len(tokens) - 1):
+        return True
+    # a relative path of names: name (/ name)* with an optional @ on the last step
+    texts = [t.text if t.kind != "name" else "N" for t in tokens]
+    return re.fullmatch(r"(N/)*@?N", "".join(texts)) is not None and all(
+        "*" not in t.text for t in tokens if t.kind == "name")
+
+
+def _descendant_lookups(
+    xpath: str, nsmap: dict[str | None, str]
+) -> list[tuple[int, int, str, str]]:
+    """The ``//prefix:name`` steps of an expression that a key lookup can replace:
+    (start, end, namespace URI, local name) of the text ``//prefix:name`` for each.
+
+    Qualifies: an absolute ``//`` (nothing before it that ends an operand), then a prefixed
+    element name test (bound in `nsmap`), then only predicates that cannot be positional (see
+    `_non_positional`); what follows is free (``E1/E2`` depends only on the nodes of E1).
+    """
+    if _OTHER_DOCUMENTS.search(xpath):
+        return []  # the path may be evaluated over another document: not read
+    tokens = _xpath_tokens(xpath)
+    if tokens is None:
+        return []
+    found = []
+    for i, token in enumerate(tokens):
+        if not (token.kind == "op" and token.text == "//" and token.absolute):
+            continue
+        if i + 1 >= len(tokens) or tokens[i + 1].kind != "name":
+            continue
+        step = tokens[i + 1]
+        prefix, colon, local = step.text.partition(":")
+        if not colon or "*" in step.text:
+            continue  # unprefixed (xpath-default-namespace?) or a wildcard
+        uri = nsmap.get(prefix)
+        if not uri or "'" in uri or "}" in uri:
+            continue
+        j = i + 2
+        if j < len(tokens) and tokens[j].text in ("(", "::"):
+            continue  # not an element name test
+        ok = True
+        while j < len(tokens) and tokens[j].kind == "op" and tokens[j].text == "[":
+            close = _closing(tokens, j)
+            if close is None or not _non_positional(tokens[j + 1:close]):
+                ok = False
+                break
+            j = close + 1
+        if ok:
+            found.append((token.start, step.end, uri, local))
+    return found
+
+
+def _key_descendants(tree: etree._ElementTree) -> bool:
+    """Replace each qualifying ``//p:n`` by ``key(K, '{uri}n')`` over one key of all the names.
+
+    ``//p:n`` is ``root(.)/descendant-or-self::node()/child::p:n``: every element so named in
+    the document of the context node, in document order; so is ``key(K, '{uri}n')`` for a key
+    K matching those names, whose index Saxon builds with one walk per document (instead of
+    one walk per evaluation). Predicates after the name test keep their meaning on the key's
+    result as long as they cannot be positional. Only in XPath attributes of instructions
+    inside templates (the focus is a node of the invoice), never in patterns, xsl:key, global
+    declarations, functions or attribute value templates.
+    """
+    root = tree.getroot()
+    if any(k.get("name") == DESCENDANT_KEY for k in root.iter(f"{_X}key")):
+        return False
+    names: dict[tuple[str, str], None] = {}
+    edits: list[tuple[etree._Element, str, str]] = []
+    for element, attr, value in list(_xpath_attributes(root)):
+        if "//" not in value or element.tag == f"{_X}key":
+            continue
+        if (next(element.iterancestors(f"{_X}template"), None) is None
+                or next(element.iterancestors(f"{_X}function"), None) is not None
+                or any(_OTHER_DOCUMENTS.search(e.get("select") or "")
+                       for e in element.iterancestors(f"{_X}for-each", f"{_X}for-each-group"))):
+            continue  # no focus, or maybe a node of another document
+        lookups = _descendant_lookups(value, dict(element.nsmap))
+        if not lookups:
+            continue
+        out, at = [], 0
+        for start, end, uri, local in lookups:
+            out += [value[at:start], f"key('{DESCENDANT_KEY}', '{{{uri}}}{local}')"]
+            at = end
+            names[(uri, local)] = None
+        element.set(attr, "".join(out) + value[at:])
+        edits.append((element, attr, value))
+    if not names:
+        return False
+    # Prefixes of its own, declared on the xsl:key (added last, so that lxml keeps the
+    # declarations where they are: the declarations after xsl:import may come in any order).
+    prefixes: dict[str, str] = {}
+    for uri, _ in names:
+        if uri not in prefixes:
+            prefixes[uri] = next(p for n in range(len(names) + len(root.nsmap) + 1)
+                                 if (p := f"ffdk{n}") not in root.nsmap
+                                 and p not in prefixes.values())
+    key = etree.SubElement(root, f"{_X}key",
+                           nsmap={prefix: uri for uri, prefix in prefixes.items()})
+    key.set("name", DESCENDANT_KEY)
+    key.set("match", "|".join(f"{prefixes[uri]}:{local}" for uri, local in names))
+    key.set("use", "concat('{', namespace-uri(), '}', local-name())")
+    key.tail = "\n"
+    if any(key.nsmap.get(prefix) != uri for uri, prefix in prefixes.items()):
+        root.remove(key)  # not expected: lxml moved the declarations; undo everything
+        for element, attr, value in edits:
+            element.set(attr, value)
+        return False
+    return True
 
 
 def main(argv: list[str]) -> int:
