@@ -29,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import multiprocessing
+import os
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
@@ -52,16 +53,17 @@ DEFAULT_WINDOW = 256
 DEFAULT_SWITCH_AFTER = 128
 
 
+_PAGE_MB = (os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096) / 1024**2
+
+
 def rss_mb(pid: int) -> float | None:
     """The resident set size of a process in MB, or None where /proc cannot tell."""
     try:
-        with open(f"/proc/{pid}/status", encoding="ascii", errors="replace") as status:
-            for line in status:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024
+        # statm's second field: resident pages (one short line, read after every file).
+        with open(f"/proc/{pid}/statm", "rb") as statm:
+            return int(statm.read().split()[1]) * _PAGE_MB
     except (OSError, ValueError, IndexError):
         return None
-    return None
 
 
 def _context() -> Any:
