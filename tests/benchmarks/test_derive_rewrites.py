@@ -209,3 +209,118 @@ def test_bare_active_pattern(content: str, emptied: bool, tmp_path: Path) -> Non
         assert 'id="P1" name="Pattern one"' in official
         assert got.count("<svrl:active-pattern/>") == 2
     assert _bare(got, "active-pattern") == _bare(official, "active-pattern")
+
+
+# --- path-dispatch ---------------------------------------------------------------------------
+
+_PATHS = """<xsl:stylesheet xmlns:xsl="http://www.w3.org/1999/XSL/Transform"
+    xmlns:svrl="http://purl.oclc.org/dsdl/svrl" xmlns:p="urn:p" version="2.0">
+  <xsl:template match="text()" priority="-1"/>
+  <xsl:template match="/">
+    <svrl:schematron-output>
+      <svrl:active-pattern/>
+      <xsl:apply-templates select="/" mode="M1"/>
+    </svrl:schematron-output>
+  </xsl:template>
+  {RULES}
+  <xsl:template match="text()" priority="-1" mode="M1"/>
+  <xsl:template match="@*|node()" priority="-2" mode="M1">
+    <xsl:apply-templates select="*" mode="M1"/>
+  </xsl:template>
+</xsl:stylesheet>
+"""
+_RULE = """<xsl:template match="{match}" priority="{priority}" mode="M1">
+    <svrl:fired-rule context="{tag}"/>
+    <xsl:if test="@k"><svrl:successful-report location="{tag}:{{@k}}"/></xsl:if>
+    <xsl:apply-templates select="*" mode="M1"/>
+  </xsl:template>"""
+_PATH_RULES = [
+    ("/p:r", 1010, "r"),
+    ("/p:r/p:a[@k = '1']", 1009, "a1"),  # beats the next one on a k=1 element
+    ("/p:r/p:a", 1008, "a"),
+    ("/p:r/p:a[@k = '2']/p:b", 1007, "b-under-a2"),  # a predicate on an ancestor step
+    ("/p:r/p:a/p:b[@k]", 1006, "b-with-k"),
+    ("/p:r/p:x/p:y/p:z", 1005, "z"),  # nothing fires on x or y: the descent goes through
+    ("/p:r/p:a/p:b/p:c[../@k = '3' or not(@k)]", 1004, "c"),
+]
+_PATH_DOC = """<p:r xmlns:p="urn:p"><p:a k="1"><p:b k="b1"><p:c/><p:c k="c"/></p:b></p:a>
+<p:a k="2"><p:b/><p:b k="b2"/></p:a><p:a><p:b k="3"><p:c/></p:b><p:u><p:a/></p:u></p:a>
+<p:x><p:y><p:z k="z1"/><p:z/></p:y><p:z/></p:x><p:u><p:v><p:a k="deep"/></p:v></p:u><p:a/></p:r>"""
+
+
+def _paths_stylesheet(rules: list[tuple[str, int, str]]) -> str:
+    body = "\n  ".join(_RULE.format(match=m, priority=p, tag=t) for m, p, t in rules)
+    return _PATHS.replace("{RULES}", body)
+
+
+def _svrl_of(stylesheet: bytes, document: str, tmp_path: Path) -> str:
+    from facturflow.validate import schematron
+
+    engine: Any = schematron._get_engine()
+    builder = engine.processor.new_document_builder()
+    builder.set_base_uri((tmp_path / "s.xslt").as_uri())
+    node = builder.parse_xml(xml_text=stylesheet.decode("utf-8"))
+    executable = engine.xslt.compile_stylesheet(stylesheet_node=node)
+    node = engine.processor.parse_xml(xml_text=document)
+    return str(executable.transform_to_string(xdm_node=node))
+
+
+@pytest.mark.parametrize(
+    ("pattern", "names", "last", "plain"),
+    [
+        ("/p:a/p:b", ["a", "b"], "p:b", True),
+        ("/p:a/p:b[@k]", ["a", "b"], "p:b[@k]", True),
+        ("/p:a[@k = 'x/y|z']/p:b[q]", ["a", "b"], "p:b[q]", False),
+        (" /p:a ", ["a"], "p:a", True),
+        ("//p:a", None, "", False),
+        ("/p:a | /p:b", None, "", False),
+        ("/p:a//p:b", None, "", False),
+        ("/p:*", None, "", False),
+        ("/a", None, "", False),  # unprefixed: a default namespace would change its meaning
+        ("/q:a", None, "", False),  # unbound prefix
+        ("p:a/p:b", None, "", False),  # relative
+        ("/p:a/@k", None, "", False),
+        ("/p:a/child::p:b", None, "", False),
+        ("/p:a/text()", None, "", False),
+        ("/p:a[", None, "", False),
+    ],
+)
+def test_absolute_name_path(pattern: str, names: list[str] | None, last: str, plain: bool) -> None:
+    found = D._absolute_name_path(pattern, {"p": "urn:p", "xsl": D.XSL})
+    if names is None:
+        assert found is None
+        return
+    assert found is not None
+    assert found.names == [f"{{urn:p}}{n}" for n in names]
+    assert (found.last_step, found.plain_ancestors) == (last, plain)
+
+
+def test_path_dispatch_rewrites_and_keeps_the_output(tmp_path: Path) -> None:
+    text = _paths_stylesheet(_PATH_RULES)
+    derived = _derive(text, tmp_path)
+    assert derived.rewrites == ("rule-select", "path-dispatch", "bare-fired-rule")
+    root = etree.fromstring(derived.text)
+    assert not [t for t in root.iter(f"{D._X}template") if t.get("mode") == "M1"]
+    start = [a for a in root.iter(f"{D._X}apply-templates") if a.get("select") == "/*"]
+    assert len(start) == 1
+    matches = {t.get("match") for t in root.iter(f"{D._X}template")}
+    assert "p:b[@k]" in matches  # plain ancestors: the last step alone
+    assert "/p:r/p:a[@k = '2']/p:b" in matches  # an ancestor predicate: the whole pattern
+    official = _svrl_of(text.encode("utf-8"), _PATH_DOC, tmp_path)
+    got = _svrl_of(derived.text, _PATH_DOC, tmp_path)
+    for tag in ("r", "a1", "a", "b-under-a2", "b-with-k", "z", "c"):
+        assert f'context="{tag}"' in official, tag  # every rule fires somewhere
+    # r; a1, b-with-k, c (the c with @k fails its predicate); a, b-under-a2 twice (it outranks
+    # b-with-k); a, b-with-k, c; z twice (not p:x/p:z); the last a: 13.
+    assert official.count("fired-rule") == 13
+    assert "deep" not in official  # p:a under p:u/p:v is on no rule's path
+    assert _bare(got) == _bare(official)
+
+
+def test_path_dispatch_refuses_a_mode_with_a_relative_rule(tmp_path: Path) -> None:
+    text = _paths_stylesheet([*_PATH_RULES, ("p:u/p:a", 1003, "ua")])
+    derived = _derive(text, tmp_path)
+    assert derived.rewrites == ("rule-select", "bare-fired-rule")
+    official = _svrl_of(text.encode("utf-8"), _PATH_DOC, tmp_path)
+    assert 'context="ua"' in official
+    assert _bare(_svrl_of(derived.text, _PATH_DOC, tmp_path)) == _bare(official)

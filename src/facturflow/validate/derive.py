@@ -20,6 +20,14 @@ Rewrites (found by profiling, see benchmarks/README.md):
   element, ``//*``), and the templates' recursion is removed: the same rules fire on the same
   nodes in the same order. Patterns whose rules stop the walk (rules without the recursion, as
   in Factur-X EXTENDED's profile-restriction pattern) keep their walk.
+- ``path-dispatch``: after rule-select, a pattern whose rules are all absolute paths
+  (``/rsm:CrossIndustryInvoice/.../ram:ID``: the Factur-X profile patterns, 308 rules in
+  EN 16931) is still applied to every element, and Saxon tries on each element every rule
+  ending with its name. The rules are split into one mode per parent path, and the walk becomes
+  a descent from the root element that applies to each element's children the mode of its own
+  path, and only below paths some rule lies under: each element meets the rules of its own
+  path only, in the same order, and the same rules fire in document order. 8 % less CPU on the
+  corpus, 30 % on a 1,000-line invoice (Factur-X EN 16931).
 - ``bare-fired-rule``: the svrl:fired-rule elements lose their (constant) attributes: facturflow
   only counts them, and their context strings were most of the SVRL Saxon writes and lxml parses.
 - ``bare-active-pattern``: the svrl:active-pattern elements (one per pattern) lose their
@@ -40,6 +48,7 @@ Rewrites (found by profiling, see benchmarks/README.md):
 from __future__ import annotations
 
 import hashlib
+import itertools
 import re
 import sys
 from collections.abc import Iterator
@@ -50,7 +59,7 @@ from pathlib import Path
 from lxml import etree
 
 # Bump when a rewrite changes: it is part of every derived file's identity.
-DERIVE_VERSION = "3"
+DERIVE_VERSION = "4"
 
 XSL = "http://www.w3.org/1999/XSL/Transform"
 _X = f"{{{XSL}}}"
@@ -92,6 +101,8 @@ def derive(path: Path) -> Derived:
         applied.append("no-text-walk")
     if _select_rule_nodes(tree):
         applied.append("rule-select")
+        if _dispatch_paths(tree):
+            applied.append("path-dispatch")
     if _bare_fired_rules(tree):
         applied.append("bare-fired-rule")
     if _bare_active_patterns(tree):
@@ -371,6 +382,213 @@ def _union(tests: list[tuple[bool, str | None, str]]) -> str:
             found = ["*"]
         parts += [prefix + name for name in found]
     return " | ".join(parts) if parts else "()"
+
+
+_QNAME_STEP = re.compile(rf"^(?P<prefix>{_NCNAME}):(?P<local>{_NCNAME})$")
+
+
+@dataclass(frozen=True)
+class _NamePath:
+    names: list[str]  # {uri}local of each step, predicates set aside
+    last_step: str  # the last step as written, predicates included
+    plain_ancestors: bool  # no predicate before the last step
+
+
+def _absolute_name_path(pattern: str, nsmap: dict[str | None, str]) -> _NamePath | None:
+    """The element names ({uri}local) of an absolute pattern /p:a[...]/p:b[...]..., its
+    predicates set aside, or None when the pattern has another shape (a union, //, *, an axis,
+    an unprefixed or unbound name)."""
+    pattern = pattern.strip()
+    try:
+        top = _top_level(pattern)
+    except ValueError:
+        return None
+    outside = "".join(ch if ok else " " for ch, ok in zip(pattern, top, strict=True))
+    if not pattern.startswith("/") or "//" in outside or "|" in outside or "::" in outside:
+        return None
+    names = []
+    plain = True
+    last_step = ""
+    cuts = [i for i, ch in enumerate(outside) if ch == "/"] + [len(pattern)]
+    for start, end in itertools.pairwise(cuts):
+        step, mask = pattern[start + 1 : end], outside[start + 1 : end]
+        last_step, last_plain = step.strip(), True
+        while step.rstrip().endswith("]"):  # predicates restrict the step; set them aside
+            open_at = mask.rfind("[")
+            if open_at < 0:
+                return None
+            step, mask = step[:open_at], mask[:open_at]
+            last_plain = False
+        m = _QNAME_STEP.match(step.strip())
+        if m is None or m["prefix"] not in nsmap:
+            return None
+        names.append(f"{{{nsmap[m['prefix']]}}}{m['local']}")
+        if end != len(pattern):
+            plain = plain and last_plain
+    if not names:
+        return None
+    return _NamePath(names, last_step, plain)
+
+
+def _dispatch_paths(tree: etree._ElementTree) -> bool:
+    """Dispatch the rules of an element walk on their ancestors' names, not on all of them.
+
+    Applies to a pattern mode M that rule-select turned into apply-templates mode=M
+    select="//*" whose every rule pattern is absolute, /p:a[...]/p:b[...]/...: such a pattern
+    can only match an element whose ancestors' names are the pattern's names (its "name path"),
+    so the walk's rules are split into one mode per parent name path, each holding the rules of
+    the elements below that parent with their own patterns and priorities. The walk becomes a
+    descent from the root element: a node fires the best matching rule of its parent's mode (the
+    same candidates, in the same order of priority, as the walk's), then applies the mode of its
+    own name path to its child elements if some rule lies below; nodes under no rule's name path
+    are not visited (the walk visited them and fired nothing). The descent is pre-order, so rules
+    fire in document order, as in the walk. Preconditions: those of rule-select (no position()
+    or last() in rule bodies, no call-template, next-match, apply-imports or param), no other
+    use of M, and every rule of M absolute as above (Factur-X's profile patterns, M70 of
+    EN 16931: 308 rules tested against every element of the invoice).
+    """
+    root = tree.getroot()
+    root_template = next(
+        t for t in _default_mode_templates(root) if (t.get("match") or "").strip() == "/"
+    )
+    by_mode: dict[str, list[etree._Element]] = {}
+    for template in root.iterchildren(f"{_X}template"):
+        for mode in (template.get("mode") or "").split():
+            by_mode.setdefault(mode, []).append(template)
+    applies: dict[str, list[etree._Element]] = {}
+    for apply in root.iter(f"{_X}apply-templates"):
+        applies.setdefault(apply.get("mode") or "#default", []).append(apply)
+    taken = {m for t in root.iter(f"{_X}template") for m in (t.get("mode") or "").split()}
+    changed = False
+    for start in list(root_template.iter(f"{_X}apply-templates")):
+        mode = start.get("mode") or ""
+        if not mode or (start.get("select") or "").replace(" ", "") != "//*" or len(start):
+            continue
+        if applies.get(mode) != [start]:
+            continue
+        plan = _dispatch_plan(mode, by_mode.get(mode, []))
+        if plan is None or not _root_binds_all(root, plan[0]):
+            continue
+        rules, defaults = plan
+        _apply_dispatch(root, start, mode, rules, defaults, taken)
+        changed = True
+    return changed
+
+
+def _dispatch_plan(
+    mode: str, templates: list[etree._Element]
+) -> tuple[list[tuple[etree._Element, _NamePath]], list[etree._Element]] | None:
+    """(rule templates with their name paths, the no-op templates), or None."""
+    rules: list[tuple[etree._Element, _NamePath]] = []
+    defaults: list[etree._Element] = []
+    for template in templates:
+        if (template.get("mode") or "").split() != [mode] or template.get("name"):
+            return None
+        match = (template.get("match") or "").replace(" ", "")
+        body = [c for c in template if isinstance(c.tag, str)]
+        if match in ("text()", "@*|node()"):
+            if body or (template.text or "").strip():
+                return None
+            defaults.append(template)
+            continue
+        if template.get("priority") is None:
+            return None
+        for element in template.iter():
+            if not isinstance(element.tag, str):
+                continue
+            if element.tag in (f"{_X}call-template", f"{_X}next-match", f"{_X}apply-imports",
+                               f"{_X}param"):
+                return None
+            if element.tag == f"{_X}apply-templates" and element.get("mode") == mode:
+                return None  # a rule that walks on: not the element-by-element walk assumed
+            if any(_FOCUS.search(_outside_predicates(str(v))) for v in element.attrib.values()):
+                return None
+        found = _absolute_name_path(template.get("match") or "", dict(template.nsmap))
+        if found is None:
+            return None
+        rules.append((template, found))
+    if not rules:
+        return None
+    return rules, defaults
+
+
+def _root_binds_all(root: etree._Element, rules: list[tuple[etree._Element, _NamePath]]) -> bool:
+    bound = {uri for prefix, uri in root.nsmap.items() if prefix}
+    return all(name[1:].split("}", 1)[0] in bound for _, path in rules for name in path.names)
+
+
+def _apply_dispatch(
+    root: etree._Element,
+    start: etree._Element,
+    mode: str,
+    rules: list[tuple[etree._Element, _NamePath]],
+    defaults: list[etree._Element],
+    taken: set[str],
+) -> None:
+    below: set[tuple[str, ...]] = set()  # name paths with a rule strictly below them
+    for _, found in rules:
+        for k in range(len(found.names)):
+            below.add(tuple(found.names[:k]))
+    modes: dict[tuple[str, ...], str] = {}
+
+    def mode_of(parent: tuple[str, ...]) -> str:
+        if parent not in modes:
+            name = f"{mode}-d{len(modes)}"
+            while name in taken:
+                name += "x"
+            taken.add(name)
+            modes[parent] = name
+        return modes[parent]
+
+    lowest = min(float(t.get("priority") or 0) for t, _ in rules)
+    # The stylesheet element's own prefixes name the elements in the added templates (lxml
+    # would drop a second declaration of a namespace the root already declares).
+    prefixes = {uri: prefix for prefix, uri in root.nsmap.items() if prefix}
+
+    def descent(node_path: tuple[str, ...]) -> etree._Element:
+        apply = etree.Element(f"{_X}apply-templates", nsmap={"xsl": XSL})
+        apply.set("select", "*")
+        apply.set("mode", mode_of(node_path))
+        return apply
+
+    for template, found in rules:
+        path = tuple(found.names)
+        template.set("mode", mode_of(path[:-1]))
+        if found.plain_ancestors:
+            # Only the children of an element of name path[:-1] are ever offered this mode, so
+            # the ancestor steps of the pattern always hold: the last step decides alone.
+            template.set("match", found.last_step)
+        if path in below:
+            step = descent(path)
+            step.tail = "\n"
+            template.append(step)
+    insert_at = root.index(defaults[-1]) + 1 if defaults else len(root)
+    added: list[etree._Element] = []
+    for path in sorted(below, key=len):
+        if not path:
+            continue
+        # An element on the way to deeper rules, with no rule of its own that fires: go on down.
+        uri, local = path[-1][1:].split("}", 1)
+        template = etree.Element(f"{_X}template", nsmap={"xsl": XSL})
+        template.set("match", f"{prefixes[uri]}:{local}")
+        template.set("mode", mode_of(path[:-1]))
+        template.set("priority", str(lowest - 1))
+        template.append(descent(path))
+        added.append(template)
+    for parent_mode in list(modes.values()):
+        # Elements on no rule's name path: nothing below them can fire; not visited further.
+        template = etree.Element(f"{_X}template", nsmap={"xsl": XSL})
+        template.set("match", "*")
+        template.set("mode", parent_mode)
+        template.set("priority", str(lowest - 2))
+        added.append(template)
+    for offset, template in enumerate(added):
+        template.tail = "\n"
+        root.insert(insert_at + offset, template)
+    for template in defaults:
+        _drop(template)
+    start.set("select", "/*")
+    start.set("mode", mode_of(()))
 
 
 SVRL = "http://purl.oclc.org/dsdl/svrl"
