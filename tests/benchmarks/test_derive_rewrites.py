@@ -324,3 +324,20 @@ def test_path_dispatch_refuses_a_mode_with_a_relative_rule(tmp_path: Path) -> No
     official = _svrl_of(text.encode("utf-8"), _PATH_DOC, tmp_path)
     assert 'context="ua"' in official
     assert _bare(_svrl_of(derived.text, _PATH_DOC, tmp_path)) == _bare(official)
+
+
+def test_path_dispatch_keeps_a_walk_that_rules_stop(tmp_path: Path) -> None:
+    # A rule without the recursion stops the walk below its element (Factur-X EXTENDED's
+    # shape): rule-select refuses the mode, path-dispatch keeps the stop.
+    stop = '<xsl:apply-templates select="*" mode="M1"/>\n  </xsl:template>'
+    rules = "\n  ".join(_RULE.format(match=m, priority=p, tag=t) for m, p, t in _PATH_RULES)
+    first_a1 = rules.index('context="a1"')
+    cut = rules.index(stop, first_a1)
+    rules = rules[:cut] + "</xsl:template>" + rules[cut + len(stop):]
+    text = _PATHS.replace("{RULES}", rules)
+    derived = _derive(text, tmp_path)
+    assert derived.rewrites == ("path-dispatch", "bare-fired-rule")
+    official = _svrl_of(text.encode("utf-8"), _PATH_DOC, tmp_path)
+    assert 'location="b-with-k:b1"' not in official  # below the stopped a (k=1)
+    assert 'location="b-with-k:3"' in official
+    assert _bare(_svrl_of(derived.text, _PATH_DOC, tmp_path)) == _bare(official)

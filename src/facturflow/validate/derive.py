@@ -101,8 +101,8 @@ def derive(path: Path) -> Derived:
         applied.append("no-text-walk")
     if _select_rule_nodes(tree):
         applied.append("rule-select")
-        if _dispatch_paths(tree):
-            applied.append("path-dispatch")
+    if _dispatch_paths(tree):
+        applied.append("path-dispatch")
     if _bare_fired_rules(tree):
         applied.append("bare-fired-rule")
     if _bare_active_patterns(tree):
@@ -434,23 +434,35 @@ def _dispatch_paths(tree: etree._ElementTree) -> bool:
     """Dispatch the rules of an element walk on their ancestors' names, not on all of them.
 
     Applies to a pattern mode M that rule-select turned into apply-templates mode=M
-    select="//*" whose every rule pattern is absolute, /p:a[...]/p:b[...]/...: such a pattern
-    can only match an element whose ancestors' names are the pattern's names (its "name path"),
-    so the walk's rules are split into one mode per parent name path, each holding the rules of
-    the elements below that parent with their own patterns and priorities. The walk becomes a
+    select="//*", or that walks the document (select="/", every template ending with the
+    recursion apply-templates select="*" or "@*|*", except rules that stop the walk below them,
+    as Factur-X EXTENDED's), whose every rule pattern is absolute, /p:a[...]/p:b[...]/...: such
+    a pattern can only match an element whose ancestors' names are the pattern's names (its
+    "name path"), so the rules are split into one mode per parent name path, each holding the
+    rules of the elements below that parent with their own priorities. The walk becomes a
     descent from the root element: a node fires the best matching rule of its parent's mode (the
     same candidates, in the same order of priority, as the walk's), then applies the mode of its
-    own name path to its child elements if some rule lies below; nodes under no rule's name path
-    are not visited (the walk visited them and fired nothing). The descent is pre-order, so rules
-    fire in document order, as in the walk. Preconditions: those of rule-select (no position()
-    or last() in rule bodies, no call-template, next-match, apply-imports or param), no other
-    use of M, and every rule of M absolute as above (Factur-X's profile patterns, M70 of
-    EN 16931: 308 rules tested against every element of the invoice).
+    own name path to its child elements if some rule lies below (and its rule, if one fired,
+    did not stop the walk); nodes under no rule's name path are not visited (the walk visited
+    them and fired nothing). The descent is pre-order, so rules fire in document order, as in
+    the walk. Preconditions: no position() or last() in rule bodies, no call-template,
+    next-match, apply-imports or param, no other use of M, no import or include, and every rule
+    of M absolute as above (Factur-X's profile patterns: M70 of EN 16931, 308 rules tried on
+    every element of the invoice; M86 of EXTENDED, 901).
     """
     root = tree.getroot()
-    root_template = next(
+    root_templates = [
         t for t in _default_mode_templates(root) if (t.get("match") or "").strip() == "/"
-    )
+    ]
+    if len(root_templates) != 1 or any(
+        el.tag in (f"{_X}import", f"{_X}include", f"{_X}mode")
+        or "#all" in (el.get("mode") or "")
+        or "#current" in (el.get("mode") or "")
+        for el in root.iter()
+        if isinstance(el.tag, str)
+    ):
+        return False
+    root_template = root_templates[0]
     by_mode: dict[str, list[etree._Element]] = {}
     for template in root.iterchildren(f"{_X}template"):
         for mode in (template.get("mode") or "").split():
@@ -462,34 +474,65 @@ def _dispatch_paths(tree: etree._ElementTree) -> bool:
     changed = False
     for start in list(root_template.iter(f"{_X}apply-templates")):
         mode = start.get("mode") or ""
-        if not mode or (start.get("select") or "").replace(" ", "") != "//*" or len(start):
+        select = (start.get("select") or "").replace(" ", "")
+        if not mode or select not in ("//*", "/") or len(start):
             continue
-        if applies.get(mode) != [start]:
+        plan = _dispatch_plan(mode, by_mode.get(mode, []), walk=select == "/")
+        if plan is None or not _root_binds_all(root, plan.rules):
             continue
-        plan = _dispatch_plan(mode, by_mode.get(mode, []))
-        if plan is None or not _root_binds_all(root, plan[0]):
-            continue
-        rules, defaults = plan
-        _apply_dispatch(root, start, mode, rules, defaults, taken)
+        if sorted(map(id, applies.get(mode, []))) != sorted(map(id, [start, *plan.recursions])):
+            continue  # the mode is applied from elsewhere too
+        _apply_dispatch(root, start, mode, plan, taken)
         changed = True
     return changed
 
 
-def _dispatch_plan(
-    mode: str, templates: list[etree._Element]
-) -> tuple[list[tuple[etree._Element, _NamePath]], list[etree._Element]] | None:
-    """(rule templates with their name paths, the no-op templates), or None."""
-    rules: list[tuple[etree._Element, _NamePath]] = []
-    defaults: list[etree._Element] = []
+@dataclass
+class _DispatchPlan:
+    rules: list[tuple[etree._Element, _NamePath]]
+    descends: set[int]  # id() of the rule templates below which the walk goes on
+    defaults: list[etree._Element]  # the text() and catch-all templates
+    recursions: list[etree._Element]  # the walk's apply-templates (walk mode)
+
+
+_WALK_SELECTS = ("*", "@*|*")
+
+
+def _is_recursion(element: etree._Element, mode: str) -> bool:
+    return (
+        element.tag == f"{_X}apply-templates"
+        and element.get("mode") == mode
+        and (element.get("select") or "").replace(" ", "") in _WALK_SELECTS
+        and not len(element)
+        and not (element.tail or "").strip()
+    )
+
+
+def _dispatch_plan(mode: str, templates: list[etree._Element], walk: bool) -> _DispatchPlan | None:
+    """The rules of `mode` with their name paths, or None when the mode does not qualify.
+
+    walk=False: rule-select's "//*" application (no template recurses; every element visited);
+    walk=True: the walk (templates end with the recursion, or stop it).
+    """
+    plan = _DispatchPlan([], set(), [], [])
     for template in templates:
         if (template.get("mode") or "").split() != [mode] or template.get("name"):
             return None
         match = (template.get("match") or "").replace(" ", "")
         body = [c for c in template if isinstance(c.tag, str)]
-        if match in ("text()", "@*|node()"):
-            if body or (template.text or "").strip():
+        recursion = body[-1] if body and walk and _is_recursion(body[-1], mode) else None
+        if recursion is not None:
+            plan.recursions.append(recursion)
+            body = body[:-1]
+        if match == "text()" or (match == "@*|node()" and not walk):
+            if body or (template.text or "").strip() or recursion is not None:
                 return None
-            defaults.append(template)
+            plan.defaults.append(template)
+            continue
+        if match == "@*|node()":  # the walk's catch-all: only the recursion
+            if body or (template.text or "").strip() or recursion is None:
+                return None
+            plan.defaults.append(template)
             continue
         if template.get("priority") is None:
             return None
@@ -499,20 +542,30 @@ def _dispatch_plan(
             if element.tag in (f"{_X}call-template", f"{_X}next-match", f"{_X}apply-imports",
                                f"{_X}param"):
                 return None
-            if element.tag == f"{_X}apply-templates" and element.get("mode") == mode:
-                return None  # a rule that walks on: not the element-by-element walk assumed
+            if (
+                element.tag == f"{_X}apply-templates"
+                and element.get("mode") == mode
+                and element is not recursion
+            ):
+                return None  # a walk of another shape
             if any(_FOCUS.search(_outside_predicates(str(v))) for v in element.attrib.values()):
                 return None
         found = _absolute_name_path(template.get("match") or "", dict(template.nsmap))
         if found is None:
             return None
-        rules.append((template, found))
-    if not rules:
+        plan.rules.append((template, found))
+        if recursion is not None or not walk:
+            plan.descends.add(id(template))
+    if not plan.rules:
         return None
-    return rules, defaults
+    if walk and not any((t.get("match") or "").replace(" ", "") == "@*|node()"
+                        for t in plan.defaults):
+        return None  # unmatched elements would meet the built-in rule
+    return plan
 
 
 def _root_binds_all(root: etree._Element, rules: list[tuple[etree._Element, _NamePath]]) -> bool:
+    """Whether the stylesheet element binds a prefix to every namespace the rules name."""
     bound = {uri for prefix, uri in root.nsmap.items() if prefix}
     return all(name[1:].split("}", 1)[0] in bound for _, path in rules for name in path.names)
 
@@ -521,10 +574,12 @@ def _apply_dispatch(
     root: etree._Element,
     start: etree._Element,
     mode: str,
-    rules: list[tuple[etree._Element, _NamePath]],
-    defaults: list[etree._Element],
+    plan: _DispatchPlan,
     taken: set[str],
 ) -> None:
+    rules, defaults = plan.rules, plan.defaults
+    for recursion in plan.recursions:
+        _drop(recursion)
     below: set[tuple[str, ...]] = set()  # name paths with a rule strictly below them
     for _, found in rules:
         for k in range(len(found.names)):
@@ -558,7 +613,7 @@ def _apply_dispatch(
             # Only the children of an element of name path[:-1] are ever offered this mode, so
             # the ancestor steps of the pattern always hold: the last step decides alone.
             template.set("match", found.last_step)
-        if path in below:
+        if path in below and id(template) in plan.descends:
             step = descent(path)
             step.tail = "\n"
             template.append(step)
