@@ -33,13 +33,14 @@ if TYPE_CHECKING:
     from .read import read
     from .transmit.qonto import AsyncQontoClient, QontoClient
     from .transmit.sandbox import sandbox
-    from .validate import validate, validate_many
+    from .validate import BatchValidator, validate, validate_many
     from .validate.report import Finding, Report
 
 __version__ = "0.1.0"
 
 _LAZY = {
     "AsyncQontoClient": "facturflow.transmit.qonto",
+    "BatchValidator": "facturflow.validate",
     "ConversionResult": "facturflow.convert",
     "Document": "facturflow.detect",
     "Finding": "facturflow.validate.report",
@@ -88,6 +89,7 @@ sys.modules[__name__].__class__ = _Package
 __all__ = [
     "ArtefactError",
     "AsyncQontoClient",
+    "BatchValidator",
     "ConversionError",
     "ConversionResult",
     "Document",

@@ -151,3 +151,45 @@ def test_validate_many_with_affinity_gives_the_reports_of_one_process() -> None:
         for r in validate_many(paths, jobs=2, syntax_affinity=False)
     ]
     assert pooled == alone == unmixed
+
+
+# --- workers kept between batches ----------------------------------------------------------------
+
+
+def test_a_worker_pool_keeps_its_workers_from_one_run_to_the_next() -> None:
+    names = [f"{'uc'[i % 2]}{i}" for i in range(12)]
+    with pool.WorkerPool(_whoami, _init, (), 2, None, affinity=_key) as workers:
+        first = list(workers.run(names))
+        second = list(workers.run(names[::-1]))
+        stats = dict(workers.stats)
+    assert [r.path.split("@")[0] for r in first] == names
+    assert [r.path.split("@")[0] for r in second] == names[::-1]
+    pids = {r.path.split("@")[1] for r in first}
+    assert {r.path.split("@")[1] for r in second} == pids and len(pids) == 2
+    assert stats["started"] == 2
+
+
+def test_abandoning_a_run_replaces_only_the_busy_workers() -> None:
+    names = [f"u{i}" for i in range(20)]
+    with pool.WorkerPool(_whoami, _init, (), 2, None) as workers:
+        for _ in workers.run(names):
+            break  # the consumer stops early: in-flight results would be stale
+        again = [r.path.split("@")[0] for r in workers.run(names)]
+        assert again == names
+        assert workers.stats["started"] >= 2
+    with pytest.raises(RuntimeError):
+        list(workers.run(names))  # closed
+
+
+def test_batch_validator_validates_batches_on_the_same_workers() -> None:
+    from facturflow import BatchValidator
+
+    paths = [VALID_UBL, VALID_CII, VALID_PDF]
+    alone = [(r.path, r.ok, [f.rule for f in r.findings]) for r in validate_many(paths, jobs=1)]
+    with BatchValidator(jobs=2) as validator:
+        for _ in range(2):
+            got = [(r.path, r.ok, [f.rule for f in r.findings])
+                   for r in validator.validate_many(paths)]
+            assert got == alone
+        assert validator.stats["started"] == 2  # compiled once, used twice
+        assert list(validator.validate_many([])) == []

@@ -28,7 +28,14 @@ from . import pdf as pdf_layer
 from . import pool, schematron, xsd
 from .report import LAYER_FAILED, Finding, LayerRun, Report
 
-__all__ = ["Finding", "Report", "validate", "validate_document", "validate_many"]
+__all__ = [
+    "BatchValidator",
+    "Finding",
+    "Report",
+    "validate",
+    "validate_document",
+    "validate_many",
+]
 
 _INPUT_RULES: tuple[tuple[type[InputError], str, str], ...] = (
     (EmptyInputError, "xml", "INPUT-EMPTY"),
@@ -306,14 +313,70 @@ def validate_many(
 
         yield validate_one(names[0], (rule_sets, packs, limits), min(jobs, 2), timeout)
         return
-    yield from pool.run(
-        names,
-        _validate_path,
-        _init_worker,
-        (rule_sets, packs, limits),
-        jobs,
-        timeout,
-        max_tasks=recycle_after,
-        max_rss_mb=max_worker_rss_mb,
-        affinity=syntax_family if syntax_affinity else None,
-    )
+    with BatchValidator(
+        rules,
+        rule_packs=packs,
+        jobs=jobs,
+        timeout=timeout,
+        limits=limits,
+        recycle_after=recycle_after,
+        max_worker_rss_mb=max_worker_rss_mb,
+        syntax_affinity=syntax_affinity,
+    ) as batch:
+        yield from batch.validate_many(names)
+
+
+class BatchValidator:
+    """Worker processes kept from one batch to the next, with their compiled stylesheets.
+
+    For an application that validates batches again and again (an invoicing backend, a queue
+    consumer): `validate_many` below starts and compiles workers for every call, a
+    BatchValidator does it once. The options are those of `validate_many`; use it as a context
+    manager, or call `close()`.
+
+        with BatchValidator(jobs=2) as validator:
+            for batch in batches:
+                for report in validator.validate_many(batch):
+                    ...
+    """
+
+    def __init__(
+        self,
+        rules: str | Iterable[str] | None = None,
+        *,
+        rule_packs: Iterable[str | os.PathLike[str] | RulePack] = (),
+        jobs: int | None = None,
+        timeout: float | None = None,
+        limits: Limits = DEFAULT_LIMITS,
+        recycle_after: int | None = None,
+        max_worker_rss_mb: float | None = pool.DEFAULT_MAX_RSS_MB,
+        syntax_affinity: bool = True,
+    ) -> None:
+        packs = _packs(rule_packs)
+        rule_sets = parse_rule_sets(rules, packs)
+        self.stats: dict[str, int] = {}
+        self._pool = pool.WorkerPool(
+            _validate_path,
+            _init_worker,
+            (rule_sets, packs, limits),
+            default_jobs() if jobs is None else max(1, jobs),
+            timeout,
+            max_tasks=recycle_after,
+            max_rss_mb=max_worker_rss_mb,
+            stats=self.stats,
+            affinity=syntax_family if syntax_affinity else None,
+        )
+
+    def validate_many(self, paths: Iterable[str | os.PathLike[str]]) -> Iterator[Report]:
+        """Validate the files on the kept workers; reports in input order."""
+        yield from self._pool.run([str(Path(p)) for p in paths])
+
+    def close(self) -> None:
+        """Stop the workers."""
+        self._pool.close()
+
+    def __enter__(self) -> BatchValidator:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -148,109 +148,162 @@ class _Slot:
         self.conn.close()
 
 
-def run(
-    names: Sequence[str],
-    task: Task,
-    init: Callable[..., None],
-    init_args: tuple[Any, ...],
-    jobs: int,
-    timeout: float | None,
-    *,
-    max_tasks: int | None = None,
-    max_rss_mb: float | None = DEFAULT_MAX_RSS_MB,
-    stats: dict[str, int] | None = None,
-    affinity: Affinity | None = None,
-    window: int = DEFAULT_WINDOW,
-    switch_after: int = DEFAULT_SWITCH_AFTER,
-) -> Iterator[Report]:
-    """Apply `task` to every name on `jobs` workers; yield reports in input order.
+class WorkerPool:
+    """Worker processes that apply `task` to names, kept from one `run` to the next.
 
-    A worker is replaced after `max_tasks` files or once its RSS passes `max_rss_mb` (None: no
-    limit); with `affinity` (name -> syntax key or None), workers keep to one key each (see the
-    module docstring). `stats`, if given, receives the number of workers started, recycled and
-    switched to another key.
+    Each worker keeps what it built (compiled stylesheets) for the pool's life; `close()` (or
+    leaving the `with` block) stops them. The options are those of `run`.
     """
-    if max_tasks is not None and max_tasks < 1:
-        raise ValueError("max_tasks must be at least 1")
-    if window < 1:
-        raise ValueError("window must be at least 1")
-    counts = stats if stats is not None else {}
-    counts.update(started=0, recycled=0, switched=0)
-    context = _context()
 
-    def new_slot() -> _Slot:
-        counts["started"] += 1
-        return _Slot(context, task, init, init_args)
+    def __init__(
+        self,
+        task: Task,
+        init: Callable[..., None],
+        init_args: tuple[Any, ...],
+        jobs: int,
+        timeout: float | None,
+        *,
+        max_tasks: int | None = None,
+        max_rss_mb: float | None = DEFAULT_MAX_RSS_MB,
+        stats: dict[str, int] | None = None,
+        affinity: Affinity | None = None,
+        window: int = DEFAULT_WINDOW,
+        switch_after: int = DEFAULT_SWITCH_AFTER,
+    ) -> None:
+        if max_tasks is not None and max_tasks < 1:
+            raise ValueError("max_tasks must be at least 1")
+        if window < 1:
+            raise ValueError("window must be at least 1")
+        if jobs < 1:
+            raise ValueError("jobs must be at least 1")
+        self._task, self._init, self._init_args = task, init, init_args
+        self._jobs, self._timeout = jobs, timeout
+        self._max_tasks, self._max_rss_mb = max_tasks, max_rss_mb
+        self._affinity, self._window, self._switch_after = affinity, window, switch_after
+        self.stats = stats if stats is not None else {}
+        self.stats.update(started=0, recycled=0, switched=0)
+        self._context = _context()
+        self._slots: list[_Slot] = []
+        self._running = False
+        self._closed = False
 
-    pending: deque[tuple[int, str]] = deque(enumerate(names))
-    keys: dict[int, str | None] = {}
-    done: dict[int, Report] = {}
-    next_out = 0
-    slots = [new_slot() for _ in range(min(jobs, len(names)))]
+    def __enter__(self) -> WorkerPool:
+        return self
 
-    def key_of(index: int, name: str) -> str | None:
-        if affinity is None:
-            return None
-        if index not in keys:
-            try:
-                keys[index] = affinity(name)
-            except Exception:  # a guess only: an unreadable file is the worker's to report
-                keys[index] = None
-        return keys[index]
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
-    def choose(slot: _Slot) -> int | None:
-        """The position in `pending` of the next file for `slot`, None if none suits it."""
-        if affinity is None:
-            return 0
-        ahead = itertools.islice(pending, window)
-        if slot.keys:
+    def close(self) -> None:
+        """Stop every worker (a busy one is killed)."""
+        self._closed = True
+        slots, self._slots = self._slots, []
+        for slot in slots:
+            slot.stop(kill=slot.job is not None)
+
+    def _new_slot(self) -> _Slot:
+        self.stats["started"] += 1
+        return _Slot(self._context, self._task, self._init, self._init_args)
+
+    def run(self, names: Sequence[str]) -> Iterator[Report]:
+        """Apply the task to every name; yield reports in input order.
+
+        Abandoning the iteration early kills the workers busy with this run's files (their
+        results would be stale); the others stay for the next run.
+        """
+        if self._closed:
+            raise RuntimeError("the worker pool is closed")
+        if self._running:
+            raise RuntimeError("the worker pool is already running a batch")
+        self._running = True
+        try:
+            yield from self._run(names)
+        finally:
+            self._running = False
+            busy = [slot for slot in self._slots if slot.job is not None]
+            for slot in busy:
+                slot.stop(kill=True)
+            self._slots = [slot for slot in self._slots if slot.job is None]
+
+    def _run(self, names: Sequence[str]) -> Iterator[Report]:
+        counts, affinity, window = self.stats, self._affinity, self._window
+        timeout, max_tasks, max_rss_mb = self._timeout, self._max_tasks, self._max_rss_mb
+        pending: deque[tuple[int, str]] = deque(enumerate(names))
+        keys: dict[int, str | None] = {}
+        done: dict[int, Report] = {}
+        next_out = 0
+        for position, slot in enumerate(self._slots):
+            if names and slot.worn(max_tasks, max_rss_mb):  # worn out by an earlier run
+                slot.stop()
+                counts["recycled"] += 1
+                self._slots[position] = self._new_slot()
+        while len(self._slots) < min(self._jobs, len(names)):
+            self._slots.append(self._new_slot())
+        slots = self._slots
+
+        def key_of(index: int, name: str) -> str | None:
+            if affinity is None:
+                return None
+            if index not in keys:
+                try:
+                    keys[index] = affinity(name)
+                except Exception:  # a guess only: an unreadable file is the worker's to report
+                    keys[index] = None
+            return keys[index]
+
+        def choose(slot: _Slot) -> int | None:
+            """The position in `pending` of the next file for `slot`, None if none suits it."""
+            if affinity is None:
+                return 0
+            ahead = itertools.islice(pending, window)
+            if slot.keys:
+                for position, (index, name) in enumerate(ahead):
+                    key = key_of(index, name)
+                    if key is None or key in slot.keys:
+                        return position
+                return None
+            held = set().union(*(s.keys for s in slots if s is not slot))
             for position, (index, name) in enumerate(ahead):
                 key = key_of(index, name)
-                if key is None or key in slot.keys:
+                if key is not None and key not in held:
                     return position
-            return None
-        held = set().union(*(s.keys for s in slots if s is not slot))
-        for position, (index, name) in enumerate(ahead):
+            return 0
+
+        def can_take(slot: _Slot, index: int, name: str) -> bool:
             key = key_of(index, name)
-            if key is not None and key not in held:
-                return position
-        return 0
+            return not slot.keys or key is None or key in slot.keys
 
-    def can_take(slot: _Slot, index: int, name: str) -> bool:
-        key = key_of(index, name)
-        return not slot.keys or key is None or key in slot.keys
-
-    def feed(position: int, may_idle: bool) -> None:
-        slot = slots[position]
-        if not pending:
-            return
-        chosen = choose(slot)
-        if chosen is None:
-            first_index, first_name = pending[0]
-            others_can = any(s is not slot and can_take(s, first_index, first_name) for s in slots)
-            if may_idle and others_can and len(pending) < switch_after:
-                return  # the tail is the other workers': cheaper than compiling again
-            # Only other syntaxes ahead: a fresh worker rather than one holding both.
-            slot.stop()
-            counts["switched"] += 1
-            slots[position] = slot = new_slot()
+        def feed(position: int, may_idle: bool) -> None:
+            slot = slots[position]
+            if not pending:
+                return
             chosen = choose(slot)
-            assert chosen is not None  # a fresh worker takes any file
-        index, name = pending[chosen]
-        del pending[chosen]
-        key = key_of(index, name)
-        if key is not None:
-            slot.keys.add(key)
-        slot.submit(index, name)
+            if chosen is None:
+                first_index, first_name = pending[0]
+                others_can = any(
+                    s is not slot and can_take(s, first_index, first_name) for s in slots
+                )
+                if may_idle and others_can and len(pending) < self._switch_after:
+                    return  # the tail is the other workers': cheaper than compiling again
+                # Only other syntaxes ahead: a fresh worker rather than one holding both.
+                slot.stop()
+                counts["switched"] += 1
+                slots[position] = slot = self._new_slot()
+                chosen = choose(slot)
+                assert chosen is not None  # a fresh worker takes any file
+            index, name = pending[chosen]
+            del pending[chosen]
+            key = key_of(index, name)
+            if key is not None:
+                slot.keys.add(key)
+            slot.submit(index, name)
 
-    def feed_idle() -> None:
-        for position, slot in enumerate(slots):
-            if slot.job is None:
-                feed(position, may_idle=True)
-        if pending and all(slot.job is None for slot in slots):
-            feed(0, may_idle=False)  # never all idle with files left
+        def feed_idle() -> None:
+            for position, slot in enumerate(slots):
+                if slot.job is None:
+                    feed(position, may_idle=True)
+            if pending and all(slot.job is None for slot in slots):
+                feed(0, may_idle=False)  # never all idle with files left
 
-    try:
         feed_idle()
         while next_out < len(names):
             busy = [s for s in slots if s.job is not None]
@@ -272,7 +325,7 @@ def run(
                             name, f"the validating process died (exit code {code}) on this file"
                         )
                         slot.stop(kill=True)
-                        slots[index_slot] = slot = new_slot()
+                        slots[index_slot] = slot = self._new_slot()
                     else:
                         done[got_index] = report
                         slot.job = None
@@ -282,18 +335,44 @@ def run(
                             # fresh worker.
                             slot.stop()
                             counts["recycled"] += 1
-                            slots[index_slot] = slot = new_slot()
+                            slots[index_slot] = slot = self._new_slot()
                 elif timeout is not None and now - slot.started >= timeout:
                     done[index] = failed_report(
                         name, f"validation did not finish within {timeout:g} s and was stopped"
                     )
                     slot.stop(kill=True)
-                    slots[index_slot] = slot = new_slot()
+                    slots[index_slot] = slot = self._new_slot()
             feed_idle()
             while next_out in done:
                 yield done.pop(next_out)
                 keys.pop(next_out, None)
                 next_out += 1
-    finally:
-        for slot in slots:
-            slot.stop(kill=slot.job is not None)
+
+
+def run(
+    names: Sequence[str],
+    task: Task,
+    init: Callable[..., None],
+    init_args: tuple[Any, ...],
+    jobs: int,
+    timeout: float | None,
+    *,
+    max_tasks: int | None = None,
+    max_rss_mb: float | None = DEFAULT_MAX_RSS_MB,
+    stats: dict[str, int] | None = None,
+    affinity: Affinity | None = None,
+    window: int = DEFAULT_WINDOW,
+    switch_after: int = DEFAULT_SWITCH_AFTER,
+) -> Iterator[Report]:
+    """Apply `task` to every name on `jobs` workers; yield reports in input order.
+
+    A worker is replaced after `max_tasks` files or once its RSS passes `max_rss_mb` (None: no
+    limit); with `affinity` (name -> syntax key or None), workers keep to one key each (see the
+    module docstring). `stats`, if given, receives the number of workers started, recycled and
+    switched to another key. The workers are stopped at the end (see WorkerPool to keep them).
+    """
+    with WorkerPool(
+        task, init, init_args, jobs, timeout, max_tasks=max_tasks, max_rss_mb=max_rss_mb,
+        stats=stats, affinity=affinity, window=window, switch_after=switch_after,
+    ) as workers:
+        yield from workers.run(names)
