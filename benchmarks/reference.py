@@ -155,6 +155,76 @@ class Measured:
     stderr: str
 
 
+class InteractiveReference:
+    """The harness in "stdin" mode: warmed once, then one timed pass per `one_pass()` call, so
+    that the caller can interleave its own runs between the reference's (the machine's speed
+    drifts; a ratio of runs made side by side is steadier than one of runs minutes apart)."""
+
+    def __init__(
+        self,
+        jobs: Sequence[tuple[Path, Sequence[Path]]],
+        *,
+        threads: int,
+        warmup_seconds: float,
+        min_warmup_passes: int,
+        workdir: Path,
+        heap: str = "2g",
+    ) -> None:
+        jar = saxon_jar()
+        classes = compiled_classes(jar)
+        jobs_file = workdir / "java-jobs-interactive.tsv"
+        jobs_file.write_text(
+            "".join(f"{doc}\t{','.join(str(s) for s in sheets)}\n" for doc, sheets in jobs),
+            encoding="utf-8",
+        )
+        self.command = [
+            "java", f"-Xmx{heap}", "-cp", f"{jar}{os.pathsep}{classes}", "SaxonBench",
+            str(jobs_file), str(threads), str(warmup_seconds), str(min_warmup_passes), "0", "stdin",
+        ]
+        self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the harness
+        self._proc = subprocess.Popen(
+            self.command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr,
+            text=True, bufsize=1,
+        )
+        self.warm = self._line()
+
+    def _line(self) -> dict[str, Any]:
+        assert self._proc.stdout is not None
+        line = self._proc.stdout.readline()
+        if not line:
+            self._proc.wait()
+            self._stderr.seek(0)
+            tail = self._stderr.read().decode("utf-8", "replace")[-800:]
+            raise ReferenceUnavailable(f"java harness ended (exit {self._proc.returncode}): {tail}")
+        data: dict[str, Any] = json.loads(line)
+        return data
+
+    def one_pass(self) -> tuple[float, float]:
+        """(wall, CPU seconds of the whole JVM) of one pass over the batch."""
+        assert self._proc.stdin is not None
+        self._proc.stdin.write("pass\n")
+        self._proc.stdin.flush()
+        data = self._line()
+        return float(data["wall"]), float(data["cpu"])
+
+    def finish(self) -> JavaResult:
+        """End the harness; its summary (compile errors, runtime errors, every pass)."""
+        assert self._proc.stdin is not None
+        self._proc.stdin.write("end\n")
+        self._proc.stdin.flush()
+        raw = self._line()
+        _, status, usage = os.wait4(self._proc.pid, 0)  # the JVM's peak RSS, as run_measured
+        self._proc.returncode = os.waitstatus_to_exitcode(status)
+        raw["peak_rss_mb"] = usage.ru_maxrss / 1024.0
+        self._stderr.close()
+        return JavaResult(raw=raw, command=" ".join(self.command))
+
+    def close(self) -> None:
+        if self._proc.poll() is None:
+            self._proc.kill()
+            self._proc.wait()
+
+
 def run_measured(
     cmd: Sequence[str], *, timeout: float | None = None, env: dict[str, str] | None = None
 ) -> Measured:

@@ -20,15 +20,19 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
-from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
 from .generate import generate
-from .reference import JavaResult, ReferenceUnavailable, run_measured, run_reference
+from .reference import (
+    InteractiveReference,
+    JavaResult,
+    ReferenceUnavailable,
+    run_measured,
+    run_reference,
+)
 
 TARGETS = ("batch", "cold", "large", "memory", "convert", "send")
 REPO = Path(__file__).resolve().parent.parent
@@ -122,39 +126,34 @@ def batch_documents(cfg: Config) -> list[BatchDoc]:
     return docs
 
 
-# Worker side of the warm library batch (module-level so 'spawn' workers can import it).
-def _bench_init() -> None:
-    from facturflow.validate import schematron
-
-    schematron.quiet_native_stderr()  # as validate_many's workers: errors go to the report
-
-
-def _bench_validate(job: tuple[str, str | None]) -> tuple[bool, float]:
-    import facturflow
-
-    path, rules = job
-    cpu = time.process_time()  # all threads of the worker, Saxon's included
-    report = facturflow.validate(path, rules)
-    return report.ok, time.process_time() - cpu
+def _proc_cpu(pid: int) -> float:
+    """CPU seconds (user + system) of a live process, from /proc/PID/stat (0 if gone)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            fields = stat.read().rsplit(b")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return 0.0
 
 
-def warm_batch(
-    jobs: list[tuple[str, str | None]], workers: int, warm_passes: int, repeat: int
-) -> tuple[float, float]:
-    """Median wall and CPU seconds of `repeat` passes over the batch on `workers` spawned
-    processes, after `warm_passes` passes (every worker compiles what it needs)."""
-    with ProcessPoolExecutor(
-        max_workers=workers, mp_context=get_context("spawn"), initializer=_bench_init
-    ) as pool:
-        for _ in range(warm_passes):
-            list(pool.map(_bench_validate, jobs, chunksize=1))
-        walls, cpus = [], []
-        for _ in range(repeat):
-            t0 = time.perf_counter()
-            results = list(pool.map(_bench_validate, jobs, chunksize=1))
-            walls.append(time.perf_counter() - t0)
-            cpus.append(sum(cpu for _, cpu in results))
-    return statistics.median(walls), statistics.median(cpus)
+def _cpu_of_this_and_children() -> float:
+    """This process's CPU, its live children's, and its reaped children's (a worker replaced
+    during a pass is counted once: alive at the start, reaped at the end)."""
+    import multiprocessing
+    import resource
+
+    reaped = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return (time.process_time() + reaped.ru_utime + reaped.ru_stime
+            + sum(_proc_cpu(c.pid) for c in multiprocessing.active_children() if c.pid))
+
+
+def _library_pass(runs: list[tuple[Any, list[str]]]) -> tuple[float, float]:
+    """(wall, CPU of this process and its workers) of one pass of BatchValidator runs."""
+    cpu0, wall0 = _cpu_of_this_and_children(), time.perf_counter()
+    for validator, names in runs:
+        for _ in validator.validate_many(names):
+            pass
+    return time.perf_counter() - wall0, _cpu_of_this_and_children() - cpu0
 
 
 def java_or_reason(fn: Callable[[], JavaResult]) -> tuple[JavaResult | None, str | None]:
@@ -206,23 +205,67 @@ def target_batch(cfg: Config) -> None:
         if m.code in (0, 1):
             marginal_wall = (m.wall - cli_wall) / repeat
             marginal_cpu = (m.cpu - cli_cpu) / repeat
-    full_jobs: list[tuple[str, str | None]] = [(str(d.path), None) for d in docs]
-    # Like for like with the reference: skip the stylesheets Java cannot compile (BR-FR UBL).
-    same_jobs = [(str(d.path), "xsd,en16931,facturx,extended-ctc-fr" if d.syntax == "ubl"
-                  else None) for d in docs]
-    # One pass warms a worker fully: saxonche has no JIT, the pass compiles what it needs.
-    warm_full, warm_full_cpu = warm_batch(full_jobs, cfg.jobs, 1, repeat)
-    warm_same, warm_same_cpu = warm_batch(same_jobs, cfg.jobs, 1, repeat)
-
-    java: JavaResult | None = None
+    # Warm library batches, side by side with the reference: facturflow's BatchValidator (the
+    # library's kept workers, syntax affinity) and the Java harness, one pass each in turn, so
+    # that both see the same machine (its speed drifts with the other load on the cores).
+    names = [str(d.path) for d in docs]
+    cii = [str(d.path) for d in docs if d.syntax == "cii"]
+    ubl = [str(d.path) for d in docs if d.syntax == "ubl"]
+    rounds = 2 if cfg.quick else 5
+    interactive: InteractiveReference | None = None
     reason: str | None = "disabled (--no-java)"
     if cfg.java:
-        java, reason = java_or_reason(lambda: run_reference(
-            [(d.path, d.stylesheets) for d in docs], threads=cfg.jobs,
-            warmup_seconds=10.0 if cfg.quick else 60.0, min_warmup_passes=3, repeat=repeat,
-            workdir=cfg.workdir, timeout=3600))
-    ref = java.median_pass_seconds if java else None
-    ref_cpu = java.median_pass_cpu_seconds if java else None
+        try:
+            interactive = InteractiveReference(
+                [(d.path, d.stylesheets) for d in docs], threads=cfg.jobs,
+                warmup_seconds=10.0 if cfg.quick else 60.0, min_warmup_passes=3,
+                workdir=cfg.workdir)
+            reason = None
+        except ReferenceUnavailable as exc:
+            reason = str(exc)
+    from facturflow import BatchValidator
+
+    # Like for like with the reference: BR-FR UBL, which Saxon-HE 9.9 cannot compile, is left
+    # out for the UBL documents in the "same XSLTs" runs.
+    with BatchValidator(jobs=cfg.jobs) as everything, \
+            BatchValidator(jobs=cfg.jobs) as cii_same, \
+            BatchValidator("xsd,en16931,facturx,extended-ctc-fr", jobs=cfg.jobs) as ubl_same:
+        runs: dict[str, list[tuple[Any, list[str]]]] = {
+            "default": [(everything, names)],
+            "same": [(cii_same, cii), (ubl_same, ubl)],
+        }
+        # Warm-up: a worker compiles a stylesheet when it first meets a document that needs
+        # it, and which worker gets which document varies from pass to pass: three passes.
+        for _ in range(3):
+            for name in runs:
+                _library_pass(runs[name])
+        figures: dict[str, list[tuple[float, float]]] = {"default": [], "same": [], "java": []}
+        for r in range(rounds):
+            order = ["java", "default", "same"]
+            for name in order[r % 3:] + order[: r % 3]:
+                if name == "java":
+                    if interactive is not None:
+                        figures["java"].append(interactive.one_pass())
+                else:
+                    figures[name].append(_library_pass(runs[name]))
+    java: JavaResult | None = None
+    if interactive is not None:
+        try:
+            java = interactive.finish()
+        finally:
+            interactive.close()
+
+    def med(name: str, at: int) -> float | None:
+        values = [f[at] for f in figures[name]]
+        return statistics.median(values) if values else None
+
+    def round_ratios(name: str, at: int) -> list[float]:
+        return [ours[at] / ref[at] for ours, ref in zip(figures[name], figures["java"],
+                                                          strict=False) if ref[at]]
+
+    warm_full, warm_full_cpu = med("default", 0), med("default", 1)
+    warm_same, warm_same_cpu = med("same", 0), med("same", 1)
+    ref, ref_cpu = med("java", 0), med("java", 1)
     say("  (wall = elapsed time; cpu = CPU seconds of all processes and threads doing the work,")
     say("   the figure that other load on the shared cores does not inflate)")
     say(f"  facturflow CLI, fresh process (spawn, compile, validate, JSON): wall "
@@ -233,17 +276,18 @@ def target_batch(cfg: Config) -> None:
         say(f"  facturflow CLI, marginal pass once warm (the batch given {1 + repeat} times, minus "
             f"once; syntax affinity): wall {fmt_s(marginal_wall)} "
             f"({n / marginal_wall:.1f} invoices/s), cpu {fmt_s(marginal_cpu)}")
-    say(f"  facturflow library, {cfg.jobs} warmed worker processes, default rules: wall "
-        f"{fmt_s(warm_full)} ({n / warm_full:.1f} invoices/s), cpu {fmt_s(warm_full_cpu)}")
-    say(f"  facturflow library, warmed, same XSLTs as the reference: wall {fmt_s(warm_same)} "
-        f"({n / warm_same:.1f} invoices/s), cpu {fmt_s(warm_same_cpu)}")
-    say("    $ python -m benchmarks.run --only batch   (benchmarks/run.py: warm_batch)")
+    say(f"  facturflow BatchValidator, {cfg.jobs} warmed workers (syntax affinity), default "
+        f"rules: wall {fmt_s(warm_full)} ({n / warm_full if warm_full else 0:.1f} invoices/s), "
+        f"cpu {fmt_s(warm_full_cpu)} (workers and parent process), median of {rounds}")
+    say(f"  facturflow BatchValidator, same XSLTs as the reference: wall {fmt_s(warm_same)} "
+        f"({n / warm_same if warm_same else 0:.1f} invoices/s), cpu {fmt_s(warm_same_cpu)}")
+    say("    $ python -m benchmarks.run --only batch   (benchmarks/run.py: _library_pass)")
     if java:
         say(f"  reference Java Saxon-HE {java.raw['saxon']}, {java.raw['threads']} threads, one "
             f"JVM warmed {java.raw['warmup_passes']} passes / {java.raw['warmup_transforms']} "
             f"transforms ({java.raw['warmup_seconds']:.0f} s): wall {fmt_s(ref)} "
             f"({n / ref if ref else 0:.1f} invoices/s), cpu {fmt_s(ref_cpu)}, median of "
-            f"{len(java.raw['pass_seconds'])}"
+            f"{len(java.raw['pass_seconds'])}, passes alternated with facturflow's"
             f"; peak RSS {java.raw['peak_rss_mb']:.0f} MB")
         say(f"    {cmdline(java.command.split())}")
         say(f"    note: {java_note(java)}")
@@ -251,16 +295,22 @@ def target_batch(cfg: Config) -> None:
             say(f"    reference runtime errors: {len(java.raw['runtime_errors'])}")
     else:
         say(f"  reference: not available: {reason}")
-    say(f"  ratio facturflow/reference (target <= 1.0, aim 0.5), wall (cpu): warm default rules "
-        f"{ratio(warm_full, ref)} ({ratio(warm_full_cpu, ref_cpu)}); warm same XSLTs "
-        f"{ratio(warm_same, ref)} ({ratio(warm_same_cpu, ref_cpu)}); CLI marginal pass "
+    say(f"  ratio facturflow/reference (target <= 1.0, aim 0.5), wall (cpu), of the medians: "
+        f"warm default rules {ratio(warm_full, ref)} ({ratio(warm_full_cpu, ref_cpu)}); warm "
+        f"same XSLTs {ratio(warm_same, ref)} ({ratio(warm_same_cpu, ref_cpu)}); CLI marginal pass "
         f"{ratio(marginal_wall, ref)} ({ratio(marginal_cpu, ref_cpu)}); CLI cold incl. start-up "
         f"{ratio(cli_wall, ref)} ({ratio(cli_cpu, ref_cpu)})")
+    if java:
+        for name, label in (("same", "same XSLTs"), ("default", "default rules")):
+            wall_r, cpu_r = round_ratios(name, 0), round_ratios(name, 1)
+            say(f"    per round, {label}: wall " + " ".join(f"{x:.2f}" for x in wall_r)
+                + "; cpu " + " ".join(f"{x:.2f}" for x in cpu_r))
     cfg.results["batch"] = {
         "documents": n, "cli_seconds": cli_wall, "cli_cpu_seconds": cli_cpu,
         "warm_default_seconds": warm_full, "warm_default_cpu_seconds": warm_full_cpu,
         "warm_same_xslts_seconds": warm_same, "warm_same_xslts_cpu_seconds": warm_same_cpu,
         "cli_marginal_pass_seconds": marginal_wall, "cli_marginal_pass_cpu_seconds": marginal_cpu,
+        "rounds": figures,
         "java": java.raw if java else None,
         "java_command": java.command if java else None, "cli_command": cli[:8],
     }

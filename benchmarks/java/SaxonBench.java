@@ -47,10 +47,14 @@ public final class SaxonBench {
     }
 
     public static void main(String[] args) throws Exception {
-        if (args.length != 5) {
-            System.err.println("usage: SaxonBench JOBS.tsv THREADS WARMUP_SECONDS MIN_WARMUP_PASSES REPEAT");
+        if (args.length != 5 && !(args.length == 6 && args[5].equals("stdin"))) {
+            System.err.println("usage: SaxonBench JOBS.tsv THREADS WARMUP_SECONDS MIN_WARMUP_PASSES REPEAT [stdin]");
             System.exit(2);
         }
+        // "stdin": after the warm-up, print one line {"warm":...}, then time one pass per "pass"
+        // line read (printing {"wall":...,"cpu":...}) until "end": the caller interleaves its
+        // own runs between the reference's passes.
+        final boolean interactive = args.length == 6;
         final int threads = Integer.parseInt(args[1]);
         final double warmupSeconds = Double.parseDouble(args[2]);
         final int minWarmupPasses = Integer.parseInt(args[3]);
@@ -151,7 +155,24 @@ public final class SaxonBench {
         com.sun.management.OperatingSystemMXBean os =
             (com.sun.management.OperatingSystemMXBean) java.lang.management.ManagementFactory
                 .getOperatingSystemMXBean();
-        for (int r = 0; r < repeat; r++) {
+        if (interactive) {
+            System.out.println("{\"warm\":true,\"warmup_passes\":" + warmupPasses + "}");
+            System.out.flush();
+            java.io.BufferedReader in = new java.io.BufferedReader(
+                new java.io.InputStreamReader(System.in, java.nio.charset.StandardCharsets.UTF_8));
+            for (String line = in.readLine(); line != null && !line.trim().equals("end");
+                 line = in.readLine()) {
+                if (!line.trim().equals("pass")) continue;
+                long c0 = os.getProcessCpuTime();
+                double wall = pass.get();
+                double cpu = (os.getProcessCpuTime() - c0) / 1e9;
+                walls.add(wall);
+                cpus.add(cpu);
+                System.out.println("{\"wall\":" + wall + ",\"cpu\":" + cpu + "}");
+                System.out.flush();
+            }
+        }
+        for (int r = 0; !interactive && r < repeat; r++) {
             // CPU seconds of the whole JVM (all threads, GC and JIT included) during the pass:
             // unlike wall time, not inflated by other processes sharing the cores.
             long c0 = os.getProcessCpuTime();
