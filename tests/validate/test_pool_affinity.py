@@ -57,6 +57,15 @@ def test_each_worker_keeps_to_one_syntax_in_a_mixed_batch() -> None:
     assert {k for keys in keys_by_worker.values() for k in keys} == {"ubl", "cii"}
 
 
+def test_a_sorted_batch_is_taken_from_both_ends_without_switching() -> None:
+    # A folder listed in order: all CII, then all UBL (more than any switch threshold).
+    names = [f"c{i}" for i in range(150)] + [f"u{i}" for i in range(150, 300)]
+    got, keys_by_worker, stats = _run(names, 2, affinity=_key, switch_after=1000)
+    assert got == names
+    assert sorted(map(sorted, keys_by_worker.values())) == [["cii"], ["ubl"]]
+    assert stats["switched"] == 0 and stats["started"] == 2
+
+
 def test_without_affinity_workers_mix_syntaxes() -> None:
     names = [f"{'uc'[i % 2]}{i}" for i in range(40)]
     got, keys_by_worker, stats = _run(names, 2)

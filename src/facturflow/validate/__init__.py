@@ -250,7 +250,8 @@ def _validate_path(path: str) -> Report:
         )
 
 
-_SNIFF_BYTES = 4096
+_SNIFF_BYTES = (4096, 65536)  # most files declare their root in the first 4 KB; some open
+# with a long licence comment (the ZUGFeRD samples)
 
 
 def syntax_family(path: str) -> str | None:
@@ -260,13 +261,15 @@ def syntax_family(path: str) -> str | None:
     memory, never correctness, since the worker detects and validates the file in full.
     """
     with open(path, "rb") as stream:
-        head = stream.read(_SNIFF_BYTES)
-    if head.lstrip()[:5] == b"%PDF-":
-        return "cii"  # Factur-X / ZUGFeRD: the embedded invoice is CII
-    if b"urn:oasis:names:specification:ubl:schema:xsd:" in head:
-        return "ubl"
-    if b"urn:un:unece:uncefact:data:standard:CrossIndustryInvoice:" in head:
-        return "cii"
+        head = b""
+        for size in _SNIFF_BYTES:
+            head += stream.read(size - len(head))
+            if head.lstrip()[:5] == b"%PDF-":
+                return "cii"  # Factur-X / ZUGFeRD: the embedded invoice is CII
+            if b"urn:oasis:names:specification:ubl:schema:xsd:" in head:
+                return "ubl"
+            if b"urn:un:unece:uncefact:data:standard:CrossIndustry" in head:
+                return "cii"
     return None
 
 

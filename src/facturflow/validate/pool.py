@@ -16,18 +16,19 @@ bounded (saxonheap.py) a worker validating typical invoices of both syntaxes pea
 With an `affinity` function (a cheap guess of each file's syntax), each worker keeps to the files
 of one syntax, so it compiles and holds only that syntax's stylesheets: a worker that saw UBL and
 CII holds 8 compiled stylesheets and peaks at about 550 MB, one that sees one syntax stays under
-400 MB. A free worker takes the first file of its own syntax among the next `window` pending
-files; a fresh worker prefers a syntax no other worker holds; when the window holds only files of
-other syntaxes, the worker is replaced by a fresh one (it compiles again, once per switch) rather
-than made to hold both, unless fewer than `switch_after` files are left and another worker can
-take them (the end of a batch): then it waits. Reports are still yielded in input order; at most
-about `window` of them wait for an earlier file.
+400 MB. A free worker takes the earliest pending file of its own syntax, looking at most `window`
+files past the earliest pending one (files are classified in input order, as far as needed, into
+a queue per syntax); a fresh worker prefers a syntax no other worker holds; when the window holds
+only files of other syntaxes, the worker is replaced by a fresh one (it compiles again, once per
+switch) rather than made to hold both, unless fewer than `switch_after` files are left and
+another worker can take them (the end of a batch): then it waits. Reports are still yielded in
+input order; at most about `window` of them wait for an earlier file (a sorted folder, all CII
+then all UBL, is validated by one worker from each end).
 """
 
 from __future__ import annotations
 
 import contextlib
-import itertools
 import multiprocessing
 import os
 import time
@@ -46,7 +47,7 @@ Affinity = Callable[[str], "str | None"]
 # 390 MB): only an outlier (a huge invoice, or unforeseen growth) triggers a replacement.
 DEFAULT_MAX_RSS_MB = 768.0
 # How far past the earliest pending file a worker looks for a file of its syntax.
-DEFAULT_WINDOW = 256
+DEFAULT_WINDOW = 10_000
 # A worker with only other syntaxes ahead is replaced when at least this many files are left;
 # with fewer it waits and leaves them to the workers that hold their syntax: a fresh worker
 # compiles for about as long as validating a hundred typical invoices.
@@ -227,8 +228,11 @@ class WorkerPool:
     def _run(self, names: Sequence[str]) -> Iterator[Report]:
         counts, affinity, window = self.stats, self._affinity, self._window
         timeout, max_tasks, max_rss_mb = self._timeout, self._max_tasks, self._max_rss_mb
-        pending: deque[tuple[int, str]] = deque(enumerate(names))
-        keys: dict[int, str | None] = {}
+        # Files are classified by key in input order, as far as needed (the "frontier"), into
+        # one queue per key: a worker takes the earliest file of its key in O(1).
+        queues: dict[str | None, deque[int]] = {}
+        frontier = 0
+        left = len(names)  # files not yet given to a worker
         done: dict[int, Report] = {}
         next_out = 0
         for position, slot in enumerate(self._slots):
@@ -240,49 +244,73 @@ class WorkerPool:
             self._slots.append(self._new_slot())
         slots = self._slots
 
-        def key_of(index: int, name: str) -> str | None:
-            if affinity is None:
-                return None
-            if index not in keys:
+        def classify() -> str | None:
+            nonlocal frontier
+            key: str | None = None
+            if affinity is not None:
                 try:
-                    keys[index] = affinity(name)
+                    key = affinity(names[frontier])
                 except Exception:  # a guess only: an unreadable file is the worker's to report
-                    keys[index] = None
-            return keys[index]
+                    key = None
+            queues.setdefault(key, deque()).append(frontier)
+            frontier += 1
+            return key
+
+        def earliest() -> int:
+            heads = [q[0] for q in queues.values() if q]
+            return min(heads) if heads else frontier
+
+        def head_of(keys: set[str | None]) -> int | None:
+            heads = [queues[k][0] for k in keys if queues.get(k)]
+            return min(heads) if heads else None
+
+        def find(wanted: set[str | None] | None, unwanted: set[str]) -> tuple[bool, str | None]:
+            """(True, key) of the earliest pending file that is wanted (its key in `wanted`, or
+            with wanted=None, not in `unwanted`); (False, None) when none within the window."""
+
+            def fits(key: str | None) -> bool:
+                if wanted is not None:
+                    return key in wanted
+                return key is not None and key not in unwanted
+
+            found = [(q[0], k) for k, q in queues.items() if q and fits(k)]
+            if found:
+                return True, min(found)[1]
+            limit = earliest() + window
+            while frontier < len(names) and frontier < limit:
+                key = classify()
+                if fits(key):
+                    return True, key
+            return False, None
 
         def choose(slot: _Slot) -> int | None:
-            """The position in `pending` of the next file for `slot`, None if none suits it."""
-            if affinity is None:
-                return 0
-            ahead = itertools.islice(pending, window)
+            """The index of the next file for `slot`, None if no file suits it."""
             if slot.keys:
-                for position, (index, name) in enumerate(ahead):
-                    key = key_of(index, name)
-                    if key is None or key in slot.keys:
-                        return position
-                return None
-            held = set().union(*(s.keys for s in slots if s is not slot))
-            for position, (index, name) in enumerate(ahead):
-                key = key_of(index, name)
-                if key is not None and key not in held:
-                    return position
-            return 0
+                ok, _ = find({*slot.keys, None}, set())
+                return head_of({*slot.keys, None}) if ok else None
+            held: set[str] = set().union(*(s.keys for s in slots if s is not slot))
+            if affinity is not None and held:
+                ok, key = find(None, held)  # a syntax nobody holds, preferably
+                if ok and key is not None:
+                    return queues[key][0]
+            if not any(queues.values()):
+                classify()
+            return earliest()
 
-        def can_take(slot: _Slot, index: int, name: str) -> bool:
-            key = key_of(index, name)
+        def can_take(slot: _Slot, index: int) -> bool:
+            key = next(k for k, q in queues.items() if q and q[0] == index)
             return not slot.keys or key is None or key in slot.keys
 
         def feed(position: int, may_idle: bool) -> None:
+            nonlocal left
             slot = slots[position]
-            if not pending:
+            if not left:
                 return
             chosen = choose(slot)
             if chosen is None:
-                first_index, first_name = pending[0]
-                others_can = any(
-                    s is not slot and can_take(s, first_index, first_name) for s in slots
-                )
-                if may_idle and others_can and len(pending) < self._switch_after:
+                first = earliest()
+                others_can = any(s is not slot and can_take(s, first) for s in slots)
+                if may_idle and others_can and left < self._switch_after:
                     return  # the tail is the other workers': cheaper than compiling again
                 # Only other syntaxes ahead: a fresh worker rather than one holding both.
                 slot.stop()
@@ -290,18 +318,18 @@ class WorkerPool:
                 slots[position] = slot = self._new_slot()
                 chosen = choose(slot)
                 assert chosen is not None  # a fresh worker takes any file
-            index, name = pending[chosen]
-            del pending[chosen]
-            key = key_of(index, name)
+            key = next(k for k, q in queues.items() if q and q[0] == chosen)
+            queues[key].popleft()
+            left -= 1
             if key is not None:
                 slot.keys.add(key)
-            slot.submit(index, name)
+            slot.submit(chosen, names[chosen])
 
         def feed_idle() -> None:
             for position, slot in enumerate(slots):
                 if slot.job is None:
                     feed(position, may_idle=True)
-            if pending and all(slot.job is None for slot in slots):
+            if left and all(slot.job is None for slot in slots):
                 feed(0, may_idle=False)  # never all idle with files left
 
         feed_idle()
@@ -330,7 +358,7 @@ class WorkerPool:
                         done[got_index] = report
                         slot.job = None
                         slot.tasks += 1
-                        if pending and slot.worn(max_tasks, max_rss_mb):
+                        if left and slot.worn(max_tasks, max_rss_mb):
                             # Between two files: its results are in, the next file goes to a
                             # fresh worker.
                             slot.stop()
@@ -345,7 +373,6 @@ class WorkerPool:
             feed_idle()
             while next_out in done:
                 yield done.pop(next_out)
-                keys.pop(next_out, None)
                 next_out += 1
 
 
