@@ -49,9 +49,11 @@ DEFAULT_MAX_RSS_MB = 768.0
 # How far past the earliest pending file a worker looks for a file of its syntax.
 DEFAULT_WINDOW = 10_000
 # A worker with only other syntaxes ahead is replaced when at least this many files are left;
-# with fewer it waits and leaves them to the workers that hold their syntax: a fresh worker
-# compiles for about as long as validating a hundred typical invoices.
-DEFAULT_SWITCH_AFTER = 128
+# with fewer it waits and leaves them to the workers that hold their syntax. A fresh worker
+# compiles for as long as it takes to validate one to two hundred typical invoices, so replacing
+# it for the tail of a batch (a sorted folder: its CII files, then its UBL files) costs more CPU
+# than the wall time it saves, and leaves the kept workers of a BatchValidator mixed up.
+DEFAULT_SWITCH_AFTER = 1000
 
 
 _PAGE_MB = (os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096) / 1024**2
