@@ -103,6 +103,20 @@ class JavaResult:
         return errors
 
 
+def harness_command(
+    jobs: Sequence[tuple[Path, Sequence[Path]]], jobs_file: Path, heap: str, args: list[str]
+) -> list[str]:
+    """Write the jobs file; the java command line running the harness on it with `args`."""
+    jar = saxon_jar()
+    classes = compiled_classes(jar)
+    jobs_file.write_text(
+        "".join(f"{doc}\t{','.join(str(s) for s in sheets)}\n" for doc, sheets in jobs),
+        encoding="utf-8",
+    )
+    return ["java", f"-Xmx{heap}", "-cp", f"{jar}{os.pathsep}{classes}", "SaxonBench",
+            str(jobs_file), *args]
+
+
 def run_reference(
     jobs: Sequence[tuple[Path, Sequence[Path]]],
     *,
@@ -115,25 +129,10 @@ def run_reference(
     timeout: float | None = None,
 ) -> JavaResult:
     """Run the harness on (document, stylesheets) jobs; one JVM, `threads` worker threads."""
-    jar = saxon_jar()
-    classes = compiled_classes(jar)
-    jobs_file = workdir / "java-jobs.tsv"
-    jobs_file.write_text(
-        "".join(f"{doc}\t{','.join(str(s) for s in sheets)}\n" for doc, sheets in jobs),
-        encoding="utf-8",
+    cmd = harness_command(
+        jobs, workdir / "java-jobs.tsv", heap,
+        [str(threads), str(warmup_seconds), str(min_warmup_passes), str(repeat)],
     )
-    cmd = [
-        "java",
-        f"-Xmx{heap}",
-        "-cp",
-        f"{jar}{os.pathsep}{classes}",
-        "SaxonBench",
-        str(jobs_file),
-        str(threads),
-        str(warmup_seconds),
-        str(min_warmup_passes),
-        str(repeat),
-    ]
     m = run_measured(cmd, timeout=timeout)
     wall, code, peak_mb, stdout, stderr = m.wall, m.code, m.peak_rss_mb, m.stdout, m.stderr
     if code != 0:
@@ -170,17 +169,10 @@ class InteractiveReference:
         workdir: Path,
         heap: str = "2g",
     ) -> None:
-        jar = saxon_jar()
-        classes = compiled_classes(jar)
-        jobs_file = workdir / "java-jobs-interactive.tsv"
-        jobs_file.write_text(
-            "".join(f"{doc}\t{','.join(str(s) for s in sheets)}\n" for doc, sheets in jobs),
-            encoding="utf-8",
+        self.command = harness_command(
+            jobs, workdir / "java-jobs-interactive.tsv", heap,
+            [str(threads), str(warmup_seconds), str(min_warmup_passes), "0", "stdin"],
         )
-        self.command = [
-            "java", f"-Xmx{heap}", "-cp", f"{jar}{os.pathsep}{classes}", "SaxonBench",
-            str(jobs_file), str(threads), str(warmup_seconds), str(min_warmup_passes), "0", "stdin",
-        ]
         self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the harness
         self._proc = subprocess.Popen(
             self.command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr,

@@ -341,3 +341,24 @@ def test_path_dispatch_keeps_a_walk_that_rules_stop(tmp_path: Path) -> None:
     assert 'location="b-with-k:b1"' not in official  # below the stopped a (k=1)
     assert 'location="b-with-k:3"' in official
     assert _bare(_svrl_of(derived.text, _PATH_DOC, tmp_path)) == _bare(official)
+
+
+def test_derived_text_does_not_depend_on_the_process() -> None:
+    # The derived text is cached on disk and shared: it must not vary with hash seeds.
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import hashlib; from facturflow.validate.derive import derive; "
+        "from facturflow.artefacts import builtin; "
+        "print(hashlib.sha256(derive(builtin('sch-fx-basic').path).text).hexdigest())"
+    )
+    digests = {
+        subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True,
+            env={**os.environ, "PYTHONHASHSEED": seed},
+        ).stdout
+        for seed in ("1", "2", "3")
+    }
+    assert len(digests) == 1

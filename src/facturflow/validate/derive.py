@@ -219,6 +219,20 @@ def _last_step_tests(pattern: str) -> list[tuple[bool, str | None, str]] | None:
     return tests
 
 
+def _templates_and_applies_by_mode(
+    root: etree._Element,
+) -> tuple[dict[str, list[etree._Element]], dict[str, list[etree._Element]]]:
+    """The top-level templates of each mode, and the apply-templates of each mode."""
+    by_mode: dict[str, list[etree._Element]] = {}
+    for template in root.iterchildren(f"{_X}template"):
+        for mode in (template.get("mode") or "").split():
+            by_mode.setdefault(mode, []).append(template)
+    applies: dict[str, list[etree._Element]] = {}
+    for apply in root.iter(f"{_X}apply-templates"):
+        applies.setdefault(apply.get("mode") or "#default", []).append(apply)
+    return by_mode, applies
+
+
 def _select_rule_nodes(tree: etree._ElementTree) -> bool:
     """Replace each pattern's walk by one apply-templates on the nodes its rules can match.
 
@@ -249,13 +263,7 @@ def _select_rule_nodes(tree: etree._ElementTree) -> bool:
     if len(root_templates) != 1:
         return False
     root_template = root_templates[0]
-    by_mode: dict[str, list[etree._Element]] = {}
-    for template in root.iterchildren(f"{_X}template"):
-        for mode in (template.get("mode") or "").split():
-            by_mode.setdefault(mode, []).append(template)
-    applies: dict[str, list[etree._Element]] = {}
-    for apply in root.iter(f"{_X}apply-templates"):
-        applies.setdefault(apply.get("mode") or "#default", []).append(apply)
+    by_mode, applies = _templates_and_applies_by_mode(root)
     changed = False
     for start in list(root_template.iter(f"{_X}apply-templates")):
         mode = start.get("mode") or ""
@@ -316,15 +324,8 @@ def _walk_plan(
                 return None
             catch_all = True
             continue
-        for element in template.iter():
-            if not isinstance(element.tag, str):
-                continue
-            if element.tag in (f"{_X}call-template", f"{_X}next-match", f"{_X}apply-imports",
-                               f"{_X}param"):
-                return None
-            # Any attribute (XPath, pattern or attribute value template): conservative.
-            if any(_FOCUS.search(_outside_predicates(str(v))) for v in element.attrib.values()):
-                return None
+        if not _context_free(template):
+            return None
         found = _last_step_tests(match)
         if found is None:
             return None
@@ -341,6 +342,21 @@ def _walk_plan(
     if recursions_select == "*" and any(attribute for attribute, _, _ in tests):
         return None  # a walk over elements only never visits the attributes named
     return _union(tests), recursions
+
+
+def _context_free(template: etree._Element) -> bool:
+    """Whether a rule template's output depends only on its node: no position() or last()
+    outside predicates (any attribute: XPath, pattern or value template; conservative), no
+    call-template, next-match, apply-imports or param (the focus and the rule chain of a walk)."""
+    for element in template.iter():
+        if not isinstance(element.tag, str):
+            continue
+        if element.tag in (f"{_X}call-template", f"{_X}next-match", f"{_X}apply-imports",
+                           f"{_X}param"):
+            return False
+        if any(_FOCUS.search(_outside_predicates(str(v))) for v in element.attrib.values()):
+            return False
+    return True
 
 
 def _outside_predicates(xpath: str) -> str:
@@ -463,13 +479,7 @@ def _dispatch_paths(tree: etree._ElementTree) -> bool:
     ):
         return False
     root_template = root_templates[0]
-    by_mode: dict[str, list[etree._Element]] = {}
-    for template in root.iterchildren(f"{_X}template"):
-        for mode in (template.get("mode") or "").split():
-            by_mode.setdefault(mode, []).append(template)
-    applies: dict[str, list[etree._Element]] = {}
-    for apply in root.iter(f"{_X}apply-templates"):
-        applies.setdefault(apply.get("mode") or "#default", []).append(apply)
+    by_mode, applies = _templates_and_applies_by_mode(root)
     taken = {m for t in root.iter(f"{_X}template") for m in (t.get("mode") or "").split()}
     changed = False
     for start in list(root_template.iter(f"{_X}apply-templates")):
@@ -536,20 +546,13 @@ def _dispatch_plan(mode: str, templates: list[etree._Element], walk: bool) -> _D
             continue
         if template.get("priority") is None:
             return None
-        for element in template.iter():
-            if not isinstance(element.tag, str):
-                continue
-            if element.tag in (f"{_X}call-template", f"{_X}next-match", f"{_X}apply-imports",
-                               f"{_X}param"):
-                return None
-            if (
-                element.tag == f"{_X}apply-templates"
-                and element.get("mode") == mode
-                and element is not recursion
-            ):
-                return None  # a walk of another shape
-            if any(_FOCUS.search(_outside_predicates(str(v))) for v in element.attrib.values()):
-                return None
+        if not _context_free(template):
+            return None
+        if any(
+            apply.get("mode") == mode and apply is not recursion
+            for apply in template.iter(f"{_X}apply-templates")
+        ):
+            return None  # a walk of another shape
         found = _absolute_name_path(template.get("match") or "", dict(template.nsmap))
         if found is None:
             return None
@@ -619,7 +622,7 @@ def _apply_dispatch(
             template.append(step)
     insert_at = root.index(defaults[-1]) + 1 if defaults else len(root)
     added: list[etree._Element] = []
-    for path in sorted(below, key=len):
+    for path in sorted(below, key=lambda p: (len(p), p)):  # deterministic text
         if not path:
             continue
         # An element on the way to deeper rules, with no rule of its own that fires: go on down.
