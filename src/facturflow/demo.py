@@ -21,7 +21,8 @@ OUT = ROOT / "out" / "demo"
 STEPS: list[tuple[str, list[str], set[int]]] = [
     ("1. Detect what each bundled invoice is",
      ["detect", "fixtures/valid"], {0}),
-    ("2. Validate the valid fixtures (XSD + EN 16931/Factur-X + BR-FR + PDF checks)",
+    ("2. Validate the valid fixtures (XSD + EN 16931/Factur-X + BR-FR + PDF checks; "
+     "UBL and CII go to separate workers, each compiling one syntax's rules)",
      ["validate", "fixtures/valid"], {0}),
     ("3. Validate broken invoices: each finding names the rule, the place and the terms",
      ["validate", "fixtures/invalid/br-co-10-line-sum.xml",
