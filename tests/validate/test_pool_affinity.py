@@ -202,3 +202,20 @@ def test_batch_validator_validates_batches_on_the_same_workers() -> None:
             assert got == alone
         assert validator.stats["started"] == 2  # compiled once, used twice
         assert list(validator.validate_many([])) == []
+
+
+def test_sniffing_a_fifo_or_a_device_does_not_block(tmp_path: Path) -> None:
+    fifo = tmp_path / "pipe.xml"
+    os.mkfifo(fifo)
+    assert syntax_family(str(fifo)) is None  # returns at once: nobody writes to the pipe
+    assert syntax_family("/dev/zero") is None
+    with pytest.raises(OSError):
+        syntax_family(str(tmp_path / "missing.xml"))  # the pool turns this into "unknown"
+
+
+def test_a_batch_naming_a_fifo_reports_it_and_goes_on(tmp_path: Path) -> None:
+    fifo = tmp_path / "pipe.xml"
+    os.mkfifo(fifo)
+    reports = list(validate_many([VALID_UBL, fifo, VALID_CII], jobs=2, timeout=60))
+    assert [r.ok for r in reports] == [True, False, True]
+    assert reports[1].error and "regular file" in reports[1].error

@@ -7,6 +7,7 @@ pool (saxonche holds the GIL during a transform, so threads would not help).
 from __future__ import annotations
 
 import os
+import stat
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -260,7 +261,12 @@ def syntax_family(path: str) -> str | None:
     Only used to keep each batch worker to one syntax (pool affinity): a wrong guess costs
     memory, never correctness, since the worker detects and validates the file in full.
     """
-    with open(path, "rb") as stream:
+    # Non-blocking open and a regular-file check: a FIFO or a device named in a batch must not
+    # hang the parent (the worker reports it as unreadable).
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    with open(fd, "rb") as stream:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
         head = b""
         for size in _SNIFF_BYTES:
             head += stream.read(size - len(head))
