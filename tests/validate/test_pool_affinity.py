@@ -21,6 +21,8 @@ def _init() -> None:
 
 def _whoami(name: str) -> Report:
     """A report naming the file and the worker that produced it (no Saxon: fast)."""
+    if name.startswith("crash"):
+        os._exit(3)
     return Report(
         path=f"{name}@{os.getpid()}", container=None, syntax=None, profile=None, findings=()
     )
@@ -219,3 +221,13 @@ def test_a_batch_naming_a_fifo_reports_it_and_goes_on(tmp_path: Path) -> None:
     reports = list(validate_many([VALID_UBL, fifo, VALID_CII], jobs=2, timeout=60))
     assert [r.ok for r in reports] == [True, False, True]
     assert reports[1].error and "regular file" in reports[1].error
+
+
+def test_a_kept_pool_replaces_a_crashed_worker_and_serves_the_next_run() -> None:
+    with pool.WorkerPool(_whoami, _init, (), 2, None, affinity=_key) as workers:
+        first = list(workers.run(["u0", "crash1", "c2", "u3"]))
+        assert [r.path.split("@")[0] for r in first[:1] + first[2:]] == ["u0", "c2", "u3"]
+        assert first[1].error and "died" in first[1].error
+        second = [r.path.split("@")[0] for r in workers.run(["c4", "u5"])]
+        assert second == ["c4", "u5"]
+        assert workers.stats["started"] == 3  # the two first workers and the crashed one's heir
