@@ -96,6 +96,29 @@ def test_java_reference_harness_runs_one_document(tmp_path: Path) -> None:
     assert result.raw["runtime_errors"] == {}
 
 
+def test_java_reference_harness_alternates_passes_on_request(tmp_path: Path) -> None:
+    from benchmarks.reference import InteractiveReference
+
+    from facturflow.artefacts import builtin
+
+    doc = tmp_path / "one.xml"
+    doc.write_bytes(generate(2, "ubl"))
+    sheet = builtin("sch-en16931-ubl").path
+    harness = InteractiveReference(
+        [(doc, [sheet])], threads=1, warmup_seconds=0, min_warmup_passes=1, workdir=tmp_path
+    )
+    try:
+        assert harness.warm["warm"] is True and harness.warm["warmup_passes"] >= 1
+        passes = [harness.one_pass() for _ in range(2)]
+        assert all(wall > 0 and cpu >= 0 for wall, cpu in passes)
+        result = harness.finish()
+    finally:
+        harness.close()
+    assert result.raw["pass_seconds"] == [wall for wall, _ in passes]
+    assert result.raw["timed_transforms"] == 2 and result.raw["timed_failed_asserts"] == 0
+    assert result.raw["peak_rss_mb"] > 0
+
+
 def test_memory_tool_measures_batch_workers() -> None:
     fixtures = REPO / "fixtures" / "valid"
     files = [fixtures / "fr-invoice-ubl-en16931.xml", fixtures / "fr-invoice-en16931.xml"]
