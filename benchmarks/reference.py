@@ -88,11 +88,6 @@ class JavaResult:
         return float(min(self.raw["pass_seconds"]))
 
     @property
-    def median_pass_seconds(self) -> float:
-        walls = sorted(self.raw["pass_seconds"])
-        return float(walls[len(walls) // 2])
-
-    @property
     def median_pass_cpu_seconds(self) -> float:
         cpus = sorted(self.raw["pass_cpu_seconds"])
         return float(cpus[len(cpus) // 2])

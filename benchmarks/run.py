@@ -223,37 +223,38 @@ def target_batch(cfg: Config) -> None:
             reason = None
         except ReferenceUnavailable as exc:
             reason = str(exc)
-    from facturflow import BatchValidator
-
-    # Like for like with the reference: BR-FR UBL, which Saxon-HE 9.9 cannot compile, is left
-    # out for the UBL documents in the "same XSLTs" runs.
-    with BatchValidator(jobs=cfg.jobs) as everything, \
-            BatchValidator(jobs=cfg.jobs) as cii_same, \
-            BatchValidator("xsd,en16931,facturx,extended-ctc-fr", jobs=cfg.jobs) as ubl_same:
-        runs: dict[str, list[tuple[Any, list[str]]]] = {
-            "default": [(everything, names)],
-            "same": [(cii_same, cii), (ubl_same, ubl)],
-        }
-        # Warm-up: a worker compiles a stylesheet when it first meets a document that needs
-        # it, and which worker gets which document varies from pass to pass: three passes.
-        for _ in range(3):
-            for name in runs:
-                _library_pass(runs[name])
-        figures: dict[str, list[tuple[float, float]]] = {"default": [], "same": [], "java": []}
-        for r in range(rounds):
-            order = ["java", "default", "same"]
-            for name in order[r % 3:] + order[: r % 3]:
-                if name == "java":
-                    if interactive is not None:
-                        figures["java"].append(interactive.one_pass())
-                else:
-                    figures[name].append(_library_pass(runs[name]))
     java: JavaResult | None = None
-    if interactive is not None:
-        try:
+    try:
+        from facturflow import BatchValidator
+
+        # Like for like with the reference: BR-FR UBL, which Saxon-HE 9.9 cannot compile, is left
+        # out for the UBL documents in the "same XSLTs" runs.
+        with BatchValidator(jobs=cfg.jobs) as everything, \
+                BatchValidator(jobs=cfg.jobs) as cii_same, \
+                BatchValidator("xsd,en16931,facturx,extended-ctc-fr", jobs=cfg.jobs) as ubl_same:
+            runs: dict[str, list[tuple[Any, list[str]]]] = {
+                "default": [(everything, names)],
+                "same": [(cii_same, cii), (ubl_same, ubl)],
+            }
+            # Warm-up: a worker compiles a stylesheet when it first meets a document that needs
+            # it, and which worker gets which document varies from pass to pass: three passes.
+            for _ in range(3):
+                for name in runs:
+                    _library_pass(runs[name])
+            figures: dict[str, list[tuple[float, float]]] = {"default": [], "same": [], "java": []}
+            for r in range(rounds):
+                order = ["java", "default", "same"]
+                for name in order[r % 3:] + order[: r % 3]:
+                    if name == "java":
+                        if interactive is not None:
+                            figures["java"].append(interactive.one_pass())
+                    else:
+                        figures[name].append(_library_pass(runs[name]))
+        if interactive is not None:
             java = interactive.finish()
-        finally:
-            interactive.close()
+    finally:
+        if interactive is not None:
+            interactive.close()  # never leave a JVM behind, whatever failed
 
     def med(name: str, at: int) -> float | None:
         values = [f[at] for f in figures[name]]

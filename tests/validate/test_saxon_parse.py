@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
+from types import SimpleNamespace
+from typing import Any
 
+import pytest
 from benchmarks.generate import generate
 
 from facturflow import validate
@@ -51,3 +54,33 @@ def test_a_forked_child_gets_its_own_scratch_file() -> None:
     _, status = os.waitpid(pid, 0)
     assert os.read(read, 1) == b"1" and status == 0
     assert validate(xml).ok  # the parent's file still serves the parent
+
+
+def test_a_scratch_route_that_fails_is_given_up_for_the_process(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    xml = detect(generate(60, "cii", seed=5)).xml
+    engine = schematron._get_engine()
+    expected = _svrls(xml, engine.processor.parse_xml(xml_text=xml.decode("utf-8")))
+    calls: list[str] = []
+
+    class Refusing:
+        """Saxon's processor, refusing files (as when /proc is hidden from it)."""
+
+        def __init__(self, real: Any) -> None:
+            self._real = real
+
+        def parse_xml(self, **kwargs: Any) -> Any:
+            calls.append(next(iter(kwargs)))
+            if "xml_file_name" in kwargs:
+                raise RuntimeError("cannot read the file")
+            return self._real.parse_xml(**kwargs)
+
+    monkeypatch.setattr(schematron, "_scratch", None)
+    monkeypatch.setattr(schematron, "_scratch_refused", None)
+    fake = SimpleNamespace(processor=Refusing(engine.processor))
+    first = schematron._parse_for_saxon(fake, xml)  # type: ignore[arg-type]
+    second = schematron._parse_for_saxon(fake, xml)  # type: ignore[arg-type]
+    assert calls == ["xml_file_name", "xml_text", "xml_text"]  # tried once, then not again
+    assert _svrls(xml, first) == _svrls(xml, second) == expected
+    assert schematron._scratch_fd() is None

@@ -233,6 +233,27 @@ def _templates_and_applies_by_mode(
     return by_mode, applies
 
 
+def _plain_root_template(root: etree._Element) -> etree._Element | None:
+    """The one root template ("/", default mode) of a stylesheet whose modes can be reasoned
+    about from this file alone, or None: no import, include or xsl:mode, no #current or #all
+    mode, no xpath-default-namespace (the rewrites that move patterns and walks rely on it)."""
+    for element in root.iter():
+        if not isinstance(element.tag, str):
+            continue
+        mode = element.get("mode") or ""
+        if (
+            element.tag in (f"{_X}import", f"{_X}include", f"{_X}mode")
+            or "#current" in mode
+            or "#all" in mode
+            or any("xpath-default-namespace" in str(name) for name in element.attrib)
+        ):
+            return None
+    root_templates = [
+        t for t in _default_mode_templates(root) if (t.get("match") or "").strip() == "/"
+    ]
+    return root_templates[0] if len(root_templates) == 1 else None
+
+
 def _select_rule_nodes(tree: etree._ElementTree) -> bool:
     """Replace each pattern's walk by one apply-templates on the nodes its rules can match.
 
@@ -249,20 +270,9 @@ def _select_rule_nodes(tree: etree._ElementTree) -> bool:
     nodes, in the same order; the other nodes of the walk matched no rule and output nothing.
     """
     root = tree.getroot()
-    elements = [el for el in root.iter() if isinstance(el.tag, str)]
-    if (
-        any(el.tag in (f"{_X}import", f"{_X}include", f"{_X}mode") for el in elements)
-        or any("xpath-default-namespace" in str(name) for el in elements for name in el.attrib)
-        or any("#current" in (el.get("mode") or "") or "#all" in (el.get("mode") or "")
-               for el in elements)
-    ):
+    root_template = _plain_root_template(root)
+    if root_template is None:
         return False
-    root_templates = [
-        t for t in _default_mode_templates(root) if (t.get("match") or "").strip() == "/"
-    ]
-    if len(root_templates) != 1:
-        return False
-    root_template = root_templates[0]
     by_mode, applies = _templates_and_applies_by_mode(root)
     changed = False
     for start in list(root_template.iter(f"{_X}apply-templates")):
@@ -467,18 +477,9 @@ def _dispatch_paths(tree: etree._ElementTree) -> bool:
     every element of the invoice; M86 of EXTENDED, 901).
     """
     root = tree.getroot()
-    root_templates = [
-        t for t in _default_mode_templates(root) if (t.get("match") or "").strip() == "/"
-    ]
-    if len(root_templates) != 1 or any(
-        el.tag in (f"{_X}import", f"{_X}include", f"{_X}mode")
-        or "#all" in (el.get("mode") or "")
-        or "#current" in (el.get("mode") or "")
-        for el in root.iter()
-        if isinstance(el.tag, str)
-    ):
+    root_template = _plain_root_template(root)
+    if root_template is None:
         return False
-    root_template = root_templates[0]
     by_mode, applies = _templates_and_applies_by_mode(root)
     taken = {m for t in root.iter(f"{_X}template") for m in (t.get("mode") or "").split()}
     changed = False

@@ -378,30 +378,8 @@ class WorkerPool:
                 next_out += 1
 
 
-def run(
-    names: Sequence[str],
-    task: Task,
-    init: Callable[..., None],
-    init_args: tuple[Any, ...],
-    jobs: int,
-    timeout: float | None,
-    *,
-    max_tasks: int | None = None,
-    max_rss_mb: float | None = DEFAULT_MAX_RSS_MB,
-    stats: dict[str, int] | None = None,
-    affinity: Affinity | None = None,
-    window: int = DEFAULT_WINDOW,
-    switch_after: int = DEFAULT_SWITCH_AFTER,
-) -> Iterator[Report]:
-    """Apply `task` to every name on `jobs` workers; yield reports in input order.
-
-    A worker is replaced after `max_tasks` files or once its RSS passes `max_rss_mb` (None: no
-    limit); with `affinity` (name -> syntax key or None), workers keep to one key each (see the
-    module docstring). `stats`, if given, receives the number of workers started, recycled and
-    switched to another key. The workers are stopped at the end (see WorkerPool to keep them).
-    """
-    with WorkerPool(
-        task, init, init_args, jobs, timeout, max_tasks=max_tasks, max_rss_mb=max_rss_mb,
-        stats=stats, affinity=affinity, window=window, switch_after=switch_after,
-    ) as workers:
+def run(names: Sequence[str], *args: Any, **options: Any) -> Iterator[Report]:
+    """Apply a task to every name on a WorkerPool made for this batch alone (`args` and
+    `options` are WorkerPool's); reports in input order; the workers are stopped at the end."""
+    with WorkerPool(*args, **options) as workers:
         yield from workers.run(names)

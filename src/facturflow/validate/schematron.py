@@ -170,6 +170,7 @@ class SaxonDocument:
 # is left behind even on SIGKILL) and on tmpfs where there is one.
 _SCRATCH_MIN_BYTES = 16 * 1024
 _scratch: tuple[int, int] | None = None  # (pid, file descriptor)
+_scratch_refused: int | None = None  # pid of a process where Saxon could not read it
 
 
 def _scratch_fd() -> int | None:
@@ -177,6 +178,8 @@ def _scratch_fd() -> int | None:
     pid = os.getpid()
     if _scratch is not None and _scratch[0] == pid:
         return _scratch[1]
+    if _scratch_refused == pid:
+        return None
     if not sys.platform.startswith("linux") or not os.path.isdir("/proc/self/fd"):
         return None
     folder = "/dev/shm" if os.access("/dev/shm", os.W_OK | os.X_OK) else tempfile.gettempdir()
@@ -192,10 +195,18 @@ def _scratch_fd() -> int | None:
     return fd
 
 
+def _refuse_scratch(fd: int) -> None:
+    global _scratch, _scratch_refused
+    _scratch, _scratch_refused = None, os.getpid()
+    with contextlib.suppress(OSError):
+        os.close(fd)
+
+
 def _parse_for_saxon(engine: _Engine, xml: bytes) -> Any:
     """Saxon's tree of `xml` (UTF-8 bytes): from the scratch file when large enough."""
     fd = _scratch_fd() if len(xml) >= _SCRATCH_MIN_BYTES else None
     if fd is not None:
+        refused = False
         try:
             os.ftruncate(fd, 0)
             written = 0
@@ -203,11 +214,16 @@ def _parse_for_saxon(engine: _Engine, xml: bytes) -> Any:
             while written < len(xml):
                 written += os.pwrite(fd, view[written:], written)
             return engine.processor.parse_xml(xml_file_name=f"/proc/self/fd/{fd}")
-        except Exception:  # the string route below is the reference: it decides
-            pass
+        except Exception:
+            # The string route below is the reference and decides; a route that failed once
+            # (no room on tmpfs, /proc hidden from Saxon) is not tried again in this process,
+            # so that later documents are not written and parsed twice.
+            refused = True
         finally:
             with contextlib.suppress(OSError):
                 os.ftruncate(fd, 0)  # give tmpfs its memory back
+            if refused:
+                _refuse_scratch(fd)
     return engine.processor.parse_xml(xml_text=xml.decode("utf-8"))
 
 
@@ -290,7 +306,7 @@ def parse_svrl(
         root = etree.fromstring(svrl, parser)
     except etree.XMLSyntaxError as exc:
         return [layer_failed(artefact, f"unreadable SVRL output: {exc}")], False
-    if root.find(_FIRED_TAG) is None and next(root.iter(_FIRED_TAG), None) is None:
+    if next(root.iter(_FIRED_TAG), None) is None:
         return [
             layer_failed(
                 artefact,
