@@ -15,7 +15,7 @@ from facturflow.cli import main
 from facturflow.detect import detect_bytes
 from facturflow.errors import InputError
 from facturflow.model import Invoice
-from facturflow.syntax import read_tree, to_xml
+from facturflow.syntax import BindingError, read_tree, to_xml
 from facturflow.validate import validate
 
 CII_HEAD = """<?xml version="1.0" encoding="UTF-8"?>
@@ -182,3 +182,27 @@ def test_cli_read_prints_json_keyed_by_term_and_a_text_summary(tmp_path: Path) -
     assert "Credit note FA-2026-001" in result.output and "SIREN 123456782" in result.output
     missing = runner.invoke(main, ["read", str(tmp_path / "nope.xml")])
     assert missing.exit_code == 2
+
+
+@pytest.mark.parametrize(
+    ("fixture", "path", "term"),
+    [
+        ("fr-invoice-ubl-en16931.xml", "{*}TaxTotal/{*}TaxAmount", "BT-110"),
+        ("fr-invoice-ubl-en16931.xml", "{*}LegalMonetaryTotal/{*}TaxExclusiveAmount", "BT-109"),
+        ("fr-invoice-en16931.xml", ".//{*}SpecifiedTradeSettlementHeaderMonetarySummation"
+         "/{*}TaxTotalAmount", "BT-110"),
+    ],
+)
+@pytest.mark.parametrize("bad", ["NaN", "Infinity", "-inf"])
+def test_every_amount_reader_refuses_non_finite_numbers(
+    fixture: str, path: str, term: str, bad: str
+) -> None:
+    # BT-110 is read by custom readers, not the generic binding: same rule for both.
+    tree = etree.parse(str(Path(__file__).parents[2] / "fixtures" / "valid" / fixture))
+    element = tree.getroot().find(path)
+    assert element is not None
+    element.text = bad
+    syntax = "ubl-invoice" if "ubl" in fixture else "cii"
+    with pytest.raises(BindingError) as refused:
+        read_tree(tree, syntax)
+    assert term in str(refused.value) and "finite" in str(refused.value)

@@ -83,6 +83,18 @@ def first_text(node: etree._Element, path: str, namespaces: dict[str, str]) -> s
     return None
 
 
+def parse_decimal(term: str, text: str) -> Decimal:
+    """The number a business term's text states; BindingError when it is not a finite number
+    (custom readers use it too, so that every amount is held to the same rule)."""
+    try:
+        number = Decimal(text)
+    except InvalidOperation:
+        raise BindingError(term, f"{text!r} is not a number") from None
+    if not number.is_finite():
+        raise BindingError(term, f"{text!r} is not a finite number")
+    return number
+
+
 def build_invoice(kwargs: dict[str, Any]) -> Invoice:
     """The Invoice from the terms a binding read; model refusals become BindingErrors."""
     try:
@@ -250,13 +262,7 @@ class Engine:
                 text = model_code
                 break
         if hint is Decimal:
-            try:
-                number = Decimal(text)
-            except InvalidOperation:
-                raise BindingError(bind.term, f"{text!r} is not a number") from None
-            if not number.is_finite():
-                raise BindingError(bind.term, f"{text!r} is not a finite number")
-            return number
+            return parse_decimal(bind.term, text)
         return text
 
     def _read_date(self, node: Any, bind: Bind) -> date | None:

@@ -20,7 +20,16 @@ from ..model.invoice import (
     PaymentCard,
     PaymentInstructions,
 )
-from ._engine import B, Bind, BindingError, Engine, G, Tokens, build_invoice, first_text
+from ._engine import (
+    B,
+    Bind,
+    Engine,
+    G,
+    Tokens,
+    build_invoice,
+    first_text,
+    parse_decimal,
+)
 from ._xsdorder import sort_tree
 
 NS = {
@@ -309,8 +318,6 @@ def _write_payment(element: etree._Element, value: PaymentInstructions, tokens: 
 
 def _read_tax_total(term: str) -> Any:
     def read(element: etree._Element, tokens: Tokens) -> Any:
-        from decimal import Decimal, InvalidOperation
-
         # `element` is the BG-22 monetary summation.
         found = element.xpath("ram:TaxTotalAmount", namespaces=NS)
         assert isinstance(found, list)
@@ -325,10 +332,7 @@ def _read_tax_total(term: str) -> Any:
                 candidates = candidates[1:]
         if not candidates or not (candidates[0].text or "").strip():
             return None
-        try:
-            return Decimal((candidates[0].text or "").strip())
-        except InvalidOperation:
-            raise BindingError(term, f"{candidates[0].text!r} is not a number") from None
+        return parse_decimal(term, (candidates[0].text or "").strip())
 
     return read
 

@@ -25,7 +25,16 @@ from ..model.invoice import (
     PaymentCard,
     PaymentInstructions,
 )
-from ._engine import B, Bind, BindingError, Engine, G, Tokens, build_invoice, first_text
+from ._engine import (
+    B,
+    Bind,
+    Engine,
+    G,
+    Tokens,
+    build_invoice,
+    first_text,
+    parse_decimal,
+)
 from ._xsdorder import sort_tree
 
 NS_INVOICE = "urn:oasis:names:specification:ubl:schema:xsd:Invoice-2"
@@ -238,15 +247,8 @@ def _document_tax_total(totals: list[etree._Element]) -> etree._Element | None:
 
 
 def _tax_amount(total: etree._Element | None, term: str) -> Any:
-    from decimal import Decimal, InvalidOperation
-
     text = _first(total, "cbc:TaxAmount") if total is not None else None
-    if text is None:
-        return None
-    try:
-        return Decimal(text)
-    except InvalidOperation:
-        raise BindingError(term, f"{text!r} is not a number") from None
+    return None if text is None else parse_decimal(term, text)
 
 
 def _read_vat_total(summation: etree._Element, tokens: Tokens) -> Any:
