@@ -297,7 +297,7 @@ class Outbox:
             jobs = list(self._blob_jobs.values())
             self._blob_jobs = {}
             try:
-                futures.wait(jobs)
+                futures.wait(jobs)  # all done before a failure rolls back what they stored for
                 for job in jobs:  # each one stored its upload durably, folder entry too
                     job.result()
             except BaseException:
@@ -319,11 +319,7 @@ class Outbox:
         if self._durable >= target or self._wal is None:
             return
         with contextlib.suppress(FileNotFoundError):  # no WAL: everything is in the database
-            fd = os.open(self._wal, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            _fsync_path(self._wal)
         with self._lock:
             self._durable = max(self._durable, target)
 
@@ -488,7 +484,7 @@ class Outbox:
 def _store_blob(folder: Path, upload_sha: str, data: bytes) -> None:
     """Write `folder/upload_sha` durably, its folder entry included."""
     _write_blob_file(folder, upload_sha, data)
-    _fsync_dir(folder)
+    _fsync_path(folder)
 
 
 def _write_blob_file(folder: Path, upload_sha: str, data: bytes) -> None:
@@ -547,7 +543,7 @@ class _BlobWriter:
                     stored.append(future)
             try:
                 if stored:
-                    _fsync_dir(self.folder)
+                    _fsync_path(self.folder)
             except BaseException as exc:
                 for future in stored:
                     future.set_exception(exc)
@@ -556,12 +552,13 @@ class _BlobWriter:
                     future.set_result(None)
 
 
-def _fsync_dir(folder: Path) -> None:
-    dir_fd = os.open(folder, os.O_RDONLY)
+def _fsync_path(path: Path) -> None:
+    """fsync a file or a folder (a folder: so that the entries it holds are on disk)."""
+    fd = os.open(path, os.O_RDONLY)
     try:
-        os.fsync(dir_fd)
+        os.fsync(fd)
     finally:
-        os.close(dir_fd)
+        os.close(fd)
 
 
 def organisations(state_dir: str | os.PathLike[str]) -> list[str]:

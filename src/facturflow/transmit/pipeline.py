@@ -7,7 +7,9 @@ were in flight safe to repeat (see facturflow.transmit.outbox).
 
 Imports and sends start while later files are still being validated: one request at a time,
 in a worker thread, each preceded by a durable commit of the outbox (see _Flow). The network
-wait and the commits' fsyncs thus overlap validation instead of adding to it.
+wait and the fsyncs of those commits thus overlap validation instead of adding to it; the
+periodic commit of validation results (every SYNC_EVERY files or SYNC_SECONDS) runs on the
+validating thread.
 """
 
 from __future__ import annotations
@@ -224,8 +226,11 @@ def send_invoices(
                     synced = time.monotonic()
                 if progress:
                     progress("validate", index, total)
-                if not settings_error and isinstance(row, str) and row not in blocked:
-                    flow.add(row)
+                if not settings_error:
+                    if isinstance(row, str) and row not in blocked:
+                        flow.add(row)
+                    # Also after a rejected or already-sent file: a run of those must not keep
+                    # finished requests unrecorded and the next ones unstarted.
                     flow.pump(block=False)
             wanted = {v for v in rows.values() if isinstance(v, str)}
             if settings_error:
@@ -376,8 +381,8 @@ class _Flow:
     (`importing`, `sending`); the worker then calls `outbox.sync()` and only after it makes
     the request. So before any request leaves, its invoices' transitions and every answer
     received before it are durable (the rule of facturflow.transmit.outbox); validations
-    recorded meanwhile by the calling thread concern other invoices and wait for the next
-    sync. Invoices go in import batches of up to `batch_size` files
+    recorded meanwhile by the calling thread concern other invoices and are committed with it
+    or at the next sync. Invoices go in import batches of up to `batch_size` files
     (within Qonto's limits, unique file names in a batch), each batch as soon as it is full;
     imported invoices are sent before the next batch is imported.
     """
