@@ -169,6 +169,30 @@ def test_cached_fonts_give_the_bytes_plain_fpdf2_gives(monkeypatch: pytest.Monke
     assert len(set(cached)) == len(invoices)
 
 
+def test_another_fpdf2_version_takes_fpdf2s_own_font_output(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The font-output copy is tied to the fpdf2 version it mirrors; any other version falls
+    # back to fpdf2's own code, which gives the same document.
+    from fpdf.output import OutputProducer
+
+    import facturflow.render.pdf as render_pdf
+
+    calls: list[str] = []
+    original = OutputProducer._add_fonts
+
+    def spy(self: object, *args: object) -> object:
+        calls.append("fpdf2")
+        return original(self, *args)  # type: ignore[arg-type]
+
+    invoice = _variant(3, "Straße & Söhne GmbH")
+    ours = render_invoice_pdf(invoice, timestamp=FIXED_TIME)
+    monkeypatch.setattr(OutputProducer, "_add_fonts", spy)
+    assert render_invoice_pdf(invoice, timestamp=FIXED_TIME) == ours and calls == []
+    monkeypatch.setattr(render_pdf, "_FPDF_VERSION", "99.0")
+    assert render_invoice_pdf(invoice, timestamp=FIXED_TIME) == ours and calls == ["fpdf2"]
+
+
 def test_same_invoice_and_timestamp_give_the_same_bytes_whatever_the_clock() -> None:
     import time
 

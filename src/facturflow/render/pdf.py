@@ -21,6 +21,7 @@ from importlib.resources import as_file, files
 from io import BytesIO
 from pathlib import Path
 
+import fpdf
 from fontTools import subset as ftsubset  # type: ignore[import-untyped]
 from fontTools.ttLib import TTFont  # type: ignore[import-untyped]
 from fpdf import FPDF
@@ -119,9 +120,9 @@ def _font_template(style: str) -> TTFFont:
     return template
 
 
-def _open_font(data: bytes, *, recalc_bboxes: bool = True) -> TTFont:
+def _open_font(data: bytes) -> TTFont:
     # As fpdf2 opens it (lazy, keep the file's "modified" timestamp), from memory.
-    return TTFont(BytesIO(data), recalcTimestamp=False, recalcBBoxes=recalc_bboxes, lazy=True)
+    return TTFont(BytesIO(data), recalcTimestamp=False, recalcBBoxes=True, lazy=True)
 
 
 def _register_fonts(pdf: FPDF) -> None:
@@ -208,6 +209,12 @@ class _PrecutFontStream(PDFFontStream):
         self.length1 = len(subset.data)
 
 
+# _SubsetFontsOutput._add_fonts mirrors the TrueType branch of fpdf2's OutputProducer._add_fonts
+# as of this version; any other fpdf2 takes fpdf2's own code (slower, same document).
+_COPIED_FROM = "2.8.9"
+_FPDF_VERSION = getattr(fpdf, "__version__", "")
+
+
 class _SubsetFontsOutput(_DeterministicOutput):
     """fpdf2's output, writing the bundled fonts from the per-process subset cache.
 
@@ -225,12 +232,16 @@ class _SubsetFontsOutput(_DeterministicOutput):
     ) -> dict[int, PDFFont | PDFType3Font]:
         fonts = sorted(self.fpdf.fonts.values(), key=lambda font: font.i)
         ours = {f"{_FONT.lower()}{style}": style for style in _STYLES}
-        if not all(isinstance(font, TTFFont) and font.fontkey in ours and not font.color_font
-                   and not font.is_cff and not font.missing_glyphs for font in fonts):
+        compliance = self.fpdf._compliance
+        pdfa1 = bool(compliance and compliance.profile == "PDFA" and compliance.part == 1)
+        # fpdf2's own code for anything this copy does not cover: other fonts, colour or CFF
+        # fonts, missing glyphs, PDF/A-1 (its CIDSet), or an fpdf2 other than the one copied.
+        if pdfa1 or _FPDF_VERSION != _COPIED_FROM or not all(
+            isinstance(font, TTFFont) and font.fontkey in ours and not font.color_font
+            and not font.is_cff and not font.missing_glyphs for font in fonts
+        ):
             return super()._add_fonts(image_objects_per_index, gfxstate_objs_per_name,
                                       pattern_objs_per_name)
-        compliance = self.fpdf._compliance
-        assert not (compliance and compliance.profile == "PDFA" and compliance.part == 1)
         font_objs_per_index: dict[int, PDFFont | PDFType3Font] = {}
         for font in fonts:
             assert isinstance(font, TTFFont)
