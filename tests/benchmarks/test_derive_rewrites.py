@@ -362,3 +362,18 @@ def test_derived_text_does_not_depend_on_the_process() -> None:
         for seed in ("1", "2", "3")
     }
     assert len(digests) == 1
+
+
+def test_derive_can_leave_out_named_rewrites() -> None:
+    from facturflow.artefacts import builtin
+
+    path = builtin("sch-fx-minimum").path
+    full = D.derive(path)
+    assert "path-dispatch" in full.rewrites
+    partial = D.derive(path, skip=("path-dispatch", "codedb-param"))
+    assert partial.rewrites == tuple(
+        r for r in full.rewrites if r not in ("path-dispatch", "codedb-param")
+    )
+    assert partial.documents == () and partial.text != full.text
+    with pytest.raises(ValueError):
+        D.derive(path, skip=("no-such-rewrite",))

@@ -135,3 +135,12 @@ def test_memory_tool_measures_batch_workers() -> None:
     assert data["mode"] == "pool" and data["validations"] == 40 and data["invalid_reports"] == 0
     assert data["syntaxes"] == ["cii", "ubl"]
     assert data["workers"] and all(w["peak_rss_mb"] > 50 for w in data["workers"])
+
+
+def test_ab_tool_compares_a_rewrite_on_and_off(capsys: pytest.CaptureFixture[str]) -> None:
+    from benchmarks import ab
+
+    assert ab.main(["rewrite", "path-dispatch", "sch-fx-minimum", "--lines", "3",
+                    "--rounds", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "identical SVRL on 1" in out and "change with path-dispatch" in out
