@@ -23,18 +23,23 @@ from typing import Any
 
 from .generate import generate
 
+_converted_here = False  # set in a worker after its first conversion
 
-def _convert_one(path: str, plain_fonts: bool = False) -> tuple[bool, float, int]:
+
+def _convert_one(path: str, plain_fonts: bool = False) -> tuple[bool, float, int, bool]:
+    """(valid, CPU seconds, output size, whether it was this worker's first conversion)."""
+    global _converted_here
     from facturflow.convert import convert
     from facturflow.render import pdf as render_pdf
 
     render_pdf._plain_fpdf = plain_fonts
     c0 = time.process_time()
     result = convert(path, to="facturx")
-    return result.report.ok, time.process_time() - c0, len(result.data)
+    first, _converted_here = not _converted_here, True
+    return result.report.ok, time.process_time() - c0, len(result.data), first
 
 
-def _convert_plain(path: str) -> tuple[bool, float, int]:
+def _convert_plain(path: str) -> tuple[bool, float, int, bool]:
     return _convert_one(path, plain_fonts=True)
 
 
@@ -49,8 +54,10 @@ def run_convert(workdir: Path, quick: bool, jobs: int, say: Callable[[str], None
         path.write_bytes(generate(10, "ubl", seed=seed))
         paths.append(str(path))
     with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn")) as pool:
-        warm = list(pool.map(_convert_one, paths[:jobs], chunksize=1))  # first in each worker
-        list(pool.map(_convert_one, paths[: jobs * 2], chunksize=1))
+        # Workers take tasks from one queue: the first conversion of each is recorded by the
+        # worker itself, not assumed from the order of the tasks.
+        warm = list(pool.map(_convert_one, paths[:jobs], chunksize=1))
+        warm += pool.map(_convert_one, paths[: jobs * 2], chunksize=1)
         t0 = time.perf_counter()
         results = list(pool.map(_convert_one, paths, chunksize=1))
         wall = time.perf_counter() - t0
@@ -61,7 +68,7 @@ def run_convert(workdir: Path, quick: bool, jobs: int, say: Callable[[str], None
     plain_cpu = sum(r[1] for r in plain)
     valid = sum(1 for r in results if r[0])
     size = statistics.mean(r[2] for r in results)
-    first = statistics.mean(r[1] for r in warm)
+    first = statistics.mean(r[1] for r in warm if r[3])
     say(f"  {count} generated UBL invoices (10 lines) -> Factur-X PDF/A-3 on {jobs} workers")
     say(f"  facturflow: wall {wall:.2f} s = {count / wall:.1f} invoices/s; cpu {cpu:.2f} s = "
         f"{cpu * 1000 / count:.0f} ms/invoice, i.e. {jobs * count / cpu:.1f} invoices/s on "
