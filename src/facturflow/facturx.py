@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Final
 
 from facturx import facturx as _fx
 from lxml import etree
-from pypdf import PdfReader, PdfWriter
+from pypdf import PdfWriter
 from pypdf.errors import PdfReadError, PyPdfError
 from pypdf.generic import (
     ArrayObject,
@@ -45,13 +45,7 @@ from pypdf.generic import (
 
 from .detect import Document, detect_bytes
 from .errors import ConversionError, MalformedPDFError, NoInvoiceInPDFError
-from .pdf import (
-    INVOICE_XML_NAMES,
-    check_cross_reference,
-    check_pdf_structure,
-    pypdf_limits,
-    read_pdf,
-)
+from .pdf import INVOICE_XML_NAMES, open_untrusted, read_pdf
 
 if TYPE_CHECKING:
     from .model import Invoice
@@ -246,15 +240,11 @@ def _open_writer(pdf: bytes) -> PdfWriter:
     if not pdf.lstrip()[:5].startswith(b"%PDF-"):
         raise MalformedPDFError("not a PDF (no %PDF- header)")
     # The visual PDF comes from the user: the same structure and inflation bounds as any input.
-    check_pdf_structure(pdf)
     try:
-        with pypdf_limits():
-            reader = PdfReader(io.BytesIO(pdf), strict=False)
-            if reader.is_encrypted:
-                raise MalformedPDFError(
-                    "the PDF is encrypted; PDF/A forbids encryption, supply an unencrypted PDF"
-                )
-            check_cross_reference(reader)
+        with open_untrusted(
+            pdf, encrypted="the PDF is encrypted; PDF/A forbids encryption, supply an "
+            "unencrypted PDF",
+        ) as reader:
             if len(reader.pages) == 0:
                 raise MalformedPDFError("the PDF has no page")
             return PdfWriter(clone_from=reader)
@@ -426,11 +416,8 @@ def unembedded_fonts(pdf: bytes, *, max_pages: int = 200) -> list[str]:
     Walks each page's font resources and those of its form XObjects, one level deep; a wrapped
     visual PDF with such fonts yields a Factur-X file that is not PDF/A-3 conformant.
     """
-    check_pdf_structure(pdf)
     try:
-        with pypdf_limits():
-            reader = PdfReader(io.BytesIO(pdf), strict=False)
-            check_cross_reference(reader)
+        with open_untrusted(pdf) as reader:
             pages = list(reader.pages)[:max_pages]
     except (PdfReadError, PyPdfError, ValueError, KeyError, TypeError, AttributeError,
             IndexError, RecursionError, OSError, AssertionError) as exc:

@@ -13,7 +13,7 @@ import logging
 import os
 import re
 from collections.abc import Iterator
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -276,13 +276,10 @@ def read_pdf(data: bytes, *, source: str | None = None) -> PdfParts:
     if not data.lstrip()[:5].startswith(b"%PDF-"):
         raise MalformedPDFError("not a PDF (no %PDF- header)", source=source)
     header = data.lstrip()[5:8].decode("ascii", "replace")
-    check_pdf_structure(data, source)
     try:
-        with pypdf_limits(MAX_STRUCTURE_BYTES):
-            reader = PdfReader(io.BytesIO(data), strict=False)
-            if reader.is_encrypted:
-                raise MalformedPDFError("the PDF is encrypted", source=source)
-            check_cross_reference(reader, source)
+        with open_untrusted(
+            data, source, output_bytes=MAX_STRUCTURE_BYTES, encrypted="the PDF is encrypted"
+        ) as reader:
             root = _resolve(reader.trailer.get("/Root"))
             if not isinstance(root, DictionaryObject):
                 raise MalformedPDFError("the PDF has no document catalogue", source=source)
@@ -328,12 +325,30 @@ def _output_intent_subtypes(root: DictionaryObject) -> tuple[str, ...]:
     return tuple(found)
 
 
-def check_pdf_structure(data: bytes, source: str | None = None) -> None:
-    """Refuse, before pypdf sees it, a PDF with more objects than any invoice needs.
+@contextmanager
+def open_untrusted(
+    data: bytes,
+    source: str | None = None,
+    *,
+    output_bytes: int = MAX_ATTACHMENT_BYTES,
+    encrypted: str | None = None,
+) -> Iterator[PdfReader]:
+    """A pypdf reader of an untrusted PDF, used inside pypdf's tightened limits: the object
+    count checked before pypdf parses anything, an encrypted file refused with the message
+    `encrypted` (when given), the cross-reference and object streams bounded. pypdf's own
+    errors are the caller's to turn into MalformedPDFError."""
+    check_pdf_structure(data, source)
+    with pypdf_limits(output_bytes):
+        reader = PdfReader(io.BytesIO(data), strict=False)
+        if encrypted is not None and reader.is_encrypted:
+            raise MalformedPDFError(encrypted, source=source)
+        check_cross_reference(reader, source)
+        yield reader
 
-    Public so that every module opening untrusted PDFs with pypdf can run the same pre-check,
-    then open it inside `pypdf_limits()` and run `check_cross_reference` on the reader.
-    """
+
+def check_pdf_structure(data: bytes, source: str | None = None) -> None:
+    """Refuse, before pypdf sees it, a PDF with more objects than any invoice needs (the first
+    check of `open_untrusted`)."""
     # Every object says "obj" twice ("N G obj" ... "endobj"); bytes.count is ~0.1 s per 100 MB.
     objects = data.count(b"obj") // 2
     entries = sum(data.count(end) for end in _XREF_ENTRY_ENDS)
