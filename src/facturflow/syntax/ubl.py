@@ -257,12 +257,17 @@ def _read_vat_total(summation: etree._Element, tokens: Tokens) -> Any:
     return _tax_amount(_document_tax_total(_tax_totals(summation, currency)), "BT-110")
 
 
-def _write_vat_total(summation: etree._Element, value: Any, tokens: Tokens) -> None:
+def _append_tax_total(summation: etree._Element, currency: str, text: str) -> None:
+    """A cac:TaxTotal with only its cbc:TaxAmount, after the document's other children."""
     parent = summation.getparent()
     assert parent is not None
     total = etree.SubElement(parent, f"{{{NS['cac']}}}TaxTotal")
-    amount = etree.SubElement(total, f"{{{NS['cbc']}}}TaxAmount", currencyID=tokens["currency"])
-    amount.text = format(value, "f")
+    amount = etree.SubElement(total, f"{{{NS['cbc']}}}TaxAmount", currencyID=currency)
+    amount.text = text
+
+
+def _write_vat_total(summation: etree._Element, value: Any, tokens: Tokens) -> None:
+    _append_tax_total(summation, tokens["currency"], format(value, "f"))
 
 
 def _read_accounting_vat(summation: etree._Element, tokens: Tokens) -> Any:
@@ -288,11 +293,7 @@ def _write_accounting_vat(summation: etree._Element, value: Any, tokens: Tokens)
         _first(same[0], "cbc:TaxAmount") == text
     ):
         return  # one TaxTotal already states it (BT-6 = BT-5 and BT-111 = BT-110)
-    parent = summation.getparent()
-    assert parent is not None
-    total = etree.SubElement(parent, f"{{{NS['cac']}}}TaxTotal")
-    amount = etree.SubElement(total, f"{{{NS['cbc']}}}TaxAmount", currencyID=tax_currency)
-    amount.text = text
+    _append_tax_total(summation, tax_currency, text)
 
 
 LINE = G(
