@@ -17,7 +17,7 @@ from .errors import (
     InputTooLargeError,
     NotAnInvoiceError,
 )
-from .xmlsafe import DEFAULT_LIMITS, Limits, clip, parse_xml, serialize
+from .xmlsafe import DEFAULT_LIMITS, Limits, clip, parse_xml, serialize, utf8_as_is
 
 if TYPE_CHECKING:  # pypdf is only loaded when an input is a PDF
     from .pdf import Attachment, PdfParts
@@ -231,10 +231,10 @@ def detect_bytes(data: bytes, *, name: str, limits: Limits = DEFAULT_LIMITS) -> 
     if _looks_like_xml(data):
         tree = parse_xml(data, source=name, limits=limits)
         syntax, spec_id, profile = _classify(tree, name)
-        return _document(name, "xml", syntax, spec_id, profile, tree, None, None, None)
-    raise NotAnInvoiceError(
-        f"neither XML nor PDF (starts with {data[:16]!r})", source=name
-    )
+        return _document(
+            name, "xml", syntax, spec_id, profile, tree, None, None, None, utf8_as_is(data)
+        )
+    raise NotAnInvoiceError(f"neither XML nor PDF (starts with {data[:16]!r})", source=name)
 
 
 def _looks_like_xml(data: bytes) -> bool:
@@ -262,7 +262,16 @@ def _detect_pdf(data: bytes, name: str, limits: Limits) -> Document:
             first_error = first_error or exc
             continue
         document = _document(
-            name, "pdf", syntax, spec_id, profile, tree, parts, data, attachment.name
+            name,
+            "pdf",
+            syntax,
+            spec_id,
+            profile,
+            tree,
+            parts,
+            data,
+            attachment.name,
+            utf8_as_is(attachment.data),
         )
         others = _competing_invoices(parts, attachment)
         if others:
@@ -298,6 +307,7 @@ def _document(
     parts: PdfParts | None,
     pdf_bytes: bytes | None,
     attachment_name: str | None,
+    xml: bytes | None = None,
 ) -> Document:
     warnings: list[str] = []
     if profile == "unknown":
@@ -306,7 +316,8 @@ def _document(
             if spec_id
             else "no specification identifier (BT-24): validating against the EN 16931 rules"
         )
-    xml = serialize(tree)
+    if xml is None:
+        xml = serialize(tree)
     return Document(
         name=name,
         container=container,

@@ -16,7 +16,7 @@ from facturflow.errors import (
     InputTooLargeError,
     MalformedXMLError,
 )
-from facturflow.xmlsafe import TRUNCATED, Limits, clip, parse_xml
+from facturflow.xmlsafe import TRUNCATED, Limits, clip, parse_xml, utf8_as_is
 
 from .builders import MINIMAL_CII
 
@@ -62,7 +62,9 @@ def _xxe_payloads(secret: Path) -> dict[str, bytes]:
             f'<?xml version="1.0"?><!-- <a --><!DOCTYPE r [<!ENTITY x SYSTEM "{uri}">]><r>&x;</r>'
         ).encode(),
         "doctype-after-70k-comment": (
-            b'<?xml version="1.0"?><!--' + b"c" * 70_000 + b"-->"
+            b'<?xml version="1.0"?><!--'
+            + b"c" * 70_000
+            + b"-->"
             + f'<!DOCTYPE r [<!ENTITY x SYSTEM "{uri}">]><r>&x;</r>'.encode()
         ),
         "doctype-in-utf16": (
@@ -82,9 +84,7 @@ def test_entity_expansion_is_refused_before_parsing(name: str) -> None:
         detect(DTD_ATTACKS[name])
 
 
-@pytest.mark.parametrize(
-    "name", sorted(_xxe_payloads(Path("/x")))
-)
+@pytest.mark.parametrize("name", sorted(_xxe_payloads(Path("/x"))))
 def test_external_entities_and_dtds_never_read(name: str, secret_file: Path) -> None:
     payload = _xxe_payloads(secret_file)[name]
     with pytest.raises(MalformedXMLError) as caught:
@@ -158,8 +158,10 @@ def test_markup_count_limit_bounds_the_tree_before_parsing() -> None:
     with pytest.raises(InputTooLargeError, match="markup items"):
         parse_xml(b"<r>" + b"<a/>" * 2000 + b"</r>", limits=Limits(max_nodes=1000))
     with pytest.raises(InputTooLargeError, match="markup items"):
-        parse_xml(b"<r " + b" ".join(b'a%d=""' % i for i in range(2000)) + b"/>",
-                  limits=Limits(max_nodes=1000))
+        parse_xml(
+            b"<r " + b" ".join(b'a%d=""' % i for i in range(2000)) + b"/>",
+            limits=Limits(max_nodes=1000),
+        )
     parse_xml(b"<r>" + b"<a/>" * 900 + b"</r>", limits=Limits(max_nodes=1000))
 
 
@@ -226,6 +228,39 @@ def test_supported_encodings_all_read_the_same(label: str, payload: bytes) -> No
     assert document.xml.decode("utf-8")  # later stages only ever see UTF-8
     names = document.tree.xpath("//*[local-name()='SpecifiedTradeProduct']/*/text()")
     assert names == ["Conseil économique"], label
+    # What Saxon is handed (the input's own bytes when they are UTF-8) reads the same.
+    again = etree.fromstring(document.xml)
+    assert again.xpath("//*[local-name()='SpecifiedTradeProduct']/*/text()") == names, label
+
+
+@pytest.mark.parametrize(
+    ("payload", "as_is"),
+    [
+        (b"<a>\xc3\xa9</a>", b"<a>\xc3\xa9</a>"),
+        (b'<?xml version="1.0"?><a/>', b'<?xml version="1.0"?><a/>'),
+        (
+            b"<?xml version='1.0' encoding='utf-8'?>\n<a/>",
+            b"<?xml version='1.0' encoding='utf-8'?>\n<a/>",
+        ),
+        (
+            b'\xef\xbb\xbf<?xml version="1.0" encoding="UTF-8"?><a/>',
+            b'<?xml version="1.0" encoding="UTF-8"?><a/>',
+        ),
+        (b'<?xml version="1.0" encoding="ISO-8859-1"?><a>\xe9</a>', None),  # not UTF-8
+        (b'<?xml version="1.0" encoding="US-ASCII"?><a/>', None),  # declaration would mislabel
+        (b'<?xml version="1.1"?><a/>', None),  # XML 1.1 rules differ
+        (b" <a/>", None),
+        (codecs.BOM_UTF16_LE + "<a/>".encode("utf-16-le"), None),
+    ],
+)
+def test_utf8_bytes_are_handed_on_as_they_are(payload: bytes, as_is: bytes | None) -> None:
+    assert utf8_as_is(payload) == as_is
+    if as_is is None:
+        return
+    tree = parse_xml(payload)
+    assert etree.tostring(etree.fromstring(as_is), method="c14n") == etree.tostring(
+        tree, method="c14n"
+    )
 
 
 @pytest.mark.parametrize(
