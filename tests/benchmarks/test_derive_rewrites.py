@@ -377,3 +377,83 @@ def test_derive_can_leave_out_named_rewrites() -> None:
     assert partial.documents == () and partial.text != full.text
     with pytest.raises(ValueError):
         D.derive(path, skip=("no-such-rewrite",))
+
+
+# --- code-list-map --------------------------------------------------------------------------------
+
+_CODES = " " + " ".join(f"C{i}" for i in range(20)) + " C3 "  # 21 tokens, one repeated
+_CODE_LIST = """<xsl:stylesheet xmlns:xsl="http://www.w3.org/1999/XSL/Transform"
+    version="{version}">
+  <xsl:template match="/">
+    <out>
+      <xsl:for-each select="//v">
+        <xsl:choose>
+          <xsl:when test="{test}"><ok n="{{position()}}"/></xsl:when>
+          <xsl:otherwise><no n="{{position()}}" test="{test}"/></xsl:otherwise>
+        </xsl:choose>
+      </xsl:for-each>
+    </out>
+  </xsl:template>
+</xsl:stylesheet>
+"""
+# Values on both sides of the rewrite's split: no space (the map) and inner spaces (the search),
+# a run of tokens (a match only the substring search makes), empty, tabs, affixes, case.
+_CODE_VALUES = [
+    "C0", "C19", "C3", "C20", "c1", "", "C1 C2", "C1  C2", "C1 C3 C2", " C1", "C1 ", "C",
+    "1", "C1\tC2", "C1C2", "C19 ", "é",
+]
+_CODE_DOC = "<r>" + "".join(f"<v a='{v}'>{v}</v>" for v in _CODE_VALUES) + "<v/></r>"
+
+
+def _code_list(test: str, version: str = "2.0") -> str:
+    return _CODE_LIST.format(version=version, test=test)
+
+
+@pytest.mark.parametrize(
+    "test",
+    [
+        f"contains('{_CODES}', concat(' ', @a, ' '))",
+        f"contains(&quot;{_CODES}&quot; , concat( ' ' ,normalize-space(.), ' ' ) )",
+        f"not(contains('{_CODES}', concat(' ', string(@a), ' '))) or @a = 'C1'",
+    ],
+)
+def test_code_list_map_keeps_every_answer(test: str, tmp_path: Path) -> None:
+    text = _code_list(test)
+    derived = _derive(text, tmp_path)
+    assert derived.rewrites == ("code-list-map",)
+    assert b"map{" in derived.text and b"$facturflow_w" in derived.text
+    official = _svrl_of(text.encode("utf-8"), _CODE_DOC, tmp_path)
+    assert official.count("<ok") and official.count("<no")  # both answers occur
+    assert _svrl_of(derived.text, _CODE_DOC, tmp_path) == official
+
+
+@pytest.mark.parametrize(
+    "test",
+    [
+        f"contains('{_CODES.replace(' C5 ', '  C5 ')}', concat(' ', @a, ' '))",  # double space
+        f"contains('{_CODES.strip()} ', concat(' ', @a, ' '))",  # no leading space
+        f"contains('{_CODES}', concat(' ', @a, ' ', @b))",  # another concat
+        f"contains('{_CODES}', concat(' ', @a, '  '))",
+        f"contains('{_CODES}', concat('', @a, ' '))",
+        f"contains('{_CODES}', concat(' ', @a (: x, :), ' '))",  # a comment: not parsed
+        "contains(' C1 C2 C3 ', concat(' ', @a, ' '))",  # a short list
+        f"contains('{_CODES}', @a)",
+    ],
+)
+def test_code_list_map_refuses_what_it_cannot_prove(test: str, tmp_path: Path) -> None:
+    assert _derive(_code_list(test), tmp_path).rewrites == ()
+
+
+def test_code_list_map_leaves_xpath_1_stylesheets(tmp_path: Path) -> None:
+    test = f"contains('{_CODES}', concat(' ', @a, ' '))"
+    assert _derive(_code_list(test, version="1.0"), tmp_path).rewrites == ()
+
+
+def test_code_list_map_keeps_errors(tmp_path: Path) -> None:
+    # concat() of two values is an error before and after: the argument is evaluated as before.
+    text = _code_list(f"contains('{_CODES}', concat(' ', (@a, @a), ' '))")
+    derived = _derive(text, tmp_path)
+    assert derived.rewrites == ("code-list-map",)
+    for stylesheet in (text.encode("utf-8"), derived.text):
+        with pytest.raises(Exception, match="more than one item"):
+            _svrl_of(stylesheet, _CODE_DOC, tmp_path)
