@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from .generate import generate
+from .java_compat import java_stylesheets
 from .reference import (
     InteractiveReference,
     JavaResult,
@@ -98,10 +99,6 @@ class BatchDoc:
 
 def batch_documents(cfg: Config) -> list[BatchDoc]:
     """Corpus XML invoices (UBL and CII) with the stylesheets the default rules apply to each."""
-    from facturflow.detect import detect
-    from facturflow.errors import FacturflowError
-    from facturflow.rules import DEFAULT_RULE_SETS, plan
-
     if cfg.corpus is None:
         paths = []
         for i, (n, syntax) in enumerate([(n, s) for n in (5, 20, 60) for s in ("ubl", "cii")]):
@@ -112,6 +109,16 @@ def batch_documents(cfg: Config) -> list[BatchDoc]:
         paths = sorted([*cfg.corpus.glob("ubl/*.xml"), *cfg.corpus.glob("cii/*.xml")])
         if cfg.quick:
             paths = paths[::20]
+    return plan_documents(paths)
+
+
+def plan_documents(paths: Sequence[Path]) -> list[BatchDoc]:
+    """The XML invoices (UBL and CII) among `paths`, with the stylesheets the default rules apply
+    to each (the others are left out)."""
+    from facturflow.detect import detect
+    from facturflow.errors import FacturflowError
+    from facturflow.rules import DEFAULT_RULE_SETS, plan
+
     docs = []
     for p in paths:
         try:
@@ -169,7 +176,9 @@ def java_note(result: JavaResult | None) -> str:
     skipped = ", ".join(Path(p).name for p in result.compile_errors)
     return (
         f"reference applies the same XSLTs minus those Saxon-HE {result.raw['saxon']} cannot "
-        f"compile ({skipped or 'none'}), without XSD validation"
+        f"compile ({skipped or 'none'}), without XSD validation; BR-FR UBL through its "
+        f"Saxon-9.9-compatible copy (benchmarks/java_compat.py; `python -m benchmarks.equivalence`"
+        f" compares its SVRL with the official file's)"
     )
 
 
@@ -209,15 +218,13 @@ def target_batch(cfg: Config) -> None:
     # library's kept workers, syntax affinity) and the Java harness, one pass each in turn, so
     # that both see the same machine (its speed drifts with the other load on the cores).
     names = [str(d.path) for d in docs]
-    cii = [str(d.path) for d in docs if d.syntax == "cii"]
-    ubl = [str(d.path) for d in docs if d.syntax == "ubl"]
     rounds = 2 if cfg.quick else 5
     interactive: InteractiveReference | None = None
     reason: str | None = "disabled (--no-java)"
     if cfg.java:
         try:
             interactive = InteractiveReference(
-                [(d.path, d.stylesheets) for d in docs], threads=cfg.jobs,
+                [(d.path, java_stylesheets(d.stylesheets)) for d in docs], threads=cfg.jobs,
                 warmup_seconds=10.0 if cfg.quick else 60.0, min_warmup_passes=3,
                 workdir=cfg.workdir)
             reason = None
@@ -227,24 +234,22 @@ def target_batch(cfg: Config) -> None:
     try:
         from facturflow import BatchValidator
 
-        # Like for like with the reference: BR-FR UBL, which Saxon-HE 9.9 cannot compile, is left
-        # out for the UBL documents in the "same XSLTs" runs.
-        with BatchValidator(jobs=cfg.jobs) as everything, \
-                BatchValidator(jobs=cfg.jobs) as cii_same, \
-                BatchValidator("xsd,en16931,facturx,extended-ctc-fr", jobs=cfg.jobs) as ubl_same:
+        # Like for like with the reference: it runs every default stylesheet too (BR-FR UBL, which
+        # Saxon-HE 9.9 cannot compile, through its compatible copy), so there is no separate
+        # "same XSLTs" run any more.
+        with BatchValidator(jobs=cfg.jobs) as everything:
             runs: dict[str, list[tuple[Any, list[str]]]] = {
                 "default": [(everything, names)],
-                "same": [(cii_same, cii), (ubl_same, ubl)],
             }
             # Warm-up: a worker compiles a stylesheet when it first meets a document that needs
             # it, and which worker gets which document varies from pass to pass: three passes.
             for _ in range(3):
                 for name in runs:
                     _library_pass(runs[name])
-            figures: dict[str, list[tuple[float, float]]] = {"default": [], "same": [], "java": []}
+            figures: dict[str, list[tuple[float, float]]] = {"default": [], "java": []}
             for r in range(rounds):
-                order = ["java", "default", "same"]
-                for name in order[r % 3:] + order[: r % 3]:
+                order = ["java", "default"]
+                for name in order[r % 2:] + order[: r % 2]:
                     if name == "java":
                         if interactive is not None:
                             figures["java"].append(interactive.one_pass())
@@ -265,7 +270,6 @@ def target_batch(cfg: Config) -> None:
                                                           strict=False) if ref[at]]
 
     warm_full, warm_full_cpu = med("default", 0), med("default", 1)
-    warm_same, warm_same_cpu = med("same", 0), med("same", 1)
     ref, ref_cpu = med("java", 0), med("java", 1)
     say("  (wall = elapsed time; cpu = CPU seconds of all processes and threads doing the work,")
     say("   the figure that other load on the shared cores does not inflate)")
@@ -280,8 +284,6 @@ def target_batch(cfg: Config) -> None:
     say(f"  facturflow BatchValidator, {cfg.jobs} warmed workers (syntax affinity), default "
         f"rules: wall {fmt_s(warm_full)} ({n / warm_full if warm_full else 0:.1f} invoices/s), "
         f"cpu {fmt_s(warm_full_cpu)} (workers and parent process), median of {rounds}")
-    say(f"  facturflow BatchValidator, same XSLTs as the reference: wall {fmt_s(warm_same)} "
-        f"({n / warm_same if warm_same else 0:.1f} invoices/s), cpu {fmt_s(warm_same_cpu)}")
     say("    $ python -m benchmarks.run --only batch   (benchmarks/run.py: _library_pass)")
     if java:
         say(f"  reference Java Saxon-HE {java.raw['saxon']}, {java.raw['threads']} threads, one "
@@ -291,25 +293,28 @@ def target_batch(cfg: Config) -> None:
             f"{len(java.raw['pass_seconds'])}, passes alternated with facturflow's"
             f"; peak RSS {java.raw['peak_rss_mb']:.0f} MB")
         say(f"    {cmdline(java.command.split())}")
+        sheets = {s.name for d in docs for s in d.stylesheets}
+        refused = {Path(p).name for p in java.compile_errors}
+        say(f"    the reference runs {'all' if not refused else len(sheets - refused)} of the "
+            f"{len(sheets)} default XSLTs ({', '.join(sorted(sheets - refused))}), as facturflow "
+            f"does")
         say(f"    note: {java_note(java)}")
         if java.raw["runtime_errors"]:
             say(f"    reference runtime errors: {len(java.raw['runtime_errors'])}")
     else:
         say(f"  reference: not available: {reason}")
     say(f"  ratio facturflow/reference (target <= 1.0, aim 0.5), wall (cpu), of the medians: "
-        f"warm default rules {ratio(warm_full, ref)} ({ratio(warm_full_cpu, ref_cpu)}); warm "
-        f"same XSLTs {ratio(warm_same, ref)} ({ratio(warm_same_cpu, ref_cpu)}); CLI marginal pass "
+        f"warm default rules {ratio(warm_full, ref)} ({ratio(warm_full_cpu, ref_cpu)}); CLI "
+        f"marginal pass "
         f"{ratio(marginal_wall, ref)} ({ratio(marginal_cpu, ref_cpu)}); CLI cold incl. start-up "
         f"{ratio(cli_wall, ref)} ({ratio(cli_cpu, ref_cpu)})")
     if java:
-        for name, label in (("same", "same XSLTs"), ("default", "default rules")):
-            wall_r, cpu_r = round_ratios(name, 0), round_ratios(name, 1)
-            say(f"    per round, {label}: wall " + " ".join(f"{x:.2f}" for x in wall_r)
-                + "; cpu " + " ".join(f"{x:.2f}" for x in cpu_r))
+        wall_r, cpu_r = round_ratios("default", 0), round_ratios("default", 1)
+        say("    per round, default rules: wall " + " ".join(f"{x:.2f}" for x in wall_r)
+            + "; cpu " + " ".join(f"{x:.2f}" for x in cpu_r))
     cfg.results["batch"] = {
         "documents": n, "cli_seconds": cli_wall, "cli_cpu_seconds": cli_cpu,
         "warm_default_seconds": warm_full, "warm_default_cpu_seconds": warm_full_cpu,
-        "warm_same_xslts_seconds": warm_same, "warm_same_xslts_cpu_seconds": warm_same_cpu,
         "cli_marginal_pass_seconds": marginal_wall, "cli_marginal_pass_cpu_seconds": marginal_cpu,
         "rounds": figures,
         "java": java.raw if java else None,
@@ -367,7 +372,7 @@ def target_cold(cfg: Config) -> None:
         reason: str | None = "disabled (--no-java)"
         if cfg.java:
             steps, _ = plan(detect(doc), DEFAULT_RULE_SETS)
-            sheets = [s.artefact.path for s in steps if s.layer == "schematron"]
+            sheets = java_stylesheets([s.artefact.path for s in steps if s.layer == "schematron"])
             java, reason = java_or_reason(partial(
                 run_reference, [(doc, sheets)], threads=1, warmup_seconds=0,
                 min_warmup_passes=0, repeat=1, workdir=cfg.workdir, timeout=600))
@@ -444,7 +449,8 @@ def target_large(cfg: Config) -> None:
                 from facturflow.rules import DEFAULT_RULE_SETS, plan
 
                 steps, _ = plan(detect_document(path), DEFAULT_RULE_SETS)
-                sheets = [s.artefact.path for s in steps if s.layer == "schematron"]
+                sheets = java_stylesheets(
+                    [s.artefact.path for s in steps if s.layer == "schematron"])
                 # Warm the JVM on this very file (at least one pass, up to a few seconds).
                 java, _reason = java_or_reason(partial(
                     run_reference, [(path, sheets)], threads=1,

@@ -5,6 +5,10 @@
 // Usage: java -cp Saxon-HE.jar:CACHE SaxonBench JOBS.tsv THREADS WARMUP_SECONDS MIN_WARMUP_PASSES REPEAT
 //   JOBS.tsv: one line per document: <xml path> TAB <stylesheet path>[,<stylesheet path>...]
 // Prints one JSON object on stdout.
+//    or: java -cp ... SaxonBench JOBS.tsv svrl OUTDIR
+//   No timing: one serial pass writing each SVRL report to OUTDIR/<job>-<stylesheet>.svrl (both
+//   0-based, in JOBS.tsv order), or the error to OUTDIR/<job>-<stylesheet>.error; prints the JSON
+//   {"saxon":...,"compile_errors":{...}} (benchmarks/equivalence.py compares the reports).
 
 import java.io.File;
 import java.io.StringWriter;
@@ -46,9 +50,83 @@ public final class SaxonBench {
         return b.append('"').toString();
     }
 
+    private static List<Job> readJobs(String path) throws Exception {
+        List<Job> jobs = new ArrayList<>();
+        for (String line : Files.readAllLines(Paths.get(path))) {
+            if (line.isBlank()) continue;
+            String[] cols = line.split("\t");
+            Job job = new Job(cols[0]);
+            for (String s : cols[1].split(",")) job.stylesheets.add(s);
+            jobs.add(job);
+        }
+        return jobs;
+    }
+
+    private static void writeReports(List<Job> jobs, File outDir) throws Exception {
+        Processor processor = new Processor(false);
+        XsltCompiler compiler = processor.newXsltCompiler();
+        Map<String, XsltExecutable> compiled = new LinkedHashMap<>();
+        Map<String, String> compileErrors = new LinkedHashMap<>();
+        DocumentBuilder builder = processor.newDocumentBuilder();
+        for (int i = 0; i < jobs.size(); i++) {
+            Job job = jobs.get(i);
+            XdmNode doc = null;
+            String parseError = null;
+            try {
+                doc = builder.build(new File(job.xml));
+            } catch (Exception e) {
+                parseError = "parse: " + e.getMessage();
+            }
+            for (int j = 0; j < job.stylesheets.size(); j++) {
+                String s = job.stylesheets.get(j);
+                if (!compiled.containsKey(s) && !compileErrors.containsKey(s)) {
+                    try {
+                        compiled.put(s, compiler.compile(new StreamSource(new File(s))));
+                    } catch (Exception e) {
+                        compileErrors.put(s, String.valueOf(e.getMessage()));
+                    }
+                }
+                String base = i + "-" + j;
+                String error = parseError;
+                if (error == null && !compiled.containsKey(s)) error = "compile: " + compileErrors.get(s);
+                if (error == null) {
+                    try {
+                        XsltTransformer t = compiled.get(s).load();
+                        StringWriter out = new StringWriter();
+                        t.setInitialContextNode(doc);
+                        t.setDestination(processor.newSerializer(out));
+                        t.transform();
+                        Files.write(new File(outDir, base + ".svrl").toPath(),
+                            out.toString().getBytes(java.nio.charset.StandardCharsets.UTF_8));
+                        continue;
+                    } catch (Exception e) {
+                        error = String.valueOf(e.getMessage());
+                    }
+                }
+                Files.write(new File(outDir, base + ".error").toPath(),
+                    error.getBytes(java.nio.charset.StandardCharsets.UTF_8));
+            }
+        }
+        StringBuilder o = new StringBuilder("{");
+        o.append("\"saxon\":").append(json(processor.getSaxonProductVersion()));
+        o.append(",\"compile_errors\":{");
+        int i = 0;
+        for (Map.Entry<String, String> e : compileErrors.entrySet()) {
+            if (i++ > 0) o.append(',');
+            o.append(json(e.getKey())).append(':').append(json(e.getValue()));
+        }
+        o.append("}}");
+        System.out.println(o);
+    }
+
     public static void main(String[] args) throws Exception {
+        if (args.length == 3 && args[1].equals("svrl")) {
+            writeReports(readJobs(args[0]), new File(args[2]));
+            return;
+        }
         if (args.length != 5 && !(args.length == 6 && args[5].equals("stdin"))) {
-            System.err.println("usage: SaxonBench JOBS.tsv THREADS WARMUP_SECONDS MIN_WARMUP_PASSES REPEAT [stdin]");
+            System.err.println("usage: SaxonBench JOBS.tsv THREADS WARMUP_SECONDS MIN_WARMUP_PASSES REPEAT [stdin]"
+                + " | SaxonBench JOBS.tsv svrl OUTDIR");
             System.exit(2);
         }
         // "stdin": after the warm-up, print one line {"warm":...}, then time one pass per "pass"
@@ -60,14 +138,7 @@ public final class SaxonBench {
         final int minWarmupPasses = Integer.parseInt(args[3]);
         final int repeat = Integer.parseInt(args[4]);
 
-        List<Job> jobs = new ArrayList<>();
-        for (String line : Files.readAllLines(Paths.get(args[0]))) {
-            if (line.isBlank()) continue;
-            String[] cols = line.split("\t");
-            Job job = new Job(cols[0]);
-            for (String s : cols[1].split(",")) job.stylesheets.add(s);
-            jobs.add(job);
-        }
+        List<Job> jobs = readJobs(args[0]);
 
         final Processor processor = new Processor(false);
         XsltCompiler compiler = processor.newXsltCompiler();
