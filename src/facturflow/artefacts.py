@@ -211,8 +211,16 @@ def package_version() -> str:
 
 def builtin(key: str) -> Artefact:
     """Resolve a built-in artefact by key; raises ArtefactError when the file is missing."""
+    return _resolve(key, package_root())
+
+
+# Once per process and folder (a stat per artefact per document otherwise): a file found once
+# has been, or is about to be, compiled or loaded and kept in memory; a missing one is looked
+# for again (exceptions are not cached) and fails closed each time.
+@cache
+def _resolve(key: str, root: Path) -> Artefact:
     spec = _SPECS[key]
-    path = package_root() / spec.relpath
+    path = root / spec.relpath
     if not path.is_file():
         raise ArtefactError(f"official artefact missing: {spec.relpath} in {PACKAGE}")
     return Artefact(

@@ -15,6 +15,7 @@ cannot flood a log or a report.
 from __future__ import annotations
 
 import codecs
+import functools
 import re
 from dataclasses import dataclass
 
@@ -221,6 +222,12 @@ def _syntax_error(exc: etree.XMLSyntaxError, data: bytes, source: str | None) ->
     return MalformedXMLError(f"not well-formed XML{where}: {clip(message)}", source=source)
 
 
+@functools.lru_cache(maxsize=8)
+def _deeper_than(depth: int) -> etree.XPath:
+    """An XPath true when an element lies more than `depth` levels deep (compiled once)."""
+    return etree.XPath("boolean(" + "/*" * (depth + 1) + ")")
+
+
 def parse_xml(
     data: bytes, *, source: str | None = None, limits: Limits = DEFAULT_LIMITS
 ) -> etree._ElementTree:
@@ -253,7 +260,7 @@ def parse_xml(
     tree = root.getroottree()
     if getattr(tree.docinfo, "doctype", ""):  # lxml-stubs lack DocInfo.doctype
         raise MalformedXMLError("a DOCTYPE is not allowed in an invoice", source=source)
-    if root.xpath("boolean(" + "/*" * (limits.max_depth + 1) + ")"):
+    if _deeper_than(limits.max_depth)(root):
         raise InputTooLargeError(
             f"elements nested deeper than {limits.max_depth} levels", source=source
         )
