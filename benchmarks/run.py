@@ -47,6 +47,7 @@ class Config:
     jobs: int = 2
     java: bool = True
     sizes: tuple[int, ...] = ()
+    rounds: int | None = None  # batch: alternated rounds (default 5, --quick 2)
     results: dict[str, Any] = field(default_factory=dict)
 
 
@@ -218,7 +219,7 @@ def target_batch(cfg: Config) -> None:
     # library's kept workers, syntax affinity) and the Java harness, one pass each in turn, so
     # that both see the same machine (its speed drifts with the other load on the cores).
     names = [str(d.path) for d in docs]
-    rounds = 2 if cfg.quick else 5
+    rounds = cfg.rounds or (2 if cfg.quick else 5)
     interactive: InteractiveReference | None = None
     reason: str | None = "disabled (--no-java)"
     if cfg.java:
@@ -601,6 +602,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--sizes", default="", help="line counts for 'large', e.g. 10,1000,4000")
     parser.add_argument("--json", type=Path, default=None, help="also write results as JSON")
+    parser.add_argument("--rounds", type=int, default=None,
+                        help="batch: rounds of alternated passes (default 5; 2 with --quick)")
     args = parser.parse_args(argv)
     chosen = [t.strip() for t in args.only.split(",") if t.strip()]
     unknown = [t for t in chosen if t not in RUNNERS]
@@ -608,7 +611,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown target(s) {unknown}; known: {', '.join(TARGETS)}")
     with tempfile.TemporaryDirectory(prefix="facturflow-bench-") as tmp:
         cfg = Config(quick=args.quick, corpus=corpus_root(args.corpus), workdir=Path(tmp),
-                     jobs=args.jobs, java=not args.no_java,
+                     jobs=args.jobs, java=not args.no_java, rounds=args.rounds,
                      sizes=tuple(int(x) for x in args.sizes.split(",") if x.strip()))
         say(f"facturflow benchmarks ({'quick' if cfg.quick else 'full'}) on {machine()}")
         say(f"corpus: {cfg.corpus or 'absent (generated invoices)'}; "
