@@ -30,6 +30,8 @@ from pathlib import Path
 
 from lxml import etree
 
+from facturflow.validate.derive import xpath_scan
+
 XSL = "http://www.w3.org/1999/XSL/Transform"
 _SOURCE = Path(__file__).resolve()
 
@@ -40,56 +42,13 @@ class UnsupportedPattern(ValueError):
 
 # ------------------------------------------------------------------------- lexical helpers
 
-_OPEN = {"(": ")", "[": "]", "{": "}"}
-_CLOSE = {")", "]", "}"}
-
-
 def _scan(text: str) -> list[tuple[int, str, int]]:
-    """(index, character, depth) of every character outside string literals and comments;
-    depth counts the (), [] and {} around it (the character's own bracket excluded)."""
-    out: list[tuple[int, str, int]] = []
-    stack: list[str] = []
-    i = 0
-    while i < len(text):
-        c = text[i]
-        if c in "\"'":  # XPath string literal; a doubled quote is an escaped quote
-            j = i + 1
-            while True:
-                j = text.find(c, j)
-                if j < 0:
-                    raise UnsupportedPattern(f"unterminated string literal in {text!r}")
-                if text[j + 1 : j + 2] == c:
-                    j += 2
-                    continue
-                break
-            i = j + 1
-            continue
-        if text.startswith("(:", i):  # XPath comment (they nest)
-            level, j = 1, i + 2
-            while level:
-                if j >= len(text):
-                    raise UnsupportedPattern(f"unterminated comment in {text!r}")
-                if text.startswith("(:", j):
-                    level, j = level + 1, j + 2
-                elif text.startswith(":)", j):
-                    level, j = level - 1, j + 2
-                else:
-                    j += 1
-            i = j
-            continue
-        if c in _OPEN:
-            out.append((i, c, len(stack)))
-            stack.append(_OPEN[c])
-        elif c in _CLOSE:
-            if not stack or stack.pop() != c:
-                raise UnsupportedPattern(f"unbalanced {c!r} at {i} in {text!r}")
-            out.append((i, c, len(stack)))
-        else:
-            out.append((i, c, len(stack)))
-        i += 1
-    if stack:
-        raise UnsupportedPattern(f"unclosed bracket in {text!r}")
-    return out
+    """(index, character, depth) outside string literals and comments: the library's lexer
+    (facturflow.validate.derive.xpath_scan), its errors as UnsupportedPattern."""
+    try:
+        return xpath_scan(text)
+    except ValueError as exc:
+        raise UnsupportedPattern(str(exc)) from None
 
 
 def split_union(text: str) -> list[str]:
@@ -114,7 +73,7 @@ def _depth0_text(text: str) -> str:
     """The text with everything inside brackets, strings and comments blanked out."""
     kept = [" "] * len(text)
     for i, c, depth in _scan(text):
-        if depth == 0 and c not in _OPEN:
+        if depth == 0 and c not in "([{":
             kept[i] = c
     return "".join(kept)
 
@@ -287,7 +246,12 @@ def cache_dir() -> Path:
 
 
 def rewriter_version() -> str:
-    return hashlib.sha256(_SOURCE.read_bytes()).hexdigest()[:12]
+    """Changes with this file and with the library's lexer it uses (derive.py)."""
+    from facturflow.validate import derive
+
+    digest = hashlib.sha256(_SOURCE.read_bytes())
+    digest.update(Path(derive.__file__).read_bytes())
+    return digest.hexdigest()[:12]
 
 
 def compatible_copy(official: Path) -> Path:

@@ -438,6 +438,8 @@ def test_code_list_map_keeps_every_answer(test: str, tmp_path: Path) -> None:
         f"contains('{_CODES}', concat(' ', @a (: x, :), ' '))",  # a comment: not parsed
         "contains(' C1 C2 C3 ', concat(' ', @a, ' '))",  # a short list
         f"contains('{_CODES}', @a)",
+        # the call's text inside a string literal is data, not a call
+        f"@a = &quot;contains('{_CODES}', concat(' ', @a, ' '))&quot;",
     ],
 )
 def test_code_list_map_refuses_what_it_cannot_prove(test: str, tmp_path: Path) -> None:
@@ -457,3 +459,22 @@ def test_code_list_map_keeps_errors(tmp_path: Path) -> None:
     for stylesheet in (text.encode("utf-8"), derived.text):
         with pytest.raises(Exception, match="more than one item"):
             _svrl_of(stylesheet, _CODE_DOC, tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("text", "top"),
+    [
+        ("a[b]/c", "a[  /c"),
+        ("f('x,y', (: a, (: b :) c :) z)", "f("),
+        ("p:a/Q{u/v}b", "p:a/Q{    b"),
+        ("'it''s'|x", "       |x"),
+    ],
+)
+def test_one_lexer_for_the_rewrites(text: str, top: str) -> None:
+    mask = D._top_level(text)
+    assert "".join(c if ok else " " for c, ok in zip(text, mask, strict=True)) == top.ljust(
+        len(text)
+    )
+    for bad in ("a[b", "'x", "(: c", "a)"):
+        with pytest.raises(ValueError):
+            D.xpath_scan(bad)

@@ -183,31 +183,65 @@ _NCNAME = r"[A-Za-z_][\w.-]*"
 _LAST_STEP = re.compile(rf"^(?P<at>@?)(?:(?P<prefix>{_NCNAME}):)?(?P<local>{_NCNAME}|\*)$")
 
 
-def _top_level(text: str) -> list[bool]:
-    """Per character: True when it is outside quotes, brackets and parentheses (an opening
-    bracket or parenthesis itself counts as outside). None-safe for unbalanced text: see below."""
-    out = []
-    depth = 0
-    quote = ""
-    for ch in text:
-        if quote:
-            out.append(False)
-            if ch == quote:
-                quote = ""
+_OPEN = {"(": ")", "[": "]", "{": "}"}
+
+
+def xpath_scan(text: str) -> list[tuple[int, str, int]]:
+    """(index, character, depth) of every character of an XPath expression or pattern outside
+    its string literals and comments; depth counts the (), [] and {} around the character (a
+    bracket's own pair excluded). Raises ValueError on unbalanced text. The one lexer of the
+    rewrites (and of benchmarks/java_compat.py)."""
+    out: list[tuple[int, str, int]] = []
+    stack: list[str] = []
+    i = 0
+    while i < len(text):
+        c = text[i]
+        if c in "\"'":  # a string literal; a doubled quote is an escaped quote
+            j = i + 1
+            while True:
+                j = text.find(c, j)
+                if j < 0:
+                    raise ValueError(f"unterminated string literal in {text!r}")
+                if text[j + 1 : j + 2] != c:
+                    break
+                j += 2
+            i = j + 1
             continue
-        if ch in "'\"":
-            quote = ch
-            out.append(False)
-        elif ch in "([":
-            out.append(depth == 0)
-            depth += 1
-        elif ch in ")]":
-            depth -= 1
-            out.append(False)
+        if text.startswith("(:", i):  # a comment (they nest)
+            level, j = 1, i + 2
+            while level:
+                if j >= len(text):
+                    raise ValueError(f"unterminated comment in {text!r}")
+                if text.startswith("(:", j):
+                    level, j = level + 1, j + 2
+                elif text.startswith(":)", j):
+                    level, j = level - 1, j + 2
+                else:
+                    j += 1
+            i = j
+            continue
+        if c in _OPEN:
+            out.append((i, c, len(stack)))
+            stack.append(_OPEN[c])
+        elif c in ")]}":
+            if not stack or stack.pop() != c:
+                raise ValueError(f"unbalanced {c!r} at {i} in {text!r}")
+            out.append((i, c, len(stack)))
         else:
-            out.append(depth == 0)
-    if depth or quote:
-        raise ValueError("unbalanced")
+            out.append((i, c, len(stack)))
+        i += 1
+    if stack:
+        raise ValueError(f"unclosed bracket in {text!r}")
+    return out
+
+
+def _top_level(text: str) -> list[bool]:
+    """Per character: True when it is outside string literals, comments, brackets and
+    parentheses (an opening bracket or parenthesis itself counts as outside, its closing one
+    does not). Raises ValueError on unbalanced text."""
+    out = [False] * len(text)
+    for i, c, depth in xpath_scan(text):
+        out[i] = depth == 0 and c not in ")]}"
     return out
 
 
@@ -838,33 +872,16 @@ _CODE_LIST_VARIABLE = "facturflow-codes-"
 _MAP_NS = "Q{http://www.w3.org/2005/xpath-functions/map}"
 
 
-def _argument_end(xpath: str, at: int) -> int | None:
-    """Index of the comma ending the function argument that starts at `at` (None when the
-    argument list closes first, or the text is not plain: comments, unbalanced brackets)."""
-    depth = 0
-    quote: str | None = None
-    i = at
-    while i < len(xpath):
-        c = xpath[i]
-        if quote is not None:
-            if c == quote:
-                if xpath.startswith(quote, i + 1):  # '' inside '...' is one quote
-                    i += 1
-                else:
-                    quote = None
-        elif c in "'\"":
-            quote = c
-        elif xpath.startswith("(:", i):
-            return None
-        elif c in "([{":
-            depth += 1
-        elif c in ")]}":
-            if depth == 0:
-                return None
-            depth -= 1
-        elif c == "," and depth == 0:
+def _argument_end(scan: dict[int, int], xpath: str, comma: int) -> int | None:
+    """Index of the comma that ends the function argument following the argument separator at
+    `comma`, or None when the argument list closes first. `scan` maps each index outside
+    literals and comments to its depth (xpath_scan)."""
+    depth = scan[comma]
+    for i in range(comma + 1, len(xpath)):
+        if scan.get(i, -1) == depth and xpath[i] == ",":
             return i
-        i += 1
+        if scan.get(i, -1) == depth - 1:  # the closing parenthesis of the argument list
+            return None
     return None
 
 
@@ -879,19 +896,23 @@ def _map_code_lists(tree: etree._ElementTree) -> bool:
     variables: dict[str, str] = {}  # list -> variable name
 
     def rewrite(xpath: str) -> str:
+        try:
+            scan = {i: depth for i, _, depth in xpath_scan(xpath)}
+        except ValueError:
+            return xpath
         out: list[str] = []
         at = 0
         for m in _CODE_LIST_CALL.finditer(xpath):
-            if m.start() < at:
-                continue
+            if m.start() < at or m.start() not in scan:
+                continue  # overlapping, or inside a string literal or a comment
             tokens = m["list"]
             if not _SPACED_TOKENS.fullmatch(tokens):
                 continue
             if tokens.count(" ") - 1 < _CODE_LIST_MIN_TOKENS:
                 continue
-            end = _argument_end(xpath, m.end())
-            if end is None:
-                continue
+            end = _argument_end(scan, xpath, m.end() - 1)
+            if end is None or "(:" in xpath[m.end() : end]:
+                continue  # comments are kept out of the moved argument
             tail = _CODE_LIST_END.match(xpath, end + 1)
             if tail is None:
                 continue
