@@ -279,18 +279,18 @@ def utf8_as_is(data: bytes) -> bytes | None:
     parser builds from these bytes is the one lxml built: re-serialising would only cost time
     (0.1-0.2 ms per invoice). Other encodings and XML 1.1 are re-serialised by the caller.
     """
-    if data.startswith(b"\xef\xbb\xbf"):
-        data = data[3:]
-    elif data[:1] != b"<" or data.startswith((b"\xff\xfe", b"\xfe\xff")):
-        return None
+    if data.startswith(codecs.BOM_UTF8):
+        data = data[len(codecs.BOM_UTF8) :]
+    if data[:1] != b"<":
+        return None  # leading blanks, UTF-16/32
     declaration = _XML_DECL.match(data)
     if declaration is None:
         return None if data.startswith(b"<?xml") else data
     head = declaration.group(0)
-    if not _DECL_VERSION_1_0.match(head):
-        return None
-    encoding = _ANY_DECL_ENCODING.match(head)
-    if encoding is not None and encoding.group(1).strip().lower() not in (b"utf-8", b"utf8"):
+    declared = _declared_encoding(head)
+    if not _DECL_VERSION_1_0.match(head) or (
+        declared is not None and declared.lower() not in _UTF8_NAMES
+    ):
         return None
     return data
 
