@@ -192,7 +192,11 @@ def test_an_upload_that_could_not_be_stored_is_not_committed(tmp_path: Path) -> 
     outbox = Outbox(tmp_path, "org-1")
     try:
         with pytest.raises(OSError), outbox.deferred():
-            _record(outbox, b"<Invoice/>", "N-1")
+            stored = outbox.get(_record(outbox, b"<Invoice/>", "N-1"))
+            assert stored is not None
+            # Wait for N-1's background write, so that removing the folder cannot race with it
+            # (CI saw rmtree fail on a file renamed in meanwhile); N-2's write then fails.
+            assert outbox.blob(stored) == b"<Invoice/>"
             shutil.rmtree(tmp_path / "blobs")  # the background write fails
             _record(outbox, b"<Other/>", "N-2")
     finally:
