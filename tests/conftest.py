@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -34,10 +35,23 @@ def corpus() -> Path:
     return path
 
 
-# CI runs are deterministic (a random counter-example must not decide whether a submission
-# lands); local runs keep exploring new examples and find new bugs.
-if os.environ.get("CI"):
-    from hypothesis import settings
+# Property tests run derandomized by default (`make test`, CI, a plain `pytest`): the same
+# examples every run, so that a random counter-example never decides whether a change lands and
+# a failure replays as is. `make test-random` loads the "random" profile to explore new examples
+# with a seed it prints (`make test-random SEED=...` replays it). Neither profile reads or writes
+# the example database (.hypothesis/): a run never depends on what earlier runs found.
+settings.register_profile("derandomized", derandomize=True, database=None, print_blob=True)
+settings.register_profile("random", derandomize=False, database=None, print_blob=True)
+settings.load_profile("derandomized")
 
-    settings.register_profile("ci", derandomize=True, print_blob=True)
-    settings.load_profile("ci")
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "property: a hypothesis property test (marked automatically; make test-random)"
+    )
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if getattr(getattr(item, "obj", None), "is_hypothesis_test", False):
+            item.add_marker(pytest.mark.property)

@@ -8,7 +8,7 @@ import codecs
 import os
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from lxml import etree
 
@@ -17,7 +17,7 @@ from facturflow.errors import InputError, MalformedPDFError, NoInvoiceInPDFError
 from facturflow.model.invoice import Invoice
 from facturflow.pdf import PdfParts, read_pdf
 from facturflow.read import read
-from facturflow.validate import validate
+from facturflow.validate import schematron, validate
 from facturflow.validate.report import Report
 from facturflow.xmlsafe import MAX_ECHO, TRUNCATED, parse_xml
 
@@ -28,12 +28,15 @@ SCALE = int(os.environ.get("FACTURFLOW_HOSTILE_SCALE", "1"))
 
 
 def bounded(max_examples: int) -> settings:
-    """Modest counts for a 2-core CI; no deadline, since one Saxon call can take a second."""
+    """Modest counts for a 2-core CI; no deadline, since one Saxon call can take a second.
+
+    Whether examples are derandomized is the profile's choice (tests/conftest.py), not set here:
+    a per-test value would override `make test`'s and `make test-random`'s profiles.
+    """
     return settings(
         max_examples=max_examples * SCALE,
         deadline=None,
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-        derandomize=bool(os.environ.get("CI")),
     )
 
 
@@ -118,8 +121,34 @@ def _check_error(exc: InputError) -> None:
     assert len(exc.message) < 4 * MAX_ECHO + 400 or TRUNCATED in exc.message
 
 
+def _saxon_c14n(xml: bytes) -> bytes:
+    """The canonical form of the document Saxon builds from `xml`, the way validate hands it."""
+    engine = schematron._get_engine()
+    xpath = engine.processor.new_xpath_processor()
+    xpath.set_context(xdm_item=schematron.SaxonDocument(xml).node(engine))
+    text = str(xpath.evaluate("serialize(/, map{'method': 'xml', 'indent': false()})"))
+    return etree.tostring(etree.fromstring(text.encode("utf-8")).getroottree(), method="c14n")
+
+
+def _check_handed_bytes(document: Document) -> None:
+    """What later stages get (Saxon) is UTF-8 that reads as the tree's very document: the
+    root and what lies around it (processing instructions, comments), for lxml and Saxon."""
+    document.xml.decode("utf-8")
+    canonical = etree.tostring(document.tree, method="c14n")
+    # The document, not its root element: an element's c14n leaves out its siblings.
+    again = etree.fromstring(document.xml).getroottree()
+    assert etree.tostring(again, method="c14n") == canonical
+    assert _saxon_c14n(document.xml) == canonical
+
+
+# Real inputs (see PROLOGS below) keep what precedes the root in what Saxon is handed.
+_PI_FIRST = MINIMAL_CII.replace(b"<?xml", b"<?Aml", 1)
+
+
 @bounded(120)
 @given(mutated())
+@example(("minimal-cii.xml~flip", _PI_FIRST))
+@example(("minimal-cii.xml~flip", MINIMAL_CII.replace(b"<?xml", b"<?_ml", 1)))
 def test_detect_returns_a_document_or_an_input_error(case: tuple[str, bytes]) -> None:
     _, data = case
     try:
@@ -128,10 +157,36 @@ def test_detect_returns_a_document_or_an_input_error(case: tuple[str, bytes]) ->
         _check_error(exc)
         return
     assert isinstance(document, Document)
-    # What later stages get (Saxon) is well-formed UTF-8 with the tree's very content.
-    document.xml.decode("utf-8")
-    again = etree.fromstring(document.xml)
-    assert etree.tostring(again, method="c14n") == etree.tostring(document.tree, method="c14n")
+    _check_handed_bytes(document)
+
+
+_BODY = MINIMAL_CII[MINIMAL_CII.index(b"?>") + 2 :].lstrip()
+PROLOGS: dict[str, bytes] = {
+    "pi-instead-of-declaration": b'<?Aml version="1.0"?>' + _BODY,
+    "declaration-then-pi": b'<?xml version="1.0" encoding="UTF-8"?>\n<?app a="1"?>\n' + _BODY,
+    "comment-first": b"<!-- exported by ERP 4.2 -->\n" + _BODY,
+    "pi-and-comment-after-root": b'<?xml version="1.0"?>' + _BODY + b"<!-- end --><?done?>",
+    # Re-serialised rather than handed as is: a Latin-1 declaration, a leading blank, UTF-16.
+    "latin-1-then-pi": b'<?xml version="1.0" encoding="ISO-8859-1"?><?app?>' + _BODY,
+    "blank-then-pi": b" <?app x?>\n<!--c-->" + _BODY,
+    "utf-16-pi": codecs.BOM_UTF16_LE + (b"<?app x?>" + _BODY).decode().encode("utf-16-le"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(PROLOGS))
+def test_what_surrounds_the_root_reaches_saxon(name: str) -> None:
+    """Regression: `<?Aml version="1.0"?><rsm:CrossIndustryInvoice ...>` (found by the property
+    above) and its kin. The bytes detect hands on carry every processing instruction and comment
+    around the root that the parsed tree has, whether passed as is or re-serialised."""
+    document = detect(PROLOGS[name])
+    assert document.syntax == "cii"
+    around = [
+        node
+        for node in document.tree.xpath("/processing-instruction() | /comment()")
+        if isinstance(node, etree._Element)
+    ]
+    assert around, "the example has a processing instruction or comment around the root"
+    _check_handed_bytes(document)
 
 
 @bounded(120)
