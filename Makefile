@@ -45,7 +45,7 @@ bench: install
 
 # Resolve the open ranges of pyproject.toml afresh in a throw-away venv and pin the result.
 lock:
-	set -e; lock=$$(mktemp -d); trap 'rm -rf "$$lock"' EXIT; \
+	set -e; lock=$$(mktemp -d); trap 'rm -rf "$$lock" $(CONSTRAINTS).new' EXIT; \
 	$(PYTHON) -m venv "$$lock"; \
 	"$$lock/bin/python" -m pip install --quiet --upgrade pip; \
 	"$$lock/bin/python" -m pip install --quiet -e '.[test]'; \
