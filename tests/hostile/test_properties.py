@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import codecs
 import os
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, example, given, settings
@@ -21,7 +22,7 @@ from facturflow.validate import schematron, validate
 from facturflow.validate.report import Report
 from facturflow.xmlsafe import MAX_ECHO, TRUNCATED, parse_xml
 
-from .builders import MINIMAL_CII, pdf_with_attachments, seed_invoices
+from .builders import FIXTURES, MINIMAL_CII, pdf_with_attachments, seed_invoices
 
 # FACTURFLOW_HOSTILE_SCALE=20 multiplies the example counts for a deeper local run.
 SCALE = int(os.environ.get("FACTURFLOW_HOSTILE_SCALE", "1"))
@@ -239,3 +240,25 @@ def test_read_returns_an_invoice_or_an_input_error(case: tuple[str, bytes]) -> N
         _check_error(exc)
         return
     assert isinstance(invoice, Invoice)
+
+
+def test_an_invoice_behind_a_processing_instruction_validates_through_the_cli(
+    tmp_path: Path,
+) -> None:
+    """The same regression end to end: `facturflow validate` finds a valid invoice valid with a
+    processing instruction in place of its declaration, or a comment before its root."""
+    from click.testing import CliRunner
+
+    from facturflow.cli import main
+
+    valid = (FIXTURES / "valid" / "fr-invoice-en16931.xml").read_bytes()
+    variants = {
+        "pi.xml": valid.replace(b"<?xml", b"<?Aml", 1),
+        "comment.xml": valid.replace(b"?>", b"?><!-- exported by ERP 4.2 -->", 1),
+    }
+    for name, data in variants.items():
+        assert data != valid
+        path = tmp_path / name
+        path.write_bytes(data)
+        result = CliRunner().invoke(main, ["validate", str(path)])
+        assert result.exit_code == 0, result.output
