@@ -605,9 +605,10 @@ def refuse_lost_outbox(state_dir: Path) -> None:
     if not stored:
         return
     path = state_dir / "outbox.sqlite3"
-    recover = (f"To recover: put back outbox.sqlite3 from a backup; or, if it is lost for good, "
-               f"move {blobs} aside (or use another state folder): facturflow then asks Qonto "
-               "which invoice numbers it already has and imports none of them again.")
+    recover = (f"To recover: put back {path.name} from a backup; or, if it is lost for good, "
+               f"move {blobs} and what is left of {path.name} aside (or use another state "
+               "folder): facturflow then asks Qonto which invoice numbers it already has and "
+               "imports none of them again.")
     try:
         size = path.stat().st_size
     except FileNotFoundError:
