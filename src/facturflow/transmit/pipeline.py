@@ -424,7 +424,7 @@ def _predict(path: str, outboxes: Sequence[Outbox], numbers: _QontoNumbers | Non
                 return Outcome(path, "failed", refusal, invoice_number=number)
         earlier = claimed.get(number)
         if earlier is not None and earlier[0] != upload_sha:
-            differs = _differences(content, earlier[2], f"in {earlier[1]}")
+            differs = _differences(content, earlier[2], "in the earlier version")
             reason = (f"invoice number {number} is also in {earlier[1]}, which goes first in "
                       "this run")
             return Outcome(path, "failed", reason + (
@@ -592,7 +592,7 @@ def _twin_refusal(number: str, upload_sha: str, content: Mapping[str, str],
         when = f"imported as Qonto invoice {twin.invoice_id} (not sent yet)"
     else:
         when = "admitted earlier in this run"
-    differs = _differences(content, twin.content_fields, f"in {twin.source_path}")
+    differs = _differences(content, twin.content_fields, "in the earlier version")
     if differs:
         return (f"invoice number {number} was already {when}, from {twin.source_path}, and this "
                 f"file's content differs ({'; '.join(differs)}): {NEVER_TWICE}")
