@@ -18,17 +18,62 @@ from typing import Any
 
 import click
 
-from .errors import QontoError
+from .. import exitcodes
+from .errors import OrganisationUnknownError, OutboxLostError, QontoError
 from .outbox import Item, Outbox, OutboxBusyError, organisations
-from .pipeline import SendOptions, SendSummary, refresh_status, send_invoices
+from .pipeline import (
+    DEFAULT_LOOKBACK_DAYS,
+    MAX_LOOKBACK_DAYS,
+    SendOptions,
+    SendSummary,
+    refresh_status,
+    send_invoices,
+)
 from .qonto import QontoClient, QontoConfig
 
-DEFAULT_STATE = ".facturflow"
+
+def default_state_dir() -> Path:
+    """The user's own state folder for facturflow (platformdirs: $XDG_STATE_HOME/facturflow or
+    ~/.local/state/facturflow on Linux, ~/Library/Application Support/facturflow on macOS,
+    %LOCALAPPDATA%\\facturflow on Windows): the same whatever the current folder."""
+    import platformdirs
+
+    return Path(platformdirs.user_state_dir("facturflow", appauthor=False))
 
 
 def state_dir(option: Path | None) -> Path:
-    """--state, else $FACTURFLOW_STATE, else ./.facturflow/."""
-    return option or Path(os.environ.get("FACTURFLOW_STATE") or DEFAULT_STATE)
+    """--state, else $FACTURFLOW_STATE, else the user's state folder (default_state_dir()).
+    The outbox in it keys every record by the organisation's id."""
+    return option or Path(os.environ.get("FACTURFLOW_STATE") or default_state_dir())
+
+
+def lookback_days(option: int | None) -> int:
+    """--lookback-days, else $FACTURFLOW_LOOKBACK_DAYS, else DEFAULT_LOOKBACK_DAYS."""
+    if option is not None:
+        return option
+    raw = os.environ.get("FACTURFLOW_LOOKBACK_DAYS", "").strip()
+    if not raw:
+        return DEFAULT_LOOKBACK_DAYS
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_LOOKBACK_DAYS:
+        raise click.UsageError(f"FACTURFLOW_LOOKBACK_DAYS must be a whole number of days from 1 "
+                               f"to {MAX_LOOKBACK_DAYS}, not {raw!r}")
+    return int(raw)
+
+
+@contextmanager
+def configured_client(state: Path) -> Iterator[QontoClient | None]:
+    """A client when Qonto is configured in the environment, else None (no private sandbox)."""
+    env_token_file = os.environ.get("QONTO_TOKEN_FILE")
+    token_store = Path(env_token_file) if env_token_file else state / "oauth-tokens.json"
+    try:
+        config = QontoConfig.from_env(token_store=token_store)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from exc
+    if not config.configured:
+        yield None
+        return
+    with QontoClient(config) as client:
+        yield client
 
 
 @contextmanager
@@ -104,7 +149,9 @@ def _print_summary(summary: SendSummary, dry_run: bool) -> None:
             click.echo(f"    {finding}")
     if dry_run:
         click.echo(f"dry run: {summary.count('would_send')} would be sent, "
-                   f"{summary.count('rejected')} rejected by validation")
+                   f"{summary.count('already_sent')} already sent, "
+                   f"{summary.count('rejected')} rejected by validation, "
+                   f"{summary.count('failed')} would be refused")
         return
     failed = [o for o in summary.outcomes if o.kind == "failed"]
     click.echo(f"sent {summary.count('sent')}, already sent {summary.count('already_sent')}, "
@@ -116,31 +163,44 @@ def _print_summary(summary: SendSummary, dry_run: bool) -> None:
 @click.option("--wait", is_flag=True, help="Poll until each invoice reaches a final status.")
 @click.option("--dry-run", is_flag=True, help="Detect, validate and convert only; send nothing.")
 @click.option("--state", "state", type=click.Path(path_type=Path), default=None,
-              help="State folder (outbox, uploads); default $FACTURFLOW_STATE or ./.facturflow")
+              help="State folder (outbox, uploads); default $FACTURFLOW_STATE, else the "
+                   "user's state folder (e.g. ~/.local/state/facturflow).")
 @click.option("--upload", type=click.Choice(["facturx", "xml"]), default="facturx",
               show_default=True, help="Upload a Factur-X PDF (made from XML input) or raw XML.")
 @click.option("--rules", default=None, metavar="LIST", help="Rule sets for validation.")
 @click.option("--timeout", "wait_timeout", type=float, default=600.0, show_default=True,
               help="With --wait: give up polling after this many seconds.")
 @click.option("--poll-interval", type=float, default=5.0, show_default=True)
+@click.option("--lookback-days", "lookback", type=click.IntRange(1, MAX_LOOKBACK_DAYS),
+              default=None, help="How far back to list Qonto's client invoices for invoice "
+              "numbers it already has (default $FACTURFLOW_LOOKBACK_DAYS, else "
+              f"{DEFAULT_LOOKBACK_DAYS}; widened to the oldest issue date sent).")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
 def send_command(paths: tuple[Path, ...], wait: bool, dry_run: bool, state: Path | None,
                  upload: str, rules: str | None, wait_timeout: float, poll_interval: float,
-                 fmt: str) -> None:
+                 lookback: int | None, fmt: str) -> None:
     """Validate invoices and send them through Qonto's PA, each exactly once."""
     folder = state_dir(state)
     options = SendOptions(upload="xml" if upload == "xml" else "facturx", wait=wait,
                           dry_run=dry_run, wait_timeout=wait_timeout,
-                          poll_interval=poll_interval, rules=rules)
+                          poll_interval=poll_interval, rules=rules,
+                          lookback_days=lookback_days(lookback))
     try:
         with _Progress() as progress:
-            if dry_run:
-                summary = send_invoices(paths, None, folder, options, progress)
+            if dry_run:  # reads only: Qonto when configured, else the outbox alone
+                with configured_client(folder) as maybe:
+                    summary = send_invoices(paths, maybe, folder, options, progress)
             else:
                 with open_client(folder) as client:
                     summary = send_invoices(paths, client, folder, options, progress)
     except OutboxBusyError as exc:
         raise click.ClickException(exc.message) from exc
+    except OrganisationUnknownError as exc:
+        click.echo(f"error: {exc.message}", err=True)
+        sys.exit(exitcodes.CONFIG)
+    except OutboxLostError as exc:
+        click.echo(f"error: {exc.message}", err=True)
+        sys.exit(exitcodes.STATE)
     except QontoError as exc:
         click.echo(f"error: {exc.message}", err=True)
         sys.exit(1)

@@ -222,6 +222,8 @@ __all__ = [
     "ApiError",
     "AuthenticationError",
     "NotFoundError",
+    "OrganisationUnknownError",
+    "OutboxLostError",
     "PermissionDeniedError",
     "PreconditionError",
     "QontoError",
@@ -234,3 +236,15 @@ __all__ = [
     "parse_error_body",
     "redact",
 ]
+
+
+class OrganisationUnknownError(TransmitError):
+    """Qonto would not say which organisation the credentials belong to (a 403 on
+    `/v2/organization`, a 404, an answer without an id). The outbox is keyed by the
+    organisation's id and by nothing else, so nothing is sent. CLI exit code 3 (CONFIG)."""
+
+
+class OutboxLostError(TransmitError):
+    """A state folder still holds stored uploads (`blobs/`) but its outbox is missing, empty or
+    unreadable: the record of what was sent is gone, so the folder is refused rather than used
+    as if nothing had been sent. CLI exit code 6 (STATE)."""

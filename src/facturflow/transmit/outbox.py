@@ -46,7 +46,7 @@ import sqlite3
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent import futures
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -54,6 +54,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ..errors import TransmitError
+from .errors import OutboxLostError
 
 State = Literal["validated", "importing", "imported", "sending", "sent", "failed"]
 STATES: tuple[State, ...] = ("validated", "importing", "imported", "sending", "sent", "failed")
@@ -128,6 +129,16 @@ class Item:
     created_at: float
     updated_at: float
     sent_at: float | None
+    # What the invoice says that Qonto also records (issue date, currency, totals; see
+    # facturflow.transmit.pipeline.content_of), as JSON: how "same number, other content" is told.
+    content: str | None = None
+
+    @property
+    def content_fields(self) -> dict[str, str]:
+        if not self.content:
+            return {}
+        value = json.loads(self.content)
+        return {str(k): str(v) for k, v in value.items()} if isinstance(value, dict) else {}
 
     @property
     def latest_event(self) -> dict[str, Any] | None:
@@ -179,6 +190,7 @@ class Outbox:
     def __init__(self, state_dir: str | os.PathLike[str], org: str, *, lock: bool = True) -> None:
         """Open (creating) the outbox; `lock=False` is for readers such as `status`."""
         self.state_dir = Path(state_dir)
+        refuse_lost_outbox(self.state_dir)
         self.org = org
         self.blobs = self.state_dir / "blobs"
         self.blobs.mkdir(parents=True, exist_ok=True)
@@ -211,6 +223,9 @@ class Outbox:
         else:
             self.db.execute("PRAGMA synchronous=FULL")
         self.db.executescript(_SCHEMA)
+        columns = {row[1] for row in self.db.execute("PRAGMA table_info(items)")}
+        if "content" not in columns:  # an outbox from before the content column
+            self.db.execute("ALTER TABLE items ADD COLUMN content TEXT")
         self._committed = 0  # commits made...
         self._durable = 0  # ...and how many of them are known to be on disk
         self._deferred = 0  # depth of deferred() blocks
@@ -356,6 +371,7 @@ class Outbox:
         upload: bytes,
         invoice_number: str | None,
         buyer_siren: str | None,
+        content: Mapping[str, str] | None = None,
     ) -> Item:
         """Store the upload's bytes durably, then commit its row (state `validated`)."""
         upload_sha = sha256(upload)
@@ -366,9 +382,11 @@ class Outbox:
                 db.execute(
                     "INSERT OR IGNORE INTO items (org, upload_sha256, source_sha256, source_path, "
                     "file_name, upload_format, size, invoice_number, buyer_siren, state, "
-                    "created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'validated', ?, ?)",
+                    "created_at, updated_at, content) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'validated', ?, ?, ?)",
                     (self.org, upload_sha, source_sha, source_path, file_name, upload_format,
-                     len(upload), invoice_number, buyer_siren, now, now),
+                     len(upload), invoice_number, buyer_siren, now, now,
+                     json.dumps(dict(content), sort_keys=True) if content else None),
                 )
                 db.execute("INSERT OR REPLACE INTO sources VALUES (?, ?, ?, 'ok', ?, NULL, ?, ?)",
                            (self.org, source_sha, upload_format, upload_sha, source_path, now))
@@ -456,6 +474,18 @@ class Outbox:
                            "updated_at=? WHERE org=? AND upload_sha256=?",
                            (invoice_id, now, self.org, upload_sha))
                 self._log(db, upload_sha, "imported", invoice_id)
+
+    def mark_adopted(self, upload_sha: str, invoice_id: str, *, sent: bool) -> None:
+        """Take over an invoice Qonto already has under this number (imported by a run whose
+        record is lost): its id, and `sent` when Qonto says it was submitted already."""
+        now = time.time()
+        with self._tx() as db:
+            db.execute("UPDATE items SET state=?, invoice_id=?, error=NULL, updated_at=?, "
+                       "sent_at=? WHERE org=? AND upload_sha256=?",
+                       ("sent" if sent else "imported", invoice_id, now, now if sent else None,
+                        self.org, upload_sha))
+            self._log(db, upload_sha, "sent" if sent else "imported",
+                      f"adopted {invoice_id} (found at Qonto by invoice number)")
 
     def mark_sending(self, upload_sha: str) -> None:
         self._set([upload_sha], "sending", error=None)
@@ -561,6 +591,51 @@ def _fsync_path(path: Path) -> None:
         os.close(fd)
 
 
+def refuse_lost_outbox(state_dir: Path) -> None:
+    """Raise OutboxLostError when `state_dir` holds stored uploads but no usable outbox.
+
+    Stored uploads mean runs happened here; without their outbox nothing says which invoices
+    went out, and using the folder as new would be the state loss that sends invoices twice.
+    """
+    blobs = state_dir / "blobs"
+    try:
+        stored = sum(1 for p in blobs.iterdir() if not p.name.startswith("."))
+    except OSError:
+        return  # no blobs/ (a new folder), or not a folder: nothing was stored here
+    if not stored:
+        return
+    path = state_dir / "outbox.sqlite3"
+    recover = (f"To recover: put back {path.name} from a backup; or, if it is lost for good, "
+               f"move {blobs} and what is left of {path.name} aside (or use another state "
+               "folder): facturflow then asks Qonto which invoice numbers it already has and "
+               "imports none of them again.")
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        raise OutboxLostError(
+            f"state folder {state_dir} holds {stored} stored upload(s) but its outbox "
+            f"({path.name}) is gone: the record of what was sent is lost, so facturflow will not "
+            f"use this folder. {recover}", source=str(path)) from None
+    if size == 0:
+        raise OutboxLostError(
+            f"state folder {state_dir} holds {stored} stored upload(s) but its outbox "
+            f"({path.name}) is empty: the record of what was sent is lost, so facturflow will "
+            f"not use this folder. {recover}", source=str(path))
+    try:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            db.execute("SELECT count(*) FROM items").fetchone()
+        finally:
+            db.close()
+    except sqlite3.Error as exc:
+        if "locked" in str(exc) or "busy" in str(exc):
+            return  # in use by another process: readable, just not now (its opener will wait)
+        raise OutboxLostError(
+            f"state folder {state_dir} holds {stored} stored upload(s) but its outbox "
+            f"({path.name}) cannot be read ({exc}): the record of what was sent is lost, so "
+            f"facturflow will not use this folder. {recover}", source=str(path)) from exc
+
+
 def organisations(state_dir: str | os.PathLike[str]) -> list[str]:
     """The organisations an outbox folder holds items for (read-only, no lock)."""
     path = Path(state_dir) / "outbox.sqlite3"
@@ -573,5 +648,5 @@ def organisations(state_dir: str | os.PathLike[str]) -> list[str]:
         db.close()
 
 
-__all__ = ["FINAL_EINVOICING", "STATES", "Item", "Outbox", "OutboxBusyError", "SourceRecord",
-           "organisations", "sha256"]
+__all__ = ["FINAL_EINVOICING", "STATES", "Item", "Outbox", "OutboxBusyError", "OutboxLostError",
+           "SourceRecord", "organisations", "refuse_lost_outbox", "sha256"]

@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -28,13 +30,14 @@ from ..inputs import expand_inputs
 from .errors import (
     AuthenticationError,
     NotFoundError,
+    OrganisationUnknownError,
     PermissionDeniedError,
     PreconditionError,
     QontoError,
     ValidationRejectedError,
 )
 from .fields import document_fields
-from .outbox import Item, Outbox, sha256
+from .outbox import Item, Outbox, organisations, refuse_lost_outbox, sha256
 from .qonto import (
     MAX_IMPORT_FILE_BYTES,
     MAX_IMPORT_FILES,
@@ -50,6 +53,15 @@ from .qonto import (
 # never held long (a reader such as `facturflow status` waits for it only if it must write).
 SYNC_EVERY = 50
 SYNC_SECONDS = 1.0
+
+# How far back (by creation date at Qonto) the send stage lists the organisation's client
+# invoices to find an invoice number already there before importing one it has no record of.
+# 400 days: a fiscal year and a month, so a year's invoices re-sent after the closing are still
+# found; the window is also widened, per run, back to the issue date of the oldest invoice that
+# must be checked (an invoice cannot have been imported before it was issued), so an older file
+# is checked too, at the cost of a longer listing. See _QontoNumbers.
+DEFAULT_LOOKBACK_DAYS = 400
+MAX_LOOKBACK_DAYS = 36600
 
 UploadFormat = Literal["facturx", "xml"]
 OutcomeKind = Literal["sent", "already_sent", "rejected", "failed", "would_send"]
@@ -69,6 +81,13 @@ class SendOptions:
     poll_interval: float = 5.0
     rules: str | None = None
     batch_size: int = MAX_IMPORT_FILES
+    lookback_days: int = DEFAULT_LOOKBACK_DAYS
+
+    def __post_init__(self) -> None:
+        if isinstance(self.lookback_days, bool) or not isinstance(self.lookback_days, int) or \
+                not 1 <= self.lookback_days <= MAX_LOOKBACK_DAYS:
+            raise ValueError(f"lookback_days must be a whole number of days from 1 to "
+                             f"{MAX_LOOKBACK_DAYS}, not {self.lookback_days!r}")
 
 
 @dataclass(frozen=True)
@@ -124,6 +143,7 @@ class Prepared:
     upload: bytes
     invoice_number: str | None
     buyer_siren: str | None
+    content: dict[str, str] = field(default_factory=dict)
 
 
 class Rejected(Exception):
@@ -163,7 +183,70 @@ def prepare(path: str, data: bytes, upload: UploadFormat, rules: str | None) -> 
         body, name = data, f"{stem}.xml"
     else:
         body, name = _to_facturx(document), f"{stem}.pdf"
-    return Prepared(path, source_sha, name, body, fields.get("number"), fields.get("buyer_siren"))
+    return Prepared(path, source_sha, name, body, fields.get("number"), fields.get("buyer_siren"),
+                    content_of(fields))
+
+
+# What "the same invoice" means when two versions carry one invoice number: the fields that
+# both the invoice and Qonto's record of it (GET /v2/client_invoices, API.md §6.1) carry.
+# Only fields known on both sides are compared; none known counts as the same invoice, since
+# importing it again could only make a duplicate.
+CONTENT_LABELS = {"issue_date": "issue date", "currency": "currency",
+                  "total": "total with VAT", "vat": "VAT total"}
+
+
+def content_of(fields: Mapping[str, Any]) -> dict[str, str]:
+    """The compared fields of an invoice (document_fields), normalised."""
+    out: dict[str, str] = {}
+    if isinstance(fields.get("issue_date"), str):
+        out["issue_date"] = fields["issue_date"]
+    if isinstance(fields.get("currency"), str) and fields["currency"].strip():
+        out["currency"] = fields["currency"].strip().upper()
+    for key in ("total", "vat"):
+        amount = _amount(fields.get(key))
+        if amount is not None:
+            out[key] = amount
+    return out
+
+
+def qonto_content(invoice: Mapping[str, Any]) -> dict[str, str]:
+    """The compared fields of a client invoice as Qonto returns it."""
+    out: dict[str, str] = {}
+    issue = invoice.get("issue_date")
+    if isinstance(issue, str) and len(issue) >= 10:
+        out["issue_date"] = issue[:10]
+    currency = invoice.get("currency")
+    if isinstance(currency, str) and currency.strip():
+        out["currency"] = currency.strip().upper()
+    for key, name in (("total", "total_amount"), ("vat", "vat_amount")):
+        cents = invoice.get(f"{name}_cents")
+        money = invoice.get(name)
+        value = money.get("value") if isinstance(money, dict) else money
+        amount = _amount(value)
+        if amount is None and isinstance(cents, int) and not isinstance(cents, bool):
+            amount = _amount(str(Decimal(cents) / 100))
+        if amount is not None:
+            out[key] = amount
+    return out
+
+
+def _amount(value: object) -> str | None:
+    if not isinstance(value, str | int | float) or isinstance(value, bool):
+        return None
+    try:
+        return str(Decimal(str(value).strip()).quantize(Decimal("0.01")))
+    except (InvalidOperation, ValueError):
+        return None
+
+
+def _differences(mine: Mapping[str, str], theirs: Mapping[str, str], where: str) -> list[str]:
+    return [f"{label} {mine[key]} here, {theirs[key]} {where}"
+            for key, label in CONTENT_LABELS.items()
+            if key in mine and key in theirs and mine[key] != theirs[key]]
+
+
+NEVER_TWICE = ("facturflow never sends a second invoice under one number: to correct an invoice "
+               "already issued, issue a credit note for it and a new invoice under a new number")
 
 
 def _to_facturx(document: Document) -> bytes:
@@ -199,14 +282,12 @@ def send_invoices(
 ) -> SendSummary:
     """Run the send stage over files and folders; see the module docstring."""
     files = list(dict.fromkeys(str(p) for p in expand_inputs(Path(p) for p in paths)))
-    summary = SendSummary()
     if options.dry_run or client is None:
-        for path in files:
-            summary.outcomes.append(_dry_run(path, options))
-        return summary
+        return _dry_run(files, client, Path(state_dir), options)
     org = _organization(client)
-    summary.organization = org
+    summary = SendSummary(organization=org)
     settings_error = _sending_disabled(client)
+    numbers = _QontoNumbers(client, options.lookback_days)
     # Deferred: transitions become durable at outbox.sync(), called right before each request
     # that changes something at Qonto (and every few admissions), not one commit each.
     with Outbox(state_dir, org) as outbox, outbox.deferred():
@@ -215,12 +296,14 @@ def send_invoices(
         reachable = _Reachability(client)
         blocked: set[str] = set()  # failed a pre-flight check in this run
         claimed: set[str] = set()  # admitted in this run
+        adopted: set[str] = set()  # found already sent at Qonto, by number, in this run
         total = len(files)
         # Imports and sends start while the next files are validated (see _Flow).
         synced = time.monotonic()
         with _Flow(client, outbox, options, progress) as flow:
             for index, path in enumerate(files, 1):
-                rows[path] = row = _admit(path, outbox, options, reachable, blocked, claimed)
+                rows[path] = row = _admit(path, outbox, options, reachable, blocked, claimed,
+                                          numbers, adopted)
                 if index % SYNC_EVERY == 0 or time.monotonic() - synced > SYNC_SECONDS:
                     outbox.sync()
                     synced = time.monotonic()
@@ -249,7 +332,8 @@ def send_invoices(
                 continue
             item = outbox.get(value)
             assert item is not None
-            summary.outcomes.append(_outcome(item, path, value in before_sent, options.wait))
+            summary.outcomes.append(_outcome(item, path, value in before_sent or value in adopted,
+                                             options.wait))
     return summary
 
 
@@ -269,24 +353,128 @@ def _outcome(item: Item, path: str, was_sent: bool, waited: bool) -> Outcome:
                    item.invoice_id, item.invoice_number, item.einvoicing_status)
 
 
-def _dry_run(path: str, options: SendOptions) -> Outcome:
+def _dry_run(files: Sequence[str], client: QontoClient | None, state_dir: Path,
+             options: SendOptions) -> SendSummary:
+    """Predict what `send` would do, sending nothing and writing nothing.
+
+    Offline (no client), every refusal the outbox can tell is predicted, for each organisation
+    it holds: already sent, rejected before, the same number in other bytes or with other
+    content, a state folder whose outbox is lost. With a client (the CLI passes one when Qonto
+    is configured), also the organisation check and the look-up of invoice numbers at Qonto,
+    which are reads only.
+    """
+    summary = SendSummary()
+    numbers: _QontoNumbers | None = None
+    if client is not None:
+        summary.organization = _organization(client)
+        numbers = _QontoNumbers(client, options.lookback_days)
+    refuse_lost_outbox(state_dir)
+    orgs = organisations(state_dir)
+    if summary.organization is not None:
+        orgs = [o for o in orgs if o == summary.organization]
+    outboxes = [Outbox(state_dir, org, lock=False) for org in orgs]
     try:
-        prepared = prepare(path, _read(Path(path)), options.upload, options.rules)
-    except Rejected as exc:
-        return Outcome(path, "rejected", exc.reason, findings=exc.findings)
+        claimed: dict[str, tuple[str, str, dict[str, str]]] = {}  # number -> (sha, path, content)
+        for path in files:
+            summary.outcomes.append(_predict(path, outboxes, numbers, options, claimed))
+    finally:
+        for outbox in outboxes:
+            outbox.close()
+    return summary
+
+
+def _predict(path: str, outboxes: Sequence[Outbox], numbers: _QontoNumbers | None,
+             options: SendOptions, claimed: dict[str, tuple[str, str, dict[str, str]]]
+             ) -> Outcome:
+    """One input of a dry run: the outcome the real run would give, from the same checks."""
+    try:
+        data = _read(Path(path))
     except OSError as exc:
         return Outcome(path, "rejected", f"cannot read: {exc.strerror or exc}")
-    return Outcome(path, "would_send", f"would upload {prepared.file_name} "
-                   f"({len(prepared.upload)} bytes)", invoice_number=prepared.invoice_number)
+    source_sha, variant = sha256(data), f"{options.upload}:{options.rules or 'default'}"
+    stored: Item | None = None
+    for outbox in outboxes:
+        known = outbox.lookup_source(source_sha, variant)
+        if known is not None and known.verdict == "rejected":
+            return Outcome(path, "rejected", known.reason)
+        item = outbox.get(known.upload_sha256) if known and known.upload_sha256 else None
+        if item is not None and item.state == "sent":
+            return Outcome(path, "already_sent", None, item.invoice_id, item.invoice_number,
+                           item.einvoicing_status)
+        if item is not None and item.invoice_id is not None:
+            return Outcome(path, "would_send", f"would send Qonto invoice {item.invoice_id} "
+                           "(imported by an earlier run)", item.invoice_id, item.invoice_number)
+        stored = stored or item
+    if stored is not None:  # the real run uploads the stored bytes, not a new conversion
+        number, upload_sha, content = (stored.invoice_number, stored.upload_sha256,
+                                       stored.content_fields)
+        what = f"would upload {stored.file_name} ({stored.size} bytes, stored by an earlier run)"
+    else:
+        try:
+            prepared = prepare(path, data, options.upload, options.rules)
+        except Rejected as exc:
+            return Outcome(path, "rejected", exc.reason, findings=exc.findings)
+        number, upload_sha, content = (prepared.invoice_number, sha256(prepared.upload),
+                                       prepared.content)
+        what = f"would upload {prepared.file_name} ({len(prepared.upload)} bytes)"
+    if number:
+        for outbox in outboxes:
+            refusal = _twin_refusal(number, upload_sha, content, outbox.by_number(number), set())
+            if refusal:
+                return Outcome(path, "failed", refusal, invoice_number=number)
+        earlier = claimed.get(number)
+        if earlier is not None and earlier[0] != upload_sha:
+            differs = _differences(content, earlier[2], "in the earlier version")
+            reason = (f"invoice number {number} is also in {earlier[1]}, which goes first in "
+                      "this run")
+            return Outcome(path, "failed", reason + (
+                f", and this file's content differs ({'; '.join(differs)}): {NEVER_TWICE}"
+                if differs else " (same content in other bytes; not sent twice)"),
+                invoice_number=number)
+        claimed.setdefault(number, (upload_sha, path, content))
+        if numbers is not None:
+            try:
+                verdict = numbers.verdict(number, content)
+            except (AuthenticationError, PermissionDeniedError):
+                raise
+            except QontoError as exc:
+                return Outcome(path, "failed", _unchecked(number, exc), invoice_number=number)
+            if isinstance(verdict, str):
+                return Outcome(path, "failed", verdict, invoice_number=number)
+            if verdict is not None:
+                invoice, submitted = verdict
+                if submitted:
+                    return Outcome(path, "already_sent", "already at Qonto, found by number",
+                                   str(invoice["id"]), number)
+                what = (f"would send Qonto invoice {invoice['id']} (already imported, found by "
+                        "number)")
+    return Outcome(path, "would_send", what, invoice_number=number)
 
 
 def _organization(client: QontoClient) -> str:
-    """The organisation the outbox is keyed by: Qonto's id, or the API key's login."""
+    """The organisation the outbox is keyed by: Qonto's id, and nothing else.
+
+    Keying by anything else (the API key's login, the host) would give the same organisation
+    a second, empty outbox, the state loss that sends invoices twice. An outage (5xx, no
+    answer, 429 after the retries) propagates as what it is.
+    """
     try:
         org = client.organization()
-    except PermissionDeniedError:
-        return client.config.organization_hint
-    return str(org.get("id") or org.get("slug") or client.config.organization_hint)
+    except AuthenticationError:
+        raise
+    except (PermissionDeniedError, NotFoundError, ValidationRejectedError) as exc:
+        raise OrganisationUnknownError(
+            f"cannot read the organisation from Qonto (GET /v2/organization: {exc.message}); "
+            "facturflow keys its record of sent invoices by the organisation's id and sends "
+            "nothing without it: give the credentials the organization.read scope (OAuth) or use "
+            "the organisation's API key, then run again"
+        ) from exc
+    ident = org.get("id")
+    if not isinstance(ident, str) or not ident:
+        raise OrganisationUnknownError(
+            "Qonto's answer to GET /v2/organization has no organisation id; facturflow keys its "
+            "record of sent invoices by it and sends nothing without it")
+    return ident
 
 
 def _sending_disabled(client: QontoClient) -> str | None:
@@ -327,7 +515,8 @@ class _Reachability:
 
 
 def _admit(path: str, outbox: Outbox, options: SendOptions, reachable: _Reachability,
-           blocked: set[str], claimed: set[str]) -> Outcome | str:
+           blocked: set[str], claimed: set[str], numbers: _QontoNumbers | None = None,
+           adopted: set[str] | None = None) -> Outcome | str:
     """Put one input in the outbox (or find it there); an Outcome when it goes no further."""
     try:
         data = _read(Path(path))
@@ -351,27 +540,161 @@ def _admit(path: str, outbox: Outbox, options: SendOptions, reachable: _Reachabi
             source_sha=source_sha, source_path=path, upload_format=variant,
             file_name=prepared.file_name, upload=prepared.upload,
             invoice_number=prepared.invoice_number, buyer_siren=prepared.buyer_siren,
+            content=prepared.content,
         )
+    sha = item.upload_sha256
     if item.invoice_id is None and item.invoice_number:
-        # The same invoice in other bytes (another format, a re-export) must not go out twice.
-        twin = next((o for o in outbox.by_number(item.invoice_number)
-                     if o.upload_sha256 != item.upload_sha256
-                     and (o.invoice_id is not None or o.upload_sha256 in claimed)), None)
-        if twin is not None:
-            blocked.add(item.upload_sha256)
-            outbox.mark_failed([item.upload_sha256],
-                               f"invoice number {item.invoice_number} is already in the outbox "
-                               f"from {twin.source_path} (not sent twice)")
-            return item.upload_sha256
-    claimed.add(item.upload_sha256)
+        # The same invoice in other bytes (another format, a re-export) must not go out twice,
+        # and another invoice under the same number must not go out at all.
+        refusal = _twin_refusal(item.invoice_number, sha, item.content_fields,
+                                outbox.by_number(item.invoice_number), claimed)
+        if refusal is None and numbers is not None:
+            # No record here: Qonto may still have it (a lost or other state folder).
+            try:
+                verdict = numbers.verdict(item.invoice_number, item.content_fields)
+            except (AuthenticationError, PermissionDeniedError):
+                raise
+            except QontoError as exc:
+                verdict = _unchecked(item.invoice_number, exc)
+            if isinstance(verdict, str):
+                refusal = verdict
+            elif verdict is not None:
+                invoice, submitted = verdict
+                outbox.mark_adopted(sha, str(invoice["id"]), sent=submitted)
+                if submitted and adopted is not None:
+                    adopted.add(sha)
+                item = outbox.get(sha) or item
+        if refusal is not None:
+            blocked.add(sha)
+            outbox.mark_failed([sha], refusal)
+            return sha
+    claimed.add(sha)
     if item.state != "sent" and item.invoice_id is None and reachable.unreachable(
         item.buyer_siren
     ):
-        blocked.add(item.upload_sha256)
-        outbox.mark_failed([item.upload_sha256],
-                           f"recipient {item.buyer_siren} is not reachable on e-invoicing "
-                           "(pre-flight)")
-    return item.upload_sha256
+        blocked.add(sha)
+        outbox.mark_failed([sha], f"recipient {item.buyer_siren} is not reachable on "
+                           "e-invoicing (pre-flight)")
+    return sha
+
+
+def _twin_refusal(number: str, upload_sha: str, content: Mapping[str, str],
+                  twins: Iterable[Item], claimed: set[str]) -> str | None:
+    """Why an invoice numbered `number` must not go out, given the outbox's items with that
+    number (another item counts once it has a Qonto id or was admitted in this run)."""
+    twin = next((o for o in twins if o.upload_sha256 != upload_sha
+                 and (o.invoice_id is not None or o.upload_sha256 in claimed)), None)
+    if twin is None:
+        return None
+    if twin.state == "sent":
+        when = f"sent on {_when(twin.sent_at)} as Qonto invoice {twin.invoice_id}"
+    elif twin.invoice_id is not None:
+        when = f"imported as Qonto invoice {twin.invoice_id} (not sent yet)"
+    else:
+        when = "admitted earlier in this run"
+    differs = _differences(content, twin.content_fields, "in the earlier version")
+    if differs:
+        return (f"invoice number {number} was already {when}, from {twin.source_path}, and this "
+                f"file's content differs ({'; '.join(differs)}): {NEVER_TWICE}")
+    return (f"invoice number {number} is already in the outbox from {twin.source_path}, {when} "
+            "(same content in other bytes; not sent twice)")
+
+
+def _unchecked(number: str, exc: QontoError) -> str:
+    return (f"cannot ask Qonto whether invoice number {number} already exists, so it is not "
+            f"imported (will retry on the next run): {exc.message}")
+
+
+def _when(timestamp: float | None) -> str:
+    if timestamp is None:
+        return "an unknown date"
+    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _submitted(invoice: Mapping[str, Any]) -> bool:
+    """Whether Qonto's record shows the invoice went to the network (API.md §6.2: `pending`,
+    or no status, until it is deposited)."""
+    status = invoice.get("einvoicing_status")
+    events = invoice.get("einvoicing_lifecycle_events")
+    return bool(events) or status not in (None, "", "pending")
+
+
+class _QontoNumbers:
+    """The organisation's client invoices at Qonto, by number: listed once per run, lazily (only
+    when an invoice with no record must be imported), paged, oldest first.
+
+    Qonto's list has no filter by number (API.md §5.6): it is listed from `created_at_from` =
+    now - `days`, imported invoices included (no `exclude_imported`), and widened further back
+    when an invoice's issue date is older than what was listed (a second listing, up to where
+    the first began): no invoice is imported before it is issued, so what could clash with it
+    is listed. Qonto's idempotent import (same bytes, same id) is no help here: a converted
+    file's bytes may differ from one conversion to the next.
+    """
+
+    MARGIN = timedelta(days=2)  # time zones and clocks between the issue date and Qonto's
+
+    def __init__(self, client: QontoClient, days: int) -> None:
+        self._client = client
+        self._days = days
+        self._by_number: dict[str, dict[str, dict[str, Any]]] = {}
+        self._since: datetime | None = None  # listed from then on
+        self._error: QontoError | None = None
+
+    def verdict(self, number: str, content: Mapping[str, str]
+                ) -> tuple[dict[str, Any], bool] | str | None:
+        """None: unknown to Qonto. (invoice, already submitted): the invoice to adopt. A str:
+        Qonto has another invoice under this number (why it is refused)."""
+        found = self.find(number, content.get("issue_date"))
+        if not found:
+            return None
+        submitted = [i for i in found if _submitted(i)]
+        invoice = (submitted or found)[0]
+        differs = _differences(content, qonto_content(invoice), "at Qonto")
+        if differs:
+            state = "sent" if _submitted(invoice) else "imported, not sent yet"
+            return (f"invoice number {number} already exists at Qonto as invoice {invoice['id']} "
+                    f"(created {invoice.get('created_at') or 'at an unknown date'}, {state}), and "
+                    f"this file's content differs ({'; '.join(differs)}): {NEVER_TWICE}")
+        return invoice, bool(submitted)
+
+    def find(self, number: str, issue_date: str | None) -> list[dict[str, Any]]:
+        if self._error is not None:
+            raise self._error  # one failed listing per run: the run's other invoices wait too
+        start = datetime.now(UTC) - timedelta(days=self._days)
+        if issue_date:
+            try:
+                issued = date.fromisoformat(issue_date)
+            except ValueError:
+                pass
+            else:
+                start = min(start, datetime(issued.year, issued.month, issued.day,
+                                            tzinfo=UTC) - self.MARGIN)
+        if self._since is None or start < self._since:
+            self._list(start, self._since)
+        return sorted(self._by_number.get(number, {}).values(),
+                      key=lambda i: str(i.get("created_at") or ""))
+
+    def _list(self, start: datetime, until: datetime | None) -> None:
+        params: dict[str, Any] = {"filter[created_at_from]": _iso(start),
+                                  "sort_by": "created_at:asc", "per_page": 100}
+        if until is not None:
+            params["filter[created_at_to]"] = _iso(until)
+        try:
+            for invoice in self._client.iter_client_invoices(**params):
+                number = invoice.get("number") or invoice.get("invoice_number")
+                ident = invoice.get("id")
+                if isinstance(number, str) and isinstance(ident, str):
+                    self._by_number.setdefault(number, {})[ident] = invoice
+        except (AuthenticationError, PermissionDeniedError):
+            raise
+        except QontoError as exc:
+            self._error = exc
+            raise
+        self._since = start
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 class _Flow:

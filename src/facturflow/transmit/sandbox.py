@@ -160,6 +160,17 @@ def _iso(ts: float) -> str:
     )
 
 
+def _parse_time(value: str, parameter: str) -> datetime:
+    """An ISO 8601 date-time (a date alone is its midnight UTC; no zone means UTC); a 422
+    naming the parameter otherwise."""
+    try:
+        moment = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except (ValueError, AttributeError):
+        raise _fail(422, "invalid_parameter", f"{parameter} must be an ISO 8601 date-time",
+                    parameter=parameter) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
 def _money(value: str | None, currency: str) -> tuple[dict[str, str] | None, int | None]:
     if value is None:
         return None, None
@@ -1094,15 +1105,36 @@ class _Handler(BaseHTTPRequestHandler):
         return 200, {"client_invoice": self.sandbox._invoice_view(id, True)}
 
     def r_list_client_invoices(self) -> tuple[int, Any]:
+        """API.md §5.6: filter[status] (comma-separated or repeated), filter[created_at_from|to],
+        filter[updated_at_from|to] (ISO 8601, bounds included), exclude_imported, sort_by
+        created_at:asc|desc (default desc), page, per_page."""
         sb = self.sandbox
+        query = parse_qs(urlsplit(self.path).query)
         items = [sb._invoice_view(i, sb.config.list_includes_events)
                  for i in sb.state.data["client_invoices"]]
-        wanted = self.query.get("filter[status]")
-        if wanted:
-            allowed = set(wanted.split(","))
-            items = [i for i in items if i["status"] in allowed]
-        reverse = self.query.get("sort_by", "created_at:desc") != "created_at:asc"
-        items.sort(key=lambda i: (i["created_at"], i["id"]), reverse=reverse)
+        statuses = {s for v in query.get("filter[status]", []) for s in v.split(",") if s}
+        if statuses:
+            items = [i for i in items if i["status"] in statuses]
+        for name in ("created_at", "updated_at"):
+            for bound in ("from", "to"):
+                key = f"filter[{name}_{bound}]"
+                if key not in self.query:
+                    continue
+                limit = _parse_time(self.query[key], key)
+                items = [i for i in items if (_parse_time(i[name], name) >= limit if bound == "from"
+                                              else _parse_time(i[name], name) <= limit)]
+        exclude = self.query.get("exclude_imported", "false").lower()
+        if exclude not in ("true", "false", "1", "0"):
+            raise _fail(422, "invalid_parameter", "exclude_imported must be true or false",
+                        parameter="exclude_imported")
+        if exclude in ("true", "1"):
+            items = [i for i in items if not i.get("imported")]
+        sort = self.query.get("sort_by", "created_at:desc")
+        if sort not in ("created_at:asc", "created_at:desc"):
+            raise _fail(422, "invalid_parameter", "sort_by must be created_at:asc or "
+                        "created_at:desc", parameter="sort_by")
+        items.sort(key=lambda i: (_parse_time(i["created_at"], "created_at"), i["id"]),
+                   reverse=sort == "created_at:desc")
         return self._paginate("client_invoices", items, 100)
 
     def r_list_clients(self) -> tuple[int, Any]:
