@@ -247,7 +247,11 @@ def convert(
     `profile` picks the target profile ('en16931', 'extended', 'extended-ctc-fr'); by default
     the input's profile is kept when the target syntax has it, else EN 16931. `pdf` is the
     visual PDF to wrap for Factur-X (default: a page rendered from the model in `lang`).
-    `rules` is handed to facturflow.validate for the output check.
+    `rules` is handed to facturflow.validate for the output check. `timestamp` dates a
+    Factur-X (default: the invoice's issue date at 00:00:00 UTC).
+
+    The output depends on the input's bytes and these options only (not on the clock, chance,
+    the time zone, the locale or the input's file name): converting again gives the same bytes.
 
     Raises InputError subclasses for unreadable input, ConversionRejected (a ConversionError)
     for an output that would drop terms (unless `lossy`) or be invalid, ConversionError for an
@@ -375,6 +379,17 @@ def _convert_model(
     invoice: Invoice, to: str, profile: str, document: Document
 ) -> tuple[bytes, tuple[str, ...]]:
     """Write `invoice` in the target syntax and profile; return (xml, dropped terms)."""
+    from .model.codelists import unchecked_codes
+
+    # The invoice was read leniently (_read): copies made of it here (pruned, another BT-24,
+    # canonical forms) must not re-check its codes and fail where the read did not.
+    with unchecked_codes():
+        return _convert_checked(invoice, to, profile, document)
+
+
+def _convert_checked(
+    invoice: Invoice, to: str, profile: str, document: Document
+) -> tuple[bytes, tuple[str, ...]]:
     pruned: set[str] = set()
     target = invoice
     if profile not in _EXTENDED_PROFILES:

@@ -23,7 +23,7 @@ from __future__ import annotations
 import hashlib
 import io
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, time
 from typing import TYPE_CHECKING, Final
 
 from facturx import facturx as _fx
@@ -84,6 +84,11 @@ _NS_UDT = "urn:un:unece:uncefact:data:standard:UnqualifiedDataType:100"
 _NS = {"rsm": _NS_RSM, "ram": _NS_RAM, "udt": _NS_UDT}
 _NS_RDF = "http://www.w3.org/1999/02/22-rdf-syntax-ns#"
 _MAX_TREE_NODES = 10_000
+_ISSUE_DATE = (
+    "/rsm:CrossIndustryInvoice/rsm:ExchangedDocument/ram:IssueDateTime/udt:DateTimeString"
+)
+# The date of a Factur-X whose CII has no readable issue date (BT-2 is mandatory, BR-02).
+EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -124,6 +129,30 @@ def facturx_profile(document: Document) -> str:
     return document.profile
 
 
+def issue_timestamp(issued: date | None) -> datetime:
+    """The date a Factur-X built for an invoice carries: its issue date (BT-2) at 00:00:00 UTC.
+
+    The PDF's and the XMP's dates come from the invoice rather than the clock, so converting
+    the same invoice twice gives the same bytes (a duplicate-detecting receiver sees one
+    document); EPOCH stands in when there is no issue date.
+    """
+    return datetime.combine(issued, time(0), tzinfo=UTC) if issued is not None else EPOCH
+
+
+def cii_issue_date(document: Document) -> date | None:
+    """The issue date (BT-2) of a detected CII, or None when it is absent or not a date."""
+    found = document.tree.xpath(_ISSUE_DATE, namespaces=_NS)
+    if not (isinstance(found, list) and found and isinstance(found[0], etree._Element)):
+        return None
+    raw = "".join((found[0].text or "").split())
+    try:
+        # Format 102 (YYYYMMDD) is the only one EN 16931 admits; take an ISO date too.
+        return datetime.strptime(raw, "%Y%m%d").date() if len(raw) == 8 \
+            else date.fromisoformat(raw)
+    except ValueError:
+        return None
+
+
 def metadata_from_cii(document: Document) -> PdfMetadata:
     """Title, author and subject from the invoice number, seller and issue date of a CII."""
 
@@ -139,9 +168,7 @@ def metadata_from_cii(document: Document) -> PdfMetadata:
         "/rsm:CrossIndustryInvoice/rsm:SupplyChainTradeTransaction"
         "/ram:ApplicableHeaderTradeAgreement/ram:SellerTradeParty/ram:Name"
     )
-    raw_date = text(
-        "/rsm:CrossIndustryInvoice/rsm:ExchangedDocument/ram:IssueDateTime/udt:DateTimeString"
-    )
+    raw_date = text(_ISSUE_DATE)
     issued = f"{raw_date[:4]}-{raw_date[4:6]}-{raw_date[6:8]}" if len(raw_date) == 8 else raw_date
     title = f"{seller}: invoice {number}" if seller else f"Invoice {number}"
     subject = f"Factur-X invoice {number}" + (f" dated {issued}" if issued else "")
@@ -184,6 +211,14 @@ def xmp_packet(profile: str, metadata: PdfMetadata, timestamp: datetime) -> byte
         + '<?xpacket end="w"?>'
     )
     return packet.encode("utf-8")
+
+
+def _utc(timestamp: datetime) -> datetime:
+    """`timestamp` in UTC to the second (a naive one is taken as UTC, not as local time, so the
+    TZ of the machine cannot change the bytes)."""
+    if timestamp.tzinfo is None:
+        timestamp = timestamp.replace(tzinfo=UTC)
+    return timestamp.astimezone(UTC).replace(microsecond=0)
 
 
 def _pdf_date(timestamp: datetime) -> str:
@@ -267,9 +302,10 @@ def embed_xml(
     """Return `pdf` as a Factur-X PDF/A-3 carrying `xml` (CII bytes, embedded unchanged).
 
     `profile` defaults to the one the CII's guideline ID (BT-24) names; `metadata` defaults to
-    one drawn from the CII; `timestamp` (default: now) dates the XMP, the Info dictionary and
-    the attachment, so the same inputs and timestamp give the same bytes. Any invoice XML the
-    PDF already carried is replaced; other attachments are kept.
+    one drawn from the CII; `timestamp` dates the XMP, the Info dictionary and the attachment
+    (default: the CII's issue date at 00:00:00 UTC, see issue_timestamp). The result depends on
+    nothing but the arguments: no clock, no randomness, so the same inputs give the same bytes.
+    Any invoice XML the PDF already carried is replaced; other attachments are kept.
     Raises ConversionError for a non-CII or non-Factur-X XML, MalformedPDFError for a bad PDF.
     """
     document = detect_bytes(xml, name="<xml>")
@@ -280,7 +316,7 @@ def embed_xml(
             f"unknown Factur-X profile {profile!r} (expected one of {', '.join(FACTURX_PROFILES)})"
         )
     metadata = metadata or metadata_from_cii(document)
-    when = (timestamp or datetime.now(UTC)).astimezone(UTC).replace(microsecond=0)
+    when = _utc(timestamp or issue_timestamp(cii_issue_date(document)))
 
     writer = _open_writer(pdf)
     root = writer.root_object
@@ -375,10 +411,13 @@ def embed_xml(
     writer.metadata = info  # clears first: keys the XMP does not mirror (Keywords...) go
 
     # A deterministic file identifier (PDF/A requires one): the first part is kept when the
-    # source had one, the second identifies this version.
-    first = writer._ID[0] if writer._ID else ByteStringObject(hashlib.md5(pdf).digest())
-    digest = hashlib.md5(bytes(first) + xml + _pdf_date(when).encode()).digest()
-    writer._ID = ArrayObject([first, ByteStringObject(digest)])
+    # source had one, the second identifies this version, digested from everything in it (the
+    # visual PDF, the CII, the date) and from nothing else: no clock, no chance.
+    first = _id_part(writer._ID[0] if writer._ID else None) or hashlib.md5(pdf).digest()
+    digest = hashlib.md5(
+        first + hashlib.md5(pdf).digest() + xml + _pdf_date(when).encode()
+    ).digest()
+    writer._ID = ArrayObject([ByteStringObject(first), ByteStringObject(digest)])
     writer.pdf_header = b"%PDF-1.7"
 
     out = io.BytesIO()
@@ -387,6 +426,16 @@ def embed_xml(
     except (PyPdfError, ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
         raise MalformedPDFError(f"cannot rewrite the PDF: {exc}") from None
     return out.getvalue()
+
+
+def _id_part(value: PdfObject | None) -> bytes | None:
+    """The bytes of one part of a source's /ID (a hex or a literal string), None if unusable."""
+    value = _resolve(value)
+    if isinstance(value, ByteStringObject):
+        return bytes(value) or None
+    if isinstance(value, TextStringObject):
+        return value.original_bytes or None
+    return None
 
 
 def _add_srgb_output_intent(writer: PdfWriter) -> None:
@@ -478,8 +527,12 @@ def build_facturx(
     """A Factur-X PDF/A-3 for CII `xml`: wraps `pdf` when given, else renders the invoice page.
 
     The page is rendered, in French or English (`lang`), from `invoice` when given, else from
-    the model read from `xml` (facturflow.read).
+    the model read from `xml` (facturflow.read). `timestamp` dates the page and the Factur-X
+    (default: the CII's issue date at 00:00:00 UTC): the same arguments give the same bytes.
     """
+    document = detect_bytes(xml, name="<xml>")
+    if timestamp is None:
+        timestamp = issue_timestamp(cii_issue_date(document))
     if pdf is None:
         from .render import render_invoice_pdf
 
@@ -487,7 +540,6 @@ def build_facturx(
             from .read import read
 
             invoice = read(xml, check_codes=False)
-        document = detect_bytes(xml, name="<xml>")
         relationship = AF_RELATIONSHIPS[profile or facturx_profile(document)]
         pdf = render_invoice_pdf(
             invoice, lang=lang, timestamp=timestamp, xml_is_reference=relationship != "Data"
@@ -517,11 +569,14 @@ def extract_xml(pdf: bytes, *, source: str | None = None) -> bytes:
 __all__ = [
     "AF_RELATIONSHIPS",
     "CONFORMANCE_LEVELS",
+    "EPOCH",
     "FACTURX_PROFILES",
     "FACTURX_XML_NAME",
     "PdfMetadata",
     "build_facturx",
+    "cii_issue_date",
     "embed_xml",
     "extract_xml",
+    "issue_timestamp",
     "unembedded_fonts",
 ]

@@ -41,6 +41,7 @@ from fpdf.output import (
 from fpdf.pattern import Pattern
 from fpdf.syntax import Name, PDFArray, PDFContentStream, PDFObject
 
+from ..facturx import issue_timestamp
 from ..model import AllowanceCharge, Contact, Identifier, Invoice, PostalAddress
 from .labels import (
     INVOICE_TYPES,
@@ -946,10 +947,15 @@ def render_invoice_pdf(
 
     `xml_is_reference` chooses the footer notice: True when the embedded XML is the full
     invoice (Factur-X BASIC and above), False for MINIMUM and BASIC WL where the PDF is.
+    `timestamp` dates the document (default: the issue date BT-2 at 00:00:00 UTC); nothing
+    else is taken from the clock or chance, so the same arguments give the same bytes.
     """
     if lang not in ("fr", "en"):
         raise ValueError(f"unsupported language {lang!r} (fr or en)")
-    when = (timestamp or datetime.now(UTC)).astimezone(UTC).replace(microsecond=0)
+    when = timestamp or issue_timestamp(invoice.issue_date)
+    # A naive timestamp is UTC, never the machine's local time (TZ must not change the bytes).
+    when = (when if when.tzinfo else when.replace(tzinfo=UTC)).astimezone(UTC)
+    when = when.replace(microsecond=0)
     identity = f"{invoice!r}|{lang}|{when.isoformat()}|{xml_is_reference}"
     pdf = _InvoicePdf(lang, "footer" if xml_is_reference else "footer_data", identity)
     if _plain_fpdf:
