@@ -217,7 +217,7 @@ def classify(events: Iterable[Mapping[str, Any]], status: str | None) -> Verdict
         reason = " ".join(parts) or None
     if code is not None and CODES[code].final is not None:
         return Verdict(CODES[code].final or "pending", int(code), reason)
-    if status is not None and status in STATUS_OUTCOME:  # a negative status is final with or without an event
+    if status is not None and status in STATUS_OUTCOME:  # final, with or without an event
         return Verdict(STATUS_OUTCOME[status], None, reason)
     if status == "approved" and latest is None:
         return Verdict("approved")
