@@ -1,6 +1,6 @@
 """`facturflow outbox`: look after the outbox (list, show, retry, forget, check).
 
-    facturflow outbox list [--failed | --stuck]   the invoices of the outbox, or only those in trouble
+    facturflow outbox list [--failed | --stuck]   all invoices, or those in trouble
     facturflow outbox show REF                    one invoice's full history and lifecycle
     facturflow outbox retry REF                   send a failed invoice again, now
     facturflow outbox forget REF [--yes]          drop an entry (never one Qonto has as sent)
@@ -52,7 +52,7 @@ def _line(item: Item) -> str:
 
 def _find(folder: Path, ref: str) -> tuple[str, Item]:
     """The one item REF names (organisation, item); a CommandError otherwise."""
-    found = []
+    found: list[tuple[str, Item]] = []
     for org in organisations(folder):
         with Outbox(folder, org, lock=False) as outbox:
             found.extend((org, i) for i in outbox.find(ref))
