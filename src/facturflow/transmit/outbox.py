@@ -144,13 +144,14 @@ def state_error(exc: BaseException, folder: str | os.PathLike[str]) -> TransmitE
                 source=where)
         return StateFolderError(f"the outbox in {where} cannot be used: {exc}", source=where)
     if isinstance(exc, OSError):
-        name = exc.filename or where
+        name = os.fsdecode(exc.filename) if exc.filename else where
+        name = "" if name in (where, str(Path(where).resolve())) else f"{name}: "
         reasons = {errno.ENOSPC: "disk full", errno.EDQUOT: "disk quota exceeded",
                    errno.EROFS: "read-only file system", errno.EACCES: "permission denied",
                    errno.EPERM: "not permitted", errno.ENOTDIR: "not a folder",
                    errno.EEXIST: "not a folder"}
         reason = reasons.get(exc.errno or 0, exc.strerror or str(exc))
-        return StateFolderError(f"cannot write the state folder {where}: {name}: {reason}",
+        return StateFolderError(f"cannot write the state folder {where}: {name}{reason}",
                                 source=where)
     return TransmitError(str(exc), source=where)
 
