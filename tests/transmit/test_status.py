@@ -197,3 +197,13 @@ def test_a_state_folder_that_is_a_file_is_exit_6(box: Sandbox, tmp_path: Path) -
     state.write_text("not a folder")
     result = run("send", str(source), "--upload", "xml", "--state", str(state))
     _one_line_error(result, exitcodes.STATE, "cannot write the state folder")
+
+
+def test_inbox_into_an_unusable_folder_is_a_usage_error(box: Sandbox, tmp_path: Path) -> None:
+    box.inject_supplier_invoice(cii_variant("SUP-1"), "sup-1.xml")
+    target = tmp_path / "not-a-folder"
+    target.write_text("a file")
+    result = run("inbox", "--download", str(target), "--state", str(tmp_path / "state"))
+    _one_line_error(result, exitcodes.USAGE, str(target))
+    _json_error(run("inbox", "--download", str(target), "--state", str(tmp_path / "state"),
+                    "--format", "json"), exitcodes.USAGE, "os_error")
