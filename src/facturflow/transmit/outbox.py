@@ -791,9 +791,9 @@ def check_state(state_dir: str | os.PathLike[str]) -> CheckReport:
         if report.database != "ok":
             report.advice.append(
                 f"the outbox database is damaged: move {path} aside (with its -wal and -shm "
-                f"files) and send again; {len(report.sent)} invoice(s) it recorded as sent "
-                "(listed) are known to Qonto, whose import returns the existing invoice for "
-                "the same bytes, so they are not sent twice")
+                f"files), then send again only what was not sent: {len(report.sent)} invoice(s) "
+                "could be read as sent (listed); Qonto recognises the very same bytes, but a "
+                "Factur-X PDF made anew from XML may differ, so check those with Qonto first")
         if any("is missing" in p or "is corrupt" in p for p in report.blob_problems):
             report.advice.append("a missing or corrupt stored upload is rebuilt from its source "
                                  "by `facturflow outbox retry REF` (or the next send) when the "
