@@ -153,14 +153,20 @@ def test_check_of_a_corrupt_outbox_lists_what_was_sent(box: Sandbox, tmp_path: P
     db = tmp_path / "state" / "outbox.sqlite3"
     with Outbox(state, box.organization_id) as outbox:
         outbox.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        (root,) = outbox.db.execute("SELECT rootpage FROM sqlite_master "
+                                    "WHERE name='items_invoice'").fetchone()
     data = bytearray(db.read_bytes())
-    data[100:4096] = b"\x00" * (4096 - 100)  # the schema page is gone; the rows remain
+    data[(root - 1) * 4096:root * 4096] = b"\xff" * 4096  # an index page is garbage
     db.write_bytes(bytes(data))
     result = run("outbox", "check", "--state", state)
     assert result.exit_code == exitcodes.STATE and "Traceback" not in result.output
     assert "needs attention" in result.stdout and "move" in result.stdout
+    assert "sent: K-1 (" in result.stdout and "sent: K-2 (" in result.stdout
+    data[100:4096] = b"\x00" * (4096 - 100)  # now the schema page too: nothing readable
+    db.write_bytes(bytes(data))
     listed = run("outbox", "list", "--state", state)
     assert listed.exit_code == exitcodes.STATE and listed.stderr.startswith("error: ")
+    assert run("outbox", "check", "--state", state).exit_code == exitcodes.STATE
 
 
 def test_check_finds_stored_uploads_without_an_outbox(tmp_path: Path) -> None:

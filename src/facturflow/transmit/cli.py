@@ -275,7 +275,8 @@ def _interrupted_send(paths: tuple[Path, ...], folder: Path) -> Callable[[Comman
 
 @click.command("send")
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--wait", is_flag=True, help="Poll until each invoice reaches a final status.")
+@click.option("--wait", is_flag=True, help="Poll until each invoice is approved, paid, refused, "
+              "rejected or not delivered (exit 5 if --timeout runs out first).")
 @click.option("--dry-run", is_flag=True, help="Detect, validate and convert only; send nothing.")
 @click.option("--state", "state", type=click.Path(path_type=Path), default=None,
               help="State folder (outbox, uploads); default $FACTURFLOW_STATE or ./.facturflow")
