@@ -220,6 +220,7 @@ def artefacts_command(fmt: str) -> None:
 _LAZY_COMMANDS = {
     "convert": "facturflow.convert_cli:convert_command",
     "inbox": "facturflow.transmit.cli:inbox_command",
+    "outbox": "facturflow.transmit.outbox_cli:outbox_group",
     "read": "facturflow.read_cli:read_command",
     "sandbox": "facturflow.transmit.cli:sandbox_command",
     "send": "facturflow.transmit.cli:send_command",

@@ -51,6 +51,7 @@ def _inputs(tmp_path: Path) -> Path:
 
 
 def test_send_wait_status_and_rerun(box: Sandbox, tmp_path: Path) -> None:
+    box.config.outcome = "approved"  # --wait waits for a final outcome; 202 is not one
     folder, state = _inputs(tmp_path), str(tmp_path / "state")
     result = run("send", str(folder), "--upload", "xml", "--state", state, "--wait",
                  "--poll-interval", "0.2", "--timeout", "20", "--format", "json")
@@ -68,9 +69,10 @@ def test_send_wait_status_and_rerun(box: Sandbox, tmp_path: Path) -> None:
     assert len(status) == 2
     for item in status:
         assert item["state"] == "sent"
-        assert [e["status_code"] for e in item["lifecycle_events"]] == [200, 201, 202]
+        assert [e["status_code"] for e in item["lifecycle_events"]] == [200, 201, 202, 205]
+        assert item["outcome"] == "approved"
     one = run("status", "E2E-1", "--state", state)
-    assert one.exit_code == 0 and "E2E-1 sent" in one.stdout and "202" in one.stdout
+    assert one.exit_code == 0 and "E2E-1 sent" in one.stdout and "205 Approuvée" in one.stdout
 
     again = run("send", str(folder / "a.xml"), "--upload", "xml", "--state", state)
     assert again.exit_code == 0 and "already sent" in again.stdout

@@ -94,6 +94,8 @@ def test_killed_three_times_under_faults_every_valid_invoice_goes_out_exactly_on
             # (converting 200 invoices into Factur-X takes a minute or more on a busy machine)
             out, err = final.communicate(timeout=120 if upload == "xml" else 900)
             summary = json.loads(out) if out.strip() else None
+            if summary is not None and "error" in summary:
+                summary = None  # an error object (--format json), e.g. Qonto unreachable: rerun
             if summary is not None and summary["counts"]["failed"] == 0:
                 break
         assert summary is not None, err.decode()

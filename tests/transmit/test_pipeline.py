@@ -99,18 +99,20 @@ def test_one_file_refused_by_the_import_does_not_block_its_batch(tmp_path: Path)
 
 def test_wait_follows_the_lifecycle_and_reports_a_failed_submission(sandbox: Sandbox,
                                                                      tmp_path: Path) -> None:
-    # --wait stops at 202 (the recipient's platform has it) or at a final status such as 213.
+    # --wait stops at a final outcome (205 approved, 213 rejected...), not at 202.
+    sandbox.set_outcome("W-1", "approved")
     sandbox.set_outcome("W-2", "failed")
     paths = _write(tmp_path / "in", "W-1", "W-2")
     options = SendOptions(upload="xml", wait=True, poll_interval=0.1, wait_timeout=30)
     with make_client(sandbox) as client:
         summary = send_invoices(paths, client, tmp_path / "state", options)
     by_number = {o.invoice_number: o for o in summary.outcomes}
-    assert by_number["W-1"].kind == "sent" and by_number["W-1"].einvoicing_status == "submitted"
+    assert by_number["W-1"].kind == "sent" and by_number["W-1"].einvoicing_status == "approved"
+    assert by_number["W-1"].final == "approved"
     assert by_number["W-2"].kind == "failed"
     assert by_number["W-2"].einvoicing_status == "submission_failed"
     assert "Rejected by the platform" in str(by_number["W-2"].reason)
     assert not summary.ok
     with Outbox(tmp_path / "state", sandbox.organization_id, lock=False) as outbox:
         events = {i.invoice_number: [e["status_code"] for e in i.events] for i in outbox.items()}
-    assert events == {"W-1": [200, 201, 202], "W-2": [200, 213]}
+    assert events == {"W-1": [200, 201, 202, 205], "W-2": [200, 213]}

@@ -1,31 +1,60 @@
 """Commands of the transmission stage: send, status, inbox, sandbox (registered by facturflow.cli).
 
-Exit codes: 0 every input sent or already sent (status/inbox: the command worked and, with
---validate, every download was valid); 1 something was rejected or failed; 2 usage or
-configuration error.
+Exit codes (facturflow.exitcodes), mapped from exceptions in one place (`command_errors`):
+0 every input sent or already sent (with --wait: approved or paid); 1 an input was rejected by
+validation, failed to send, or (--wait, status) was refused, rejected, not delivered;
+2 usage; 3 configuration or authentication (bad QONTO_* settings, 401/403, 404 on an invoice
+the outbox knows); 4 Qonto unreachable or failing; 5 --wait gave up with invoices still
+pending; 6 the state folder cannot be used (corrupt outbox, locked, read-only, disk full);
+130 interrupted (Ctrl-C). Errors are one line `error: ...` on stderr, or with --format json
+a JSON object on stdout: {"error": {"code", "type", "message", "exit_code"}}.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
+import sqlite3
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
 from .. import exitcodes
-from .errors import OrganisationUnknownError, OutboxLostError, QontoError
-from .outbox import Item, Outbox, OutboxBusyError, organisations
+from ..errors import TransmitError
+from ..lifecycle import OUTCOME_LABELS
+from .errors import (
+    AuthenticationError,
+    NotFoundError,
+    OrganisationUnknownError,
+    OutboxLostError,
+    PermissionDeniedError,
+    QontoError,
+    RateLimitedError,
+    ServerError,
+    TransportError,
+)
+from .outbox import (
+    Item,
+    Outbox,
+    OutboxBusyError,
+    OutboxCorruptError,
+    StateFolderError,
+    StoredUploadError,
+    organisations,
+    state_error,
+)
 from .pipeline import (
     DEFAULT_LOOKBACK_DAYS,
     MAX_LOOKBACK_DAYS,
     SendOptions,
     SendSummary,
+    _organization,
     refresh_status,
     send_invoices,
 )
@@ -89,9 +118,16 @@ def open_client(state: Path, *, say: bool = True) -> Iterator[QontoClient]:
         with QontoClient(config) as client:
             yield client
         return
-    from .sandbox import Sandbox, SandboxConfig
+    from .sandbox import OUTCOMES, Sandbox, SandboxConfig
 
-    box = Sandbox(SandboxConfig(state_dir=state / "sandbox"))
+    # The private sandbox's recipients approve by default, so that `send --wait` ends; any
+    # other outcome is one variable away for trying the unhappy paths.
+    outcome = os.environ.get("FACTURFLOW_SANDBOX_OUTCOME") or "approved"
+    if outcome not in OUTCOMES:
+        raise click.UsageError(
+            f"FACTURFLOW_SANDBOX_OUTCOME={outcome!r} is not one of {', '.join(sorted(OUTCOMES))}"
+        ) from ValueError(outcome)
+    box = Sandbox(SandboxConfig(state_dir=state / "sandbox", outcome=outcome))
     with box:
         if say:
             click.echo(
@@ -105,6 +141,110 @@ def open_client(state: Path, *, say: bool = True) -> Iterator[QontoClient]:
         )
         with QontoClient(config) as client:
             yield client
+
+
+# Exception -> (exit code, error code for --format json). The first class that matches wins:
+# a subclass goes before its base. Mapping a new exception is one line here.
+EXIT_CODES: list[tuple[type[BaseException], int, str]] = [
+    (OutboxBusyError, exitcodes.STATE, "state_locked"),
+    (OutboxCorruptError, exitcodes.STATE, "state_corrupt"),
+    (StateFolderError, exitcodes.STATE, "state_unwritable"),
+    (StoredUploadError, exitcodes.STATE, "stored_upload"),
+    (OutboxLostError, exitcodes.STATE, "outbox_lost"),
+    (OrganisationUnknownError, exitcodes.CONFIG, "organisation_unknown"),
+    (AuthenticationError, exitcodes.CONFIG, "authentication"),
+    (PermissionDeniedError, exitcodes.CONFIG, "permission"),
+    (NotFoundError, exitcodes.CONFIG, "not_found"),
+    (TransportError, exitcodes.SERVICE, "unreachable"),
+    (RateLimitedError, exitcodes.SERVICE, "rate_limited"),
+    (ServerError, exitcodes.SERVICE, "server_error"),
+    (QontoError, exitcodes.SERVICE, "qonto_error"),
+    (TransmitError, exitcodes.INVALID, "transmit_error"),
+]
+_STATE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
+
+
+class CommandError(Exception):
+    """An error already classified: exit code, machine code and one-line message."""
+
+    def __init__(self, exit_code: int, code: str, message: str, kind: str = "",
+                 **extra: Any) -> None:
+        super().__init__(message)
+        self.exit_code, self.code, self.message, self.kind = exit_code, code, message, kind
+        self.extra = extra
+
+
+def classify_error(exc: BaseException, state: Path | None = None) -> CommandError:
+    """The exit code, code and one-line message of an exception (see EXIT_CODES)."""
+    if isinstance(exc, CommandError):
+        return exc
+    if isinstance(exc, KeyboardInterrupt):
+        return CommandError(exitcodes.INTERRUPTED, "interrupted", "interrupted (Ctrl-C)",
+                            "KeyboardInterrupt")
+    if isinstance(exc, click.UsageError) and isinstance(exc.__cause__, ValueError):
+        # QontoConfig.from_env's complaint about the QONTO_* settings, as open_client raises it
+        return CommandError(exitcodes.CONFIG, "config", f"configuration: {exc.message}",
+                            "ConfigError")
+    if isinstance(exc, sqlite3.Error) or (
+        isinstance(exc, OSError) and (exc.errno in _STATE_ERRNOS or _inside(exc, state))
+    ):
+        exc = state_error(exc, state or Path("."))
+    elif isinstance(exc, OSError):
+        name = f"{exc.filename}: " if exc.filename else ""
+        return CommandError(exitcodes.USAGE, "os_error", f"{name}{exc.strerror or exc}",
+                            type(exc).__name__)
+    for cls, code, name in EXIT_CODES:
+        if isinstance(exc, cls):
+            message = getattr(exc, "message", None) or str(exc)
+            if isinstance(exc, NotFoundError):
+                message += (" (an invoice the outbox knows is unknown to Qonto: are the QONTO_* "
+                            "settings those of the organisation that sent it?)")
+            return CommandError(code, name, message, type(exc).__name__)
+    raise exc
+
+
+def _inside(exc: OSError, state: Path | None) -> bool:
+    if state is None or not exc.filename:
+        return False
+    try:
+        return Path(os.fsdecode(exc.filename)).resolve().is_relative_to(state.resolve())
+    except (OSError, ValueError):
+        return False
+
+
+def emit_error(error: CommandError, fmt: str) -> NoReturn:
+    """Print the error (stderr line, or a JSON object on stdout) and exit with its code."""
+    if fmt == "json":
+        body: dict[str, Any] = {"code": error.code, "type": error.kind,
+                                "message": error.message, "exit_code": error.exit_code}
+        body.update(error.extra)
+        click.echo(json.dumps({"error": body}, indent=2, ensure_ascii=False))
+    else:
+        click.echo(f"error: {error.message}", err=True)
+    sys.exit(error.exit_code)
+
+
+@contextmanager
+def command_errors(fmt: str, state: Path | None = None,
+                   interrupted: Callable[[CommandError], None] | None = None) -> Iterator[None]:
+    """Turn every expected failure of a transmit command into one line (or one JSON object)
+    and its exit code; `interrupted` may add to the report of a Ctrl-C (what had finished)."""
+    try:
+        yield
+    except (click.exceptions.Exit, click.Abort):
+        raise
+    except click.UsageError as exc:
+        if not isinstance(exc.__cause__, ValueError):
+            raise
+        emit_error(classify_error(exc, state), fmt)
+    except KeyboardInterrupt as exc:
+        error = classify_error(exc, state)
+        if interrupted is not None:
+            with contextlib.suppress(Exception):
+                interrupted(error)
+        emit_error(error, fmt)
+    except (CommandError, TransmitError, sqlite3.Error, OSError) as exc:
+        emit_error(classify_error(exc, state), fmt)
 
 
 class _Progress:
@@ -136,12 +276,16 @@ class _Progress:
         self._progress.update(self._tasks[stage], completed=done, total=total)
 
 
-def _print_summary(summary: SendSummary, dry_run: bool) -> None:
+def _print_summary(summary: SendSummary, dry_run: bool, waited: bool = False) -> None:
     for o in summary.outcomes:
         label = {"sent": "sent", "already_sent": "already sent", "rejected": "REJECTED",
                  "failed": "FAILED", "would_send": "would send"}[o.kind]
         extra = f" {o.invoice_number}" if o.invoice_number else ""
         ident = f" (invoice {o.invoice_id})" if o.invoice_id else ""
+        if o.final is not None:  # --wait: the final outcome (or pending), with its label
+            sent = "already sent" if o.kind == "already_sent" else "sent"
+            click.echo(f"{o.path}:{extra} {sent}{ident}, {o.final_text}")
+            continue
         status = f" [{o.einvoicing_status}]" if o.einvoicing_status else ""
         reason = f": {o.reason}" if o.reason and o.kind in ("rejected", "failed") else ""
         click.echo(f"{o.path}:{extra} {label}{ident}{status}{reason}")
@@ -154,13 +298,43 @@ def _print_summary(summary: SendSummary, dry_run: bool) -> None:
                    f"{summary.count('failed')} would be refused")
         return
     failed = [o for o in summary.outcomes if o.kind == "failed"]
-    click.echo(f"sent {summary.count('sent')}, already sent {summary.count('already_sent')}, "
-               f"rejected by validation {summary.count('rejected')}, failed {len(failed)}")
+    line = (f"sent {summary.count('sent')}, already sent {summary.count('already_sent')}, "
+            f"rejected by validation {summary.count('rejected')}, failed {len(failed)}")
+    if waited:
+        finals = [o.final for o in summary.outcomes if o.final]
+        line += "; " + ", ".join(f"{OUTCOME_LABELS[k]} {finals.count(k)}"
+                                 for k in OUTCOME_LABELS if k in finals)
+    click.echo(line)
+    if summary.pending:
+        click.echo(f"still pending when --wait gave up (exit {exitcodes.PENDING}): "
+                   + ", ".join(o.invoice_number or o.path for o in summary.pending))
+
+
+def _interrupted_send(paths: tuple[Path, ...], folder: Path) -> Callable[[CommandError], None]:
+    """After Ctrl-C: say what each input became (the outbox is consistent), for the report."""
+    def report(error: CommandError) -> None:
+        from ..inputs import expand_inputs
+
+        wanted = {str(p) for p in expand_inputs(Path(p) for p in paths)}
+        rows: list[dict[str, Any]] = []
+        for org in organisations(folder):
+            with Outbox(folder, org, lock=False) as outbox:
+                rows.extend({"path": i.source_path, "invoice_number": i.invoice_number,
+                             "state": i.state, "invoice_id": i.invoice_id}
+                            for i in outbox.items() if i.source_path in wanted)
+        done = sum(1 for r in rows if r["state"] == "sent")
+        error.message = (f"interrupted (Ctrl-C): {done} of {len(wanted)} input(s) sent; "
+                         "running the same command again sends the rest, none twice")
+        error.extra["invoices"] = rows
+        for row in rows:
+            click.echo(f"{row['path']}: {row['invoice_number'] or '?'} {row['state']}", err=True)
+    return report
 
 
 @click.command("send")
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--wait", is_flag=True, help="Poll until each invoice reaches a final status.")
+@click.option("--wait", is_flag=True, help="Poll until each invoice is approved, paid, refused, "
+              "rejected or not delivered (exit 5 if --timeout runs out first).")
 @click.option("--dry-run", is_flag=True, help="Detect, validate and convert only; send nothing.")
 @click.option("--state", "state", type=click.Path(path_type=Path), default=None,
               help="State folder (outbox, uploads); default $FACTURFLOW_STATE, else the "
@@ -185,30 +359,18 @@ def send_command(paths: tuple[Path, ...], wait: bool, dry_run: bool, state: Path
                           dry_run=dry_run, wait_timeout=wait_timeout,
                           poll_interval=poll_interval, rules=rules,
                           lookback_days=lookback_days(lookback))
-    try:
-        with _Progress() as progress:
-            if dry_run:  # reads only: Qonto when configured, else the outbox alone
-                with configured_client(folder) as maybe:
-                    summary = send_invoices(paths, maybe, folder, options, progress)
-            else:
-                with open_client(folder) as client:
-                    summary = send_invoices(paths, client, folder, options, progress)
-    except OutboxBusyError as exc:
-        raise click.ClickException(exc.message) from exc
-    except OrganisationUnknownError as exc:
-        click.echo(f"error: {exc.message}", err=True)
-        sys.exit(exitcodes.CONFIG)
-    except OutboxLostError as exc:
-        click.echo(f"error: {exc.message}", err=True)
-        sys.exit(exitcodes.STATE)
-    except QontoError as exc:
-        click.echo(f"error: {exc.message}", err=True)
-        sys.exit(1)
+    with command_errors(fmt, folder, _interrupted_send(paths, folder)), _Progress() as progress:
+        if dry_run:  # reads only: Qonto when configured, else the outbox alone
+            with configured_client(folder) as maybe:
+                summary = send_invoices(paths, maybe, folder, options, progress)
+        else:
+            with open_client(folder) as client:
+                summary = send_invoices(paths, client, folder, options, progress)
     if fmt == "json":
         click.echo(json.dumps(summary.as_dict(), indent=2, ensure_ascii=False))
     else:
-        _print_summary(summary, dry_run)
-    sys.exit(0 if summary.ok else 1)
+        _print_summary(summary, dry_run, wait and not dry_run)
+    sys.exit(summary.exit_code)
 
 
 def _item_line(item: Item) -> str:
@@ -216,8 +378,15 @@ def _item_line(item: Item) -> str:
     last = f" last event {event.get('status_code')} at {event.get('timestamp')}" if event else ""
     status = f" [{item.einvoicing_status}]" if item.einvoicing_status else ""
     error = f": {item.error}" if item.error and item.state == "failed" else ""
+    outcome = f", {item.verdict.describe()}" if item.state == "sent" else ""
     return (f"{item.source_path}: {item.invoice_number or '?'} {item.state}"
-            f"{' invoice ' + item.invoice_id if item.invoice_id else ''}{status}{last}{error}")
+            f"{' invoice ' + item.invoice_id if item.invoice_id else ''}{status}{last}{error}"
+            f"{outcome}")
+
+
+def _troubled(item: Item) -> bool:
+    """Failed to send, or refused, rejected, not delivered downstream."""
+    return item.state == "failed" or (item.state == "sent" and item.verdict.negative)
 
 
 @click.command("status")
@@ -226,19 +395,28 @@ def _item_line(item: Item) -> str:
 @click.option("--refresh", is_flag=True, help="Ask Qonto for the latest lifecycle events first.")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
 def status_command(refs: tuple[str, ...], state: Path | None, refresh: bool, fmt: str) -> None:
-    """Show each invoice's outbox state and lifecycle events (all, or by PATH, ID or number)."""
+    """Show each invoice's outbox state and lifecycle events (all, or by PATH, ID or number).
+
+    Exit 1 when a listed invoice failed or was refused, rejected or not delivered (or a REF
+    matches nothing); 3 or 4 when --refresh cannot ask Qonto; 6 when the outbox is unusable.
+    """
     folder = state_dir(state)
     rows: list[Item] = []
-    for org in organisations(folder):
-        with Outbox(folder, org, lock=False) as outbox:
-            items = outbox.items() if not refs else [
-                i for ref in refs for i in outbox.find(ref)
-            ]
-            if refresh:
-                with open_client(folder, say=False) as client:
-                    items = [refresh_status(client, outbox, i) if i.state == "sent" else i
-                             for i in items]
-            rows.extend(items)
+    with command_errors(fmt, folder):
+        orgs = organisations(folder)
+        with contextlib.ExitStack() as stack:
+            client = stack.enter_context(open_client(folder, say=False)) if (
+                refresh and orgs) else None
+            mine = _organization(client) if client is not None else None
+            for org in orgs:
+                with Outbox(folder, org, lock=False) as outbox:
+                    items = outbox.items() if not refs else [
+                        i for ref in refs for i in outbox.find(ref)
+                    ]
+                    if client is not None and org == mine:  # other organisations' ids 404
+                        items = [refresh_status(client, outbox, i) if i.state == "sent" else i
+                                 for i in items]
+                    rows.extend(items)
     if fmt == "json":
         click.echo(json.dumps([i.as_dict() for i in rows], indent=2, ensure_ascii=False))
     else:
@@ -247,10 +425,18 @@ def status_command(refs: tuple[str, ...], state: Path | None, refresh: bool, fmt
             for event in item.events:
                 reason = f" {event.get('reason')}: {event.get('reason_message')}" if event.get(
                     "reason") else ""
-                click.echo(f"    {event.get('timestamp')} {event.get('status_code')}{reason}")
+                code = event.get("status_code")
+                click.echo(f"    {event.get('timestamp')} {code} {_label(code)}{reason}")
         if not rows:
             click.echo("no invoice in the outbox" + (" matches" if refs else ""))
-    sys.exit(0 if rows or not refs else 1)
+    troubled = any(_troubled(i) for i in rows)
+    sys.exit(exitcodes.INVALID if troubled or (refs and not rows) else exitcodes.OK)
+
+
+def _label(code: object) -> str:
+    from ..lifecycle import label
+
+    return label(str(code))
 
 
 @click.command("inbox")
@@ -268,36 +454,32 @@ def inbox_command(download: Path | None, run_validation: bool, state: Path | Non
     folder = state_dir(state)
     rows: list[dict[str, Any]] = []
     invalid = False
-    try:
-        with open_client(folder) as client:
-            for invoice in client.iter_supplier_invoices():
-                row: dict[str, Any] = {
-                    "id": invoice.get("id"), "invoice_number": invoice.get("invoice_number"),
-                    "supplier_name": invoice.get("supplier_name"),
-                    "status": invoice.get("status"), "is_einvoice": invoice.get("is_einvoice"),
-                    "file": None, "valid": None, "findings": [],
-                }
-                attachment_id = invoice.get("attachment_id")
-                if (download or run_validation) and isinstance(attachment_id, str):
-                    name, data = client.download_attachment(attachment_id)
-                    if download is not None:
-                        download.mkdir(parents=True, exist_ok=True)
-                        target = safe_output_path(download, f"{invoice.get('id')}-{name}")
-                        target.write_bytes(data)
-                        row["file"] = str(target)
-                    if run_validation:
-                        from ..validate import validate
+    with command_errors(fmt, folder), open_client(folder) as client:
+        for invoice in client.iter_supplier_invoices():
+            row: dict[str, Any] = {
+                "id": invoice.get("id"), "invoice_number": invoice.get("invoice_number"),
+                "supplier_name": invoice.get("supplier_name"),
+                "status": invoice.get("status"), "is_einvoice": invoice.get("is_einvoice"),
+                "file": None, "valid": None, "findings": [],
+            }
+            attachment_id = invoice.get("attachment_id")
+            if (download or run_validation) and isinstance(attachment_id, str):
+                name, data = client.download_attachment(attachment_id)
+                if download is not None:
+                    download.mkdir(parents=True, exist_ok=True)
+                    target = safe_output_path(download, f"{invoice.get('id')}-{name}")
+                    target.write_bytes(data)
+                    row["file"] = str(target)
+                if run_validation:
+                    from ..validate import validate
 
-                        report = validate(data)
-                        row["valid"] = report.ok
-                        row["findings"] = [f"{f.rule}: {f.message}" for f in report.fatal]
-                        if report.error:
-                            row["findings"].insert(0, report.error)
-                        invalid = invalid or not report.ok
-                rows.append(row)
-    except QontoError as exc:
-        click.echo(f"error: {exc.message}", err=True)
-        sys.exit(1)
+                    report = validate(data)
+                    row["valid"] = report.ok
+                    row["findings"] = [f"{f.rule}: {f.message}" for f in report.fatal]
+                    if report.error:
+                        row["findings"].insert(0, report.error)
+                    invalid = invalid or not report.ok
+            rows.append(row)
     if fmt == "json":
         click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
     else:
@@ -321,7 +503,9 @@ def inbox_command(download: Path | None, run_validation: bool, state: Path | Non
               help="Require X-Qonto-Staging-Token like the real sandbox.")
 @click.option("--fault-rate", type=float, default=0.0, help="Share of requests that fail.")
 @click.option("--seed", type=int, default=None, help="Seed of the fault injection.")
-@click.option("--outcome", type=click.Choice(["delivered", "refused", "failed"]),
+@click.option("--outcome", type=click.Choice(["delivered", "approved", "refused", "paid",
+                                              "disputed", "rejected", "failed",
+                                              "not_delivered"]),
               default="delivered", show_default=True, help="Lifecycle after a send.")
 def sandbox_command(state: Path | None, port: int, api_key: str | None,
                     staging_token: str | None, fault_rate: float, seed: int | None,

@@ -49,16 +49,19 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent import futures
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from ..errors import TransmitError
+from ..lifecycle import Verdict, classify
 from .errors import OutboxLostError
 
 State = Literal["validated", "importing", "imported", "sending", "sent", "failed"]
 STATES: tuple[State, ...] = ("validated", "importing", "imported", "sending", "sent", "failed")
-FINAL_EINVOICING = frozenset({"approved", "declined", "not_delivered", "submission_failed"})
+# Qonto einvoicing_status values final on their own. `approved` is not among them: a later
+# event (207 En litige...) may reopen it; see facturflow.lifecycle for what is final.
+FINAL_EINVOICING = frozenset({"declined", "not_delivered", "submission_failed"})
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS items (
@@ -108,6 +111,52 @@ class OutboxBusyError(TransmitError):
     """Another process holds this state folder's outbox."""
 
 
+class OutboxCorruptError(TransmitError):
+    """The outbox database is not a readable SQLite database (truncated, overwritten)."""
+
+
+class StateFolderError(TransmitError):
+    """The state folder cannot be written: read-only, full disk, no permission."""
+
+
+class StoredUploadError(TransmitError):
+    """A stored upload is missing or corrupt and cannot be rebuilt from its source."""
+
+
+def state_error(exc: BaseException, folder: str | os.PathLike[str]) -> TransmitError:
+    """One clear error for a failure of the state folder or its outbox database."""
+    import errno
+
+    if isinstance(exc, TransmitError):
+        return exc
+    where = str(folder)
+    if isinstance(exc, sqlite3.Error):
+        text = str(exc).lower()
+        if "full" in text:
+            return StateFolderError(f"disk full: cannot write the outbox in {where}",
+                                    source=where)
+        if "readonly" in text or "read-only" in text or "unable to open" in text:
+            return StateFolderError(f"cannot write the state folder {where} (read-only or not "
+                                    "permitted)", source=where)
+        if "not a database" in text or "malformed" in text or "corrupt" in text:
+            return OutboxCorruptError(
+                f"the outbox {Path(where) / 'outbox.sqlite3'} is corrupt or truncated ({exc}); "
+                f"`facturflow outbox check --state {where}` says what can be recovered",
+                source=where)
+        return StateFolderError(f"the outbox in {where} cannot be used: {exc}", source=where)
+    if isinstance(exc, OSError):
+        name = os.fsdecode(exc.filename) if exc.filename else where
+        name = "" if name in (where, str(Path(where).resolve())) else f"{name}: "
+        reasons = {errno.ENOSPC: "disk full", errno.EDQUOT: "disk quota exceeded",
+                   errno.EROFS: "read-only file system", errno.EACCES: "permission denied",
+                   errno.EPERM: "not permitted", errno.ENOTDIR: "not a folder",
+                   errno.EEXIST: "not a folder"}
+        reason = reasons.get(exc.errno or 0, exc.strerror or str(exc))
+        return StateFolderError(f"cannot write the state folder {where}: {name}{reason}",
+                                source=where)
+    return TransmitError(str(exc), source=where)
+
+
 @dataclass(frozen=True)
 class Item:
     """One invoice in the outbox."""
@@ -148,12 +197,16 @@ class Item:
                                                   int(e.get("status_code") or 0)))[-1]
 
     @property
+    def verdict(self) -> Verdict:
+        """The lifecycle outcome so far (facturflow.lifecycle.classify)."""
+        return classify(self.events, self.einvoicing_status)
+
+    @property
     def final(self) -> bool:
-        """True when the PA's part is over: final status, or the recipient's platform has it."""
-        latest = self.latest_event
-        return self.einvoicing_status in FINAL_EINVOICING or (
-            latest is not None and int(latest.get("status_code") or 0) >= 202
-        )
+        """True when the invoice reached a final outcome: approved, refused, rejected by the
+        platform, paid, not delivered, submission failed (a 202 is not one: the recipient
+        has not acted yet)."""
+        return self.state == "sent" and self.verdict.final
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -166,6 +219,8 @@ class Item:
             "invoice_id": self.invoice_id,
             "einvoicing_status": self.einvoicing_status,
             "lifecycle_events": list(self.events),
+            "outcome": self.verdict.outcome if self.state == "sent" else None,
+            "outcome_text": self.verdict.describe() if self.state == "sent" else None,
             "error": self.error,
             "sent_at": self.sent_at,
         }
@@ -193,8 +248,17 @@ class Outbox:
         refuse_lost_outbox(self.state_dir)
         self.org = org
         self.blobs = self.state_dir / "blobs"
-        self.blobs.mkdir(parents=True, exist_ok=True)
         self._lock_fd: int | None = None
+        try:
+            self._connect(lock)
+        except (OSError, sqlite3.Error) as exc:
+            if self._lock_fd is not None:
+                os.close(self._lock_fd)
+                self._lock_fd = None
+            raise state_error(exc, self.state_dir) from exc
+
+    def _connect(self, lock: bool) -> None:
+        self.blobs.mkdir(parents=True, exist_ok=True)
         if lock:
             fd = os.open(self.state_dir / "outbox.lock", os.O_RDWR | os.O_CREAT, 0o600)
             try:
@@ -203,12 +267,19 @@ class Outbox:
                 os.close(fd)
                 raise OutboxBusyError(
                     f"another facturflow process is using {self.state_dir}",
-                    source=str(state_dir),
+                    source=str(self.state_dir),
                 ) from None
             self._lock_fd = fd
         # One connection, shared by the send stage's threads under `_lock` (see sync()).
         self.db = sqlite3.connect(self.state_dir / "outbox.sqlite3", isolation_level=None,
                                   check_same_thread=False)
+        try:
+            self._configure()
+        except BaseException:
+            self.db.close()
+            raise
+
+    def _configure(self) -> None:
         self._lock = threading.RLock()
         self.db.row_factory = sqlite3.Row
         mode = self.db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
@@ -405,13 +476,13 @@ class Outbox:
             self._blob_jobs[upload_sha] = self._writer.submit(upload_sha, data)
 
     def blob(self, item: Item) -> bytes:
+        """The stored upload; a missing or corrupt one is rebuilt from an unchanged source."""
         job = self._blob_jobs.get(item.upload_sha256)
         if job is not None:
             job.result()
-        data = (self.blobs / item.upload_sha256).read_bytes()
-        if sha256(data) != item.upload_sha256:
-            raise TransmitError("stored upload is corrupt", source=item.source_path)
-        return data
+        if self.blob_problem(item) is None:
+            return (self.blobs / item.upload_sha256).read_bytes()
+        return self.rebuild_blob(item)
 
     # -- items --------------------------------------------------------------------------------
     def _item(self, row: sqlite3.Row) -> Item:
@@ -511,6 +582,74 @@ class Outbox:
         return [(r["at"], r["state"], r["detail"]) for r in rows]
 
 
+    # -- maintenance (facturflow outbox) --------------------------------------------------------
+    def blob_problem(self, item: Item) -> str | None:
+        """None when the stored upload is there and intact, else "missing" or "corrupt"."""
+        path = self.blobs / item.upload_sha256
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            return "missing"
+        return None if sha256(data) == item.upload_sha256 else "corrupt"
+
+    def rebuild_blob(self, item: Item) -> bytes:
+        """Store the upload again from its source, when the source is unchanged and yields the
+        very same bytes (the upload's hash is the invoice's key: other bytes would be another
+        upload). Raises StoredUploadError saying why not, and how to forget the entry."""
+        from .pipeline import Rejected, prepare  # the pipeline imports this module
+
+        problem = self.blob_problem(item) or "unreadable"
+        where = f"the stored upload of {item.source_path} ({item.upload_sha256[:12]}) is {problem}"
+        forget = (f"; if Qonto does not have it, forget the entry with `facturflow outbox forget "
+                  f"{item.upload_sha256[:12]}` and send the file again")
+        try:
+            data = Path(item.source_path).read_bytes()
+        except OSError as exc:
+            raise StoredUploadError(f"{where} and the source cannot be read "
+                                    f"({exc.strerror or exc}){forget}",
+                                    source=item.source_path) from None
+        if sha256(data) != item.source_sha256:
+            raise StoredUploadError(f"{where} and the source has changed since{forget}",
+                                    source=item.source_path)
+        upload, _, rules = item.upload_format.partition(":")
+        try:
+            prepared = prepare(item.source_path, data, "xml" if upload == "xml" else "facturx",
+                               None if rules in ("", "default") else rules)
+        except Rejected as exc:
+            raise StoredUploadError(f"{where} and the source no longer passes: {exc.reason}"
+                                    f"{forget}", source=item.source_path) from None
+        if sha256(prepared.upload) != item.upload_sha256:
+            raise StoredUploadError(f"{where}; the unchanged source converts to other bytes "
+                                    f"now{forget}", source=item.source_path)
+        with self._lock:
+            _store_blob(self.blobs, item.upload_sha256, prepared.upload)
+            with self._tx() as db:
+                self._log(db, item.upload_sha256, "rebuilt", f"stored upload was {problem}")
+        return prepared.upload
+
+    def forget(self, upload_sha: str) -> None:
+        """Remove an item, its history and the source verdict pointing at it (durably first),
+        then its stored upload unless another organisation's item shares it."""
+        with self._tx() as db:
+            db.execute("DELETE FROM items WHERE org=? AND upload_sha256=?", (self.org, upload_sha))
+            db.execute("DELETE FROM sources WHERE org=? AND upload_sha256=?",
+                       (self.org, upload_sha))
+            db.execute("DELETE FROM history WHERE org=? AND upload_sha256=?",
+                       (self.org, upload_sha))
+        if not self._rows("SELECT 1 FROM items WHERE upload_sha256=? LIMIT 1", (upload_sha,)):
+            with contextlib.suppress(FileNotFoundError):
+                (self.blobs / upload_sha).unlink()
+
+    def reset_failed(self, upload_sha: str) -> None:
+        """Put a failed item back where the next send takes it up: `imported` when Qonto gave
+        it an id, else `validated` (the error stays in its history)."""
+        item = self.get(upload_sha)
+        if item is None or item.state != "failed":
+            return
+        state: State = "imported" if item.invoice_id else "validated"
+        self._set([upload_sha], state, "retry", error=None)
+
+
 def _store_blob(folder: Path, upload_sha: str, data: bytes) -> None:
     """Write `folder/upload_sha` durably, its folder entry included."""
     _write_blob_file(folder, upload_sha, data)
@@ -524,11 +663,16 @@ def _write_blob_file(folder: Path, upload_sha: str, data: bytes) -> None:
     if target.exists() and sha256(target.read_bytes()) == upload_sha:
         return
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=".blob.")
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, target)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+    except BaseException:  # a full disk must not leave a half-written temporary file behind
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
 
 
 class _BlobWriter:
@@ -641,12 +785,122 @@ def organisations(state_dir: str | os.PathLike[str]) -> list[str]:
     path = Path(state_dir) / "outbox.sqlite3"
     if not path.exists():
         return []
-    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     try:
-        return [r[0] for r in db.execute("SELECT DISTINCT org FROM items ORDER BY org")]
-    finally:
-        db.close()
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            return [r[0] for r in db.execute("SELECT DISTINCT org FROM items ORDER BY org")]
+        finally:
+            db.close()
+    except sqlite3.Error as exc:
+        raise state_error(exc, state_dir) from exc
 
 
-__all__ = ["FINAL_EINVOICING", "STATES", "Item", "Outbox", "OutboxBusyError", "OutboxLostError",
-           "SourceRecord", "organisations", "refuse_lost_outbox", "sha256"]
+@dataclass
+class CheckReport:
+    """What `check_state` found; `ok` when nothing needs attention."""
+
+    database: str = "absent"  # "ok", "absent", or what SQLite's quick_check said
+    items: int = 0
+    sent: list[str] = field(default_factory=list)  # "number (invoice id)" of sent items found
+    blob_problems: list[str] = field(default_factory=list)  # one line per bad stored upload
+    orphan_blobs: int = 0  # stored uploads no item refers to
+    temporary_files: int = 0  # leftovers of an interrupted write (removed by check)
+    advice: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.database in ("ok", "absent") and not self.blob_problems
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"ok": self.ok, "database": self.database, "items": self.items,
+                "sent": self.sent, "blob_problems": self.blob_problems,
+                "orphan_blobs": self.orphan_blobs, "temporary_files": self.temporary_files,
+                "advice": self.advice}
+
+
+def check_state(state_dir: str | os.PathLike[str]) -> CheckReport:
+    """Check a state folder without trusting it: the database (SQLite's quick_check, read-only),
+    each item's stored upload, leftovers. On a damaged database, salvage what rows can be
+    read, so that the invoices already sent are known before anyone starts over."""
+    folder = Path(state_dir)
+    report = CheckReport()
+    blobs = folder / "blobs"
+    for leftover in blobs.glob(".blob.*") if blobs.is_dir() else ():
+        with contextlib.suppress(OSError):
+            leftover.unlink()
+            report.temporary_files += 1
+    path = folder / "outbox.sqlite3"
+    referenced: set[str] = set()
+    if path.exists():
+        rows: list[sqlite3.Row] = []
+        try:
+            db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        except sqlite3.Error as exc:
+            report.database = str(exc)
+        else:
+            db.row_factory = sqlite3.Row
+            try:
+                verdict = [r[0] for r in db.execute("PRAGMA quick_check")]
+                report.database = "ok" if verdict == ["ok"] else "; ".join(verdict[:3])
+            except sqlite3.Error as exc:
+                report.database = str(exc)
+            rows = _salvage(db)
+            db.close()
+        report.items = len(rows)
+        for row in rows:
+            sha = str(row["upload_sha256"])
+            referenced.add(sha)
+            if row["state"] == "sent":
+                report.sent.append(f"{row['invoice_number'] or '?'} ({row['invoice_id']})")
+            blob = blobs / sha
+            if not blob.exists():
+                problem = "missing"
+            elif sha256(blob.read_bytes()) != sha:
+                problem = "corrupt"
+            else:
+                continue
+            needed = row["invoice_id"] is None
+            report.blob_problems.append(
+                f"{row['source_path']}: stored upload {sha[:12]} is {problem}"
+                + ("" if needed else " (not needed any more: Qonto has the invoice)"))
+        if report.database != "ok":
+            report.advice.append(
+                f"the outbox database is damaged: move {path} aside (with its -wal and -shm "
+                f"files), then send again only what was not sent: {len(report.sent)} invoice(s) "
+                "could be read as sent (listed); Qonto recognises the very same bytes, but a "
+                "Factur-X PDF made anew from XML may differ, so check those with Qonto first")
+        if any("is missing" in p or "is corrupt" in p for p in report.blob_problems):
+            report.advice.append("a missing or corrupt stored upload is rebuilt from its source "
+                                 "by `facturflow outbox retry REF` (or the next send) when the "
+                                 "source is unchanged; otherwise `facturflow outbox forget REF`")
+    elif blobs.is_dir() and any(blobs.iterdir()):
+        report.database = "absent"
+        report.advice.append(f"stored uploads without an outbox in {blobs}: the outbox was "
+                             "deleted or moved; restore it, or remove the blobs folder")
+    if blobs.is_dir():
+        report.orphan_blobs = sum(1 for b in blobs.iterdir()
+                                  if not b.name.startswith(".") and b.name not in referenced)
+    return report
+
+
+def _salvage(db: sqlite3.Connection) -> list[sqlite3.Row]:
+    """Every item row that can still be read (row by row on a damaged database)."""
+    try:
+        return db.execute("SELECT * FROM items ORDER BY rowid").fetchall()
+    except sqlite3.Error:
+        pass
+    rows: list[sqlite3.Row] = []
+    try:
+        ids = [r[0] for r in db.execute("SELECT rowid FROM items")]
+    except sqlite3.Error:
+        return rows
+    for rowid in ids:
+        with contextlib.suppress(sqlite3.Error):
+            rows.extend(db.execute("SELECT * FROM items WHERE rowid=?", (rowid,)).fetchall())
+    return rows
+
+
+__all__ = ["FINAL_EINVOICING", "STATES", "CheckReport", "Item", "Outbox", "OutboxBusyError",
+           "OutboxCorruptError", "OutboxLostError", "SourceRecord", "StateFolderError",
+           "StoredUploadError", "check_state", "organisations", "refuse_lost_outbox", "sha256",
+           "state_error"]

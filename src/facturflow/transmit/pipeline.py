@@ -24,6 +24,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
+from .. import exitcodes
 from ..detect import Document, detect_bytes
 from ..errors import FacturflowError, InputError
 from ..inputs import expand_inputs
@@ -101,12 +102,18 @@ class Outcome:
     invoice_number: str | None = None
     einvoicing_status: str | None = None
     findings: tuple[str, ...] = ()
+    # With --wait, for a sent invoice: its lifecycle outcome (facturflow.lifecycle: approved,
+    # refused, rejected, paid, not_delivered, submission_failed, or pending when the wait
+    # gave up) and its description, e.g. "refused (210 Refusée): REFUS ...".
+    final: str | None = None
+    final_text: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "path": self.path, "outcome": self.kind, "reason": self.reason,
             "invoice_id": self.invoice_id, "invoice_number": self.invoice_number,
             "einvoicing_status": self.einvoicing_status, "findings": list(self.findings),
+            "final": self.final, "final_text": self.final_text,
         }
 
 
@@ -120,16 +127,32 @@ class SendSummary:
 
     @property
     def ok(self) -> bool:
-        """True only when every input was sent (now or before), or would be (dry run)."""
+        """True only when every input was sent (now or before), or would be (dry run); with
+        --wait, a refused, rejected, undelivered or failed invoice is not ok."""
         return bool(self.outcomes) and all(
             o.kind in ("sent", "already_sent", "would_send") for o in self.outcomes
         )
+
+    @property
+    def pending(self) -> list[Outcome]:
+        """Sent invoices that had not reached a final outcome when --wait gave up."""
+        return [o for o in self.outcomes if o.final == "pending"]
+
+    @property
+    def exit_code(self) -> int:
+        """1 when an input failed, was rejected, refused...; else 5 when --wait gave up on
+        some; else 0 (facturflow.exitcodes). A failure wins: it is known for sure."""
+        if not self.ok:
+            return exitcodes.INVALID
+        return exitcodes.PENDING if self.pending else exitcodes.OK
 
     def as_dict(self) -> dict[str, Any]:
         kinds: tuple[OutcomeKind, ...] = ("sent", "already_sent", "rejected", "failed",
                                           "would_send")
         return {"organization": self.organization, "ok": self.ok,
+                "exit_code": self.exit_code,
                 "counts": {k: self.count(k) for k in kinds},
+                "pending": [o.path for o in self.pending],
                 "invoices": [o.as_dict() for o in self.outcomes]}
 
 
@@ -340,15 +363,14 @@ def send_invoices(
 def _outcome(item: Item, path: str, was_sent: bool, waited: bool) -> Outcome:
     if item.state == "sent":
         kind: OutcomeKind = "already_sent" if was_sent else "sent"
-        reason = None
-        if waited and item.einvoicing_status in ("declined", "not_delivered",
-                                                  "submission_failed"):
-            kind, reason = "failed", f"e-invoicing status {item.einvoicing_status}"
-            event = item.latest_event
-            if event and event.get("reason_message"):
-                reason += f": {event['reason_message']}"
+        reason = final = final_text = None
+        if waited:
+            verdict = item.verdict
+            final, final_text = verdict.outcome, verdict.describe()
+            if verdict.negative:
+                kind, reason = "failed", final_text
         return Outcome(path, kind, reason, item.invoice_id, item.invoice_number,
-                       item.einvoicing_status)
+                       item.einvoicing_status, final=final, final_text=final_text)
     return Outcome(path, "failed", item.error or f"stopped in state {item.state}",
                    item.invoice_id, item.invoice_number, item.einvoicing_status)
 
@@ -903,9 +925,11 @@ def refresh_status(client: QontoClient, outbox: Outbox, item: Item) -> Item:
 
 def _wait(client: QontoClient, outbox: Outbox, wanted: set[str], options: SendOptions,
           progress: Progress | None) -> None:
-    """Poll each sent invoice until its PA part is over (or the timeout), asking about one
-    invoice no earlier than `poll_interval` after it was sent or last asked about: a status
-    cannot be fresher than the lifecycle behind it, and Qonto's quota is shared."""
+    """Poll each sent invoice until it reaches a final outcome (facturflow.lifecycle: approved,
+    refused, rejected, paid, not delivered, submission failed) or the timeout, asking about
+    one invoice no earlier than `poll_interval` after it was sent or last asked about: a status
+    cannot be fresher than the lifecycle behind it, and Qonto's quota is shared. A 202 (the
+    recipient's platform has it) is not final: a refusal may follow."""
     deadline = time.monotonic() + options.wait_timeout
     interval = max(0.0, options.poll_interval)
     asked: dict[str, float] = {}  # upload sha -> when it was last polled (wall clock)
@@ -930,6 +954,8 @@ def _wait(client: QontoClient, outbox: Outbox, wanted: set[str], options: SendOp
             asked[item.upload_sha256] = time.time()
             try:
                 refresh_status(client, outbox, item)
+            except (AuthenticationError, PermissionDeniedError):
+                raise  # polling again cannot help: a configuration error
             except QontoError:
                 continue  # polling again later is the remedy
         outbox.sync()

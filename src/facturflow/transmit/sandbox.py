@@ -47,11 +47,21 @@ DEFAULT_STATUS_MAP: dict[int, str] = {
     207: "submitted", 208: "submitted", 210: "declined", 213: "submission_failed",
 }
 
+# Outcome -> lifecycle codes played after a send, with their delay in seconds. A decision
+# comes a moment after 202, as it does for real: a client that stops at 202 misses it.
+# "delivered" and "disputed" never reach a final outcome (facturflow.lifecycle).
 OUTCOMES: dict[str, tuple[tuple[int, float], ...]] = {
     "delivered": ((200, 0.0), (201, 1.0), (202, 2.0)),
+    "approved": ((200, 0.0), (201, 0.5), (202, 1.0), (205, 2.0)),
     "refused": ((200, 0.0), (201, 1.0), (202, 2.0), (210, 3.0)),
-    "failed": ((200, 0.0), (213, 1.0)),
+    "paid": ((200, 0.0), (201, 0.5), (202, 1.0), (212, 2.0)),  # paid without a 205 first
+    "disputed": ((200, 0.0), (201, 0.5), (202, 1.0), (207, 2.0)),
+    "rejected": ((200, 0.0), (213, 1.0)),
+    "failed": ((200, 0.0), (213, 1.0)),  # the older name of "rejected"
+    "not_delivered": ((200, 0.0), (201, 0.5)),
 }
+# Outcomes that end in an einvoicing_status no code gives: (status, delay after the send).
+OUTCOME_STATUS: dict[str, tuple[str, float]] = {"not_delivered": ("not_delivered", 2.0)}
 
 ALL_SCOPES = (
     "organization.read", "einvoicing.read", "client_invoice.write", "client_invoices.write",
@@ -110,6 +120,8 @@ class SandboxConfig:
     accept_xml: bool = True  # API.md §10 Q1
     sending_status: str = "enabled"
     receiving_status: str = "enabled"
+    # The outcome of every send (set_outcome() overrides it per invoice number); the private
+    # sandbox of the CLI takes it from $FACTURFLOW_SANDBOX_OUTCOME (default "approved").
     outcome: str = "delivered"
     lifecycle: Mapping[str, tuple[tuple[int, float], ...]] = field(
         default_factory=lambda: dict(OUTCOMES)
@@ -549,7 +561,8 @@ class Sandbox:
         self.config.faults = plan
 
     def set_outcome(self, invoice_number: str, outcome: str) -> None:
-        """Force a lifecycle outcome ('delivered', 'refused', 'failed') for an invoice number."""
+        """Force a lifecycle outcome (a key of OUTCOMES: 'delivered', 'approved', 'refused',
+        'paid', 'disputed', 'rejected', 'not_delivered') for an invoice number."""
         if outcome not in self.config.lifecycle:
             raise ValueError(outcome)
         with self.state.lock:
@@ -663,6 +676,12 @@ class Sandbox:
             self.config.status_map.get(events[-1]["status_code"], "submitted")
             if events else "pending"
         )
+        sends = self.state.data["sends"].get(inv_id) or {}
+        override = OUTCOME_STATUS.get(str(sends.get("outcome")))
+        if override and sends.get("submissions") and (
+            self.now() >= float(sends["sent_at"]) + override[1]
+        ):
+            invoice["einvoicing_status"] = override[0]
         if with_events:
             invoice["einvoicing_lifecycle_events"] = events
         invoice.pop("_sha", None)
