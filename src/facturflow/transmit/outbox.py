@@ -111,8 +111,9 @@ class OutboxBusyError(TransmitError):
     """Another process holds this state folder's outbox."""
 
 
-class OutboxCorruptError(TransmitError):
-    """The outbox database is not a readable SQLite database (truncated, overwritten)."""
+class OutboxCorruptError(OutboxLostError):
+    """The outbox database is not a readable SQLite database (truncated, overwritten): the
+    record of what was sent is lost too, until `facturflow outbox check` salvages it."""
 
 
 class StateFolderError(TransmitError):
@@ -774,10 +775,12 @@ def refuse_lost_outbox(state_dir: Path) -> None:
     except sqlite3.Error as exc:
         if "locked" in str(exc) or "busy" in str(exc):
             return  # in use by another process: readable, just not now (its opener will wait)
-        raise OutboxLostError(
+        raise OutboxCorruptError(
             f"state folder {state_dir} holds {stored} stored upload(s) but its outbox "
-            f"({path.name}) cannot be read ({exc}): the record of what was sent is lost, so "
-            f"facturflow will not use this folder. {recover}", source=str(path)) from exc
+            f"({path.name}) cannot be read, corrupt or truncated ({exc}): the record of what "
+            f"was sent is lost, so facturflow will not use this folder. `facturflow outbox "
+            f"check --state {state_dir}` says what can be recovered. {recover}",
+            source=str(path)) from exc
 
 
 def organisations(state_dir: str | os.PathLike[str]) -> list[str]:
