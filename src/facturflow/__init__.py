@@ -15,6 +15,7 @@ from .errors import (
     ArtefactError,
     ConversionError,
     EmptyInputError,
+    EmptyRuleSelectionError,
     FacturflowError,
     InputError,
     InputTooLargeError,
@@ -23,7 +24,9 @@ from .errors import (
     NoInvoiceInPDFError,
     NotAnInvoiceError,
     RulePackError,
+    RuleSelectionError,
     TransmitError,
+    UnknownRuleSetError,
 )
 
 if TYPE_CHECKING:
@@ -94,6 +97,7 @@ __all__ = [
     "ConversionResult",
     "Document",
     "EmptyInputError",
+    "EmptyRuleSelectionError",
     "FacturflowError",
     "Finding",
     "InputError",
@@ -106,7 +110,9 @@ __all__ = [
     "QontoClient",
     "Report",
     "RulePackError",
+    "RuleSelectionError",
     "TransmitError",
+    "UnknownRuleSetError",
     "__version__",
     "convert",
     "detect",

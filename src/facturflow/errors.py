@@ -9,7 +9,11 @@
     │   ├── NoInvoiceInPDFError     a PDF carries no invoice XML (or more than one)
     │   └── NotAnInvoiceError       well-formed, but not a supported invoice vocabulary
     ├── ArtefactError               an official artefact is missing or differs from the manifest
-    ├── RulePackError               a user rule pack is malformed
+    ├── RuleSelectionError          a rule selection names no rule set or an unknown one
+    │   │                           (also a ValueError; CLI exit code 2)
+    │   ├── UnknownRuleSetError     a name that is neither a built-in set, an alias nor a pack
+    │   └── EmptyRuleSelectionError the selection names nothing ("", ",", [])
+    ├── RulePackError               a user rule pack is malformed or does what a pack may not
     ├── ConversionError             a conversion would be invalid or lose business terms
     └── TransmitError               sending through the PA failed (see facturflow.transmit)
 
@@ -66,6 +70,18 @@ class ArtefactError(FacturflowError):
     """An official artefact is missing, unreadable or differs from the pinned manifest."""
 
 
+class RuleSelectionError(FacturflowError, ValueError):
+    """A rule selection cannot be used: it is empty or names an unknown rule set."""
+
+
+class UnknownRuleSetError(RuleSelectionError):
+    """A rule selection names a rule set that is neither built in, an alias nor a loaded pack."""
+
+
+class EmptyRuleSelectionError(RuleSelectionError):
+    """A rule selection names no rule set at all ("", ",", an empty list)."""
+
+
 class RulePackError(FacturflowError):
     """A user rule pack's manifest or files are wrong."""
 
@@ -82,6 +98,7 @@ __all__ = [
     "ArtefactError",
     "ConversionError",
     "EmptyInputError",
+    "EmptyRuleSelectionError",
     "FacturflowError",
     "InputError",
     "InputTooLargeError",
@@ -90,5 +107,7 @@ __all__ = [
     "NoInvoiceInPDFError",
     "NotAnInvoiceError",
     "RulePackError",
+    "RuleSelectionError",
     "TransmitError",
+    "UnknownRuleSetError",
 ]

@@ -31,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import os
+import signal
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
@@ -81,6 +82,9 @@ def _worker(
 ) -> None:
     from . import schematron
 
+    # Ctrl-C reaches the whole process group: the parent decides (it stops the workers and
+    # reports what finished); a worker would only die with a traceback on the terminal.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     schematron.quiet_native_stderr()  # a worker's Saxon errors reach the report, not the terminal
     init(*init_args)
     while True:
@@ -95,7 +99,11 @@ def _worker(
 
 
 def failed_report(name: str, message: str) -> Report:
-    """The report of a file whose validation could not finish."""
+    """The report of a file whose validation could not finish (time limit, dead worker).
+
+    Invalid through its fatal LAYER-FAILED finding, not unreadable: `error` stays None, so the
+    CLI exits 1 (invalid), not 2, as for any layer that fails closed.
+    """
     finding = Finding(layer="xml", rule=LAYER_FAILED, severity="fatal", message=message)
     return Report(
         path=name,
@@ -103,7 +111,6 @@ def failed_report(name: str, message: str) -> Report:
         syntax=None,
         profile=None,
         findings=(finding,),
-        error=message,
         error_type="ValidationAborted",
     )
 
