@@ -24,7 +24,6 @@ from .errors import (
     NoInvoiceInPDFError,
     NotAnInvoiceError,
     RulePackError,
-    RuleSelectionError,
     TransmitError,
     UnknownRuleSetError,
 )
@@ -110,7 +109,6 @@ __all__ = [
     "QontoClient",
     "Report",
     "RulePackError",
-    "RuleSelectionError",
     "TransmitError",
     "UnknownRuleSetError",
     "__version__",

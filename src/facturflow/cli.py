@@ -221,7 +221,7 @@ def _validate(
     jobs: int | None,
     timeout: float,
 ) -> None:
-    from .errors import RulePackError, RuleSelectionError
+    from .errors import RulePackError, UnknownRuleSetError
     from .inputs import expand_inputs
     from .progress import collect_until_interrupted
     from .reports import write
@@ -235,7 +235,7 @@ def _validate(
         _usage(f"--rule-pack: {exc}")
     try:
         selection = parse_rule_sets(rules, packs)
-    except RuleSelectionError as exc:
+    except UnknownRuleSetError as exc:
         _usage(f"--rules {rules!r}: {exc.message}")
     files = list(expand_inputs(paths))
     if not files:

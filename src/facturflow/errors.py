@@ -9,10 +9,10 @@
     │   ├── NoInvoiceInPDFError     a PDF carries no invoice XML (or more than one)
     │   └── NotAnInvoiceError       well-formed, but not a supported invoice vocabulary
     ├── ArtefactError               an official artefact is missing or differs from the manifest
-    ├── RuleSelectionError          a rule selection names no rule set or an unknown one
-    │   │                           (also a ValueError; CLI exit code 2)
-    │   ├── UnknownRuleSetError     a name that is neither a built-in set, an alias nor a pack
-    │   └── EmptyRuleSelectionError the selection names nothing ("", ",", [])
+    ├── UnknownRuleSetError         a rule selection names an unknown rule set (not a built-in
+    │   │                           set, an alias nor a loaded pack); also a ValueError; CLI
+    │   │                           exit code 2
+    │   └── EmptyRuleSelectionError the selection names nothing at all ("", ",", [])
     ├── RulePackError               a user rule pack is malformed or does what a pack may not
     ├── ConversionError             a conversion would be invalid or lose business terms
     └── TransmitError               sending through the PA failed (see facturflow.transmit)
@@ -70,15 +70,12 @@ class ArtefactError(FacturflowError):
     """An official artefact is missing, unreadable or differs from the pinned manifest."""
 
 
-class RuleSelectionError(FacturflowError, ValueError):
-    """A rule selection cannot be used: it is empty or names an unknown rule set."""
+class UnknownRuleSetError(FacturflowError, ValueError):
+    """A rule selection names a rule set that is neither built in, an alias nor a loaded pack
+    (and, through EmptyRuleSelectionError, one that names nothing)."""
 
 
-class UnknownRuleSetError(RuleSelectionError):
-    """A rule selection names a rule set that is neither built in, an alias nor a loaded pack."""
-
-
-class EmptyRuleSelectionError(RuleSelectionError):
+class EmptyRuleSelectionError(UnknownRuleSetError):
     """A rule selection names no rule set at all ("", ",", an empty list)."""
 
 
@@ -107,7 +104,6 @@ __all__ = [
     "NoInvoiceInPDFError",
     "NotAnInvoiceError",
     "RulePackError",
-    "RuleSelectionError",
     "TransmitError",
     "UnknownRuleSetError",
 ]

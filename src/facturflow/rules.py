@@ -14,7 +14,7 @@ The default is what a sender to the French network needs: all of them. A rule pa
 a `rulepack.toml` naming its XSD and XSLT files and the syntaxes and profiles they apply to; its
 name becomes a rule set name, enabled whenever the pack is loaded.
 
-A selection fails closed: an empty one or an unknown name raises a RuleSelectionError, and a set
+A selection fails closed: an empty one or an unknown name raises UnknownRuleSetError, and a set
 the user named that does not apply to a document (`pdf` on an XML file, `extended-ctc-fr` on an
 EN 16931 invoice) is reported on that document (see `not_applicable`).
 """
@@ -177,7 +177,7 @@ def parse_rule_sets(
     """Normalise a user's rule list ("en16931,fr-ctc" or a list) into known rule set names.
 
     None means the default. An empty selection ("", ",", []) raises EmptyRuleSelectionError, an
-    unknown name UnknownRuleSetError (both RuleSelectionError, a ValueError).
+    unknown name UnknownRuleSetError (its base class; also a ValueError).
     """
     explicit: set[str] = set()
     if rules is None:

@@ -91,8 +91,8 @@ def validate(
 
     `rules` selects rule sets by name (see facturflow.rules; default: everything a sender to the
     French network needs). An unreadable input gives a Report with `error` set, never an exception.
-    An empty selection ("" or []) or an unknown name raises RuleSelectionError (UnknownRuleSetError,
-    EmptyRuleSelectionError; also a ValueError); a malformed rule pack raises RulePackError. A
+    An unknown name raises UnknownRuleSetError (a ValueError), an empty selection ("" or [])
+    its subclass EmptyRuleSelectionError; a malformed rule pack raises RulePackError. A
     selection none of whose sets applies to the input (`rules="pdf"` on an XML file) gives a
     Report that is not ok, with a fatal RULES-NOT-APPLICABLE finding saying why.
     """
