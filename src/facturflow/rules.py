@@ -74,12 +74,31 @@ class PackEntry:
 
 @dataclass(frozen=True)
 class RulePack:
-    """A user rule pack loaded from its folder."""
+    """A user rule pack loaded from its folder.
+
+    Making one checks what its files may do (see facturflow.packguard): a file outside the
+    folder, or a stylesheet that could read outside it, reach the environment or write files,
+    raises RulePackError.
+    """
 
     name: str
     version: str
     folder: Path
     entries: tuple[PackEntry, ...]
+
+    def __post_init__(self) -> None:
+        from .packguard import check_schema, check_stylesheet
+
+        root = Path(self.folder).resolve()
+        for entry in self.entries:
+            if not entry.path.resolve().is_relative_to(root):
+                raise RulePackError(
+                    f"{entry.path} is outside the pack's folder", source=str(self.folder)
+                )
+            if entry.kind == "xsd":
+                check_schema(entry.path, root)
+            else:
+                check_stylesheet(entry.path, root)
 
     def artefacts_for(self, document: Document) -> list[Step]:
         steps = []
@@ -129,6 +148,10 @@ def load_rule_pack(folder: str | os.PathLike[str]) -> RulePack:
             path = (root / file).resolve()
             if not path.is_file():
                 raise RulePackError(f"{table} file not found: {file}", source=str(manifest))
+            if not path.is_relative_to(root.resolve()):
+                raise RulePackError(
+                    f"{table} file {file} is outside the pack's folder", source=str(manifest)
+                )
             syntaxes = tuple(item.get("syntaxes", SYNTAXES))
             profiles = tuple(item.get("profiles", ()))
             unknown = [s for s in syntaxes if s not in SYNTAXES] + [
