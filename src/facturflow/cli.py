@@ -1,7 +1,7 @@
 """The command line: thin; parses arguments, calls the library, prints, sets the exit code.
 
-Exit codes: 0 every input valid (or the command succeeded); 1 at least one invalid input or a
-failed send; 2 a usage error or an input that cannot be read.
+Exit codes (facturflow.exitcodes): 0 every input valid (or the command succeeded); 1 at least
+one invalid input or a failed send; 2 a usage error or an input that cannot be read; 130 Ctrl-C.
 """
 
 from __future__ import annotations
