@@ -282,3 +282,22 @@ def test_ctrl_c_exits_130_and_reports_the_finished_files(
         for path in fast:
             assert f"{path}: VALID" in result.stdout
         assert "z-ubl.xml" not in result.stdout
+
+
+def test_ctrl_c_reports_files_finished_behind_one_still_running(
+    tmp_path: Path, stuck_batch: tuple[Path, Path, list[Path]]
+) -> None:
+    """The never-ending file comes first: one worker is stuck on it, the other validates the
+    rest; Ctrl-C still reports those (after the gap), in a complete JSON report."""
+    folder, pack, fast = stuck_batch
+    (folder / "z-ubl.xml").rename(folder / "0-ubl.xml")
+    out = tmp_path / "report.json"
+    result = interrupt_after(
+        ["validate", "--jobs", "2", "--rules", "xsd", "--rule-pack", pack, "--format", "json",
+         "--output", out, folder],
+        20,
+    )
+    assert result.returncode == INTERRUPTED, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    files = json.loads(out.read_text(encoding="utf-8"))["files"]
+    assert [f["path"] for f in files] == [str(p) for p in fast]
