@@ -13,14 +13,14 @@ imports) is refused when it could read outside the pack's folder or reach past t
 - collection(), uri-collection(), transform(), load-xquery-module(), function-lookup(),
   environment-variable(), available-environment-variables(), under any prefix or as Q{uri}name;
 - the instructions xsl:result-document, xsl:evaluate, xsl:source-document, xsl:merge-source,
-  xsl:import-schema and xsl:use-package, whatever prefix names the XSLT namespace;
+  xsl:stream, xsl:import-schema and xsl:use-package, whatever prefix names the XSLT namespace;
 - xsl:import / xsl:include of a file outside the folder; an `xml:base` attribute (it would move
   relative paths elsewhere); a DOCTYPE (entities could pull a file in at compile time).
 
 The scan errs on the side of refusing: it reads every attribute of the XSLT elements, every
 `xsl:*` attribute, the attribute value templates of other elements and, when text value templates
-are on anywhere, every text with a `{`, as XPath. A pack XSD may include or import only files
-inside the folder. Each refusal is a RulePackError naming the file, the line and the construct.
+may be on anywhere (any expand-text attribute), every text with a `{`, as XPath. A pack XSD may
+include or import only files inside the folder. Each refusal is a RulePackError naming the file, the line and the construct.
 """
 
 from __future__ import annotations
@@ -65,6 +65,7 @@ _FORBIDDEN_INSTRUCTIONS = (
     "merge-source",
     "import-schema",
     "use-package",
+    "stream",
 )
 _NAMES = "|".join(re.escape(n) for n in sorted((*_READERS, *_FORBIDDEN_FUNCTIONS), key=len)[::-1])
 # A name not preceded by a name character (a prefix's ':' or an EQName's '}' may precede it),
@@ -74,7 +75,6 @@ _CALL = re.compile(rf"(?<![\w.\-])({_NAMES})\s*([(#])")
 _LITERAL_CALL = re.compile(
     r"\(\s*(?P<q>['\"])(?P<href>[^'\"]*)(?P=q)\s*(?:,\s*(['\"])[^'\"]*\3\s*)?\)"
 )
-_TRUE = {"yes", "true", "1"}
 
 
 def _parser() -> etree.XMLParser:
@@ -154,10 +154,12 @@ def check_stylesheet(path: Path, root: Path, seen: set[Path] | None = None) -> N
     seen.add(path)
     tree = _parse(path, root)
     elements = [e for e in tree.iter() if isinstance(e.tag, str)]
+    # Text value templates are on somewhere if any element says so: under whatever name
+    # (expand-text, xsl:expand-text, the shadow _expand-text) and whatever value.
     text_templates = any(
-        (e.get("expand-text") if _ns(e) == XSLT_NS else e.get(f"{{{XSLT_NS}}}expand-text"))
-        in _TRUE
+        etree.QName(str(name)).localname in ("expand-text", "_expand-text")
         for e in elements
+        for name in e.attrib
     )
     for element in elements:
         line = _line(element)

@@ -92,6 +92,9 @@ HOSTILE = {
     "text-value-template": stylesheet(
         "<xsl:text expand-text=\"yes\">{environment-variable('QONTO_API_KEY')}</xsl:text>"
     ),
+    "shadow-expand-text": stylesheet(
+        "<xsl:text _expand-text=\"{'yes'}\">{unparsed-text('/etc/hostname')}</xsl:text>"
+    ),
     "use-when": stylesheet(
         "<xsl:value-of use-when=\"environment-variable('X')\" select=\"1\"/>"
     ),
