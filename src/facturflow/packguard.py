@@ -20,7 +20,8 @@ imports) is refused when it could read outside the pack's folder or reach past t
 The scan errs on the side of refusing: it reads every attribute of the XSLT elements, every
 `xsl:*` attribute, the attribute value templates of other elements and, when text value templates
 may be on anywhere (any expand-text attribute), every text with a `{`, as XPath. A pack XSD may
-include or import only files inside the folder. Each refusal is a RulePackError naming the file, the line and the construct.
+include or import only files inside the folder. Each refusal is a RulePackError naming the file,
+the line and the construct.
 """
 
 from __future__ import annotations
