@@ -159,7 +159,7 @@ class _ReportFile:
 
     The report goes to a temporary file beside the target and replaces it when complete, so an
     interrupted or failed write never leaves half a report (nor destroys the previous one).
-    Special files (a FIFO, /dev/stdout) are written in place.
+    Special files (a FIFO, /dev/stdout) and symbolic links are written in place.
     """
 
     def __init__(self, target: Path) -> None:
@@ -171,7 +171,8 @@ class _ReportFile:
             _usage(f"--output {target}: the folder {folder} does not exist")
         if not folder.is_dir():
             _usage(f"--output {target}: {folder} is not a folder")
-        self.in_place = target.exists() and not target.is_file()
+        # Written through: a special file, or a symbolic link (replacing would drop the link).
+        self.in_place = target.is_symlink() or (target.exists() and not target.is_file())
         self.temp: Path | None = None
         try:
             if self.in_place or (target.exists() and not os.access(target, os.W_OK)):
@@ -249,7 +250,10 @@ def _validate(
         if report_file is None:
             write(reports, fmt, sys.stdout)
         else:
-            report_file.write(reports, fmt)
+            try:
+                report_file.write(reports, fmt)
+            except OSError as exc:  # checked before the batch, but a disk can still fill up
+                _usage(f"--output {output}: cannot write: {exc.strerror or exc}")
     finally:
         if report_file is not None:
             report_file.discard()
