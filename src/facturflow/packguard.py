@@ -12,6 +12,7 @@ imports) is refused when it could read outside the pack's folder or reach past t
   inside the pack's folder (a relative path or a file: URI); a reference to one of them (`doc#1`);
 - collection(), uri-collection(), transform(), load-xquery-module(), function-lookup(),
   environment-variable(), available-environment-variables(), under any prefix or as Q{uri}name;
+  any extension function (Saxon's namespace, java:, clitype:);
 - the instructions xsl:result-document, xsl:evaluate, xsl:source-document, xsl:merge-source,
   xsl:stream, xsl:import-schema and xsl:use-package, whatever prefix names the XSLT namespace;
 - xsl:import / xsl:include of a file outside the folder; an `xml:base` attribute (it would move
@@ -126,7 +127,35 @@ def _refuse(path: Path, root: Path, line: int | None, what: str) -> RulePackErro
     return RulePackError(f"{where}: {what}; see README 'What a rule pack may do'", source=str(root))
 
 
-def _scan_expression(text: str, path: Path, root: Path, line: int | None) -> None:
+# Extension functions: Saxon's own namespace and the reflexive Java / .NET ones. Saxon refuses
+# them with external functions off; a pack is refused before, with a clear message.
+_EXTENSION_URI = re.compile(r"^(?:java:|clitype:|http://saxon\.sf\.net/)")
+_EXTENSION_EQNAME = re.compile(
+    r"Q\{\s*(?:java:|clitype:|http://saxon\.sf\.net/)[^}]*\}\s*([\w.\-]+)\s*[(#]"
+)
+
+
+def _extension_call(prefixes: frozenset[str]) -> re.Pattern[str] | None:
+    if not prefixes:
+        return None
+    names = "|".join(re.escape(p) for p in sorted(prefixes))
+    return re.compile(rf"(?<![\w.\-])(?:{names}):([\w.\-]+)\s*[(#]")
+
+
+def _scan_expression(
+    text: str,
+    path: Path,
+    root: Path,
+    line: int | None,
+    extension: re.Pattern[str] | None = None,
+) -> None:
+    for pattern in (_EXTENSION_EQNAME, extension):
+        found = pattern.search(text) if pattern is not None else None
+        if found is not None:
+            raise _refuse(
+                path, root, line, f"the extension function {found.group(0).rstrip('(#')}"
+                "() is not allowed in a rule pack"
+            )
     for match in _CALL.finditer(text):
         name, opener = match.group(1), match.group(2)
         if name in _FORBIDDEN_FUNCTIONS:
@@ -162,6 +191,14 @@ def check_stylesheet(path: Path, root: Path, seen: set[Path] | None = None) -> N
         for e in elements
         for name in e.attrib
     )
+    extension = _extension_call(
+        frozenset(
+            prefix
+            for e in elements
+            for prefix, uri in e.nsmap.items()
+            if prefix and _EXTENSION_URI.match(uri)
+        )
+    )
     for element in elements:
         line = _line(element)
         in_xslt = _ns(element) == XSLT_NS
@@ -184,11 +221,11 @@ def check_stylesheet(path: Path, root: Path, seen: set[Path] | None = None) -> N
             name, value = str(key), str(raw)
             whole = in_xslt or name.startswith(f"{{{XSLT_NS}}}")
             if whole or "{" in value.replace("{{", ""):
-                _scan_expression(value, path, root, line)
+                _scan_expression(value, path, root, line, extension)
         if text_templates:
             for text in (element.text, element.tail):
                 if text and "{" in text.replace("{{", ""):
-                    _scan_expression(text, path, root, line)
+                    _scan_expression(text, path, root, line, extension)
 
 
 def check_schema(path: Path, root: Path, seen: set[Path] | None = None) -> None:

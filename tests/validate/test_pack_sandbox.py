@@ -95,6 +95,15 @@ HOSTILE = {
     "shadow-expand-text": stylesheet(
         "<xsl:text _expand-text=\"{'yes'}\">{unparsed-text('/etc/hostname')}</xsl:text>"
     ),
+    "java-reflexive": stylesheet(
+        "<xsl:value-of xmlns:sys=\"java:java.lang.System\" select=\"sys:getenv('QONTO_API_KEY')\"/>"
+    ),
+    "java-eqname": stylesheet(
+        "<xsl:value-of select=\"Q{java:java.lang.System}getenv('QONTO_API_KEY')\"/>"
+    ),
+    "saxon-extension": stylesheet(
+        "<xsl:value-of xmlns:sx=\"http://saxon.sf.net/\" select=\"sx:system-id()\"/>"
+    ),
     "use-when": stylesheet(
         "<xsl:value-of use-when=\"environment-variable('X')\" select=\"1\"/>"
     ),
