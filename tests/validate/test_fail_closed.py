@@ -202,6 +202,12 @@ def test_a_file_stopped_at_the_time_limit_is_invalid_layer_failed_exit_1(tmp_pat
         ("missing/report.json", "does not exist"),
         ("folder", "is a folder"),
         ("a-file/report.json", "is not a folder"),
+        # Unwritable even for root (the tests may run as root, where permissions do not bite).
+        pytest.param(
+            "/sys/facturflow-report.json",
+            "cannot write",
+            marks=pytest.mark.skipif(not Path("/sys/kernel").is_dir(), reason="needs Linux sysfs"),
+        ),
     ],
 )
 def test_an_unusable_output_is_refused_before_the_batch(
