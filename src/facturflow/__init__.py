@@ -15,6 +15,7 @@ from .errors import (
     ArtefactError,
     ConversionError,
     EmptyInputError,
+    EmptyRuleSelectionError,
     FacturflowError,
     InputError,
     InputTooLargeError,
@@ -24,6 +25,7 @@ from .errors import (
     NotAnInvoiceError,
     RulePackError,
     TransmitError,
+    UnknownRuleSetError,
 )
 
 if TYPE_CHECKING:
@@ -94,6 +96,7 @@ __all__ = [
     "ConversionResult",
     "Document",
     "EmptyInputError",
+    "EmptyRuleSelectionError",
     "FacturflowError",
     "Finding",
     "InputError",
@@ -107,6 +110,7 @@ __all__ = [
     "Report",
     "RulePackError",
     "TransmitError",
+    "UnknownRuleSetError",
     "__version__",
     "convert",
     "detect",

@@ -1,21 +1,28 @@
 """The command line: thin; parses arguments, calls the library, prints, sets the exit code.
 
-Exit codes: 0 every input valid (or the command succeeded); 1 at least one invalid input or a
-failed send; 2 a usage error or an input that cannot be read.
+Exit codes (facturflow.exitcodes): 0 every input valid (or the command succeeded); 1 at least
+one invalid input or a failed send; 2 a usage error or an input that cannot be read; 130 Ctrl-C.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
+import os
 import sys
+import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING, NoReturn
 
 import click
 
-from . import __version__
+from . import __version__, exitcodes
 from .detect import detect
 from .errors import FacturflowError
+
+if TYPE_CHECKING:
+    from .validate.report import Report
 
 EXIT_OK = 0
 EXIT_INVALID = 1
@@ -79,8 +86,8 @@ def detect_command(paths: tuple[Path, ...], fmt: str) -> None:
     "--rules",
     default=None,
     metavar="LIST",
-    help="Comma-separated rule sets (xsd,en16931,facturx,fr-ctc,extended-ctc-fr,pdf; "
-    "'all'); default: all of them.",
+    help="Comma-separated rule sets (xsd,en16931,facturx,fr-ctc,extended-ctc-fr,pdf, a loaded "
+    "pack's name; 'all'); default: all of them. A file none of them applies to is invalid.",
 )
 @click.option(
     "--rule-pack",
@@ -115,7 +122,8 @@ def detect_command(paths: tuple[Path, ...], fmt: str) -> None:
     type=click.FloatRange(min=0.1),
     default=300.0,
     show_default=True,
-    help="Seconds one file may take; a file over it is stopped and reported invalid.",
+    help="Seconds one file may take; a file over it is stopped and reported invalid "
+    "(LAYER-FAILED, exit code 1).",
 )
 def validate_command(
     paths: tuple[Path, ...],
@@ -126,32 +134,138 @@ def validate_command(
     jobs: int | None,
     timeout: float,
 ) -> None:
-    """Validate invoices (files or folders) against XSD, Schematron and PDF rules."""
-    from .errors import RulePackError
+    """Validate invoices (files or folders) against XSD, Schematron and PDF rules.
+
+    Exit codes: 0 every input valid; 1 at least one invalid (a fatal finding, a file stopped at
+    --timeout, a selection that does not apply to it); 2 a usage error (empty or unknown --rules,
+    a bad rule pack, an --output that cannot be written) or an unreadable input; 130 Ctrl-C (the
+    files finished by then are reported).
+    """
+    try:
+        _validate(paths, rules, rule_packs, fmt, output, jobs, timeout)
+    except KeyboardInterrupt:  # before or after the batch: nothing to report yet, or already
+        click.echo("interrupted", err=True)
+        sys.exit(exitcodes.INTERRUPTED)
+
+
+def _usage(message: str) -> NoReturn:
+    """One line on stderr and the usage exit code (no click usage banner: scripts grep it)."""
+    click.echo(f"error: {message}", err=True)
+    sys.exit(exitcodes.USAGE)
+
+
+class _ReportFile:
+    """The --output file, checked before the batch starts and replaced whole at the end.
+
+    The report goes to a temporary file beside the target and replaces it when complete, so an
+    interrupted or failed write never leaves half a report (nor destroys the previous one).
+    Special files (a FIFO, /dev/stdout) and symbolic links are written in place.
+    """
+
+    def __init__(self, target: Path) -> None:
+        self.target = target
+        if target.is_dir():
+            _usage(f"--output {target}: is a folder; give a file name")
+        folder = target.parent
+        if not folder.exists():
+            _usage(f"--output {target}: the folder {folder} does not exist")
+        if not folder.is_dir():
+            _usage(f"--output {target}: {folder} is not a folder")
+        # Written through: a special file, or a symbolic link (replacing would drop the link).
+        self.in_place = target.is_symlink() or (target.exists() and not target.is_file())
+        self.temp: Path | None = None
+        try:
+            if self.in_place or (target.exists() and not os.access(target, os.W_OK)):
+                with target.open("a", encoding="utf-8"):
+                    pass  # proves it can be written, without truncating it
+            if not self.in_place:
+                fd, name = tempfile.mkstemp(dir=folder, prefix=f".{target.name}.", suffix=".part")
+                os.close(fd)
+                self.temp = Path(name)
+        except OSError as exc:
+            _usage(f"--output {target}: cannot write: {exc.strerror or exc}")
+
+    def write(self, reports: list[Report], fmt: str) -> None:
+        from .reports import write
+
+        if self.temp is None:
+            with self.target.open("w", encoding="utf-8") as stream:
+                write(reports, fmt, stream)
+            return
+        try:
+            with self.temp.open("w", encoding="utf-8") as stream:
+                write(reports, fmt, stream)
+            mode = self.target.stat().st_mode & 0o7777 if self.target.exists() else _umasked()
+            os.chmod(self.temp, mode)
+            os.replace(self.temp, self.target)
+        finally:
+            self.discard()
+
+    def discard(self) -> None:
+        if self.temp is not None:
+            with contextlib.suppress(OSError):
+                self.temp.unlink()
+
+
+def _umasked() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+def _validate(
+    paths: tuple[Path, ...],
+    rules: str | None,
+    rule_packs: tuple[Path, ...],
+    fmt: str,
+    output: Path | None,
+    jobs: int | None,
+    timeout: float,
+) -> None:
+    from .errors import RulePackError, UnknownRuleSetError
     from .inputs import expand_inputs
-    from .progress import collect
+    from .progress import collect_until_interrupted
     from .reports import write
+    from .rules import load_rule_pack, parse_rule_sets
     from .validate import validate_many
 
+    # Everything that can make the whole command a usage error is checked before the batch.
+    try:
+        packs = [load_rule_pack(folder) for folder in rule_packs]
+    except RulePackError as exc:
+        _usage(f"--rule-pack: {exc}")
+    try:
+        selection = parse_rule_sets(rules, packs)
+    except UnknownRuleSetError as exc:
+        _usage(f"--rules {rules!r}: {exc.message}")
     files = list(expand_inputs(paths))
     if not files:
-        raise click.UsageError("no invoice files found in the given paths")
+        _usage("no invoice files found in the given paths")
+    report_file = _ReportFile(output) if output is not None else None
     try:
         reports_iter = validate_many(
-            files, rules, rule_packs=rule_packs, jobs=jobs, timeout=timeout
+            files, selection, rule_packs=packs, jobs=jobs, timeout=timeout
         )
-        reports = collect(reports_iter, len(files), "validating")
-    except RulePackError as exc:
-        raise click.UsageError(str(exc)) from None
-    if output is None:
-        write(reports, fmt, sys.stdout)
-    else:
-        with output.open("w", encoding="utf-8") as stream:
-            write(reports, fmt, stream)
+        reports, interrupted = collect_until_interrupted(reports_iter, len(files), "validating")
+        if report_file is None:
+            write(reports, fmt, sys.stdout)
+        else:
+            try:
+                report_file.write(reports, fmt)
+            except OSError as exc:  # checked before the batch, but a disk can still fill up
+                _usage(f"--output {output}: cannot write: {exc.strerror or exc}")
+    finally:
+        if report_file is not None:
+            report_file.discard()
     unreadable = [r for r in reports if r.error is not None]
     for report in unreadable:
         if fmt != "text" or output is not None:
             click.echo(f"{report.path}: error: {report.error}", err=True)
+    if interrupted:
+        click.echo(
+            f"interrupted: {len(reports)} of {len(files)} files validated and reported", err=True
+        )
+        sys.exit(exitcodes.INTERRUPTED)
     if unreadable:
         sys.exit(EXIT_UNREADABLE)
     sys.exit(EXIT_OK if all(r.ok for r in reports) else EXIT_INVALID)

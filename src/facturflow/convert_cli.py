@@ -1,13 +1,15 @@
 """`facturflow convert`: one file, or every invoice of a folder on a process pool.
 
-Exit codes (see facturflow.cli): 0 every conversion succeeded; 1 at least one was refused
-(invalid output or dropped business terms); 2 a usage error or an input that cannot be read.
+Exit codes (see facturflow.exitcodes): 0 every conversion succeeded; 1 at least one was refused
+(invalid output or dropped business terms); 2 a usage error or an input that cannot be read;
+130 Ctrl-C (the conversions finished by then are listed; each output is whole or absent).
 """
 
 from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
 import sys
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -17,8 +19,9 @@ from typing import Literal
 
 import click
 
+from . import exitcodes
 from .cli import EXIT_INVALID, EXIT_OK, EXIT_UNREADABLE
-from .progress import collect
+from .progress import collect_until_interrupted
 
 Status = Literal["converted", "refused", "unreadable"]
 
@@ -70,8 +73,12 @@ def _convert_one(source: str, target: str, options: _Options) -> Outcome:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.part")
-        tmp.write_bytes(result.data)
-        os.replace(tmp, path)  # never leave a half-written invoice behind
+        try:
+            tmp.write_bytes(result.data)
+            os.replace(tmp, path)  # never leave a half-written invoice behind
+        except BaseException:  # an error, or Ctrl-C between the two: no .part left behind
+            tmp.unlink(missing_ok=True)
+            raise
     except OSError as exc:
         return Outcome(source, None, "refused", f"cannot write {target}: {exc.strerror or exc}")
     return Outcome(source, target, "converted", "", result.dropped, result.warnings)
@@ -100,15 +107,42 @@ def plan_targets(source: Path, output: Path, to: str) -> list[tuple[Path, Path]]
     return [(source, output)]
 
 
+def _ignore_sigint() -> None:
+    # Ctrl-C reaches the whole process group: the parent stops the batch and reports what
+    # finished; a worker would only die with a traceback on the terminal.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def _run(jobs_list: list[tuple[str, str, _Options]], jobs: int) -> Iterator[Outcome]:
+    """Outcomes in input order. On Ctrl-C, the files not started are cancelled, the ones being
+    converted finish (their output is written whole), all finished ones are yielded, and the
+    KeyboardInterrupt goes on to the caller."""
     if jobs == 1 or len(jobs_list) <= 1:
         for job in jobs_list:
             yield _convert_star(job)
         return
     methods = multiprocessing.get_all_start_methods()
     context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
-    with ProcessPoolExecutor(max_workers=min(jobs, len(jobs_list)), mp_context=context) as pool:
-        yield from pool.map(_convert_star, jobs_list, chunksize=1)
+    pool = ProcessPoolExecutor(
+        max_workers=min(jobs, len(jobs_list)), mp_context=context, initializer=_ignore_sigint
+    )
+    futures = [pool.submit(_convert_star, job) for job in jobs_list]
+    given = 0
+    try:
+        for future in futures:
+            outcome = future.result()
+            given += 1
+            yield outcome
+    except KeyboardInterrupt:
+        for future in futures:
+            future.cancel()
+        pool.shutdown(wait=True)  # the running conversions finish and are reported below
+        for future in futures[given:]:
+            if future.done() and not future.cancelled() and future.exception() is None:
+                yield future.result()
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 @click.command("convert")
@@ -143,6 +177,23 @@ def convert_command(
     Each output is validated before it is written; a conversion that would be invalid or drop
     business terms fails (unless --lossy for dropped terms) and is listed in the summary.
     """
+    try:
+        _convert(source, output, to, profile, visual, lang, lossy, jobs)
+    except KeyboardInterrupt:  # before the batch started: nothing to report
+        click.echo("interrupted", err=True)
+        sys.exit(exitcodes.INTERRUPTED)
+
+
+def _convert(
+    source: Path,
+    output: Path,
+    to: str,
+    profile: str | None,
+    visual: Path | None,
+    lang: str,
+    lossy: bool,
+    jobs: int | None,
+) -> None:
     if visual is not None and to != "facturx":
         raise click.UsageError("--pdf only applies to --to facturx")
     if visual is not None and source.is_dir():
@@ -164,8 +215,14 @@ def convert_command(
     )
     work = [(str(src), str(dst), options) for src, dst in pairs]
     cores = os.cpu_count() or 1
-    outcomes = collect(_run(work, jobs or cores), len(work), "converting")
-    sys.exit(report_outcomes(outcomes))
+    outcomes, interrupted = collect_until_interrupted(
+        _run(work, jobs or cores), len(work), "converting"
+    )
+    code = report_outcomes(outcomes)
+    if interrupted:
+        click.echo(f"interrupted: {len(outcomes)} of {len(work)} inputs processed", err=True)
+        sys.exit(exitcodes.INTERRUPTED)
+    sys.exit(code)
 
 
 def report_outcomes(outcomes: list[Outcome]) -> int:

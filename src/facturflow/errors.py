@@ -9,7 +9,11 @@
     │   ├── NoInvoiceInPDFError     a PDF carries no invoice XML (or more than one)
     │   └── NotAnInvoiceError       well-formed, but not a supported invoice vocabulary
     ├── ArtefactError               an official artefact is missing or differs from the manifest
-    ├── RulePackError               a user rule pack is malformed
+    ├── UnknownRuleSetError         a rule selection names an unknown rule set (not a built-in
+    │   │                           set, an alias nor a loaded pack); also a ValueError; CLI
+    │   │                           exit code 2
+    │   └── EmptyRuleSelectionError the selection names nothing at all ("", ",", [])
+    ├── RulePackError               a user rule pack is malformed or does what a pack may not
     ├── ConversionError             a conversion would be invalid or lose business terms
     └── TransmitError               sending through the PA failed (see facturflow.transmit)
 
@@ -66,6 +70,15 @@ class ArtefactError(FacturflowError):
     """An official artefact is missing, unreadable or differs from the pinned manifest."""
 
 
+class UnknownRuleSetError(FacturflowError, ValueError):
+    """A rule selection names a rule set that is neither built in, an alias nor a loaded pack
+    (and, through EmptyRuleSelectionError, one that names nothing)."""
+
+
+class EmptyRuleSelectionError(UnknownRuleSetError):
+    """A rule selection names no rule set at all ("", ",", an empty list)."""
+
+
 class RulePackError(FacturflowError):
     """A user rule pack's manifest or files are wrong."""
 
@@ -82,6 +95,7 @@ __all__ = [
     "ArtefactError",
     "ConversionError",
     "EmptyInputError",
+    "EmptyRuleSelectionError",
     "FacturflowError",
     "InputError",
     "InputTooLargeError",
@@ -91,4 +105,5 @@ __all__ = [
     "NotAnInvoiceError",
     "RulePackError",
     "TransmitError",
+    "UnknownRuleSetError",
 ]

@@ -13,6 +13,10 @@ Built-in rule set names:
 The default is what a sender to the French network needs: all of them. A rule pack is a folder with
 a `rulepack.toml` naming its XSD and XSLT files and the syntaxes and profiles they apply to; its
 name becomes a rule set name, enabled whenever the pack is loaded.
+
+A selection fails closed: an empty one or an unknown name raises UnknownRuleSetError, and a set
+the user named that does not apply to a document (`pdf` on an XML file, `extended-ctc-fr` on an
+EN 16931 invoice) is reported on that document (see `not_applicable`).
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from typing import TYPE_CHECKING
 
 from .artefacts import Artefact, builtin
 from .detect import PROFILES, SYNTAXES, Document
-from .errors import ArtefactError, RulePackError
+from .errors import ArtefactError, EmptyRuleSelectionError, RulePackError, UnknownRuleSetError
 
 if TYPE_CHECKING:  # only for annotations: importing facturflow.validate here would be circular
     from .validate.report import Layer
@@ -70,12 +74,31 @@ class PackEntry:
 
 @dataclass(frozen=True)
 class RulePack:
-    """A user rule pack loaded from its folder."""
+    """A user rule pack loaded from its folder.
+
+    Making one checks what its files may do (see facturflow.packguard): a file outside the
+    folder, or a stylesheet that could read outside it, reach the environment or write files,
+    raises RulePackError.
+    """
 
     name: str
     version: str
     folder: Path
     entries: tuple[PackEntry, ...]
+
+    def __post_init__(self) -> None:
+        from .packguard import check_schema, check_stylesheet
+
+        root = Path(self.folder).resolve()
+        for entry in self.entries:
+            if not entry.path.resolve().is_relative_to(root):
+                raise RulePackError(
+                    f"{entry.path} is outside the pack's folder", source=str(self.folder)
+                )
+            if entry.kind == "xsd":
+                check_schema(entry.path, root)
+            else:
+                check_stylesheet(entry.path, root)
 
     def artefacts_for(self, document: Document) -> list[Step]:
         steps = []
@@ -125,6 +148,10 @@ def load_rule_pack(folder: str | os.PathLike[str]) -> RulePack:
             path = (root / file).resolve()
             if not path.is_file():
                 raise RulePackError(f"{table} file not found: {file}", source=str(manifest))
+            if not path.is_relative_to(root.resolve()):
+                raise RulePackError(
+                    f"{table} file {file} is outside the pack's folder", source=str(manifest)
+                )
             syntaxes = tuple(item.get("syntaxes", SYNTAXES))
             profiles = tuple(item.get("profiles", ()))
             unknown = [s for s in syntaxes if s not in SYNTAXES] + [
@@ -144,28 +171,125 @@ def load_rule_pack(folder: str | os.PathLike[str]) -> RulePack:
     return RulePack(name, str(data.get("version", "unversioned")), root.resolve(), tuple(entries))
 
 
+class RuleSelection(tuple[str, ...]):
+    """Rule set names in order, and the ones the user named (`explicit`).
+
+    A name implied by the default or by 'all' is not explicit: such a set that does not apply to
+    a document is expected and passes in silence, while one the user named is reported.
+    """
+
+    explicit: frozenset[str]
+
+    def __new__(cls, names: Iterable[str], explicit: Iterable[str] = ()) -> RuleSelection:
+        selection = super().__new__(cls, names)
+        selection.explicit = frozenset(explicit)
+        return selection
+
+    def __reduce__(self) -> tuple[object, ...]:  # sent to worker processes
+        return (RuleSelection, (tuple(self), tuple(sorted(self.explicit))))
+
+
+def valid_names(packs: Sequence[RulePack] = ()) -> str:
+    """The names a selection may use, for error messages."""
+    return ", ".join([*BUILTIN_RULE_SETS, *(p.name for p in packs), "all"])
+
+
 def parse_rule_sets(
     rules: str | Iterable[str] | None, packs: Sequence[RulePack] = ()
-) -> tuple[str, ...]:
-    """Normalise a user's rule list ("en16931,fr-ctc" or a list) into known rule set names."""
+) -> RuleSelection:
+    """Normalise a user's rule list ("en16931,fr-ctc" or a list) into known rule set names.
+
+    None means the default. An empty selection ("", ",", []) raises EmptyRuleSelectionError, an
+    unknown name UnknownRuleSetError (its base class; also a ValueError).
+    """
+    explicit: set[str] = set()
     if rules is None:
         names: list[str] = list(DEFAULT_RULE_SETS)
+    elif isinstance(rules, RuleSelection):
+        names, explicit = list(rules), set(rules.explicit)
     else:
         raw = rules.split(",") if isinstance(rules, str) else list(rules)
         names = []
-        for item in (r.strip() for r in raw):
+        for item in raw:
+            if not isinstance(item, str):
+                raise UnknownRuleSetError(
+                    f"unknown rule set {item!r} (not a name); valid names: {valid_names(packs)}"
+                )
+            item = item.strip()
             if not item:
                 continue
-            names.extend(ALIASES.get(item, (item,)))
+            expanded = ALIASES.get(item, (item,))
+            names.extend(expanded)
+            if item not in ("all", "default"):
+                explicit.update(expanded)
+        if not names:
+            raise EmptyRuleSelectionError(
+                f"empty rule selection: name at least one rule set; valid names: "
+                f"{valid_names(packs)}"
+            )
     known = set(BUILTIN_RULE_SETS) | {p.name for p in packs}
-    unknown = [n for n in names if n not in known]
+    unknown = list(dict.fromkeys(n for n in names if n not in known))
     if unknown:
-        raise RulePackError(
-            f"unknown rule set {', '.join(unknown)}; known: {', '.join(sorted(known))}"
+        plural = "s" if len(unknown) > 1 else ""
+        raise UnknownRuleSetError(
+            f"unknown rule set{plural} {', '.join(repr(n) for n in unknown)}; "
+            f"valid names: {valid_names(packs)}"
         )
     # Loaded packs always run: loading one is how a user asks for it.
     names.extend(p.name for p in packs if p.name not in names)
-    return tuple(dict.fromkeys(names))
+    return RuleSelection(dict.fromkeys(names), explicit)
+
+
+def _describe(document: Document) -> str:
+    return f"{document.syntax} {(document.profile or 'unknown').upper()}"
+
+
+def not_applicable(document: Document, rule_set: str, packs: Sequence[RulePack] = ()) -> str | None:
+    """Why a rule set does not apply to a document (one short clause), or None when it does.
+
+    A set applies when it gives the document at least one layer to run (an XSD, a stylesheet or
+    the PDF rules), as `plan` and the PDF layer decide.
+    """
+    syntax, profile = document.syntax, document.profile
+    if rule_set == "xsd":
+        return None
+    if rule_set == "en16931":
+        if _base_key(document) is None:
+            return "no official Schematron exists for ZUGFeRD 1.0"
+        return None
+    if rule_set == "facturx":
+        if syntax != "cii":
+            return f"applies to Factur-X CII invoices only (this invoice is {syntax})"
+        return None
+    if rule_set == "fr-ctc":
+        if syntax not in (*_UBL, "cii"):
+            return "applies to UBL and CII only, not ZUGFeRD 1.0 (convert it to Factur-X)"
+        return None
+    if rule_set == "extended-ctc-fr":
+        if profile != "extended-ctc-fr":
+            return (
+                "applies to the EXTENDED-CTC-FR profile only "
+                f"(this invoice is {(profile or 'unknown').upper()})"
+            )
+        return None
+    if rule_set == "pdf":
+        if document.container != "pdf":
+            return (
+                "applies to PDF inputs (Factur-X, ZUGFeRD) only "
+                f"(this input is {document.container.upper()})"
+            )
+        return None
+    for pack in packs:
+        if pack.name == rule_set and not pack.artefacts_for(document):
+            scopes = sorted(
+                {
+                    f"{'/'.join(e.syntaxes)}"
+                    + (f" ({'/'.join(p.upper() for p in e.profiles)})" if e.profiles else "")
+                    for e in pack.entries
+                }
+            )
+            return f"applies to {'; '.join(scopes)} only (this invoice is {_describe(document)})"
+    return None
 
 
 def _xsd_key(document: Document) -> str:

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 from convert_helpers import CII_CREDIT_NOTE, CII_EN16931, CII_EXTENDED_CTC_FR, INVALID
 
 from facturflow.cli import main
 from facturflow.detect import detect
+from facturflow.exitcodes import INTERRUPTED
 from facturflow.facturx import extract_xml
 from facturflow.validate import validate
 
@@ -104,3 +111,34 @@ def test_an_input_is_never_overwritten(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["convert", str(copy), "-o", str(copy), "--to", "cii"])
     assert result.exit_code == 2
     assert copy.read_bytes() == CII_EN16931.read_bytes()
+
+
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_ctrl_c_exits_130_and_lists_the_finished_conversions(tmp_path: Path, jobs: str) -> None:
+    """A real process group gets SIGINT mid-batch (as Ctrl-C does): exit 130, no traceback,
+    and every output listed on stdout is there, whole; nothing else is written."""
+    source = tmp_path / "in"
+    source.mkdir()
+    for number in range(40):
+        shutil.copy(CII_EN16931, source / f"inv-{number:02}.xml")
+    out = tmp_path / "out"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "facturflow", "convert", str(source), "-o", str(out), "-j", jobs],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline and len(list(out.glob("inv-*.pdf"))) < 2:
+        time.sleep(0.05)
+    os.killpg(process.pid, signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=120)
+    assert process.returncode == INTERRUPTED, stdout + stderr
+    assert "Traceback" not in stderr and "interrupted:" in stderr
+    listed = [line.split(" -> ")[1] for line in stdout.splitlines() if " -> " in line]
+    assert 2 <= len(listed) < 40
+    assert sorted(listed) == sorted(str(p) for p in out.glob("inv-*.pdf"))
+    assert not list(out.glob(".*.part"))
+    for target in listed:
+        assert extract_xml(Path(target).read_bytes()) == CII_EN16931.read_bytes()

@@ -148,7 +148,10 @@ def test_recycling_and_a_crashed_worker_together_lose_nothing() -> None:
     reports = list(pool.run(names, _whoami, _init, ("c",), 2, None, max_tasks=2))
     assert [r.path.split("@")[0] for r in reports] == ["a", "b", "crash", "c", "d", "e"]
     crashed = reports[2]
-    assert crashed.path == "crash" and crashed.error and "died" in crashed.error
+    # A dead worker fails closed: invalid through a fatal LAYER-FAILED finding, not unreadable.
+    assert crashed.path == "crash" and not crashed.ok and crashed.error is None
+    assert [f.rule for f in crashed.fatal] == ["LAYER-FAILED"]
+    assert "died" in crashed.fatal[0].message
     assert all(r.error is None for i, r in enumerate(reports) if i != 2)
 
 

@@ -234,7 +234,7 @@ def test_a_kept_pool_replaces_a_crashed_worker_and_serves_the_next_run() -> None
     with pool.WorkerPool(_whoami, _init, (), 2, None, affinity=_key) as workers:
         first = list(workers.run(["u0", "crash1", "c2", "u3"]))
         assert [r.path.split("@")[0] for r in first[:1] + first[2:]] == ["u0", "c2", "u3"]
-        assert first[1].error and "died" in first[1].error
+        assert not first[1].ok and "died" in first[1].fatal[0].message
         second = [r.path.split("@")[0] for r in workers.run(["c4", "u5"])]
         assert second == ["c4", "u5"]
         assert workers.stats["started"] == 3  # the two first workers and the crashed one's heir

@@ -89,4 +89,7 @@ def test_a_file_over_the_time_limit_is_stopped_and_the_batch_goes_on(tmp_path: P
     )
     assert time.monotonic() - started < 120
     assert [r.ok for r in reports] == [True, False, True]
-    assert "did not finish within 8 s" in (reports[1].error or "")
+    # Invalid (a fatal LAYER-FAILED finding), not unreadable: the CLI exits 1 for it.
+    assert reports[1].error is None
+    assert [f.rule for f in reports[1].fatal] == ["LAYER-FAILED"]
+    assert "did not finish within 8 s" in reports[1].fatal[0].message

@@ -8,7 +8,7 @@ import pytest
 
 from facturflow import validate
 from facturflow.detect import detect
-from facturflow.errors import RulePackError
+from facturflow.errors import RulePackError, UnknownRuleSetError
 from facturflow.rules import DEFAULT_RULE_SETS, load_rule_pack, parse_rule_sets, plan
 
 from .helpers import FIXTURES, VALID_CII, VALID_UBL, schematron_xslt
@@ -50,7 +50,7 @@ def test_extended_ctc_fr_replaces_the_en16931_stylesheet_and_uses_d22b() -> None
 def test_aliases_and_unknown_names() -> None:
     assert parse_rule_sets("all") == DEFAULT_RULE_SETS
     assert parse_rule_sets("br-fr") == ("fr-ctc",)
-    with pytest.raises(RulePackError):
+    with pytest.raises(UnknownRuleSetError, match="unknown rule set 'unknown'"):
         parse_rule_sets("xsd,unknown")
 
 

@@ -10,7 +10,7 @@ import pytest
 import facturflow
 from facturflow import validate
 from facturflow.detect import detect
-from facturflow.errors import RulePackError
+from facturflow.errors import UnknownRuleSetError
 from facturflow.validate.report import LAYER_FAILED
 
 from .helpers import FIXTURES, VALID_CII, VALID_PDF, VALID_UBL
@@ -90,7 +90,7 @@ def test_rule_selection_by_name() -> None:
 
 
 def test_unknown_rule_set_is_refused() -> None:
-    with pytest.raises(RulePackError, match="unknown rule set"):
+    with pytest.raises(UnknownRuleSetError, match="unknown rule set 'nonsense'"):
         validate(VALID_CII, rules="en16931,nonsense")
 
 

@@ -23,11 +23,20 @@ from ..errors import (
     NoInvoiceInPDFError,
     NotAnInvoiceError,
 )
-from ..rules import RulePack, Step, load_rule_pack, parse_rule_sets, plan
+from ..rules import (
+    BUILTIN_RULE_SETS,
+    RulePack,
+    RuleSelection,
+    Step,
+    load_rule_pack,
+    not_applicable,
+    parse_rule_sets,
+    plan,
+)
 from ..xmlsafe import DEFAULT_LIMITS, Limits
 from . import pdf as pdf_layer
 from . import pool, schematron, xsd
-from .report import LAYER_FAILED, Finding, LayerRun, Report
+from .report import LAYER_FAILED, RULES_NOT_APPLICABLE, Finding, LayerRun, Report
 
 __all__ = [
     "BatchValidator",
@@ -81,8 +90,11 @@ def validate(
     """Validate one invoice (path, bytes, file object or detected Document).
 
     `rules` selects rule sets by name (see facturflow.rules; default: everything a sender to the
-    French network needs). An unreadable input gives a Report with `error` set, never an exception;
-    unknown rule set names and malformed rule packs raise RulePackError.
+    French network needs). An unreadable input gives a Report with `error` set, never an exception.
+    An unknown name raises UnknownRuleSetError (a ValueError), an empty selection ("" or [])
+    its subclass EmptyRuleSelectionError; a malformed rule pack raises RulePackError. A
+    selection none of whose sets applies to the input (`rules="pdf"` on an XML file) gives a
+    Report that is not ok, with a fatal RULES-NOT-APPLICABLE finding saying why.
     """
     packs = _packs(rule_packs)
     rule_sets = parse_rule_sets(rules, packs)
@@ -107,7 +119,7 @@ def validate_document(
 ) -> Report:
     """Run every applicable layer on one detected document."""
     steps, notes = plan(document, rule_sets, packs)
-    header = run_header(document, rule_sets)
+    header = run_header(document, rule_sets, packs)
     results = run_steps(document, steps, range(len(steps)))
     return assemble(document, rule_sets, notes, header, results)
 
@@ -121,12 +133,55 @@ class StepResult:
     findings: tuple[Finding, ...]
 
 
+def selection_findings(
+    document: Document, rule_sets: Sequence[str], packs: Sequence[RulePack] = ()
+) -> list[Finding]:
+    """What the rule selection leaves unjudged: a fatal finding when no selected set applies to
+    the document (no XSD, Schematron or PDF layer would run: the file is then not valid), else a
+    warning naming the sets the user named that do not apply."""
+    skipped = {
+        name: reason
+        for name in rule_sets
+        if (reason := not_applicable(document, name, packs)) is not None
+    }
+    if not skipped:
+        return []
+    reasons = "; ".join(f"{name}: {reason}" for name, reason in skipped.items())
+    if len(skipped) == len(rule_sets):
+        return [
+            Finding(
+                layer="selection",
+                rule=RULES_NOT_APPLICABLE,
+                severity="fatal",
+                message="no selected rule set applies to this file, so no rule checked it: "
+                + reasons,
+            )
+        ]
+    if isinstance(rule_sets, RuleSelection):
+        explicit: frozenset[str] | set[str] = rule_sets.explicit
+    else:  # a plain list from a library caller: every name was asked for, unless it is them all
+        explicit = set() if set(BUILTIN_RULE_SETS) <= set(rule_sets) else set(rule_sets)
+    named = {name: reason for name, reason in skipped.items() if name in explicit}
+    if not named:
+        return []  # sets implied by the default or 'all': not applying is expected
+    return [
+        Finding(
+            layer="selection",
+            rule=RULES_NOT_APPLICABLE,
+            severity="warning",
+            message="selected rule sets not applied to this file (they do not apply to it): "
+            + "; ".join(f"{name}: {reason}" for name, reason in named.items()),
+        )
+    ]
+
+
 def run_header(
-    document: Document, rule_sets: Sequence[str]
+    document: Document, rule_sets: Sequence[str], packs: Sequence[RulePack] = ()
 ) -> tuple[list[LayerRun], list[Finding]]:
-    """The layers that precede the planned steps: the XML parser, and the PDF rules."""
+    """The layers that precede the planned steps: the XML parser, the rule selection's findings
+    (sets that do not apply), and the PDF rules."""
     layers = [LayerRun("xml", "xml", "facturflow hardened parser", "lxml", True)]
-    findings: list[Finding] = []
+    findings: list[Finding] = selection_findings(document, rule_sets, packs)
     if document.container == "pdf" and "pdf" in rule_sets:
         started = time.perf_counter()
         findings.extend(pdf_layer.check(document))

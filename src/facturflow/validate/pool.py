@@ -31,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import os
+import signal
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
@@ -81,6 +82,9 @@ def _worker(
 ) -> None:
     from . import schematron
 
+    # Ctrl-C reaches the whole process group: the parent decides (it stops the workers and
+    # reports what finished); a worker would only die with a traceback on the terminal.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     schematron.quiet_native_stderr()  # a worker's Saxon errors reach the report, not the terminal
     init(*init_args)
     while True:
@@ -95,7 +99,11 @@ def _worker(
 
 
 def failed_report(name: str, message: str) -> Report:
-    """The report of a file whose validation could not finish."""
+    """The report of a file whose validation could not finish (time limit, dead worker).
+
+    Invalid through its fatal LAYER-FAILED finding, not unreadable: `error` stays None, so the
+    CLI exits 1 (invalid), not 2, as for any layer that fails closed.
+    """
     finding = Finding(layer="xml", rule=LAYER_FAILED, severity="fatal", message=message)
     return Report(
         path=name,
@@ -103,7 +111,6 @@ def failed_report(name: str, message: str) -> Report:
         syntax=None,
         profile=None,
         findings=(finding,),
-        error=message,
         error_type="ValidationAborted",
     )
 
@@ -335,47 +342,55 @@ class WorkerPool:
                 feed(0, may_idle=False)  # never all idle with files left
 
         feed_idle()
-        while next_out < len(names):
-            busy = [s for s in slots if s.job is not None]
-            wait_for = None
-            if timeout is not None and busy:
-                wait_for = max(0.0, min(s.started + timeout for s in busy) - time.monotonic())
-            ready = wait([s.conn for s in busy], timeout=wait_for)
-            now = time.monotonic()
-            for index_slot, slot in enumerate(slots):
-                if slot.job is None:
-                    continue
-                index, name = slot.job
-                if slot.conn in ready:
-                    try:
-                        got_index, report = slot.conn.recv()
-                    except (EOFError, OSError):
-                        code = slot.process.exitcode
+        try:
+            while next_out < len(names):
+                busy = [s for s in slots if s.job is not None]
+                wait_for = None
+                if timeout is not None and busy:
+                    wait_for = max(0.0, min(s.started + timeout for s in busy) - time.monotonic())
+                ready = wait([s.conn for s in busy], timeout=wait_for)
+                now = time.monotonic()
+                for index_slot, slot in enumerate(slots):
+                    if slot.job is None:
+                        continue
+                    index, name = slot.job
+                    if slot.conn in ready:
+                        try:
+                            got_index, report = slot.conn.recv()
+                        except (EOFError, OSError):
+                            code = slot.process.exitcode
+                            done[index] = failed_report(
+                                name, f"the validating process died (exit code {code}) on this file"
+                            )
+                            slot.stop(kill=True)
+                            slots[index_slot] = slot = self._new_slot()
+                        else:
+                            done[got_index] = report
+                            slot.job = None
+                            slot.tasks += 1
+                            if left and slot.worn(max_tasks, max_rss_mb):
+                                # Between two files: its results are in, the next file goes to a
+                                # fresh worker.
+                                slot.stop()
+                                counts["recycled"] += 1
+                                slots[index_slot] = slot = self._new_slot()
+                    elif timeout is not None and now - slot.started >= timeout:
                         done[index] = failed_report(
-                            name, f"the validating process died (exit code {code}) on this file"
+                            name, f"validation did not finish within {timeout:g} s and was stopped"
                         )
                         slot.stop(kill=True)
                         slots[index_slot] = slot = self._new_slot()
-                    else:
-                        done[got_index] = report
-                        slot.job = None
-                        slot.tasks += 1
-                        if left and slot.worn(max_tasks, max_rss_mb):
-                            # Between two files: its results are in, the next file goes to a
-                            # fresh worker.
-                            slot.stop()
-                            counts["recycled"] += 1
-                            slots[index_slot] = slot = self._new_slot()
-                elif timeout is not None and now - slot.started >= timeout:
-                    done[index] = failed_report(
-                        name, f"validation did not finish within {timeout:g} s and was stopped"
-                    )
-                    slot.stop(kill=True)
-                    slots[index_slot] = slot = self._new_slot()
-            feed_idle()
-            while next_out in done:
-                yield done.pop(next_out)
-                next_out += 1
+                feed_idle()
+                while next_out in done:
+                    yield done.pop(next_out)
+                    next_out += 1
+        except KeyboardInterrupt:
+            # Ctrl-C: every file finished is still reported, those waiting behind one still
+            # running out of input order; then the caller sees the interrupt (run() stops the
+            # busy workers).
+            for index in sorted(done):
+                yield done.pop(index)
+            raise
 
 
 def run(names: Sequence[str], *args: Any, **options: Any) -> Iterator[Report]:

@@ -8,10 +8,13 @@ from typing import Any, Literal
 
 Severity = Literal["fatal", "warning", "information"]
 SEVERITIES: tuple[Severity, ...] = ("fatal", "warning", "information")
-Layer = Literal["xml", "xsd", "schematron", "pdf"]
+Layer = Literal["xml", "xsd", "schematron", "pdf", "selection"]
 
 # Rule id of the finding a layer yields when it could not run: the report then fails closed.
 LAYER_FAILED = "LAYER-FAILED"
+# Rule id of the finding that names selected rule sets that do not apply to the document: fatal
+# when none applies (nothing judged the file), a warning when others did.
+RULES_NOT_APPLICABLE = "RULES-NOT-APPLICABLE"
 
 
 @dataclass(frozen=True)

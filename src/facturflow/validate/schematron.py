@@ -1,7 +1,8 @@
 """Schematron layer: the official compiled XSLTs run in-process by saxonche.
 
 Each stylesheet is compiled once per process from its file path (so `document()` calls for the
-Factur-X code lists resolve beside it, offline) and reused. Saxon is restricted to local files.
+Factur-X code lists resolve beside it, offline) and reused. Saxon is restricted to local files,
+and to no environment variables, Java properties or secondary output (see `_get_engine`).
 The SVRL output becomes findings; a stylesheet that raises, or fires no rule at all (the wrong
 stylesheet for the document), yields a fatal LAYER-FAILED finding instead: the layer fails closed.
 """
@@ -109,6 +110,13 @@ def _get_engine() -> _Engine:
     processor = PySaxonProcessor(license=False)
     # Stylesheets may only read local files (their code lists); never the network.
     processor.set_configuration_property("http://saxon.sf.net/feature/allowedProtocols", "file")
+    # No stylesheet (a user rule pack's above all) may reach past the document: with external
+    # functions off, environment-variable() and available-environment-variables() answer
+    # nothing, system-property() tells no Java property and xsl:result-document does not
+    # compile. What a pack may read is checked before it is compiled (packguard.py).
+    processor.set_configuration_property(
+        "http://saxon.sf.net/feature/allow-external-functions", "false"
+    )
     # Runtime errors reach the report through the raised exception (a LAYER-FAILED finding);
     # Saxon's own copy on stderr would only clutter the user's terminal.
     processor.set_configuration_property(

@@ -93,7 +93,7 @@ def run_part(job: PartJob) -> Report | PartResult:
         return unreadable_report(exc.source or name, exc)
     steps, notes = plan(document, _worker_rules, _worker_packs)
     mine = assign(steps, job.parts)[job.part]
-    header = run_header(document, _worker_rules) if job.part == 0 else None
+    header = run_header(document, _worker_rules, _worker_packs) if job.part == 0 else None
     results = run_steps(document, steps, mine)
     identity = assemble(document, _worker_rules, notes, ([], []), [])
     return PartResult(header, tuple(results), identity)
