@@ -207,3 +207,22 @@ def test_inbox_into_an_unusable_folder_is_a_usage_error(box: Sandbox, tmp_path: 
     _one_line_error(result, exitcodes.USAGE, str(target))
     _json_error(run("inbox", "--download", str(target), "--state", str(tmp_path / "state"),
                     "--format", "json"), exitcodes.USAGE, "os_error")
+
+
+@pytest.mark.parametrize("rules", ["", ",", "bogus", "XSD"])
+def test_send_with_an_empty_or_unknown_rule_selection_is_a_usage_error(
+    box: Sandbox, tmp_path: Path, rules: str
+) -> None:
+    source = tmp_path / "R-1.xml"
+    source.write_bytes(cii_variant("R-1"))
+    state = str(tmp_path / "state")
+    _one_line_error(run("send", str(source), "--rules", rules, "--state", state),
+                    exitcodes.USAGE, "unknown rule set" if rules.strip(",") else "rule")
+    _json_error(run("send", str(source), "--rules", rules, "--state", state, "--format", "json"),
+                exitcodes.USAGE, "usage")
+    assert not any(int(c["submissions"]) for c in box.counters().values())
+    from facturflow.errors import UnknownRuleSetError
+    from facturflow.transmit.pipeline import SendOptions
+
+    with pytest.raises(UnknownRuleSetError):
+        SendOptions(rules=rules)

@@ -354,11 +354,18 @@ def send_command(paths: tuple[Path, ...], wait: bool, dry_run: bool, state: Path
                  upload: str, rules: str | None, wait_timeout: float, poll_interval: float,
                  lookback: int | None, fmt: str) -> None:
     """Validate invoices and send them through Qonto's PA, each exactly once."""
+    from ..errors import UnknownRuleSetError
+
     folder = state_dir(state)
-    options = SendOptions(upload="xml" if upload == "xml" else "facturx", wait=wait,
-                          dry_run=dry_run, wait_timeout=wait_timeout,
-                          poll_interval=poll_interval, rules=rules,
-                          lookback_days=lookback_days(lookback))
+    with command_errors(fmt, folder):
+        try:
+            options = SendOptions(upload="xml" if upload == "xml" else "facturx", wait=wait,
+                                  dry_run=dry_run, wait_timeout=wait_timeout,
+                                  poll_interval=poll_interval, rules=rules,
+                                  lookback_days=lookback_days(lookback))
+        except UnknownRuleSetError as exc:
+            raise CommandError(exitcodes.USAGE, "usage", f"--rules {rules!r}: {exc.message}",
+                               type(exc).__name__) from None
     with command_errors(fmt, folder, _interrupted_send(paths, folder)), _Progress() as progress:
         if dry_run:  # reads only: Qonto when configured, else the outbox alone
             with configured_client(folder) as maybe:

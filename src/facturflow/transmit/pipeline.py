@@ -89,6 +89,12 @@ class SendOptions:
                 not 1 <= self.lookback_days <= MAX_LOOKBACK_DAYS:
             raise ValueError(f"lookback_days must be a whole number of days from 1 to "
                              f"{MAX_LOOKBACK_DAYS}, not {self.lookback_days!r}")
+        if self.rules is not None:
+            # Fail closed before anything is read or sent: an empty or unknown selection would
+            # otherwise reach validation file by file (UnknownRuleSetError, also a ValueError).
+            from ..rules import parse_rule_sets
+
+            parse_rule_sets(self.rules)
 
 
 @dataclass(frozen=True)
