@@ -21,6 +21,7 @@ import click
 
 from . import exitcodes
 from .cli import EXIT_INVALID, EXIT_OK, EXIT_UNREADABLE
+from .outputs import write_bytes_atomically
 from .progress import collect_until_interrupted
 
 Status = Literal["converted", "refused", "unreadable"]
@@ -72,13 +73,7 @@ def _convert_one(source: str, target: str, options: _Options) -> Outcome:
     path = Path(target)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.part")
-        try:
-            tmp.write_bytes(result.data)
-            os.replace(tmp, path)  # never leave a half-written invoice behind
-        except BaseException:  # an error, or Ctrl-C between the two: no .part left behind
-            tmp.unlink(missing_ok=True)
-            raise
+        write_bytes_atomically(path, result.data)  # never half an invoice, never over a device
     except OSError as exc:
         return Outcome(source, None, "refused", f"cannot write {target}: {exc.strerror or exc}")
     return Outcome(source, target, "converted", "", result.dropped, result.warnings)

@@ -142,3 +142,28 @@ def test_ctrl_c_exits_130_and_lists_the_finished_conversions(tmp_path: Path, job
     assert not list(out.glob(".*.part"))
     for target in listed:
         assert extract_xml(Path(target).read_bytes()) == CII_EN16931.read_bytes()
+
+
+def test_an_output_that_is_a_link_or_a_special_file_is_written_through_not_replaced(
+    tmp_path: Path
+) -> None:
+    # A symbolic link stays a link (the file it points to gets the PDF); the file's mode stays.
+    real = tmp_path / "real.pdf"
+    real.write_bytes(b"old")
+    real.chmod(0o640)
+    link = tmp_path / "link.pdf"
+    link.symlink_to(real)
+    result = CliRunner().invoke(main, ["convert", str(CII_EN16931), "-o", str(link)])
+    assert result.exit_code == 0, result.output
+    assert link.is_symlink() and real.read_bytes().startswith(b"%PDF")
+    assert real.stat().st_mode & 0o777 == 0o640
+    assert not list(tmp_path.glob(".*.part"))
+    # A device is written to, never replaced by a regular file (/dev/full: ENOSPC, one line).
+    full = Path("/dev/full")
+    if not full.exists() or not full.is_char_device():
+        pytest.skip("no /dev/full here")
+    from facturflow.outputs import write_bytes_atomically
+
+    with pytest.raises(OSError):
+        write_bytes_atomically(full, b"x")
+    assert full.is_char_device()
