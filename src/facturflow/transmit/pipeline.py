@@ -36,7 +36,7 @@ from .errors import (
     QontoError,
     ValidationRejectedError,
 )
-from .fields import document_fields
+from .fields import document_fields, read_invoice_fields
 from .outbox import Item, Outbox, organisations, refuse_lost_outbox, sha256
 from .qonto import (
     MAX_IMPORT_FILE_BYTES,
@@ -191,8 +191,11 @@ def prepare(path: str, data: bytes, upload: UploadFormat, rules: str | None) -> 
 # both the invoice and Qonto's record of it (GET /v2/client_invoices, API.md §6.1) carry.
 # Only fields known on both sides are compared; none known counts as the same invoice, since
 # importing it again could only make a duplicate.
+# The document type (BT-3) too: a credit note is never "the same invoice" as the invoice that
+# carries its number, even with the same date and amounts (adopting one for the other would
+# report a credit note sent that never left). Qonto's record has no type; its stored file does.
 CONTENT_LABELS = {"issue_date": "issue date", "currency": "currency",
-                  "total": "total with VAT", "vat": "VAT total"}
+                  "total": "total with VAT", "vat": "VAT total", "type": "document type (BT-3)"}
 
 
 def content_of(fields: Mapping[str, Any]) -> dict[str, str]:
@@ -206,6 +209,8 @@ def content_of(fields: Mapping[str, Any]) -> dict[str, str]:
         amount = _amount(fields.get(key))
         if amount is not None:
             out[key] = amount
+    if isinstance(fields.get("type_code"), str) and fields["type_code"].strip():
+        out["type"] = fields["type_code"].strip()
     return out
 
 
@@ -632,6 +637,10 @@ class _QontoNumbers:
     """
 
     MARGIN = timedelta(days=2)  # time zones and clocks between the issue date and Qonto's
+    # Nothing was created at Qonto's API before this: an issue date older than it (year 1 is a
+    # valid EN 16931 date without the French rules) lists from here, not from before datetime's
+    # range (OverflowError) or from a date the API may refuse (one failed listing per run).
+    FLOOR = datetime(2000, 1, 1, tzinfo=UTC)
 
     def __init__(self, client: QontoClient, days: int) -> None:
         self._client = client
@@ -650,12 +659,30 @@ class _QontoNumbers:
         submitted = [i for i in found if _submitted(i)]
         invoice = (submitted or found)[0]
         differs = _differences(content, qonto_content(invoice), "at Qonto")
+        if not differs:  # what Qonto's record does not carry (the type), its stored file does
+            differs = _differences(content, self._stored_content(invoice),
+                                   "in the file Qonto holds")
         if differs:
             state = "sent" if _submitted(invoice) else "imported, not sent yet"
             return (f"invoice number {number} already exists at Qonto as invoice {invoice['id']} "
                     f"(created {invoice.get('created_at') or 'at an unknown date'}, {state}), and "
                     f"this file's content differs ({'; '.join(differs)}): {NEVER_TWICE}")
         return invoice, bool(submitted)
+
+    def _stored_content(self, invoice: Mapping[str, Any]) -> dict[str, str]:
+        """The compared fields of the file Qonto holds for `invoice` (its attachment, API.md
+        §6.1, §5.10); empty when there is none or the credentials may not read it, and then
+        Qonto's record alone decides. An outage propagates: the invoice waits for a run
+        that can tell."""
+        attachment = invoice.get("attachment_id")
+        if not isinstance(attachment, str) or not attachment:
+            return {}
+        try:
+            name, data = self._client.download_attachment(attachment)
+        except (PermissionDeniedError, NotFoundError):
+            return {}
+        fields = read_invoice_fields(data, name)
+        return content_of(fields) if fields else {}
 
     def find(self, number: str, issue_date: str | None) -> list[dict[str, Any]]:
         if self._error is not None:
@@ -667,8 +694,8 @@ class _QontoNumbers:
             except ValueError:
                 pass
             else:
-                start = min(start, datetime(issued.year, issued.month, issued.day,
-                                            tzinfo=UTC) - self.MARGIN)
+                issued_at = datetime(issued.year, issued.month, issued.day, tzinfo=UTC)
+                start = min(start, max(self.FLOOR + self.MARGIN, issued_at) - self.MARGIN)
         if self._since is None or start < self._since:
             self._list(start, self._since)
         return sorted(self._by_number.get(number, {}).values(),
