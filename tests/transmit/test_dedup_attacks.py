@@ -238,3 +238,48 @@ def test_interrupted_after_the_import_then_state_lost_sends_exactly_once(
     assert outcome["outcome"] == "already_sent"
     assert box.counters() == {imported["id"]: {"number": "INT-1", "calls": 1,
                                                "submissions": 1}}
+
+
+# -- two senders at once, from two state folders ----------------------------------------------
+
+@pytest.mark.parametrize("listing", [1, 2])
+def test_a_number_that_reaches_qonto_during_the_run_is_not_imported_again(
+    box: Sandbox, tmp_path: Path, listing: int
+) -> None:
+    # Another machine imports the same invoice (other bytes) while this run goes: right after
+    # the listing of Qonto's numbers (1), or after the check before the previous import (2).
+    # With one listing per run, this run imported it a second time.
+    mine, theirs = tmp_path / "mine.xml", tmp_path / "theirs.xml"
+    mine.write_bytes(cii_variant("RACE-1"))
+    theirs.write_bytes(_other_bytes("RACE-1"))
+    early = tmp_path / "early.xml"  # admitted and imported first
+    early.write_bytes(cii_variant("RACE-0"))
+    options = SendOptions(upload="xml", batch_size=1)
+    competitor: list[str] = []
+    with make_client(box) as qonto, make_client(box) as other:
+        real = qonto.iter_client_invoices
+        calls: list[int] = []
+
+        def spy(**params: Any) -> Iterator[dict[str, Any]]:
+            calls.append(1)
+            yield from real(**params)
+            if len(calls) == listing:
+                (imported,) = other.import_client_invoices([UploadFile.from_path(theirs)])
+                competitor.append(imported.invoice_id)
+
+        qonto.iter_client_invoices = spy  # type: ignore[method-assign]
+        summary = send_invoices([early, mine], qonto, tmp_path / "s", options)
+    assert sorted(str(i["number"]) for i in box.client_invoices()) == ["RACE-0", "RACE-1"]
+    first, second = summary.outcomes
+    assert first.kind == "sent"
+    if listing == 1:  # seen before this file was admitted: taken over at once
+        assert second.kind == "sent" and second.invoice_id == competitor[0], second
+    else:  # seen right before its import: held back, taken over by the next run
+        assert second.kind == "failed", second
+        assert "reached Qonto while this run was going" in str(second.reason)
+        assert competitor[0] in str(second.reason)
+        with make_client(box) as qonto:
+            again = send_invoices([early, mine], qonto, tmp_path / "s", options)
+        assert [o.kind for o in again.outcomes] == ["already_sent", "sent"]
+        assert again.outcomes[1].invoice_id == competitor[0]
+    assert [c["submissions"] for c in box.counters().values()] == [1, 1]

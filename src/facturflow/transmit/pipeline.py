@@ -305,7 +305,7 @@ def send_invoices(
         total = len(files)
         # Imports and sends start while the next files are validated (see _Flow).
         synced = time.monotonic()
-        with _Flow(client, outbox, options, progress) as flow:
+        with _Flow(client, outbox, options, progress, numbers.arrived) as flow:
             for index, path in enumerate(files, 1):
                 rows[path] = row = _admit(path, outbox, options, reachable, blocked, claimed,
                                           numbers, adopted)
@@ -642,11 +642,16 @@ class _QontoNumbers:
     # range (OverflowError) or from a date the API may refuse (one failed listing per run).
     FLOOR = datetime(2000, 1, 1, tzinfo=UTC)
 
+    # Right before each import, what was created at Qonto since the newest invoice listed, minus
+    # this (commit or replica lag: an invoice may show up in the list after a later one).
+    LAG = timedelta(minutes=1)
+
     def __init__(self, client: QontoClient, days: int) -> None:
         self._client = client
         self._days = days
         self._by_number: dict[str, dict[str, dict[str, Any]]] = {}
         self._since: datetime | None = None  # listed from then on
+        self._newest: datetime | None = None  # Qonto's created_at of the newest invoice listed
         self._error: QontoError | None = None
 
     def verdict(self, number: str, content: Mapping[str, str]
@@ -708,16 +713,58 @@ class _QontoNumbers:
             params["filter[created_at_to]"] = _iso(until)
         try:
             for invoice in self._client.iter_client_invoices(**params):
-                number = invoice.get("number") or invoice.get("invoice_number")
-                ident = invoice.get("id")
-                if isinstance(number, str) and isinstance(ident, str):
-                    self._by_number.setdefault(number, {})[ident] = invoice
+                self._add(invoice)
         except (AuthenticationError, PermissionDeniedError):
             raise
         except QontoError as exc:
             self._error = exc
             raise
+        if self._newest is None:  # nothing at Qonto yet: from our clock (minus a margin)
+            self._newest = datetime.now(UTC) - self.MARGIN
         self._since = start
+
+    def _add(self, invoice: dict[str, Any]) -> str | None:
+        """Record a listed invoice; its number."""
+        number = invoice.get("number") or invoice.get("invoice_number")
+        ident = invoice.get("id")
+        if not isinstance(number, str) or not isinstance(ident, str):
+            return None
+        self._by_number.setdefault(number, {})[ident] = invoice
+        created = invoice.get("created_at")
+        try:
+            moment = datetime.fromisoformat(str(created).replace("Z", "+00:00"))
+        except ValueError:
+            return number
+        if moment.tzinfo is not None and (self._newest is None or moment > self._newest):
+            self._newest = moment
+        return number
+
+    def arrived(self, batch: Sequence[Item]) -> dict[str, str]:
+        """Right before `batch` is imported: those of its invoices whose number reached Qonto
+        since it was listed (another process or machine sending the same invoice at the same
+        moment, from another state folder), each with why it is held back. Narrows that race
+        from a whole run to the moment between this listing and the import; it cannot close
+        it (Qonto has no lock, nor a uniqueness check by number, that a client could use)."""
+        wanted = {i.invoice_number: i.upload_sha256 for i in batch if i.invoice_number}
+        if not wanted or self._newest is None:
+            return {}
+        params: dict[str, Any] = {"filter[created_at_from]": _iso(self._newest - self.LAG),
+                                  "sort_by": "created_at:asc", "per_page": 100}
+        try:
+            fresh = [(self._add(i), i) for i in self._client.iter_client_invoices(**params)]
+        except (AuthenticationError, PermissionDeniedError):
+            raise
+        except QontoError as exc:
+            return {sha: _unchecked(number, exc) for number, sha in wanted.items()}
+        held: dict[str, str] = {}
+        for number, invoice in fresh:
+            if number in wanted and wanted[number] not in held:
+                held[wanted[number]] = (
+                    f"invoice number {number} reached Qonto while this run was going, as "
+                    f"invoice {invoice.get('id')} (created {invoice.get('created_at')}): another "
+                    "process or machine is sending it; not imported (the next run adopts that "
+                    "invoice, or refuses this file if its content differs)")
+        return held
 
 
 def _iso(moment: datetime) -> str:
@@ -738,8 +785,10 @@ class _Flow:
     """
 
     def __init__(self, client: QontoClient, outbox: Outbox, options: SendOptions,
-                 progress: Progress | None) -> None:
+                 progress: Progress | None,
+                 arrived: Callable[[Sequence[Item]], Mapping[str, str]] | None = None) -> None:
         self.client, self.outbox, self.progress = client, outbox, progress
+        self.arrived = arrived  # the numbers check at Qonto right before an import
         self.size = max(1, min(options.batch_size, MAX_IMPORT_FILES))
         self.seen: set[str] = set()
         self.filling: list[Item] = []  # admitted, waiting for their batch to fill up
@@ -816,6 +865,13 @@ class _Flow:
             return True
         if self.batches:
             batch = self.batches.pop(0)
+            held = self.arrived(batch) if self.arrived is not None else {}
+            for sha, reason in held.items():
+                outbox.mark_failed([sha], reason)
+            batch = [i for i in batch if i.upload_sha256 not in held]
+            if not batch:
+                self.import_total -= 1
+                return self._start()
             outbox.mark_importing([i.upload_sha256 for i in batch])
             files = [UploadFile(i.file_name, outbox.blob(i), content_type_for(i.file_name))
                      for i in batch]
