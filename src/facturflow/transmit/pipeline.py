@@ -250,7 +250,8 @@ def _differences(mine: Mapping[str, str], theirs: Mapping[str, str], where: str)
             if key in mine and key in theirs and mine[key] != theirs[key]]
 
 
-NEVER_TWICE = ("facturflow never sends a second invoice under one number: to correct an invoice "
+NEVER_TWICE = ("facturflow never sends two documents under one number (an invoice and a credit "
+               "note included): a credit note takes a number of its own; to correct an invoice "
                "already issued, issue a credit note for it and a new invoice under a new number")
 
 
