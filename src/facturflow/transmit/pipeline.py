@@ -864,15 +864,15 @@ class _Flow:
             self.running = ("send", [item], self.pool.submit(
                 self._durably, self.client.send_by_einvoice, item.invoice_id))
             return True
-        if self.batches:
+        while self.batches:
             batch = self.batches.pop(0)
             held = self.arrived(batch) if self.arrived is not None else {}
             for sha, reason in held.items():
                 outbox.mark_failed([sha], reason)
             batch = [i for i in batch if i.upload_sha256 not in held]
-            if not batch:
+            if not batch:  # all held back: on to the next batch
                 self.import_total -= 1
-                return self._start()
+                continue
             outbox.mark_importing([i.upload_sha256 for i in batch])
             files = [UploadFile(i.file_name, outbox.blob(i), content_type_for(i.file_name))
                      for i in batch]
