@@ -283,3 +283,54 @@ def test_a_number_that_reaches_qonto_during_the_run_is_not_imported_again(
         assert [o.kind for o in again.outcomes] == ["already_sent", "sent"]
         assert again.outcomes[1].invoice_id == competitor[0]
     assert [c["submissions"] for c in box.counters().values()] == [1, 1]
+
+
+@pytest.mark.parametrize("case", ["same content", "other content", "unlisted"])
+def test_two_imports_in_the_same_moment_send_one_invoice(
+    box: Sandbox, tmp_path: Path, case: str
+) -> None:
+    # Another sender imports the same number in the very moment between this run's check and
+    # its import (the race the check before import cannot close): Qonto holds it twice. Both
+    # senders keep the earliest, so at most one is ever sent.
+    from .test_dedup import other_content
+
+    mine, theirs = tmp_path / "mine.xml", tmp_path / "theirs.xml"
+    mine.write_bytes(cii_variant("TWICE-1"))
+    theirs.write_bytes(other_content("TWICE-1") if case == "other content"
+                       else _other_bytes("TWICE-1"))
+    options = SendOptions(upload="xml")
+    competitor: list[str] = []
+    with make_client(box, max_retries=0) as qonto, make_client(box) as other:
+        real, listing = qonto.import_client_invoices, qonto.iter_client_invoices
+
+        def racing(files: list[UploadFile]) -> Any:
+            (imported,) = other.import_client_invoices([UploadFile.from_path(theirs)])
+            competitor.append(imported.invoice_id)
+            return real(files)
+
+        def failing(**params: Any) -> Any:
+            if competitor and case == "unlisted":  # the listing right after the import fails
+                box.fail_next(1, "500")
+            return listing(**params)
+
+        qonto.import_client_invoices = racing  # type: ignore[method-assign]
+        qonto.iter_client_invoices = failing  # type: ignore[method-assign]
+        (outcome,) = send_invoices([mine], qonto, tmp_path / "s", options).outcomes
+    ours = next(i["id"] for i in box.client_invoices() if i["id"] != competitor[0])
+    assert sorted(str(i["number"]) for i in box.client_invoices()) == ["TWICE-1", "TWICE-1"]
+    if case == "same content":
+        assert outcome.kind == "sent" and outcome.invoice_id == competitor[0], outcome
+    elif case == "other content":
+        assert outcome.kind == "failed", outcome
+        assert "content differs (issue date 2026-03-02 here, 2026-03-03 at Qonto)" in str(
+            outcome.reason)
+        assert f"its own import ({ours}) is not sent" in str(outcome.reason)
+    else:
+        assert outcome.kind == "failed", outcome
+        assert f"imported as Qonto invoice {ours}, but not sent" in str(outcome.reason)
+        with make_client(box) as qonto:  # the next run adopts the earliest and sends it
+            (outcome,) = send_invoices([mine], qonto, tmp_path / "s", options).outcomes
+        assert outcome.kind == "sent" and outcome.invoice_id == competitor[0], outcome
+    counters = box.counters()
+    assert counters[ours]["calls"] == 0  # the later import is never sent
+    assert counters[competitor[0]]["submissions"] == (0 if case == "other content" else 1)

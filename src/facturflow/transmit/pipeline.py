@@ -14,6 +14,7 @@ validating thread.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -306,7 +307,7 @@ def send_invoices(
         total = len(files)
         # Imports and sends start while the next files are validated (see _Flow).
         synced = time.monotonic()
-        with _Flow(client, outbox, options, progress, numbers.arrived) as flow:
+        with _Flow(client, outbox, options, progress, numbers) as flow:
             for index, path in enumerate(files, 1):
                 rows[path] = row = _admit(path, outbox, options, reachable, blocked, claimed,
                                           numbers, adopted)
@@ -724,6 +725,57 @@ class _QontoNumbers:
             self._newest = datetime.now(UTC) - self.MARGIN
         self._since = start
 
+    def _recent(self) -> list[tuple[str | None, dict[str, Any]]]:
+        """(number, invoice) of what Qonto created since the newest invoice listed (minus LAG),
+        recorded as listed; oldest first."""
+        assert self._newest is not None
+        params: dict[str, Any] = {"filter[created_at_from]": _iso(self._newest - self.LAG),
+                                  "sort_by": "created_at:asc", "per_page": 100}
+        return [(self._add(i), i) for i in self._client.iter_client_invoices(**params)]
+
+    def settle(self, batch: Sequence[Item], ids: Mapping[str, str]
+               ) -> tuple[dict[str, str], dict[str, str]]:
+        """Right after `batch` was imported as `ids` (upload sha -> Qonto id): the ids to send,
+        and the invoices held back with why.
+
+        Two senders that passed the check before import in the same moment have each imported
+        the invoice: Qonto then holds its number twice. Each of them keeps the earliest one
+        (by Qonto's `created_at`, then id), so both send the same invoice, which a repeated
+        send_by_einvoice does not resubmit; the later import stays at Qonto, never sent. With
+        other content in the earliest one, this file is refused. When Qonto cannot be asked,
+        nothing is recorded as imported: the next run adopts the earliest by number."""
+        mine = {i.upload_sha256: i for i in batch if i.upload_sha256 in ids and i.invoice_number}
+        if not mine or self._newest is None:
+            return dict(ids), {}
+        keep, held = dict(ids), {}
+        try:
+            fresh = self._recent()
+        except QontoError as exc:
+            for sha, item in mine.items():
+                del keep[sha]
+                held[sha] = (f"imported as Qonto invoice {ids[sha]}, but not sent: "
+                             + _unchecked(str(item.invoice_number), exc))
+            return keep, held
+        for sha, item in mine.items():
+            number = str(item.invoice_number)
+            others = [i for n, i in fresh if n == number and i.get("id") != ids[sha]]
+            if not others:
+                continue
+            own = next((i for n, i in fresh if i.get("id") == ids[sha]), None)
+            first = min(others + ([own] if own else []), key=_created)
+            if own is not None and first is own:
+                continue
+            differs = _differences(item.content_fields, qonto_content(first), "at Qonto")
+            if differs:
+                del keep[sha]
+                held[sha] = (f"invoice number {number} reached Qonto in the same moment from "
+                             f"another sender, as invoice {first.get('id')}, and this file's "
+                             f"content differs ({'; '.join(differs)}); its own import "
+                             f"({ids[sha]}) is not sent: {NEVER_TWICE}")
+            else:
+                keep[sha] = str(first["id"])
+        return keep, held
+
     def _add(self, invoice: dict[str, Any]) -> str | None:
         """Record a listed invoice; its number."""
         number = invoice.get("number") or invoice.get("invoice_number")
@@ -749,12 +801,8 @@ class _QontoNumbers:
         wanted = {i.invoice_number: i.upload_sha256 for i in batch if i.invoice_number}
         if not wanted or self._newest is None:
             return {}
-        params: dict[str, Any] = {"filter[created_at_from]": _iso(self._newest - self.LAG),
-                                  "sort_by": "created_at:asc", "per_page": 100}
         try:
-            fresh = [(self._add(i), i) for i in self._client.iter_client_invoices(**params)]
-        except (AuthenticationError, PermissionDeniedError):
-            raise
+            fresh = self._recent()
         except QontoError as exc:
             return {sha: _unchecked(number, exc) for number, sha in wanted.items()}
         held: dict[str, str] = {}
@@ -766,6 +814,16 @@ class _QontoNumbers:
                     "process or machine is sending it; not imported (the next run adopts that "
                     "invoice, or refuses this file if its content differs)")
         return held
+
+
+def _created(invoice: Mapping[str, Any]) -> tuple[str, str]:
+    """Sort key of Qonto invoices by creation: `created_at` (ISO 8601, UTC), then id."""
+    created = str(invoice.get("created_at") or "")
+    with contextlib.suppress(ValueError):
+        moment = datetime.fromisoformat(created.replace("Z", "+00:00"))
+        moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+        created = moment.astimezone(UTC).isoformat(timespec="microseconds")
+    return created, str(invoice.get("id") or "")
 
 
 def _iso(moment: datetime) -> str:
@@ -786,10 +844,9 @@ class _Flow:
     """
 
     def __init__(self, client: QontoClient, outbox: Outbox, options: SendOptions,
-                 progress: Progress | None,
-                 arrived: Callable[[Sequence[Item]], Mapping[str, str]] | None = None) -> None:
+                 progress: Progress | None, numbers: _QontoNumbers | None = None) -> None:
         self.client, self.outbox, self.progress = client, outbox, progress
-        self.arrived = arrived  # the numbers check at Qonto right before an import
+        self.numbers = numbers  # the numbers check at Qonto right before and after an import
         self.size = max(1, min(options.batch_size, MAX_IMPORT_FILES))
         self.seen: set[str] = set()
         self.filling: list[Item] = []  # admitted, waiting for their batch to fill up
@@ -866,7 +923,7 @@ class _Flow:
             return True
         while self.batches:
             batch = self.batches.pop(0)
-            held = self.arrived(batch) if self.arrived is not None else {}
+            held = self.numbers.arrived(batch) if self.numbers is not None else {}
             for sha, reason in held.items():
                 outbox.mark_failed([sha], reason)
             batch = [i for i in batch if i.upload_sha256 not in held]
@@ -948,8 +1005,13 @@ class _Flow:
         if len(ids) < len(batch) and len(imported) == len(batch):
             # The answer's names differ from ours: its order is then the only link left.
             ids = {i.upload_sha256: r.invoice_id for i, r in zip(batch, imported, strict=True)}
+        held: dict[str, str] = {}
+        if self.numbers is not None:
+            ids, held = self.numbers.settle(batch, ids)
+            for sha, reason in held.items():
+                outbox.mark_failed([sha], reason)
         outbox.mark_imported(ids)
-        missing = [s for s in shas if s not in ids]
+        missing = [s for s in shas if s not in ids and s not in held]
         if missing:
             outbox.mark_failed(missing, "import answer did not list this file")
         for sha in ids:
