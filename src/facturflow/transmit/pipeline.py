@@ -628,7 +628,8 @@ def _submitted(invoice: Mapping[str, Any]) -> bool:
 
 class _QontoNumbers:
     """The organisation's client invoices at Qonto, by number: listed once per run, lazily (only
-    when an invoice with no record must be imported), paged, oldest first.
+    when an invoice with no record must be imported), paged, oldest first; then, around each
+    import, only what was created since (`arrived`, `settle`: two senders at once).
 
     Qonto's list has no filter by number (API.md §5.6): it is listed from `created_at_from` =
     now - `days`, imported invoices included (no `exclude_imported`), and widened further back
