@@ -401,9 +401,14 @@ def test_the_lookback_window_is_validated(box: Sandbox, tmp_path: Path,
     monkeypatch.setattr(QontoClient, "iter_client_invoices", spy)
     assert run("send", str(source), "--upload", "xml", "--state",
                str(tmp_path / "s")).exit_code == 0
-    (params,) = seen  # one listing per run, oldest first, imported invoices included
-    assert params["sort_by"] == "created_at:asc" and "exclude_imported" not in params
-    assert params["filter[created_at_from]"].endswith("Z")
+    # One listing of the window per run, oldest first, imported invoices included; then, right
+    # before and right after the import, only what Qonto created since the newest invoice seen.
+    window, before, after = seen
+    for params in seen:
+        assert params["sort_by"] == "created_at:asc" and "exclude_imported" not in params
+        assert params["filter[created_at_from]"].endswith("Z")
+    assert window["filter[created_at_from]"] < before["filter[created_at_from]"]
+    assert before["filter[created_at_from]"] <= after["filter[created_at_from]"]
 
 
 # -- the sandbox's list honours the documented filters and paging ------------------------------

@@ -14,6 +14,7 @@ validating thread.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -37,7 +38,7 @@ from .errors import (
     QontoError,
     ValidationRejectedError,
 )
-from .fields import document_fields
+from .fields import document_fields, read_invoice_fields
 from .outbox import Item, Outbox, organisations, refuse_lost_outbox, sha256
 from .qonto import (
     MAX_IMPORT_FILE_BYTES,
@@ -220,8 +221,11 @@ def prepare(path: str, data: bytes, upload: UploadFormat, rules: str | None) -> 
 # both the invoice and Qonto's record of it (GET /v2/client_invoices, API.md §6.1) carry.
 # Only fields known on both sides are compared; none known counts as the same invoice, since
 # importing it again could only make a duplicate.
+# The document type (BT-3) too: a credit note is never "the same invoice" as the invoice that
+# carries its number, even with the same date and amounts (adopting one for the other would
+# report a credit note sent that never left). Qonto's record has no type; its stored file does.
 CONTENT_LABELS = {"issue_date": "issue date", "currency": "currency",
-                  "total": "total with VAT", "vat": "VAT total"}
+                  "total": "total with VAT", "vat": "VAT total", "type": "document type (BT-3)"}
 
 
 def content_of(fields: Mapping[str, Any]) -> dict[str, str]:
@@ -235,6 +239,8 @@ def content_of(fields: Mapping[str, Any]) -> dict[str, str]:
         amount = _amount(fields.get(key))
         if amount is not None:
             out[key] = amount
+    if isinstance(fields.get("type_code"), str) and fields["type_code"].strip():
+        out["type"] = fields["type_code"].strip()
     return out
 
 
@@ -274,7 +280,8 @@ def _differences(mine: Mapping[str, str], theirs: Mapping[str, str], where: str)
             if key in mine and key in theirs and mine[key] != theirs[key]]
 
 
-NEVER_TWICE = ("facturflow never sends a second invoice under one number: to correct an invoice "
+NEVER_TWICE = ("facturflow never sends two documents under one number (an invoice and a credit "
+               "note included): a credit note takes a number of its own; to correct an invoice "
                "already issued, issue a credit note for it and a new invoice under a new number")
 
 
@@ -329,7 +336,7 @@ def send_invoices(
         total = len(files)
         # Imports and sends start while the next files are validated (see _Flow).
         synced = time.monotonic()
-        with _Flow(client, outbox, options, progress) as flow:
+        with _Flow(client, outbox, options, progress, numbers) as flow:
             for index, path in enumerate(files, 1):
                 rows[path] = row = _admit(path, outbox, options, reachable, blocked, claimed,
                                           numbers, adopted)
@@ -649,7 +656,8 @@ def _submitted(invoice: Mapping[str, Any]) -> bool:
 
 class _QontoNumbers:
     """The organisation's client invoices at Qonto, by number: listed once per run, lazily (only
-    when an invoice with no record must be imported), paged, oldest first.
+    when an invoice with no record must be imported), paged, oldest first; then, around each
+    import, only what was created since (`arrived`, `settle`: two senders at once).
 
     Qonto's list has no filter by number (API.md §5.6): it is listed from `created_at_from` =
     now - `days`, imported invoices included (no `exclude_imported`), and widened further back
@@ -660,12 +668,21 @@ class _QontoNumbers:
     """
 
     MARGIN = timedelta(days=2)  # time zones and clocks between the issue date and Qonto's
+    # Nothing was created at Qonto's API before this: an issue date older than it (year 1 is a
+    # valid EN 16931 date without the French rules) lists from here, not from before datetime's
+    # range (OverflowError) or from a date the API may refuse (one failed listing per run).
+    FLOOR = datetime(2000, 1, 1, tzinfo=UTC)
+
+    # Right before each import, what was created at Qonto since the newest invoice listed, minus
+    # this (commit or replica lag: an invoice may show up in the list after a later one).
+    LAG = timedelta(minutes=1)
 
     def __init__(self, client: QontoClient, days: int) -> None:
         self._client = client
         self._days = days
         self._by_number: dict[str, dict[str, dict[str, Any]]] = {}
         self._since: datetime | None = None  # listed from then on
+        self._newest: datetime | None = None  # Qonto's created_at of the newest invoice listed
         self._error: QontoError | None = None
 
     def verdict(self, number: str, content: Mapping[str, str]
@@ -678,12 +695,30 @@ class _QontoNumbers:
         submitted = [i for i in found if _submitted(i)]
         invoice = (submitted or found)[0]
         differs = _differences(content, qonto_content(invoice), "at Qonto")
+        if not differs:  # what Qonto's record does not carry (the type), its stored file does
+            differs = _differences(content, self._stored_content(invoice),
+                                   "in the file Qonto holds")
         if differs:
             state = "sent" if _submitted(invoice) else "imported, not sent yet"
             return (f"invoice number {number} already exists at Qonto as invoice {invoice['id']} "
                     f"(created {invoice.get('created_at') or 'at an unknown date'}, {state}), and "
                     f"this file's content differs ({'; '.join(differs)}): {NEVER_TWICE}")
         return invoice, bool(submitted)
+
+    def _stored_content(self, invoice: Mapping[str, Any]) -> dict[str, str]:
+        """The compared fields of the file Qonto holds for `invoice` (its attachment, API.md
+        §6.1, §5.10); empty when there is none or the credentials may not read it, and then
+        Qonto's record alone decides. An outage propagates: the invoice waits for a run
+        that can tell."""
+        attachment = invoice.get("attachment_id")
+        if not isinstance(attachment, str) or not attachment:
+            return {}
+        try:
+            name, data = self._client.download_attachment(attachment)
+        except (PermissionDeniedError, NotFoundError):
+            return {}
+        fields = read_invoice_fields(data, name)
+        return content_of(fields) if fields else {}
 
     def find(self, number: str, issue_date: str | None) -> list[dict[str, Any]]:
         if self._error is not None:
@@ -695,8 +730,8 @@ class _QontoNumbers:
             except ValueError:
                 pass
             else:
-                start = min(start, datetime(issued.year, issued.month, issued.day,
-                                            tzinfo=UTC) - self.MARGIN)
+                issued_at = datetime(issued.year, issued.month, issued.day, tzinfo=UTC)
+                start = min(start, max(self.FLOOR + self.MARGIN, issued_at) - self.MARGIN)
         if self._since is None or start < self._since:
             self._list(start, self._since)
         return sorted(self._by_number.get(number, {}).values(),
@@ -709,16 +744,115 @@ class _QontoNumbers:
             params["filter[created_at_to]"] = _iso(until)
         try:
             for invoice in self._client.iter_client_invoices(**params):
-                number = invoice.get("number") or invoice.get("invoice_number")
-                ident = invoice.get("id")
-                if isinstance(number, str) and isinstance(ident, str):
-                    self._by_number.setdefault(number, {})[ident] = invoice
+                self._add(invoice)
         except (AuthenticationError, PermissionDeniedError):
             raise
         except QontoError as exc:
             self._error = exc
             raise
+        if self._newest is None:  # nothing at Qonto yet: from our clock (minus a margin)
+            self._newest = datetime.now(UTC) - self.MARGIN
         self._since = start
+
+    def _recent(self) -> list[tuple[str | None, dict[str, Any]]]:
+        """(number, invoice) of what Qonto created since the newest invoice listed (minus LAG),
+        recorded as listed; oldest first."""
+        assert self._newest is not None
+        params: dict[str, Any] = {"filter[created_at_from]": _iso(self._newest - self.LAG),
+                                  "sort_by": "created_at:asc", "per_page": 100}
+        return [(self._add(i), i) for i in self._client.iter_client_invoices(**params)]
+
+    def settle(self, batch: Sequence[Item], ids: Mapping[str, str]
+               ) -> tuple[dict[str, str], dict[str, str]]:
+        """Right after `batch` was imported as `ids` (upload sha -> Qonto id): the ids to send,
+        and the invoices held back with why.
+
+        Two senders that passed the check before import in the same moment have each imported
+        the invoice: Qonto then holds its number twice. Each of them keeps the earliest one
+        (by Qonto's `created_at`, then id), so both send the same invoice, which a repeated
+        send_by_einvoice does not resubmit; the later import stays at Qonto, never sent. With
+        other content in the earliest one, this file is refused. When Qonto cannot be asked,
+        nothing is recorded as imported: the next run adopts the earliest by number."""
+        mine = {i.upload_sha256: i for i in batch if i.upload_sha256 in ids and i.invoice_number}
+        if not mine or self._newest is None:
+            return dict(ids), {}
+        keep, held = dict(ids), {}
+        try:
+            fresh = self._recent()
+        except QontoError as exc:
+            for sha, item in mine.items():
+                del keep[sha]
+                held[sha] = (f"imported as Qonto invoice {ids[sha]}, but not sent: "
+                             + _unchecked(str(item.invoice_number), exc))
+            return keep, held
+        for sha, item in mine.items():
+            number = str(item.invoice_number)
+            others = [i for n, i in fresh if n == number and i.get("id") != ids[sha]]
+            if not others:
+                continue
+            own = next((i for n, i in fresh if i.get("id") == ids[sha]), None)
+            first = min(others + ([own] if own else []), key=_created)
+            if own is not None and first is own:
+                continue
+            differs = _differences(item.content_fields, qonto_content(first), "at Qonto")
+            if differs:
+                del keep[sha]
+                held[sha] = (f"invoice number {number} reached Qonto in the same moment from "
+                             f"another sender, as invoice {first.get('id')}, and this file's "
+                             f"content differs ({'; '.join(differs)}); its own import "
+                             f"({ids[sha]}) is not sent: {NEVER_TWICE}")
+            else:
+                keep[sha] = str(first["id"])
+        return keep, held
+
+    def _add(self, invoice: dict[str, Any]) -> str | None:
+        """Record a listed invoice; its number."""
+        number = invoice.get("number") or invoice.get("invoice_number")
+        ident = invoice.get("id")
+        if not isinstance(number, str) or not isinstance(ident, str):
+            return None
+        self._by_number.setdefault(number, {})[ident] = invoice
+        created = invoice.get("created_at")
+        try:
+            moment = datetime.fromisoformat(str(created).replace("Z", "+00:00"))
+        except ValueError:
+            return number
+        if moment.tzinfo is not None and (self._newest is None or moment > self._newest):
+            self._newest = moment
+        return number
+
+    def arrived(self, batch: Sequence[Item]) -> dict[str, str]:
+        """Right before `batch` is imported: those of its invoices whose number reached Qonto
+        since it was listed (another process or machine sending the same invoice at the same
+        moment, from another state folder), each with why it is held back. Narrows that race
+        from a whole run to the moment between this listing and the import; it cannot close
+        it (Qonto has no lock, nor a uniqueness check by number, that a client could use)."""
+        wanted = {i.invoice_number: i.upload_sha256 for i in batch if i.invoice_number}
+        if not wanted or self._newest is None:
+            return {}
+        try:
+            fresh = self._recent()
+        except QontoError as exc:
+            return {sha: _unchecked(number, exc) for number, sha in wanted.items()}
+        held: dict[str, str] = {}
+        for number, invoice in fresh:
+            if number in wanted and wanted[number] not in held:
+                held[wanted[number]] = (
+                    f"invoice number {number} reached Qonto while this run was going, as "
+                    f"invoice {invoice.get('id')} (created {invoice.get('created_at')}): another "
+                    "process or machine is sending it; not imported (the next run adopts that "
+                    "invoice, or refuses this file if its content differs)")
+        return held
+
+
+def _created(invoice: Mapping[str, Any]) -> tuple[str, str]:
+    """Sort key of Qonto invoices by creation: `created_at` (ISO 8601, UTC), then id."""
+    created = str(invoice.get("created_at") or "")
+    with contextlib.suppress(ValueError):
+        moment = datetime.fromisoformat(created.replace("Z", "+00:00"))
+        moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+        created = moment.astimezone(UTC).isoformat(timespec="microseconds")
+    return created, str(invoice.get("id") or "")
 
 
 def _iso(moment: datetime) -> str:
@@ -739,8 +873,9 @@ class _Flow:
     """
 
     def __init__(self, client: QontoClient, outbox: Outbox, options: SendOptions,
-                 progress: Progress | None) -> None:
+                 progress: Progress | None, numbers: _QontoNumbers | None = None) -> None:
         self.client, self.outbox, self.progress = client, outbox, progress
+        self.numbers = numbers  # the numbers check at Qonto right before and after an import
         self.size = max(1, min(options.batch_size, MAX_IMPORT_FILES))
         self.seen: set[str] = set()
         self.filling: list[Item] = []  # admitted, waiting for their batch to fill up
@@ -815,8 +950,15 @@ class _Flow:
             self.running = ("send", [item], self.pool.submit(
                 self._durably, self.client.send_by_einvoice, item.invoice_id))
             return True
-        if self.batches:
+        while self.batches:
             batch = self.batches.pop(0)
+            held = self.numbers.arrived(batch) if self.numbers is not None else {}
+            for sha, reason in held.items():
+                outbox.mark_failed([sha], reason)
+            batch = [i for i in batch if i.upload_sha256 not in held]
+            if not batch:  # all held back: on to the next batch
+                self.import_total -= 1
+                continue
             outbox.mark_importing([i.upload_sha256 for i in batch])
             files = [UploadFile(i.file_name, outbox.blob(i), content_type_for(i.file_name))
                      for i in batch]
@@ -892,8 +1034,13 @@ class _Flow:
         if len(ids) < len(batch) and len(imported) == len(batch):
             # The answer's names differ from ours: its order is then the only link left.
             ids = {i.upload_sha256: r.invoice_id for i, r in zip(batch, imported, strict=True)}
+        held: dict[str, str] = {}
+        if self.numbers is not None:
+            ids, held = self.numbers.settle(batch, ids)
+            for sha, reason in held.items():
+                outbox.mark_failed([sha], reason)
         outbox.mark_imported(ids)
-        missing = [s for s in shas if s not in ids]
+        missing = [s for s in shas if s not in ids and s not in held]
         if missing:
             outbox.mark_failed(missing, "import answer did not list this file")
         for sha in ids:
