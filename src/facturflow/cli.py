@@ -13,7 +13,7 @@ import os
 import sys
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
@@ -34,6 +34,20 @@ class _LazyGroup(click.Group):
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted({*super().list_commands(ctx), *_LAZY_COMMANDS})
+
+    def invoke(self, ctx: click.Context) -> Any:
+        # Whatever a command was doing when Ctrl-C came (a prompt, a report being printed, a
+        # phase no command handles itself): exit 130, never click's "Aborted!" with exit 1,
+        # which means "invalid". Commands that have something to report catch it first.
+        try:
+            return super().invoke(ctx)
+        except (KeyboardInterrupt, click.Abort) as exc:
+            # click turns Ctrl-C at a prompt into Abort; an Abort for another reason (end of
+            # input at a prompt) keeps click's meaning.
+            if isinstance(exc, click.Abort) and not isinstance(exc.__context__, KeyboardInterrupt):
+                raise
+            click.echo("error: interrupted (Ctrl-C)", err=True)
+            sys.exit(exitcodes.INTERRUPTED)
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         target = _LAZY_COMMANDS.get(cmd_name)
