@@ -75,7 +75,7 @@ def _finite(name: str, value: object, low: float, high: float) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(
         value
     ) or not low <= value <= high:
-        raise ValueError(f"{name} must be a number from {low:g} to {high:g}, not {value!r}")
+        raise ValueError(f"{name} must be a number from {low:g} to {high:.10g}, not {value!r}")
     return float(value)
 
 
