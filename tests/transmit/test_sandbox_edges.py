@@ -320,8 +320,10 @@ def test_oauth_client_secret_basic_works(sandbox: Sandbox) -> None:
 
 
 def test_a_non_ascii_download_signature_gets_403(sandbox: Sandbox) -> None:
-    answer = httpx.get(sandbox.base_url + "/_files/x?expires=9999999999&signature=%C3%A9")
-    assert answer.status_code == 403
+    attachment = sandbox.inject_supplier_invoice(cii_variant("D-1"), "d-1.xml")["attachment_id"]
+    answer = httpx.get(f"{sandbox.base_url}/_files/{attachment}?expires=9999999999"
+                       "&signature=%C3%A9")
+    assert answer.status_code == 403  # before: 500
 
 
 # -- private files ---------------------------------------------------------------------------

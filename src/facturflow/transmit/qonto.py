@@ -406,9 +406,9 @@ def load_tokens(path: Path) -> TokenState | None:
 def save_tokens(path: Path, state: TokenState) -> None:
     """Write atomically with mode 0600: a rotated refresh token must never be lost half-written."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    # mkstemp creates the file 0600 (O_EXCL): private from its first byte, whatever the umask.
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tokens.")
     try:
-        os.fchmod(fd, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             json.dump(
                 {
