@@ -433,24 +433,27 @@ def test_sandbox_state_survives_a_restart(tmp_path: Path) -> None:
 
 def test_http_hooks_drive_the_sandbox_from_outside(sandbox: Sandbox, client: QontoClient) -> None:
     base = sandbox.base_url + "/_sandbox"
-    assert httpx.post(base + "/faults", json={"next": 1, "kind": "503"}).status_code == 200
+    # The hooks need the sandbox's credentials (test_sandbox_edges.py checks the refusals).
+    hooks = httpx.Client(headers={"Authorization": sandbox.api_key})
+    assert hooks.post(base + "/faults", json={"next": 1, "kind": "503"}).status_code == 200
     raw = httpx.get(sandbox.base_url + "/v2/organization",
                     headers={"Authorization": sandbox.api_key})
     assert raw.status_code == 503 and raw.json()["trace_id"] == raw.headers["X-Tyk-Trace-Id"]
-    injected = httpx.post(base + "/supplier_invoices", content=cii_variant("H-1"),
+    injected = hooks.post(base + "/supplier_invoices", content=cii_variant("H-1"),
                           headers={"X-File-Name": "h-1.xml"})
     assert injected.status_code == 201
     assert [i["invoice_number"] for i in client.list_supplier_invoices()] == ["H-1"]
     invoice_id = _imported_id(client, "H-2")
     client.send_by_einvoice(invoice_id)
-    httpx.post(base + "/clock", json={"advance": 60})
+    hooks.post(base + "/clock", json={"advance": 60})
     assert client.get_client_invoice(invoice_id).latest_event.status_code == 202  # type: ignore[union-attr]
-    counters = httpx.get(base + "/counters").json()["counters"]
+    counters = hooks.get(base + "/counters").json()["counters"]
     assert counters[invoice_id]["submissions"] == 1
-    assert httpx.post(base + "/settings", json={"sending_status": "disabled"}).json()[
+    assert hooks.post(base + "/settings", json={"sending_status": "disabled"}).json()[
         "sending_status"] == "disabled"
-    code = httpx.post(base + "/oauth/code", json={"scopes": ["organization.read"]}).json()["code"]
+    code = hooks.post(base + "/oauth/code", json={"scopes": ["organization.read"]}).json()["code"]
     assert code
+    hooks.close()
 
 
 def test_sandbox_rate_limit_answers_429_with_retry_after(tmp_path: Path) -> None:

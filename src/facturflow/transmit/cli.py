@@ -30,12 +30,14 @@ from ..errors import TransmitError
 from ..lifecycle import OUTCOME_LABELS
 from .errors import (
     AuthenticationError,
+    ConfigError,
     NotFoundError,
     OrganisationUnknownError,
     OutboxLostError,
     PermissionDeniedError,
     QontoError,
     RateLimitedError,
+    SandboxBusyError,
     ServerError,
     TransportError,
 )
@@ -152,6 +154,8 @@ EXIT_CODES: list[tuple[type[BaseException], int, str]] = [
     (StoredUploadError, exitcodes.STATE, "stored_upload"),
     (OutboxLostError, exitcodes.STATE, "outbox_lost"),
     (OrganisationUnknownError, exitcodes.CONFIG, "organisation_unknown"),
+    (SandboxBusyError, exitcodes.STATE, "sandbox_busy"),
+    (ConfigError, exitcodes.CONFIG, "config"),
     (AuthenticationError, exitcodes.CONFIG, "authentication"),
     (PermissionDeniedError, exitcodes.CONFIG, "permission"),
     (NotFoundError, exitcodes.CONFIG, "not_found"),
@@ -501,14 +505,29 @@ def inbox_command(download: Path | None, run_validation: bool, state: Path | Non
     sys.exit(1 if invalid else 0)
 
 
+def _check_sandbox_key(ctx: click.Context, param: click.Parameter,
+                       value: str | None) -> str | None:
+    if value is None:
+        return None
+    from .qonto import check_api_key
+
+    try:
+        return check_api_key(value, "--api-key")
+    except ValueError as exc:
+        raise click.BadParameter(str(exc).removeprefix("--api-key ")) from None
+
+
 @click.command("sandbox")
 @click.option("--state", "state", type=click.Path(path_type=Path), default=None,
               help="Sandbox state folder (default: <state>/sandbox).")
-@click.option("--port", type=int, default=0, help="Port on 127.0.0.1 (default: any free one).")
-@click.option("--api-key", default=None, help="login:secret to accept (default: generated).")
+@click.option("--port", type=click.IntRange(0, 65535), default=0,
+              help="Port on 127.0.0.1 (default: any free one).")
+@click.option("--api-key", default=None, callback=_check_sandbox_key,
+              help="login:secret-key to accept (default: generated).")
 @click.option("--staging-token", default=None,
               help="Require X-Qonto-Staging-Token like the real sandbox.")
-@click.option("--fault-rate", type=float, default=0.0, help="Share of requests that fail.")
+@click.option("--fault-rate", type=click.FloatRange(0.0, 1.0), default=0.0,
+              help="Share of requests that fail (0 to 1).")
 @click.option("--seed", type=int, default=None, help="Seed of the fault injection.")
 @click.option("--outcome", type=click.Choice(["delivered", "approved", "refused", "paid",
                                               "disputed", "rejected", "failed",
@@ -517,18 +536,44 @@ def inbox_command(download: Path | None, run_validation: bool, state: Path | Non
 def sandbox_command(state: Path | None, port: int, api_key: str | None,
                     staging_token: str | None, fault_rate: float, seed: int | None,
                     outcome: str) -> None:
-    """Serve the local Qonto PA sandbox in the foreground (Ctrl-C stops it)."""
+    """Serve the local Qonto PA sandbox in the foreground (Ctrl-C stops it).
+
+    Exit codes: 2 when the chosen --port is taken or not allowed (or an option is malformed),
+    6 when another sandbox serves the same state folder or its state cannot be read.
+    """
+    import errno
+
+    from .. import exitcodes
+    from .errors import SandboxBusyError
     from .sandbox import FaultPlan, Sandbox, SandboxConfig
 
     folder = state or state_dir(None) / "sandbox"
     config = SandboxConfig(state_dir=folder, port=port, api_key=api_key,
                            staging_token=staging_token, outcome=outcome,
                            faults=FaultPlan(rate=fault_rate, seed=seed))
-    box = Sandbox(config).start()
+    try:
+        box = Sandbox(config)
+    except SandboxBusyError as exc:
+        click.echo(f"error: {exc.message}", err=True)
+        sys.exit(exitcodes.STATE)
+    except (OSError, ValueError) as exc:  # unreadable or corrupt state, unwritable folder
+        click.echo(f"error: cannot use the sandbox state folder {folder}: {exc}", err=True)
+        sys.exit(exitcodes.STATE)
+    try:
+        box.start()
+    except OSError as exc:
+        # The user chose the port (0 never collides): a usage error, like any bad option.
+        why = {errno.EADDRINUSE: "is already in use",
+               errno.EACCES: "is not allowed for this user"}.get(exc.errno or 0,
+                                                                 f"cannot be used ({exc})")
+        click.echo(f"error: port {port} on {config.host} {why}: choose another --port, or "
+                   "leave it out for any free one", err=True)
+        sys.exit(exitcodes.USAGE)
     click.echo(f"sandbox listening on {box.base_url} (state in {folder})")
     for key, value in box.env().items():
         click.echo(f"export {key}={value}")
     click.echo(f"# OAuth: client id {box.client_id}, client secret {box.client_secret}")
+    click.echo("# the test hooks (/_sandbox/...) need the API key above as Authorization")
     with contextlib.suppress(KeyboardInterrupt):
         box.serve_forever()
 

@@ -10,7 +10,11 @@
         ├── ValidationRejectedError 400/413/422, or a bulk-import limit checked before sending
         ├── RateLimitedError        429 after the retries ran out; `retry_after` in seconds
         ├── ServerError             5xx after the retries ran out, or an answer that is not JSON
+        │   └── ResponseTooLargeError   the answer exceeds the configured size cap (not retried)
         └── TransportError          no answer: connection refused or dropped, timeout, TLS
+            └── DeadlineError       no complete answer within the total deadline of a request
+    ConfigError (also a ValueError)  a QONTO_* / FACTURFLOW_* setting is missing or malformed
+    SandboxBusyError                 another process serves a sandbox from the same state folder
 
 Messages never carry a credential: every message goes through `redact()` with the secrets the
 client knows, and headers are never copied into an error.
@@ -149,6 +153,30 @@ class TransportError(QontoError):
     request_sent: bool = True  # False when the connection failed: the server saw nothing
 
 
+class ResponseTooLargeError(ServerError):
+    """The answer is larger than the configured cap: refused before (or while) reading it."""
+
+
+class DeadlineError(TransportError):
+    """No complete answer (connect, send, headers and the whole body) within the deadline."""
+
+
+class ConfigError(TransmitError, ValueError):
+    """A setting (QONTO_*, FACTURFLOW_*, or the matching keyword) is missing or malformed.
+
+    The message names the variable and the bad value (never a secret's value). A ValueError
+    too, for callers that caught the ValueError QontoConfig used to raise.
+    """
+
+    def __init__(self, message: str, *, variable: str | None = None) -> None:
+        super().__init__(message)
+        self.variable = variable
+
+
+class SandboxBusyError(TransmitError):
+    """Another sandbox (in this process or another) already serves this state folder."""
+
+
 _BY_STATUS: Mapping[int, type[QontoError]] = {
     400: ValidationRejectedError,
     401: AuthenticationError,
@@ -221,6 +249,8 @@ __all__ = [
     "REDACTED",
     "ApiError",
     "AuthenticationError",
+    "ConfigError",
+    "DeadlineError",
     "NotFoundError",
     "OrganisationUnknownError",
     "OutboxLostError",
@@ -228,6 +258,8 @@ __all__ = [
     "PreconditionError",
     "QontoError",
     "RateLimitedError",
+    "ResponseTooLargeError",
+    "SandboxBusyError",
     "ServerError",
     "StagingTokenError",
     "TransportError",

@@ -9,29 +9,36 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import ipaddress
 import json
 import logging
+import math
 import os
 import random
+import ssl
 import tempfile
 import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Generic, Literal, TypeVar
 from urllib.parse import urlsplit
 
+import httpcore
 import httpx
 
 from .errors import (
     ApiError,
     AuthenticationError,
+    ConfigError,
+    DeadlineError,
     QontoError,
     RateLimitedError,
+    ResponseTooLargeError,
     ServerError,
     StagingTokenError,
     TransportError,
@@ -94,9 +101,74 @@ def check_url(url: str, what: str) -> str:
     raise ValueError(f"{what} must be an https:// URL (plain http only to loopback): {url!r}")
 
 
+# The numeric settings: field -> (environment variable, kind, smallest allowed value, whether
+# the smallest value itself is allowed). Every one is checked finite and in range, with the
+# variable named in the message (a keyword argument is reported under its variable's name too).
+_NUMBERS: dict[str, tuple[str, type, float, bool]] = {
+    "timeout": ("QONTO_TIMEOUT", float, 0.0, False),
+    "connect_timeout": ("QONTO_CONNECT_TIMEOUT", float, 0.0, False),
+    "deadline": ("QONTO_DEADLINE", float, 0.0, False),
+    "max_retries": ("QONTO_MAX_RETRIES", int, 0, True),
+    "retry_budget": ("QONTO_RETRY_BUDGET", float, 0.0, True),
+    "backoff_base": ("QONTO_BACKOFF_BASE", float, 0.0, True),
+    "backoff_max": ("QONTO_BACKOFF_MAX", float, 0.0, True),
+    "max_response_bytes": ("QONTO_MAX_RESPONSE_BYTES", int, 1, True),
+    "max_download_bytes": ("QONTO_MAX_DOWNLOAD_BYTES", int, 1, True),
+}
+# Larger values are certainly mistakes (a year of waiting, a million retries, a terabyte).
+_NUMBER_MAX = {"max_retries": 1000, "max_response_bytes": 1 << 40, "max_download_bytes": 1 << 40}
+_SECONDS_MAX = 365 * 24 * 3600.0
+
+MIB = 1024 * 1024
+
+
+def _number(name: str, raw: object) -> float | int:
+    """`raw` (a string from the environment, or a keyword's value) checked for field `name`."""
+    variable, kind, low, low_ok = _NUMBERS[name]
+    shown = repr(raw) if isinstance(raw, str) else str(raw)
+    text = raw.strip() if isinstance(raw, str) else raw
+    value: float | int | None = None
+    if isinstance(text, str | int | float) and not isinstance(text, bool):
+        with contextlib.suppress(ValueError, OverflowError):
+            if kind is float:
+                value = float(text)
+            elif isinstance(text, float):
+                value = int(text) if text.is_integer() else None
+            else:
+                value = int(text)
+    if value is None:
+        what = "a whole number" if kind is int else "a number"
+        raise ConfigError(f"{variable} must be {what}, not {shown}", variable=variable)
+    high = _NUMBER_MAX.get(name, _SECONDS_MAX)
+    if not math.isfinite(value) or value < low or (value == low and not low_ok) or value > high:
+        what = "a whole number" if kind is int else "a finite number"
+        bound = f">= {low:g}" if low_ok else f"> {low:g}"
+        raise ConfigError(f"{variable} must be {what} {bound} and at most {high:.0f}, "
+                          f"not {shown}", variable=variable)
+    return value
+
+
+def check_api_key(key: str, what: str = "QONTO_API_KEY") -> str:
+    """`key` if it has the 'login:secret-key' form (API.md §2.1), else a ConfigError."""
+    login, sep, secret = key.partition(":")
+    if (not sep or not login or not secret or key.startswith(("Basic ", "Bearer "))
+            or any(not 0x21 <= ord(ch) <= 0x7E for ch in key)):
+        # The value is a secret: never repeat it, describe it.
+        raise ConfigError(f"{what} must be 'login:secret-key' (the organisation's login, a "
+                          "colon, the secret key; printable ASCII, no spaces, no Basic, no "
+                          "Base64)", variable=what)
+    return key
+
+
 @dataclass(frozen=True)
 class QontoConfig:
-    """Everything a client needs; secrets are excluded from repr."""
+    """Everything a client needs; secrets are excluded from repr.
+
+    `timeout` bounds each network operation (the longest silence tolerated); `deadline`
+    bounds one whole attempt (connect, send, headers and the full body), so a server that
+    drips one byte at a time cannot hold a request forever; `max_response_bytes` caps an API
+    answer, `max_download_bytes` an attachment download. Bad values raise ConfigError.
+    """
 
     base_url: str = PRODUCTION_URL
     api_key: str | None = field(default=None, repr=False)
@@ -112,28 +184,37 @@ class QontoConfig:
     partner_token: str | None = field(default=None, repr=False)
     timeout: float = 30.0
     connect_timeout: float = 10.0
+    deadline: float = 120.0
     max_retries: int = 5
     retry_budget: float = 120.0
     backoff_base: float = 0.5
     backoff_max: float = 30.0
+    max_response_bytes: int = 32 * MIB
+    max_download_bytes: int = 256 * MIB
     rate_limits: tuple[tuple[int, float], ...] = DEFAULT_RATE_LIMITS
     verify: bool | str = True
     prefer: Literal["oauth", "api_key"] = "oauth"
 
     def __post_init__(self) -> None:
-        check_url(self.base_url, "QONTO_BASE_URL")
-        for name in ("token_url", "onboarding_url"):
+        for name, variable in (("base_url", "QONTO_BASE_URL"), ("token_url", "QONTO_TOKEN_URL"),
+                               ("onboarding_url", "QONTO_ONBOARDING_URL")):
             value = getattr(self, name)
             if value:
-                check_url(value, name)
-        if self.api_key is not None and ":" not in self.api_key:
-            raise ValueError("QONTO_API_KEY must be 'login:secret-key' (no Basic, no Base64)")
-        if self.max_retries < 0 or self.timeout <= 0:
-            raise ValueError("max_retries must be >= 0 and timeout > 0")
+                try:
+                    check_url(value, variable)
+                except ValueError as exc:
+                    raise ConfigError(str(exc), variable=variable) from None
+        if self.api_key is not None:
+            check_api_key(self.api_key)
+        for name in _NUMBERS:
+            object.__setattr__(self, name, _number(name, getattr(self, name)))
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> QontoConfig:
-        """Read the QONTO_* variables; keyword arguments that are not None win."""
+        """Read the QONTO_* variables; keyword arguments that are not None win.
+
+        A malformed value raises ConfigError (a ValueError) naming the variable.
+        """
         env = os.environ if env is None else env
         values: dict[str, Any] = {
             "base_url": env.get("QONTO_BASE_URL") or PRODUCTION_URL,
@@ -149,14 +230,9 @@ class QontoConfig:
             "partner_id": env.get("QONTO_PARTNER_ID") or None,
             "partner_token": env.get("QONTO_PARTNER_TOKEN") or None,
         }
-        if env.get("QONTO_TIMEOUT"):
-            values["timeout"] = float(env["QONTO_TIMEOUT"])
-        if env.get("QONTO_MAX_RETRIES"):
-            values["max_retries"] = int(env["QONTO_MAX_RETRIES"])
-        if env.get("QONTO_BACKOFF_BASE"):
-            values["backoff_base"] = float(env["QONTO_BACKOFF_BASE"])
-        if env.get("QONTO_RETRY_BUDGET"):
-            values["retry_budget"] = float(env["QONTO_RETRY_BUDGET"])
+        for name, (variable, _kind, _low, _ok) in _NUMBERS.items():
+            if env.get(variable, "").strip():  # empty means unset, like the other variables
+                values[name] = _number(name, env[variable])
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
 
@@ -330,9 +406,9 @@ def load_tokens(path: Path) -> TokenState | None:
 def save_tokens(path: Path, state: TokenState) -> None:
     """Write atomically with mode 0600: a rotated refresh token must never be lost half-written."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    # mkstemp creates the file 0600 (O_EXCL): private from its first byte, whatever the umask.
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tokens.")
     try:
-        os.fchmod(fd, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             json.dump(
                 {
@@ -495,6 +571,134 @@ def check_import_limits(files: Sequence[UploadFile]) -> None:
         )
 
 
+# A timeout that fires this close to the deadline is the deadline's (sockets wake up on time,
+# the clock read after them may lag a little).
+_DEADLINE_SLACK = 0.05
+
+# The deadline of the attempt running in this thread (the sync client); read by the network
+# streams below so that every connect, read and write waits at most until then.
+_DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar(
+    "facturflow_qonto_deadline", default=None
+)
+
+
+def _bounded(timeout: float | None, expired: type[Exception]) -> float | None:
+    deadline = _DEADLINE.get()
+    if deadline is None:
+        return timeout
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        raise expired("deadline reached")
+    return remaining if timeout is None else min(timeout, remaining)
+
+
+class _DeadlineStream(httpcore.NetworkStream):
+    """A network stream whose every operation ends by the attempt's deadline.
+
+    httpx's timeouts bound each read: a server sending one byte per second never trips them.
+    Bounding each read by the time left does, in the headers as in the body, on a fresh or a
+    reused connection alike.
+    """
+
+    def __init__(self, inner: httpcore.NetworkStream) -> None:
+        self._inner = inner
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return self._inner.read(max_bytes, _bounded(timeout, httpcore.ReadTimeout))
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self._inner.write(buffer, _bounded(timeout, httpcore.WriteTimeout))
+
+    def close(self) -> None:
+        self._inner.close()
+
+    def start_tls(self, ssl_context: ssl.SSLContext, server_hostname: str | None = None,
+                  timeout: float | None = None) -> httpcore.NetworkStream:
+        return _DeadlineStream(self._inner.start_tls(
+            ssl_context, server_hostname, _bounded(timeout, httpcore.ConnectTimeout)))
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._inner.get_extra_info(info)
+
+
+class _DeadlineBackend(httpcore.NetworkBackend):
+    """httpcore's network backend with `_DeadlineStream`s."""
+
+    def __init__(self, inner: httpcore.NetworkBackend) -> None:
+        self._inner = inner
+
+    def connect_tcp(self, host: str, port: int, timeout: float | None = None,
+                    local_address: str | None = None,
+                    socket_options: Iterable[Any] | None = None) -> httpcore.NetworkStream:
+        return _DeadlineStream(self._inner.connect_tcp(
+            host, port, _bounded(timeout, httpcore.ConnectTimeout), local_address,
+            socket_options))
+
+    def connect_unix_socket(self, path: str, timeout: float | None = None,
+                            socket_options: Iterable[Any] | None = None
+                            ) -> httpcore.NetworkStream:
+        return _DeadlineStream(self._inner.connect_unix_socket(
+            path, _bounded(timeout, httpcore.ConnectTimeout), socket_options))
+
+    def sleep(self, seconds: float) -> None:
+        self._inner.sleep(seconds)
+
+
+def _deadline_transport(config: QontoConfig) -> httpx.HTTPTransport:
+    """httpx's own transport, its network streams bounded by the attempt's deadline."""
+    transport = httpx.HTTPTransport(verify=config.verify)
+    pool = getattr(transport, "_pool", None)
+    backend = getattr(pool, "_network_backend", None)
+    # httpx offers no public hook for the network backend; should its internals change, the
+    # deadline is still checked between body chunks (the drip test would say so).
+    if isinstance(backend, httpcore.NetworkBackend):
+        pool._network_backend = _DeadlineBackend(backend)  # type: ignore[union-attr]
+    return transport
+
+
+class _BodyReader:
+    """Reads an answer's body under the size cap and the deadline, then rebuilds the response.
+
+    Content-Length over the cap is refused before reading a byte; a body without (or lying
+    about) its length is counted while it streams, decoded, so a compressed bomb stops too.
+    """
+
+    def __init__(self, core: _Core, op: _Op[Any], response: httpx.Response, deadline: float,
+                 cap: int, setting: str) -> None:
+        self.core, self.op, self.response, self.deadline = core, op, response, deadline
+        self.cap, self.setting = cap, setting
+        self.chunks: list[bytes] = []
+        self.size = 0
+        declared = response.headers.get("content-length", "")
+        if declared.strip().isdigit() and int(declared) > cap:
+            raise self.too_large(f"announces {int(declared)} bytes")
+
+    def too_large(self, what: str) -> ResponseTooLargeError:
+        return ResponseTooLargeError(
+            f"{self.op.label} -> HTTP {self.response.status_code}: the answer {what}, more than "
+            f"the {self.cap} allowed ({self.setting})",
+            status=self.response.status_code, method=self.op.method,
+            path=urlsplit(self.op.url).path,
+        )
+
+    def add(self, chunk: bytes) -> None:
+        self.size += len(chunk)
+        if self.size > self.cap:
+            raise self.too_large(f"exceeds {self.cap} bytes")
+        if time.monotonic() >= self.deadline:
+            raise self.core.deadline_error(self.op)
+        self.chunks.append(chunk)
+
+    def result(self) -> httpx.Response:
+        # Decoded already: drop the encoding headers so the copy is not decoded twice.
+        headers = [(k, v) for k, v in self.response.headers.multi_items()
+                   if k.lower() not in ("content-encoding", "content-length",
+                                        "transfer-encoding")]
+        return httpx.Response(self.response.status_code, headers=headers,
+                              content=b"".join(self.chunks), request=self.response.request,
+                              extensions=self.response.extensions)
+
+
 class _Core:
     """Configuration, auth, request building, answer interpretation and retry policy."""
 
@@ -618,13 +822,12 @@ class _Core:
 
     def interpret(self, op: _Op[T], response: httpx.Response) -> T:
         status = response.status_code
-        ctype = response.headers.get("content-type", "")
-        if op.staging and (status in (301, 302, 303, 307, 308) or (
-            "text/html" in ctype and op.parse is not _raw
-        )):
+        if op.staging and self._staging_refusal(op, response):
+            hint = ("check QONTO_STAGING_TOKEN" if self.config.staging_token
+                    else "set QONTO_STAGING_TOKEN for the sandbox")
             raise StagingTokenError(
                 f"{op.label}: got an HTML page or a redirect (HTTP {status}) instead of JSON: "
-                "staging token missing or wrong (set QONTO_STAGING_TOKEN for the sandbox)",
+                f"staging token missing or wrong ({hint})",
                 status=status, method=op.method, path=urlsplit(op.url).path,
             )
         if 200 <= status < 300:
@@ -634,6 +837,21 @@ class _Core:
                 exc.method, exc.path = op.method, urlsplit(op.url).path
                 raise
         raise self.error(op, response)
+
+    def _staging_refusal(self, op: _Op[Any], response: httpx.Response) -> bool:
+        """True when the answer is what Qonto's sandbox gives without a valid staging token.
+
+        That is a redirect (to its login page) or an HTML page with a 2xx status (API.md §1,
+        §7). An HTML 5xx is a proxy or gateway failing (retried like any 5xx), an HTML 4xx is
+        read by its status; and production has no staging token to blame.
+        """
+        if self.config.base_url == PRODUCTION_URL and not self.config.staging_token:
+            return False
+        status = response.status_code
+        if status in (301, 302, 303, 307, 308):
+            return True
+        html = "text/html" in response.headers.get("content-type", "").lower()
+        return 200 <= status < 300 and html and op.parse is not _raw
 
     def error(self, op: _Op[Any], response: httpx.Response) -> QontoError:
         status = response.status_code
@@ -665,21 +883,44 @@ class _Core:
             return RateLimitedError(message, retry_after=retry_after(response), **kw)
         return cls(message, **kw)
 
-    def transport_error(self, op: _Op[Any], exc: Exception) -> TransportError:
+    def transport_error(self, op: _Op[Any], exc: Exception,
+                        deadline: float | None = None) -> TransportError:
         kind = type(exc).__name__
-        err = TransportError(
-            self.redact(f"{op.label}: no answer ({kind}: {exc})"),
+        connect_failed = isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout)
+        if deadline is not None and isinstance(exc, httpx.TimeoutException | TimeoutError) and (
+            time.monotonic() >= deadline - _DEADLINE_SLACK
+        ):
+            err: TransportError = self.deadline_error(op)
+        else:
+            err = TransportError(
+                self.redact(f"{op.label}: no answer ({kind}: {exc})"),
+                method=op.method, path=urlsplit(op.url).path,
+            )
+        # Only a failed connection proves the server never saw the request.
+        err.request_sent = not connect_failed
+        return err
+
+    def deadline_error(self, op: _Op[Any]) -> DeadlineError:
+        host = urlsplit(op.url).netloc
+        return DeadlineError(
+            self.redact(f"{op.label}: no complete answer from {host} within "
+                        f"{self.config.deadline:g} s (QONTO_DEADLINE)"),
             method=op.method, path=urlsplit(op.url).path,
         )
-        # Only a failed connection proves the server never saw the request.
-        err.request_sent = not isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout)
-        return err
+
+    def body_reader(self, op: _Op[Any], response: httpx.Response,
+                    deadline: float) -> _BodyReader:
+        cap = self.config.max_download_bytes if op.parse is _raw else (
+            self.config.max_response_bytes)
+        setting = "QONTO_MAX_DOWNLOAD_BYTES" if op.parse is _raw else "QONTO_MAX_RESPONSE_BYTES"
+        return _BodyReader(self, op, response, deadline, cap, setting)
 
     def retry_delay(self, err: QontoError, attempt: int, started: float,
                     op: _Op[Any] | None = None) -> float | None:
         """Seconds to wait before the next attempt, or None to give up and raise `err`."""
         retriable = isinstance(err, TransportError | RateLimitedError) or (
             isinstance(err, ServerError) and err.status is not None and err.status >= 500
+            and not isinstance(err, ResponseTooLargeError)  # the same answer would come back
         )
         if op is not None and not op.replay_safe and not isinstance(err, RateLimitedError):
             retriable = isinstance(err, TransportError) and not err.request_sent
@@ -836,7 +1077,8 @@ class QontoClient:
         self._ops = _Ops(self._core)
         self._lock = threading.Lock()
         self._http = httpx.Client(
-            timeout=_timeout(self.config), verify=self.config.verify, transport=transport,
+            timeout=_timeout(self.config), verify=self.config.verify,
+            transport=transport if transport is not None else _deadline_transport(self.config),
             follow_redirects=False,
         )
 
@@ -862,10 +1104,13 @@ class QontoClient:
             wait = core.limiter.reserve()
             if wait > 0:
                 time.sleep(wait)
+            deadline = time.monotonic() + self.config.deadline
             try:
-                response = self._http.send(self._http.build_request(**core.request_args(op, key)))
+                response = self._send(op, key, deadline)
             except (httpx.TransportError, httpx.TimeoutException) as exc:
-                err: QontoError = core.transport_error(op, exc)
+                err: QontoError = core.transport_error(op, exc, deadline)
+            except (DeadlineError, ResponseTooLargeError) as exc:
+                err = exc
             else:
                 try:
                     return core.interpret(op, response)
@@ -885,6 +1130,22 @@ class QontoClient:
                 raise err
             attempt += 1
             time.sleep(delay)
+
+    def _send(self, op: _Op[Any], key: str | None, deadline: float) -> httpx.Response:
+        """One attempt: the request sent and its whole answer read, by `deadline`."""
+        token = _DEADLINE.set(deadline)
+        try:
+            request = self._http.build_request(**self._core.request_args(op, key))
+            response = self._http.send(request, stream=True)
+            try:
+                body = self._core.body_reader(op, response, deadline)
+                for chunk in response.iter_bytes():
+                    body.add(chunk)
+                return body.result()
+            finally:
+                response.close()
+        finally:
+            _DEADLINE.reset(token)
 
     def _refresh(self) -> None:
         with self._lock:
@@ -1008,12 +1269,13 @@ class AsyncQontoClient:
             wait = core.limiter.reserve()
             if wait > 0:
                 await asyncio.sleep(wait)
+            deadline = time.monotonic() + self.config.deadline
             try:
-                response = await self._http.send(
-                    self._http.build_request(**core.request_args(op, key))
-                )
-            except (httpx.TransportError, httpx.TimeoutException) as exc:
-                err: QontoError = core.transport_error(op, exc)
+                response = await self._send(op, key, deadline)
+            except (httpx.TransportError, httpx.TimeoutException, TimeoutError) as exc:
+                err: QontoError = core.transport_error(op, exc, deadline)
+            except (DeadlineError, ResponseTooLargeError) as exc:
+                err = exc
             else:
                 try:
                     return core.interpret(op, response)
@@ -1033,6 +1295,20 @@ class AsyncQontoClient:
                 raise err
             attempt += 1
             await asyncio.sleep(delay)
+
+    async def _send(self, op: _Op[Any], key: str | None, deadline: float) -> httpx.Response:
+        """One attempt: the request sent and its whole answer read, by `deadline`."""
+        # Cancelling the whole attempt at the deadline covers connect, headers and body at once.
+        async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
+            request = self._http.build_request(**self._core.request_args(op, key))
+            response = await self._http.send(request, stream=True)
+            try:
+                body = self._core.body_reader(op, response, deadline)
+                async for chunk in response.aiter_bytes():
+                    body.add(chunk)
+                return body.result()
+            finally:
+                await response.aclose()
 
     async def _refresh(self) -> None:
         async with self._lock:

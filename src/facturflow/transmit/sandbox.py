@@ -14,10 +14,13 @@ so that a failing test replays. Test hooks are Python methods and, for out-of-pr
 from __future__ import annotations
 
 import base64
+import contextlib
+import fcntl
 import hashlib
 import hmac
 import io
 import json
+import math
 import os
 import random
 import re
@@ -35,10 +38,17 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from .errors import SandboxBusyError
 from .fields import read_invoice_fields
+from .qonto import check_api_key
 
 MIB = 1024 * 1024
 FAULT_KINDS = ("500", "502", "503", "429", "drop", "drop_after", "stall")
+# Bounds of the test hooks' inputs: beyond them a value is a mistake, not a test.
+MAX_FORCED_FAULTS = 10_000
+MAX_STALL_SECONDS = 600.0
+MAX_CLOCK_MOVE = 100 * 365 * 24 * 3600.0  # a century
+LOCK_NAME = "sandbox.lock"
 
 # Lifecycle code -> einvoicing_status (API.md §6.2 suggested mapping; configurable).
 DEFAULT_STATUS_MAP: dict[int, str] = {
@@ -70,6 +80,39 @@ ALL_SCOPES = (
 )
 
 
+def _finite(name: str, value: object, low: float, high: float) -> float:
+    """`value` as a float when it is a real number within [low, high], else a ValueError."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(
+        value
+    ) or not low <= value <= high:
+        raise ValueError(f"{name} must be a number from {low:g} to {high:.10g}, not {value!r}")
+    return float(value)
+
+
+def _count(name: str, value: object, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= high:
+        raise ValueError(f"{name} must be a whole number from 0 to {high}, not {value!r}")
+    return value
+
+
+def _same(given: str, expected: str) -> bool:
+    """Constant-time comparison of two credentials, whatever their characters.
+
+    `hmac.compare_digest` refuses non-ASCII str (TypeError: a 500); header values arrive
+    decoded as Latin-1 and form values as UTF-8, so compare their bytes instead.
+    """
+    return hmac.compare_digest(given.encode("utf-8", "surrogatepass"),
+                               expected.encode("utf-8", "surrogatepass"))
+
+
+def _private_open(path: Path, flags: int) -> int:
+    """A file descriptor on `path`, the file created with mode 0600 (it may hold secrets)."""
+    fd = os.open(path, flags | os.O_CREAT, 0o600)
+    with contextlib.suppress(OSError):
+        os.fchmod(fd, 0o600)  # a file left by an older version, created 0644
+    return fd
+
+
 @dataclass
 class FaultPlan:
     """Which requests fail and how. `rate` draws from a seeded RNG; `next` forces the next ones."""
@@ -85,6 +128,14 @@ class FaultPlan:
         unknown = set(self.kinds) - set(FAULT_KINDS)
         if unknown:
             raise ValueError(f"unknown fault kinds: {sorted(unknown)}")
+        if not self.kinds:
+            raise ValueError("kinds must name at least one fault kind")
+        _finite("rate", self.rate, 0.0, 1.0)
+        _finite("stall_seconds", self.stall_seconds, 0.0, MAX_STALL_SECONDS)
+        _finite("retry_after", self.retry_after, 0.0, MAX_STALL_SECONDS)
+        if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed,
+                                                                                    int)):
+            raise ValueError(f"seed must be a whole number or null, not {self.seed!r}")
         self._rng = random.Random(self.seed)
         self._lock = threading.Lock()
         self.injected: Counter[str] = Counter()  # faults served, by kind
@@ -134,6 +185,9 @@ class SandboxConfig:
     access_token_ttl: int = 3600
     max_file_bytes: int = 5 * MIB
     max_request_bytes: int = 15 * MIB
+    # A request whose headers or body stall this long is dropped (a short or bogus
+    # Content-Length cannot hold a handler thread); idle keep-alive connections close too.
+    read_timeout: float = 30.0
     faults: FaultPlan = field(default_factory=FaultPlan)
     not_reachable_code: str = "recipient_not_reachable_on_einvoicing"
     not_activated_code: str = "einvoicing_not_activated"
@@ -310,7 +364,9 @@ class _State:
     def __init__(self, folder: Path) -> None:
         self.folder = folder
         self.files = folder / "files"
-        self.files.mkdir(parents=True, exist_ok=True)
+        # State holds the API key, OAuth secrets and tokens: private folder, private files.
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.files.mkdir(mode=0o700, exist_ok=True)
         self.path = folder / "state.json"
         self.log_path = folder / "state.log"
         self.lock = threading.RLock()
@@ -398,7 +454,8 @@ class _State:
         # match, which the next load ignores.
         if self._log is not None:
             self._log.close()
-        self._log = open(self.log_path, "wb")  # noqa: SIM115  (kept open, closed by close())
+        fd = _private_open(self.log_path, os.O_WRONLY | os.O_TRUNC)
+        self._log = os.fdopen(fd, "wb")  # kept open, closed by close()
         header = json.dumps({"snapshot": tag}).encode() + b"\n"
         self._log.write(header)
         self._log.flush()
@@ -416,7 +473,8 @@ class _State:
         sha = hashlib.sha256(data).hexdigest()
         target = self.files / sha
         if not target.exists():
-            target.write_bytes(data)
+            with os.fdopen(_private_open(target, os.O_WRONLY | os.O_TRUNC), "wb") as fh:
+                fh.write(data)
         return sha
 
     def get_file(self, sha: str) -> bytes:
@@ -425,6 +483,28 @@ class _State:
 
 # ---------------------------------------------------------------------------------------------
 # The server
+
+
+def _lock_folder(folder: Path) -> int:
+    """An open, exclusively locked descriptor on `folder`/sandbox.lock, or SandboxBusyError."""
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fd = _private_open(folder / LOCK_NAME, os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = ""
+        with contextlib.suppress(OSError, UnicodeDecodeError):
+            holder = os.read(fd, 64).decode("ascii").strip()
+        os.close(fd)
+        who = f" (pid {holder})" if holder.isdigit() else ""
+        raise SandboxBusyError(
+            f"another sandbox{who} is serving the state folder {folder}: stop it, or give "
+            "this one another state folder", source=str(folder),
+        ) from None
+    with contextlib.suppress(OSError):
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
 
 
 class Sandbox:
@@ -436,12 +516,22 @@ class Sandbox:
             if not hasattr(config, key):
                 raise TypeError(f"unknown sandbox option {key!r}")
             setattr(config, key, value)
+        if config.api_key is not None:
+            check_api_key(config.api_key, "api_key")
+        _finite("read_timeout", config.read_timeout, 0.001, 24 * 3600.0)
         self.config = config
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         if config.state_dir is None:
             self._tmp = tempfile.TemporaryDirectory(prefix="facturflow-sandbox-")
             config.state_dir = Path(self._tmp.name)
-        self.state = _State(Path(config.state_dir))
+        # One sandbox per state folder, taken before the state is read: a second one would
+        # replay and then truncate the journal the first is appending to.
+        self._lock_fd: int | None = _lock_folder(Path(config.state_dir))
+        try:
+            self.state = _State(Path(config.state_dir))
+        except BaseException:
+            self._unlock()
+            raise
         d = self.state.data
         if d["org"] is None:
             d["org"] = {
@@ -459,7 +549,7 @@ class Sandbox:
         self.state.save()
         # (clients indexed, (field, value) -> (creation rank, client id)): buyers found in O(1)
         self._client_index: tuple[int, dict[tuple[str, Any], tuple[int, str]]] = (0, {})
-        self._windows: dict[str, deque[float]] = {}
+        self._windows: dict[str, list[deque[float]]] = {}
         self._unauthorized: dict[str, deque[float]] = {}
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -471,7 +561,11 @@ class Sandbox:
         if self._server is not None:
             return self
         handler = type("_BoundHandler", (_Handler,), {"sandbox": self})
-        self._server = ThreadingHTTPServer((self.config.host, self.config.port), handler)
+        try:
+            self._server = ThreadingHTTPServer((self.config.host, self.config.port), handler)
+        except BaseException:
+            self.stop()  # the port is taken (or not ours): give the state folder back
+            raise
         self._server.daemon_threads = True
         # A short poll interval: stop() waits up to one interval for the serving loop.
         self._thread = threading.Thread(target=self._server.serve_forever, args=(0.02,),
@@ -485,9 +579,20 @@ class Sandbox:
             self._server.server_close()
             self._server = None
         self.state.close()
+        self._unlock()
         if self._tmp is not None:
             self._tmp.cleanup()
             self._tmp = None
+
+    def _unlock(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # closing releases the flock
+            self._lock_fd = None
+
+    def __del__(self) -> None:
+        # A sandbox dropped without stop() must not keep its folder locked for the process.
+        with contextlib.suppress(Exception):
+            self._unlock()
 
     def serve_forever(self) -> None:
         """Serve in the calling thread until interrupted (for `facturflow sandbox`)."""
@@ -546,7 +651,11 @@ class Sandbox:
         return time.time() + float(self.state.data["clock_offset"])
 
     def advance(self, seconds: float) -> None:
-        """Move the sandbox clock forward (lifecycle events, token and URL expiry follow it)."""
+        """Move the sandbox clock forward (lifecycle events, token and URL expiry follow it).
+
+        `seconds` must be finite, >= 0 and at most a century: the clock never goes back.
+        """
+        seconds = _finite("advance", seconds, 0.0, MAX_CLOCK_MOVE)
         with self.state.lock:
             self.state.data["clock_offset"] += seconds
             self.state.save()
@@ -554,8 +663,12 @@ class Sandbox:
     def fail_next(self, count: int, kind: str) -> None:
         """Make the next `count` API requests fail with `kind` (see FAULT_KINDS)."""
         if kind not in FAULT_KINDS:
-            raise ValueError(kind)
-        self.config.faults.forced.extend([kind] * count)
+            raise ValueError(f"kind must be one of {', '.join(FAULT_KINDS)}, not {kind!r}")
+        count = _count("next", count, MAX_FORCED_FAULTS)
+        forced = self.config.faults.forced
+        if len(forced) + count > MAX_FORCED_FAULTS:
+            raise ValueError(f"at most {MAX_FORCED_FAULTS} faults may wait to be served")
+        forced.extend([kind] * count)
 
     def set_faults(self, plan: FaultPlan) -> None:
         self.config.faults = plan
@@ -728,17 +841,30 @@ class Sandbox:
         with self._count_lock:
             return self._check_rate(ip)
 
+    def _rate_clock(self) -> float:
+        # Monotonic, and moved by advance() like the rest of the sandbox's time.
+        return time.monotonic() + float(self.state.data["clock_offset"])
+
     def _check_rate(self, ip: str) -> float | None:
-        now = time.monotonic()
-        stamps = self._windows.setdefault(ip, deque())
-        longest = max((w for _, w in self.config.rate_limits), default=0.0)
-        while stamps and stamps[0] < now - longest:
-            stamps.popleft()
-        for count, window in self.config.rate_limits:
-            recent = [s for s in stamps if s >= now - window] if count < len(stamps) else stamps
-            if len(recent) >= count:
-                return max(0.001, recent[-count] + window - now)
-        stamps.append(now)
+        # A sliding window per (count, seconds) limit (API.md §3.4): a request is accepted
+        # when fewer than `count` were accepted in the last `seconds`, so traffic that falls
+        # under the limit is served again as soon as the oldest requests leave the window.
+        # Refused requests are not counted: a client that waits is never locked out.
+        limits = self.config.rate_limits
+        now = self._rate_clock()
+        windows = self._windows.get(ip)
+        if windows is None or len(windows) != len(limits):
+            windows = self._windows[ip] = [deque() for _ in limits]
+        wait = 0.0
+        for (count, window), stamps in zip(limits, windows, strict=True):
+            while stamps and stamps[0] <= now - window:
+                stamps.popleft()
+            if count > 0 and len(stamps) >= count:
+                wait = max(wait, stamps[-count] + window - now)
+        if wait > 0:
+            return max(0.001, wait)
+        for stamps in windows:
+            stamps.append(now)
         return None
 
     def count_unauthorized(self, ip: str) -> bool:
@@ -747,7 +873,7 @@ class Sandbox:
             return self._count_unauthorized(ip)
 
     def _count_unauthorized(self, ip: str) -> bool:
-        now = time.monotonic()
+        now = self._rate_clock()
         stamps = self._unauthorized.setdefault(ip, deque())
         while stamps and stamps[0] < now - 3600:
             stamps.popleft()
@@ -801,6 +927,11 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:  # quiet; tests read counters
         return
 
+    def setup(self) -> None:
+        super().setup()
+        # Every read on the connection (request line, headers, body) waits at most this long.
+        self.connection.settimeout(self.sandbox.config.read_timeout)
+
     def do_GET(self) -> None:
         self._handle("GET")
 
@@ -825,13 +956,31 @@ class _Handler(BaseHTTPRequestHandler):
         path = split.path
         self.query = {k: v[-1] for k, v in parse_qs(split.query).items()}
         api = not path.startswith("/_sandbox/")
-        length = int(self.headers.get("Content-Length") or 0)
+        lengths = self.headers.get_all("Content-Length") or []
+        if len(set(lengths)) > 1 or any(not re.fullmatch(r"[0-9]{1,18}", v.strip())
+                                        for v in lengths):
+            # Negative, not a number, or several that disagree: no way to find the body's end.
+            self.close_connection = True
+            self._send(400, {"errors": [{"code": "invalid_content_length",
+                                         "detail": "Content-Length must be one whole number "
+                                                   ">= 0"}]})
+            return
+        length = int(lengths[0]) if lengths else 0
         if length > sb.config.max_request_bytes + 64 * 1024:
             self.close_connection = True
             self._send(413, {"errors": [{"code": "request_too_large",
                                          "detail": "request body exceeds 15 MB"}]})
             return
-        self.body = self.rfile.read(length) if length else b""
+        try:
+            self.body = self.rfile.read(length) if length else b""
+        except TimeoutError:
+            self.body = b""  # the socket timeout (read_timeout) ended the wait
+        if len(self.body) < length:
+            self.close_connection = True
+            self._send(400, {"errors": [{"code": "incomplete_body",
+                                         "detail": f"the body ended before its Content-Length "
+                                                   f"({length} bytes)"}]})
+            return
         if api:
             with sb._count_lock:
                 sb.requests += 1
@@ -919,7 +1068,11 @@ class _Handler(BaseHTTPRequestHandler):
                              {"Retry-After": f"{max(1, round(wait))}"})
         credential = ""
         with sb.state.lock:
-            if auth == "business":
+            if auth == "hook":
+                # The hooks move the clock, inject faults and invoices: only for whoever holds
+                # this sandbox's credentials (its API key or one of its OAuth tokens).
+                self._authenticate(ip)
+            elif auth == "business":
                 credential, granted = self._authenticate(ip)
                 if granted is not None and not any(s in granted for s in scopes):
                     raise _fail(403, "forbidden",
@@ -964,7 +1117,7 @@ class _Handler(BaseHTTPRequestHandler):
             token = d["access_tokens"].get(header[7:])
             if token and token["expires"] > sb.now():
                 return "bearer:" + hashlib.sha256(header.encode()).hexdigest(), token["scopes"]
-        elif header and hmac.compare_digest(header, d["org"]["api_key"]):
+        elif header and _same(header, d["org"]["api_key"]):
             return "apikey", None  # an API key reaches every endpoint this sandbox serves
         if sb.count_unauthorized(ip):
             raise _fail(429, "too_many_requests", "too many unauthorized requests")
@@ -974,7 +1127,7 @@ class _Handler(BaseHTTPRequestHandler):
         sb = self.sandbox
         header = self.headers.get("Authorization") or ""
         expected = "Bearer " + sb.partner_token
-        if not hmac.compare_digest(header, expected) or self.headers.get(
+        if not _same(header, expected) or self.headers.get(
             "Qonto-Partner-Id"
         ) != sb.config.partner_id:
             sb.count_unauthorized(ip)
@@ -1013,9 +1166,15 @@ class _Handler(BaseHTTPRequestHandler):
     def r_oauth_token(self) -> tuple[int, Any]:
         sb, d = self.sandbox, self.sandbox.state.data
         form = {k: v[-1] for k, v in parse_qs(self.body.decode("utf-8", "replace")).items()}
-        if form.get("client_id") != sb.client_id or not hmac.compare_digest(
-            form.get("client_secret", ""), sb.client_secret
-        ):
+        client_id, client_secret = form.get("client_id", ""), form.get("client_secret", "")
+        header = self.headers.get("Authorization") or ""
+        if header[:6].lower() == "basic ":  # client_secret_basic (RFC 6749 §2.3.1)
+            try:
+                pair = base64.b64decode(header[6:].strip(), validate=True).decode("utf-8")
+            except ValueError:  # bad Base64 or bytes that are not UTF-8
+                raise _Reply(401, {"error": "invalid_client"}) from None
+            client_id, _, client_secret = pair.partition(":")
+        if client_id != sb.client_id or not _same(client_secret, sb.client_secret):
             raise _Reply(401, {"error": "invalid_client"})
         grant = form.get("grant_type")
         if grant == "authorization_code":
@@ -1204,7 +1363,7 @@ class _Handler(BaseHTTPRequestHandler):
             expires = int(self.query.get("expires", "0"))
         except ValueError:
             expires = 0
-        if attachment is None or not hmac.compare_digest(
+        if attachment is None or not _same(
             self.query.get("signature", ""), self._signature(id, expires)
         ) or expires < sb.now():
             raise _Reply(403, b"<Error>AccessDenied</Error>", {"Content-Type": "application/xml"})
@@ -1257,33 +1416,69 @@ class _Handler(BaseHTTPRequestHandler):
     def r_hook_counters(self) -> tuple[int, Any]:
         return 200, {"counters": self.sandbox.counters()}
 
+    def _hook_body(self, allowed: tuple[str, ...]) -> dict[str, Any]:
+        body = self._json_body()
+        unknown = sorted(set(body) - set(allowed))
+        if unknown:
+            raise _fail(400, "invalid_body", f"unknown field {unknown[0]!r} (expected: "
+                        f"{', '.join(allowed)})", pointer=f"/{unknown[0]}")
+        return body
+
     def r_hook_clock(self) -> tuple[int, Any]:
-        self.sandbox.state.data["clock_offset"] += float(self._json_body().get("advance", 0))
+        body = self._hook_body(("advance",))
+        try:
+            self.sandbox.advance(body.get("advance", 0))
+        except ValueError as exc:
+            raise _fail(400, "invalid_parameter", str(exc), pointer="/advance") from None
         return 200, {"now": _iso(self.sandbox.now())}
 
     def r_hook_faults(self) -> tuple[int, Any]:
-        body = self._json_body()
+        body = self._hook_body(("next", "kind", "rate", "kinds", "stall_seconds", "seed"))
         sb = self.sandbox
-        if "next" in body:
-            sb.fail_next(int(body["next"]), str(body.get("kind", "500")))
-        if "rate" in body:
-            sb.set_faults(FaultPlan(rate=float(body["rate"]),
-                                    kinds=tuple(body.get("kinds", FAULT_KINDS)),
-                                    stall_seconds=float(body.get("stall_seconds", 2.0)),
-                                    seed=body.get("seed")))
+        try:
+            plan = None
+            if "rate" in body:
+                kinds = body.get("kinds", list(FAULT_KINDS))
+                if not isinstance(kinds, list) or not all(isinstance(k, str) for k in kinds):
+                    raise ValueError("kinds must be a list of fault kinds")
+                plan = FaultPlan(rate=body["rate"], kinds=tuple(kinds),
+                                 stall_seconds=body.get("stall_seconds", 2.0),
+                                 seed=body.get("seed"))
+            if "next" in body:
+                kind = body.get("kind", "500")
+                if not isinstance(kind, str):
+                    raise ValueError(f"kind must be one of {', '.join(FAULT_KINDS)}")
+                sb.fail_next(body["next"], kind)
+        except ValueError as exc:
+            raise _fail(400, "invalid_parameter", str(exc)) from None
+        if plan is not None:
+            plan.forced = sb.config.faults.forced  # faults already queued stay queued
+            sb.set_faults(plan)
         return 200, {"ok": True}
 
     def r_hook_supplier(self) -> tuple[int, Any]:
         name = self.headers.get("X-File-Name") or "invoice.pdf"
+        if len(name) > 255 or any(ch in name for ch in "/\\\0") or name in (".", ".."):
+            raise _fail(400, "invalid_parameter", "X-File-Name must be a plain file name",
+                        parameter="X-File-Name")
+        if not self.body:
+            raise _fail(400, "invalid_body", "the body must be the invoice file")
         return 201, {"supplier_invoice": self.sandbox.inject_supplier_invoice(self.body, name)}
 
     def r_hook_code(self) -> tuple[int, Any]:
-        scopes = self._json_body().get("scopes") or list(ALL_SCOPES)
+        scopes = self._hook_body(("scopes",)).get("scopes") or list(ALL_SCOPES)
+        if not isinstance(scopes, list) or not all(s in ALL_SCOPES for s in scopes):
+            raise _fail(400, "invalid_parameter", "scopes must be a list of known scopes: "
+                        + " ".join(ALL_SCOPES), pointer="/scopes")
         return 200, {"code": self.sandbox.authorization_code(tuple(scopes))}
 
     def r_hook_settings(self) -> tuple[int, Any]:
-        body = {k: str(v) for k, v in self._json_body().items()
-                if k in ("sending_status", "receiving_status")}
+        body = self._hook_body(("sending_status", "receiving_status"))
+        for key, value in body.items():
+            # Any short word: clients must tolerate enum values they do not know (API.md §3.1).
+            if not isinstance(value, str) or not re.fullmatch(r"[a-z_]{1,64}", value):
+                raise _fail(400, "invalid_parameter", f"{key} must be a status word such as "
+                            "'enabled' or 'disabled'", pointer=f"/{key}")
         self.sandbox.state.data["settings"].update(body)
         return 200, dict(self.sandbox.state.data["settings"])
 
