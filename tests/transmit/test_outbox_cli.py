@@ -122,6 +122,10 @@ def test_forget_asks_and_refuses_what_qonto_has_as_sent(box: Sandbox, tmp_path: 
     box.config.unreachable_sirens = frozenset()
     declined = run("outbox", "forget", "O-1", "--state", state, stdin="n\n")
     assert declined.exit_code == exitcodes.USAGE and "nothing forgotten" in declined.stderr
+    # No answer at all (a script, standard input closed): a no, with the hint, not "Aborted!".
+    silent = run("outbox", "forget", "O-1", "--state", state, stdin="")
+    assert silent.exit_code == exitcodes.USAGE and "--yes" in silent.stderr
+    assert "Aborted" not in silent.output
     # Qonto has the invoice as sent although the outbox does not know (an answer lost).
     invoice_id = box.client_invoices()[0]["id"]
     box.state.data["sends"][invoice_id] = {"calls": 1, "submissions": 1, "sent_at": box.now(),

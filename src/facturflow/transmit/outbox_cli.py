@@ -171,6 +171,18 @@ def retry_command(ref: str, state: Path | None, fmt: str) -> None:
     sys.exit(summary.exit_code)
 
 
+def _confirmed(question: str) -> bool:
+    """Ask on stderr; no answer (standard input closed, as in a script) is a no, with a hint."""
+    try:
+        return click.confirm(question, err=True)
+    except click.Abort as exc:
+        if isinstance(exc.__context__, KeyboardInterrupt):
+            raise  # Ctrl-C: the CLI exits 130
+        raise CommandError(exitcodes.USAGE, "not_confirmed",
+                           "no answer (standard input is closed): nothing forgotten; "
+                           "add --yes to forget without asking") from None
+
+
 @outbox_group.command("forget")
 @click.argument("ref")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
@@ -193,9 +205,8 @@ def forget_command(ref: str, yes: bool, state: Path | None, fmt: str) -> None:
                 raise CommandError(exitcodes.INVALID, "sent_at_qonto",
                                    f"Qonto has it as sent ({invoice.einvoicing_status}): "
                                    + refusal.split("; ", 1)[1])
-        if not yes and not click.confirm(
-            f"forget {item.source_path} ({item.invoice_number or '?'}, {item.state})?",
-            err=True,
+        if not yes and not _confirmed(
+            f"forget {item.source_path} ({item.invoice_number or '?'}, {item.state})?"
         ):
             raise CommandError(exitcodes.USAGE, "not_confirmed", "nothing forgotten")
         with Outbox(folder, org) as outbox:
