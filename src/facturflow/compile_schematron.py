@@ -12,10 +12,11 @@ The compiler is SchXslt (vendored unmodified in `schematron/schxslt/`, its XSLT 
 `pipeline-for-svrl.xsl`: include, expand abstract patterns, compile), run by saxonche in this
 process with the same engine (local files only) the validation uses. The output is made
 reproducible: SchXslt stamps the compile time into the stylesheet's metadata (`dct:created`,
-twice); that stamp is replaced by a fixed text, so compiling the same sources with the same
-SchXslt and Saxon gives the same bytes (`tests/conformance/test_vendored_rulesets.py` recompiles
-and compares). The Saxon major.minor version SchXslt records stays in the file: another Saxon may
-compile differently, and the test says so.
+twice), replaced by a fixed text, and names patterns with generate-id() values that count the
+documents the Saxon process has parsed before, renumbered from 1; so compiling the same sources
+with the same SchXslt and Saxon gives the same bytes (`tests/conformance/test_vendored_rulesets.py`
+recompiles and compares). The Saxon major.minor version SchXslt records stays in the file:
+another Saxon may compile differently, and the test says so.
 """
 
 from __future__ import annotations
@@ -30,6 +31,10 @@ from .artefacts import data_dir, sha256_file
 PIPELINE = "schematron/schxslt/xslt-2.0/pipeline-for-svrl.xsl"
 SCHXSLT = "SchXslt (schxslt/schxslt@84ee9dd8, XSLT 2.0 pipeline-for-svrl.xsl)"
 _STAMP = re.compile(rb"<dct:created>[0-9][0-9T:.Z+-]*</dct:created>")
+# generate-id() values (SchXslt names patterns and templates with them): d<document number>
+# <node kind><node number>. The document number counts the documents this Saxon process has
+# built so far, so it depends on what ran before; it is renumbered from 1.
+_GENERATED_ID = re.compile(rb"\bd([0-9]+)([a-z][0-9]+)\b")
 _FIXED_STAMP = b"<dct:created>not recorded (reproducible build)</dct:created>"
 
 
@@ -88,12 +93,23 @@ def compile_one(compilation: Compilation, root: Path | None = None) -> bytes:
         text = compiler.transform_to_string(xdm_node=source)
     if not text:
         raise RuntimeError(f"SchXslt produced nothing for {compilation.source}")
+    for path in compilation.inputs:
+        if _GENERATED_ID.search((base / path).read_bytes()):
+            # Renumbering would also change the rules' own text: refuse rather than guess.
+            raise RuntimeError(f"{path} contains text shaped like a generated id (d1e2)")
     return _reproducible(text.encode("utf-8"))
 
 
 def _reproducible(xslt: bytes) -> bytes:
     stamped = _STAMP.sub(_FIXED_STAMP, xslt)
-    return stamped if stamped.endswith(b"\n") else stamped + b"\n"
+    numbers: dict[bytes, bytes] = {}
+
+    def renumber(match: re.Match[bytes]) -> bytes:
+        number = numbers.setdefault(match[1], str(len(numbers) + 1).encode())
+        return b"d" + number + match[2]
+
+    stable = _GENERATED_ID.sub(renumber, stamped)
+    return stable if stable.endswith(b"\n") else stable + b"\n"
 
 
 def source_hashes(compilation: Compilation, root: Path | None = None) -> dict[str, str]:

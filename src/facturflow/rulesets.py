@@ -68,7 +68,8 @@ RULE_SETS: tuple[NamedRuleSet, ...] = (
     NamedRuleSet(
         "peppol",
         "Peppol BIS Billing 3.0 rules (PEPPOL-EN16931-*)",
-        "invoices declaring Peppol BIS Billing 3.0 in BT-24 (urn:fdc:peppol.eu:2017:poacc:billing:3.0)",
+        "invoices declaring Peppol BIS Billing 3.0 in BT-24 "
+        "(urn:fdc:peppol.eu:2017:poacc:billing:3.0)",
         _both("sch-peppol-cii", "sch-peppol-ubl"),
     ),
     NamedRuleSet(
