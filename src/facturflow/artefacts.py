@@ -202,7 +202,7 @@ _CEN = "ConnectingEurope/eInvoicing-EN16931@b6c9e06a (validation-1.3.16)"
 _KOSIT = "itplr-kosit/xrechnung-schematron@3098f3da"
 _PEPPOL = "OpenPEPPOL/peppol-bis-invoice-3@78d7f7df"
 _FNFE = "fnfempe/France_RFE@e9520ce3 (1.4.0.01)"
-_XR = "XRechnung 3.0 (KoSIT schematron 2.5.0 + unreleased, 3098f3da)"
+_XR = "XRechnung 3.0 (KoSIT 2.5.0+ 3098f3da)"
 _PEPPOL_V = "Peppol BIS Billing 3.0.19 (May 2025)"
 _FNFE_V = "France_RFE 1.4.0.01"
 
