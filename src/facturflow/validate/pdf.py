@@ -15,6 +15,14 @@ Rule ids (facturflow's own, since the Factur-X specification states these rules 
     FX-PDF-XMP-FILE     DocumentFileName names the embedded XML
     FX-PDF-XMP-VERSION  Version is present
     FX-PDF-XMP-LEVEL    ConformanceLevel agrees with the profile the XML declares
+    PDF-XREF            the cross-reference table is intact: a strict reader (qpdf) need not
+                        rebuild it (pypdf reads such a file leniently; PDF/A forbids it)
+    PDF-STRUCTURE       the other structural faults qpdf finds while opening the file and
+                        resolving every object (objects not where the table says, bad syntax)
+
+Not checked (a full PDF/A-3 validator such as veraPDF is needed): fonts (embedding, widths,
+glyphs), colour spaces and output-intent profiles beyond the presence of GTS_PDFA1, transparency,
+annotations and actions, page content streams, and XMP beyond the properties above.
 """
 
 from __future__ import annotations
@@ -46,6 +54,9 @@ LEVELS: dict[str, set[str]] = {
 ZUGFERD1_LEVELS = {"BASIC", "COMFORT", "EXTENDED"}
 _RELATIONSHIPS = {"Data", "Source", "Alternative"}
 _XMP_LIMITS = Limits(max_bytes=10 * 1024 * 1024, max_depth=64)
+_STRUCTURE_ARTEFACT = "PDF structure (qpdf)"
+# qpdf's wording when the cross-reference table was unusable and had to be rebuilt.
+_XREF_WORDS = ("xref", "cross-reference", "file is damaged", "expected n n obj", "trailer")
 
 
 def _finding(
@@ -78,12 +89,43 @@ def _xmp_values(tree: etree._ElementTree, namespace: str) -> dict[str, str]:
     return values
 
 
+def structure_findings(problems: tuple[str, ...]) -> list[Finding]:
+    """Fatal findings for the structural faults qpdf found (see facturflow.pdf)."""
+    xref = [p for p in problems if any(word in p.lower() for word in _XREF_WORDS)]
+    other = [p for p in problems if p not in xref]
+    findings = []
+    if xref:
+        findings.append(
+            Finding(
+                layer="pdf",
+                rule="PDF-XREF",
+                severity="fatal",
+                message="the cross-reference table is broken: a strict PDF reader has to "
+                "rebuild it, which PDF/A forbids (qpdf: " + "; ".join(xref) + ")",
+                artefact=_STRUCTURE_ARTEFACT,
+            )
+        )
+    if other:
+        findings.append(
+            Finding(
+                layer="pdf",
+                rule="PDF-STRUCTURE",
+                severity="fatal",
+                message="the PDF has structural faults a strict reader reports (qpdf: "
+                + "; ".join(other)
+                + ")",
+                artefact=_STRUCTURE_ARTEFACT,
+            )
+        )
+    return findings
+
+
 def check(document: Document) -> list[Finding]:
     """Check the PDF container of a Factur-X / ZUGFeRD document (no-op for plain XML)."""
     parts = document.pdf
     if parts is None or document.attachment_name is None:
         return []
-    findings: list[Finding] = []
+    findings: list[Finding] = structure_findings(parts.structure_problems)
     name = document.attachment_name
     attachment = next(a for a in parts.attachments if a.name == name)
     zugferd1 = document.syntax == "zugferd1"

@@ -51,6 +51,9 @@ _INTERNAL_ID = re.compile(r"^(FX-SCH-|noid)", re.IGNORECASE)
 _TERM = re.compile(r"\b(B[TG]-\d+)(?![0-9])")
 _XPATH2_STEP = re.compile(r"\*:([\w.-]+)\[namespace-uri\(\)='([^']*)'\]")
 _XPATH2_ATTR = re.compile(r"@\*\[local-name\(\)='([\w.-]+)'(?: and namespace-uri\(\)='')?\]")
+# SchXslt (the XRechnung and Peppol stylesheets) writes XPath 3 EQNames: /Q{uri}Name[1]/@Q{}attr.
+_EQNAME_ATTR = re.compile(r"@Q\{\}([\w.-]+)")
+_EQNAME_STEP = re.compile(r"Q\{([^}']*)\}([\w.-]+)")
 _SEVERITY: dict[str, Severity] = {
     "fatal": "fatal",
     "error": "fatal",
@@ -412,6 +415,8 @@ def _line_of(
         return None
     path = _XPATH2_STEP.sub(r"*[local-name()='\1' and namespace-uri()='\2']", xpath)
     path = _XPATH2_ATTR.sub(r"@\1", path)
+    path = _EQNAME_ATTR.sub(r"@\1", path)
+    path = _EQNAME_STEP.sub(r"*[local-name()='\2' and namespace-uri()='\1']", path)
     try:
         found = tree.xpath(path)
     except (etree.XPathError, TypeError, ValueError):
