@@ -5,6 +5,7 @@
 """
 
 from .codelists import CodeListError, codes, unchecked_codes
+from .errors import ModelError
 from .invoice import (
     CREDIT_NOTE_TYPES,
     AllowanceCharge,
@@ -57,6 +58,7 @@ __all__ = [
     "Item",
     "ItemAttribute",
     "LineVat",
+    "ModelError",
     "Note",
     "Payee",
     "PaymentCard",
