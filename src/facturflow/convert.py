@@ -232,7 +232,7 @@ def _target_profile(document: Document, to: str, profile: str | None) -> str:
 
 
 def convert(
-    source: Source | Document,
+    source: Source | Document | Invoice,
     to: Target = "facturx",
     profile: str | None = None,
     pdf: bytes | None = None,
@@ -242,7 +242,8 @@ def convert(
     rules: str | Iterable[str] | None = None,
     timestamp: datetime | None = None,
 ) -> ConversionResult:
-    """Convert one invoice (path, bytes, file object or detected Document) to `to`.
+    """Convert one invoice (path, bytes, file object, detected Document, or an `Invoice` built
+in code, e.g. with facturflow.model.build) to `to`.
 
     `profile` picks the target profile ('en16931', 'extended', 'extended-ctc-fr'); by default
     the input's profile is kept when the target syntax has it, else EN 16931. `pdf` is the
@@ -261,6 +262,10 @@ def convert(
         raise ConversionError(f"unknown target {to!r} (choose one of {', '.join(TARGETS)})")
     if pdf is not None and to != "facturx":
         raise ConversionError("a visual PDF can only be given for a Factur-X conversion")
+    from .model import Invoice
+
+    if isinstance(source, Invoice):
+        return _convert_invoice(source, to, profile, pdf, lossy, lang, rules, timestamp)
     raw: bytes | None = None
     if isinstance(source, Document):
         document = source
@@ -287,7 +292,7 @@ def convert(
     else:
         try:
             invoice = _read(document)
-            xml, dropped = _convert_model(invoice, to, target_profile, document)
+            xml, dropped = _convert_model(invoice, to, target_profile, document.profile, name)
         except FacturflowError as exc:
             exc.source = exc.source or name
             raise
@@ -329,6 +334,21 @@ def convert(
     else:
         data = xml
         syntax = detect_bytes(xml, name="<output>").syntax
+    return _checked_result(data, syntax, target_profile, dropped, name, warnings, xml, to, rules)
+
+
+def _checked_result(
+    data: bytes,
+    syntax: str,
+    target_profile: str,
+    dropped: tuple[str, ...],
+    name: str,
+    warnings: list[str],
+    xml: bytes,
+    to: str,
+    rules: str | Iterable[str] | None,
+) -> ConversionResult:
+    """Validate the output; the result, or ConversionRejected naming the failing rules."""
     report = validate(data, rules) if rules is not None else validate(data)
     result = ConversionResult(
         data=data,
@@ -358,6 +378,50 @@ def convert(
     return result
 
 
+def _convert_invoice(
+    invoice: Invoice,
+    to: str,
+    profile: str | None,
+    pdf: bytes | None,
+    lossy: bool,
+    lang: Language,
+    rules: str | Iterable[str] | None,
+    timestamp: datetime | None,
+) -> ConversionResult:
+    """convert() of a model Invoice: write it, check it reads back whole, validate it."""
+    from .detect import profile_from_spec_id
+
+    name = f"<invoice {invoice.number}>"
+    own_profile = profile_from_spec_id(invoice.specification_id)
+    if profile is None:
+        profile = own_profile if own_profile in SPECIFICATION_IDS else "en16931"
+    elif profile not in SPECIFICATION_IDS:
+        raise ConversionError(
+            f"cannot convert to the {profile!r} profile (choose one of "
+            f"{', '.join(SPECIFICATION_IDS)})", source=name,
+        )
+    try:
+        xml, dropped = _convert_model(invoice, to, profile, own_profile, name)
+    except FacturflowError as exc:
+        exc.source = exc.source or name
+        raise
+    if dropped and not lossy:
+        raise ConversionRejected(
+            f"writing {to} ({profile}) would drop business terms {', '.join(dropped)}; use "
+            "lossy=True to convert anyway",
+            business_terms=dropped,
+            source=name,
+        )
+    warnings: list[str] = []
+    if to == "facturx":
+        data = build_facturx(xml, pdf=pdf, invoice=invoice, lang=lang, timestamp=timestamp)
+        syntax = "facturx"
+    else:
+        data = xml
+        syntax = detect_bytes(xml, name="<output>").syntax
+    return _checked_result(data, syntax, profile, dropped, name, warnings, xml, to, rules)
+
+
 def _clip(message: str, limit: int = 160) -> str:
     # XSD messages spell namespaces out in full; keep the summary line readable.
     message = re.sub(r"\{[^}]*\}", "", " ".join(message.split()))
@@ -376,7 +440,7 @@ def _original_xml(document: Document, raw: bytes | None) -> bytes:
 
 
 def _convert_model(
-    invoice: Invoice, to: str, profile: str, document: Document
+    invoice: Invoice, to: str, profile: str, source_profile: str, name: str
 ) -> tuple[bytes, tuple[str, ...]]:
     """Write `invoice` in the target syntax and profile; return (xml, dropped terms)."""
     from .model.codelists import unchecked_codes
@@ -384,11 +448,11 @@ def _convert_model(
     # The invoice was read leniently (_read): copies made of it here (pruned, another BT-24,
     # canonical forms) must not re-check its codes and fail where the read did not.
     with unchecked_codes():
-        return _convert_checked(invoice, to, profile, document)
+        return _convert_checked(invoice, to, profile, source_profile, name)
 
 
 def _convert_checked(
-    invoice: Invoice, to: str, profile: str, document: Document
+    invoice: Invoice, to: str, profile: str, source_profile: str, name: str
 ) -> tuple[bytes, tuple[str, ...]]:
     pruned: set[str] = set()
     target = invoice
@@ -401,7 +465,7 @@ def _convert_checked(
     needs_canonical = to != "ubl" and invoice.specification_id not in _CII_ACCEPTED.get(
         profile, (invoice.specification_id,)
     )
-    if canonical and (profile != document.profile or needs_canonical):
+    if canonical and (profile != source_profile or needs_canonical):
         target = dataclasses.replace(target, specification_id=canonical)
         ignore.add("BT-24")
     if to == "facturx" and profile not in CONFORMANCE_LEVELS:
@@ -416,7 +480,7 @@ def _convert_checked(
         # The input was fine; it is our output that cannot be read back: a refused conversion.
         raise ConversionRejected(
             f"the written {to} cannot be read back into the model: {exc.message}",
-            source=document.name,
+            source=name,
         ) from None
     lost = set(lost_terms(invoice, back, ignore=ignore)) | pruned
     return xml, tuple(sorted(lost, key=_term_sort_key))
