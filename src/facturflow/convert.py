@@ -86,7 +86,9 @@ class ConversionRejected(ConversionError):
 
     `business_terms` names the terms concerned. When the refusal comes from validation,
     `report` is the output's validation report and `result` the refused output itself (to
-    inspect, never to send); both are None when terms would be dropped.
+    inspect, never to send); both are None when terms would be dropped. The failing rules are
+    told apart: `source_defects` fail on the source document too (the input was already
+    wrong), `conversion_defects` fail on the output only (the conversion made them).
     """
 
     def __init__(
@@ -97,11 +99,15 @@ class ConversionRejected(ConversionError):
         report: Report | None = None,
         result: ConversionResult | None = None,
         source: str | None = None,
+        source_defects: Iterable[str] = (),
+        conversion_defects: Iterable[str] = (),
     ) -> None:
         super().__init__(message, source=source)
         self.business_terms = tuple(business_terms)
         self.report = report
         self.result = result
+        self.source_defects = tuple(source_defects)
+        self.conversion_defects = tuple(conversion_defects)
 
 
 # -- the model side ------------------------------------------------------------------------
@@ -334,7 +340,8 @@ in code, e.g. with facturflow.model.build) to `to`.
     else:
         data = xml
         syntax = detect_bytes(xml, name="<output>").syntax
-    return _checked_result(data, syntax, target_profile, dropped, name, warnings, xml, to, rules)
+    return _checked_result(data, syntax, target_profile, dropped, name, warnings, xml, to, rules,
+                           origin=raw if raw is not None else document)
 
 
 def _checked_result(
@@ -347,8 +354,11 @@ def _checked_result(
     xml: bytes,
     to: str,
     rules: str | Iterable[str] | None,
+    *,
+    origin: bytes | Document | None = None,
 ) -> ConversionResult:
-    """Validate the output; the result, or ConversionRejected naming the failing rules."""
+    """Validate the output; the result, or ConversionRejected naming the failing rules (and,
+    given the `origin` document, which of them fail on it too)."""
     report = validate(data, rules) if rules is not None else validate(data)
     result = ConversionResult(
         data=data,
@@ -365,17 +375,49 @@ def _checked_result(
         terms = sorted({t for f in fatal for t in f.business_terms}, key=_term_sort_key)
         rules_fired = sorted({f.rule for f in fatal})
         detail = report.error or "; ".join(f"{f.rule}: {_clip(f.message)}" for f in fatal[:3])
+        source_defects, conversion_defects = _blame(rules_fired, origin, rules)
         raise ConversionRejected(
             f"the {to} output would be invalid ({len(fatal)} fatal finding(s): "
-            f"{', '.join(rules_fired[:10])}"
+            f"{_blamed(rules_fired, source_defects, origin is not None)}"
             + (f"; business terms {', '.join(terms)}" if terms else "")
             + f"): {detail}",
             business_terms=terms,
             report=result.report,
             result=result,
             source=name,
+            source_defects=source_defects,
+            conversion_defects=conversion_defects,
         )
     return result
+
+
+def _blame(
+    fired: list[str], origin: bytes | Document | None, rules: str | Iterable[str] | None
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(rules that fail on the source too, rules that fail on the output only)."""
+    if origin is None:
+        return (), tuple(fired)
+    # Validating the source costs one more run, paid only by a refused conversion.
+    source_report = validate(origin, rules) if rules is not None else validate(origin)
+    on_source = {f.rule for f in source_report.fatal}
+    return (tuple(r for r in fired if r in on_source),
+            tuple(r for r in fired if r not in on_source))
+
+
+def _blamed(fired: list[str], source_defects: tuple[str, ...], known: bool) -> str:
+    shown = fired[:10]
+    if not known:
+        return ", ".join(shown)
+    parts = []
+    on_source = [r for r in shown if r in source_defects]
+    on_output = [r for r in shown if r not in source_defects]
+    if on_output:
+        verb = "fails" if len(on_output) == 1 else "fail"
+        parts.append(f"{', '.join(on_output)} {verb} on the output only: a conversion defect")
+    if on_source:
+        verb = "fails" if len(on_source) == 1 else "fail"
+        parts.append(f"{', '.join(on_source)} {verb} on the source too: a source defect")
+    return "; ".join(parts)
 
 
 def _convert_invoice(
