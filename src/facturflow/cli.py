@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -146,8 +147,14 @@ def validate_command(
     if output is None:
         write(reports, fmt, sys.stdout)
     else:
-        with output.open("w", encoding="utf-8") as stream:
-            write(reports, fmt, stream)
+        try:  # same rule as convert and extract: missing folders are created
+            output.parent.mkdir(parents=True, exist_ok=True)
+            with output.open("w", encoding="utf-8") as stream:
+                write(reports, fmt, stream)
+        except OSError as exc:
+            click.echo(f"{output}: error: cannot write the report: {exc.strerror or exc}",
+                       err=True)
+            sys.exit(EXIT_UNREADABLE)
     unreadable = [r for r in reports if r.error is not None]
     for report in unreadable:
         if fmt != "text" or output is not None:
@@ -162,11 +169,13 @@ def validate_command(
 @click.option(
     "--output",
     "-o",
-    type=click.Path(path_type=Path),
+    "output_text",
+    type=click.Path(),
     default=None,
-    help="File (or existing folder) to write the XML to; default: standard output.",
+    help="File, or folder (an existing one, or a path ending in '/'), to write the XML to; "
+    "missing folders are created. Default: standard output.",
 )
-def extract_command(pdf: Path, output: Path | None) -> None:
+def extract_command(pdf: Path, output_text: str | None) -> None:
     """Write the invoice XML embedded in a Factur-X / ZUGFeRD PDF."""
     try:
         document = detect(pdf)
@@ -177,14 +186,21 @@ def extract_command(pdf: Path, output: Path | None) -> None:
         click.echo(f"{pdf}: error: not a PDF with an embedded invoice", err=True)
         sys.exit(EXIT_UNREADABLE)
     attachment = next(a for a in document.pdf.attachments if a.name == document.attachment_name)
-    if output is None:
+    if output_text is None:
         sys.stdout.buffer.write(attachment.data)
         sys.stdout.buffer.flush()
         return
     from .pdf import safe_output_path
 
+    output = Path(output_text)
     try:
-        target = safe_output_path(output, attachment.name) if output.is_dir() else output
+        # Same rule as convert and validate: missing folders are created; 'out/' is a folder.
+        if output_text.endswith(("/", os.sep)) or output.is_dir():
+            output.mkdir(parents=True, exist_ok=True)
+            target = safe_output_path(output, attachment.name)
+        else:
+            output.parent.mkdir(parents=True, exist_ok=True)
+            target = output
         target.write_bytes(attachment.data)
     except FacturflowError as exc:
         click.echo(f"{pdf}: error: {exc.message}", err=True)

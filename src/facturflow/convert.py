@@ -110,6 +110,11 @@ class ConversionRejected(ConversionError):
         self.conversion_defects = tuple(conversion_defects)
 
 
+class VisualPDFError(ConversionError):
+    """The visual PDF given to wrap (`pdf=`, `--pdf`) is not a usable PDF; the invoice is not at
+    fault."""
+
+
 # -- the model side ------------------------------------------------------------------------
 
 
@@ -317,25 +322,10 @@ in code, e.g. with facturflow.model.build) to `to`.
             )
 
     if to == "facturx":
+        given = pdf is not None
         if pdf is None and document.pdf_bytes is not None:
             pdf = document.pdf_bytes  # a Factur-X/ZUGFeRD input keeps its own visual
-        if pdf is not None:
-            try:
-                fonts = unembedded_fonts(pdf)
-            except FacturflowError as exc:
-                exc.source = exc.source or name
-                raise
-            if fonts:
-                warnings.append(
-                    "the visual PDF uses fonts it does not embed (" + ", ".join(fonts[:5])
-                    + "): the result is not PDF/A-3 conformant; embed them or let facturflow "
-                    "render the page"
-                )
-        try:
-            data = build_facturx(xml, pdf=pdf, invoice=invoice, lang=lang, timestamp=timestamp)
-        except FacturflowError as exc:
-            exc.source = exc.source or name
-            raise
+        data = _wrap(xml, pdf, given, invoice, lang, timestamp, name, warnings)
         syntax = "facturx"
     else:
         data = xml
@@ -456,12 +446,52 @@ def _convert_invoice(
         )
     warnings: list[str] = []
     if to == "facturx":
-        data = build_facturx(xml, pdf=pdf, invoice=invoice, lang=lang, timestamp=timestamp)
+        data = _wrap(xml, pdf, pdf is not None, invoice, lang, timestamp, name, warnings)
         syntax = "facturx"
     else:
         data = xml
         syntax = detect_bytes(xml, name="<output>").syntax
     return _checked_result(data, syntax, profile, dropped, name, warnings, xml, to, rules)
+
+
+def _wrap(
+    xml: bytes,
+    pdf: bytes | None,
+    given: bool,
+    invoice: Invoice | None,
+    lang: Language,
+    timestamp: datetime | None,
+    name: str,
+    warnings: list[str],
+) -> bytes:
+    """The Factur-X PDF: `pdf` (the caller's visual when `given`) or a rendered page."""
+    if pdf is not None:
+        try:
+            fonts = unembedded_fonts(pdf)
+        except FacturflowError as exc:
+            if given:
+                raise VisualPDFError(
+                    f"the visual PDF to wrap (pdf=, --pdf) cannot be used: {exc.message}",
+                    source=name,
+                ) from None
+            exc.source = exc.source or name
+            raise
+        if fonts:
+            warnings.append(
+                "the visual PDF uses fonts it does not embed (" + ", ".join(fonts[:5])
+                + "): the result is not PDF/A-3 conformant; embed them or let facturflow "
+                "render the page"
+            )
+    try:
+        return build_facturx(xml, pdf=pdf, invoice=invoice, lang=lang, timestamp=timestamp)
+    except FacturflowError as exc:
+        if given and not isinstance(exc, ConversionError):
+            raise VisualPDFError(
+                f"the visual PDF to wrap (pdf=, --pdf) cannot be used: {exc.message}",
+                source=name,
+            ) from None
+        exc.source = exc.source or name
+        raise
 
 
 def _clip(message: str, limit: int = 160) -> str:
@@ -534,6 +564,7 @@ __all__ = [
     "ConversionRejected",
     "ConversionResult",
     "Target",
+    "VisualPDFError",
     "convert",
     "lost_terms",
 ]

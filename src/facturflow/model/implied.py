@@ -26,9 +26,8 @@ the implied gross price and leaves out a redundant BT-6, UBL writes the implied 
 from __future__ import annotations
 
 import dataclasses
-from decimal import Decimal
-
 from collections.abc import Callable
+from decimal import Decimal
 
 from .codelists import as_read
 from .invoice import DocumentTotals, Invoice, InvoiceLine, PriceDetails
