@@ -56,9 +56,10 @@ EXEMPT_CATEGORIES = frozenset({"E", "AE", "K", "G", "O"})
 ZERO_RATE_CATEGORIES = frozenset({"E", "AE", "K", "G", "Z"})
 
 
-def money(value: Decimal) -> Decimal:
-    """An amount rounded half up to the 2 decimals EN 16931 allows."""
-    return value.quantize(CENT, rounding=ROUND_HALF_UP)
+def money(value: Decimal | int) -> Decimal:
+    """An amount rounded half up to the 2 decimals EN 16931 allows (never -0.00)."""
+    rounded = Decimal(value).quantize(CENT, rounding=ROUND_HALF_UP)
+    return rounded if rounded else CENT * 0  # -0.00 and 0.00 are one amount: write 0.00
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -92,17 +93,21 @@ class _Adjustment:
 
     KIND = "allowance"
 
+    @property
+    def what(self) -> str:
+        return "an allowance" if self.KIND == "allowance" else "a charge"
+
     def resolve(self, default_base: Decimal | None, where: str) -> tuple[Decimal, Decimal | None]:
         """(amount, base amount) of this allowance or charge."""
         if self.amount is None and self.percentage is None:
-            raise ModelError(where, f"a {self.KIND} needs an amount or a percentage")
+            raise ModelError(where, f"{self.what} needs an amount or a percentage")
         base = self.base_amount
         if self.percentage is not None and base is None:
             base = default_base
         if self.amount is not None:
             return self.amount, base
         if base is None:
-            raise ModelError(where, f"a {self.KIND} given as a percentage needs a base_amount")
+            raise ModelError(where, f"{self.what} given as a percentage needs a base_amount")
         assert self.percentage is not None
         return money(base * self.percentage / HUNDRED), base
 
@@ -249,7 +254,7 @@ def _adjustment_fields(
         reason_term = {"BG-20": "BT-97", "BG-21": "BT-104", "BG-27": "BT-139",
                        "BG-28": "BT-144"}[group]
         # BR-33, BR-38, BR-42, BR-44: every allowance and charge states why.
-        raise ModelError(reason_term, f"a {adjustment.KIND} needs a reason or a reason_code")
+        raise ModelError(reason_term, f"{adjustment.what} needs a reason or a reason_code")
     return fields
 
 
@@ -317,11 +322,11 @@ def build(
         if reason is not None and not isinstance(reason, Exemption):
             raise ModelError("BT-120", f"expected a facturflow.model.Exemption for category "
                                        f"{category}, got {type(reason).__name__}")
-        tax = Decimal("0.00") if category in EXEMPT_CATEGORIES or rate is None else money(
+        tax = money(0) if category in EXEMPT_CATEGORIES or rate is None else money(
             basis * rate / HUNDRED
         )
         breakdown.append(VatBreakdown(
-            taxable_amount=basis,
+            taxable_amount=money(basis),
             tax_amount=tax,
             category_code=category,
             rate=rate,
@@ -333,13 +338,13 @@ def build(
         raise ModelError("BT-121", f"exemptions given for VAT categories no line or document "
                                    f"allowance or charge uses: {', '.join(sorted(unused))}")
 
-    line_total = sum((line.net_amount or Decimal(0) for line in built_lines), Decimal(0))
-    allowance_total = sum((a.amount for a in doc_allowances), Decimal(0))
-    charge_total = sum((c.amount for c in doc_charges), Decimal(0))
-    tax_exclusive = line_total - allowance_total + charge_total
-    vat_total = sum((b.tax_amount or Decimal(0) for b in breakdown), Decimal(0))
-    tax_inclusive = tax_exclusive + vat_total
-    due = tax_inclusive - (prepaid_amount or 0) + (rounding_amount or 0)
+    line_total = money(sum((line.net_amount or 0 for line in built_lines), Decimal(0)))
+    allowance_total = money(sum((a.amount for a in doc_allowances), Decimal(0)))
+    charge_total = money(sum((c.amount for c in doc_charges), Decimal(0)))
+    tax_exclusive = money(line_total - allowance_total + charge_total)
+    vat_total = money(sum((b.tax_amount or 0 for b in breakdown), Decimal(0)))
+    tax_inclusive = money(tax_exclusive + vat_total)
+    due = money(tax_inclusive - (prepaid_amount or 0) + (rounding_amount or 0))
     totals = DocumentTotals(
         line_net_total=line_total,
         allowance_total=allowance_total if doc_allowances else None,
