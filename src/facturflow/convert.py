@@ -118,12 +118,15 @@ class VisualPDFError(ConversionError):
 # -- the model side ------------------------------------------------------------------------
 
 
-def _read(document: Document) -> Invoice:
-    from .read import read
+def _read(document: Document, warnings: list[str] | None = None) -> Invoice:
+    from .read import read_with_mapping
 
     # Code lists are the validator's to judge (with the official, versioned artefacts); the
     # model's own lists must not refuse a value the target's rules would accept.
-    return read(document, check_codes=False)
+    invoice, mapping = read_with_mapping(document, check_codes=False)
+    if mapping is not None and warnings is not None:
+        warnings.extend(mapping.warnings())  # ZUGFeRD 1.0: what was completed or not carried
+    return invoice
 
 
 def _write(invoice: Invoice, syntax: Literal["cii", "ubl"]) -> bytes:
@@ -221,6 +224,10 @@ def _term_sort_key(term: str) -> tuple[str, int, str]:
 
 
 def _target_profile(document: Document, to: str, profile: str | None) -> str:
+    if profile is None and document.syntax == "zugferd1":
+        # ZUGFeRD 1.0 BASIC/COMFORT/EXTENDED map to the EN 16931 terms, not to the Factur-X
+        # levels of the same names: the output is an EN 16931 invoice.
+        return "en16931"
     if profile is not None:
         if profile not in SPECIFICATION_IDS and profile != document.profile:
             raise ConversionError(
@@ -284,10 +291,6 @@ in code, e.g. with facturflow.model.build) to `to`.
         raw, label = read_source(source)
         document = detect_bytes(raw, name=label)
     name = document.name
-    if document.syntax == "zugferd1":
-        raise ConversionError(
-            "ZUGFeRD 1.0 is not an EN 16931 syntax; it cannot be converted", source=name
-        )
     target_profile = _target_profile(document, to, profile)
     warnings: list[str] = list(document.warnings)
 
@@ -302,7 +305,7 @@ in code, e.g. with facturflow.model.build) to `to`.
         xml = _original_xml(document, raw)
     else:
         try:
-            invoice = _read(document)
+            invoice = _read(document, warnings)
             xml, dropped = _convert_model(invoice, to, target_profile, document.profile, name)
         except FacturflowError as exc:
             exc.source = exc.source or name
@@ -331,7 +334,7 @@ in code, e.g. with facturflow.model.build) to `to`.
         data = xml
         syntax = detect_bytes(xml, name="<output>").syntax
     return _checked_result(data, syntax, target_profile, dropped, name, warnings, xml, to, rules,
-                           origin=raw if raw is not None else document)
+                           origin=_origin(document, raw))
 
 
 def _checked_result(
@@ -379,6 +382,14 @@ def _checked_result(
             conversion_defects=conversion_defects,
         )
     return result
+
+
+def _origin(document: Document, raw: bytes | None) -> bytes | Document | None:
+    """The source to validate when telling source defects from conversion defects; None for
+    ZUGFeRD 1.0, which the EN 16931 rules do not apply to (no comparison is possible)."""
+    if document.syntax == "zugferd1":
+        return None
+    return raw if raw is not None else document
 
 
 def _blame(
