@@ -93,6 +93,7 @@ def test_groups_and_required_terms_are_checked() -> None:
 
 
 def test_model_error_is_a_facturflow_type_and_value_error() -> None:
+    assert facturflow.ModelError is ModelError
     assert issubclass(ModelError, facturflow.FacturflowError)
     assert issubclass(ModelError, TypeError) and issubclass(ModelError, ValueError)
 

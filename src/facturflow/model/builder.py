@@ -34,6 +34,7 @@ from .codelists import check
 from .errors import ModelError
 from .invoice import (
     AllowanceCharge,
+    Buyer,
     DocumentTotals,
     Identifier,
     Invoice,
@@ -42,6 +43,7 @@ from .invoice import (
     LineVat,
     Period,
     PriceDetails,
+    Seller,
     VatBreakdown,
 )
 
@@ -267,8 +269,8 @@ def build(
     number: str,
     issue_date: date,
     lines: Sequence[Line],
-    seller: Any = None,
-    buyer: Any = None,
+    seller: Seller | None = None,
+    buyer: Buyer | None = None,
     allowances: Sequence[Allowance] = (),
     charges: Sequence[Charge] = (),
     currency_code: str = "EUR",
