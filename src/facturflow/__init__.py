@@ -31,7 +31,7 @@ from .errors import (
 if TYPE_CHECKING:
     from .convert import ConversionResult, convert
     from .detect import Document, detect
-    from .model import Invoice
+    from .model import Invoice, ModelError
     from .read import read
     from .transmit.qonto import AsyncQontoClient, QontoClient
     from .transmit.sandbox import sandbox
@@ -47,6 +47,7 @@ _LAZY = {
     "Document": "facturflow.detect",
     "Finding": "facturflow.validate.report",
     "Invoice": "facturflow.model",
+    "ModelError": "facturflow.model",
     "QontoClient": "facturflow.transmit.qonto",
     "Report": "facturflow.validate.report",
     "convert": "facturflow.convert",
@@ -104,6 +105,7 @@ __all__ = [
     "Invoice",
     "MalformedPDFError",
     "MalformedXMLError",
+    "ModelError",
     "NoInvoiceInPDFError",
     "NotAnInvoiceError",
     "QontoClient",

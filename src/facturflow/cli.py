@@ -181,10 +181,16 @@ class _ReportFile:
         if target.is_dir():
             _usage(f"--output {target}: is a folder; give a file name")
         folder = target.parent
+        # Same rule as convert and extract: missing folders are created, here before the batch
+        # so that a path that cannot be made is refused before any work is done.
         if not folder.exists():
-            _usage(f"--output {target}: the folder {folder} does not exist")
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                _usage(f"--output {target}: cannot write: cannot create {folder}: "
+                       f"{exc.strerror or exc}")
         if not folder.is_dir():
-            _usage(f"--output {target}: {folder} is not a folder")
+            _usage(f"--output {target}: cannot write: {folder} is not a folder")
         # Written through: a special file, or a symbolic link (replacing would drop the link).
         self.in_place = target.is_symlink() or (target.exists() and not target.is_file())
         self.temp: Path | None = None
@@ -290,11 +296,13 @@ def _validate(
 @click.option(
     "--output",
     "-o",
-    type=click.Path(path_type=Path),
+    "output_text",
+    type=click.Path(),
     default=None,
-    help="File (or existing folder) to write the XML to; default: standard output.",
+    help="File, or folder (an existing one, or a path ending in '/'), to write the XML to; "
+    "missing folders are created. Default: standard output.",
 )
-def extract_command(pdf: Path, output: Path | None) -> None:
+def extract_command(pdf: Path, output_text: str | None) -> None:
     """Write the invoice XML embedded in a Factur-X / ZUGFeRD PDF."""
     try:
         document = detect(pdf)
@@ -305,14 +313,21 @@ def extract_command(pdf: Path, output: Path | None) -> None:
         click.echo(f"{pdf}: error: not a PDF with an embedded invoice", err=True)
         sys.exit(EXIT_UNREADABLE)
     attachment = next(a for a in document.pdf.attachments if a.name == document.attachment_name)
-    if output is None:
+    if output_text is None:
         sys.stdout.buffer.write(attachment.data)
         sys.stdout.buffer.flush()
         return
     from .pdf import safe_output_path
 
+    output = Path(output_text)
     try:
-        target = safe_output_path(output, attachment.name) if output.is_dir() else output
+        # Same rule as convert and validate: missing folders are created; 'out/' is a folder.
+        if output_text.endswith(("/", os.sep)) or output.is_dir():
+            output.mkdir(parents=True, exist_ok=True)
+            target = safe_output_path(output, attachment.name)
+        else:
+            output.parent.mkdir(parents=True, exist_ok=True)
+            target = output
         target.write_bytes(attachment.data)
     except FacturflowError as exc:
         click.echo(f"{pdf}: error: {exc.message}", err=True)

@@ -86,7 +86,9 @@ class ConversionRejected(ConversionError):
 
     `business_terms` names the terms concerned. When the refusal comes from validation,
     `report` is the output's validation report and `result` the refused output itself (to
-    inspect, never to send); both are None when terms would be dropped.
+    inspect, never to send); both are None when terms would be dropped. The failing rules are
+    told apart: `source_defects` fail on the source document too (the input was already
+    wrong), `conversion_defects` fail on the output only (the conversion made them).
     """
 
     def __init__(
@@ -97,22 +99,34 @@ class ConversionRejected(ConversionError):
         report: Report | None = None,
         result: ConversionResult | None = None,
         source: str | None = None,
+        source_defects: Iterable[str] = (),
+        conversion_defects: Iterable[str] = (),
     ) -> None:
         super().__init__(message, source=source)
         self.business_terms = tuple(business_terms)
         self.report = report
         self.result = result
+        self.source_defects = tuple(source_defects)
+        self.conversion_defects = tuple(conversion_defects)
+
+
+class VisualPDFError(ConversionError):
+    """The visual PDF given to wrap (`pdf=`, `--pdf`) is not a usable PDF; the invoice is not at
+    fault."""
 
 
 # -- the model side ------------------------------------------------------------------------
 
 
-def _read(document: Document) -> Invoice:
-    from .read import read
+def _read(document: Document, warnings: list[str] | None = None) -> Invoice:
+    from .read import read_with_mapping
 
     # Code lists are the validator's to judge (with the official, versioned artefacts); the
     # model's own lists must not refuse a value the target's rules would accept.
-    return read(document, check_codes=False)
+    invoice, mapping = read_with_mapping(document, check_codes=False)
+    if mapping is not None and warnings is not None:
+        warnings.extend(mapping.warnings())  # ZUGFeRD 1.0: what was completed or not carried
+    return invoice
 
 
 def _write(invoice: Invoice, syntax: Literal["cii", "ubl"]) -> bytes:
@@ -210,6 +224,10 @@ def _term_sort_key(term: str) -> tuple[str, int, str]:
 
 
 def _target_profile(document: Document, to: str, profile: str | None) -> str:
+    if profile is None and document.syntax == "zugferd1":
+        # ZUGFeRD 1.0 BASIC/COMFORT/EXTENDED map to the EN 16931 terms, not to the Factur-X
+        # levels of the same names: the output is an EN 16931 invoice.
+        return "en16931"
     if profile is not None:
         if profile not in SPECIFICATION_IDS and profile != document.profile:
             raise ConversionError(
@@ -232,7 +250,7 @@ def _target_profile(document: Document, to: str, profile: str | None) -> str:
 
 
 def convert(
-    source: Source | Document,
+    source: Source | Document | Invoice,
     to: Target = "facturx",
     profile: str | None = None,
     pdf: bytes | None = None,
@@ -242,7 +260,8 @@ def convert(
     rules: str | Iterable[str] | None = None,
     timestamp: datetime | None = None,
 ) -> ConversionResult:
-    """Convert one invoice (path, bytes, file object or detected Document) to `to`.
+    """Convert one invoice (path, bytes, file object, detected Document, or an `Invoice` built
+in code, e.g. with facturflow.model.build) to `to`.
 
     `profile` picks the target profile ('en16931', 'extended', 'extended-ctc-fr'); by default
     the input's profile is kept when the target syntax has it, else EN 16931. `pdf` is the
@@ -261,6 +280,10 @@ def convert(
         raise ConversionError(f"unknown target {to!r} (choose one of {', '.join(TARGETS)})")
     if pdf is not None and to != "facturx":
         raise ConversionError("a visual PDF can only be given for a Factur-X conversion")
+    from .model import Invoice
+
+    if isinstance(source, Invoice):
+        return _convert_invoice(source, to, profile, pdf, lossy, lang, rules, timestamp)
     raw: bytes | None = None
     if isinstance(source, Document):
         document = source
@@ -268,10 +291,6 @@ def convert(
         raw, label = read_source(source)
         document = detect_bytes(raw, name=label)
     name = document.name
-    if document.syntax == "zugferd1":
-        raise ConversionError(
-            "ZUGFeRD 1.0 is not an EN 16931 syntax; it cannot be converted", source=name
-        )
     target_profile = _target_profile(document, to, profile)
     warnings: list[str] = list(document.warnings)
 
@@ -286,8 +305,8 @@ def convert(
         xml = _original_xml(document, raw)
     else:
         try:
-            invoice = _read(document)
-            xml, dropped = _convert_model(invoice, to, target_profile, document)
+            invoice = _read(document, warnings)
+            xml, dropped = _convert_model(invoice, to, target_profile, document.profile, name)
         except FacturflowError as exc:
             exc.source = exc.source or name
             raise
@@ -306,29 +325,33 @@ def convert(
             )
 
     if to == "facturx":
+        given = pdf is not None
         if pdf is None and document.pdf_bytes is not None:
             pdf = document.pdf_bytes  # a Factur-X/ZUGFeRD input keeps its own visual
-        if pdf is not None:
-            try:
-                fonts = unembedded_fonts(pdf)
-            except FacturflowError as exc:
-                exc.source = exc.source or name
-                raise
-            if fonts:
-                warnings.append(
-                    "the visual PDF uses fonts it does not embed (" + ", ".join(fonts[:5])
-                    + "): the result is not PDF/A-3 conformant; embed them or let facturflow "
-                    "render the page"
-                )
-        try:
-            data = build_facturx(xml, pdf=pdf, invoice=invoice, lang=lang, timestamp=timestamp)
-        except FacturflowError as exc:
-            exc.source = exc.source or name
-            raise
+        data = _wrap(xml, pdf, given, invoice, lang, timestamp, name, warnings)
         syntax = "facturx"
     else:
         data = xml
         syntax = detect_bytes(xml, name="<output>").syntax
+    return _checked_result(data, syntax, target_profile, dropped, name, warnings, xml, to, rules,
+                           origin=_origin(document, raw))
+
+
+def _checked_result(
+    data: bytes,
+    syntax: str,
+    target_profile: str,
+    dropped: tuple[str, ...],
+    name: str,
+    warnings: list[str],
+    xml: bytes,
+    to: str,
+    rules: str | Iterable[str] | None,
+    *,
+    origin: bytes | Document | None = None,
+) -> ConversionResult:
+    """Validate the output; the result, or ConversionRejected naming the failing rules (and,
+    given the `origin` document, which of them fail on it too)."""
     report = validate(data, rules) if rules is not None else validate(data)
     result = ConversionResult(
         data=data,
@@ -345,17 +368,141 @@ def convert(
         terms = sorted({t for f in fatal for t in f.business_terms}, key=_term_sort_key)
         rules_fired = sorted({f.rule for f in fatal})
         detail = report.error or "; ".join(f"{f.rule}: {_clip(f.message)}" for f in fatal[:3])
+        source_defects, conversion_defects = _blame(rules_fired, origin, rules)
         raise ConversionRejected(
             f"the {to} output would be invalid ({len(fatal)} fatal finding(s): "
-            f"{', '.join(rules_fired[:10])}"
+            f"{_blamed(rules_fired, source_defects, origin is not None)}"
             + (f"; business terms {', '.join(terms)}" if terms else "")
             + f"): {detail}",
             business_terms=terms,
             report=result.report,
             result=result,
             source=name,
+            source_defects=source_defects,
+            conversion_defects=conversion_defects,
         )
     return result
+
+
+def _origin(document: Document, raw: bytes | None) -> bytes | Document | None:
+    """The source to validate when telling source defects from conversion defects; None for
+    ZUGFeRD 1.0, which the EN 16931 rules do not apply to (no comparison is possible)."""
+    if document.syntax == "zugferd1":
+        return None
+    return raw if raw is not None else document
+
+
+def _blame(
+    fired: list[str], origin: bytes | Document | None, rules: str | Iterable[str] | None
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(rules that fail on the source too, rules that fail on the output only)."""
+    if origin is None:
+        return (), tuple(fired)
+    # Validating the source costs one more run, paid only by a refused conversion.
+    source_report = validate(origin, rules) if rules is not None else validate(origin)
+    on_source = {f.rule for f in source_report.fatal}
+    return (tuple(r for r in fired if r in on_source),
+            tuple(r for r in fired if r not in on_source))
+
+
+def _blamed(fired: list[str], source_defects: tuple[str, ...], known: bool) -> str:
+    shown = fired[:10]
+    if not known:
+        return ", ".join(shown)
+    parts = []
+    on_source = [r for r in shown if r in source_defects]
+    on_output = [r for r in shown if r not in source_defects]
+    if on_output:
+        verb = "fails" if len(on_output) == 1 else "fail"
+        parts.append(f"{', '.join(on_output)} {verb} on the output only: a conversion defect")
+    if on_source:
+        verb = "fails" if len(on_source) == 1 else "fail"
+        parts.append(f"{', '.join(on_source)} {verb} on the source too: a source defect")
+    return "; ".join(parts)
+
+
+def _convert_invoice(
+    invoice: Invoice,
+    to: str,
+    profile: str | None,
+    pdf: bytes | None,
+    lossy: bool,
+    lang: Language,
+    rules: str | Iterable[str] | None,
+    timestamp: datetime | None,
+) -> ConversionResult:
+    """convert() of a model Invoice: write it, check it reads back whole, validate it."""
+    from .detect import profile_from_spec_id
+
+    name = f"<invoice {invoice.number}>"
+    own_profile = profile_from_spec_id(invoice.specification_id)
+    if profile is None:
+        profile = own_profile if own_profile in SPECIFICATION_IDS else "en16931"
+    elif profile not in SPECIFICATION_IDS:
+        raise ConversionError(
+            f"cannot convert to the {profile!r} profile (choose one of "
+            f"{', '.join(SPECIFICATION_IDS)})", source=name,
+        )
+    try:
+        xml, dropped = _convert_model(invoice, to, profile, own_profile, name)
+    except FacturflowError as exc:
+        exc.source = exc.source or name
+        raise
+    if dropped and not lossy:
+        raise ConversionRejected(
+            f"writing {to} ({profile}) would drop business terms {', '.join(dropped)}; use "
+            "lossy=True to convert anyway",
+            business_terms=dropped,
+            source=name,
+        )
+    warnings: list[str] = []
+    if to == "facturx":
+        data = _wrap(xml, pdf, pdf is not None, invoice, lang, timestamp, name, warnings)
+        syntax = "facturx"
+    else:
+        data = xml
+        syntax = detect_bytes(xml, name="<output>").syntax
+    return _checked_result(data, syntax, profile, dropped, name, warnings, xml, to, rules)
+
+
+def _wrap(
+    xml: bytes,
+    pdf: bytes | None,
+    given: bool,
+    invoice: Invoice | None,
+    lang: Language,
+    timestamp: datetime | None,
+    name: str,
+    warnings: list[str],
+) -> bytes:
+    """The Factur-X PDF: `pdf` (the caller's visual when `given`) or a rendered page."""
+    if pdf is not None:
+        try:
+            fonts = unembedded_fonts(pdf)
+        except FacturflowError as exc:
+            if given:
+                raise VisualPDFError(
+                    f"the visual PDF to wrap (pdf=, --pdf) cannot be used: {exc.message}",
+                    source=name,
+                ) from None
+            exc.source = exc.source or name
+            raise
+        if fonts:
+            warnings.append(
+                "the visual PDF uses fonts it does not embed (" + ", ".join(fonts[:5])
+                + "): the result is not PDF/A-3 conformant; embed them or let facturflow "
+                "render the page"
+            )
+    try:
+        return build_facturx(xml, pdf=pdf, invoice=invoice, lang=lang, timestamp=timestamp)
+    except FacturflowError as exc:
+        if given and not isinstance(exc, ConversionError):
+            raise VisualPDFError(
+                f"the visual PDF to wrap (pdf=, --pdf) cannot be used: {exc.message}",
+                source=name,
+            ) from None
+        exc.source = exc.source or name
+        raise
 
 
 def _clip(message: str, limit: int = 160) -> str:
@@ -376,7 +523,7 @@ def _original_xml(document: Document, raw: bytes | None) -> bytes:
 
 
 def _convert_model(
-    invoice: Invoice, to: str, profile: str, document: Document
+    invoice: Invoice, to: str, profile: str, source_profile: str, name: str
 ) -> tuple[bytes, tuple[str, ...]]:
     """Write `invoice` in the target syntax and profile; return (xml, dropped terms)."""
     from .model.codelists import unchecked_codes
@@ -384,11 +531,11 @@ def _convert_model(
     # The invoice was read leniently (_read): copies made of it here (pruned, another BT-24,
     # canonical forms) must not re-check its codes and fail where the read did not.
     with unchecked_codes():
-        return _convert_checked(invoice, to, profile, document)
+        return _convert_checked(invoice, to, profile, source_profile, name)
 
 
 def _convert_checked(
-    invoice: Invoice, to: str, profile: str, document: Document
+    invoice: Invoice, to: str, profile: str, source_profile: str, name: str
 ) -> tuple[bytes, tuple[str, ...]]:
     pruned: set[str] = set()
     target = invoice
@@ -401,7 +548,7 @@ def _convert_checked(
     needs_canonical = to != "ubl" and invoice.specification_id not in _CII_ACCEPTED.get(
         profile, (invoice.specification_id,)
     )
-    if canonical and (profile != document.profile or needs_canonical):
+    if canonical and (profile != source_profile or needs_canonical):
         target = dataclasses.replace(target, specification_id=canonical)
         ignore.add("BT-24")
     if to == "facturx" and profile not in CONFORMANCE_LEVELS:
@@ -416,7 +563,7 @@ def _convert_checked(
         # The input was fine; it is our output that cannot be read back: a refused conversion.
         raise ConversionRejected(
             f"the written {to} cannot be read back into the model: {exc.message}",
-            source=document.name,
+            source=name,
         ) from None
     lost = set(lost_terms(invoice, back, ignore=ignore)) | pruned
     return xml, tuple(sorted(lost, key=_term_sort_key))
@@ -428,6 +575,7 @@ __all__ = [
     "ConversionRejected",
     "ConversionResult",
     "Target",
+    "VisualPDFError",
     "convert",
     "lost_terms",
 ]

@@ -1,8 +1,9 @@
 """`facturflow convert`: one file, or every invoice of a folder on a process pool.
 
 Exit codes (see facturflow.exitcodes): 0 every conversion succeeded; 1 at least one was refused
-(invalid output or dropped business terms); 2 a usage error or an input that cannot be read;
-130 Ctrl-C (the conversions finished by then are listed; each output is whole or absent).
+(invalid output or dropped business terms); 2 a usage error (an output whose extension
+contradicts --to, an unreadable --pdf, an output that cannot be written) or an input that cannot
+be read; 130 Ctrl-C (the conversions finished by then are listed; each output is whole or absent).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import multiprocessing
 import os
 import signal
 import sys
+from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -24,7 +26,7 @@ from .cli import EXIT_INVALID, EXIT_OK, EXIT_UNREADABLE
 from .outputs import write_bytes_atomically
 from .progress import collect_until_interrupted
 
-Status = Literal["converted", "refused", "unreadable"]
+Status = Literal["converted", "refused", "unreadable", "unwritable"]
 
 
 @dataclass(frozen=True)
@@ -75,7 +77,8 @@ def _convert_one(source: str, target: str, options: _Options) -> Outcome:
         path.parent.mkdir(parents=True, exist_ok=True)
         write_bytes_atomically(path, result.data)  # never half an invoice, never over a device
     except OSError as exc:
-        return Outcome(source, None, "refused", f"cannot write {target}: {exc.strerror or exc}")
+        return Outcome(source, None, "unwritable",
+                       f"cannot write {target}: {exc.strerror or exc}")
     return Outcome(source, target, "converted", "", result.dropped, result.warnings)
 
 
@@ -87,17 +90,29 @@ def _suffix(to: str) -> str:
     return ".pdf" if to == "facturx" else ".xml"
 
 
-def plan_targets(source: Path, output: Path, to: str) -> list[tuple[Path, Path]]:
-    """(input, output) pairs: a folder maps file by file, keeping sub-folders."""
+def plan_targets(
+    source: Path, output: Path, to: str, *, folder: bool = False
+) -> list[tuple[Path, Path]]:
+    """(input, output) pairs: a folder maps file by file, keeping sub-folders.
+
+    Two inputs of a folder that would map to one output (`x.xml` and `x.pdf` both to `x.pdf`)
+    keep their whole name instead (`x.xml.pdf`, `x.pdf.pdf`), so that no output is lost; an
+    output that would still be shared, or that is one of the inputs, is a usage error.
+    """
     from .inputs import expand_inputs
 
     if source.is_dir():
-        pairs = []
-        for path in expand_inputs([source]):
-            relative = path.relative_to(source)
-            pairs.append((path, (output / relative).with_suffix(_suffix(to))))
+        inputs = list(expand_inputs([source]))
+        pairs = [(path, (output / path.relative_to(source)).with_suffix(_suffix(to)))
+                 for path in inputs]
+        shared = Counter(target for _, target in pairs)
+        pairs = [
+            (path, target.with_name(path.name + _suffix(to)) if shared[target] > 1 else target)
+            for path, target in pairs
+        ]
+        _refuse_clashes(pairs, inputs)
         return pairs
-    if output.is_dir():
+    if folder or output.is_dir():
         return [(source, output / (source.stem + _suffix(to)))]
     return [(source, output)]
 
@@ -106,6 +121,64 @@ def _ignore_sigint() -> None:
     # Ctrl-C reaches the whole process group: the parent stops the batch and reports what
     # finished; a worker would only die with a traceback on the terminal.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _refuse_clashes(pairs: list[tuple[Path, Path]], inputs: list[Path]) -> None:
+    by_target: dict[Path, list[Path]] = {}
+    for path, target in pairs:
+        by_target.setdefault(target.resolve(), []).append(path)
+    for target, sources in by_target.items():
+        if len(sources) > 1:
+            raise click.UsageError(
+                f"{', '.join(map(str, sources))} would all be written to {target}; rename one"
+            )
+    resolved_inputs = {path.resolve() for path in inputs}
+    for path, target in pairs:
+        if target.resolve() in resolved_inputs and target.resolve() != path.resolve():
+            raise click.UsageError(
+                f"converting {path} would overwrite the input {target}; choose another --output"
+            )
+
+
+def infer_target(output: Path, to: str | None, *, folder: bool) -> str:
+    """The target syntax: --to, checked against the output file's extension, or inferred from
+    it (.pdf means Factur-X; .xml needs --to cii or --to ubl)."""
+    if folder or output.is_dir():
+        return to or "facturx"
+    suffix = output.suffix.lower()
+    if to is None:
+        if suffix == ".pdf":
+            return "facturx"
+        if suffix == ".xml":
+            raise click.UsageError(
+                f"--output {output} is XML: say which with --to cii or --to ubl "
+                "(or write a .pdf for Factur-X)"
+            )
+        raise click.UsageError(
+            f"cannot tell the target syntax from --output {output}: give --to "
+            "(facturx writes .pdf, cii and ubl write .xml)"
+        )
+    if suffix != _suffix(to):
+        raise click.UsageError(
+            f"--to {to} writes a {_suffix(to)} file, but --output is {output}; "
+            f"name it {output.with_suffix(_suffix(to)).name} or change --to"
+        )
+    return to
+
+
+def check_visual(visual: Path) -> bytes:
+    """The bytes of the --pdf visual, or a usage error naming it when it is not a usable PDF."""
+    from .errors import FacturflowError
+    from .facturx import unembedded_fonts
+
+    try:
+        data = visual.read_bytes()
+        unembedded_fonts(data)  # parses every page: a broken PDF fails here, not mid-batch
+    except OSError as exc:
+        raise click.UsageError(f"--pdf {visual}: cannot read it: {exc.strerror or exc}") from None
+    except FacturflowError as exc:
+        raise click.UsageError(f"--pdf {visual} is not a usable PDF: {exc.message}") from None
+    return data
 
 
 def _run(jobs_list: list[tuple[str, str, _Options]], jobs: int) -> Iterator[Outcome]:
@@ -142,10 +215,12 @@ def _run(jobs_list: list[tuple[str, str, _Options]], jobs: int) -> Iterator[Outc
 
 @click.command("convert")
 @click.argument("source", type=click.Path(exists=True, path_type=Path))
-@click.option("--output", "-o", required=True, type=click.Path(path_type=Path),
-              help="Output file, or folder (required when SOURCE is a folder).")
-@click.option("--to", "to", type=click.Choice(["cii", "ubl", "facturx"]), default="facturx",
-              show_default=True, help="Target syntax.")
+@click.option("--output", "-o", "output_text", required=True, type=click.Path(),
+              help="Output file, or folder (an existing one, or a path ending in '/'; "
+                   "required when SOURCE is a folder). Missing folders are created.")
+@click.option("--to", "to", type=click.Choice(["cii", "ubl", "facturx"]), default=None,
+              help="Target syntax (default: from the --output extension, .pdf = facturx; "
+                   "facturx for a folder). Must agree with a file --output's extension.")
 @click.option("--profile", type=click.Choice(["en16931", "extended-ctc-fr"]), default=None,
               help="Target profile (default: the input's own when the target has it, "
                    "else en16931).")
@@ -159,8 +234,8 @@ def _run(jobs_list: list[tuple[str, str, _Options]], jobs: int) -> Iterator[Outc
               help="Worker processes for a folder (default: all cores).")
 def convert_command(
     source: Path,
-    output: Path,
-    to: str,
+    output_text: str,
+    to: str | None,
     profile: str | None,
     visual: Path | None,
     lang: str,
@@ -173,7 +248,7 @@ def convert_command(
     business terms fails (unless --lossy for dropped terms) and is listed in the summary.
     """
     try:
-        _convert(source, output, to, profile, visual, lang, lossy, jobs)
+        _convert(source, output_text, to, profile, visual, lang, lossy, jobs)
     except KeyboardInterrupt:  # before the batch started: nothing to report
         click.echo("interrupted", err=True)
         sys.exit(exitcodes.INTERRUPTED)
@@ -181,21 +256,25 @@ def convert_command(
 
 def _convert(
     source: Path,
-    output: Path,
-    to: str,
+    output_text: str,
+    to: str | None,
     profile: str | None,
     visual: Path | None,
     lang: str,
     lossy: bool,
     jobs: int | None,
 ) -> None:
+    output = Path(output_text)
+    if source.is_dir() and output.exists() and not output.is_dir():
+        raise click.UsageError(f"{output} is a file; a folder SOURCE needs a folder --output")
+    # 'out/' names a folder to create, whatever its name looks like.
+    folder = source.is_dir() or output_text.endswith(("/", os.sep))
+    to = infer_target(output, to, folder=folder)
     if visual is not None and to != "facturx":
         raise click.UsageError("--pdf only applies to --to facturx")
     if visual is not None and source.is_dir():
         raise click.UsageError("--pdf wraps one visual around one invoice; SOURCE is a folder")
-    if source.is_dir() and output.exists() and not output.is_dir():
-        raise click.UsageError(f"{output} is a file; a folder SOURCE needs a folder --output")
-    pairs = plan_targets(source, output, to)
+    pairs = plan_targets(source, output, to, folder=folder)
     if not pairs:
         raise click.UsageError(f"no invoice files (.xml, .pdf) found in {source}")
     for src, dst in pairs:
@@ -204,7 +283,7 @@ def _convert(
     options = _Options(
         to=to,
         profile=profile,
-        pdf=visual.read_bytes() if visual is not None else None,
+        pdf=check_visual(visual) if visual is not None else None,
         lossy=lossy,
         lang=lang,
     )
@@ -234,8 +313,7 @@ def report_outcomes(outcomes: list[Outcome]) -> int:
     if len(outcomes) > 1 or failed:
         click.echo(f"converted {converted} of {len(outcomes)}; {len(failed)} failed", err=True)
     for outcome in failed:
-        label = "unreadable" if outcome.status == "unreadable" else "refused"
-        click.echo(f"  {outcome.source}: {label}: {outcome.message}", err=True)
-    if any(o.status == "unreadable" for o in outcomes):
+        click.echo(f"  {outcome.source}: {outcome.status}: {outcome.message}", err=True)
+    if any(o.status in ("unreadable", "unwritable") for o in outcomes):
         return EXIT_UNREADABLE
     return EXIT_INVALID if failed else EXIT_OK

@@ -10,7 +10,7 @@ import click
 
 from .errors import FacturflowError
 from .model.invoice import Invoice
-from .read import read
+from .read import read_with_mapping
 
 EXIT_OK = 0
 EXIT_UNREADABLE = 2
@@ -23,12 +23,15 @@ EXIT_UNREADABLE = 2
 @click.option("--no-code-check", is_flag=True,
               help="Keep codes outside the EN 16931 code lists instead of refusing the input.")
 def read_command(path: Path, fmt: str, no_code_check: bool) -> None:
-    """Read an invoice (UBL, CII or Factur-X PDF) into the EN 16931 model and print it."""
+    """Read an invoice (UBL, CII, Factur-X PDF, or ZUGFeRD 1.0 through its EN 16931 mapping)
+    into the EN 16931 model and print it."""
     try:
-        invoice = read(path, check_codes=not no_code_check)
+        invoice, mapping = read_with_mapping(path, check_codes=not no_code_check)
     except FacturflowError as exc:
         click.echo(f"{path}: error: {exc.message}", err=True)
         sys.exit(EXIT_UNREADABLE)
+    for warning in mapping.warnings() if mapping is not None else ():
+        click.echo(f"{path}: note: {warning}", err=True)
     click.echo(invoice.to_json() if fmt == "json" else render_text(invoice))
     sys.exit(EXIT_OK)
 

@@ -1,10 +1,13 @@
 """The EN 16931 semantic model: one typed, immutable Invoice for every syntax.
 
 `Invoice` and its groups are frozen dataclasses whose fields carry their BT/BG ids as metadata;
-`facturflow.syntax.ubl` and `facturflow.syntax.cii` read and write it.
+`facturflow.syntax.ubl` and `facturflow.syntax.cii` read and write it. `build()` makes one in code
+from `Line`, `Allowance` and `Charge` inputs, computing the totals and the VAT breakdown.
 """
 
+from .builder import Allowance, Charge, Exemption, Line, build
 from .codelists import CodeListError, codes, unchecked_codes
+from .errors import ModelError
 from .invoice import (
     CREDIT_NOTE_TYPES,
     AllowanceCharge,
@@ -40,9 +43,11 @@ from .invoice import (
 
 __all__ = [
     "CREDIT_NOTE_TYPES",
+    "Allowance",
     "AllowanceCharge",
     "BinaryObject",
     "Buyer",
+    "Charge",
     "ClassificationIdentifier",
     "CodeListError",
     "Contact",
@@ -51,12 +56,15 @@ __all__ = [
     "DirectDebit",
     "DocumentTotals",
     "ElectronicAddress",
+    "Exemption",
     "Identifier",
     "Invoice",
     "InvoiceLine",
     "Item",
     "ItemAttribute",
+    "Line",
     "LineVat",
+    "ModelError",
     "Note",
     "Payee",
     "PaymentCard",
@@ -69,6 +77,7 @@ __all__ = [
     "SupportingDocument",
     "TaxRepresentative",
     "VatBreakdown",
+    "build",
     "business_term",
     "codes",
     "unchecked_codes",

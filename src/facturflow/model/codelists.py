@@ -13,6 +13,8 @@ from contextvars import ContextVar
 from functools import cache
 from importlib import resources
 
+from .errors import ModelError
+
 CODE_LISTS: tuple[str, ...] = (
     "currency",
     "country",
@@ -34,12 +36,11 @@ CODE_LISTS: tuple[str, ...] = (
 )
 
 
-class CodeListError(ValueError):
+class CodeListError(ModelError):
     """A coded value is not in the code list its business term uses."""
 
     def __init__(self, business_term: str, code_list: str, value: str) -> None:
-        super().__init__(f"{business_term}: {value!r} is not a code of the {code_list} list")
-        self.business_term = business_term
+        super().__init__(business_term, f"{value!r} is not a code of the {code_list} list")
         self.code_list = code_list
         self.value = value
 
@@ -58,20 +59,44 @@ def _load() -> dict[str, frozenset[str]]:
 
 
 _CHECKING: ContextVar[bool] = ContextVar("facturflow_code_lists_checked", default=True)
+_PRECISION: ContextVar[bool] = ContextVar("facturflow_precision_checked", default=True)
 
 
 @contextmanager
 def unchecked_codes() -> Iterator[None]:
-    """Within this block, model values are not checked against code lists.
+    """Within this block, model values are not checked against code lists, nor amounts
+    against the precision EN 16931 allows (types are always checked).
 
     For reading documents whose codes an older or newer list accepts: the values are kept as
     they are, and `facturflow.validate` remains the place that judges them.
     """
     token = _CHECKING.set(False)
+    precision = _PRECISION.set(False)
     try:
         yield
     finally:
+        _PRECISION.reset(precision)
         _CHECKING.reset(token)
+
+
+@contextmanager
+def as_read() -> Iterator[None]:
+    """Within this block, amounts are not checked against the precision EN 16931 allows.
+
+    The syntax readers use it: a document's amount with three decimals is what the document
+    says (BR-DEC rules judge it in `facturflow.validate`); an invoice built in code is held to
+    two decimals at construction.
+    """
+    token = _PRECISION.set(False)
+    try:
+        yield
+    finally:
+        _PRECISION.reset(token)
+
+
+def precision_checked() -> bool:
+    """True unless within unchecked_codes() or as_read()."""
+    return _PRECISION.get()
 
 
 def check(code_list: str, value: str, business_term: str) -> None:

@@ -26,8 +26,10 @@ the implied gross price and leaves out a redundant BT-6, UBL writes the implied 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from decimal import Decimal
 
+from .codelists import as_read
 from .invoice import DocumentTotals, Invoice, InvoiceLine, PriceDetails
 
 __all__ = [
@@ -41,6 +43,19 @@ __all__ = [
 ]
 
 
+def _copies(function: Callable[[Invoice], Invoice]) -> Callable[[Invoice], Invoice]:
+    """Copies of an invoice keep its amounts as they are: an invoice read from a document may
+    hold amounts with more decimals than EN 16931 allows, which validation (not a copy) judges."""
+
+    def wrapper(invoice: Invoice) -> Invoice:
+        with as_read():
+            return function(invoice)
+
+    wrapper.__name__ = function.__name__
+    wrapper.__doc__ = function.__doc__
+    return wrapper
+
+
 def implied_gross_price(price: PriceDetails) -> Decimal | None:
     """BT-148 = BT-146 + BT-147 when a price states a discount but no gross price, else None."""
     if price.gross_price is not None or price.discount is None or price.net_price is None:
@@ -48,6 +63,7 @@ def implied_gross_price(price: PriceDetails) -> Decimal | None:
     return price.net_price + price.discount
 
 
+@_copies
 def with_implied_gross_prices(invoice: Invoice) -> Invoice:
     """The invoice with every implied item gross price (BT-148) explicit."""
     lines: list[InvoiceLine] = []
@@ -73,6 +89,7 @@ def implied_vat_total(invoice: Invoice) -> Decimal | None:
     return sum((a for a in amounts if a is not None), Decimal(0))
 
 
+@_copies
 def with_implied_vat_total(invoice: Invoice) -> Invoice:
     """The invoice with its implied total VAT amount (BT-110) explicit."""
     total = implied_vat_total(invoice)
@@ -91,6 +108,7 @@ def redundant_tax_currency(invoice: Invoice) -> bool:
     return accounting is None or (totals is not None and accounting == totals.vat_total)
 
 
+@_copies
 def without_redundant_tax_currency(invoice: Invoice) -> Invoice:
     """The invoice without a BT-6 equal to BT-5 (and without its BT-111, equal to BT-110)."""
     if not redundant_tax_currency(invoice):

@@ -23,12 +23,15 @@ BASIC WL carry no lines, for instance): checking that a document is complete is 
 from __future__ import annotations
 
 import dataclasses
+import types
+import typing
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, ClassVar
 
-from .codelists import check
+from .codelists import check, precision_checked
+from .errors import ModelError
 
 # -- field declarations --------------------------------------------------------------------
 
@@ -83,24 +86,142 @@ def business_term(cls: type[Any], name: str, context: str | None = None) -> str:
 
 
 class Node:
-    """Base of the model classes: freezes sequences into tuples and checks code lists."""
+    """Base of the model classes: checks every value's type (and amounts' precision and codes'
+    lists) at construction, `dataclasses.replace` included, and freezes lists into tuples."""
 
     #: The group id of this class when it has a single one (None for shared classes).
     GROUP: ClassVar[str | None] = None
 
     def __post_init__(self) -> None:
-        for f in dataclasses.fields(self):  # type: ignore[arg-type]
-            value = getattr(self, f.name)
-            if f.metadata.get("many") and isinstance(value, list):
-                value = tuple(value)
-                object.__setattr__(self, f.name, value)
-            code_list = f.metadata.get("codelist")
-            if code_list is None or value is None:
+        precision = precision_checked()
+        for spec in _specs(type(self)):
+            value = getattr(self, spec.name)
+            if spec.many:
+                if isinstance(value, list):
+                    value = tuple(value)
+                    object.__setattr__(self, spec.name, value)
+                elif not isinstance(value, tuple):
+                    raise ModelError(spec.label, f"expected a tuple or list of {spec.kind_name}, "
+                                                 f"got {_describe(value)}")
+                items: tuple[Any, ...] = value
+            elif value is None:
+                if not spec.optional:
+                    raise ModelError(spec.label, "is required, got None")
                 continue
-            bt = f.metadata.get("bt")
-            label = bt if isinstance(bt, str) else f"{type(self).__name__}.{f.name}"
-            for item in value if isinstance(value, tuple) else (value,):
-                check(code_list, item, label)
+            else:
+                items = (value,)
+            for item in items:
+                _check_type(spec, item, precision)
+                if spec.code_list is not None:
+                    check(spec.code_list, item, spec.label)
+
+
+# The amounts EN 16931 allows two decimals at most (BR-DEC-01 ... BR-DEC-28); prices (BT-146,
+# BT-147, BT-148), quantities and rates have no such limit.
+_TWO_DECIMALS = frozenset(
+    {f"BT-{n}" for n in (92, 93, 99, 100, *range(106, 118), 131, 136, 137, 141, 142)}
+)
+
+
+@dataclass(frozen=True, slots=True)
+class _Spec:
+    """What one field of a model class accepts (computed once per class)."""
+
+    name: str
+    label: str
+    kind: type[Any]
+    many: bool
+    optional: bool
+    code_list: str | None
+    two_decimals: bool
+
+    @property
+    def kind_name(self) -> str:
+        return _KIND_NAMES.get(self.kind, self.kind.__name__)
+
+
+_KIND_NAMES = {date: "a datetime.date", Decimal: "a Decimal", str: "a str", bytes: "bytes"}
+_SPECS: dict[type[Any], tuple[_Spec, ...]] = {}
+
+
+def _specs(cls: type[Any]) -> tuple[_Spec, ...]:
+    specs = _SPECS.get(cls)
+    if specs is None:
+        hints = typing.get_type_hints(cls)
+        built = []
+        for f in dataclasses.fields(cls):
+            hint = hints[f.name]
+            optional = False
+            if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+                args = [a for a in typing.get_args(hint) if a is not type(None)]
+                optional = len(args) < len(typing.get_args(hint))
+                hint = args[0]
+            many = typing.get_origin(hint) is tuple
+            if many:
+                hint = typing.get_args(hint)[0]
+            ident = f.metadata.get("bt") or f.metadata.get("bg")
+            if isinstance(ident, str):
+                label = ident
+                ids = {ident}
+            elif isinstance(ident, dict):
+                label = f"{cls.__name__}.{f.name}"
+                ids = set(ident.values())
+            else:
+                label = f"{cls.__name__}.{f.name}"
+                ids = set()
+            built.append(_Spec(
+                name=f.name, label=label, kind=hint, many=many, optional=optional,
+                code_list=f.metadata.get("codelist"),
+                two_decimals=bool(ids) and ids <= _TWO_DECIMALS,
+            ))
+        specs = _SPECS[cls] = tuple(built)
+    return specs
+
+
+def _describe(value: Any) -> str:
+    text = repr(value)
+    if len(text) > 60:
+        text = text[:59] + "…"
+    return f"{type(value).__name__} {text}"
+
+
+def _check_type(spec: _Spec, value: Any, precision: bool) -> None:
+    kind = spec.kind
+    if kind is date:
+        if isinstance(value, date) and not isinstance(value, datetime):
+            return
+        hint = ""
+        if isinstance(value, str):
+            hint = f" (write datetime.date.fromisoformat({value!r}))"
+        elif isinstance(value, datetime):
+            hint = " (write its .date(): EN 16931 dates have no time)"
+        raise ModelError(spec.label, f"expected a datetime.date, got {_describe(value)}{hint}")
+    if kind is Decimal:
+        if not isinstance(value, Decimal):
+            hint = ""
+            if isinstance(value, float):
+                hint = (f" (write Decimal({str(value)!r}): a float is not exact, "
+                        f"0.1 + 0.2 == {0.1 + 0.2!r})")
+            elif isinstance(value, int | str) and not isinstance(value, bool):
+                hint = f" (write Decimal({str(value)!r}))"
+            raise ModelError(spec.label, f"expected a Decimal, got {_describe(value)}{hint}")
+        if not value.is_finite():
+            raise ModelError(spec.label, f"expected a finite number, got {value}")
+        if precision and spec.two_decimals:
+            exponent = value.as_tuple().exponent
+            if isinstance(exponent, int) and exponent < -2:
+                raise ModelError(
+                    spec.label,
+                    f"{value} has {-exponent} decimals; EN 16931 allows at most 2 for an "
+                    "amount (BR-DEC): round it, e.g. with .quantize(Decimal('0.01'))",
+                )
+        return
+    if kind is str or kind is bytes:
+        if not isinstance(value, kind):
+            raise ModelError(spec.label, f"expected {spec.kind_name}, got {_describe(value)}")
+        return
+    if isinstance(kind, type) and not isinstance(value, kind):
+        raise ModelError(spec.label, f"expected a {kind.__name__}, got {_describe(value)}")
 
 
 # -- value types ---------------------------------------------------------------------------

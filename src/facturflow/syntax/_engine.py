@@ -35,7 +35,7 @@ from typing import Any
 
 from lxml import etree
 
-from ..model.codelists import CodeListError
+from ..model.errors import ModelError
 from ..model.invoice import (
     BinaryObject,
     ClassificationIdentifier,
@@ -45,6 +45,7 @@ from ..model.invoice import (
     Node,
 )
 from ..model.serialize import _hints, _unwrap
+from ..model.terms import term_label
 
 Tokens = dict[str, str]
 CustomRead = Callable[[etree._Element, Tokens], Any]
@@ -63,7 +64,7 @@ class BindingError(ValueError):
     """A document value cannot be read into the model (bad date, number or code)."""
 
     def __init__(self, business_term: str, message: str) -> None:
-        super().__init__(f"{business_term}: {message}")
+        super().__init__(f"{term_label(business_term)}: {message}")
         self.business_term = business_term
 
 
@@ -99,8 +100,8 @@ def build_invoice(kwargs: dict[str, Any]) -> Invoice:
     """The Invoice from the terms a binding read; model refusals become BindingErrors."""
     try:
         return Invoice(**kwargs)
-    except CodeListError as exc:
-        raise BindingError(exc.business_term, str(exc).partition(": ")[2]) from None
+    except ModelError as exc:
+        raise BindingError(exc.business_term, exc.detail) from None
     except TypeError as exc:
         raise BindingError("BT-1..BT-5", f"a mandatory term is missing: {exc}") from None
 
@@ -212,8 +213,8 @@ class Engine:
                 return None
             try:
                 return hint(**kwargs)
-            except CodeListError as exc:
-                raise BindingError(exc.business_term, str(exc).partition(": ")[2]) from None
+            except ModelError as exc:
+                raise BindingError(exc.business_term, exc.detail) from None
             except TypeError as exc:
                 raise BindingError(bind.term, f"incomplete group: {exc}") from None
         return self._scalar(node, hint, bind)
@@ -246,8 +247,8 @@ class Engine:
             kwargs.setdefault("filename", "")
         try:
             return hint(**kwargs)
-        except CodeListError as exc:
-            raise BindingError(exc.business_term, str(exc).partition(": ")[2]) from None
+        except ModelError as exc:
+            raise BindingError(exc.business_term, exc.detail) from None
         except TypeError as exc:
             raise BindingError(bind.term, f"incomplete value: {exc}") from None
 

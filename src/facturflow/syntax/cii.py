@@ -12,6 +12,7 @@ from typing import Any
 
 from lxml import etree
 
+from ..model.codelists import as_read
 from ..model.implied import with_implied_gross_prices, without_redundant_tax_currency
 from ..model.invoice import (
     CreditTransfer,
@@ -512,8 +513,9 @@ def read_cii(tree: etree._ElementTree | etree._Element) -> Invoice:
         "currency": _first_text(root, f"{S}/ram:InvoiceCurrencyCode") or "",
         "tax_currency": _first_text(root, f"{S}/ram:TaxCurrencyCode") or "",
     }
-    kwargs = ENGINE.read_group(root, Invoice, BINDINGS, None, tokens)
-    return build_invoice(kwargs)
+    with as_read():  # a document's amounts are judged by validation (BR-DEC), not refused
+        kwargs = ENGINE.read_group(root, Invoice, BINDINGS, None, tokens)
+        return build_invoice(kwargs)
 
 
 

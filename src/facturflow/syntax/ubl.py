@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from lxml import etree
 
+from ..model.codelists import as_read
 from ..model.implied import with_implied_vat_total
 from ..model.invoice import (
     CREDIT_NOTE_TYPES,
@@ -474,8 +475,9 @@ def read_ubl(tree: etree._ElementTree | etree._Element) -> Invoice:
     tokens["currency"] = _first(root, "cbc:DocumentCurrencyCode") or ""
     tokens["tax_currency"] = _first(root, "cbc:TaxCurrencyCode") or ""
     tokens["number"] = _first(root, "cbc:ID") or ""
-    kwargs = ENGINE.read_group(root, Invoice, BINDINGS, None, tokens)
-    return build_invoice(kwargs)
+    with as_read():  # a document's amounts are judged by validation (BR-DEC), not refused
+        kwargs = ENGINE.read_group(root, Invoice, BINDINGS, None, tokens)
+        return build_invoice(kwargs)
 
 
 
