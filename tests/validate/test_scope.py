@@ -320,7 +320,8 @@ def test_every_format_lists_the_applied_sets_with_version_and_sha256(tmp_path: P
     assert any(f["rule"] == RULES_NOT_IN_SCOPE for f in de["findings"])
     text = runner.invoke(main, ["validate", "-j", "1", str(german), str(VALID_CII)]).stdout
     assert f"sha256:{french_sha[:12]}" in text
-    assert "scope: French no (seller country DE" in text and "XRechnung yes" in text
+    assert "scope: XRechnung (BT-24 declares XRechnung" in text
+    assert "scope: French (seller country (BT-40) is FR)" in text
     assert "French rules: fatal build as of" in text
     sarif = json.loads(
         runner.invoke(main, ["validate", "-j", "1", "--format", "sarif", str(VALID_UBL)]).stdout

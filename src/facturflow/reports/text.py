@@ -134,16 +134,18 @@ def selection_lines(report: Report) -> list[str]:
     lines: list[str] = []
     scope = selection.get("scope")
     if isinstance(scope, dict):
+        # The families the invoice is in the scope of; the ones left out are said by their
+        # RULES-NOT-IN-SCOPE findings.
         families = [
-            f"{title} {'yes' if scope[key]['in_scope'] else 'no'} ({_safe(scope[key]['reason'])})"
+            f"{title} ({_safe(str(scope[key]['reason']))})"
             for key, title in (
                 ("french", "French"),
                 ("xrechnung", "XRechnung"),
                 ("peppol", "Peppol"),
             )
-            if isinstance(scope.get(key), dict)
+            if isinstance(scope.get(key), dict) and scope[key].get("in_scope")
         ]
-        lines.append("scope: " + "; ".join(families))
+        lines.append("scope: " + ("; ".join(families) or "not French, XRechnung or Peppol"))
     french = selection.get("french_rules")
     if isinstance(french, dict):
         when = f" as of {french['as_of']}" if french.get("as_of") else ""
