@@ -87,8 +87,10 @@ ALIASES = {
 # Names an alias forces without naming them explicitly: `fr` applies EXTENDED-CTC-FR only where
 # that profile is declared, without a RULES-NOT-APPLICABLE warning elsewhere.
 _IMPLIED_BY_ALIAS = {"fr": frozenset({"extended-ctc-fr"})}
-# Rule id of the information finding naming a default set that the invoice's scope left out.
+# Rule ids of the information findings naming a default set that the invoice's scope left out,
+# and one in its scope that this installation does not have.
 RULES_NOT_IN_SCOPE = "RULES-NOT-IN-SCOPE"
+RULES_NOT_INSTALLED = "RULES-NOT-INSTALLED"
 _FORCE_HINT = {
     "fr-ctc": "+fr",
     "extended-ctc-fr": "+fr",
@@ -404,6 +406,8 @@ class Effective:
     scope: Scope | None
     # (rule set, message) for each default set the invoice's scope left out
     not_in_scope: tuple[tuple[str, str], ...]
+    # (rule set, message) for each default set in the invoice's scope that is not installed
+    not_installed: tuple[tuple[str, str], ...] = ()
 
 
 def available(document: Document, rule_set: str, selection: Sequence[str] = ()) -> bool:
@@ -444,12 +448,24 @@ def effective(
     scope = scope_of(document) if document.syntax in (*_UBL, "cii", "zugferd1") else None
     kept: list[str] = []
     left_out: list[tuple[str, str]] = []
+    missing: list[tuple[str, str]] = []
     for name in selection:
         if name not in selection.scoped or scope is None:
             kept.append(name)
             continue
         if not available(document, name, selection):
-            continue  # not installed: nothing to say about a default set that cannot run
+            # Not installed: said only when the invoice is in its scope (it should have run).
+            if getattr(scope, SCOPED_RULE_SETS[name]):
+                reason = getattr(scope, f"{SCOPED_RULE_SETS[name]}_reason")
+                missing.append(
+                    (
+                        name,
+                        f"{_TITLES[name]} not applied: {reason}, but they are not installed in "
+                        "this facturflow (no stylesheet registered for "
+                        f"{_family(document.syntax).upper()})",
+                    )
+                )
+            continue
         if getattr(scope, SCOPED_RULE_SETS[name]) or not_applicable(document, name, packs):
             kept.append(name)  # in scope, or out of reach anyway (said elsewhere, or silent)
             continue
@@ -461,7 +477,7 @@ def effective(
                 f"--rules {_FORCE_HINT[name]} (or --rules default,{_FORCE_HINT[name][1:]})",
             )
         )
-    result = Effective(selection.narrowed(kept), scope, tuple(left_out))
+    result = Effective(selection.narrowed(kept), scope, tuple(left_out), tuple(missing))
     _last_effective = (weakref.ref(document), rule_sets, result)
     return result
 

@@ -44,6 +44,7 @@ from .report import (
     LAYER_FAILED,
     RULES_NOT_APPLICABLE,
     RULES_NOT_IN_SCOPE,
+    RULES_NOT_INSTALLED,
     Finding,
     LayerRun,
     Report,
@@ -158,8 +159,12 @@ def selection_findings(
     default set that the invoice's scope left out (RULES-NOT-IN-SCOPE)."""
     chosen = effective(document, rule_sets, packs)
     scoped = [
-        Finding(layer="selection", rule=RULES_NOT_IN_SCOPE, severity="information", message=why)
-        for _, why in chosen.not_in_scope
+        Finding(layer="selection", rule=rule, severity="information", message=why)
+        for rule, items in (
+            (RULES_NOT_IN_SCOPE, chosen.not_in_scope),
+            (RULES_NOT_INSTALLED, chosen.not_installed),
+        )
+        for _, why in items
     ]
     return _not_applicable_findings(document, chosen.rule_sets, packs) + scoped
 
@@ -287,6 +292,7 @@ def selection_summary(
         if french is not None and "fr-ctc" in chosen.rule_sets
         else None,
         "not_in_scope": [name for name, _ in chosen.not_in_scope],
+        "not_installed": [name for name, _ in chosen.not_installed],
     }
 
 

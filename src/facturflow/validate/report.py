@@ -18,6 +18,9 @@ RULES_NOT_APPLICABLE = "RULES-NOT-APPLICABLE"
 # Rule id of the information finding naming a default rule set that the invoice's scope left
 # out (a German invoice and BR-FR), with why and how to force it.
 RULES_NOT_IN_SCOPE = "RULES-NOT-IN-SCOPE"
+# Rule id of the information finding naming a default rule set the invoice is in the scope of
+# but that this installation does not have (XRechnung before its stylesheets are vendored).
+RULES_NOT_INSTALLED = "RULES-NOT-INSTALLED"
 
 
 @dataclass(frozen=True)
