@@ -20,7 +20,7 @@ A side of a diff (`--from`, `--to`) is one of:
 
 Exit codes: 0 no invoice changes verdict; 1 at least one does; 2 a usage error (a bad side, no
 invoice files, an unknown --rules name); 3 a side that cannot be used (an interpreter without
-factur-x, a malformed rules calendar, a French rules build not installed).
+factur-x, a malformed rules calendar, a French rules build not installed); 130 Ctrl-C.
 """
 
 from __future__ import annotations
@@ -311,6 +311,9 @@ def diff_command(
         before, after = (run_side(s, files, rules, rule_packs, jobs) for s in sides)
     except SideError as exc:
         _fail(exc)
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        sys.exit(exitcodes.INTERRUPTED)
     diff = compare(before, after)
     if fmt == "json":
         data = {
