@@ -135,7 +135,8 @@ def explicit_names(rule_sets: Sequence[str]) -> frozenset[str]:
 def registered(key: str) -> bool:
     """Whether the artefact registry knows `key` (its file may still be missing: that fails
     closed when the step runs)."""
-    return key in _artefacts._SPECS
+    vendored: dict[str, object] = getattr(_artefacts, "_VENDORED", {})
+    return key in _artefacts._SPECS or key in vendored
 
 
 def _family(syntax: str) -> str:
