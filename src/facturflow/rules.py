@@ -18,7 +18,8 @@ XRechnung rules when it declares XRechnung; the Peppol BIS rules when it declare
 default set left out is named on the report by an information finding (RULES-NOT-IN-SCOPE) that
 says why and how to force it. A name given explicitly is forced whatever the scope; `+NAME` (or
 `default,NAME`) means the default plus NAME, forced. Aliases: `fr` (fr-ctc, and extended-ctc-fr
-where the profile is declared), `br-fr`, `profile`, `default`, `all` (every built-in set, forced).
+where the profile is declared), `br-fr`, `profile`, `default`, `all` (every built-in set, forced,
+except the CIUS sets xrechnung and peppol, which even then apply only to invoices declaring them).
 
 For CII that is not a Factur-X profile (XRechnung, Peppol, another CIUS), `en16931` runs the CEN
 EN16931-CII-validation stylesheet (artefact `sch-en16931-cii`) once it is registered, and the
@@ -77,6 +78,9 @@ SCOPED_RULE_SETS: dict[str, str] = {
     "xrechnung": "xrechnung",
     "peppol": "peppol",
 }
+# The CIUS sets: even under 'all' they apply only to invoices that declare them, unless named
+# (a French invoice is no XRechnung: 'all' must not fail it on BR-DE rules).
+CIUS_RULE_SETS: frozenset[str] = frozenset({"xrechnung", "peppol"})
 ALIASES = {
     "all": BUILTIN_RULE_SETS,
     "default": DEFAULT_RULE_SETS,
@@ -337,11 +341,11 @@ def parse_rule_sets(
     """
     explicit: set[str] = set()
     forced: set[str] = set()
-    defaults = False
+    scoped_candidates: set[str] = set()
     french: FrenchRules | None = None
     if rules is None:
         names: list[str] = list(DEFAULT_RULE_SETS)
-        defaults = True
+        scoped_candidates.update(SCOPED_RULE_SETS)
     elif isinstance(rules, RuleSelection):
         names, explicit = list(rules), set(rules.explicit)
         forced = set(rules) - rules.scoped
@@ -356,7 +360,7 @@ def parse_rule_sets(
                 )
             item = item.strip()
             if item.startswith("+"):
-                defaults = True
+                scoped_candidates.update(SCOPED_RULE_SETS)
                 names.extend(DEFAULT_RULE_SETS)
                 item = item[1:].strip()
             if not item:
@@ -364,7 +368,10 @@ def parse_rule_sets(
             expanded = ALIASES.get(item, (item,))
             names.extend(expanded)
             if item == "default":
-                defaults = True
+                scoped_candidates.update(SCOPED_RULE_SETS)
+            elif item == "all":
+                scoped_candidates.update(CIUS_RULE_SETS)
+                forced.update(set(expanded) - CIUS_RULE_SETS)
             else:
                 forced.update(expanded)
             if item not in ("all", "default"):
@@ -384,7 +391,7 @@ def parse_rule_sets(
         )
     # Loaded packs always run: loading one is how a user asks for it.
     names.extend(p.name for p in packs if p.name not in names)
-    scoped = (set(SCOPED_RULE_SETS) & set(names)) - forced if defaults else set()
+    scoped = (scoped_candidates & set(names)) - forced
     if isinstance(rules, RuleSelection):
         scoped = set(rules.scoped)
     if "fr-ctc" in names and (french is None or french_build is not None or as_of is not None):
@@ -441,11 +448,13 @@ def effective(
         _last_effective[0]() is document and _last_effective[1] is rule_sets
     ):
         return _last_effective[2]
-    selection = (
-        rule_sets
-        if isinstance(rule_sets, RuleSelection)
-        else RuleSelection(rule_sets, explicit_names(rule_sets))
-    )
+    if isinstance(rule_sets, RuleSelection):
+        selection = rule_sets
+    else:  # a plain list: every name forced, but a list of them all is 'all' (see parse_rule_sets)
+        everything = set(BUILTIN_RULE_SETS) <= set(rule_sets)
+        selection = RuleSelection(
+            rule_sets, explicit_names(rule_sets), CIUS_RULE_SETS if everything else ()
+        )
     scope = scope_of(document) if document.syntax in (*_UBL, "cii", "zugferd1") else None
     kept: list[str] = []
     left_out: list[tuple[str, str]] = []
