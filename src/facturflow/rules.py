@@ -394,7 +394,10 @@ def parse_rule_sets(
     scoped = (scoped_candidates & set(names)) - forced
     if isinstance(rules, RuleSelection):
         scoped = set(rules.scoped)
-    if "fr-ctc" in names and (french is None or french_build is not None or as_of is not None):
+    asked = french_build is not None or as_of is not None
+    if asked and "fr-ctc" not in names:
+        french_rules(french_build, as_of)  # still checked: a bad date is an error, not ignored
+    if "fr-ctc" in names and (french is None or asked):
         french = french_rules(french_build, as_of)
         if french.build != "fatal" and not all(
             registered(_BRFR_KEYS[(french.build, f)]) for f in ("cii", "ubl")

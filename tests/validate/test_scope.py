@@ -500,6 +500,7 @@ def test_a_missing_named_config_file_is_a_config_error(tmp_path: Path) -> None:
         ["--as-of", "tomorrow"],
         ["--as-of", "2026-01-01", "--french-rules", "fatal"],
         ["--french-rules", "strict"],
+        ["--rules", "xsd", "--as-of", "2026-13-01"],  # checked even where no French rule runs
     ],
 )
 def test_bad_date_options_are_usage_errors(args: list[str]) -> None:
