@@ -22,6 +22,7 @@ from .detect import detect
 from .errors import FacturflowError
 
 if TYPE_CHECKING:
+    from .rules import RulePack, RuleSelection
     from .validate.report import Report
 
 EXIT_OK = 0
@@ -100,8 +101,24 @@ def detect_command(paths: tuple[Path, ...], fmt: str) -> None:
     "--rules",
     default=None,
     metavar="LIST",
-    help="Comma-separated rule sets (xsd,en16931,facturx,fr-ctc,extended-ctc-fr,pdf, a loaded "
-    "pack's name; 'all'); default: all of them. A file none of them applies to is invalid.",
+    help="Comma-separated rule sets (xsd,en16931,facturx,fr-ctc,extended-ctc-fr,pdf,xrechnung,"
+    "peppol, a loaded pack's name; aliases fr, all, default); '+NAME' adds NAME to the default. "
+    "Default: follows the invoice (French, XRechnung, Peppol rules when in scope). A file none "
+    "of them applies to is invalid.",
+)
+@click.option(
+    "--french-rules",
+    type=click.Choice(["fatal", "warning"]),
+    default=None,
+    help="Build of the French rules (BR-FR): fatal, or the FNFE warning build (rules not yet "
+    "enforced are warnings). Default: the rules calendar's build for --as-of.",
+)
+@click.option(
+    "--as-of",
+    metavar="DATE",
+    default=None,
+    help="Apply the French rules build in force on DATE (YYYY-MM-DD) per the rules calendar "
+    "(extendable in the config file); default: today.",
 )
 @click.option(
     "--rule-pack",
@@ -147,19 +164,47 @@ def validate_command(
     output: Path | None,
     jobs: int | None,
     timeout: float,
+    french_rules: str | None,
+    as_of: str | None,
 ) -> None:
     """Validate invoices (files or folders) against XSD, Schematron and PDF rules.
 
     Exit codes: 0 every input valid; 1 at least one invalid (a fatal finding, a file stopped at
     --timeout, a selection that does not apply to it); 2 a usage error (empty or unknown --rules,
-    a bad rule pack, an --output that cannot be written) or an unreadable input; 130 Ctrl-C (the
-    files finished by then are reported).
+    a bad rule pack, a bad --as-of, an --output that cannot be written) or an unreadable input;
+    3 a malformed rules calendar in the config file, or a French rules build not installed;
+    130 Ctrl-C (the files finished by then are reported).
     """
     try:
-        _validate(paths, rules, rule_packs, fmt, output, jobs, timeout)
+        _validate(paths, rules, rule_packs, fmt, output, jobs, timeout, (french_rules, as_of))
     except KeyboardInterrupt:  # before or after the batch: nothing to report yet, or already
         click.echo("interrupted", err=True)
         sys.exit(exitcodes.INTERRUPTED)
+
+
+def rule_selection(
+    rules: str | None,
+    packs: list[RulePack],
+    french_rules: str | None = None,
+    as_of: str | None = None,
+) -> RuleSelection:
+    """--rules, --french-rules and --as-of as a selection; a mistake exits with one line (2 for
+    usage, 3 for a malformed rules calendar or a French rules build not installed)."""
+    from .errors import ArtefactError, UnknownRuleSetError
+    from .rules import parse_rule_sets
+    from .rules_calendar import RulesConfigError
+
+    if french_rules is not None and as_of is not None:
+        _usage("--french-rules and --as-of: give one or the other")
+    try:
+        return parse_rule_sets(rules, packs, french_build=french_rules, as_of=as_of)
+    except UnknownRuleSetError as exc:
+        _usage(f"--rules {rules!r}: {exc.message}")
+    except (RulesConfigError, ArtefactError) as exc:
+        click.echo(f"error: {exc.message}", err=True)
+        sys.exit(exitcodes.CONFIG)
+    except ValueError as exc:
+        _usage(f"--as-of {as_of!r}: {exc}")
 
 
 def _usage(message: str) -> NoReturn:
@@ -241,12 +286,13 @@ def _validate(
     output: Path | None,
     jobs: int | None,
     timeout: float,
+    dates: tuple[str | None, str | None] = (None, None),
 ) -> None:
-    from .errors import RulePackError, UnknownRuleSetError
+    from .errors import RulePackError
     from .inputs import expand_inputs
     from .progress import collect_until_interrupted
     from .reports import write
-    from .rules import load_rule_pack, parse_rule_sets
+    from .rules import load_rule_pack
     from .validate import validate_many
 
     # Everything that can make the whole command a usage error is checked before the batch.
@@ -254,10 +300,7 @@ def _validate(
         packs = [load_rule_pack(folder) for folder in rule_packs]
     except RulePackError as exc:
         _usage(f"--rule-pack: {exc}")
-    try:
-        selection = parse_rule_sets(rules, packs)
-    except UnknownRuleSetError as exc:
-        _usage(f"--rules {rules!r}: {exc.message}")
+    selection = rule_selection(rules, packs, *dates)
     files = list(expand_inputs(paths))
     if not files:
         _usage("no invoice files found in the given paths")
@@ -365,6 +408,7 @@ _LAZY_COMMANDS = {
     "inbox": "facturflow.transmit.cli:inbox_command",
     "outbox": "facturflow.transmit.outbox_cli:outbox_group",
     "read": "facturflow.read_cli:read_command",
+    "rules": "facturflow.rules_cli:rules_group",
     "sandbox": "facturflow.transmit.cli:sandbox_command",
     "send": "facturflow.transmit.cli:send_command",
     "status": "facturflow.transmit.cli:status_command",

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from lxml import etree
 
 from ..validate.report import Finding, Report
-from .text import short_xpath
+from .text import selection_lines, short_xpath
 
 SUITE_NAME = "facturflow validate"
 
@@ -41,6 +41,27 @@ def _clean(text: str) -> str:
     )
 
 
+def _properties(case: etree._Element, report: Report) -> None:
+    """The rule sets applied (name, version, artefact sha256) and why, as testcase properties."""
+    if report.error is not None:
+        return
+    rows: list[tuple[str, str]] = []
+    for rule_set in report.applied_rule_sets():
+        for item in rule_set["artefacts"]:
+            sha = f" sha256:{item['sha256']}" if item["sha256"] else ""
+            rows.append(
+                ("rule-set", f"{rule_set['name']} {item['version']} {item['artefact']}{sha}")
+            )
+    rows.extend(("selection", line) for line in selection_lines(report))
+    if not rows:
+        return
+    properties = etree.SubElement(case, "properties")
+    for name, value in rows:
+        prop = etree.SubElement(properties, "property")
+        prop.set("name", name)
+        prop.set("value", _clean(value))
+
+
 def _testcase(report: Report) -> tuple[etree._Element, int, int]:
     """One testcase and its failure and error counts."""
     case = etree.Element("testcase")
@@ -52,6 +73,7 @@ def _testcase(report: Report) -> tuple[etree._Element, int, int]:
     case.set("name", _clean(report.path))
     case.set("file", _clean(report.path))
     case.set("time", f"{sum(layer.seconds for layer in report.layers):.3f}")
+    _properties(case, report)
     failures = errors = 0
     if report.error is not None:
         error = etree.SubElement(case, "error")

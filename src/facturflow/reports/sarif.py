@@ -96,6 +96,11 @@ def as_document(reports: Iterable[Report]) -> dict[str, Any]:
         artifact: dict[str, Any] = {"location": {"uri": artifact_uri(report.path)}}
         if report.container:
             artifact["mimeType"] = "application/pdf" if report.container == "pdf" else "text/xml"
+        if report.error is None and report.layers:
+            # Which rule sets judged the file (version, artefact sha256) and why.
+            artifact["properties"] = {"ruleSets": report.applied_rule_sets()}
+            if report.selection is not None:
+                artifact["properties"]["selection"] = report.selection
         artifacts.append(artifact)
         if report.error is not None and not report.findings:
             results.append(

@@ -7,7 +7,7 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-from ..validate.report import SEVERITIES, Finding, Report
+from ..validate.report import SEVERITIES, Finding, LayerRun, Report
 
 _SEVERITY_STYLE = {"fatal": "bold red", "warning": "yellow", "information": "cyan"}
 _WIDTH = max(len(s) for s in SEVERITIES)
@@ -114,11 +114,44 @@ def report_lines(report: Report) -> list[Text]:
         if layer.required and not layer.ran:
             lines.append(Text(f"  layer {layer.name} ({layer.artefact}) did not run", style="red"))
     if report.layers:
-        ran = ", ".join(
-            f"{layer.name} {layer.version}".strip() for layer in report.layers if layer.ran
-        )
+        ran = ", ".join(_layer_label(layer) for layer in report.layers if layer.ran)
         if ran:
             lines.append(Text(f"  checked: {ran}", style="dim"))
+    lines.extend(Text(f"  {line}", style="dim") for line in selection_lines(report))
+    return lines
+
+
+def _layer_label(layer: LayerRun) -> str:
+    label = f"{layer.name} {layer.version}".strip()
+    if layer.sha256:
+        label += f" ({_safe(layer.artefact)} sha256:{layer.sha256[:12]})"
+    return label
+
+
+def selection_lines(report: Report) -> list[str]:
+    """Why these rule sets: the invoice's scope and the build of the French rules."""
+    selection = report.selection or {}
+    lines: list[str] = []
+    scope = selection.get("scope")
+    if isinstance(scope, dict):
+        # The families the invoice is in the scope of; the ones left out are said by their
+        # RULES-NOT-IN-SCOPE findings.
+        families = [
+            f"{title} ({_safe(str(scope[key]['reason']))})"
+            for key, title in (
+                ("french", "French"),
+                ("xrechnung", "XRechnung"),
+                ("peppol", "Peppol"),
+            )
+            if isinstance(scope.get(key), dict) and scope[key].get("in_scope")
+        ]
+        lines.append("scope: " + ("; ".join(families) or "not French, XRechnung or Peppol"))
+    french = selection.get("french_rules")
+    if isinstance(french, dict):
+        when = f" as of {french['as_of']}" if french.get("as_of") else ""
+        lines.append(
+            f"French rules: {french['build']} build{when} ({_safe(str(french['source']))})"
+        )
     return lines
 
 

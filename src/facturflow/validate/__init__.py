@@ -6,12 +6,16 @@ pool (saxonche holds the GIL during a transform, so threads would not help).
 
 from __future__ import annotations
 
+import datetime as dt
+import hashlib
 import os
 import stat
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
+from typing import Any
 
 from ..detect import Document, Source, detect
 from ..errors import (
@@ -24,10 +28,10 @@ from ..errors import (
     NotAnInvoiceError,
 )
 from ..rules import (
-    BUILTIN_RULE_SETS,
     RulePack,
-    RuleSelection,
     Step,
+    effective,
+    explicit_names,
     load_rule_pack,
     not_applicable,
     parse_rule_sets,
@@ -36,7 +40,15 @@ from ..rules import (
 from ..xmlsafe import DEFAULT_LIMITS, Limits
 from . import pdf as pdf_layer
 from . import pool, schematron, xsd
-from .report import LAYER_FAILED, RULES_NOT_APPLICABLE, Finding, LayerRun, Report
+from .report import (
+    LAYER_FAILED,
+    RULES_NOT_APPLICABLE,
+    RULES_NOT_IN_SCOPE,
+    RULES_NOT_INSTALLED,
+    Finding,
+    LayerRun,
+    Report,
+)
 
 __all__ = [
     "BatchValidator",
@@ -86,18 +98,23 @@ def validate(
     *,
     rule_packs: Iterable[str | os.PathLike[str] | RulePack] = (),
     limits: Limits = DEFAULT_LIMITS,
+    french_rules: str | None = None,
+    as_of: dt.date | str | None = None,
 ) -> Report:
     """Validate one invoice (path, bytes, file object or detected Document).
 
-    `rules` selects rule sets by name (see facturflow.rules; default: everything a sender to the
-    French network needs). An unreadable input gives a Report with `error` set, never an exception.
+    `rules` selects rule sets by name (see facturflow.rules; default: XSD, EN 16931 and the
+    Factur-X profile rules, plus the French, XRechnung or Peppol BIS rules when the invoice is
+    in their scope). `french_rules` ("fatal" or "warning") or `as_of` (a date) pick the build of
+    the French rules (see facturflow.rules_calendar). An unreadable input gives a Report with
+    `error` set, never an exception.
     An unknown name raises UnknownRuleSetError (a ValueError), an empty selection ("" or [])
     its subclass EmptyRuleSelectionError; a malformed rule pack raises RulePackError. A
     selection none of whose sets applies to the input (`rules="pdf"` on an XML file) gives a
     Report that is not ok, with a fatal RULES-NOT-APPLICABLE finding saying why.
     """
     packs = _packs(rule_packs)
-    rule_sets = parse_rule_sets(rules, packs)
+    rule_sets = parse_rule_sets(rules, packs, french_build=french_rules, as_of=as_of)
     if isinstance(source, Document):
         document = source
     else:
@@ -138,7 +155,23 @@ def selection_findings(
 ) -> list[Finding]:
     """What the rule selection leaves unjudged: a fatal finding when no selected set applies to
     the document (no XSD, Schematron or PDF layer would run: the file is then not valid), else a
-    warning naming the sets the user named that do not apply."""
+    warning naming the sets the user named that do not apply; and one information finding per
+    default set that the invoice's scope left out (RULES-NOT-IN-SCOPE)."""
+    chosen = effective(document, rule_sets, packs)
+    scoped = [
+        Finding(layer="selection", rule=rule, severity="information", message=why)
+        for rule, items in (
+            (RULES_NOT_IN_SCOPE, chosen.not_in_scope),
+            (RULES_NOT_INSTALLED, chosen.not_installed),
+        )
+        for _, why in items
+    ]
+    return _not_applicable_findings(document, chosen.rule_sets, packs) + scoped
+
+
+def _not_applicable_findings(
+    document: Document, rule_sets: Sequence[str], packs: Sequence[RulePack]
+) -> list[Finding]:
     skipped = {
         name: reason
         for name in rule_sets
@@ -157,10 +190,7 @@ def selection_findings(
                 + reasons,
             )
         ]
-    if isinstance(rule_sets, RuleSelection):
-        explicit: frozenset[str] | set[str] = rule_sets.explicit
-    else:  # a plain list from a library caller: every name was asked for, unless it is them all
-        explicit = set() if set(BUILTIN_RULE_SETS) <= set(rule_sets) else set(rule_sets)
+    explicit = explicit_names(rule_sets)
     named = {name: reason for name, reason in skipped.items() if name in explicit}
     if not named:
         return []  # sets implied by the default or 'all': not applying is expected
@@ -235,9 +265,35 @@ def run_steps(
             version=step.artefact.version,
             ran=ran,
             seconds=time.perf_counter() - started,
+            sha256=_sha256(step.artefact.path),
         )
         results.append(StepResult(index, layer, tuple(findings)))
     return results
+
+
+@cache
+def _sha256(path: Path) -> str | None:
+    """The artefact file's sha256, once per process (None when it cannot be read)."""
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return None
+
+
+def selection_summary(
+    document: Document, rule_sets: Sequence[str], packs: Sequence[RulePack] = ()
+) -> dict[str, Any]:
+    """How the rule sets were chosen for this document, for the report."""
+    chosen = effective(document, rule_sets, packs)
+    french = getattr(chosen.rule_sets, "french", None)
+    return {
+        "scope": chosen.scope.as_dict() if chosen.scope is not None else None,
+        "french_rules": french.as_dict()
+        if french is not None and "fr-ctc" in chosen.rule_sets
+        else None,
+        "not_in_scope": [name for name, _ in chosen.not_in_scope],
+        "not_installed": [name for name, _ in chosen.not_installed],
+    }
 
 
 def assemble(
@@ -257,7 +313,8 @@ def assemble(
         findings=findings,
         layers=layers,
         warnings=tuple([*document.warnings, *notes]),
-        rule_sets=tuple(rule_sets),
+        rule_sets=tuple(effective(document, rule_sets).rule_sets),
+        selection=selection_summary(document, rule_sets),
     )
 
 
@@ -351,6 +408,8 @@ def validate_many(
     recycle_after: int | None = None,
     max_worker_rss_mb: float | None = pool.DEFAULT_MAX_RSS_MB,
     syntax_affinity: bool = True,
+    french_rules: str | None = None,
+    as_of: dt.date | str | None = None,
 ) -> Iterator[Report]:
     """Validate many files, in input order, on `jobs` worker processes (default: all cores).
 
@@ -360,10 +419,11 @@ def validate_many(
     A worker is replaced between two files after `recycle_after` files, or once its resident
     memory passes `max_worker_rss_mb` (None: no limit), so that a long batch cannot grow. With
     `syntax_affinity` (default), each worker keeps to files of one syntax (UBL or CII) and so
-    holds only that syntax's stylesheets (see validate/pool.py).
+    holds only that syntax's stylesheets (see validate/pool.py). `french_rules` and `as_of` as
+    for `validate`.
     """
     packs = _packs(rule_packs)
-    rule_sets = parse_rule_sets(rules, packs)
+    rule_sets = parse_rule_sets(rules, packs, french_build=french_rules, as_of=as_of)
     names = [str(Path(p)) for p in paths]
     jobs = default_jobs() if jobs is None else max(1, jobs)
     if timeout is None and (jobs == 1 or len(names) <= 1):
@@ -378,7 +438,7 @@ def validate_many(
         yield validate_one(names[0], (rule_sets, packs, limits), min(jobs, 2), timeout)
         return
     with BatchValidator(
-        rules,
+        rule_sets,
         rule_packs=packs,
         jobs=jobs,
         timeout=timeout,
@@ -415,9 +475,11 @@ class BatchValidator:
         recycle_after: int | None = None,
         max_worker_rss_mb: float | None = pool.DEFAULT_MAX_RSS_MB,
         syntax_affinity: bool = True,
+        french_rules: str | None = None,
+        as_of: dt.date | str | None = None,
     ) -> None:
         packs = _packs(rule_packs)
-        rule_sets = parse_rule_sets(rules, packs)
+        rule_sets = parse_rule_sets(rules, packs, french_build=french_rules, as_of=as_of)
         self.stats: dict[str, int] = {}
         self._pool = pool.WorkerPool(
             _validate_path,

@@ -15,6 +15,12 @@ LAYER_FAILED = "LAYER-FAILED"
 # Rule id of the finding that names selected rule sets that do not apply to the document: fatal
 # when none applies (nothing judged the file), a warning when others did.
 RULES_NOT_APPLICABLE = "RULES-NOT-APPLICABLE"
+# Rule id of the information finding naming a default rule set that the invoice's scope left
+# out (a German invoice and BR-FR), with why and how to force it.
+RULES_NOT_IN_SCOPE = "RULES-NOT-IN-SCOPE"
+# Rule id of the information finding naming a default rule set the invoice is in the scope of
+# but that this installation does not have (XRechnung before its stylesheets are vendored).
+RULES_NOT_INSTALLED = "RULES-NOT-INSTALLED"
 
 
 @dataclass(frozen=True)
@@ -70,6 +76,7 @@ class LayerRun:
     ran: bool
     required: bool = True
     seconds: float = 0.0
+    sha256: str | None = None  # of the artefact file (None for the parser and the PDF rules)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -78,6 +85,7 @@ class LayerRun:
             "artefact": self.artefact,
             "version": self.version,
             "ran": self.ran,
+            "sha256": self.sha256,
         }
 
 
@@ -98,6 +106,24 @@ class Report:
     error: str | None = None
     error_type: str | None = None
     rule_sets: tuple[str, ...] = ()
+    # How the rule sets were chosen: {"scope": ..., "french_rules": ..., "not_in_scope": [...]}
+    selection: dict[str, Any] | None = None
+
+    def applied_rule_sets(self) -> list[dict[str, Any]]:
+        """Every rule set applied, with the version and sha256 of each of its artefacts."""
+        by_name: dict[str, list[dict[str, Any]]] = {}
+        for layer in self.layers:
+            if layer.layer == "xml":
+                continue
+            by_name.setdefault(layer.name, []).append(
+                {
+                    "artefact": layer.artefact,
+                    "version": layer.version,
+                    "sha256": layer.sha256,
+                    "ran": layer.ran,
+                }
+            )
+        return [{"name": name, "artefacts": items} for name, items in by_name.items()]
 
     @property
     def ok(self) -> bool:
@@ -142,6 +168,10 @@ class Report:
             "layers": [layer.as_dict() for layer in self.layers],
             "findings": [f.as_dict() for f in self.findings],
         }
+        if self.error is None:
+            data["rule_sets"] = self.applied_rule_sets()
+        if self.selection is not None:
+            data["selection"] = self.selection
         if self.warnings:
             data["warnings"] = list(self.warnings)
         if self.error is not None:
