@@ -180,10 +180,12 @@ def test_registry_names_pinned_artefacts() -> None:
         rulesets.get("xrechnung-2")
 
 
-def test_the_registry_leaves_the_default_selection_alone() -> None:
+def test_the_registry_s_cius_sets_are_the_built_in_sets_the_scope_applies() -> None:
+    # XRechnung and Peppol are named sets of their own (applied by the scope, or forced with
+    # --rules); CEN CII, the WARNING build and CDAR are picked through other sets and options.
     from facturflow.rules import BUILTIN_RULE_SETS
 
-    assert not set(rulesets.NAMES) & set(BUILTIN_RULE_SETS)
+    assert set(rulesets.NAMES) & set(BUILTIN_RULE_SETS) == {"xrechnung", "peppol"}
 
 
 # --- each stylesheet: a valid document passes, a negative fires its rule ---------------------
