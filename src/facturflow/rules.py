@@ -579,10 +579,12 @@ def is_facturx_profile(document: Document) -> bool:
         return False
     if document.profile in ("minimum", "basicwl", "basic", "extended"):
         return True
-    if document.profile != "en16931":
-        return False
     spec = (document.spec_id or "").strip().lower()
-    return spec == _FX_GUIDELINE_EN16931 or "factur-x" in spec or "zugferd" in spec
+    if "factur-x" in spec or "zugferd" in spec:
+        # A Factur-X / ZUGFeRD claim, even of a profile that does not exist: the Factur-X
+        # stylesheet judges it (its closed list of guideline ids refuses the unknown one).
+        return True
+    return document.profile == "en16931" and spec == _FX_GUIDELINE_EN16931
 
 
 def _cen_cii(document: Document) -> bool:

@@ -556,3 +556,22 @@ def test_cli_applies_the_right_sets_to_corpus_invoices_and_says_why() -> None:
     assert fr["selection"]["not_in_scope"] == cius_installed("ubl") and fr["valid"] is True
     text = run("validate", "-j", "1", xrechnung).stdout
     assert "French CTC rules (BR-FR) not applied: seller country DE" in text
+
+
+def test_a_factur_x_claim_of_a_profile_that_does_not_exist_is_judged_by_factur_x() -> None:
+    # 'urn:factur-x.eu:2p0:ultimate' is no Factur-X profile: the Factur-X stylesheet's closed
+    # list refuses it (FX-SCH-A-000556); CEN's CII rules alone would let it pass.
+    from pathlib import Path
+
+    from facturflow import validate
+
+    fixture = Path(__file__).resolve().parents[2] / "fixtures" / "valid" / "fr-invoice-en16931.xml"
+    xml = fixture.read_bytes()
+    start = xml.index(b"<ram:GuidelineSpecifiedDocumentContextParameter>")
+    end = xml.index(b"</ram:GuidelineSpecifiedDocumentContextParameter>", start)
+    ident = xml.index(b"<ram:ID>", start, end)
+    close = xml.index(b"</ram:ID>", ident)
+    mutated = xml[:ident] + b"<ram:ID>urn:factur-x.eu:2p0:ultimate" + xml[close:]
+    report = validate(mutated)
+    assert not report.ok
+    assert "FX-SCH-A-000556" in {f.rule for f in report.fatal}
