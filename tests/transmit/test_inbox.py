@@ -411,3 +411,12 @@ def test_mark_paid_path_and_field_are_settings(box: Sandbox) -> None:
         client.mark_supplier_invoice_paid(_ids(box)["CFG-1"])
     assert caught.value.status == 404 and "/pay" in str(caught.value.message) + str(
         caught.value.path)
+
+
+def test_options_before_the_subcommand_apply_to_it(box: Sandbox, tmp_path: Path) -> None:
+    box.inject_supplier_invoice(cii_variant("OPT-1"), "o.xml")
+    result = run("inbox", "--format", "json", "--lang", "en", "show", _ids(box)["OPT-1"])
+    assert result.exit_code == 0 and as_json(result)["lifecycle"][0]["label"] == (
+        "202 Received by the platform")
+    wrong = CliRunner().invoke(main, ["inbox", "--validate", "sync", "--to", str(tmp_path)])
+    assert wrong.exit_code == exitcodes.USAGE and "inbox list" in wrong.output

@@ -148,6 +148,26 @@ def inbox_group(ctx: click.Context, download: Path | None, run_validation: bool,
     """Received supplier invoices: list (the default), sync, show, reject, mark-paid."""
     if ctx.invoked_subcommand is None:
         _list(download, run_validation, state, fmt, lang)
+    elif download is not None or run_validation:
+        raise click.UsageError(f"--download and --validate belong to `inbox list`, not to "
+                               f"`inbox {ctx.invoked_subcommand}`")
+
+
+def _inherit(state: Path | None, fmt: str, lang: str) -> tuple[Path | None, str, str]:
+    """--state, --format and --lang given before the subcommand (`inbox --state S sync`) count
+    unless the subcommand sets them itself."""
+    from click.core import ParameterSource
+
+    ctx = click.get_current_context()
+    parent = ctx.parent
+    values: dict[str, Any] = {"state": state, "fmt": fmt, "lang": lang}
+    if parent is not None:
+        for name in values:
+            if (ctx.get_parameter_source(name) is ParameterSource.DEFAULT
+                    and parent.get_parameter_source(name) not in (None,
+                                                                  ParameterSource.DEFAULT)):
+                values[name] = parent.params[name]
+    return values["state"], str(values["fmt"]), str(values["lang"])
 
 
 @inbox_group.command("list")
@@ -155,6 +175,7 @@ def inbox_group(ctx: click.Context, download: Path | None, run_validation: bool,
 def list_command(download: Path | None, run_validation: bool, state: Path | None, fmt: str,
                  lang: str) -> None:
     """List received supplier invoices; download and validate them."""
+    state, fmt, lang = _inherit(state, fmt, lang)
     _list(download, run_validation, state, fmt, lang)
 
 
@@ -192,6 +213,7 @@ def sync_command(target: Path, statuses: tuple[str, ...], einvoices_only: bool,
                  since: str | None, state: Path | None, fmt: str, lang: str) -> None:
     """Copy the received invoices not yet in DIR, with their XML, validation report and
     EN 16931 model, and an index (index.jsonl, index.csv) for an accounting import."""
+    state, fmt, lang = _inherit(state, fmt, lang)
     from .inbox import InboxStateError, SyncFilters, sync_inbox
 
     folder = state_dir(state)
@@ -243,6 +265,7 @@ def sync_command(target: Path, statuses: tuple[str, ...], einvoices_only: bool,
 @_LANG
 def show_command(invoice_id: str, state: Path | None, fmt: str, lang: str) -> None:
     """One received invoice: Qonto status, labels, lifecycle events and attachments."""
+    state, fmt, lang = _inherit(state, fmt, lang)
     folder = state_dir(state)
     with command_errors(fmt, folder), open_client(folder) as client:
         try:
@@ -321,6 +344,7 @@ _REASON_HELP = "AFNOR refusal reason code: " + "; ".join(
 def reject_command(invoice_id: str, reason: RefusalReason, note: str | None,
                    state: Path | None, fmt: str, lang: str) -> None:
     """Refuse a received invoice with an AFNOR reason code (lifecycle 210 Refusée)."""
+    state, fmt, lang = _inherit(state, fmt, lang)
     folder = state_dir(state)
     with command_errors(fmt, folder), open_client(folder) as client:
         try:
@@ -359,6 +383,7 @@ def _paid_date(ctx: click.Context, param: click.Parameter, value: str | None) ->
 def mark_paid_command(invoice_id: str, paid_on: str | None, state: Path | None, fmt: str,
                       lang: str) -> None:
     """Mark a received invoice paid (lifecycle 211 Paiement transmis for an e-invoice)."""
+    state, fmt, lang = _inherit(state, fmt, lang)
     folder = state_dir(state)
     with command_errors(fmt, folder), open_client(folder) as client:
         try:
