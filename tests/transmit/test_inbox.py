@@ -420,3 +420,19 @@ def test_options_before_the_subcommand_apply_to_it(box: Sandbox, tmp_path: Path)
         "202 Received by the platform")
     wrong = CliRunner().invoke(main, ["inbox", "--validate", "sync", "--to", str(tmp_path)])
     assert wrong.exit_code == exitcodes.USAGE and "inbox list" in wrong.output
+
+
+def test_reject_and_payment_survive_a_sandbox_restart(tmp_path: Path) -> None:
+    folder = tmp_path / "sb"
+    with Sandbox(SandboxConfig(state_dir=folder)) as sandbox:
+        first = sandbox.inject_supplier_invoice(cii_variant("RS-1"), "a.xml")
+        second = sandbox.inject_supplier_invoice(cii_variant("RS-2"), "b.xml")
+        with make_client(sandbox) as client:
+            client.reject_supplier_invoice(first["id"], "DOUBLON", "déjà reçue")
+            client.mark_supplier_invoice_paid(second["id"], "2026-10-03")
+    with Sandbox(SandboxConfig(state_dir=folder)) as sandbox:
+        stored = {i["id"]: i for i in sandbox.supplier_invoices()}
+    assert (stored[first["id"]]["status"], stored[first["id"]]["declined_reason_code"]) == (
+        "rejected", "DOUBLON")
+    assert [e["status_code"] for e in stored[second["id"]]["einvoicing_lifecycle_events"]] == [
+        202, 211]

@@ -1440,6 +1440,7 @@ class _Handler(BaseHTTPRequestHandler):
             invoice["einvoicing_lifecycle_events"] = [
                 *invoice.get("einvoicing_lifecycle_events", []),
                 {"status_code": 210, "reason": code, "reason_message": note, "timestamp": now}]
+        sb.state.data["supplier_invoices"][id] = invoice  # set again: journaled (see _Tracked)
         return 200, {"supplier_invoice": invoice}
 
     def r_pay_supplier_invoice(self, id: str) -> tuple[int, Any]:
@@ -1465,6 +1466,7 @@ class _Handler(BaseHTTPRequestHandler):
             invoice["einvoicing_lifecycle_events"] = [
                 *invoice.get("einvoicing_lifecycle_events", []),
                 {"status_code": 211, "reason": None, "reason_message": None, "timestamp": now}]
+        sb.state.data["supplier_invoices"][id] = invoice  # set again: journaled (see _Tracked)
         return 200, {"supplier_invoice": invoice}
 
     def _signature(self, attachment_id: str, expires: int) -> str:
