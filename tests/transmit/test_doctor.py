@@ -158,3 +158,24 @@ def test_library_clock_and_clients_sync_and_async(box: Sandbox) -> None:
     clock, found = asyncio.run(check())
     assert clock.skew is not None and -125 < clock.skew < -115
     assert len(found) == 1
+
+
+def test_a_missing_staging_token_is_named(box: Sandbox) -> None:
+    box.config.staging_token = "staging-secret"  # now every request needs the header
+    result = run()
+    assert result.exit_code == exitcodes.CONFIG
+    (line,) = failing(result)
+    assert line.startswith("FAIL  organisation") and "QONTO_STAGING_TOKEN" in line
+
+
+def test_an_unreachable_qonto_is_diagnosed_quickly(box: Sandbox,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
+
+    box.fail_next(20, "503")  # failing, with the default retries of the sending commands
+    monkeypatch.delenv("QONTO_BACKOFF_BASE")
+    started = time.monotonic()
+    result = run()
+    assert result.exit_code == exitcodes.SERVICE and time.monotonic() - started < 10
+    (line,) = failing(result)
+    assert line.startswith("FAIL  organisation: Qonto answered with an error")

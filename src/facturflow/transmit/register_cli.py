@@ -21,7 +21,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,7 @@ from .errors import (
     NotFoundError,
     PermissionDeniedError,
     QontoError,
+    StagingTokenError,
     TransportError,
 )
 from .qonto import QontoClient, QontoConfig
@@ -231,6 +232,9 @@ class Check:
 
 
 def _failure(name: str, exc: QontoError, base_url: str) -> Check:
+    if isinstance(exc, StagingTokenError):
+        return Check(name, False, f"{exc.message}: Qonto's sandbox needs its staging token in "
+                     "QONTO_STAGING_TOKEN", exitcodes.CONFIG)
     if isinstance(exc, AuthenticationError):
         return Check(name, False, f"Qonto refused the credentials ({exc.message}): check "
                      "QONTO_API_KEY (login:secret-key) or the OAuth tokens, and that they are "
@@ -257,7 +261,10 @@ def run_checks(config: QontoConfig, recipient: str | None = None,
     scheme = "API key" if (config.api_key and config.prefer == "api_key") or not (
         config.access_token or config.refresh_token) else "OAuth"
     checks.append(Check("credentials", True, f"{scheme} set for {config.base_url}"))
-    with QontoClient(config) as client:
+    # A diagnosis answers in seconds: one retry at most, not the sending commands' patience.
+    quick = replace(config, max_retries=min(config.max_retries, 1),
+                    retry_budget=min(config.retry_budget, 10.0))
+    with QontoClient(quick) as client:
         try:
             org = client.organization()
         except QontoError as exc:
