@@ -476,3 +476,19 @@ def test_a_stranger_s_session_in_subprocesses_with_the_http_injection_hook(
         assert shown["lifecycle"][-1]["status_code"] == 210
         assert shown["lifecycle"][-1]["reason"] == "MONTANTTOTAL_ERR"
         assert cli("doctor").returncode == 0
+
+
+def test_two_syncs_on_one_folder_do_not_race(box: Sandbox, tmp_path: Path) -> None:
+    import fcntl
+    import os
+
+    out = tmp_path / "inbox"
+    out.mkdir()
+    fd = os.open(out / inbox_lib.LOCK_NAME, os.O_RDWR | os.O_CREAT)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # another sync holds the folder
+        result = run("inbox", "sync", "--to", str(out))
+        assert result.exit_code == exitcodes.STATE and "another `inbox sync`" in result.stderr
+    finally:
+        os.close(fd)
+    assert run("inbox", "sync", "--to", str(out)).exit_code == 0

@@ -31,7 +31,7 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -41,6 +41,7 @@ from .errors import NotFoundError, PermissionDeniedError, ResponseTooLargeError
 from .qonto import QontoClient
 
 STATE_NAME = ".facturflow-inbox.json"
+LOCK_NAME = ".facturflow-inbox.lock"
 STATE_VERSION = 1
 INDEX_FIELDS = (
     "id", "supplier_name", "supplier_siren", "supplier_vat", "invoice_number", "issue_date",
@@ -310,6 +311,26 @@ def _download(client: QontoClient, attachment_id: str) -> tuple[str, bytes]:
         return client.download_attachment(attachment_id)
 
 
+@contextlib.contextmanager
+def _locked(folder: Path) -> Iterator[None]:
+    """One sync per folder at a time: a second one fails at once instead of racing."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no lock (the sandbox, not the inbox, needs fcntl)
+        yield
+        return
+    fd = os.open(folder / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise InboxStateError(f"{folder}: another `inbox sync` is writing to this folder; "
+                                  "wait for it to finish") from None
+        yield
+    finally:
+        os.close(fd)
+
+
 def _cleanup_partials(folder: Path) -> None:
     for leftover in folder.glob(".partial-*"):
         shutil.rmtree(leftover, ignore_errors=True)
@@ -326,6 +347,12 @@ def sync_inbox(client: QontoClient, folder: Path, filters: SyncFilters | None = 
     """
     filters = filters or SyncFilters()
     folder.mkdir(parents=True, exist_ok=True)
+    with _locked(folder):
+        return _sync(client, folder, filters, lang, progress)
+
+
+def _sync(client: QontoClient, folder: Path, filters: SyncFilters, lang: str,
+          progress: Callable[[str, Mapping[str, Any]], None] | None) -> SyncResult:
     state = load_state(folder)
     _cleanup_partials(folder)
     known: dict[str, Any] = state["invoices"]
