@@ -151,3 +151,16 @@ def test_library_registrations_sync_and_async(box: Sandbox) -> None:
             return str((await c.get_registration(reg["id"]))["status"])
 
     assert asyncio.run(follow()) == "completed"
+
+
+def test_options_before_status_apply_and_create_options_are_refused_there(
+    box: Sandbox, tmp_path: Path
+) -> None:
+    other = tmp_path / "other-state"
+    assert run("register", "--state", str(other), "--email", "a@b.fr", "--siren",
+               "123456789").exit_code == 0
+    assert json.loads((other / "registrations.json").read_text())
+    followed = run("register", "--state", str(other), "--format", "json", "status")
+    assert followed.exit_code == 0 and as_json(followed)["status"] == "pending"
+    wrong = CliRunner().invoke(main, ["register", "--email", "a@b.fr", "status"])
+    assert wrong.exit_code == exitcodes.USAGE and "--email" in wrong.output

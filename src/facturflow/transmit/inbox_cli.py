@@ -163,7 +163,8 @@ def _inherit(state: Path | None, fmt: str, lang: str) -> tuple[Path | None, str,
     values: dict[str, Any] = {"state": state, "fmt": fmt, "lang": lang}
     if parent is not None:
         for name in values:
-            if (ctx.get_parameter_source(name) is ParameterSource.DEFAULT
+            if name in parent.params and (
+                    ctx.get_parameter_source(name) is ParameterSource.DEFAULT
                     and parent.get_parameter_source(name) not in (None,
                                                                   ParameterSource.DEFAULT)):
                 values[name] = parent.params[name]

@@ -132,6 +132,12 @@ def register_group(ctx: click.Context, email: str | None, siren: str | None,
     """Create a Qonto PA registration and print the link the user follows to sign up
     (`register status` follows it)."""
     if ctx.invoked_subcommand is not None:
+        given = [f"--{name.replace('_', '-')}" for name in ("email", "siren", "first_name",
+                                                            "last_name", "redirect_url")
+                 if ctx.params.get(name) is not None]
+        if given:
+            raise click.UsageError(f"{', '.join(given)} create a registration: not with "
+                                   f"`register {ctx.invoked_subcommand}`")
         return
     if not email:
         raise click.UsageError("--email is required to create a registration (or use "
@@ -175,6 +181,9 @@ def register_status_command(registration_id: str | None, show_all: bool, wait: b
                             wait_timeout: float, poll_interval: float, state: Path | None,
                             fmt: str) -> None:
     """Where a registration stands (pending, user_started, contract_signed, completed)."""
+    from .inbox_cli import _inherit
+
+    state, fmt, _ = _inherit(state, fmt, "fr")
     folder = state_dir(state)
     if registration_id:
         ids = [registration_id]
@@ -349,7 +358,9 @@ def _recipient(siren: str, found: list[dict[str, Any]]) -> Check:
               help="Also say whether the client with this SIREN is reachable on the network.")
 @click.option("--max-skew", type=click.FloatRange(0, 86400), default=60.0, show_default=True,
               help="Largest clock difference with Qonto tolerated, in seconds.")
-@_STATE
+@click.option("--state", "state", type=click.Path(path_type=Path), default=None,
+              help="State folder (where the OAuth tokens are kept; default $FACTURFLOW_STATE, "
+              "else the user's).")
 @_FORMAT
 def doctor_command(recipient: str | None, max_skew: float, state: Path | None,
                    fmt: str) -> None:
