@@ -492,3 +492,48 @@ def test_two_syncs_on_one_folder_do_not_race(box: Sandbox, tmp_path: Path) -> No
     finally:
         os.close(fd)
     assert run("inbox", "sync", "--to", str(out)).exit_code == 0
+
+
+def test_a_real_sigint_during_sync_exits_130_and_the_next_run_continues(
+    tmp_path: Path
+) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from facturflow.transmit.sandbox import FaultPlan
+
+    with Sandbox(SandboxConfig(state_dir=tmp_path / "sb")) as sandbox:
+        for n in range(12):
+            sandbox.inject_supplier_invoice(cii_variant(f"SIG-{n}"), f"sig-{n}.xml")
+        env = {k: v for k, v in os.environ.items() if not k.startswith("QONTO_")}
+        env.update(sandbox.env(), FACTURFLOW_STATE=str(tmp_path / "state"),
+                   PYTHONPATH=os.pathsep.join(sys.path))
+        out = tmp_path / "inbox"
+        command = [sys.executable, "-m", "facturflow", "inbox", "sync", "--to", str(out)]
+        process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not (
+                (out / STATE_NAME).exists() and json.loads(
+                    (out / STATE_NAME).read_text())["invoices"]):
+            time.sleep(0.01)
+        # From now on every request hangs: the sync is caught in the middle of its work.
+        sandbox.set_faults(FaultPlan(rate=1.0, kinds=("stall",), stall_seconds=3.0))
+        time.sleep(0.3)
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=60)
+        assert process.returncode == exitcodes.INTERRUPTED, stderr
+        assert "Traceback" not in stderr and "running the same command again" in stderr
+        stored = json.loads((out / STATE_NAME).read_text())["invoices"]
+        assert 1 <= len(stored) < 12
+        for entry in stored.values():  # every recorded invoice is complete on disk
+            assert (out / entry["row"]["folder"] / "qonto.json").is_file()
+        sandbox.set_faults(FaultPlan())
+        rest = subprocess.run([*command, "--format", "json"], env=env, capture_output=True,
+                              text=True, timeout=120)
+        assert rest.returncode == 0, rest.stderr
+        assert json.loads(rest.stdout)["counts"]["downloaded"] == 12 - len(stored)
+        assert not list(out.glob(".partial-*"))
