@@ -405,9 +405,11 @@ def artefacts_command(fmt: str) -> None:
 # Commands of later stages, imported only when used so that `facturflow validate` starts fast.
 _LAZY_COMMANDS = {
     "convert": "facturflow.convert_cli:convert_command",
-    "inbox": "facturflow.transmit.cli:inbox_command",
+    "doctor": "facturflow.transmit.register_cli:doctor_command",
+    "inbox": "facturflow.transmit.inbox_cli:inbox_group",
     "outbox": "facturflow.transmit.outbox_cli:outbox_group",
     "read": "facturflow.read_cli:read_command",
+    "register": "facturflow.transmit.register_cli:register_group",
     "rules": "facturflow.rules_cli:rules_group",
     "sandbox": "facturflow.transmit.cli:sandbox_command",
     "send": "facturflow.transmit.cli:send_command",

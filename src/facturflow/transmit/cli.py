@@ -1,4 +1,5 @@
-"""Commands of the transmission stage: send, status, inbox, sandbox (registered by facturflow.cli).
+"""Commands of the transmission stage: send, status, sandbox (registered by facturflow.cli;
+`inbox` is in inbox_cli, `register` and `doctor` in register_cli).
 
 Exit codes (facturflow.exitcodes), mapped from exceptions in one place (`command_errors`):
 0 every input sent or already sent (with --wait: approved or paid); 1 an input was rejected by
@@ -450,61 +451,6 @@ def _label(code: object) -> str:
     return label(str(code))
 
 
-@click.command("inbox")
-@click.option("--download", "download", type=click.Path(path_type=Path), default=None,
-              help="Save each received invoice's file in this folder.")
-@click.option("--validate", "run_validation", is_flag=True,
-              help="Run the validation stage on each received invoice.")
-@click.option("--state", "state", type=click.Path(path_type=Path), default=None)
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
-def inbox_command(download: Path | None, run_validation: bool, state: Path | None,
-                  fmt: str) -> None:
-    """List received supplier invoices; download and validate them."""
-    from ..pdf import safe_output_path
-
-    folder = state_dir(state)
-    rows: list[dict[str, Any]] = []
-    invalid = False
-    with command_errors(fmt, folder), open_client(folder) as client:
-        for invoice in client.iter_supplier_invoices():
-            row: dict[str, Any] = {
-                "id": invoice.get("id"), "invoice_number": invoice.get("invoice_number"),
-                "supplier_name": invoice.get("supplier_name"),
-                "status": invoice.get("status"), "is_einvoice": invoice.get("is_einvoice"),
-                "file": None, "valid": None, "findings": [],
-            }
-            attachment_id = invoice.get("attachment_id")
-            if (download or run_validation) and isinstance(attachment_id, str):
-                name, data = client.download_attachment(attachment_id)
-                if download is not None:
-                    download.mkdir(parents=True, exist_ok=True)
-                    target = safe_output_path(download, f"{invoice.get('id')}-{name}")
-                    target.write_bytes(data)
-                    row["file"] = str(target)
-                if run_validation:
-                    from ..validate import validate
-
-                    report = validate(data)
-                    row["valid"] = report.ok
-                    row["findings"] = [f"{f.rule}: {f.message}" for f in report.fatal]
-                    if report.error:
-                        row["findings"].insert(0, report.error)
-                    invalid = invalid or not report.ok
-            rows.append(row)
-    if fmt == "json":
-        click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
-    else:
-        for row in rows:
-            verdict = "" if row["valid"] is None else (" valid" if row["valid"] else " INVALID")
-            saved = f" -> {row['file']}" if row["file"] else ""
-            click.echo(f"{row['id']}: {row['invoice_number'] or '?'} from "
-                       f"{row['supplier_name'] or '?'} [{row['status']}]{verdict}{saved}")
-            for finding in row["findings"][:5]:
-                click.echo(f"    {finding}")
-        click.echo(f"{len(rows)} received invoice(s)")
-    sys.exit(1 if invalid else 0)
-
-
 def _check_sandbox_key(ctx: click.Context, param: click.Parameter,
                        value: str | None) -> str | None:
     if value is None:
@@ -578,4 +524,4 @@ def sandbox_command(state: Path | None, port: int, api_key: str | None,
         box.serve_forever()
 
 
-__all__ = ["inbox_command", "sandbox_command", "send_command", "status_command"]
+__all__ = ["sandbox_command", "send_command", "status_command"]

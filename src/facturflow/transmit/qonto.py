@@ -194,6 +194,10 @@ class QontoConfig:
     rate_limits: tuple[tuple[int, float], ...] = DEFAULT_RATE_LIMITS
     verify: bool | str = True
     prefer: Literal["oauth", "api_key"] = "oauth"
+    # Marking a supplier invoice paid is not documented beyond "mark-paid exists" (API.md §5.9):
+    # the path ({id} is the invoice) and the body field carrying the date are settings.
+    supplier_paid_path: str = "/v2/supplier_invoices/{id}/mark_as_paid"
+    supplier_paid_field: str = "payment_date"
 
     def __post_init__(self) -> None:
         for name, variable in (("base_url", "QONTO_BASE_URL"), ("token_url", "QONTO_TOKEN_URL"),
@@ -206,6 +210,12 @@ class QontoConfig:
                     raise ConfigError(str(exc), variable=variable) from None
         if self.api_key is not None:
             check_api_key(self.api_key)
+        if not (self.supplier_paid_path.startswith("/") and "{id}" in self.supplier_paid_path):
+            raise ConfigError("QONTO_SUPPLIER_PAID_PATH must be a path starting with / and "
+                              "containing {id}", variable="QONTO_SUPPLIER_PAID_PATH")
+        if not self.supplier_paid_field.replace("_", "").isalnum():
+            raise ConfigError("QONTO_SUPPLIER_PAID_FIELD must be a field name (letters, digits, "
+                              "underscores)", variable="QONTO_SUPPLIER_PAID_FIELD")
         for name in _NUMBERS:
             object.__setattr__(self, name, _number(name, getattr(self, name)))
 
@@ -229,7 +239,11 @@ class QontoConfig:
             "onboarding_url": env.get("QONTO_ONBOARDING_URL") or None,
             "partner_id": env.get("QONTO_PARTNER_ID") or None,
             "partner_token": env.get("QONTO_PARTNER_TOKEN") or None,
+            "supplier_paid_path": env.get("QONTO_SUPPLIER_PAID_PATH") or None,
+            "supplier_paid_field": env.get("QONTO_SUPPLIER_PAID_FIELD") or None,
         }
+        values = {k: v for k, v in values.items()
+                  if v is not None or k not in ("supplier_paid_path", "supplier_paid_field")}
         for name, (variable, _kind, _low, _ok) in _NUMBERS.items():
             if env.get(variable, "").strip():  # empty means unset, like the other variables
                 values[name] = _number(name, env[variable])
@@ -536,6 +550,48 @@ def _page(key: str) -> Callable[[httpx.Response], Page]:
 
 def _no_content(response: httpx.Response) -> None:
     return None
+
+
+def _maybe(key: str) -> Callable[[httpx.Response], dict[str, Any]]:
+    """The `key` object of an answer whose shape is not documented (a wrapped object, the
+    object itself, or no body at all: an empty dict then)."""
+    def parse(response: httpx.Response) -> dict[str, Any]:
+        if not response.content.strip():
+            return {}
+        body = _json(response)
+        if isinstance(body, dict) and isinstance(body.get(key), dict):
+            return dict(body[key])
+        return dict(body) if isinstance(body, dict) else {}
+
+    return parse
+
+
+@dataclass(frozen=True)
+class ServerClock:
+    """The server's `Date` header next to the local clock when the answer arrived."""
+
+    server: float | None  # seconds since the epoch, None when the header is absent or bad
+    local: float
+
+    @property
+    def skew(self) -> float | None:
+        """Local minus server, in seconds (positive: the local clock is ahead)."""
+        return None if self.server is None else self.local - self.server
+
+
+def _clock(response: httpx.Response) -> ServerClock:
+    from email.utils import parsedate_to_datetime
+
+    local = time.time()
+    try:
+        server = parsedate_to_datetime(response.headers.get("date", "")).timestamp()
+    except (TypeError, ValueError, IndexError):
+        server = None
+    return ServerClock(server, local)
+
+
+# The AFNOR reason codes Qonto accepts for declining a French e-invoice live in
+# facturflow.transmit.reasons; the client sends whatever string it is given.
 
 
 def _raw(response: httpx.Response) -> bytes:
@@ -1015,6 +1071,26 @@ class _Ops:
         return _Op("GET", self.c.url(f"/v2/supplier_invoices/{_id(invoice_id)}"),
                    _unwrap("supplier_invoice"))
 
+    def reject_supplier_invoice(self, invoice_id: str, reason_code: str | None,
+                                note: str | None) -> _Op[dict[str, Any]]:
+        body: dict[str, Any] = {}
+        if reason_code is not None:
+            body["declined_reason_code"] = reason_code
+        if note is not None:
+            body["declined_note"] = note
+        # A repeated reject answers 400 (already rejected): sent again only if never sent.
+        return _Op("POST", self.c.url(f"/v2/supplier_invoices/{_id(invoice_id)}/reject"),
+                   _maybe("supplier_invoice"), json_body=body, replay_safe=False)
+
+    def mark_supplier_invoice_paid(self, invoice_id: str,
+                                   paid_on: str | None) -> _Op[dict[str, Any]]:
+        path = self.c.config.supplier_paid_path.replace("{id}", _id(invoice_id))
+        body = {self.c.config.supplier_paid_field: paid_on} if paid_on else {}
+        return _Op("POST", self.c.url(path), _maybe("supplier_invoice"), json_body=body)
+
+    def clock(self) -> _Op[ServerClock]:
+        return _Op("GET", self.c.url("/v2/organization"), _clock)
+
     def attachment(self, attachment_id: str) -> _Op[dict[str, Any]]:
         return _Op("GET", self.c.url(f"/v2/attachments/{_id(attachment_id)}"),
                    _unwrap("attachment"))
@@ -1055,6 +1131,15 @@ def _pages_done(page: Page, current: int) -> int | None:
 
 # ---------------------------------------------------------------------------------------------
 # The clients
+
+
+def client_matches(client: Mapping[str, Any], siren: str) -> bool:
+    """True when a Qonto client is the company with this SIREN: its `siren`, the first part of
+    its `e_invoicing_address` (siren, siren_siret, ...) or the SIREN inside a French VAT number."""
+    address = str(client.get("e_invoicing_address") or "")
+    vat = str(client.get("vat_number") or "").replace(" ", "").upper()
+    return (str(client.get("siren") or "") == siren or address.split("_")[0] == siren
+            or (vat.startswith("FR") and vat[4:] == siren))
 
 
 def _timeout(config: QontoConfig) -> httpx.Timeout:
@@ -1190,6 +1275,27 @@ class QontoClient:
 
     def get_supplier_invoice(self, invoice_id: str) -> dict[str, Any]:
         return self._run(self._ops.supplier_invoice(invoice_id))
+
+    def reject_supplier_invoice(self, invoice_id: str, reason_code: str | None,
+                                note: str | None = None) -> dict[str, Any]:
+        """POST /v2/supplier_invoices/{id}/reject with `declined_reason_code` (an AFNOR code,
+        facturflow.transmit.reasons; Qonto answers 422 without one for a French e-invoice
+        since 1 September 2026) and `declined_note`. The invoice as answered, or {}."""
+        return self._run(self._ops.reject_supplier_invoice(invoice_id, reason_code, note))
+
+    def mark_supplier_invoice_paid(self, invoice_id: str,
+                                   paid_on: str | None = None) -> dict[str, Any]:
+        """Mark a supplier invoice paid (on `paid_on`, YYYY-MM-DD; default: Qonto's today).
+        Path and date field are settings (QONTO_SUPPLIER_PAID_PATH, _FIELD)."""
+        return self._run(self._ops.mark_supplier_invoice_paid(invoice_id, paid_on))
+
+    def server_clock(self) -> ServerClock:
+        """The server's Date header against the local clock (GET /v2/organization)."""
+        return self._run(self._ops.clock())
+
+    def find_clients(self, siren: str) -> list[dict[str, Any]]:
+        """The clients whose SIREN (or e-invoicing address, or French VAT number) is `siren`."""
+        return [c for c in self.iter_clients() if client_matches(c, siren)]
 
     def get_attachment(self, attachment_id: str) -> dict[str, Any]:
         return self._run(self._ops.attachment(attachment_id))
@@ -1347,6 +1453,20 @@ class AsyncQontoClient:
     async def get_supplier_invoice(self, invoice_id: str) -> dict[str, Any]:
         return await self._run(self._ops.supplier_invoice(invoice_id))
 
+    async def reject_supplier_invoice(self, invoice_id: str, reason_code: str | None,
+                                      note: str | None = None) -> dict[str, Any]:
+        return await self._run(self._ops.reject_supplier_invoice(invoice_id, reason_code, note))
+
+    async def mark_supplier_invoice_paid(self, invoice_id: str,
+                                         paid_on: str | None = None) -> dict[str, Any]:
+        return await self._run(self._ops.mark_supplier_invoice_paid(invoice_id, paid_on))
+
+    async def server_clock(self) -> ServerClock:
+        return await self._run(self._ops.clock())
+
+    async def find_clients(self, siren: str) -> list[dict[str, Any]]:
+        return [c async for c in self.aiter_clients() if client_matches(c, siren)]
+
     async def get_attachment(self, attachment_id: str) -> dict[str, Any]:
         return await self._run(self._ops.attachment(attachment_id))
 
@@ -1400,6 +1520,8 @@ __all__ = [
     "QontoClient",
     "QontoConfig",
     "RateLimiter",
+    "ServerClock",
     "UploadFile",
     "check_import_limits",
+    "client_matches",
 ]

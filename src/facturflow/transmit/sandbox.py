@@ -191,6 +191,13 @@ class SandboxConfig:
     faults: FaultPlan = field(default_factory=FaultPlan)
     not_reachable_code: str = "recipient_not_reachable_on_einvoicing"
     not_activated_code: str = "einvoicing_not_activated"
+    # A registration's statuses and when (seconds after its creation, on the sandbox clock,
+    # which tests move with advance()) it reaches each: the Onboarding webhooks' names.
+    registration_steps: tuple[tuple[str, float], ...] = (
+        ("pending", 0.0), ("user_started", 60.0), ("contract_signed", 600.0),
+        ("completed", 3600.0))
+    # From this moment (UTC) rejecting a French e-invoice needs declined_reason_code (§5.9).
+    reason_code_required_from: str = "2026-09-01T00:00:00Z"
 
 
 class _Reply(Exception):
@@ -745,6 +752,42 @@ class Sandbox:
             self.state.save()
             return dict(invoice)
 
+    def registration_view(self, reg_id: str) -> dict[str, Any]:
+        """A registration as the API shows it: its status follows the clock
+        (SandboxConfig.registration_steps); once completed it has an organisation id."""
+        with self.state.lock:
+            stored = self.state.data["registrations"][reg_id]
+            view = {k: v for k, v in stored.items() if not k.startswith("_")}
+            created = float(stored.get("_created") or self.now())
+            elapsed = self.now() - created
+            status, since = "pending", created
+            for name, delay in self.config.registration_steps:
+                if elapsed >= delay:
+                    status, since = name, created + delay
+            view["status"] = status
+            view["updated_at"] = _iso(since)
+            if status == "completed":
+                view["organization"] = {**view.get("organization", {}),
+                                        "id": self.organization_id}
+            return view
+
+    def add_client(self, name: str, siren: str, reachable: bool = True) -> dict[str, Any]:
+        """A client (GET /v2/clients) with this SIREN, reachable on the e-invoicing network
+        or not (for `facturflow doctor --recipient`)."""
+        with self.state.lock:
+            client_id = str(uuid.uuid4())
+            client = {"id": client_id, "kind": "company", "name": name, "siren": siren,
+                      "vat_number": None, "e_invoicing_address": siren,
+                      "e_invoicing_reachable": reachable, "currency": "EUR",
+                      "created_at": _iso(self.now())}
+            self.state.data["clients"][client_id] = client
+            self.state.save()
+            return dict(client)
+
+    def supplier_invoices(self) -> list[dict[str, Any]]:
+        with self.state.lock:
+            return [dict(i) for i in self.state.data["supplier_invoices"].values()]
+
     # -- internals ----------------------------------------------------------------------------
     def _new_tokens(self, scopes: list[str]) -> dict[str, Any]:
         access, refresh = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
@@ -902,6 +945,10 @@ _ROUTES: list[tuple[str, re.Pattern[str], str, tuple[str, ...], str]] = [
          "business"),
         ("GET", r"/v2/supplier_invoices/(?P<id>[^/]+)", "get_supplier_invoice",
          ("supplier_invoice.read",), "business"),
+        ("POST", r"/v2/supplier_invoices/(?P<id>[^/]+)/reject", "reject_supplier_invoice",
+         ("supplier_invoice.write",), "business"),
+        ("POST", r"/v2/supplier_invoices/(?P<id>[^/]+)/mark_as_paid", "pay_supplier_invoice",
+         ("supplier_invoice.write",), "business"),
         ("GET", r"/v2/attachments/(?P<id>[^/]+)", "get_attachment",
          ("attachment.read", "organization.read"), "business"),
         ("GET", r"/_files/(?P<id>[^/]+)", "download", (), "none"),
@@ -914,6 +961,7 @@ _ROUTES: list[tuple[str, re.Pattern[str], str, tuple[str, ...], str]] = [
         ("POST", r"/_sandbox/supplier_invoices", "hook_supplier", (), "hook"),
         ("POST", r"/_sandbox/oauth/code", "hook_code", (), "hook"),
         ("POST", r"/_sandbox/settings", "hook_settings", (), "hook"),
+        ("POST", r"/_sandbox/clients", "hook_client", (), "hook"),
     ]
 ]
 
@@ -926,6 +974,13 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:  # quiet; tests read counters
         return
+
+    def date_time_string(self, timestamp: float | None = None) -> str:
+        # The Date header follows the sandbox clock, so advance() makes a clock skew that
+        # `facturflow doctor` can see.
+        from email.utils import formatdate
+
+        return formatdate(self.sandbox.now() if timestamp is None else timestamp, usegmt=True)
 
     def setup(self) -> None:
         super().setup()
@@ -954,7 +1009,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.trace_id = trace_id
         split = urlsplit(self.path)
         path = split.path
-        self.query = {k: v[-1] for k, v in parse_qs(split.query).items()}
+        self.query_all = parse_qs(split.query)
+        self.query = {k: v[-1] for k, v in self.query_all.items()}
         api = not path.startswith("/_sandbox/")
         lengths = self.headers.get_all("Content-Length") or []
         if len(set(lengths)) > 1 or any(not re.fullmatch(r"[0-9]{1,18}", v.strip())
@@ -1328,15 +1384,89 @@ class _Handler(BaseHTTPRequestHandler):
     def r_list_supplier_invoices(self) -> tuple[int, Any]:
         items = sorted(self.sandbox.state.data["supplier_invoices"].values(),
                        key=lambda i: (i["created_at"], i["id"]))
-        wanted = self.query.get("filter[status]") or self.query.get("filter[status][]")
+        q = self.query_all
+        wanted = {s for v in q.get("filter[status]", []) + q.get("filter[status][]", [])
+                  for s in v.split(",") if s}
         if wanted:
-            items = [i for i in items if i["status"] in wanted.split(",")]
+            items = [i for i in items if i["status"] in wanted]
+        sources = {s for v in q.get("filter[source]", []) + q.get("filter[source][]", [])
+                   for s in v.split(",") if s}
+        if sources:
+            items = [i for i in items if i.get("source") in sources]
+        for name, key, later in (("created_at_from", "created_at", True),
+                                 ("created_at_to", "created_at", False),
+                                 ("updated_at_from", "updated_at", True),
+                                 ("updated_at_to", "updated_at", False)):
+            raw = self.query.get(f"filter[{name}]")
+            if raw:
+                bound = _parse_time(raw, f"filter[{name}]")
+                items = [i for i in items if (_parse_time(i[key], key) >= bound) == later
+                         or _parse_time(i[key], key) == bound]
         return self._paginate("supplier_invoices", items, self.sandbox.config.supplier_per_page)
 
     def r_get_supplier_invoice(self, id: str) -> tuple[int, Any]:
         invoice = self.sandbox.state.data["supplier_invoices"].get(id)
         if invoice is None:
             raise _fail(404, "not_found", "supplier invoice not found")
+        return 200, {"supplier_invoice": invoice}
+
+    def r_reject_supplier_invoice(self, id: str) -> tuple[int, Any]:
+        from .reasons import RefusalReason
+
+        sb = self.sandbox
+        invoice = sb.state.data["supplier_invoices"].get(id)
+        if invoice is None:
+            raise _fail(404, "not_found", "supplier invoice not found")
+        body = self._json_body()
+        if invoice["status"] not in ("to_review", "to_approve", "awaiting_payment"):
+            raise _fail(400, "invalid_status_transition",
+                        f"a supplier invoice in status {invoice['status']} cannot be rejected")
+        code, note = body.get("declined_reason_code"), body.get("declined_note")
+        required = datetime.fromtimestamp(sb.now(), UTC) >= _parse_time(
+            sb.config.reason_code_required_from, "reason_code_required_from")
+        if not code and invoice.get("is_einvoice") and required:
+            raise _fail(422, "blank", "declined_reason_code is required to reject a French "
+                        "e-invoice", pointer="/declined_reason_code")
+        if code and code not in {r.value for r in RefusalReason}:
+            raise _fail(422, "inclusion", "declined_reason_code is not an AFNOR reason code",
+                        pointer="/declined_reason_code")
+        if note is not None and not isinstance(note, str):
+            raise _fail(422, "invalid", "declined_note must be a string",
+                        pointer="/declined_note")
+        now = _iso(sb.now())
+        invoice.update(status="rejected", declined_note=note, declined_reason_code=code,
+                       updated_at=now)
+        if invoice.get("is_einvoice"):  # the refusal travels back to the supplier as 210
+            invoice["einvoicing_lifecycle_events"] = [
+                *invoice.get("einvoicing_lifecycle_events", []),
+                {"status_code": 210, "reason": code, "reason_message": note, "timestamp": now}]
+        sb.state.data["supplier_invoices"][id] = invoice  # set again: journaled (see _Tracked)
+        return 200, {"supplier_invoice": invoice}
+
+    def r_pay_supplier_invoice(self, id: str) -> tuple[int, Any]:
+        sb = self.sandbox
+        invoice = sb.state.data["supplier_invoices"].get(id)
+        if invoice is None:
+            raise _fail(404, "not_found", "supplier invoice not found")
+        body = self._json_body()
+        if invoice["status"] in ("rejected", "archived", "discarded"):
+            raise _fail(400, "invalid_status_transition",
+                        f"a supplier invoice in status {invoice['status']} cannot be paid")
+        raw = body.get("payment_date") or _iso(sb.now())[:10]
+        if not isinstance(raw, str) or not re.fullmatch(r"\d{4}-\d{2}-\d{2}", raw):
+            raise _fail(422, "invalid", "payment_date must be a date (YYYY-MM-DD)",
+                        pointer="/payment_date")
+        if raw > _iso(sb.now())[:10]:
+            raise _fail(422, "invalid", "payment_date cannot be in the future",
+                        pointer="/payment_date")
+        now = _iso(sb.now())
+        first = invoice["status"] != "paid"
+        invoice.update(status="paid", payment_date=raw, updated_at=now)
+        if first and invoice.get("is_einvoice"):  # the buyer's side reports 211
+            invoice["einvoicing_lifecycle_events"] = [
+                *invoice.get("einvoicing_lifecycle_events", []),
+                {"status_code": 211, "reason": None, "reason_message": None, "timestamp": now}]
+        sb.state.data["supplier_invoices"][id] = invoice  # set again: journaled (see _Tracked)
         return 200, {"supplier_invoice": invoice}
 
     def _signature(self, attachment_id: str, expires: int) -> str:
@@ -1391,7 +1521,8 @@ class _Handler(BaseHTTPRequestHandler):
         reg_id = str(uuid.uuid4())
         now = _iso(sb.now())
         registration = {
-            "id": reg_id, "legal_flow": flow, "flow": {"type": "seamless", "breakdown": []},
+            "_created": sb.now(), "id": reg_id, "legal_flow": flow,
+            "flow": {"type": "seamless", "breakdown": []},
             "status": "pending", "redirection_link": f"{sb.base_url}/onboarding/{reg_id}",
             "partner_redirect_url": body.get("partner_redirect_url"), "created_at": now,
             "updated_at": now, "locale": body.get("locale", "fr"), "partner_user": user,
@@ -1399,18 +1530,18 @@ class _Handler(BaseHTTPRequestHandler):
             "stakeholders": [],
         }
         sb.state.data["registrations"][reg_id] = registration
-        return 201, {"registration": registration}
+        return 201, {"registration": sb.registration_view(reg_id)}
 
     def r_list_registrations(self) -> tuple[int, Any]:
-        items = sorted(self.sandbox.state.data["registrations"].values(),
-                       key=lambda r: r["created_at"])
-        return self._paginate("registrations", list(items), 25)
+        sb = self.sandbox
+        items = sorted(sb.state.data["registrations"].values(), key=lambda r: r["created_at"])
+        return self._paginate("registrations", [sb.registration_view(r["id"]) for r in items],
+                              25)
 
     def r_get_registration(self, id: str) -> tuple[int, Any]:
-        registration = self.sandbox.state.data["registrations"].get(id)
-        if registration is None:
+        if id not in self.sandbox.state.data["registrations"]:
             raise _fail(404, "not_found", "registration not found")
-        return 200, {"registration": registration}
+        return 200, {"registration": self.sandbox.registration_view(id)}
 
     # -- test hooks ---------------------------------------------------------------------------
     def r_hook_counters(self) -> tuple[int, Any]:
@@ -1464,6 +1595,14 @@ class _Handler(BaseHTTPRequestHandler):
         if not self.body:
             raise _fail(400, "invalid_body", "the body must be the invoice file")
         return 201, {"supplier_invoice": self.sandbox.inject_supplier_invoice(self.body, name)}
+
+    def r_hook_client(self) -> tuple[int, Any]:
+        body = self._hook_body(("name", "siren", "reachable"))
+        siren = body.get("siren")
+        if not isinstance(siren, str) or not re.fullmatch(r"\d{9}", siren):
+            raise _fail(400, "invalid_parameter", "siren must be 9 digits", pointer="/siren")
+        return 201, {"client": self.sandbox.add_client(
+            str(body.get("name") or f"Client {siren}"), siren, bool(body.get("reachable", True)))}
 
     def r_hook_code(self) -> tuple[int, Any]:
         scopes = self._hook_body(("scopes",)).get("scopes") or list(ALL_SCOPES)
