@@ -27,7 +27,7 @@ import click
 
 from .. import exitcodes
 from ..errors import TransmitError
-from ..lifecycle import OUTCOME_LABELS
+from ..lifecycle import OUTCOME_LABELS, describe_status
 from .errors import (
     AuthenticationError,
     ConfigError,
@@ -290,7 +290,7 @@ def _print_summary(summary: SendSummary, dry_run: bool, waited: bool = False) ->
             sent = "already sent" if o.kind == "already_sent" else "sent"
             click.echo(f"{o.path}:{extra} {sent}{ident}, {o.final_text}")
             continue
-        status = f" [{o.einvoicing_status}]" if o.einvoicing_status else ""
+        status = f" [{describe_status(o.einvoicing_status)}]" if o.einvoicing_status else ""
         reason = f": {o.reason}" if o.reason and o.kind in ("rejected", "failed") else ""
         click.echo(f"{o.path}:{extra} {label}{ident}{status}{reason}")
         for finding in o.findings[1:6]:
@@ -386,8 +386,9 @@ def send_command(paths: tuple[Path, ...], wait: bool, dry_run: bool, state: Path
 
 def _item_line(item: Item) -> str:
     event = item.latest_event
-    last = f" last event {event.get('status_code')} at {event.get('timestamp')}" if event else ""
-    status = f" [{item.einvoicing_status}]" if item.einvoicing_status else ""
+    last = (f" last event {describe_status(event.get('status_code'))} at "
+            f"{event.get('timestamp')}" if event else "")
+    status = f" [{describe_status(item.einvoicing_status)}]" if item.einvoicing_status else ""
     error = f": {item.error}" if item.error and item.state == "failed" else ""
     outcome = f", {item.verdict.describe()}" if item.state == "sent" else ""
     return (f"{item.source_path}: {item.invoice_number or '?'} {item.state}"
@@ -434,20 +435,11 @@ def status_command(refs: tuple[str, ...], state: Path | None, refresh: bool, fmt
         for item in rows:
             click.echo(_item_line(item))
             for event in item.events:
-                reason = f" {event.get('reason')}: {event.get('reason_message')}" if event.get(
-                    "reason") else ""
-                code = event.get("status_code")
-                click.echo(f"    {event.get('timestamp')} {code} {_label(code)}{reason}")
+                click.echo(f"    {event.get('timestamp')} {describe_status(event)}")
         if not rows:
             click.echo("no invoice in the outbox" + (" matches" if refs else ""))
     troubled = any(_troubled(i) for i in rows)
     sys.exit(exitcodes.INVALID if troubled or (refs and not rows) else exitcodes.OK)
-
-
-def _label(code: object) -> str:
-    from ..lifecycle import label
-
-    return label(str(code))
 
 
 @click.command("inbox")
