@@ -525,9 +525,15 @@ def _check_sandbox_key(ctx: click.Context, param: click.Parameter,
                                               "disputed", "rejected", "failed",
                                               "not_delivered"]),
               default="delivered", show_default=True, help="Lifecycle after a send.")
+@click.option("--webhook-url", default=None, metavar="URL",
+              help="POST a signed v1/client-invoices event here on every lifecycle change "
+                   "(e.g. the URL `facturflow webhook serve` prints).")
+@click.option("--webhook-secret-env", default=None, metavar="NAME",
+              help="Environment variable holding the secret the webhooks are signed with.")
 def sandbox_command(state: Path | None, port: int, api_key: str | None,
                     staging_token: str | None, fault_rate: float, seed: int | None,
-                    outcome: str) -> None:
+                    outcome: str, webhook_url: str | None,
+                    webhook_secret_env: str | None) -> None:
     """Serve the local Qonto PA sandbox in the foreground (Ctrl-C stops it).
 
     Exit codes: 2 when the chosen --port is taken or not allowed (or an option is malformed),
@@ -540,9 +546,19 @@ def sandbox_command(state: Path | None, port: int, api_key: str | None,
     from .sandbox import FaultPlan, Sandbox, SandboxConfig
 
     folder = state or state_dir(None) / "sandbox"
+    webhook_secret = None
+    if webhook_url is not None:
+        if not webhook_url.startswith(("http://", "https://")):
+            raise click.BadParameter("must be an http:// or https:// URL",
+                                     param_hint="--webhook-url")
+        webhook_secret = os.environ.get(webhook_secret_env or "", "")
+        if not webhook_secret:
+            raise click.UsageError("--webhook-url needs --webhook-secret-env NAME, the name of "
+                                   "a non-empty environment variable holding the secret")
     config = SandboxConfig(state_dir=folder, port=port, api_key=api_key,
                            staging_token=staging_token, outcome=outcome,
-                           faults=FaultPlan(rate=fault_rate, seed=seed))
+                           faults=FaultPlan(rate=fault_rate, seed=seed),
+                           webhook_url=webhook_url, webhook_secret=webhook_secret)
     try:
         box = Sandbox(config)
     except SandboxBusyError as exc:
@@ -566,6 +582,8 @@ def sandbox_command(state: Path | None, port: int, api_key: str | None,
         click.echo(f"export {key}={value}")
     click.echo(f"# OAuth: client id {box.client_id}, client secret {box.client_secret}")
     click.echo("# the test hooks (/_sandbox/...) need the API key above as Authorization")
+    if webhook_url:
+        click.echo(f"# lifecycle webhooks are POSTed to {webhook_url}")
     with contextlib.suppress(KeyboardInterrupt):
         box.serve_forever()
 
