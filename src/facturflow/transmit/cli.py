@@ -18,6 +18,7 @@ import json
 import os
 import sqlite3
 import sys
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -405,14 +406,27 @@ def _troubled(item: Item) -> bool:
 @click.argument("refs", nargs=-1)
 @click.option("--state", "state", type=click.Path(path_type=Path), default=None)
 @click.option("--refresh", is_flag=True, help="Ask Qonto for the latest lifecycle events first.")
+@click.option("--watch", is_flag=True, help="Poll Qonto until every listed sent invoice is final "
+              "(approved, paid, refused, rejected, not delivered), printing each lifecycle "
+              "transition as it happens (JSON lines with --format json).")
+@click.option("--timeout", "watch_timeout", type=click.FloatRange(0, 7 * 24 * 3600),
+              default=600.0, show_default=True,
+              help="With --watch: give up after this many seconds (exit 5).")
+@click.option("--poll-interval", type=click.FloatRange(0.05, 3600), default=5.0,
+              show_default=True, help="With --watch: seconds between two polls of Qonto (each "
+              "poll asks once per invoice not yet final; Qonto's quota is shared).")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
-def status_command(refs: tuple[str, ...], state: Path | None, refresh: bool, fmt: str) -> None:
+def status_command(refs: tuple[str, ...], state: Path | None, refresh: bool, watch: bool,
+                   watch_timeout: float, poll_interval: float, fmt: str) -> None:
     """Show each invoice's outbox state and lifecycle events (all, or by PATH, ID or number).
 
     Exit 1 when a listed invoice failed or was refused, rejected or not delivered (or a REF
-    matches nothing); 3 or 4 when --refresh cannot ask Qonto; 6 when the outbox is unusable.
+    matches nothing); 3 or 4 when --refresh or --watch cannot ask Qonto; 5 when --watch gave up
+    with invoices still pending; 6 when the outbox is unusable; 130 Ctrl-C.
     """
     folder = state_dir(state)
+    if watch:
+        _watch(refs, folder, watch_timeout, poll_interval, fmt)
     rows: list[Item] = []
     with command_errors(fmt, folder):
         orgs = organisations(folder)
@@ -440,6 +454,106 @@ def status_command(refs: tuple[str, ...], state: Path | None, refresh: bool, fmt
             click.echo("no invoice in the outbox" + (" matches" if refs else ""))
     troubled = any(_troubled(i) for i in rows)
     sys.exit(exitcodes.INVALID if troubled or (refs and not rows) else exitcodes.OK)
+
+
+def _watch_event(item: Item, event: dict[str, Any] | None, fmt: str) -> None:
+    """One transition: a new lifecycle event of `item` (None: its einvoicing_status changed)."""
+    name = item.invoice_number or item.source_path
+    verdict = item.verdict
+    if fmt == "json":
+        row: dict[str, Any] = {
+            "type": "transition", "invoice_number": item.invoice_number,
+            "invoice_id": item.invoice_id, "source_path": item.source_path,
+            "status_code": event.get("status_code") if event else None,
+            "label": describe_status(event.get("status_code")) if event else None,
+            "reason": event.get("reason") if event else None,
+            "reason_message": event.get("reason_message") if event else None,
+            "timestamp": event.get("timestamp") if event else None,
+            "einvoicing_status": item.einvoicing_status, "final": verdict.final,
+            "outcome": verdict.outcome, "outcome_text": verdict.describe(),
+        }
+        click.echo(json.dumps(row, ensure_ascii=False))
+    else:
+        what = (f"{event.get('timestamp')} {describe_status(event)}" if event else
+                f"einvoicing_status {describe_status(item.einvoicing_status)}")
+        click.echo(f"{name}: {what}" + (f" -> final: {verdict.describe()}" if verdict.final
+                                        else ""))
+    sys.stdout.flush()
+
+
+def _watch(refs: tuple[str, ...], folder: Path, timeout: float, interval: float,
+           fmt: str) -> NoReturn:
+    """`status --watch`: poll the listed sent invoices until each is final, printing each
+    lifecycle event (and einvoicing_status change) the first time it is seen; the events
+    known before the watch are printed first. Exit 1 if one ends refused, rejected or not
+    delivered, 5 at --timeout with some still pending, 130 on Ctrl-C."""
+    deadline = time.monotonic() + timeout
+    watched: dict[str, tuple[Outbox, Item]] = {}  # upload sha -> (its outbox, latest item)
+    shown: dict[str, tuple[list[Any], str | None]] = {}
+    matched = False
+
+    def show(item: Item) -> None:
+        events, status = shown.get(item.upload_sha256, ([], None))
+        fresh = [e for e in sorted(item.events, key=lambda e: (
+            str(e.get("timestamp") or ""), int(e.get("status_code") or 0))) if e not in events]
+        for event in fresh:
+            events = [*events, event]
+            shown[item.upload_sha256] = (events, status)
+            _watch_event(item, event, fmt)
+        if not fresh and item.einvoicing_status != status and (
+                status is not None or not item.events):
+            _watch_event(item, None, fmt)
+        shown[item.upload_sha256] = (events, item.einvoicing_status)
+
+    def finish(code: int, message: str) -> NoReturn:
+        if fmt == "json":
+            click.echo(json.dumps({"type": "done", "exit_code": code, "message": message,
+                                   "pending": pending()}, ensure_ascii=False))
+        else:
+            click.echo(("error: " if code == exitcodes.INTERRUPTED else "") + message,
+                       err=code == exitcodes.INTERRUPTED)
+        sys.exit(code)
+
+    def pending() -> list[str]:
+        return [i.invoice_number or i.source_path for _, i in watched.values() if not i.final]
+
+    with command_errors(fmt, folder), contextlib.ExitStack() as stack:
+        orgs = organisations(folder)
+        client = stack.enter_context(open_client(folder, say=False)) if orgs else None
+        mine = _organization(client) if client is not None else None
+        for org in orgs:
+            outbox = stack.enter_context(Outbox(folder, org, lock=False))
+            items = outbox.items() if not refs else [i for r in refs for i in outbox.find(r)]
+            matched = matched or bool(items)
+            for item in items:
+                if item.state == "sent" and org == mine:  # other organisations' ids 404
+                    watched[item.upload_sha256] = (outbox, item)
+        if not watched:
+            finish(exitcodes.INVALID if refs and not matched else exitcodes.OK,
+                   "no sent invoice to watch" + (" matches" if refs else ""))
+        try:
+            while True:
+                for sha, (outbox, item) in list(watched.items()):
+                    if not (item.final and sha in shown):
+                        assert client is not None
+                        item = refresh_status(client, outbox, item)
+                        watched[sha] = (outbox, item)
+                    show(item)
+                still = pending()
+                if not still:
+                    troubled = [i for _, i in watched.values() if i.verdict.negative]
+                    finish(exitcodes.INVALID if troubled else exitcodes.OK,
+                           f"all {len(watched)} invoice(s) final"
+                           + (f", {len(troubled)} refused, rejected or not delivered"
+                              if troubled else ""))
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    finish(exitcodes.PENDING, f"--timeout reached with {len(still)} invoice(s) "
+                           f"still pending (exit {exitcodes.PENDING}): {', '.join(still)}")
+                time.sleep(min(interval, left))
+        except KeyboardInterrupt:
+            finish(exitcodes.INTERRUPTED, "interrupted (Ctrl-C); still pending: "
+                   + ", ".join(pending()))
 
 
 @click.command("inbox")
