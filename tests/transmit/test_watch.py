@@ -67,7 +67,20 @@ def test_watch_prints_each_transition_until_final(box: Sandbox, tmp_path: Path) 
     firsts = [next(n for n, line in enumerate(lines) if c in line) for c in codes]
     assert firsts == sorted(firsts) and len(lines) == 5, lines
     assert "final: approved (205 Approuvée)" in lines[3]
+    assert not any("final" in line for line in lines[:3])
     assert lines[-1] == "all 1 invoice(s) final"
+
+
+def test_watch_of_an_invoice_already_final_marks_only_the_latest_event(
+        box: Sandbox, tmp_path: Path) -> None:
+    state = sent(box, tmp_path, "W-6", "approved")
+    box.advance(10)
+    result = run("status", "--watch", "--poll-interval", "0.1", "--state", state,
+                 "--format", "json")
+    assert result.exit_code == exitcodes.OK, result.output
+    rows = [json.loads(line) for line in result.stdout.splitlines()][:-1]
+    assert [r["final"] for r in rows] == [False, False, False, True]
+    assert rows[-1]["outcome_text"] == "approved (205 Approuvée)"
 
 
 def test_watch_json_lines(box: Sandbox, tmp_path: Path) -> None:

@@ -456,10 +456,12 @@ def status_command(refs: tuple[str, ...], state: Path | None, refresh: bool, wat
     sys.exit(exitcodes.INVALID if troubled or (refs and not rows) else exitcodes.OK)
 
 
-def _watch_event(item: Item, event: dict[str, Any] | None, fmt: str) -> None:
-    """One transition: a new lifecycle event of `item` (None: its einvoicing_status changed)."""
+def _watch_event(item: Item, event: dict[str, Any] | None, fmt: str, latest: bool) -> None:
+    """One transition: a new lifecycle event of `item` (None: its einvoicing_status changed);
+    `latest` when it is the item's latest, the one its outcome (final or not) is read from."""
     name = item.invoice_number or item.source_path
     verdict = item.verdict
+    final = verdict.final and latest
     if fmt == "json":
         row: dict[str, Any] = {
             "type": "transition", "invoice_number": item.invoice_number,
@@ -469,15 +471,15 @@ def _watch_event(item: Item, event: dict[str, Any] | None, fmt: str) -> None:
             "reason": event.get("reason") if event else None,
             "reason_message": event.get("reason_message") if event else None,
             "timestamp": event.get("timestamp") if event else None,
-            "einvoicing_status": item.einvoicing_status, "final": verdict.final,
-            "outcome": verdict.outcome, "outcome_text": verdict.describe(),
+            "einvoicing_status": item.einvoicing_status, "final": final,
+            "outcome": verdict.outcome if latest else None,
+            "outcome_text": verdict.describe() if latest else None,
         }
         click.echo(json.dumps(row, ensure_ascii=False))
     else:
         what = (f"{event.get('timestamp')} {describe_status(event)}" if event else
                 f"einvoicing_status {describe_status(item.einvoicing_status)}")
-        click.echo(f"{name}: {what}" + (f" -> final: {verdict.describe()}" if verdict.final
-                                        else ""))
+        click.echo(f"{name}: {what}" + (f" -> final: {verdict.describe()}" if final else ""))
     sys.stdout.flush()
 
 
@@ -496,13 +498,13 @@ def _watch(refs: tuple[str, ...], folder: Path, timeout: float, interval: float,
         events, status = shown.get(item.upload_sha256, ([], None))
         fresh = [e for e in sorted(item.events, key=lambda e: (
             str(e.get("timestamp") or ""), int(e.get("status_code") or 0))) if e not in events]
-        for event in fresh:
+        for n, event in enumerate(fresh, 1):
             events = [*events, event]
             shown[item.upload_sha256] = (events, status)
-            _watch_event(item, event, fmt)
+            _watch_event(item, event, fmt, latest=n == len(fresh))
         if not fresh and item.einvoicing_status != status and (
                 status is not None or not item.events):
-            _watch_event(item, None, fmt)
+            _watch_event(item, None, fmt, latest=True)
         shown[item.upload_sha256] = (events, item.einvoicing_status)
 
     def finish(code: int, message: str) -> NoReturn:
