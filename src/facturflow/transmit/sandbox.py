@@ -197,7 +197,7 @@ class SandboxConfig:
     webhook_url: str | None = None
     webhook_secret: str | None = None
     webhook_signed_payload: str = "{t}.{body}"
-    webhook_max_attempts: int = 6
+    webhook_max_attempts: int = 10  # about 80 s of retries with the default backoff
     webhook_backoff: float = 0.2  # seconds before the first retry, doubled each time (cap 30)
     webhook_timeout: float = 5.0
 
