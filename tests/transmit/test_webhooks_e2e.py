@@ -99,6 +99,7 @@ def test_send_then_webhooks_update_the_outbox_and_status_shows_the_label(
         box.set_webhook(r.url, SECRET)
         send(box, tmp_path, "WH-1", state)
         box.advance(10)  # the sandbox plays 201, 202, 205: each change is a webhook
+        until(lambda: any('"status_code": 205' in line for line in lines))
         until(lambda: latest_code(state) == 205)
     # status reads the outbox only (no --refresh): what it shows came through the webhooks
     text = run("status", "--state", str(state)).stdout
@@ -123,6 +124,8 @@ def test_the_sandbox_retries_until_the_receiver_can_record(box: Sandbox,
             until(lambda: any(d["status"] == 503 for d in box.webhook_deliveries()))
         box.advance(10)
         until(lambda: latest_code(state) == 205)
+        until(lambda: any(d["status"] == 200 and d["einvoicing_status"] == "approved"
+                          for d in box.webhook_deliveries()))
     deliveries = box.webhook_deliveries()
     first = deliveries[0]["event_id"]
     tries = [d for d in deliveries if d["event_id"] == first]
@@ -230,3 +233,16 @@ def test_sandbox_cli_needs_a_secret_for_webhooks(tmp_path: Path,
     result = run("sandbox", "--state", str(tmp_path / "sb"), "--webhook-url",
                  "http://127.0.0.1:9/", "--webhook-secret-env", "NOPE")
     assert result.exit_code == exitcodes.USAGE and "--webhook-secret-env" in result.stderr
+
+
+@pytest.mark.parametrize("script", ["import time; time.sleep(10)", "raise SystemExit(3)"])
+def test_a_failing_or_slow_exec_is_answered_503_and_not_recorded(box: Sandbox, tmp_path: Path,
+                                                                   script: str) -> None:
+    body = json.dumps({"id": "evt-exec", "type": "other", "data": {}}).encode()
+    with receiver(box, tmp_path / "state", exec_argv=[sys.executable, "-c", script],
+                  exec_timeout=0.5) as r:
+        started = time.monotonic()
+        status, answer = post(r.url, body, {"Qonto-SHA256-Signature": sign(body, SECRET)})
+        assert status == 503 and answer["error"]["code"] == "retry_later", answer
+        assert time.monotonic() - started < 8
+        assert not r.store.seen("evt-exec")  # the sender's retry runs it again
