@@ -246,3 +246,41 @@ def test_a_failing_or_slow_exec_is_answered_503_and_not_recorded(box: Sandbox, t
         assert status == 503 and answer["error"]["code"] == "retry_later", answer
         assert time.monotonic() - started < 8
         assert not r.store.seen("evt-exec")  # the sender's retry runs it again
+
+
+def test_the_sandbox_cli_emits_webhooks_to_the_receiver(tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    from facturflow.transmit.qonto import QontoClient, QontoConfig
+
+    for name in QONTO_VARS:
+        monkeypatch.delenv(name, raising=False)
+    key = "demo:0123456789abcdef0123456789abcdef"
+    state = tmp_path / "state"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("QONTO_")}
+    env.update(PYTHONPATH=os.pathsep.join([str(SRC), env.get("PYTHONPATH", "")]),
+               WH_SECRET=SECRET)
+    lines: list[str] = []
+    with WebhookReceiver(ReceiverConfig(secret=SECRET, state_dir=state,
+                                        forward=lines.append)) as r:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "facturflow", "sandbox", "--state", str(tmp_path / "sb"),
+             "--api-key", key, "--outcome", "approved", "--webhook-url", r.url,
+             "--webhook-secret-env", "WH_SECRET"],
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            assert proc.stdout is not None
+            base = proc.stdout.readline().split("listening on ")[1].split()[0]
+            client = QontoClient(QontoConfig(base_url=base, api_key=key, backoff_base=0.01))
+            r.config.client = client
+            monkeypatch.setenv("QONTO_BASE_URL", base)
+            monkeypatch.setenv("QONTO_API_KEY", key)
+            source = tmp_path / "SB-1.xml"
+            source.write_bytes(cii_variant("SB-1"))
+            result = run("send", str(source), "--upload", "xml", "--state", str(state))
+            assert result.exit_code == 0, result.output
+            until(lambda: any('"status_code": 205' in line for line in lines))
+            client.close()
+        finally:
+            proc.terminate()
+            proc.communicate(timeout=20)
+    assert "205 Approuvée" in run("status", "SB-1", "--state", str(state)).stdout
