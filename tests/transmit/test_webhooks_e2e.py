@@ -105,7 +105,9 @@ def test_send_then_webhooks_update_the_outbox_and_status_shows_the_label(
     text = run("status", "--state", str(state)).stdout
     assert "205 Approuvée" in text and "approved (205 Approuvée)" in text, text
     deliveries = box.webhook_deliveries()
-    assert deliveries and all(d["status"] == 200 for d in deliveries), deliveries
+    # each event ends delivered (an early one may get a 503 while `send` holds the outbox)
+    last = {d["event_id"]: d["status"] for d in deliveries}
+    assert last and set(last.values()) == {200}, deliveries
     events = [json.loads(line) for line in lines]
     assert events[-1]["invoice"]["lifecycle_events"][-1]["status_code"] == 205
     assert events[-1]["invoice"]["status_text"].startswith("205 Approuvée")
