@@ -286,3 +286,20 @@ def test_the_sandbox_cli_emits_webhooks_to_the_receiver(tmp_path: Path,
             proc.terminate()
             proc.communicate(timeout=20)
     assert "205 Approuvée" in run("status", "SB-1", "--state", str(state)).stdout
+
+
+def test_the_cli_receiver_refuses_bad_credentials_and_an_unusable_state(
+        box: Sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WH_SECRET", SECRET)
+    monkeypatch.setenv("QONTO_API_KEY", "someone:0123456789abcdef0123456789abcdef")
+    result = run("webhook", "serve", "--port", "0", "--secret-env", "WH_SECRET",
+                 "--state", str(tmp_path / "state"))
+    assert result.exit_code == exitcodes.CONFIG, result.output
+    assert result.stderr.startswith("error: ") and len(result.stderr.splitlines()) == 1
+    monkeypatch.setenv("QONTO_API_KEY", box.api_key)
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    result = run("webhook", "serve", "--port", "0", "--secret-env", "WH_SECRET",
+                 "--state", str(blocker / "state"))
+    assert result.exit_code == exitcodes.STATE, result.output
+    assert result.stderr.startswith("error: ") and "Traceback" not in result.output

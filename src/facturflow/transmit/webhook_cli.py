@@ -30,6 +30,7 @@ import json
 import os
 import shlex
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -374,7 +375,7 @@ def serve_command(port: int, secret_env: str, host: str, allow_remote: bool,
         try:
             receiver = WebhookReceiver(config)
             receiver._organization()  # credentials and organisation checked before serving
-        except (TransmitError, OSError) as exc:
+        except (TransmitError, OSError, sqlite3.Error) as exc:
             emit_error(classify_error(exc, folder), "text")
         try:
             receiver.start()
