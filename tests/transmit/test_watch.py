@@ -109,7 +109,7 @@ def test_watch_gives_up_at_the_timeout_with_exit_5(box: Sandbox, tmp_path: Path)
 def test_watch_with_nothing_matching_exits_1(box: Sandbox, tmp_path: Path) -> None:
     state = sent(box, tmp_path, "W-4", "approved")
     result = run("status", "NOPE", "--watch", "--state", state)
-    assert result.exit_code == exitcodes.INVALID and "matches" in result.stdout
+    assert result.exit_code == exitcodes.INVALID and "no sent invoice to watch" in result.stdout
 
 
 def test_ctrl_c_during_watch_exits_130(box: Sandbox, tmp_path: Path) -> None:
@@ -125,3 +125,15 @@ def test_ctrl_c_during_watch_exits_130(box: Sandbox, tmp_path: Path) -> None:
     _out, err = proc.communicate(timeout=20)
     assert proc.returncode == exitcodes.INTERRUPTED, err
     assert "interrupted (Ctrl-C)" in err and "Traceback" not in err
+
+
+def test_watch_says_which_listed_invoices_failed_to_send_and_exits_1(box: Sandbox,
+                                                                     tmp_path: Path) -> None:
+    # Imported, then send_by_einvoice refused (412, recipient unreachable): failed, not sent.
+    box.config.unreachable_sirens = frozenset({"177441383", "610732067"})
+    source, state = tmp_path / "W-8.xml", str(tmp_path / "state")
+    source.write_bytes(cii_variant("W-8"))
+    assert run("send", str(source), "--upload", "xml", "--state", state).exit_code == 1
+    result = run("status", "--watch", "--state", state)
+    assert result.exit_code == exitcodes.INVALID, result.output
+    assert "no sent invoice to watch (failed to send: W-8)" in result.stdout

@@ -492,7 +492,7 @@ def _watch(refs: tuple[str, ...], folder: Path, timeout: float, interval: float,
     deadline = time.monotonic() + timeout
     watched: dict[str, tuple[Outbox, Item]] = {}  # upload sha -> (its outbox, latest item)
     shown: dict[str, tuple[list[Any], str | None]] = {}
-    matched = False
+    matched: list[Item] = []
 
     def show(item: Item) -> None:
         events, status = shown.get(item.upload_sha256, ([], None))
@@ -526,13 +526,15 @@ def _watch(refs: tuple[str, ...], folder: Path, timeout: float, interval: float,
         for org in orgs:
             outbox = stack.enter_context(Outbox(folder, org, lock=False))
             items = outbox.items() if not refs else [i for r in refs for i in outbox.find(r)]
-            matched = matched or bool(items)
+            matched.extend(items)
             for item in items:
                 if item.state == "sent" and org == mine:  # other organisations' ids 404
                     watched[item.upload_sha256] = (outbox, item)
+        failed = [i.invoice_number or i.source_path for i in matched if i.state == "failed"]
         if not watched:
-            finish(exitcodes.INVALID if refs and not matched else exitcodes.OK,
-                   "no sent invoice to watch" + (" matches" if refs else ""))
+            finish(exitcodes.INVALID if (refs and not matched) or failed else exitcodes.OK,
+                   "no sent invoice to watch" + (f" (failed to send: {', '.join(failed)})"
+                                                 if failed else ""))
         try:
             while True:
                 for sha, (outbox, item) in list(watched.items()):
@@ -544,10 +546,11 @@ def _watch(refs: tuple[str, ...], folder: Path, timeout: float, interval: float,
                 still = pending()
                 if not still:
                     troubled = [i for _, i in watched.values() if i.verdict.negative]
-                    finish(exitcodes.INVALID if troubled else exitcodes.OK,
+                    finish(exitcodes.INVALID if troubled or failed else exitcodes.OK,
                            f"all {len(watched)} invoice(s) final"
                            + (f", {len(troubled)} refused, rejected or not delivered"
-                              if troubled else ""))
+                              if troubled else "")
+                           + (f"; failed to send: {', '.join(failed)}" if failed else ""))
                 left = deadline - time.monotonic()
                 if left <= 0:
                     finish(exitcodes.PENDING, f"--timeout reached with {len(still)} invoice(s) "
