@@ -414,6 +414,7 @@ _LAZY_COMMANDS = {
     "sandbox": "facturflow.transmit.cli:sandbox_command",
     "send": "facturflow.transmit.cli:send_command",
     "status": "facturflow.transmit.cli:status_command",
+    "webhook": "facturflow.transmit.webhook_cli:webhook_group",
 }
 
 if __name__ == "__main__":  # pragma: no cover

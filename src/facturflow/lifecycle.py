@@ -22,7 +22,9 @@ Every invoice sent through a PA collects lifecycle events, each a code of the re
 "set by" is the side whose platform emits the code: the issuer's PA or the issuer (200, 201,
 209, 212), the recipient's PA or the recipient (202-208, 210, 211, 214), or either platform
 when it rejects the file on technical grounds (213). The four statuses the reform makes
-mandatory to report are Déposée, Refusée, Encaissée and Rejetée.
+mandatory to report are Déposée, Refusée, Encaissée and Rejetée. `meaning(code)` gives one line
+on each (MEANINGS); `describe_status(value, lang)` is how every command prints a status (a code,
+an event or Qonto's einvoicing_status): the label with the code, e.g. "205 Approuvée".
 
 Which outcomes are final (what `facturflow send --wait` waits for) is facturflow's choice, as
 the reform does not define "final"; it is the point where the issuer knows what became of the
@@ -52,7 +54,7 @@ The latest event (by timestamp, then code) decides, so a dispute after an approv
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import IntEnum
 from typing import Any, Literal
 
@@ -95,6 +97,7 @@ class CodeInfo:
     mandatory: bool
     final: FinalKind | None
     einvoicing_status: str  # API.md §6.2's suggested mapping to Qonto's einvoicing_status
+    meaning: str = ""  # one line, in English (MEANINGS)
 
 
 C = LifecycleCode
@@ -121,6 +124,36 @@ CODES: Mapping[LifecycleCode, CodeInfo] = {
     C.REJETEE: CodeInfo("Rejetée", "Rejected", "platform", True, "rejected",
                         "submission_failed"),
     C.VISEE: CodeInfo("Visée", "Endorsed", "recipient", False, None, "approved"),
+}
+
+# One line each: what the code tells the issuer.
+MEANINGS: Mapping[LifecycleCode, str] = {
+    C.DEPOSEE: "The invoice was deposited on the issuer's platform.",
+    C.EMISE: "The issuer's platform issued it onto the network.",
+    C.RECUE: "The recipient's platform received it.",
+    C.MISE_A_DISPOSITION: "The recipient's platform made it available to the recipient.",
+    C.PRISE_EN_CHARGE: "The recipient took it over for processing.",
+    C.APPROUVEE: "The recipient approved the invoice.",
+    C.APPROUVEE_PARTIELLEMENT: "The recipient approved part of the invoice.",
+    C.EN_LITIGE: "The recipient disputes the invoice; a decision will follow.",
+    C.SUSPENDUE: "The recipient suspended it, waiting for something from the issuer.",
+    C.COMPLETEE: "The issuer completed a suspended invoice; the recipient decides again.",
+    C.REFUSEE: "The recipient refused the invoice; a corrected one must be issued.",
+    C.PAIEMENT_TRANSMIS: "The recipient says the payment was sent.",
+    C.ENCAISSEE: "The issuer received the payment.",
+    C.REJETEE: "A platform rejected the file (format, duplicate, unknown recipient...).",
+    C.VISEE: "The invoice was endorsed on its way to approval.",
+}
+CODES = {code: replace(info, meaning=MEANINGS[code]) for code, info in CODES.items()}
+
+# Qonto's einvoicing_status values (API.md §6.2, third-party enum), in French and English.
+STATUS_LABELS: Mapping[str, tuple[str, str]] = {
+    "pending": ("En attente de dépôt", "Not yet deposited"),
+    "submitted": ("Déposée sur le réseau", "Submitted to the network"),
+    "approved": ("Approuvée", "Approved"),
+    "declined": ("Refusée", "Declined"),
+    "not_delivered": ("Non distribuée", "Not delivered"),
+    "submission_failed": ("Échec du dépôt", "Submission failed"),
 }
 
 # Qonto einvoicing_status values that are final on their own (API.md §6.2).
@@ -151,6 +184,35 @@ def label(code: int | str, lang: Lang = "fr") -> str:
         return str(code)
     info = CODES[known]
     return info.fr if lang == "fr" else info.en
+
+
+def meaning(code: int | str) -> str:
+    """One line on what the code tells the issuer (English); "" for an unknown code."""
+    known = code_of(code)
+    return CODES[known].meaning if known is not None else ""
+
+
+def describe_status(value: object, lang: Lang = "fr") -> str:
+    """How every command prints a status: the label with the code.
+
+    A lifecycle code (205, "205") gives "205 Approuvée"; a lifecycle event (a mapping with
+    `status_code`) the same plus its reason ("210 Refusée: REFUS Refused by the recipient");
+    a Qonto einvoicing_status ("submitted") gives "submitted (Déposée sur le réseau)"; None
+    gives "none"; anything else is printed as it is.
+    """
+    if value is None:
+        return "none"
+    if isinstance(value, Mapping):
+        text = describe_status(value.get("status_code"), lang)
+        parts = [str(value[k]) for k in ("reason", "reason_message") if value.get(k)]
+        return text + (": " + " ".join(parts) if parts else "")
+    if not isinstance(value, bool) and code_of(value) is not None:
+        return f"{int(str(value))} {label(str(value), lang)}"
+    text = str(value)
+    labels = STATUS_LABELS.get(text)
+    if labels is None:
+        return text
+    return f"{text} ({labels[0] if lang == 'fr' else labels[1]})"
 
 
 def is_final(code: int | str) -> bool:
@@ -224,6 +286,7 @@ def classify(events: Iterable[Mapping[str, Any]], status: str | None) -> Verdict
     return Verdict("pending", int(code) if code is not None else None)
 
 
-__all__ = ["CODES", "NEGATIVE", "OUTCOME_LABELS", "CodeInfo", "Direction", "FinalKind",
-           "LifecycleCode", "Verdict", "classify", "code_of", "direction", "einvoicing_status",
-           "is_final", "is_mandatory", "label", "latest_event"]
+__all__ = ["CODES", "MEANINGS", "NEGATIVE", "OUTCOME_LABELS", "STATUS_LABELS", "CodeInfo",
+           "Direction", "FinalKind", "LifecycleCode", "Verdict", "classify", "code_of",
+           "describe_status", "direction", "einvoicing_status", "is_final", "is_mandatory",
+           "label", "latest_event", "meaning"]

@@ -195,4 +195,5 @@ def test_status_refresh_picks_up_a_later_refusal(box: Sandbox, tmp_path: Path) -
     assert item["einvoicing_status"] == "declined"
     assert [e["status_code"] for e in item["lifecycle_events"]] == [200, 201, 202, 210]
     text = run("status", str(source), "--state", state).stdout
-    assert "[declined]" in text and "REFUS" in text
+    assert "[declined (Refusée)]" in text and "REFUS" in text
+    assert "last event 210 Refusée at" in text and "210 Refusée: REFUS" in text

@@ -19,6 +19,7 @@ import json
 import os
 import sqlite3
 import sys
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -28,7 +29,7 @@ import click
 
 from .. import exitcodes
 from ..errors import TransmitError
-from ..lifecycle import OUTCOME_LABELS
+from ..lifecycle import OUTCOME_LABELS, describe_status
 from .errors import (
     AuthenticationError,
     ConfigError,
@@ -291,7 +292,7 @@ def _print_summary(summary: SendSummary, dry_run: bool, waited: bool = False) ->
             sent = "already sent" if o.kind == "already_sent" else "sent"
             click.echo(f"{o.path}:{extra} {sent}{ident}, {o.final_text}")
             continue
-        status = f" [{o.einvoicing_status}]" if o.einvoicing_status else ""
+        status = f" [{describe_status(o.einvoicing_status)}]" if o.einvoicing_status else ""
         reason = f": {o.reason}" if o.reason and o.kind in ("rejected", "failed") else ""
         click.echo(f"{o.path}:{extra} {label}{ident}{status}{reason}")
         for finding in o.findings[1:6]:
@@ -387,8 +388,9 @@ def send_command(paths: tuple[Path, ...], wait: bool, dry_run: bool, state: Path
 
 def _item_line(item: Item) -> str:
     event = item.latest_event
-    last = f" last event {event.get('status_code')} at {event.get('timestamp')}" if event else ""
-    status = f" [{item.einvoicing_status}]" if item.einvoicing_status else ""
+    last = (f" last event {describe_status(event.get('status_code'))} at "
+            f"{event.get('timestamp')}" if event else "")
+    status = f" [{describe_status(item.einvoicing_status)}]" if item.einvoicing_status else ""
     error = f": {item.error}" if item.error and item.state == "failed" else ""
     outcome = f", {item.verdict.describe()}" if item.state == "sent" else ""
     return (f"{item.source_path}: {item.invoice_number or '?'} {item.state}"
@@ -405,14 +407,27 @@ def _troubled(item: Item) -> bool:
 @click.argument("refs", nargs=-1)
 @click.option("--state", "state", type=click.Path(path_type=Path), default=None)
 @click.option("--refresh", is_flag=True, help="Ask Qonto for the latest lifecycle events first.")
+@click.option("--watch", is_flag=True, help="Poll Qonto until every listed sent invoice is final "
+              "(approved, paid, refused, rejected, not delivered), printing each lifecycle "
+              "transition as it happens (JSON lines with --format json).")
+@click.option("--timeout", "watch_timeout", type=click.FloatRange(0, 7 * 24 * 3600),
+              default=600.0, show_default=True,
+              help="With --watch: give up after this many seconds (exit 5).")
+@click.option("--poll-interval", type=click.FloatRange(0.05, 3600), default=5.0,
+              show_default=True, help="With --watch: seconds between two polls of Qonto (each "
+              "poll asks once per invoice not yet final; Qonto's quota is shared).")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
-def status_command(refs: tuple[str, ...], state: Path | None, refresh: bool, fmt: str) -> None:
+def status_command(refs: tuple[str, ...], state: Path | None, refresh: bool, watch: bool,
+                   watch_timeout: float, poll_interval: float, fmt: str) -> None:
     """Show each invoice's outbox state and lifecycle events (all, or by PATH, ID or number).
 
     Exit 1 when a listed invoice failed or was refused, rejected or not delivered (or a REF
-    matches nothing); 3 or 4 when --refresh cannot ask Qonto; 6 when the outbox is unusable.
+    matches nothing); 3 or 4 when --refresh or --watch cannot ask Qonto; 5 when --watch gave up
+    with invoices still pending; 6 when the outbox is unusable; 130 Ctrl-C.
     """
     folder = state_dir(state)
+    if watch:
+        _watch(refs, folder, watch_timeout, poll_interval, fmt)
     rows: list[Item] = []
     with command_errors(fmt, folder):
         orgs = organisations(folder)
@@ -435,20 +450,116 @@ def status_command(refs: tuple[str, ...], state: Path | None, refresh: bool, fmt
         for item in rows:
             click.echo(_item_line(item))
             for event in item.events:
-                reason = f" {event.get('reason')}: {event.get('reason_message')}" if event.get(
-                    "reason") else ""
-                code = event.get("status_code")
-                click.echo(f"    {event.get('timestamp')} {code} {_label(code)}{reason}")
+                click.echo(f"    {event.get('timestamp')} {describe_status(event)}")
         if not rows:
             click.echo("no invoice in the outbox" + (" matches" if refs else ""))
     troubled = any(_troubled(i) for i in rows)
     sys.exit(exitcodes.INVALID if troubled or (refs and not rows) else exitcodes.OK)
 
 
-def _label(code: object) -> str:
-    from ..lifecycle import label
+def _watch_event(item: Item, event: dict[str, Any] | None, fmt: str, latest: bool) -> None:
+    """One transition: a new lifecycle event of `item` (None: its einvoicing_status changed);
+    `latest` when it is the item's latest, the one its outcome (final or not) is read from."""
+    name = item.invoice_number or item.source_path
+    verdict = item.verdict
+    final = verdict.final and latest
+    if fmt == "json":
+        row: dict[str, Any] = {
+            "type": "transition", "invoice_number": item.invoice_number,
+            "invoice_id": item.invoice_id, "source_path": item.source_path,
+            "status_code": event.get("status_code") if event else None,
+            "label": describe_status(event.get("status_code")) if event else None,
+            "reason": event.get("reason") if event else None,
+            "reason_message": event.get("reason_message") if event else None,
+            "timestamp": event.get("timestamp") if event else None,
+            "einvoicing_status": item.einvoicing_status, "final": final,
+            "outcome": verdict.outcome if latest else None,
+            "outcome_text": verdict.describe() if latest else None,
+        }
+        click.echo(json.dumps(row, ensure_ascii=False))
+    else:
+        what = (f"{event.get('timestamp')} {describe_status(event)}" if event else
+                f"einvoicing_status {describe_status(item.einvoicing_status)}")
+        click.echo(f"{name}: {what}" + (f" -> final: {verdict.describe()}" if final else ""))
+    sys.stdout.flush()
 
-    return label(str(code))
+
+def _watch(refs: tuple[str, ...], folder: Path, timeout: float, interval: float,
+           fmt: str) -> NoReturn:
+    """`status --watch`: poll the listed sent invoices until each is final, printing each
+    lifecycle event (and einvoicing_status change) the first time it is seen; the events
+    known before the watch are printed first. Exit 1 if one ends refused, rejected or not
+    delivered, 5 at --timeout with some still pending, 130 on Ctrl-C."""
+    deadline = time.monotonic() + timeout
+    watched: dict[str, tuple[Outbox, Item]] = {}  # upload sha -> (its outbox, latest item)
+    shown: dict[str, tuple[list[Any], str | None]] = {}
+    matched: list[Item] = []
+
+    def show(item: Item) -> None:
+        events, status = shown.get(item.upload_sha256, ([], None))
+        fresh = [e for e in sorted(item.events, key=lambda e: (
+            str(e.get("timestamp") or ""), int(e.get("status_code") or 0))) if e not in events]
+        for n, event in enumerate(fresh, 1):
+            events = [*events, event]
+            shown[item.upload_sha256] = (events, status)
+            _watch_event(item, event, fmt, latest=n == len(fresh))
+        if not fresh and item.einvoicing_status != status and (
+                status is not None or not item.events):
+            _watch_event(item, None, fmt, latest=True)
+        shown[item.upload_sha256] = (events, item.einvoicing_status)
+
+    def finish(code: int, message: str) -> NoReturn:
+        if fmt == "json":
+            click.echo(json.dumps({"type": "done", "exit_code": code, "message": message,
+                                   "pending": pending()}, ensure_ascii=False))
+        else:
+            click.echo(("error: " if code == exitcodes.INTERRUPTED else "") + message,
+                       err=code == exitcodes.INTERRUPTED)
+        sys.exit(code)
+
+    def pending() -> list[str]:
+        return [i.invoice_number or i.source_path for _, i in watched.values() if not i.final]
+
+    with command_errors(fmt, folder), contextlib.ExitStack() as stack:
+        orgs = organisations(folder)
+        client = stack.enter_context(open_client(folder, say=False)) if orgs else None
+        mine = _organization(client) if client is not None else None
+        for org in orgs:
+            outbox = stack.enter_context(Outbox(folder, org, lock=False))
+            items = outbox.items() if not refs else [i for r in refs for i in outbox.find(r)]
+            matched.extend(items)
+            for item in items:
+                if item.state == "sent" and org == mine:  # other organisations' ids 404
+                    watched[item.upload_sha256] = (outbox, item)
+        failed = [i.invoice_number or i.source_path for i in matched if i.state == "failed"]
+        if not watched:
+            finish(exitcodes.INVALID if (refs and not matched) or failed else exitcodes.OK,
+                   "no sent invoice to watch" + (f" (failed to send: {', '.join(failed)})"
+                                                 if failed else ""))
+        try:
+            while True:
+                for sha, (outbox, item) in list(watched.items()):
+                    if not (item.final and sha in shown):
+                        assert client is not None
+                        item = refresh_status(client, outbox, item)
+                        watched[sha] = (outbox, item)
+                    show(item)
+                still = pending()
+                if not still:
+                    troubled = [i for _, i in watched.values() if i.verdict.negative]
+                    finish(exitcodes.INVALID if troubled or failed else exitcodes.OK,
+                           f"all {len(watched)} invoice(s) final"
+                           + (f", {len(troubled)} refused, rejected or not delivered"
+                              if troubled else "")
+                           + (f"; failed to send: {', '.join(failed)}" if failed else ""))
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    finish(exitcodes.PENDING, f"--timeout reached with {len(still)} invoice(s) "
+                           f"still pending (exit {exitcodes.PENDING}): {', '.join(still)}")
+                time.sleep(min(interval, left))
+        except KeyboardInterrupt:
+            finish(exitcodes.INTERRUPTED, "interrupted (Ctrl-C); still pending: "
+                   + ", ".join(pending()))
 
 
 def _check_sandbox_key(ctx: click.Context, param: click.Parameter,
@@ -479,9 +590,15 @@ def _check_sandbox_key(ctx: click.Context, param: click.Parameter,
                                               "disputed", "rejected", "failed",
                                               "not_delivered"]),
               default="delivered", show_default=True, help="Lifecycle after a send.")
+@click.option("--webhook-url", default=None, metavar="URL",
+              help="POST a signed v1/client-invoices event here on every lifecycle change "
+                   "(e.g. the URL `facturflow webhook serve` prints).")
+@click.option("--webhook-secret-env", default=None, metavar="NAME",
+              help="Environment variable holding the secret the webhooks are signed with.")
 def sandbox_command(state: Path | None, port: int, api_key: str | None,
                     staging_token: str | None, fault_rate: float, seed: int | None,
-                    outcome: str) -> None:
+                    outcome: str, webhook_url: str | None,
+                    webhook_secret_env: str | None) -> None:
     """Serve the local Qonto PA sandbox in the foreground (Ctrl-C stops it).
 
     Exit codes: 2 when the chosen --port is taken or not allowed (or an option is malformed),
@@ -494,9 +611,19 @@ def sandbox_command(state: Path | None, port: int, api_key: str | None,
     from .sandbox import FaultPlan, Sandbox, SandboxConfig
 
     folder = state or state_dir(None) / "sandbox"
+    webhook_secret = None
+    if webhook_url is not None:
+        if not webhook_url.startswith(("http://", "https://")):
+            raise click.BadParameter("must be an http:// or https:// URL",
+                                     param_hint="--webhook-url")
+        webhook_secret = os.environ.get(webhook_secret_env or "", "")
+        if not webhook_secret:
+            raise click.UsageError("--webhook-url needs --webhook-secret-env NAME, the name of "
+                                   "a non-empty environment variable holding the secret")
     config = SandboxConfig(state_dir=folder, port=port, api_key=api_key,
                            staging_token=staging_token, outcome=outcome,
-                           faults=FaultPlan(rate=fault_rate, seed=seed))
+                           faults=FaultPlan(rate=fault_rate, seed=seed),
+                           webhook_url=webhook_url, webhook_secret=webhook_secret)
     try:
         box = Sandbox(config)
     except SandboxBusyError as exc:
@@ -520,6 +647,8 @@ def sandbox_command(state: Path | None, port: int, api_key: str | None,
         click.echo(f"export {key}={value}")
     click.echo(f"# OAuth: client id {box.client_id}, client secret {box.client_secret}")
     click.echo("# the test hooks (/_sandbox/...) need the API key above as Authorization")
+    if webhook_url:
+        click.echo(f"# lifecycle webhooks are POSTed to {webhook_url}")
     with contextlib.suppress(KeyboardInterrupt):
         box.serve_forever()
 

@@ -198,6 +198,15 @@ class SandboxConfig:
         ("completed", 3600.0))
     # From this moment (UTC) rejecting a French e-invoice needs declined_reason_code (§5.9).
     reason_code_required_from: str = "2026-09-01T00:00:00Z"
+    # Webhooks (API.md §5.13, §10 Q14): when a URL and a secret are set, every lifecycle change
+    # of a sent invoice is POSTed there as a signed v1/client-invoices "updated" event (see
+    # _WebhookEmitter), retried with a doubling backoff up to webhook_max_attempts times.
+    webhook_url: str | None = None
+    webhook_secret: str | None = None
+    webhook_signed_payload: str = "{t}.{body}"
+    webhook_max_attempts: int = 10  # about 80 s of retries with the default backoff
+    webhook_backoff: float = 0.2  # seconds before the first retry, doubled each time (cap 30)
+    webhook_timeout: float = 5.0
 
 
 class _Reply(Exception):
@@ -562,6 +571,7 @@ class Sandbox:
         self._thread: threading.Thread | None = None
         self._count_lock = threading.Lock()
         self.requests = 0  # API requests received since start (test hooks excluded)
+        self._webhooks = _WebhookEmitter(self)
 
     # -- lifecycle ----------------------------------------------------------------------------
     def start(self) -> Sandbox:
@@ -578,9 +588,11 @@ class Sandbox:
         self._thread = threading.Thread(target=self._server.serve_forever, args=(0.02,),
                                         daemon=True, name="facturflow-sandbox")
         self._thread.start()
+        self._webhooks.start()
         return self
 
     def stop(self) -> None:
+        self._webhooks.stop()
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
@@ -688,6 +700,16 @@ class Sandbox:
         with self.state.lock:
             self.state.data["outcomes"][invoice_number] = outcome
             self.state.save()
+
+    def set_webhook(self, url: str | None, secret: str | None) -> None:
+        """Point the lifecycle webhooks at `url`, signed with `secret` (None stops them)."""
+        self.config.webhook_url, self.config.webhook_secret = url, secret
+        if self._server is not None:
+            self._webhooks.start()
+
+    def webhook_deliveries(self) -> list[dict[str, Any]]:
+        """Every delivery attempt so far: event id, invoice id, attempt, HTTP status or error."""
+        return self._webhooks.log_copy()
 
     def set_settings(self, **settings: str) -> None:
         with self.state.lock:
@@ -1620,6 +1642,125 @@ class _Handler(BaseHTTPRequestHandler):
                             "'enabled' or 'disabled'", pointer=f"/{key}")
         self.sandbox.state.data["settings"].update(body)
         return 200, dict(self.sandbox.state.data["settings"])
+
+
+class _WebhookEmitter:
+    """Watches the sent invoices and POSTs a signed event on each lifecycle change.
+
+    A change is a new (number of events, einvoicing_status) pair of a client invoice, as
+    its lifecycle plays out on the sandbox clock. The event id is derived from that pair, so
+    a restarted sandbox that announces the same state again sends the same id (receivers
+    de-duplicate by id). Deliveries are in order, one thread; a delivery that gets no 2xx
+    is retried after webhook_backoff, doubled each time, up to webhook_max_attempts; each
+    attempt is signed afresh (a new `t`, from the real clock: the receiver checks it against
+    its own).
+    """
+
+    POLL = 0.05
+
+    def __init__(self, box: Sandbox) -> None:
+        self.box = box
+        self._notified: dict[str, tuple[int, str]] = {}
+        self._queue: deque[dict[str, Any]] = deque()
+        self._log: list[dict[str, Any]] = []
+        self._log_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        config = self.box.config
+        if not (config.webhook_url and config.webhook_secret) or (
+                self._thread is not None and self._thread.is_alive()):
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, daemon=True,
+                                        name="facturflow-sandbox-webhooks")
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=self.box.config.webhook_timeout + 1.0)
+            self._thread = None
+
+    def log_copy(self) -> list[dict[str, Any]]:
+        with self._log_lock:
+            return [dict(entry) for entry in self._log]
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            with contextlib.suppress(Exception):  # a sandbox thread never dies of a webhook
+                self._scan()
+                self._deliver_due()
+            self._stop.wait(self.POLL)
+
+    def _scan(self) -> None:
+        box = self.box
+        with box.state.lock:
+            data = box.state.data
+            for inv_id, sends in data["sends"].items():
+                if not sends.get("submissions") or inv_id not in data["client_invoices"]:
+                    continue
+                view = box._invoice_view(inv_id, True)
+                events = view.pop("einvoicing_lifecycle_events", [])
+                mark = (len(events), str(view.get("einvoicing_status")))
+                if self._notified.get(inv_id) == mark:
+                    continue
+                self._notified[inv_id] = mark
+                org = str(data["org"]["id"])
+                event_id = str(uuid.uuid5(uuid.NAMESPACE_URL,
+                                          f"facturflow-sandbox:{org}:{inv_id}:{mark}"))
+                envelope = {"id": event_id, "subscription_id": f"sub-{org[:8]}",
+                            "organization_id": org, "membership_id": None,
+                            "type": "v1/client-invoices", "event": "updated",
+                            "created_at": _iso(box.now()), "data": view}
+                self._queue.append({"event": envelope, "attempt": 0, "due": 0.0})
+
+    def _deliver_due(self) -> None:
+        import urllib.error
+        import urllib.request
+
+        from ..webhooks import SIGNATURE_HEADER, sign
+
+        config = self.box.config
+        while self._queue and not self._stop.is_set():
+            job = self._queue[0]
+            if time.monotonic() < job["due"]:
+                return  # in order: a later event waits for the earlier one's retries
+            url, secret = config.webhook_url, config.webhook_secret
+            if not url or not secret:
+                return
+            body = json.dumps(job["event"], ensure_ascii=False).encode()
+            job["attempt"] += 1
+            entry: dict[str, Any] = {"event_id": job["event"]["id"],
+                                     "invoice_id": job["event"]["data"].get("id"),
+                                     "einvoicing_status":
+                                         job["event"]["data"].get("einvoicing_status"),
+                                     "attempt": job["attempt"], "status": None, "error": None}
+            request = urllib.request.Request(url, data=body, method="POST", headers={
+                "Content-Type": "application/json",
+                SIGNATURE_HEADER: sign(body, secret, signed_payload=config.webhook_signed_payload),
+            })
+            try:
+                # No proxy: the receiver is a local URL, whatever http_proxy says.
+                opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+                with opener.open(request, timeout=config.webhook_timeout) as answer:
+                    entry["status"] = answer.status
+            except urllib.error.HTTPError as exc:
+                entry["status"] = exc.code
+            except (OSError, ValueError) as exc:
+                entry["error"] = str(exc)
+            with self._log_lock:
+                self._log.append(entry)
+            if entry["status"] is not None and 200 <= entry["status"] < 300:
+                self._queue.popleft()
+            elif job["attempt"] >= config.webhook_max_attempts:
+                entry["gave_up"] = True
+                self._queue.popleft()
+            else:
+                job["due"] = time.monotonic() + min(
+                    30.0, config.webhook_backoff * 2 ** (job["attempt"] - 1))
+                return
 
 
 def sandbox(state_dir: str | os.PathLike[str] | None = None, **options: Any) -> Sandbox:

@@ -1,0 +1,305 @@
+"""The webhook round trip over real sockets: the sandbox emits signed events on each lifecycle
+change (with retries), `facturflow webhook serve` (and its library class) verifies them,
+re-fetches the invoice, updates the outbox, and `status` shows the label."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner, Result
+
+from facturflow import exitcodes
+from facturflow.cli import main
+from facturflow.transmit.outbox import Outbox, organisations
+from facturflow.transmit.sandbox import Sandbox, SandboxConfig
+from facturflow.transmit.webhook_cli import ReceiverConfig, WebhookReceiver
+from facturflow.webhooks import sign
+
+from .transmit_helpers import cii_variant, make_client
+
+SECRET = "whsec_e2e_secret"
+SRC = Path(__file__).resolve().parents[2] / "src"
+QONTO_VARS = ("QONTO_BASE_URL", "QONTO_API_KEY", "QONTO_ACCESS_TOKEN", "QONTO_REFRESH_TOKEN",
+              "QONTO_CLIENT_ID", "QONTO_CLIENT_SECRET", "QONTO_STAGING_TOKEN", "QONTO_TOKEN_FILE",
+              "FACTURFLOW_STATE", "FACTURFLOW_SANDBOX_OUTCOME")
+
+
+@pytest.fixture
+def box(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Sandbox]:
+    for name in QONTO_VARS:
+        monkeypatch.delenv(name, raising=False)
+    config = SandboxConfig(state_dir=tmp_path / "sandbox", webhook_backoff=0.05)
+    with Sandbox(config) as sandbox:
+        for key, value in sandbox.env().items():
+            monkeypatch.setenv(key, value)
+        monkeypatch.setenv("QONTO_BACKOFF_BASE", "0.01")
+        yield sandbox
+
+
+def run(*args: str) -> Result:
+    return CliRunner().invoke(main, list(args))
+
+
+def until(check: Callable[[], Any], timeout: float = 20.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"condition not met within {timeout} s")
+
+
+def send(box: Sandbox, tmp_path: Path, number: str, state: Path) -> None:
+    box.set_outcome(number, "approved")
+    source = tmp_path / f"{number}.xml"
+    source.write_bytes(cii_variant(number))
+    result = run("send", str(source), "--upload", "xml", "--state", str(state))
+    assert result.exit_code == 0, result.output
+
+
+def latest_code(state: Path) -> int | None:
+    for org in organisations(state):
+        with Outbox(state, org, lock=False) as outbox:
+            for item in outbox.items():
+                if item.latest_event:
+                    return int(item.latest_event["status_code"])
+    return None
+
+
+def receiver(box: Sandbox, state: Path, **kw: Any) -> WebhookReceiver:
+    return WebhookReceiver(ReceiverConfig(secret=SECRET, state_dir=state,
+                                          client=make_client(box), **kw))
+
+
+def post(url: str, body: bytes, headers: dict[str, str]) -> tuple[int, dict[str, Any]]:
+    request = urllib.request.Request(url, data=body, method="POST", headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            return answer.status, json.loads(answer.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def test_send_then_webhooks_update_the_outbox_and_status_shows_the_label(
+        box: Sandbox, tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    lines: list[str] = []
+    with receiver(box, state, forward=lines.append) as r:
+        box.set_webhook(r.url, SECRET)
+        send(box, tmp_path, "WH-1", state)
+        box.advance(10)  # the sandbox plays 201, 202, 205: each change is a webhook
+        until(lambda: any('"status_code": 205' in line for line in lines))
+        until(lambda: latest_code(state) == 205)
+    # status reads the outbox only (no --refresh): what it shows came through the webhooks
+    text = run("status", "--state", str(state)).stdout
+    assert "205 Approuvée" in text and "approved (205 Approuvée)" in text, text
+    deliveries = box.webhook_deliveries()
+    # each event ends delivered (an early one may get a 503 while `send` holds the outbox)
+    last = {d["event_id"]: d["status"] for d in deliveries}
+    assert last and set(last.values()) == {200}, deliveries
+    events = [json.loads(line) for line in lines]
+    assert events[-1]["invoice"]["lifecycle_events"][-1]["status_code"] == 205
+    assert events[-1]["invoice"]["status_text"].startswith("205 Approuvée")
+    assert all(e["event"]["type"] == "v1/client-invoices" for e in events)
+    assert len({e["event"]["id"] for e in events}) == len(events)
+
+
+def test_the_sandbox_retries_until_the_receiver_can_record(box: Sandbox,
+                                                           tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    send(box, tmp_path, "WH-2", state)
+    (org,) = organisations(state)
+    with receiver(box, state) as r:
+        with Outbox(state, org):  # as a running `send` would: the receiver answers 503
+            box.set_webhook(r.url, SECRET)
+            until(lambda: any(d["status"] == 503 for d in box.webhook_deliveries()))
+        box.advance(10)
+        until(lambda: latest_code(state) == 205)
+        until(lambda: any(d["status"] == 200 and d["einvoicing_status"] == "approved"
+                          for d in box.webhook_deliveries()))
+    deliveries = box.webhook_deliveries()
+    first = deliveries[0]["event_id"]
+    tries = [d for d in deliveries if d["event_id"] == first]
+    assert [d["status"] for d in tries][-1] == 200 and tries[-1]["attempt"] >= 2
+
+
+def test_a_duplicate_is_answered_200_without_a_second_effect(box: Sandbox,
+                                                             tmp_path: Path) -> None:
+    state, log = tmp_path / "state", tmp_path / "exec.log"
+    send(box, tmp_path, "WH-3", state)
+    invoice_id = box.client_invoices()[0]["id"]
+    script = f"import sys; open({str(log)!r}, 'a').write(sys.stdin.read())"
+    body = json.dumps({"id": "evt-dup", "type": "v1/client-invoices", "event": "updated",
+                       "organization_id": box.organization_id,
+                       "data": {"id": invoice_id, "einvoicing_status": "submitted"}}).encode()
+    with receiver(box, state, exec_argv=[sys.executable, "-c", script]) as r:
+        headers = {"Qonto-SHA256-Signature": sign(body, SECRET),
+                   "Content-Type": "application/json"}
+        assert post(r.url, body, headers)[1]["status"] == "recorded"
+        assert post(r.url, body, headers) == (200, {"status": "duplicate",
+                                                    "event_id": "evt-dup"})
+    assert len(log.read_text().splitlines()) == 1
+    # the id is remembered on disk: a new receiver on the same state says duplicate too
+    with receiver(box, state) as again:
+        headers["Qonto-SHA256-Signature"] = sign(body, SECRET)
+        assert post(again.url, body, headers)[1]["status"] == "duplicate"
+
+
+def test_bad_signature_stale_oversized_and_not_an_event_are_refused(box: Sandbox,
+                                                                     tmp_path: Path) -> None:
+    body = json.dumps({"id": "evt-x", "type": "other", "data": {}}).encode()
+    with receiver(box, tmp_path / "state", max_body=1000) as r:
+        status, answer = post(r.url, body, {"Qonto-SHA256-Signature": sign(body, "wrong")})
+        assert status == 401 and answer["error"]["code"] == "bad_signature"
+        status, answer = post(r.url, body, {"Qonto-SHA256-Signature": sign(body, SECRET,
+                                                                           int(time.time()) - 900)})
+        assert status == 401 and "tolerance" in answer["error"]["message"]
+        assert post(r.url, body, {})[0] == 401
+        big = b"x" * 2000
+        assert post(r.url, big, {"Qonto-SHA256-Signature": sign(big, SECRET)})[0] == 413
+        junk = b"not json"
+        assert post(r.url, junk, {"Qonto-SHA256-Signature": sign(junk, SECRET)})[0] == 400
+        assert post(r.url, body, {"Qonto-SHA256-Signature": sign(body, SECRET)})[0] == 200
+        assert r.counts["recorded"] == 1
+
+
+def _serve(box: Sandbox, state: Path, *extra: str) -> subprocess.Popen[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("QONTO_")}
+    env.update(box.env(), PYTHONPATH=os.pathsep.join([str(SRC), env.get("PYTHONPATH", "")]),
+               QONTO_BACKOFF_BASE="0.01", WH_SECRET=SECRET)
+    return subprocess.Popen(
+        [sys.executable, "-m", "facturflow", "webhook", "serve", "--port", "0",
+         "--secret-env", "WH_SECRET", "--state", str(state), *extra],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_the_cli_receiver_end_to_end(box: Sandbox, tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    proc = _serve(box, state, "--forward-jsonl")
+    try:
+        assert proc.stderr is not None and proc.stdout is not None
+        first = proc.stderr.readline()
+        assert "webhook receiver listening on http://127.0.0.1:" in first, first
+        url = first.split("listening on ")[1].split()[0]
+        box.set_webhook(url, SECRET)
+        send(box, tmp_path, "WH-4", state)
+        box.advance(10)
+        seen: list[dict[str, Any]] = []
+        while not seen or seen[-1]["invoice"]["lifecycle_events"][-1]["status_code"] != 205:
+            seen.append(json.loads(proc.stdout.readline()))
+        assert seen[-1]["outbox"] == [str((tmp_path / "WH-4.xml").resolve())]
+    finally:
+        proc.terminate()
+        _out, err = proc.communicate(timeout=20)
+    assert proc.returncode == 0, err
+    assert "event(s) recorded" in err and "Traceback" not in err
+    result = run("status", "WH-4", "--state", str(state))
+    assert "205 Approuvée" in result.stdout and result.exit_code == 0
+
+
+def test_the_cli_refuses_unsafe_or_incomplete_settings(box: Sandbox, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    state = str(tmp_path / "state")
+    monkeypatch.delenv("WH_SECRET", raising=False)
+    result = run("webhook", "serve", "--port", "0", "--secret-env", "WH_SECRET",
+                 "--state", state)
+    assert result.exit_code == exitcodes.CONFIG and "WH_SECRET" in result.stderr
+    monkeypatch.setenv("WH_SECRET", SECRET)
+    result = run("webhook", "serve", "--port", "0", "--secret-env", "WH_SECRET",
+                 "--host", "0.0.0.0", "--state", state)
+    assert result.exit_code == exitcodes.USAGE and "--allow-remote" in result.stderr
+    result = run("webhook", "serve", "--port", "0", "--secret-env", "WH_SECRET",
+                 "--exec", "'unclosed", "--state", state)
+    assert result.exit_code == exitcodes.USAGE
+    monkeypatch.delenv("QONTO_API_KEY")
+    monkeypatch.delenv("QONTO_BASE_URL")
+    result = run("webhook", "serve", "--port", "0", "--secret-env", "WH_SECRET",
+                 "--state", state)
+    assert result.exit_code == exitcodes.CONFIG and "no Qonto configuration" in result.stderr
+
+
+def test_sandbox_cli_needs_a_secret_for_webhooks(tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("NOPE", raising=False)
+    result = run("sandbox", "--state", str(tmp_path / "sb"), "--webhook-url",
+                 "http://127.0.0.1:9/", "--webhook-secret-env", "NOPE")
+    assert result.exit_code == exitcodes.USAGE and "--webhook-secret-env" in result.stderr
+
+
+@pytest.mark.parametrize("script", ["import time; time.sleep(10)", "raise SystemExit(3)"])
+def test_a_failing_or_slow_exec_is_answered_503_and_not_recorded(box: Sandbox, tmp_path: Path,
+                                                                   script: str) -> None:
+    body = json.dumps({"id": "evt-exec", "type": "other", "data": {}}).encode()
+    with receiver(box, tmp_path / "state", exec_argv=[sys.executable, "-c", script],
+                  exec_timeout=0.5) as r:
+        started = time.monotonic()
+        status, answer = post(r.url, body, {"Qonto-SHA256-Signature": sign(body, SECRET)})
+        assert status == 503 and answer["error"]["code"] == "retry_later", answer
+        assert time.monotonic() - started < 8
+        assert not r.store.seen("evt-exec")  # the sender's retry runs it again
+
+
+def test_the_sandbox_cli_emits_webhooks_to_the_receiver(tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    from facturflow.transmit.qonto import QontoClient, QontoConfig
+
+    for name in QONTO_VARS:
+        monkeypatch.delenv(name, raising=False)
+    key = "demo:0123456789abcdef0123456789abcdef"
+    state = tmp_path / "state"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("QONTO_")}
+    env.update(PYTHONPATH=os.pathsep.join([str(SRC), env.get("PYTHONPATH", "")]),
+               WH_SECRET=SECRET)
+    lines: list[str] = []
+    with WebhookReceiver(ReceiverConfig(secret=SECRET, state_dir=state,
+                                        forward=lines.append)) as r:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "facturflow", "sandbox", "--state", str(tmp_path / "sb"),
+             "--api-key", key, "--outcome", "approved", "--webhook-url", r.url,
+             "--webhook-secret-env", "WH_SECRET"],
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            assert proc.stdout is not None
+            base = proc.stdout.readline().split("listening on ")[1].split()[0]
+            client = QontoClient(QontoConfig(base_url=base, api_key=key, backoff_base=0.01))
+            r.config.client = client
+            monkeypatch.setenv("QONTO_BASE_URL", base)
+            monkeypatch.setenv("QONTO_API_KEY", key)
+            source = tmp_path / "SB-1.xml"
+            source.write_bytes(cii_variant("SB-1"))
+            result = run("send", str(source), "--upload", "xml", "--state", str(state))
+            assert result.exit_code == 0, result.output
+            until(lambda: any('"status_code": 205' in line for line in lines))
+            client.close()
+        finally:
+            proc.terminate()
+            proc.communicate(timeout=20)
+    assert "205 Approuvée" in run("status", "SB-1", "--state", str(state)).stdout
+
+
+def test_the_cli_receiver_refuses_bad_credentials_and_an_unusable_state(
+        box: Sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WH_SECRET", SECRET)
+    monkeypatch.setenv("QONTO_API_KEY", "someone:0123456789abcdef0123456789abcdef")
+    result = run("webhook", "serve", "--port", "0", "--secret-env", "WH_SECRET",
+                 "--state", str(tmp_path / "state"))
+    assert result.exit_code == exitcodes.CONFIG, result.output
+    assert result.stderr.startswith("error: ") and len(result.stderr.splitlines()) == 1
+    monkeypatch.setenv("QONTO_API_KEY", box.api_key)
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    result = run("webhook", "serve", "--port", "0", "--secret-env", "WH_SECRET",
+                 "--state", str(blocker / "state"))
+    assert result.exit_code == exitcodes.STATE, result.output
+    assert result.stderr.startswith("error: ") and "Traceback" not in result.output
