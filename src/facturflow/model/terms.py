@@ -210,6 +210,20 @@ NAMES: dict[str, str] = {
 }
 
 
+# The terms of EN 16931-1 data type Text (free text, names, address parts, contact details).
+# Readers keep their value exactly as the document states it, line breaks and spaces included:
+# some carry structure in them (XRechnung's BR-DE-18 Skonto lines in BT-20 each end with a line
+# break), and a write must give back what was read. Identifiers, codes, dates, amounts and
+# quantities are read stripped (their XML types collapse surrounding whitespace).
+TEXT_TERMS: frozenset[str] = frozenset(
+    f"BT-{n}" for n in (
+        20, 22, 27, 28, 33, 35, 36, 37, 38, 39, 41, 42, 43, 44, 45, 50, 51, 52, 53, 54, 56, 57,
+        58, 59, 62, 64, 65, 66, 67, 68, 70, 75, 76, 77, 78, 79, 82, 83, 85, 87, 97, 104, 120,
+        123, 127, 139, 144, 153, 154, 160, 161, 162, 163, 164, 165,
+    )
+)
+
+
 def term_label(term: str) -> str:
     """'BT-2 Invoice issue date' for 'BT-2'; an unknown id unchanged."""
     name = NAMES.get(term)

@@ -45,7 +45,7 @@ from ..model.invoice import (
     Node,
 )
 from ..model.serialize import _hints, _unwrap
-from ..model.terms import term_label
+from ..model.terms import TEXT_TERMS, term_label
 
 Tokens = dict[str, str]
 CustomRead = Callable[[etree._Element, Tokens], Any]
@@ -68,19 +68,22 @@ class BindingError(ValueError):
         self.business_term = business_term
 
 
-def first_text(node: etree._Element, path: str, namespaces: dict[str, str]) -> str | None:
-    """The first non-blank text (element or attribute) an XPath finds, stripped, or None."""
+def first_text(
+    node: etree._Element, path: str, namespaces: dict[str, str], *, verbatim: bool = False
+) -> str | None:
+    """The first non-blank text (element or attribute) an XPath finds, stripped (as stated
+    when `verbatim`: the Text terms of facturflow.model.terms.TEXT_TERMS), or None."""
     found = node.xpath(path, namespaces=namespaces)
     assert isinstance(found, list)
     for item in found:
         if isinstance(item, str):
-            value = item.strip()
+            value = str(item)
         elif isinstance(item, etree._Element):
-            value = (item.text or "").strip()
+            value = item.text or ""
         else:
             continue
-        if value:
-            return value
+        if value.strip():
+            return value if verbatim else value.strip()
     return None
 
 
@@ -258,6 +261,9 @@ class Engine:
         text = _text(node)
         if text is None or text == bind.null:
             return None
+        if bind.term in TEXT_TERMS and not bind.codes:
+            # Text is kept as stated, line breaks included (a blank one still counts as absent).
+            return _raw_text(node)
         for doc_code, model_code in bind.codes:
             if text == doc_code:
                 text = model_code
@@ -461,6 +467,10 @@ def _text(node: Any) -> str | None:
         return None
     text = text.strip()
     return text or None
+
+
+def _raw_text(node: Any) -> str:
+    return str(node) if isinstance(node, str) else (node.text or "")
 
 
 def _is_empty(element: Any) -> bool:

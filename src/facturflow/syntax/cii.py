@@ -2,7 +2,7 @@
 
 The table `BINDINGS` follows CEN/TS 16931-3-3: one row per business term, used for both
 `read_cii` and `write_cii`. Terms whose CII shape is not one path per term (payment means, which
-CII repeats per account; BT-7/BT-8, which CII puts in every VAT breakdown; BT-110/BT-111, told
+CII repeats per account; BT-7/BT-8, which CII puts in the first VAT breakdown; BT-110/BT-111, told
 apart by currency) have a small custom reader/writer pair declared in the same row.
 """
 
@@ -231,8 +231,8 @@ def _read_payment(element: etree._Element, tokens: Tokens) -> PaymentInstruction
         return None
     settlement = found[0]
 
-    def text(node: etree._Element, path: str) -> str | None:
-        return first_text(node, path, NS)
+    def text(node: etree._Element, path: str, verbatim: bool = False) -> str | None:
+        return first_text(node, path, NS, verbatim=verbatim)
 
     means = settlement.xpath("ram:SpecifiedTradeSettlementPaymentMeans", namespaces=NS)
     assert isinstance(means, list)
@@ -243,12 +243,12 @@ def _read_payment(element: etree._Element, tokens: Tokens) -> PaymentInstruction
     for item in means:
         assert isinstance(item, etree._Element)
         code = code or text(item, "ram:TypeCode")
-        info = info or text(item, "ram:Information")
+        info = info or text(item, "ram:Information", True)
         account = item.find("ram:PayeePartyCreditorFinancialAccount", namespaces=NS)
         if account is not None:
             transfer = CreditTransfer(
                 account_id=text(account, "ram:IBANID") or text(account, "ram:ProprietaryID"),
-                account_name=text(account, "ram:AccountName"),
+                account_name=text(account, "ram:AccountName", True),
                 service_provider_id=text(item, "ram:PayeeSpecifiedCreditorFinancialInstitution"
                                                "/ram:BICID"),
             )
@@ -257,7 +257,7 @@ def _read_payment(element: etree._Element, tokens: Tokens) -> PaymentInstruction
         pan = text(item, "ram:ApplicableTradeSettlementFinancialCard/ram:ID")
         if pan and card is None:
             card = PaymentCard(primary_account_number=pan, holder_name=text(
-                item, "ram:ApplicableTradeSettlementFinancialCard/ram:CardholderName"))
+                item, "ram:ApplicableTradeSettlementFinancialCard/ram:CardholderName", True))
         debited = debited or text(item, "ram:PayerPartyDebtorFinancialAccount/ram:IBANID")
     mandate = text(settlement, "ram:SpecifiedTradePaymentTerms/ram:DirectDebitMandateID")
     creditor = text(settlement, "ram:CreditorReferenceID")
@@ -265,7 +265,7 @@ def _read_payment(element: etree._Element, tokens: Tokens) -> PaymentInstruction
                         debited_account_id=debited)
     result = PaymentInstructions(
         means_code=code, means_text=info,
-        remittance_information=text(settlement, "ram:PaymentReference"),
+        remittance_information=text(settlement, "ram:PaymentReference", True),
         credit_transfers=tuple(transfers), card=card,
         direct_debit=None if debit == DirectDebit() else debit,
     )
@@ -362,10 +362,13 @@ def _read_tax_point(term: str) -> Any:
 
 def _write_tax_point(term: str) -> Any:
     def write(element: etree._Element, value: Any, tokens: Tokens) -> None:
-        # CII carries BT-7/BT-8 in each VAT breakdown; they are written after the breakdowns.
+        # CII has a slot for BT-7/BT-8 in every header VAT breakdown, but the document has one
+        # of each: CEN's CII-SR-461 allows one ram:TaxPointDate in the whole settlement (and
+        # CII-SR-462 one distinct ram:DueDateTypeCode), so both go in the first breakdown only,
+        # as the CEN and KoSIT examples carry them. They are written after the breakdowns.
         taxes = element.xpath(f"{S}/ram:ApplicableTradeTax", namespaces=NS)
         assert isinstance(taxes, list)
-        for tax in taxes:
+        for tax in taxes[:1]:
             assert isinstance(tax, etree._Element)
             if term == "BT-7":
                 node = etree.SubElement(tax, f"{{{NS['ram']}}}TaxPointDate")

@@ -133,13 +133,14 @@ _NOTE = re.compile(r"#([A-Z0-9]{3})#(.*)", re.DOTALL)
 def _read_notes(element: etree._Element, tokens: Tokens) -> tuple[Note, ...]:
     notes = []
     for node in element.iterfind("cbc:Note", NS):
-        text = (node.text or "").strip()
-        if not text:
+        text = node.text or ""
+        if not text.strip():
             continue
-        # CEN/TS 16931-3-2: the subject code (BT-21) prefixes the text as #CODE#.
-        match = _NOTE.fullmatch(text)
+        # CEN/TS 16931-3-2: the subject code (BT-21) prefixes the text as #CODE#. The note
+        # (BT-22, Text) is kept as stated, line breaks included, like every Text term.
+        match = _NOTE.fullmatch(text.lstrip())
         if match:
-            notes.append(Note(subject_code=match.group(1), text=match.group(2).strip()))
+            notes.append(Note(subject_code=match.group(1), text=match.group(2)))
         else:
             notes.append(Note(text=text))
     return tuple(notes)
@@ -151,8 +152,8 @@ def _write_notes(element: etree._Element, value: tuple[Note, ...], tokens: Token
         node.text = f"#{note.subject_code}#{note.text}" if note.subject_code else note.text
 
 
-def _first(node: etree._Element, path: str) -> str | None:
-    return first_text(node, path, NS)
+def _first(node: etree._Element, path: str, verbatim: bool = False) -> str | None:
+    return first_text(node, path, NS, verbatim=verbatim)
 
 
 def _read_payment(element: etree._Element, tokens: Tokens) -> PaymentInstructions | None:
@@ -162,12 +163,12 @@ def _read_payment(element: etree._Element, tokens: Tokens) -> PaymentInstruction
     mandate = debited = None
     for means in element.iterfind("cac:PaymentMeans", NS):
         code = code or _first(means, "cbc:PaymentMeansCode")
-        text = text or _first(means, "cbc:PaymentMeansCode/@name")
-        remittance = remittance or _first(means, "cbc:PaymentID")
+        text = text or _first(means, "cbc:PaymentMeansCode/@name", True)
+        remittance = remittance or _first(means, "cbc:PaymentID", True)
         for account in means.iterfind("cac:PayeeFinancialAccount", NS):
             transfer = CreditTransfer(
                 account_id=_first(account, "cbc:ID"),
-                account_name=_first(account, "cbc:Name"),
+                account_name=_first(account, "cbc:Name", True),
                 service_provider_id=_first(account, "cac:FinancialInstitutionBranch/cbc:ID"),
             )
             if transfer != CreditTransfer():
@@ -175,7 +176,7 @@ def _read_payment(element: etree._Element, tokens: Tokens) -> PaymentInstruction
         pan = _first(means, "cac:CardAccount/cbc:PrimaryAccountNumberID")
         if pan and card is None:
             card = PaymentCard(primary_account_number=pan,
-                               holder_name=_first(means, "cac:CardAccount/cbc:HolderName"))
+                               holder_name=_first(means, "cac:CardAccount/cbc:HolderName", True))
         mandate = mandate or _first(means, "cac:PaymentMandate/cbc:ID")
         debited = debited or _first(means, "cac:PaymentMandate/cac:PayerFinancialAccount/cbc:ID")
     creditor = _first(element, f"{SELLER}/cac:PartyIdentification/cbc:ID[@schemeID='SEPA']"
