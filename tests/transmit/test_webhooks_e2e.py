@@ -91,6 +91,14 @@ def post(url: str, body: bytes, headers: dict[str, str]) -> tuple[int, dict[str,
         return exc.code, json.loads(exc.read())
 
 
+def _all_answered(box: Sandbox) -> bool:
+    deliveries = box.webhook_deliveries()
+    last = {d["event_id"]: d["status"] for d in deliveries}
+    approved = any(d["einvoicing_status"] == "approved" and d["status"] == 200
+                   for d in deliveries)
+    return approved and set(last.values()) == {200}
+
+
 def test_send_then_webhooks_update_the_outbox_and_status_shows_the_label(
         box: Sandbox, tmp_path: Path) -> None:
     state = tmp_path / "state"
@@ -101,6 +109,9 @@ def test_send_then_webhooks_update_the_outbox_and_status_shows_the_label(
         box.advance(10)  # the sandbox plays 201, 202, 205: each change is a webhook
         until(lambda: any('"status_code": 205' in line for line in lines))
         until(lambda: latest_code(state) == 205)
+        # The outbox may show 205 through an earlier event's re-fetch while the 205 event's
+        # own delivery is still on its way: wait until every event's last delivery is answered.
+        until(lambda: _all_answered(box))
     # status reads the outbox only (no --refresh): what it shows came through the webhooks
     text = run("status", "--state", str(state)).stdout
     assert "205 Approuvée" in text and "approved (205 Approuvée)" in text, text
