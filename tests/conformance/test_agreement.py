@@ -259,6 +259,40 @@ def test_comparison_requires_layer_failed_where_the_reference_raised() -> None:
     assert compare(name, changed, report)
 
 
+def test_golden_exercises_every_scope_case() -> None:
+    """The corpus runs each branch of the restated default: French and non-French invoices,
+    XRechnung and Peppol declared, CII checked by CEN CII rather than a Factur-X stylesheet."""
+    runs: Counter[str] = Counter()
+    no_brfr = 0
+    for doc in GOLDEN["documents"].values():
+        sheets = set(doc.get("results", {}))
+        runs.update(sheets)
+        if sheets and not sheets & {ref.BR_FR_CII, ref.BR_FR_UBL}:
+            no_brfr += 1
+    wanted = [ref.CEN_CII, ref.XRECHNUNG["cii"], ref.XRECHNUNG["ubl"], ref.PEPPOL["ubl"]]
+    wanted += [ref.BR_FR_CII, ref.BR_FR_UBL, ref.FACTURX_PROFILE["en16931"], ref.EN16931_UBL]
+    assert all(runs[sheet] > 0 for sheet in wanted), {s: runs[s] for s in wanted}
+    assert no_brfr > 0, "no invoice out of the French scope"
+
+
+def test_comparison_catches_a_wrong_choice_of_stylesheets() -> None:
+    """facturflow applying BR-FR out of the French scope, or CEN CII where the Factur-X
+    stylesheet belongs, is a disagreement."""
+    name = next(
+        n
+        for n, d in GOLDEN["documents"].items()
+        if ref.CEN_CII in d.get("results", {}) and ref.BR_FR_CII not in d["results"]
+    )
+    report = _validate(name)
+    expected = GOLDEN["documents"][name]
+    assert compare(name, expected, report) == []
+    forced = facturflow.validate(corpus_root() / name, rules="+fr", french_rules=FRENCH_BUILD)
+    assert any(p.startswith("stylesheets:") for p in compare(name, expected, forced))
+    changed = json.loads(json.dumps(expected))
+    changed["results"][ref.FACTURX_PROFILE["en16931"]] = changed["results"].pop(ref.CEN_CII)
+    assert any(p.startswith("stylesheets:") for p in compare(name, changed, report))
+
+
 def figures() -> dict[str, Any]:
     """Agreement figures over the corpus (for tests/conformance/README.md)."""
     totals: Counter[str] = Counter()

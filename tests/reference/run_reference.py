@@ -111,8 +111,9 @@ class Terms:
     bar_note: bool  # a note with subject BAR (BT-21)
 
 
-def _first_text(root: etree._Element, steps: Sequence[str]) -> str | None:
-    """The text of the first element reached by local names from root (namespaces ignored)."""
+def _texts(root: etree._Element, steps: Sequence[str]) -> list[str]:
+    """The stripped, non-empty texts of the elements reached by local names from root
+    (namespaces ignored)."""
     nodes = [root]
     for step in steps:
         nodes = [
@@ -121,10 +122,12 @@ def _first_text(root: etree._Element, steps: Sequence[str]) -> str | None:
             for c in n
             if isinstance(c.tag, str) and etree.QName(c).localname == step
         ]
-    for node in nodes:
-        if node.text and node.text.strip():
-            return node.text.strip()
-    return None
+    return [node.text.strip() for node in nodes if node.text and node.text.strip()]
+
+
+def _first_text(root: etree._Element, steps: Sequence[str]) -> str | None:
+    texts = _texts(root, steps)
+    return texts[0] if texts else None
 
 
 def read_terms(syntax: str, xml: bytes) -> Terms:
@@ -148,11 +151,8 @@ def read_terms(syntax: str, xml: bytes) -> Terms:
             root,
             ("ExchangedDocumentContext", "BusinessProcessSpecifiedDocumentContextParameter", "ID"),
         )
-        subjects = root.xpath(
-            "*[local-name()='ExchangedDocument']/*[local-name()='IncludedNote']"
-            "/*[local-name()='SubjectCode']/text()"
-        )
-        bar = any(str(s).strip() == "BAR" for s in subjects)
+        subjects = _texts(root, ("ExchangedDocument", "IncludedNote", "SubjectCode"))
+        bar = "BAR" in subjects
     else:  # UBL Invoice / CreditNote
         country = _first_text(
             root,
@@ -160,8 +160,7 @@ def read_terms(syntax: str, xml: bytes) -> Terms:
         )
         spec = _first_text(root, ("CustomizationID",))
         process = _first_text(root, ("ProfileID",))
-        notes = root.xpath("*[local-name()='Note']/text()")
-        bar = any(str(n).lstrip().upper().startswith("#BAR#") for n in notes)
+        bar = any(n.upper().startswith("#BAR#") for n in _texts(root, ("Note",)))
     return Terms(country.upper() if country else None, (spec or "").lower(), process, bar)
 
 
