@@ -350,6 +350,7 @@ _LAZY_COMMANDS = {
     "inbox": "facturflow.transmit.cli:inbox_command",
     "outbox": "facturflow.transmit.outbox_cli:outbox_group",
     "read": "facturflow.read_cli:read_command",
+    "render": "facturflow.render_cli:render_command",
     "sandbox": "facturflow.transmit.cli:sandbox_command",
     "send": "facturflow.transmit.cli:send_command",
     "status": "facturflow.transmit.cli:status_command",

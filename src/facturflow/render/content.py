@@ -339,7 +339,7 @@ class _Describer:
             )
             for entry in inv.vat_breakdown
         )
-        return Table(
+        table = Table(
             f"{self.t('vat_breakdown')} ({inv.currency_code})",
             (self.t("col_category"), self.t("col_rate"), self.t("col_base"), self.t("col_tax"),
              self.t("col_exemption")),
@@ -347,6 +347,11 @@ class _Describer:
             ("LEFT", "RIGHT", "RIGHT", "RIGHT", "LEFT"),
             rows,
         )
+        if any(row[-1] for row in rows):
+            return table
+        # No exemption anywhere: no empty column.
+        return Table(table.heading, table.columns[:-1], (30, 12, 20, 20),
+                     table.aligns[:-1], tuple(row[:-1] for row in rows))
 
     def totals(self) -> Section | None:
         inv = self.invoice
