@@ -1,7 +1,7 @@
 """Human-readable renderings of an invoice, in French or English: a PDF/A-3B or an HTML page.
 
     >>> from facturflow.render import render
-    >>> pdf = render("fixtures/valid/fr-invoice-en16931.xml", format="pdf", lang="en")  # doctest: +SKIP
+    >>> pdf = render("fixtures/valid/fr-invoice-en16931.xml", lang="en")  # doctest: +SKIP
 
 `render(invoice_or_path, format=..., lang=...)` reads any invoice facturflow reads (CII, UBL,
 Factur-X PDF; codes outside the code lists are kept and shown as themselves) and lays out its
