@@ -147,7 +147,8 @@ def test_the_factur_x_page_of_convert_uses_words() -> None:
     assert "heure" in shown and "unité" in shown and "Virement SEPA" in shown
     assert " HUR" not in shown and " C62" not in shown
     pages = len(PdfReader(io.BytesIO(out)).pages)
-    assert shown.count("Facture N° F2026-0042") == pages + 1  # the title, then every footer
+    # The title, every footer, and the running header of every page after the first.
+    assert shown.count("Facture N° F2026-0042") == 2 * pages
     assert f"Page {pages} sur {pages}" in shown
 
 
