@@ -270,3 +270,28 @@ def test_cli_bad_input_is_one_line_and_exit_2(args: list[str], message: str,
     assert message in result.output
     assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1
     assert not (tmp_path / "view.pdf").exists()
+
+
+_MINIMAL = CII_EN16931.read_bytes()
+UNREADABLE: dict[str, bytes] = {
+    "empty.xml": b"",
+    "laughs.xml": b'<!DOCTYPE r [<!ENTITY a "aaaa"><!ENTITY b "&a;&a;&a;">]><r>&b;</r>',
+    "not-invoice.xml": b'<order xmlns="urn:example:orders"><id>1</id></order>',
+    "truncated.xml": _MINIMAL[: len(_MINIMAL) // 2],
+    "junk.pdf": b"%PDF-1.7\n" + bytes(range(256)) * 64,
+    "binary.xml": bytes(range(256)) * 8,
+}
+
+
+@pytest.mark.parametrize("name", sorted(UNREADABLE))
+def test_cli_refuses_unreadable_invoices_in_one_line(name: str, tmp_path: Path) -> None:
+    source = tmp_path / name
+    source.write_bytes(UNREADABLE[name])
+    out = tmp_path / "view.html"
+    result = CliRunner().invoke(main, ["render", str(source), "-o", str(out)])
+    assert result.exit_code == 2, result.output
+    assert isinstance(result.exception, SystemExit), result.exception
+    assert [line for line in result.output.splitlines() if line] == [
+        line for line in result.output.splitlines() if line.startswith(f"{source}: error: ")]
+    assert len(result.output.strip().splitlines()) == 1
+    assert not out.exists()
