@@ -19,6 +19,7 @@ from .labels import (
     format_number,
     format_percent,
     name,
+    names,
     text,
 )
 
@@ -144,8 +145,7 @@ class _Describer:
         inv, lang = self.invoice, self.lang
         kind = self.t("credit_note") if inv.is_credit_note else self.t("invoice")
         mode = inv.business_process or ""
-        if mode in ("B1", "S1", "M1", "B2", "S2", "M2", "B4", "S4", "M4", "S5", "S6", "B7",
-                    "S7"):
+        if mode in names("billing_mode"):  # the code too: it is what the parties quote
             mode = f"{name('billing_mode', mode, lang)} ({mode})"
         meta = (
             (self.t("type"), name("invoice_type", inv.type_code, lang)),

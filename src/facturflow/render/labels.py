@@ -140,10 +140,6 @@ def name(code_list: str, code: str | None, lang: Language) -> str:
     return words[lang] if words else code
 
 
-INVOICE_TYPES: Final[CodeNames] = names("invoice_type")
-VAT_CATEGORIES: Final[CodeNames] = names("vat_category")
-PAYMENT_MEANS: Final[CodeNames] = names("payment_means")
-
 _MONTHS_EN: Final = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct",
                      "Nov", "Dec")
 
@@ -151,14 +147,6 @@ _MONTHS_EN: Final = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Se
 def text(key: str, lang: Language) -> str:
     """The label `key` in `lang`."""
     return TEXT[key][lang]
-
-
-def coded(table: dict[str, dict[Language, str]], code: str | None, lang: Language) -> str:
-    """A code with its meaning when known: 'S (Taux normal)'; the bare code otherwise."""
-    if code is None:
-        return ""
-    meaning = table.get(code, {}).get(lang)
-    return f"{code} ({meaning})" if meaning else code
 
 
 def format_date(value: date | None, lang: Language) -> str:
