@@ -210,3 +210,20 @@ def test_drawn_pages_show_content_under_every_heading_and_the_running_header(
                 if number > 1:
                     assert ink_rows(gray, PAGE_HEIGHT - 5 * MM, BODY_TOP) > 0, "no header"
     assert checked > len(CASES[::3])
+
+
+def test_the_buyer_column_stays_beside_a_seller_column_that_runs_over_a_page() -> None:
+    from facturflow.model import Identifier
+
+    invoice = sample_invoice(3)
+    assert invoice.seller is not None
+    identifiers = tuple(Identifier(value=f"ID{n}", scheme="0088") for n in range(60))
+    invoice = replace(invoice, seller=replace(invoice.seller, identifiers=identifiers))
+    reader = PdfReader(io.BytesIO(render_invoice_pdf(invoice, timestamp=FIXED_TIME)))
+    first = page_lines(reader.pages[0])
+    buyer = [line for line in first if "Société Générale des Œuvres" in line.text]
+    seller = [line for line in first if "Atelier Éléonore SAS" in line.text]
+    assert buyer and seller and buyer[0].y == seller[0].y  # side by side, on page 1
+    assert "ID59 (GLN)" in reader.pages[1].extract_text()
+    second = reader.pages[1].extract_text()
+    assert "Société Générale des Œuvres" not in second

@@ -494,10 +494,20 @@ class _Layout:
         margin = pdf.c_margin
         for line in self.wrap(value, width - 2 * margin, style, size):
             if pdf.will_page_break(height):
-                pdf.add_page()
+                self.next_page()
                 pdf.set_font(_FONT, style, size)
             self.draw_line(x + margin, pdf.get_y(), height, 0, line, "LEFT", style, size)
             pdf.set_y(pdf.get_y() + height)
+
+    def next_page(self) -> None:
+        """Continue at the top of the next page: one already made (a party column drawn beside
+        a longer one), else a new one."""
+        pdf = self.pdf
+        if pdf.page < pdf.pages_count:
+            pdf.page += 1
+            pdf.set_y(pdf.t_margin)
+        else:
+            pdf.add_page()
 
     def pairs(self, rows: Iterable[tuple[str, str]]) -> None:
         """Label: value lines, skipping empty values."""
@@ -625,9 +635,15 @@ class _Layout:
         self.parties_top = pdf.get_y()
         gap = 8.0
         width = (pdf.epw - gap) / 2
-        ends = [self.party_block(party, pdf.l_margin + n * (width + gap), width)
-                for n, party in enumerate(doc.parties)]
-        pdf.set_xy(pdf.l_margin, max(ends))
+        first_page = pdf.page
+        ends: list[tuple[int, float]] = []
+        for n, party in enumerate(doc.parties):
+            # Each column starts beside the others, even when the one before ran over a page.
+            pdf.page = first_page
+            end = self.party_block(party, pdf.l_margin + n * (width + gap), width)
+            ends.append((pdf.page, end))
+        pdf.page, end = max(ends)
+        pdf.set_xy(pdf.l_margin, end)
         if doc.party_extra:
             pdf.ln(2)
             self.pairs(doc.party_extra)
