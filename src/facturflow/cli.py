@@ -410,6 +410,7 @@ _LAZY_COMMANDS = {
     "outbox": "facturflow.transmit.outbox_cli:outbox_group",
     "read": "facturflow.read_cli:read_command",
     "register": "facturflow.transmit.register_cli:register_group",
+    "render": "facturflow.render_cli:render_command",
     "rules": "facturflow.rules_cli:rules_group",
     "sandbox": "facturflow.transmit.cli:sandbox_command",
     "send": "facturflow.transmit.cli:send_command",

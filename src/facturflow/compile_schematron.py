@@ -12,12 +12,13 @@ The compiler is SchXslt (vendored unmodified in `schematron/schxslt/`, its XSLT 
 `pipeline-for-svrl.xsl`: include, expand abstract patterns, compile), run by saxonche in this
 process with the same engine (local files only) the validation uses. The output is made
 reproducible: SchXslt stamps the compile time into the stylesheet's metadata (`dct:created`,
-twice), replaced by a fixed text, and names patterns with generate-id() values that count the
-documents the Saxon process has parsed before, renumbered from 1, and each start tag is put on
-one line (Saxon wraps long ones, and their length depends on those ids); so compiling the same sources
-with the same SchXslt and Saxon gives the same bytes (`tests/conformance/test_vendored_rulesets.py`
-recompiles and compares). The Saxon major.minor version SchXslt records stays in the file:
-another Saxon may compile differently, and the test says so.
+twice), replaced by a fixed text; it names patterns with generate-id() values that count the
+documents the Saxon process has parsed before, renumbered from 1; and each start tag is put on
+one line (Saxon wraps long ones, and their length depends on those ids). So compiling the same
+sources with the same SchXslt and Saxon gives the same bytes, whatever ran before
+(`tests/conformance/test_vendored_rulesets.py` recompiles and compares). The Saxon major.minor
+version SchXslt records stays in the file: another Saxon may compile differently, and the test
+says so.
 """
 
 from __future__ import annotations

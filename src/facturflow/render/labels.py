@@ -1,9 +1,17 @@
-"""The words of the rendered invoice, in French and English, and how numbers and dates read."""
+"""The words of the rendered invoice, in French and English, and how numbers and dates read.
+
+Codes read as words: `name("unit", "HUR", "fr") == "heure"`, from codenames.json (UN/ECE
+Recommendations 20 and 21, UNTDID 4461, 4451, 1001, 5189, 7161, UNCL 5305, VATEX); a code the
+data has no words for shows as itself.
+"""
 
 from __future__ import annotations
 
+import json
 from datetime import date
 from decimal import ROUND_HALF_UP, Decimal
+from functools import cache
+from importlib import resources
 from typing import Final, Literal
 
 Language = Literal["fr", "en"]
@@ -47,6 +55,7 @@ TEXT: Final[dict[str, dict[Language, str]]] = {
     "col_line": {"fr": "#", "en": "#"},
     "col_item": {"fr": "Désignation", "en": "Description"},
     "col_quantity": {"fr": "Quantité", "en": "Quantity"},
+    "col_unit": {"fr": "Unité", "en": "Unit"},
     "col_price": {"fr": "Prix unit. HT", "en": "Unit price"},
     "col_vat": {"fr": "TVA", "en": "VAT"},
     "col_net": {"fr": "Montant HT", "en": "Net amount"},
@@ -85,11 +94,20 @@ TEXT: Final[dict[str, dict[Language, str]]] = {
     "creditor_id": {"fr": "ICS du créancier", "en": "Creditor identifier"},
     "debited_account": {"fr": "Compte débité", "en": "Debited account"},
     "notes": {"fr": "Notes", "en": "Notes"},
+    "note": {"fr": "Note", "en": "Note"},
+    "per": {"fr": "par", "en": "per"},
+    "object_id": {"fr": "Objet facturé", "en": "Invoiced object"},
+    "accounting_reference": {"fr": "Référence comptable acheteur",
+                             "en": "Buyer accounting reference"},
     "documents": {"fr": "Documents joints", "en": "Supporting documents"},
     "page": {"fr": "Page {page} sur {pages}", "en": "Page {page} of {pages}"},
     "footer": {
         "fr": "Facture électronique Factur-X : le fichier factur-x.xml joint fait foi.",
         "en": "Factur-X e-invoice: the attached factur-x.xml file is the invoice of record.",
+    },
+    "footer_view": {
+        "fr": "Vue lisible d'une facture électronique : le fichier d'origine fait foi.",
+        "en": "Readable view of an e-invoice: the original file is the invoice of record.",
     },
     "footer_data": {
         "fr": "Facture Factur-X : ce document PDF fait foi ; factur-x.xml en reprend les données.",
@@ -97,50 +115,30 @@ TEXT: Final[dict[str, dict[Language, str]]] = {
     },
 }
 
-INVOICE_TYPES: Final[dict[str, dict[Language, str]]] = {
-    "380": {"fr": "Facture commerciale", "en": "Commercial invoice"},
-    "381": {"fr": "Avoir", "en": "Credit note"},
-    "383": {"fr": "Note de débit", "en": "Debit note"},
-    "384": {"fr": "Facture rectificative", "en": "Corrected invoice"},
-    "386": {"fr": "Facture d'acompte", "en": "Prepayment invoice"},
-    "389": {"fr": "Autofacture", "en": "Self-billed invoice"},
-    "261": {"fr": "Avoir autofacturé", "en": "Self-billed credit note"},
-    "393": {"fr": "Facture d'affacturage", "en": "Factored invoice"},
-    "396": {"fr": "Avoir d'affacturage", "en": "Factored credit note"},
-    "501": {"fr": "Autofacture d'affacturage", "en": "Self-billed factored invoice"},
-    "502": {"fr": "Autofacture rectificative", "en": "Self-billed corrected invoice"},
-    "503": {"fr": "Autofacture d'acompte", "en": "Self-billed prepayment invoice"},
-    "751": {"fr": "Facture (information comptable)", "en": "Invoice (accounting information)"},
-}
+CodeNames = dict[str, dict[Language, str]]
 
-VAT_CATEGORIES: Final[dict[str, dict[Language, str]]] = {
-    "S": {"fr": "Taux normal", "en": "Standard rate"},
-    "Z": {"fr": "Taux zéro", "en": "Zero rated"},
-    "E": {"fr": "Exonéré", "en": "Exempt"},
-    "AE": {"fr": "Autoliquidation", "en": "Reverse charge"},
-    "K": {"fr": "Livraison intracommunautaire", "en": "Intra-community supply"},
-    "G": {"fr": "Exportation hors UE", "en": "Export outside the EU"},
-    "O": {"fr": "Hors champ de la TVA", "en": "Outside the scope of VAT"},
-    "L": {"fr": "IGIC (Canaries)", "en": "IGIC (Canary Islands)"},
-    "M": {"fr": "IPSI (Ceuta et Melilla)", "en": "IPSI (Ceuta and Melilla)"},
-    "B": {"fr": "Transfert (Italie)", "en": "Transferred (Italy)"},
-}
 
-PAYMENT_MEANS: Final[dict[str, dict[Language, str]]] = {
-    "1": {"fr": "Non défini", "en": "Not defined"},
-    "10": {"fr": "Espèces", "en": "Cash"},
-    "20": {"fr": "Chèque", "en": "Cheque"},
-    "30": {"fr": "Virement", "en": "Credit transfer"},
-    "31": {"fr": "Virement", "en": "Debit transfer"},
-    "42": {"fr": "Paiement sur compte bancaire", "en": "Payment to bank account"},
-    "48": {"fr": "Carte bancaire", "en": "Bank card"},
-    "49": {"fr": "Prélèvement", "en": "Direct debit"},
-    "57": {"fr": "Accord permanent", "en": "Standing agreement"},
-    "58": {"fr": "Virement SEPA", "en": "SEPA credit transfer"},
-    "59": {"fr": "Prélèvement SEPA", "en": "SEPA direct debit"},
-    "97": {"fr": "Compensation", "en": "Clearing between partners"},
-    "ZZZ": {"fr": "Autre moyen convenu", "en": "Mutually defined"},
-}
+@cache
+def _code_names() -> dict[str, CodeNames]:
+    """The words for each code list's codes (codenames.json: data, so adding words needs no
+    code change)."""
+    raw = json.loads(resources.files(__package__).joinpath("codenames.json").read_text("utf-8"))
+    return {key: value for key, value in raw.items() if not key.startswith("_")}
+
+
+def names(code_list: str) -> CodeNames:
+    """The words of one code list: code -> {"fr": ..., "en": ...} (see codenames.json)."""
+    return _code_names()[code_list]
+
+
+def name(code_list: str, code: str | None, lang: Language) -> str:
+    """What `code` of `code_list` means in `lang` ('C62' -> 'unité'); the code itself when the
+    list has no words for it, '' for None."""
+    if code is None:
+        return ""
+    words = names(code_list).get(code) or names(code_list).get(code.upper())
+    return words[lang] if words else code
+
 
 _MONTHS_EN: Final = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct",
                      "Nov", "Dec")
@@ -149,14 +147,6 @@ _MONTHS_EN: Final = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Se
 def text(key: str, lang: Language) -> str:
     """The label `key` in `lang`."""
     return TEXT[key][lang]
-
-
-def coded(table: dict[str, dict[Language, str]], code: str | None, lang: Language) -> str:
-    """A code with its meaning when known: 'S (Taux normal)'; the bare code otherwise."""
-    if code is None:
-        return ""
-    meaning = table.get(code, {}).get(lang)
-    return f"{code} ({meaning})" if meaning else code
 
 
 def format_date(value: date | None, lang: Language) -> str:

@@ -15,7 +15,6 @@ from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from decimal import Decimal
 from functools import cache
 from importlib.resources import as_file, files
 from io import BytesIO
@@ -42,19 +41,9 @@ from fpdf.pattern import Pattern
 from fpdf.syntax import Name, PDFArray, PDFContentStream, PDFObject
 
 from ..facturx import issue_timestamp
-from ..model import AllowanceCharge, Contact, Identifier, Invoice, PostalAddress
-from .labels import (
-    INVOICE_TYPES,
-    PAYMENT_MEANS,
-    VAT_CATEGORIES,
-    Language,
-    coded,
-    format_amount,
-    format_date,
-    format_number,
-    format_percent,
-    text,
-)
+from ..model import Invoice
+from .content import Document, Party, Table, Totals, describe
+from .labels import Language, text
 
 _FONT = "DejaVu"
 _GREY = (90, 90, 90)
@@ -354,41 +343,28 @@ def _clean(value: object) -> str:
     return "".join(out).strip()
 
 
-def _ident(identifier: Identifier | None) -> str:
-    if identifier is None:
-        return ""
-    return f"{identifier.value} ({identifier.scheme})" if identifier.scheme else identifier.value
-
-
-def _address_lines(address: PostalAddress | None) -> list[str]:
-    if address is None:
-        return []
-    lines = [line for line in (address.line1, address.line2, address.line3) if line]
-    city = " ".join(part for part in (address.post_code, address.city) if part)
-    region = ", ".join(part for part in (city, address.country_subdivision) if part)
-    if address.country_code:
-        region = f"{region} ({address.country_code})" if region else address.country_code
-    if region:
-        lines.append(region)
-    return lines
-
-
-def _contact_lines(contact: Contact | None, lang: Language) -> list[str]:
-    if contact is None:
-        return []
-    parts = [part for part in (contact.point, contact.telephone, contact.email) if part]
-    return [f"{text('contact', lang)}: {', '.join(parts)}"] if parts else []
+def _fit(pdf: FPDF, value: str, width: float) -> str:
+    """`value` cut with an ellipsis to `width` mm in the current font."""
+    if pdf.get_string_width(value) <= width:
+        return value
+    while value and pdf.get_string_width(value + "…") > width:
+        value = value[:-1]
+    return value + "…"
 
 
 class _InvoicePdf(FPDF):
-    """FPDF with the invoice footer (page numbers and the Factur-X notice)."""
+    """FPDF with the invoice's running header and footer: the invoice number and page x of y
+    on every page (a page separated from the others still says which invoice it belongs to),
+    and the Factur-X notice."""
 
-    def __init__(self, lang: Language, footer_key: str, identity: str) -> None:
+    def __init__(self, lang: Language, footer_key: str | None, identity: str,
+                 title: str) -> None:
         super().__init__(orientation="portrait", unit="mm", format="A4",
                          enforce_compliance="PDF/A-3B")
         self.language: Language = lang  # FPDF.lang is the document's /Lang
         self.footer_key = footer_key
         self.identity = identity
+        self.running_title = _clean(title)
 
     def file_id(self) -> str:
         # fpdf2's default identifier varies between runs; this one follows the content, so a
@@ -396,24 +372,36 @@ class _InvoicePdf(FPDF):
         digest = hashlib.md5(self.identity.encode("utf-8")).hexdigest().upper()
         return f"<{digest}><{digest}>"
 
-    def footer(self) -> None:
-        self.set_y(-12)
+    def header(self) -> None:
+        if self.page_no() == 1:  # the first page's title says it in large type
+            return
+        self.set_xy(self.l_margin, 7)
         self.set_font(_FONT, "", _SMALL)
         self.set_text_color(*_GREY)
-        self.cell(0, 4, text(self.footer_key, self.language), align="L")
-        self.set_x(self.l_margin)
+        self.cell(0, 4, _fit(self, self.running_title, self.epw * 0.7), align="L")
+        self.set_xy(self.l_margin, self.t_margin)
+        self.set_text_color(0, 0, 0)
+
+    def footer(self) -> None:
+        self.set_font(_FONT, "", _SMALL)
+        self.set_text_color(*_GREY)
+        if self.footer_key is not None:
+            self.set_y(-15)
+            self.cell(0, 4, text(self.footer_key, self.language), align="L")
+        self.set_y(-11)
         label = text("page", self.language).format(page=self.page_no(), pages="{nb}")
+        self.cell(0, 4, _fit(self, self.running_title, self.epw * 0.7), align="L")
+        self.set_x(self.l_margin)
         self.cell(0, 4, label, align="R")
 
 
 class _Layout:
-    """Draws the sections of one invoice onto an _InvoicePdf."""
+    """Draws a described invoice (content.Document) onto an _InvoicePdf."""
 
-    def __init__(self, invoice: Invoice, lang: Language, pdf: _InvoicePdf) -> None:
-        self.invoice = invoice
-        self.lang = lang
+    def __init__(self, document: Document, pdf: _InvoicePdf) -> None:
+        self.document = document
+        self.lang = document.lang
         self.pdf = pdf
-        self.currency = invoice.currency_code
         # Advance widths (1/1000 em) of each style's characters, read as fpdf2 reads them.
         self.advances: dict[str, dict[int, float]] = {}
         for style in _STYLES:
@@ -423,17 +411,14 @@ class _Layout:
 
     # -- helpers ---------------------------------------------------------------------------
 
-    def t(self, key: str) -> str:
-        return text(key, self.lang)
+    # A heading and its rule take this much height (gap above included).
+    HEADING_HEIGHT = 3 + 6 + 1.5
 
-    def amount(self, value: Decimal | None, *, currency: bool = False) -> str:
-        if currency:
-            return format_amount(value, self.currency, self.lang)
-        return format_number(value, self.lang)
-
-    def heading(self, label: str) -> None:
+    def heading(self, label: str, keep: float) -> None:
+        """A section heading, moved to the next page with what follows unless `keep` mm of
+        that follows fit under it: a heading never ends a page."""
         pdf = self.pdf
-        if pdf.will_page_break(14):
+        if pdf.will_page_break(self.HEADING_HEIGHT + keep):
             pdf.add_page()
         pdf.ln(3)
         pdf.set_font(_FONT, "B", 10)
@@ -509,10 +494,20 @@ class _Layout:
         margin = pdf.c_margin
         for line in self.wrap(value, width - 2 * margin, style, size):
             if pdf.will_page_break(height):
-                pdf.add_page()
+                self.next_page()
                 pdf.set_font(_FONT, style, size)
             self.draw_line(x + margin, pdf.get_y(), height, 0, line, "LEFT", style, size)
             pdf.set_y(pdf.get_y() + height)
+
+    def next_page(self) -> None:
+        """Continue at the top of the next page: one already made (a party column drawn beside
+        a longer one), else a new one."""
+        pdf = self.pdf
+        if pdf.page < pdf.pages_count:
+            pdf.page += 1
+            pdf.set_y(pdf.t_margin)
+        else:
+            pdf.add_page()
 
     def pairs(self, rows: Iterable[tuple[str, str]]) -> None:
         """Label: value lines, skipping empty values."""
@@ -540,9 +535,13 @@ class _Layout:
         rows: Sequence[Sequence[str]],
         widths: Sequence[float],
         aligns: Sequence[str],
+        *,
+        heading: str | None = None,
     ) -> None:
-        """A full-width table: a shaded bold heading row (repeated on every page the table
-        spans), rules between rows, cells wrapped and vertically centred."""
+        """A full-width table under an optional section heading: a shaded bold heading row
+        (repeated on every page the table spans), rules between rows, cells wrapped and
+        vertically centred. The section heading, the heading row and the first row (or its
+        first page's worth) stay on one page."""
         pdf = self.pdf
         pdf.set_draw_color(*_RULE)
         scale = pdf.epw / sum(widths)
@@ -596,7 +595,10 @@ class _Layout:
         first_lines = max((len(lines) for lines in body[0]), default=1) if body else 1
         usable = pdf.page_break_trigger - pdf.t_margin - head_height
         first_height = min(first_lines * line_height + 2 * pad_v, usable)
-        if pdf.will_page_break(head_height + max(first_height, line_height + 2 * pad_v)):
+        keep = head_height + max(first_height, line_height + 2 * pad_v)
+        if heading is not None:
+            self.heading(heading, keep)
+        if pdf.will_page_break(keep):
             pdf.add_page()
         draw_row(head, "B", True, not body)
         for n, cells in enumerate(body, 1):
@@ -607,329 +609,70 @@ class _Layout:
     # -- sections --------------------------------------------------------------------------
 
     def title(self) -> None:
-        pdf, inv = self.pdf, self.invoice
-        kind = self.t("credit_note") if inv.is_credit_note else self.t("invoice")
+        pdf, doc = self.pdf, self.document
         pdf.set_font(_FONT, "B", 18)
-        pdf.cell(0, 10, _clean(f"{kind} {self.t('number')} {inv.number}"),
-                 new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+        pdf.cell(0, 10, _clean(doc.title), new_x=XPos.LMARGIN, new_y=YPos.NEXT)
         pdf.ln(1)
-        self.pairs(
-            [
-                (self.t("type"), coded(INVOICE_TYPES, inv.type_code, self.lang)),
-                (self.t("issue_date"), format_date(inv.issue_date, self.lang)),
-                (self.t("due_date"), format_date(inv.due_date, self.lang)),
-                (self.t("tax_point_date"), format_date(inv.tax_point_date, self.lang)),
-                (self.t("currency"), inv.currency_code),
-                (self.t("billing_mode"), inv.business_process or ""),
-            ]
-        )
+        self.pairs(doc.meta)
 
-    def party_block(self, title: str, lines: list[str], x: float, width: float) -> float:
+    def party_block(self, party: Party, x: float, width: float) -> float:
         """One party in a column; returns the y where it ends."""
         pdf = self.pdf
         pdf.set_xy(x, self.parties_top)
         pdf.set_font(_FONT, "B", 10)
-        pdf.cell(width, 6, _clean(title), new_x=XPos.LEFT, new_y=YPos.NEXT)
-        for i, line in enumerate(lines):
+        pdf.cell(width, 6, _clean(party.heading), new_x=XPos.LEFT, new_y=YPos.NEXT)
+        for i, line in enumerate(party.lines):
             style = "B" if i == 0 else ""
             pdf.set_font(_FONT, style, _BODY)
             self.paragraph(x, width, 4.3, _clean(line), style, _BODY)
         return pdf.get_y()
 
     def parties(self) -> None:
-        pdf, inv, lang = self.pdf, self.invoice, self.lang
-        seller, buyer = inv.seller, inv.buyer
-        seller_lines: list[str] = []
-        if seller is not None:
-            seller_lines += [seller.name or seller.trading_name or ""]
-            if seller.trading_name and seller.name:
-                seller_lines.append(seller.trading_name)
-            seller_lines += _address_lines(seller.postal_address)
-            if seller.vat_id:
-                seller_lines.append(f"{self.t('vat_id')}: {seller.vat_id}")
-            if seller.siren:
-                seller_lines.append(f"{self.t('siren')}: {seller.siren}")
-            elif seller.legal_registration_id:
-                seller_lines.append(f"{self.t('legal_id')}: {_ident(seller.legal_registration_id)}")
-            if seller.tax_registration_id:
-                seller_lines.append(f"{self.t('tax_registration')}: {seller.tax_registration_id}")
-            for ident in seller.identifiers:
-                seller_lines.append(f"{self.t('identifier')}: {_ident(ident)}")
-            if seller.electronic_address:
-                address = seller.electronic_address
-                seller_lines.append(
-                    f"{self.t('electronic_address')}: {address.value} ({address.scheme})"
-                )
-            seller_lines += _contact_lines(seller.contact, lang)
-            if seller.additional_legal_information:
-                seller_lines.append(seller.additional_legal_information)
-        buyer_lines: list[str] = []
-        if buyer is not None:
-            buyer_lines += [buyer.name or buyer.trading_name or ""]
-            if buyer.trading_name and buyer.name:
-                buyer_lines.append(buyer.trading_name)
-            buyer_lines += _address_lines(buyer.postal_address)
-            if buyer.vat_id:
-                buyer_lines.append(f"{self.t('vat_id')}: {buyer.vat_id}")
-            if buyer.siren:
-                buyer_lines.append(f"{self.t('siren')}: {buyer.siren}")
-            elif buyer.legal_registration_id:
-                buyer_lines.append(f"{self.t('legal_id')}: {_ident(buyer.legal_registration_id)}")
-            if buyer.identifier:
-                buyer_lines.append(f"{self.t('identifier')}: {_ident(buyer.identifier)}")
-            if buyer.electronic_address:
-                address = buyer.electronic_address
-                buyer_lines.append(
-                    f"{self.t('electronic_address')}: {address.value} ({address.scheme})"
-                )
-            buyer_lines += _contact_lines(buyer.contact, lang)
+        pdf, doc = self.pdf, self.document
         pdf.ln(3)
         if pdf.will_page_break(40):
             pdf.add_page()
         self.parties_top = pdf.get_y()
         gap = 8.0
         width = (pdf.epw - gap) / 2
-        end_left = self.party_block(self.t("seller"), seller_lines, pdf.l_margin, width)
-        end_right = self.party_block(self.t("buyer"), buyer_lines, pdf.l_margin + width + gap,
-                                     width)
-        pdf.set_xy(pdf.l_margin, max(end_left, end_right))
-
-        extra: list[tuple[str, str]] = []
-        if inv.payee is not None:
-            payee = inv.payee
-            extra.append((self.t("payee"), ", ".join(
-                part for part in (payee.name, _ident(payee.identifier),
-                                  _ident(payee.legal_registration_id)) if part)))
-        if inv.tax_representative is not None:
-            rep = inv.tax_representative
-            extra.append((self.t("tax_representative"), ", ".join(
-                part for part in (rep.name, rep.vat_id, *_address_lines(rep.postal_address))
-                if part)))
-        if extra:
+        first_page = pdf.page
+        ends: list[tuple[int, float]] = []
+        for n, party in enumerate(doc.parties):
+            # Each column starts beside the others, even when the one before ran over a page.
+            pdf.page = first_page
+            end = self.party_block(party, pdf.l_margin + n * (width + gap), width)
+            ends.append((pdf.page, end))
+        pdf.page, end = max(ends)
+        pdf.set_xy(pdf.l_margin, end)
+        if doc.party_extra:
             pdf.ln(2)
-            self.pairs(extra)
+            self.pairs(doc.party_extra)
 
-    def references(self) -> None:
-        inv, lang = self.invoice, self.lang
-        rows = [
-            (self.t("buyer_reference"), inv.buyer_reference or ""),
-            (self.t("purchase_order"), inv.purchase_order_reference or ""),
-            (self.t("sales_order"), inv.sales_order_reference or ""),
-            (self.t("contract"), inv.contract_reference or ""),
-            (self.t("project"), inv.project_reference or ""),
-            (self.t("despatch_advice"), inv.despatch_advice_reference or ""),
-            (self.t("receiving_advice"), inv.receiving_advice_reference or ""),
-            (self.t("tender"), inv.tender_reference or ""),
-        ]
-        for preceding in inv.preceding_invoices:
-            issued = format_date(preceding.issue_date, lang)
-            rows.append((self.t("preceding_invoice"),
-                         f"{preceding.reference}" + (f" ({issued})" if issued else "")))
-        period = inv.invoicing_period
-        if period is not None and (period.start_date or period.end_date):
-            rows.append((self.t("period"), f"{format_date(period.start_date, lang)} – "
-                                           f"{format_date(period.end_date, lang)}"))
-        delivery = inv.delivery
-        if delivery is not None:
-            where = ", ".join(
-                part for part in (delivery.party_name, _ident(delivery.location_id),
-                                  *_address_lines(delivery.address)) if part)
-            rows.append((self.t("delivery"), where))
-            rows.append((self.t("delivery_date"), format_date(delivery.actual_delivery_date,
-                                                              lang)))
-        if any(value for _, value in rows):
-            self.heading(self.t("references"))
-            self.pairs(rows)
-
-    def lines(self) -> None:
-        inv, lang = self.invoice, self.lang
-        if not inv.lines:
-            return
-        self.heading(f"{self.t('lines')} ({inv.currency_code})")
-        rows: list[list[str]] = []
-        for line in inv.lines:
-            item = line.item
-            description = [item.name] if item and item.name else []
-            if item and item.description and item.description != (item.name or ""):
-                description.append(item.description)
-            if line.note:
-                description.append(line.note)
-            if line.period and (line.period.start_date or line.period.end_date):
-                description.append(f"{format_date(line.period.start_date, lang)} – "
-                                   f"{format_date(line.period.end_date, lang)}")
-            for allowance in line.allowances:
-                description.append(self._allowance_text(self.t("allowance"), allowance, True))
-            for charge in line.charges:
-                description.append(self._allowance_text(self.t("charge"), charge, False))
-            quantity = format_number(line.quantity, lang, places=None)
-            if line.unit_code and quantity:
-                quantity = f"{quantity} {line.unit_code}"
-            price = line.price
-            unit_price = ""
-            if price is not None and price.net_price is not None:
-                unit_price = format_number(price.net_price, lang, places=None, min_places=2)
-                if price.base_quantity not in (None, Decimal(1)):
-                    unit_price += f" / {format_number(price.base_quantity, lang, places=None)}"
-            vat = ""
-            if line.vat is not None:
-                vat = " ".join(part for part in (line.vat.category_code or "",
-                                                 format_percent(line.vat.rate, lang)) if part)
-            rows.append([line.id, "\n".join(description), quantity, unit_price, vat,
-                         self.amount(line.net_amount)])
-        self.table(
-            [self.t("col_line"), self.t("col_item"), self.t("col_quantity"),
-             self.t("col_price"), self.t("col_vat"), self.t("col_net")],
-            rows,
-            (6, 44, 13, 13, 10, 14),
-            ("LEFT", "LEFT", "RIGHT", "RIGHT", "CENTER", "RIGHT"),
-        )
-
-    def _allowance_text(self, label: str, item: AllowanceCharge, allowance: bool) -> str:
-        sign = "-" if allowance else "+"
-        reason = item.reason or item.reason_code or ""
-        pct = f" ({format_percent(item.percentage, self.lang)})" if item.percentage else ""
-        return f"{label}{pct}: {sign}{self.amount(item.amount)}" + (f" – {reason}" if reason
-                                                                     else "")
-
-    def allowances_charges(self) -> None:
-        inv, lang = self.invoice, self.lang
-        if not inv.allowances and not inv.charges:
-            return
-        self.heading(self.t("allowances_charges"))
-        rows: list[list[str]] = []
-        for items, label, sign in ((inv.allowances, self.t("allowance"), "-"),
-                                   (inv.charges, self.t("charge"), "+")):
-            for item in items:
-                reason = " – ".join(part for part in (item.reason_code, item.reason) if part)
-                vat = " ".join(part for part in (item.vat_category_code or "",
-                                                 format_percent(item.vat_rate, lang)) if part)
-                base = ""
-                if item.base_amount is not None:
-                    base = self.amount(item.base_amount)
-                    if item.percentage is not None:
-                        base += f" × {format_percent(item.percentage, lang)}"
-                rows.append([label, reason, base, vat, f"{sign}{self.amount(item.amount)}"])
-        self.table(
-            [self.t("type"), self.t("col_item"), self.t("col_base"), self.t("col_vat"),
-             self.t("col_net")],
-            rows,
-            (14, 40, 20, 12, 14),
-            ("LEFT", "LEFT", "RIGHT", "CENTER", "RIGHT"),
-        )
-
-    def vat_breakdown(self) -> None:
-        inv, lang = self.invoice, self.lang
-        if not inv.vat_breakdown:
-            return
-        self.heading(f"{self.t('vat_breakdown')} ({inv.currency_code})")
-        rows = [
-            [
-                coded(VAT_CATEGORIES, entry.category_code, lang),
-                format_percent(entry.rate, lang),
-                self.amount(entry.taxable_amount),
-                self.amount(entry.tax_amount),
-                " – ".join(part for part in (entry.exemption_reason_code,
-                                             entry.exemption_reason) if part),
-            ]
-            for entry in inv.vat_breakdown
-        ]
-        self.table(
-            [self.t("col_category"), self.t("col_rate"), self.t("col_base"), self.t("col_tax"),
-             self.t("col_exemption")],
-            rows,
-            (30, 10, 16, 16, 28),
-            ("LEFT", "RIGHT", "RIGHT", "RIGHT", "LEFT"),
-        )
-
-    def totals(self) -> None:
-        pdf, inv = self.pdf, self.invoice
-        totals = inv.totals
-        if totals is None:
-            return
-        rows: list[tuple[str, str, bool]] = [
-            (self.t("line_total"), self.amount(totals.line_net_total, currency=True), False),
-            (self.t("allowance_total"), self.amount(totals.allowance_total, currency=True),
-             False),
-            (self.t("charge_total"), self.amount(totals.charge_total, currency=True), False),
-            (self.t("total_excl"), self.amount(totals.tax_exclusive_amount, currency=True),
-             False),
-            (self.t("total_vat"), self.amount(totals.vat_total, currency=True), False),
-            (self.t("total_vat_accounting"),
-             format_amount(totals.vat_total_accounting, inv.tax_currency_code, self.lang),
-             False),
-            (self.t("total_incl"), self.amount(totals.tax_inclusive_amount, currency=True),
-             True),
-            (self.t("prepaid"), self.amount(totals.prepaid_amount, currency=True), False),
-            (self.t("rounding"), self.amount(totals.rounding_amount, currency=True), False),
-            (self.t("amount_due"), self.amount(totals.amount_due, currency=True), True),
-        ]
-        shown = [row for row in rows if row[1]]
-        self.heading(self.t("totals"))
-        if pdf.will_page_break(5 * len(shown) + 2):
-            pdf.add_page()
+    def totals(self, section: Totals) -> None:
+        pdf = self.pdf
+        block = 5 * len(section.rows) + 2  # the totals stay together, with their heading
+        self.heading(section.heading, block)
         label_width, value_width = 60.0, 40.0
         x = pdf.w - pdf.r_margin - label_width - value_width
-        for label, value, strong in shown:
+        for label, value, strong in section.rows:
             pdf.set_x(x)
             pdf.set_font(_FONT, "B" if strong else "", 9.5 if strong else _BODY)
             pdf.cell(label_width, 5, _clean(label))
             pdf.cell(value_width, 5, _clean(value), align="R", new_x=XPos.LMARGIN,
                      new_y=YPos.NEXT)
 
-    def payment(self) -> None:
-        inv, lang = self.invoice, self.lang
-        rows: list[tuple[str, str]] = [(self.t("payment_terms"), inv.payment_terms or "")]
-        instructions = inv.payment_instructions
-        if instructions is not None:
-            means = coded(PAYMENT_MEANS, instructions.means_code, lang)
-            if instructions.means_text:
-                means = f"{means} – {instructions.means_text}" if means else instructions.means_text
-            rows.append((self.t("payment_means"), means))
-            rows.append((self.t("remittance"), instructions.remittance_information or ""))
-            for transfer in instructions.credit_transfers:
-                rows.append((self.t("iban"), transfer.account_id or ""))
-                rows.append((self.t("account_name"), transfer.account_name or ""))
-                rows.append((self.t("bic"), transfer.service_provider_id or ""))
-            if instructions.card is not None:
-                card = instructions.card
-                rows.append((self.t("card"), " ".join(
-                    part for part in (card.primary_account_number, card.holder_name) if part)))
-            if instructions.direct_debit is not None:
-                debit = instructions.direct_debit
-                rows.append((self.t("mandate"), debit.mandate_reference or ""))
-                rows.append((self.t("creditor_id"), debit.creditor_id or ""))
-                rows.append((self.t("debited_account"), debit.debited_account_id or ""))
-        if inv.due_date is not None:
-            rows.append((self.t("due_date"), format_date(inv.due_date, lang)))
-        if any(value for _, value in rows):
-            self.heading(self.t("payment"))
-            self.pairs(rows)
-
-    def notes(self) -> None:
-        inv = self.invoice
-        if inv.notes:
-            self.heading(self.t("notes"))
-            self.pairs((note.subject_code or "–", note.text) for note in inv.notes)
-        if inv.supporting_documents:
-            self.heading(self.t("documents"))
-            self.pairs(
-                (doc.reference, " – ".join(
-                    part for part in (doc.description, doc.external_location,
-                                      doc.attachment.filename if doc.attachment else None)
-                    if part) or "✓")
-                for doc in inv.supporting_documents
-            )
-
     def draw(self) -> None:
         self.title()
         self.parties()
-        self.references()
-        self.lines()
-        self.allowances_charges()
-        self.vat_breakdown()
-        self.totals()
-        self.payment()
-        self.notes()
+        for section in self.document.sections:
+            if isinstance(section, Table):
+                self.table(section.columns, section.rows, section.widths, section.aligns,
+                           heading=section.heading)
+            elif isinstance(section, Totals):
+                self.totals(section)
+            else:
+                self.heading(section.heading, 4.5)  # with at least its first line
+                self.pairs(section.rows)
 
 
 # Tests set this to render through fpdf2's own add_font and output, without the caches above.
@@ -941,23 +684,24 @@ def render_invoice_pdf(
     *,
     lang: Language = "fr",
     timestamp: datetime | None = None,
-    xml_is_reference: bool = True,
+    xml_is_reference: bool | None = True,
 ) -> bytes:
     """The invoice as a readable PDF/A-3B (A4), in French or English.
 
     `xml_is_reference` chooses the footer notice: True when the embedded XML is the full
-    invoice (Factur-X BASIC and above), False for MINIMUM and BASIC WL where the PDF is.
+    invoice (Factur-X BASIC and above), False for MINIMUM and BASIC WL where the PDF is, None
+    for a view of an invoice that is not being made into a Factur-X (`facturflow render`).
     `timestamp` dates the document (default: the issue date BT-2 at 00:00:00 UTC); nothing
     else is taken from the clock or chance, so the same arguments give the same bytes.
     """
-    if lang not in ("fr", "en"):
-        raise ValueError(f"unsupported language {lang!r} (fr or en)")
+    document = describe(invoice, lang)  # refuses an unknown language
     when = timestamp or issue_timestamp(invoice.issue_date)
     # A naive timestamp is UTC, never the machine's local time (TZ must not change the bytes).
     when = (when if when.tzinfo else when.replace(tzinfo=UTC)).astimezone(UTC)
     when = when.replace(microsecond=0)
     identity = f"{invoice!r}|{lang}|{when.isoformat()}|{xml_is_reference}"
-    pdf = _InvoicePdf(lang, "footer" if xml_is_reference else "footer_data", identity)
+    footer_key = {True: "footer", False: "footer_data", None: "footer_view"}[xml_is_reference]
+    pdf = _InvoicePdf(lang, footer_key, identity, document.title)
     if _plain_fpdf:
         regular, bold = _font_paths()
         pdf.add_font(_FONT, "", str(regular))
@@ -969,17 +713,17 @@ def render_invoice_pdf(
     else:
         _register_fonts(pdf)
     pdf.set_margins(15, 15, 15)
-    pdf.set_auto_page_break(True, 18)
+    pdf.set_auto_page_break(True, 20)
     pdf.set_creation_date(when)
     kind = text("credit_note" if invoice.is_credit_note else "invoice", lang)
     pdf.set_title(_clean(f"{kind} {invoice.number}"))
-    if invoice.seller is not None and invoice.seller.name:
-        pdf.set_author(_clean(invoice.seller.name))
+    if document.author:
+        pdf.set_author(_clean(document.author))
     pdf.set_lang("fr-FR" if lang == "fr" else "en-GB")
     pdf.alias_nb_pages()
     pdf.add_page()
     pdf.set_font(_FONT, "", _BODY)
-    _Layout(invoice, lang, pdf).draw()
+    _Layout(document, pdf).draw()
     if _plain_fpdf:
         return bytes(pdf.output(output_producer_class=_DeterministicOutput))
     return bytes(pdf.output(output_producer_class=_SubsetFontsOutput))

@@ -1,0 +1,57 @@
+"""`facturflow render INVOICE -o out.pdf|out.html [--lang fr|en]`: a readable view of an invoice.
+
+Exit codes (facturflow.exitcodes): 0 written; 2 (USAGE) an input that cannot be read as an
+invoice, an output whose format cannot be told (.pdf, .html or .htm; or --format), or an
+output that cannot be written; 130 Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from . import exitcodes
+from .errors import FacturflowError
+
+_SUFFIXES = {".pdf": "pdf", ".html": "html", ".htm": "html"}
+
+
+@click.command("render")
+@click.argument("source", type=click.Path(path_type=Path))
+@click.option("--output", "-o", required=True, type=click.Path(path_type=Path),
+              help="The file to write: .pdf or .html (or say which with --format).")
+@click.option("--format", "fmt", type=click.Choice(["pdf", "html"]), default=None,
+              help="pdf or html; default: from the output's extension.")
+@click.option("--lang", type=click.Choice(["fr", "en"]), default="fr", show_default=True,
+              help="Language of the words (labels, units, VAT categories, payment means...).")
+def render_command(source: Path, output: Path, fmt: str | None, lang: str) -> None:
+    """Write a human-readable view (PDF or HTML) of any invoice: CII, UBL or Factur-X PDF,
+    received or not. Codes read as words in the chosen language."""
+    from .outputs import write_bytes_atomically
+    from .render import render
+
+    if fmt is None:
+        fmt = _SUFFIXES.get(output.suffix.lower())
+        if fmt is None:
+            click.echo(f"{output}: error: cannot tell the format from the extension "
+                       f"{output.suffix or '(none)'!s}; name it .pdf or .html, or give --format",
+                       err=True)
+            sys.exit(exitcodes.USAGE)
+    try:
+        data = render(source, format="pdf" if fmt == "pdf" else "html",
+                      lang="en" if lang == "en" else "fr")
+    except FacturflowError as exc:
+        click.echo(f"{source}: error: {exc.message}", err=True)
+        sys.exit(exitcodes.USAGE)
+    except OSError as exc:  # a folder, a file that vanished or cannot be read
+        click.echo(f"{source}: error: cannot read: {exc.strerror or exc}", err=True)
+        sys.exit(exitcodes.USAGE)
+    try:
+        write_bytes_atomically(output, data)
+    except OSError as exc:
+        click.echo(f"{output}: error: cannot write: {exc.strerror or exc}", err=True)
+        sys.exit(exitcodes.USAGE)
+    click.echo(f"{output}: {fmt.upper()} view of {source} ({lang})")
+    sys.exit(exitcodes.OK)
