@@ -475,6 +475,8 @@ def effective(
     left_out: list[tuple[str, str]] = []
     missing: list[tuple[str, str]] = []
     for name in selection:
+        if name not in selection.explicit and _other_kind(document, name):
+            continue  # implied by the default or 'all': CDAR sets for an invoice, or vice versa
         if name not in selection.scoped or scope is None:
             kept.append(name)
             continue
@@ -505,6 +507,14 @@ def effective(
     result = Effective(selection.narrowed(kept), scope, tuple(left_out), tuple(missing))
     _last_effective = (weakref.ref(document), rule_sets, result)
     return result
+
+
+def _other_kind(document: Document, rule_set: str) -> bool:
+    """A built-in set for the other kind of document: `cdar` on an invoice, an invoice set
+    (anything but `xsd`) on a CDAR lifecycle message."""
+    if rule_set == "xsd" or rule_set not in BUILTIN_RULE_SETS:
+        return False
+    return (document.syntax == "cdar") != (rule_set == "cdar")
 
 
 def _describe(document: Document) -> str:

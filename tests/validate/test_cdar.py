@@ -111,6 +111,7 @@ def test_a_valid_cdar_passes_the_cdar_xsd_and_br_fr_cdv_and_names_them() -> None
     assert report.findings == ()
     sets = applied(report)
     assert list(sets) == ["xsd", "cdar"]  # no invoice rules, no PDF rules
+    assert report.rule_sets == ("xsd", "cdar")
     (schema,) = sets["xsd"]
     (rules,) = sets["cdar"]
     assert schema["artefact"] == "CrossDomainAcknowledgementAndResponse_100pD22B.xsd"
@@ -169,7 +170,7 @@ def test_rule_names_select_the_cdar_layers_and_fail_closed() -> None:
 def test_invoices_get_no_cdar_layer_by_default() -> None:
     report = validate(VALID_CII)
     assert report.ok
-    assert "cdar" not in applied(report)
+    assert "cdar" not in applied(report) and "cdar" not in report.rule_sets
     assert not any("CDAR" in f.message for f in report.findings)
 
 
