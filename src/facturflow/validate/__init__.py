@@ -119,7 +119,7 @@ def validate(
         document = source
     else:
         try:
-            document = detect(source, limits=limits)
+            document = detect(source, limits=limits, lifecycle=True)
         except InputError as exc:
             return unreadable_report(exc.source or _name_of(source), exc)
     return validate_document(document, rule_sets, packs)
@@ -289,7 +289,9 @@ def selection_summary(
     return {
         "scope": chosen.scope.as_dict() if chosen.scope is not None else None,
         "french_rules": french.as_dict()
-        if french is not None and "fr-ctc" in chosen.rule_sets
+        # the French rules' build picks BR-FR for an invoice, BR-FR-CDV for a CDAR message
+        if french is not None
+        and ("cdar" if document.syntax == "cdar" else "fr-ctc") in chosen.rule_sets
         else None,
         "not_in_scope": [name for name, _ in chosen.not_in_scope],
         "not_installed": [name for name, _ in chosen.not_installed],

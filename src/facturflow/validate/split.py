@@ -88,7 +88,7 @@ def run_part(job: PartJob) -> Report | PartResult:
 
     name = str(job)
     try:
-        document = detect(name, limits=_worker_limits)
+        document = detect(name, limits=_worker_limits, lifecycle=True)
     except InputError as exc:
         return unreadable_report(exc.source or name, exc)
     steps, notes = plan(document, _worker_rules, _worker_packs)
