@@ -67,7 +67,7 @@ from pathlib import Path
 from lxml import etree
 
 # Bump when a rewrite changes: it is part of every derived file's identity.
-DERIVE_VERSION = "5"
+DERIVE_VERSION = "6"
 
 XSL = "http://www.w3.org/1999/XSL/Transform"
 _X = f"{{{XSL}}}"
@@ -106,6 +106,9 @@ REWRITES = (
     "bare-active-pattern",
     "codedb-key",
     "code-list-map",
+    "root-call",
+    "root-path",
+    "sibling-position",
     "codedb-param",
 )
 
@@ -130,6 +133,9 @@ def derive(path: Path, *, skip: Collection[str] = ()) -> Derived:
         ("bare-active-pattern", lambda: _bare_active_patterns(tree)),
         ("codedb-key", lambda: _index_codedb_lookups(tree, path.parent)),
         ("code-list-map", lambda: _map_code_lists(tree)),
+        ("root-call", lambda: _hoist_root_calls(tree)),
+        ("root-path", lambda: _hoist_root_paths(tree)),
+        ("sibling-position", lambda: _index_sibling_positions(tree)),
     ]
     applied = [name for name, rewrite in steps if name not in skip and rewrite()]
     documents: tuple[tuple[str, Path], ...] = ()
@@ -951,6 +957,339 @@ def _map_code_lists(tree: etree._ElementTree) -> bool:
         entries = ", ".join(f"' {token} ': true()" for token in keys)
         _declare(root, "variable", name=name, select=f"map{{{entries}}}")
     return changed
+
+
+# custom:isSpecialContract(/ubl:Invoice|/cn:CreditNote): a stylesheet function applied to the
+# document element(s), named by absolute one-step paths.
+_ROOT_CALL = re.compile(
+    rf"(?P<function>{_NCNAME}:{_NCNAME})\(\s*(?P<argument>/{_NCNAME}:{_NCNAME}"
+    rf"(?:\s*\|\s*/{_NCNAME}:{_NCNAME})*)\s*\)"
+)
+_ROOT_CALL_VARIABLE = "facturflow-root-call-"
+_ATOMIC_TYPE = re.compile(r"^xs:(boolean|string|integer|decimal|double)[?]?$")
+# Instructions that change the focus (or have none) between a template and their attributes.
+_FOCUS_CHANGERS = {f"{_X}{n}" for n in (
+    "for-each", "for-each-group", "iterate", "analyze-string", "merge", "function", "key",
+    "sort", "number", "accumulator", "mode", "fork", "source-document", "where-populated",
+)}
+
+
+def _hoist_root_calls(tree: etree._ElementTree) -> bool:
+    """root-call: see the module docstring."""
+    root = tree.getroot()
+    try:
+        if float(root.get("version") or "1.0") < 2.0:
+            return False
+    except ValueError:
+        return False
+    if _plain_root_template(root) is None:
+        return False
+    # Functions whose result is one atomic value: a pure function of its argument's nodes.
+    functions: dict[str, etree._Element] = {}
+    for function in root.iterchildren(f"{_X}function"):
+        params = list(function.iterchildren(f"{_X}param"))
+        if len(params) == 1 and _ATOMIC_TYPE.match(function.get("as") or ""):
+            functions[function.get("name") or ""] = function
+    safe_modes = _source_modes(root)
+    taken = {e.get("name") for e in root.iter(f"{_X}param", f"{_X}variable")}
+    variables: dict[str, str] = {}  # normalised call -> variable name
+    changed = False
+    for element, attr, value in list(_xpath_attributes(root)):
+        if "(/" not in value.replace("( /", "(/"):
+            continue
+        template = _enclosing_template(element)
+        if template is None or not set((template.get("mode") or "").split()) & safe_modes:
+            continue
+        if not set((template.get("mode") or "").split()) <= safe_modes:
+            continue
+        try:
+            scan = xpath_scan(value)
+        except ValueError:
+            continue
+        depth_at = {i: d for i, _, d in scan}
+        out: list[str] = []
+        at = 0
+        for m in _ROOT_CALL.finditer(value):
+            if m.start() < at or m.start() not in depth_at or m["function"] not in functions:
+                continue
+            if not _focus_kept(value, scan, m.start()):
+                continue
+            call = m["function"] + "(" + "|".join(
+                part.strip() for part in m["argument"].split("|")) + ")"
+            prefixes = {name.split(":")[0] for name in re.findall(
+                rf"{_NCNAME}:{_NCNAME}", call)}
+            if any(element.nsmap.get(p) is None or element.nsmap.get(p) != root.nsmap.get(p)
+                   for p in prefixes):
+                continue
+            if call not in variables:
+                name = f"{_ROOT_CALL_VARIABLE}{len(variables) + 1}"
+                if name in taken:
+                    return changed
+                variables[call] = name
+            out.append(value[at : m.start()])
+            out.append(f"${variables[call]}")
+            at = m.end()
+        if out:
+            out.append(value[at:])
+            element.set(attr, "".join(out))
+            changed = True
+    for call, name in variables.items():
+        _declare(root, "variable", name=name, select=call)
+    return changed
+
+
+_RELATIVE_PATH = re.compile(r"^[\w.:*@|/ -]+$")
+
+
+def _source_modes(root: etree._Element) -> set[str]:
+    """Modes whose templates only ever see nodes of the source document: applied from the root
+    template (the document node) to an absolute path, or from a template of such a mode to a
+    relative path (no function call, variable or other document), nowhere else."""
+    root_template = _plain_root_template(root)
+    if root_template is None:
+        return set()
+    by_mode, applies = _templates_and_applies_by_mode(root)
+    safe: set[str] = set()
+    while True:
+        grown = set(safe)
+        for mode, mode_applies in applies.items():
+            if mode == "#default" or mode not in by_mode or mode in grown:
+                continue
+            if all(_applied_in_source(apply, root_template, grown | {mode})
+                   for apply in mode_applies):
+                grown.add(mode)
+        if grown == safe:
+            return safe
+        safe = grown
+
+
+def _applied_in_source(apply: etree._Element, root_template: etree._Element,
+                       modes: set[str]) -> bool:
+    select = (apply.get("select") or "").strip()
+    if not select or not _RELATIVE_PATH.match(select):
+        return False
+    if _in(apply, root_template):
+        return select.startswith("/")
+    template = _enclosing_template(apply)
+    return (template is not None and not select.startswith("/")
+            and set((template.get("mode") or "").split()) <= modes
+            and bool((template.get("mode") or "").split()))
+
+
+# An absolute path: name steps (child, attribute) with predicates that cannot raise an error nor
+# see the rule's context (names, attributes, string literals, =, !=, and, or, not(), integers
+# alone).
+_STEP = rf"(?:@?{_NCNAME}:{_NCNAME}|@{_NCNAME})"
+_SAFE_PREDICATE = re.compile(
+    rf"^\[(?:\s*\d+\s*|(?:\s|{_STEP}|/|'[^']*'|\"[^\"]*\"|!?=|\(|\)|,|\band\b|\bor\b|\bnot\()+)\]$"
+)
+_ROOT_PATH_START = re.compile(rf"/{_STEP}")
+_ROOT_PATH_VARIABLE = "facturflow-root-path-"
+_MIN_ROOT_PATH_STEPS = 3  # shorter paths from the root cost little to evaluate
+
+
+def _root_path_end(xpath: str, scan: dict[int, int], start: int) -> tuple[int, int] | None:
+    """(end, steps) of the absolute path starting at `start` (a "/" at depth scan[start]), or
+    None when it is not a plain path with safe predicates."""
+    depth = scan[start]
+    i, steps = start, 0
+    while i < len(xpath) and xpath[i] == "/" and not xpath.startswith("//", i):
+        m = re.compile(_STEP).match(xpath, i + 1)
+        if m is None:
+            return None
+        i, steps = m.end(), steps + 1
+        while i < len(xpath) and xpath[i] == "[":
+            j = i + 1
+            while j < len(xpath) and not (xpath[j] == "]" and scan.get(j) == depth):
+                j += 1
+            if j >= len(xpath) or not _SAFE_PREDICATE.match(xpath[i : j + 1]):
+                return None
+            i = j + 1
+    rest = xpath[i:].lstrip()
+    if rest.startswith(("(", "/", "[", ":")) or (i < len(xpath) and re.match(r"[\w.-]", xpath[i])):
+        return None
+    return i, steps
+
+
+def _hoist_root_paths(tree: etree._ElementTree) -> bool:
+    """root-path: see the module docstring."""
+    root = tree.getroot()
+    try:
+        if float(root.get("version") or "1.0") < 2.0:
+            return False
+    except ValueError:
+        return False
+    safe_modes = _source_modes(root)
+    if not safe_modes:
+        return False
+    taken = {e.get("name") for e in root.iter(f"{_X}param", f"{_X}variable")}
+    variables: dict[str, str] = {}
+    changed = False
+    for element, attr, value in list(_xpath_attributes(root)):
+        if "/" not in value:
+            continue
+        template = _enclosing_template(element)
+        modes = set((template.get("mode") or "").split()) if template is not None else set()
+        if not modes or not modes <= safe_modes:
+            continue
+        try:
+            scan_list = xpath_scan(value)
+        except ValueError:
+            continue
+        scan = {i: d for i, _, d in scan_list}
+        out: list[str] = []
+        at = 0
+        for m in _ROOT_PATH_START.finditer(value):
+            start = m.start()
+            if start < at or start not in scan:
+                continue
+            before = value[:start].rstrip()
+            # A "/" that starts an expression (not a step after an operand).
+            if before and not (before.endswith(("(", ",", "[", "=", "<", ">", "|"))
+                               or re.search(r"(?:^|\s)(or|and|not|return|then|else|in|"
+                                            r"satisfies)$", before)):
+                continue
+            if before.endswith("|"):
+                continue  # keep unions whole (their order is document order either way)
+            found = _root_path_end(value, scan, start)
+            if found is None or found[1] < _MIN_ROOT_PATH_STEPS:
+                continue
+            end = found[0]
+            if not _focus_kept(value, scan_list, start):
+                continue
+            after = value[end:].lstrip()
+            if after.startswith("|"):
+                continue
+            path = value[start:end]
+            prefixes = set(re.findall(rf"({_NCNAME}):{_NCNAME}", path))
+            if any(element.nsmap.get(p) is None or element.nsmap.get(p) != root.nsmap.get(p)
+                   for p in prefixes):
+                continue
+            if path not in variables:
+                name = f"{_ROOT_PATH_VARIABLE}{len(variables) + 1}"
+                if name in taken:
+                    return changed
+                variables[path] = name
+            out.append(value[at:start])
+            out.append(f"${variables[path]}")
+            at = end
+        if out:
+            out.append(value[at:])
+            element.set(attr, "".join(out))
+            changed = True
+    for path, name in variables.items():
+        _declare(root, "variable", name=name, select=path)
+    return changed
+
+
+def _in(element: etree._Element, ancestor: etree._Element | None) -> bool:
+    return ancestor is not None and any(a is ancestor for a in element.iterancestors())
+
+
+def _enclosing_template(element: etree._Element) -> etree._Element | None:
+    """The top-level xsl:template an instruction belongs to, when nothing between them changes
+    the focus (or removes it)."""
+    node: etree._Element | None = element
+    while node is not None:
+        if node.tag in _FOCUS_CHANGERS:
+            return None
+        parent = node.getparent()
+        if node.tag == f"{_X}template":
+            return node if parent is not None and parent.getparent() is None else None
+        node = parent
+    return None
+
+
+def _focus_kept(xpath: str, scan: list[tuple[int, str, int]], start: int) -> bool:
+    """True when the expression's focus at `start` is the focus of the whole expression: no
+    enclosing predicate or inline function, no path step or simple map before it or before an
+    enclosing parenthesis."""
+    opens: list[int] = []
+    for i, c, _ in scan:
+        if i >= start:
+            break
+        if c in "([{":
+            opens.append(i)
+        elif c in ")]}":
+            opens.pop()
+    for i in [*opens, start]:
+        if i != start and xpath[i] != "(":
+            return False
+        before = xpath[:i].rstrip()
+        if before.endswith(("/", "!")):
+            return False
+        if i != start and re.search(r"(?:^|[^\w.:-])function\s*$", before):
+            return False
+    return True
+
+
+_PRECEDING_SAME_NAME = (
+    "count(preceding-sibling::*[local-name()=local-name(current()) "
+    "and namespace-uri() = namespace-uri(current())])"
+)
+_FF = "urn:facturflow:derive"
+_SIBLING_KEY = "facturflow-siblings"
+# Below this many preceding siblings the plain count is cheaper than the key's index.
+_SIBLING_KEY_FROM = 64
+
+
+def _index_sibling_positions(tree: etree._ElementTree) -> bool:
+    """sibling-position: see the module docstring."""
+    root = tree.getroot()
+    try:
+        if float(root.get("version") or "1.0") < 2.0:
+            return False
+    except ValueError:
+        return False
+    names = {e.get("name") for e in root.iterchildren(f"{_X}key", f"{_X}function")}
+    if _SIBLING_KEY in names or any(_FF in (e.get("name") or "") for e in root.iter()):
+        return False
+    counts = [
+        variable
+        for template in root.iterchildren(f"{_X}template")
+        if (template.get("match") or "").strip() == "*"
+        and "schematron-get-full-path" in (template.get("mode") or "").split()
+        for variable in template.iterchildren(f"{_X}variable")
+        if " ".join((variable.get("select") or "").split()) == _PRECEDING_SAME_NAME
+        and not len(variable)
+    ]
+    if not counts:
+        return False
+    ff = f"Q{{{_FF}}}"
+    for variable in counts:
+        original = variable.get("select") or ""
+        variable.set("select", f"if (empty(preceding-sibling::*[{_SIBLING_KEY_FROM}])) "
+                               f"then {original} else {ff}preceding-same-name(.)")
+    _declare(root, "key", name=_SIBLING_KEY, match="*",
+             use="concat(generate-id(..), ' ', namespace-uri(), ' ', local-name())")
+    xs = "http://www.w3.org/2001/XMLSchema"
+    same_name = etree.Element(f"{_X}function", nsmap={"xsl": XSL, "facturflow": _FF, "xs": xs})
+    same_name.set("name", "facturflow:preceding-same-name")
+    same_name.set("as", "xs:integer")
+    etree.SubElement(same_name, f"{_X}param", attrib={"name": "node", "as": "element()"})
+    etree.SubElement(same_name, f"{_X}variable", name="same", select=(
+        f"key('{_SIBLING_KEY}', concat(generate-id($node/..), ' ', namespace-uri($node), ' ', "
+        "local-name($node)), root($node))"))
+    etree.SubElement(same_name, f"{_X}sequence",
+                     select="facturflow:count-before($same, $node, 0, count($same))")
+    # Binary search (document order) for how many of $nodes precede $node: the count lies in
+    # [low, high].
+    search = etree.Element(f"{_X}function", nsmap={"xsl": XSL, "facturflow": _FF, "xs": xs})
+    search.set("name", "facturflow:count-before")
+    search.set("as", "xs:integer")
+    for name, kind in (("nodes", "element()*"), ("node", "element()"), ("low", "xs:integer"),
+                       ("high", "xs:integer")):
+        etree.SubElement(search, f"{_X}param", attrib={"name": name, "as": kind})
+    etree.SubElement(search, f"{_X}variable", name="mid", select="($low + $high + 1) idiv 2")
+    etree.SubElement(search, f"{_X}sequence", select=(
+        "if ($low ge $high) then $low "
+        "else if ($nodes[$mid] << $node) then facturflow:count-before($nodes, $node, $mid, $high) "
+        "else facturflow:count-before($nodes, $node, $low, $mid - 1)"))
+    for function in (same_name, search):
+        function.tail = "\n"
+        imports = list(root.iterchildren(f"{_X}import"))
+        root.insert(root.index(imports[-1]) + 1 if imports else 0, function)
+    return True
 
 
 def _declare(root: etree._Element, kind: str, **attributes: str) -> None:
