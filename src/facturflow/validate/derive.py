@@ -108,6 +108,7 @@ REWRITES = (
     "code-list-map",
     "root-call",
     "root-path",
+    "sibling-lookup",
     "sibling-position",
     "codedb-param",
 )
@@ -135,6 +136,7 @@ def derive(path: Path, *, skip: Collection[str] = ()) -> Derived:
         ("code-list-map", lambda: _map_code_lists(tree)),
         ("root-call", lambda: _hoist_root_calls(tree)),
         ("root-path", lambda: _hoist_root_paths(tree)),
+        ("sibling-lookup", lambda: _index_sibling_lookups(tree)),
         ("sibling-position", lambda: _index_sibling_positions(tree)),
     ]
     applied = [name for name, rewrite in steps if name not in skip and rewrite()]
@@ -1179,6 +1181,90 @@ def _hoist_root_paths(tree: etree._ElementTree) -> bool:
             changed = True
     for path, name in variables.items():
         _declare(root, "variable", name=name, select=path)
+    return changed
+
+
+_QN = rf"{_NCNAME}:{_NCNAME}"
+# (../cac:InvoiceLine | ../cac:CreditNoteLine)[cbc:ID = $parentlineID]: the sibling lines whose
+# identifier is one of the variable's values.
+_SIBLING_LOOKUP = re.compile(
+    rf"(?:\(\s*\.\./(?P<a>{_QN})\s*\|\s*\.\./(?P<b>{_QN})\s*\)|\.\./(?P<c>{_QN}))"
+    rf"\[\s*(?P<use>{_QN}(?:/{_QN})*)\s*=\s*\$(?P<var>{_NCNAME})\s*\]"
+)
+_SIBLING_LOOKUP_KEY = "facturflow-siblings-by-"
+
+
+def _node_path_variable(template: etree._Element, name: str) -> bool:
+    """True when $name is bound once in the template, to a relative path ending with an element
+    or attribute name (its values atomize to untyped strings, as the key's do)."""
+    bindings = [v for v in template.iter(f"{_X}variable", f"{_X}param")
+                if v.get("name") == name]
+    if len(bindings) != 1 or bindings[0].tag != f"{_X}variable" or len(bindings[0]):
+        return False
+    select = (bindings[0].get("select") or "").strip()
+    try:
+        outside = _outside_predicates(select)
+    except ValueError:
+        return False
+    return (not select.startswith("/") and "(" not in outside and "$" not in outside
+            and "|" not in outside and bool(re.search(rf"(?:^|/)@?{_QN}$", outside)))
+
+
+def _index_sibling_lookups(tree: etree._ElementTree) -> bool:
+    """sibling-lookup: see the module docstring."""
+    root = tree.getroot()
+    try:
+        if float(root.get("version") or "1.0") < 2.0:
+            return False
+    except ValueError:
+        return False
+    safe_modes = _source_modes(root)
+    taken = {e.get("name") for e in root.iter(f"{_X}key")}
+    keys: dict[tuple[str, str], str] = {}  # (match, use) -> key name
+    changed = False
+    for element, attr, value in list(_xpath_attributes(root)):
+        if "../" not in value:
+            continue
+        template = _enclosing_template(element)
+        modes = set((template.get("mode") or "").split()) if template is not None else set()
+        if template is None or not modes or not modes <= safe_modes:
+            continue
+        try:
+            scan_list = xpath_scan(value)
+        except ValueError:
+            continue
+        scan = {i for i, _, _ in scan_list}
+        out: list[str] = []
+        at = 0
+        for m in _SIBLING_LOOKUP.finditer(value):
+            if m.start() < at or m.start() not in scan:
+                continue
+            if not _focus_kept(value, scan_list, m.start()):
+                continue
+            if not _node_path_variable(template, m["var"]):
+                continue
+            names = [n for n in (m["a"], m["b"], m["c"]) if n]
+            prefixes = {q.split(":")[0] for q in [*names, *m["use"].split("/")]}
+            if any(element.nsmap.get(p) is None or element.nsmap.get(p) != root.nsmap.get(p)
+                   for p in prefixes):
+                continue
+            match = " | ".join(names)
+            if (match, m["use"]) not in keys:
+                name = f"{_SIBLING_LOOKUP_KEY}{len(keys) + 1}"
+                if name in taken:
+                    return changed
+                keys[(match, m["use"])] = name
+            # The same nodes in the same (document) order: the key's lines whose identifier
+            # equals one of the values (untyped strings on both sides), kept to the siblings.
+            out.append(value[at : m.start()])
+            out.append(f"key('{keys[(match, m['use'])]}', ${m['var']})[.. is current()/..]")
+            at = m.end()
+        if out:
+            out.append(value[at:])
+            element.set(attr, "".join(out))
+            changed = True
+    for (match, use), name in keys.items():
+        _declare(root, "key", name=name, match=match, use=use)
     return changed
 
 
