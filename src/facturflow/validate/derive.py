@@ -67,7 +67,7 @@ from pathlib import Path
 from lxml import etree
 
 # Bump when a rewrite changes: it is part of every derived file's identity.
-DERIVE_VERSION = "6"
+DERIVE_VERSION = "7"
 
 XSL = "http://www.w3.org/1999/XSL/Transform"
 _X = f"{{{XSL}}}"
@@ -1313,10 +1313,8 @@ _PRECEDING_SAME_NAME = (
     "count(preceding-sibling::*[local-name()=local-name(current()) "
     "and namespace-uri() = namespace-uri(current())])"
 )
-_FF = "urn:facturflow:derive"
-_SIBLING_KEY = "facturflow-siblings"
-# Below this many preceding siblings the plain count is cheaper than the key's index.
-_SIBLING_KEY_FROM = 64
+_SIBLING_POSITIONS = "facturflow-sibling-positions"
+_MANY_CHILDREN = 64  # below this, counting the preceding siblings costs little
 
 
 def _index_sibling_positions(tree: etree._ElementTree) -> bool:
@@ -1327,8 +1325,8 @@ def _index_sibling_positions(tree: etree._ElementTree) -> bool:
             return False
     except ValueError:
         return False
-    names = {e.get("name") for e in root.iterchildren(f"{_X}key", f"{_X}function")}
-    if _SIBLING_KEY in names or any(_FF in (e.get("name") or "") for e in root.iter()):
+    taken = {e.get("name") for e in root.iter(f"{_X}variable", f"{_X}param")}
+    if _SIBLING_POSITIONS in taken:
         return False
     counts = [
         variable
@@ -1341,40 +1339,28 @@ def _index_sibling_positions(tree: etree._ElementTree) -> bool:
     ]
     if not counts:
         return False
-    ff = f"Q{{{_FF}}}"
     for variable in counts:
         original = variable.get("select") or ""
-        variable.set("select", f"if (empty(preceding-sibling::*[{_SIBLING_KEY_FROM}])) "
-                               f"then {original} else {ff}preceding-same-name(.)")
-    _declare(root, "key", name=_SIBLING_KEY, match="*",
-             use="concat(generate-id(..), ' ', namespace-uri(), ' ', local-name())")
+        variable.set("select", f"if ({_MAP_NS}contains(${_SIBLING_POSITIONS}, generate-id())) "
+                               f"then {_MAP_NS}get(${_SIBLING_POSITIONS}, generate-id()) - 1 "
+                               f"else {original}")
+    # generate-id() of each child of an element with 64 children or more -> its position among
+    # the children of the same name (node-name(): namespace and local name), built once, on
+    # the first location asked for.
     xs = "http://www.w3.org/2001/XMLSchema"
-    same_name = etree.Element(f"{_X}function", nsmap={"xsl": XSL, "facturflow": _FF, "xs": xs})
-    same_name.set("name", "facturflow:preceding-same-name")
-    same_name.set("as", "xs:integer")
-    etree.SubElement(same_name, f"{_X}param", attrib={"name": "node", "as": "element()"})
-    etree.SubElement(same_name, f"{_X}variable", name="same", select=(
-        f"key('{_SIBLING_KEY}', concat(generate-id($node/..), ' ', namespace-uri($node), ' ', "
-        "local-name($node)), root($node))"))
-    etree.SubElement(same_name, f"{_X}sequence",
-                     select="facturflow:count-before($same, $node, 0, count($same))")
-    # Binary search (document order) for how many of $nodes precede $node: the count lies in
-    # [low, high].
-    search = etree.Element(f"{_X}function", nsmap={"xsl": XSL, "facturflow": _FF, "xs": xs})
-    search.set("name", "facturflow:count-before")
-    search.set("as", "xs:integer")
-    for name, kind in (("nodes", "element()*"), ("node", "element()"), ("low", "xs:integer"),
-                       ("high", "xs:integer")):
-        etree.SubElement(search, f"{_X}param", attrib={"name": name, "as": kind})
-    etree.SubElement(search, f"{_X}variable", name="mid", select="($low + $high + 1) idiv 2")
-    etree.SubElement(search, f"{_X}sequence", select=(
-        "if ($low ge $high) then $low "
-        "else if ($nodes[$mid] << $node) then facturflow:count-before($nodes, $node, $mid, $high) "
-        "else facturflow:count-before($nodes, $node, $low, $mid - 1)"))
-    for function in (same_name, search):
-        function.tail = "\n"
-        imports = list(root.iterchildren(f"{_X}import"))
-        root.insert(root.index(imports[-1]) + 1 if imports else 0, function)
+    positions = etree.Element(f"{_X}variable", nsmap={"xsl": XSL, "xs": xs})
+    positions.set("name", _SIBLING_POSITIONS)
+    positions.set("as", "map(xs:string, xs:integer)")
+    positions.set("version", "3.0")
+    build = etree.SubElement(positions, f"{_X}map")
+    parents = etree.SubElement(build, f"{_X}for-each", select=f"//*[*[{_MANY_CHILDREN}]]")
+    group = etree.SubElement(parents, f"{_X}for-each-group", attrib={
+        "select": "*", "group-by": "node-name()"})
+    each = etree.SubElement(group, f"{_X}for-each", select="current-group()")
+    etree.SubElement(each, f"{_X}map-entry", key="generate-id()", select="position()")
+    positions.tail = "\n"
+    imports = list(root.iterchildren(f"{_X}import"))
+    root.insert(root.index(imports[-1]) + 1 if imports else 0, positions)
     return True
 
 
