@@ -115,6 +115,10 @@ def _mutations(xml: bytes) -> Iterator[tuple[str, bytes]]:
     yield "s8", _special_contract(xml, b"S8")
     yield "b9-every-line", _special_contract(every_line_invalid(xml, syntax), b"B9")
     yield "parents", with_parent_lines(xml, syntax)
+    # 100 failures of one rule on siblings of one parent (location paths past 64 siblings).
+    yield "empty-notes", (xml.replace(b"</rsm:ExchangedDocument>",
+                                      b"<ram:IncludedNote/>" * 100 + b"</rsm:ExchangedDocument>")
+                          .replace(b"</cbc:ProfileID>", b"</cbc:ProfileID>" + b"<cbc:Note/>" * 100))
     yield "two-profiles", xml.replace(b"<cbc:ProfileID>S1</cbc:ProfileID>",
                                       b"<cbc:ProfileID>S1</cbc:ProfileID>"
                                       b"<cbc:ProfileID>M8</cbc:ProfileID>")
