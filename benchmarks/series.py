@@ -10,7 +10,8 @@ reports wall and CPU seconds of that validation and the process's peak RSS (VmHW
 included). Variants: `valid` (the generator's valid invoice) and `invalid` (every line's price
 negative: BR-27 and BR-FR-DEC-03 fail on every line, so every line gets failed asserts and SVRL
 locations); `--variants parents` adds S8 invoices whose lines are sub-lines of others
-(BR-FR-MV-06/07's parent-line lookups). The growth exponent is the log-log slope of CPU time from 4,000 lines up.
+(BR-FR-MV-06/07's parent-line lookups). The growth exponent is the log-log slope of CPU
+time from 4,000 lines up.
 `--java` adds the warmed Java reference (Saxon-HE, one thread) on the 16,000-line valid files.
 """
 

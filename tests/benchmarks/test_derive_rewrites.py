@@ -480,7 +480,7 @@ def test_one_lexer_for_the_rewrites(text: str, top: str) -> None:
             D.xpath_scan(bad)
 
 
-# --- root-call, root-path, sibling-position (issue 19: linear large invoices) ----------------------
+# --- root-call, root-path, sibling-position (issue 19: linear large invoices) -----------------
 
 _PER_LINE = """<xsl:stylesheet xmlns:xsl="http://www.w3.org/1999/XSL/Transform"
     xmlns:xs="http://www.w3.org/2001/XMLSchema" xmlns:svrl="http://purl.oclc.org/dsdl/svrl"
@@ -496,7 +496,8 @@ _PER_LINE = """<xsl:stylesheet xmlns:xsl="http://www.w3.org/1999/XSL/Transform"
     <xsl:apply-templates select="parent::*" mode="schematron-get-full-path"/>
     <xsl:text>/</xsl:text>
     <xsl:value-of select="local-name()"/>
-    <xsl:variable name="preceding" select="count(preceding-sibling::*[local-name()=local-name(current())
+    <xsl:variable name="preceding"
+        select="count(preceding-sibling::*[local-name()=local-name(current())
                                    and namespace-uri() = namespace-uri(current())])"/>
     <xsl:text>[</xsl:text><xsl:value-of select="1+ $preceding"/><xsl:text>]</xsl:text>
   </xsl:template>
@@ -588,9 +589,9 @@ def test_per_line_rewrites_keep_the_output(lines: int, head: str, tmp_path: Path
 
 
 def test_sibling_position_counts_same_names_only(tmp_path: Path) -> None:
-    # Past 64 siblings, positions come from the key: names interleaved and namespaces mixed.
+    # Past 64 siblings, positions come from the map: names interleaved and namespaces mixed.
     derived = _derive(_PER_LINE, tmp_path)
-    body = "".join(f'<p:line n="1"><p:v/></p:line><q:line xmlns:q="urn:q" n="1"/><p:v/>'
+    body = "".join('<p:line n="1"><p:v/></p:line><q:line xmlns:q="urn:q" n="1"/><p:v/>'
                    for _ in range(80))
     doc = f'<p:doc xmlns:p="urn:p"><p:head/>{body}</p:doc>'
     want = _apply(_PER_LINE.encode("utf-8"), tmp_path, doc)

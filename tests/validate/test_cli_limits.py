@@ -1,4 +1,4 @@
-"""`facturflow validate --max-size / --max-nodes`: the input limits from the command line (issue 19).
+"""`facturflow validate --max-size / --max-nodes`: input limits from the command line (issue 19).
 
 The defaults stay the library's (100 MB, 1,000,000 markup items); the options raise or lower
 them for one run, and a bad value is a usage error.
