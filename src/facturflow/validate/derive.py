@@ -126,6 +126,15 @@ def derive(path: Path, *, skip: Collection[str] = ()) -> Derived:
     digest = hashlib.sha256(raw).hexdigest()
     parser = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=True)
     tree = etree.ElementTree(etree.fromstring(raw, parser))
+    modes: list[set[str]] = []
+
+    def source_modes() -> set[str]:
+        # Computed once, after the rewrites that move walks: the three rewrites that use it add
+        # global declarations and change expressions, never modes or apply-templates.
+        if not modes:
+            modes.append(_source_modes(tree.getroot()))
+        return modes[0]
+
     steps: list[tuple[str, Callable[[], bool]]] = [
         ("no-text-walk", lambda: _remove_text_walks(tree)),
         ("rule-select", lambda: _select_rule_nodes(tree)),
@@ -134,9 +143,9 @@ def derive(path: Path, *, skip: Collection[str] = ()) -> Derived:
         ("bare-active-pattern", lambda: _bare_active_patterns(tree)),
         ("codedb-key", lambda: _index_codedb_lookups(tree, path.parent)),
         ("code-list-map", lambda: _map_code_lists(tree)),
-        ("root-call", lambda: _hoist_root_calls(tree)),
-        ("root-path", lambda: _hoist_root_paths(tree)),
-        ("sibling-lookup", lambda: _index_sibling_lookups(tree)),
+        ("root-call", lambda: _hoist_root_calls(tree, source_modes())),
+        ("root-path", lambda: _hoist_root_paths(tree, source_modes())),
+        ("sibling-lookup", lambda: _index_sibling_lookups(tree, source_modes())),
         ("sibling-position", lambda: _index_sibling_positions(tree)),
     ]
     applied = [name for name, rewrite in steps if name not in skip and rewrite()]
@@ -976,15 +985,15 @@ _FOCUS_CHANGERS = {f"{_X}{n}" for n in (
 )}
 
 
-def _hoist_root_calls(tree: etree._ElementTree) -> bool:
-    """root-call: see the module docstring."""
+def _hoist_root_calls(tree: etree._ElementTree, safe_modes: set[str]) -> bool:
+    """root-call: see the module docstring. `safe_modes`: _source_modes of the tree."""
     root = tree.getroot()
     try:
         if float(root.get("version") or "1.0") < 2.0:
             return False
     except ValueError:
         return False
-    if _plain_root_template(root) is None:
+    if not safe_modes:
         return False
     # Functions whose result is one atomic value: a pure function of its argument's nodes.
     functions: dict[str, etree._Element] = {}
@@ -992,12 +1001,11 @@ def _hoist_root_calls(tree: etree._ElementTree) -> bool:
         params = list(function.iterchildren(f"{_X}param"))
         if len(params) == 1 and _ATOMIC_TYPE.match(function.get("as") or ""):
             functions[function.get("name") or ""] = function
-    safe_modes = _source_modes(root)
     taken = {e.get("name") for e in root.iter(f"{_X}param", f"{_X}variable")}
     variables: dict[str, str] = {}  # normalised call -> variable name
     changed = False
     for element, attr, value in list(_xpath_attributes(root)):
-        if "(/" not in value.replace("( /", "(/"):
+        if _ROOT_CALL.search(value) is None:
             continue
         template = _enclosing_template(element)
         if template is None or not set((template.get("mode") or "").split()) & safe_modes:
@@ -1087,6 +1095,8 @@ _SAFE_PREDICATE = re.compile(
 )
 _ROOT_PATH_START = re.compile(rf"/{_STEP}")
 _ROOT_PATH_VARIABLE = "facturflow-root-path-"
+# A cheap first look: three absolute steps somewhere (the scan below decides).
+_ROOT_PATH_CANDIDATE = re.compile(rf"/{_STEP}/{_STEP}/{_STEP}")
 _MIN_ROOT_PATH_STEPS = 3  # shorter paths from the root cost little to evaluate
 
 
@@ -1113,22 +1123,21 @@ def _root_path_end(xpath: str, scan: dict[int, int], start: int) -> tuple[int, i
     return i, steps
 
 
-def _hoist_root_paths(tree: etree._ElementTree) -> bool:
-    """root-path: see the module docstring."""
+def _hoist_root_paths(tree: etree._ElementTree, safe_modes: set[str]) -> bool:
+    """root-path: see the module docstring. `safe_modes`: _source_modes of the tree."""
     root = tree.getroot()
     try:
         if float(root.get("version") or "1.0") < 2.0:
             return False
     except ValueError:
         return False
-    safe_modes = _source_modes(root)
     if not safe_modes:
         return False
     taken = {e.get("name") for e in root.iter(f"{_X}param", f"{_X}variable")}
     variables: dict[str, str] = {}
     changed = False
     for element, attr, value in list(_xpath_attributes(root)):
-        if "/" not in value:
+        if _ROOT_PATH_CANDIDATE.search(value) is None:
             continue
         template = _enclosing_template(element)
         modes = set((template.get("mode") or "").split()) if template is not None else set()
@@ -1210,20 +1219,19 @@ def _node_path_variable(template: etree._Element, name: str) -> bool:
             and "|" not in outside and bool(re.search(rf"(?:^|/)@?{_QN}$", outside)))
 
 
-def _index_sibling_lookups(tree: etree._ElementTree) -> bool:
-    """sibling-lookup: see the module docstring."""
+def _index_sibling_lookups(tree: etree._ElementTree, safe_modes: set[str]) -> bool:
+    """sibling-lookup: see the module docstring. `safe_modes`: _source_modes of the tree."""
     root = tree.getroot()
     try:
         if float(root.get("version") or "1.0") < 2.0:
             return False
     except ValueError:
         return False
-    safe_modes = _source_modes(root)
     taken = {e.get("name") for e in root.iter(f"{_X}key")}
     keys: dict[tuple[str, str], str] = {}  # (match, use) -> key name
     changed = False
     for element, attr, value in list(_xpath_attributes(root)):
-        if "../" not in value:
+        if _SIBLING_LOOKUP.search(value) is None:
             continue
         template = _enclosing_template(element)
         modes = set((template.get("mode") or "").split()) if template is not None else set()
