@@ -978,6 +978,8 @@ _ROOT_CALL = re.compile(
 )
 _ROOT_CALL_VARIABLE = "facturflow-root-call-"
 _ATOMIC_TYPE = re.compile(r"^xs:(boolean|string|integer|decimal|double)[?]?$")
+_PURE_FUNCTION_BODY = {f"{_X}{n}" for n in (
+    "param", "variable", "sequence", "choose", "when", "otherwise", "if")}
 # Instructions that change the focus (or have none) between a template and their attributes.
 _FOCUS_CHANGERS = {f"{_X}{n}" for n in (
     "for-each", "for-each-group", "iterate", "analyze-string", "merge", "function", "key",
@@ -999,7 +1001,11 @@ def _hoist_root_calls(tree: etree._ElementTree, safe_modes: set[str]) -> bool:
     functions: dict[str, etree._Element] = {}
     for function in root.iterchildren(f"{_X}function"):
         params = list(function.iterchildren(f"{_X}param"))
-        if len(params) == 1 and _ATOMIC_TYPE.match(function.get("as") or ""):
+        # ... that makes no node (whose identity a call could tell from another call's).
+        plain = all(isinstance(e.tag, str) and e.tag in _PURE_FUNCTION_BODY
+                    for e in function.iterdescendants())
+        if (len(params) == 1 and _ATOMIC_TYPE.match(function.get("as") or "") and plain
+                and "generate-id" not in etree.tostring(function, encoding="unicode")):
             functions[function.get("name") or ""] = function
     taken = {e.get("name") for e in root.iter(f"{_X}param", f"{_X}variable")}
     variables: dict[str, str] = {}  # normalised call -> variable name
