@@ -10,7 +10,8 @@ reports wall and CPU seconds of that validation and the process's peak RSS (VmHW
 included). Variants: `valid` (the generator's valid invoice) and `invalid` (every line's price
 negative: BR-27 and BR-FR-DEC-03 fail on every line, so every line gets failed asserts and SVRL
 locations); `--variants parents` adds S8 invoices whose lines are sub-lines of others
-(BR-FR-MV-06/07's parent-line lookups). The growth exponent is the log-log slope of CPU
+(BR-FR-MV-06/07's parent-line lookups), `groups` S8 invoices in groups of 10 lines
+(BR-FR-MV-10). The growth exponent is the log-log slope of CPU
 time from 4,000 lines up.
 `--java` adds the warmed Java reference (Saxon-HE, one thread) on the 16,000-line valid files.
 """
@@ -75,6 +76,48 @@ def with_parent_lines(xml: bytes, syntax: str) -> bytes:
     return xml.replace(b"<ram:ID>S1<", b"<ram:ID>S8<")
 
 
+def with_groups(xml: bytes, syntax: str, size: int = 10) -> bytes:
+    """The invoice under the frame S8 with its lines in groups of `size`: the first line of
+    each group a GROUP line, the others its DETAIL sub-lines (BR-FR-MV-10 counts, for each
+    GROUP line, its sub-lines among all lines)."""
+    import re
+
+    def group_of(k: int) -> int:
+        return k - (k - 1) % size
+
+    if syntax == "ubl":
+        invoice_id = re.search(rb"<cbc:ID>([^<]*)</cbc:ID>", xml)
+        assert invoice_id is not None
+
+        def line(m: re.Match[bytes]) -> bytes:
+            k = int(m.group(2))
+            status = b"GROUP" if group_of(k) == k else b"DETAIL"
+            parent = (b"" if status == b"GROUP" else b"<cac:BillingReferenceLine><cbc:ID>%d"
+                      b"</cbc:ID></cac:BillingReferenceLine>" % group_of(k))
+            return (m.group(1) + b"<cac:BillingReference><cac:InvoiceDocumentReference><cbc:ID>"
+                    + invoice_id.group(1) + b"</cbc:ID><cbc:DocumentStatusCode>" + status
+                    + b"</cbc:DocumentStatusCode></cac:InvoiceDocumentReference>" + parent
+                    + b"</cac:BillingReference>")
+        xml = re.sub(rb"(<cac:InvoiceLine>\s*<cbc:ID>(\d+)</cbc:ID>)", line, xml)
+        xml = re.sub(rb'(<cbc:LineExtensionAmount currencyID="EUR">([^<]*)'
+                     rb"</cbc:LineExtensionAmount>)",
+                     rb'\1<cbc:TaxInclusiveLineExtensionAmount currencyID="EUR">\2'
+                     rb"</cbc:TaxInclusiveLineExtensionAmount>", xml)
+        return xml.replace(b"<cbc:ProfileID>S1<", b"<cbc:ProfileID>S8<")
+
+    def cii_line(m: re.Match[bytes]) -> bytes:
+        k = int(m.group(1))
+        if group_of(k) == k:
+            return m.group(0) + b"<ram:LineStatusReasonCode>GROUP</ram:LineStatusReasonCode>"
+        return m.group(0) + (b"<ram:ParentLineID>%d</ram:ParentLineID><ram:LineStatusReasonCode>"
+                             b"DETAIL</ram:LineStatusReasonCode>" % group_of(k))
+    xml = re.sub(rb"<ram:LineID>(\d+)</ram:LineID>", cii_line, xml)
+    xml = re.sub(rb"(<ram:LineTotalAmount>([^<]*)</ram:LineTotalAmount>)",
+                 rb'\1<ram:TaxTotalAmount currencyID="EUR">0.00</ram:TaxTotalAmount>'
+                 rb"<ram:GrandTotalAmount>\2</ram:GrandTotalAmount>", xml)
+    return xml.replace(b"<ram:ID>S1<", b"<ram:ID>S8<")
+
+
 def _peak_rss_mb() -> float:
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
@@ -123,6 +166,8 @@ def run(sizes: tuple[int, ...], syntaxes: tuple[str, ...], variants: tuple[str, 
                     xml = every_line_invalid(xml, syntax)
                 elif variant == "parents":
                     xml = with_parent_lines(xml, syntax)
+                elif variant == "groups":
+                    xml = with_groups(xml, syntax)
                 path = workdir / f"series-{syntax}-{variant}-{n}.xml"
                 path.write_bytes(xml)
                 done = subprocess.run(

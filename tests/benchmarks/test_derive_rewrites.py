@@ -616,3 +616,16 @@ def test_root_call_refuses_what_it_cannot_prove(old: str, new: str, tmp_path: Pa
     assert old in _PER_LINE
     derived = _derive(_PER_LINE.replace(old, new), tmp_path)
     assert "root-call" not in derived.rewrites
+
+
+def test_linear_rewrites_apply_to_the_default_stylesheets() -> None:
+    from facturflow.artefacts import builtin
+
+    expected = {
+        "sch-brfr-ubl": {"root-call", "sibling-lookup", "filter-key", "sibling-position"},
+        "sch-brfr-cii": {"root-call", "sibling-lookup", "filter-key", "sibling-position"},
+        "sch-fx-en16931": {"root-path", "sibling-position"},
+        "sch-en16931-ubl": {"sibling-position"},
+    }
+    for key, rewrites in expected.items():
+        assert rewrites <= set(D.derive(builtin(key).path).rewrites), key

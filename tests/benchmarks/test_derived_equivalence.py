@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 from benchmarks.generate import generate
-from benchmarks.series import every_line_invalid, with_parent_lines
+from benchmarks.series import every_line_invalid, with_groups, with_parent_lines
 from lxml import etree
 
 SVRL = "{http://purl.oclc.org/dsdl/svrl}"
@@ -115,6 +115,8 @@ def _mutations(xml: bytes) -> Iterator[tuple[str, bytes]]:
     yield "s8", _special_contract(xml, b"S8")
     yield "b9-every-line", _special_contract(every_line_invalid(xml, syntax), b"B9")
     yield "parents", with_parent_lines(xml, syntax)
+    yield "groups", with_groups(xml, syntax)
+    yield "groups-of-3-every-line", with_groups(every_line_invalid(xml, syntax), syntax, 3)
     # 100 failures of one rule on siblings of one parent (location paths past 64 siblings).
     yield "empty-notes", (xml.replace(b"</rsm:ExchangedDocument>",
                                       b"<ram:IncludedNote/>" * 100 + b"</rsm:ExchangedDocument>")
@@ -156,6 +158,7 @@ def test_derived_equals_official_on_large_invoices(syntax: str, lines: int) -> N
         (f"{syntax}-{lines}-every-line", every_line_invalid(xml, syntax)),
         (f"{syntax}-{lines}-s8", _special_contract(xml, b"S8")),
         (f"{syntax}-{lines}-parents", with_parent_lines(xml, syntax)),
+        (f"{syntax}-{lines}-groups", with_groups(xml, syntax)),
     ]) == []
 
 

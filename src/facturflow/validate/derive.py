@@ -67,7 +67,7 @@ from pathlib import Path
 from lxml import etree
 
 # Bump when a rewrite changes: it is part of every derived file's identity.
-DERIVE_VERSION = "7"
+DERIVE_VERSION = "8"
 
 XSL = "http://www.w3.org/1999/XSL/Transform"
 _X = f"{{{XSL}}}"
@@ -109,6 +109,7 @@ REWRITES = (
     "root-call",
     "root-path",
     "sibling-lookup",
+    "filter-key",
     "sibling-position",
     "codedb-param",
 )
@@ -146,6 +147,7 @@ def derive(path: Path, *, skip: Collection[str] = ()) -> Derived:
         ("root-call", lambda: _hoist_root_calls(tree, source_modes())),
         ("root-path", lambda: _hoist_root_paths(tree, source_modes())),
         ("sibling-lookup", lambda: _index_sibling_lookups(tree, source_modes())),
+        ("filter-key", lambda: _index_filters(tree, source_modes())),
         ("sibling-position", lambda: _index_sibling_positions(tree)),
     ]
     applied = [name for name, rewrite in steps if name not in skip and rewrite()]
@@ -1280,6 +1282,156 @@ def _index_sibling_lookups(tree: etree._ElementTree, safe_modes: set[str]) -> bo
     for (match, use), name in keys.items():
         _declare(root, "key", name=name, match=match, use=use)
     return changed
+
+
+# count((../../cac:InvoiceLine | ../../cac:CreditNoteLine)/cac:BillingReference[P1][P2 and
+# cac:BillingReferenceLine/cbc:ID = $parentlineID]), or /a:x/a:y/a:line[a:p/a:id = $v and P]:
+# nodes by a path, filtered by predicates one conjunct of which compares a value to a variable.
+_FILTER_HEAD = re.compile(
+    rf"(?P<absolute>(?:/{_QN})+)"
+    rf"|\(\s*(?P<up>(?:\.\./)+)(?P<a>{_QN})\s*\|\s*(?P=up)(?P<b>{_QN})\s*\)"
+    rf"(?P<down>(?:/{_QN})*)"
+)
+_KEYED_CONJUNCT = re.compile(rf"^\s*(?P<use>{_QN}(?:/{_QN})*)\s*=\s*\$(?P<var>{_NCNAME})\s*$")
+_FILTER_KEY = "facturflow-filter-"
+# A predicate that is a boolean, cannot raise an error and does not depend on position: names,
+# attributes, string literals, node-valued variables, =, !=, and, or, not().
+_PLAIN_PREDICATE = re.compile(
+    rf"^(?:\s|@?{_QN}|@{_NCNAME}|/|'[^']*'|\"[^\"]*\"|!?=|\(|\)|,|\$[\w.-]+|\band\b|\bor\b"
+    rf"|\bnot\()+$"
+)
+_NODE_SELECT = re.compile(r"^[\w.:@/|()\s-]+$")
+
+
+def _top_and_split(text: str) -> list[str] | None:
+    """The top-level `and` conjuncts of an expression, or None when it cannot be lexed."""
+    try:
+        top = _top_level(text)
+    except ValueError:
+        return None
+    parts, at = [], 0
+    for m in re.finditer(r"(?<![\w.-])and(?![\w.-])", text):
+        if top[m.start()]:
+            parts.append(text[at : m.start()])
+            at = m.end()
+    parts.append(text[at:])
+    return parts
+
+
+def _index_filters(tree: etree._ElementTree, safe_modes: set[str]) -> bool:
+    """filter-key: see the module docstring. `safe_modes`: _source_modes of the tree."""
+    root = tree.getroot()
+    try:
+        if float(root.get("version") or "1.0") < 2.0:
+            return False
+    except ValueError:
+        return False
+    if not safe_modes:
+        return False
+    global_nodes = {v.get("name") for v in root.iterchildren(f"{_X}variable")
+                    if not len(v) and _node_select(v.get("select") or "")}
+    taken = {e.get("name") for e in root.iter(f"{_X}key")}
+    keys: dict[tuple[str, str], str] = {}
+    changed = False
+    for element, attr, value in list(_xpath_attributes(root)):
+        if "= $" not in value and "=$" not in value:
+            continue
+        template = _enclosing_template(element)
+        modes = set((template.get("mode") or "").split()) if template is not None else set()
+        if template is None or not modes or not modes <= safe_modes:
+            continue
+        try:
+            scan_list = xpath_scan(value)
+        except ValueError:
+            continue
+        depth = {i: d for i, _, d in scan_list}
+        out: list[str] = []
+        at = 0
+        for m in _FILTER_HEAD.finditer(value):
+            if m.start() < at or m.start() not in depth or not value.startswith("[", m.end()):
+                continue
+            if m["absolute"] is not None:
+                before = value[: m.start()].rstrip()
+                if before and not before.endswith(("(", ",", "=", "|")) and not re.search(
+                        r"(?:^|\s)(or|and|not)$", before):
+                    continue  # a "/" after an operand: a step, not an absolute path
+            elif value[: m.start()].rstrip().endswith(("/", "!")):
+                continue
+            if not _focus_kept(value, scan_list, m.start()):
+                continue
+            # The predicates: [...] one after the other, at the head's depth.
+            predicates: list[str] = []
+            i = m.end()
+            while value.startswith("[", i):
+                j = i + 1
+                while j < len(value) and not (value[j] == "]" and depth.get(j) == depth[i]):
+                    j += 1
+                if j >= len(value):
+                    break
+                predicates.append(value[i + 1 : j])
+                i = j + 1
+            if re.match(r"\s*[\[/(!]", value[i:]) or re.match(r"[\w.-]", value[i : i + 1]):
+                continue  # the filtered path goes on: keep it whole
+            found = None
+            for k, predicate in enumerate(predicates):
+                conjuncts = _top_and_split(predicate)
+                if conjuncts is None:
+                    break
+                for c, conjunct in enumerate(conjuncts):
+                    keyed = _KEYED_CONJUNCT.match(conjunct)
+                    # A variable of the rule (a value per node the rule fires on): the index
+                    # then answers for each node what the filter scanned all nodes for.
+                    if keyed and found is None and _node_path_variable(template, keyed["var"]):
+                        found = (k, c, keyed)
+            if found is None:
+                continue
+            k, c, keyed = found
+            rest = []
+            for n, predicate in enumerate(predicates):
+                conjuncts = _top_and_split(predicate) or [predicate]
+                if n == k:
+                    conjuncts = conjuncts[:c] + conjuncts[c + 1 :]
+                rest.extend(conjuncts)
+            variables = {keyed["var"], *re.findall(r"\$([\w.-]+)", " ".join(rest))}
+            if not all(_PLAIN_PREDICATE.match(r) for r in rest) or not all(
+                    v in global_nodes or _node_path_variable(template, v) for v in variables):
+                continue
+            if m["absolute"] is not None:
+                match, check = m["absolute"], ""
+            else:
+                up = m["up"].count("../")
+                down = [step for step in (m["down"] or "").split("/") if step]
+                if len(down) + 1 > up or up > 4:
+                    continue
+                match = " | ".join(f"{name}{m['down']}" for name in (m["a"], m["b"]))
+                ups = "/".join([".."] * (len(down) + 1))
+                check = f"[{ups} is current()/{'/'.join(['..'] * up)}]"
+            names = re.findall(rf"({_NCNAME}):{_NCNAME}", match + " " + keyed["use"])
+            if any(element.nsmap.get(p) is None or element.nsmap.get(p) != root.nsmap.get(p)
+                   for p in names):
+                continue
+            if (match, keyed["use"]) not in keys:
+                name = f"{_FILTER_KEY}{len(keys) + 1}"
+                if name in taken:
+                    return changed
+                keys[(match, keyed["use"])] = name
+            out.append(value[at : m.start()])
+            out.append(f"key('{keys[(match, keyed['use'])]}', ${keyed['var']}){check}"
+                       + "".join(f"[{r.strip()}]" for r in rest))
+            at = i
+        if out:
+            out.append(value[at:])
+            element.set(attr, "".join(out))
+            changed = True
+    for (match, use), name in keys.items():
+        _declare(root, "key", name=name, match=match, use=use)
+    return changed
+
+
+def _node_select(select: str) -> bool:
+    """A global variable's select that can only give nodes: names, steps, unions, no call."""
+    text = select.strip()
+    return bool(text) and bool(_NODE_SELECT.match(text)) and re.search(r"[\w.-]\s*\(", text) is None
 
 
 def _in(element: etree._Element, ancestor: etree._Element | None) -> bool:
