@@ -50,6 +50,35 @@ Rewrites (found by profiling, see benchmarks/README.md):
   typical invoice. It becomes a stylesheet parameter that the caller sets once, per compiled
   stylesheet, to the same file parsed once (`Derived.documents` names the parameter and file).
 
+Rewrites of issue 19 (rules whose cost grew with the square of the number of invoice lines; each
+applies only in templates of modes that see nothing but the source document, where nothing
+between the template and the expression changes the focus):
+
+- ``root-call``: a call of a stylesheet function that returns one atomic value and makes no
+  node, on absolute one-step paths (``custom:isSpecialContract(/ubl:Invoice|/cn:CreditNote)``,
+  a scan of the root element's children, i.e. of every UBL line, made for every line by BR-FR),
+  becomes a global variable with the same select: evaluated once, when first used, as the call
+  was; in a template the root of the context node is the source document, as in a global
+  variable.
+- ``root-path``: the same for absolute paths of three steps or more whose predicates cannot
+  raise an error nor see the rule's context (``/rsm:CrossIndustryInvoice/rsm:
+  SupplyChainTradeTransaction/ram:ApplicableHeaderTradeAgreement/...``: the step under
+  ``SupplyChainTradeTransaction`` walks every CII line).
+- ``sibling-lookup``: ``(../cac:InvoiceLine | ../cac:CreditNoteLine)[cbc:ID = $v]`` (one line
+  looking its parent line up among all lines, BR-FR-MV-06/07) becomes ``key(K, $v)[.. is
+  current()/..]`` with K matching those names and using ``cbc:ID``, when $v is bound in the
+  template to a relative path ending with a name (untyped values: the key compares them as the
+  general comparison does; nodes in document order either way; a path raises no error, so
+  evaluating $v eagerly changes nothing).
+- ``filter-key``: the same for ``count(PATH[P1][P2 and USE = $v])`` where PATH is absolute or
+  a union of relative up-and-down paths: ``key(K, $v)[structure][P1][P2]``; the other
+  predicates must be plain comparisons (no error, no position), so their order does not matter.
+- ``sibling-position``: the skeleton's location path counts, for every failed assert, the
+  element's preceding siblings of the same name (quadratic when every line fails). A global
+  map, built on the first location asked for, gives the position of each child of an element
+  with 64 children or more among the children of the same ``node-name()``; other elements keep
+  the count.
+
 `python -m facturflow.validate.derive OUTDIR` writes the derived files for inspection.
 """
 
