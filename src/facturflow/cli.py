@@ -20,6 +20,7 @@ import click
 from . import __version__, exitcodes
 from .detect import detect
 from .errors import FacturflowError
+from .xmlsafe import DEFAULT_LIMITS, Limits
 
 if TYPE_CHECKING:
     from .rules import RulePack, RuleSelection
@@ -95,6 +96,34 @@ def detect_command(paths: tuple[Path, ...], fmt: str) -> None:
     sys.exit(EXIT_UNREADABLE if failed else EXIT_OK)
 
 
+_SIZE_UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3}
+
+
+def _parse_size(ctx: click.Context, param: click.Parameter, value: str | None) -> int | None:
+    """A byte count: 1000000, 500KB, 200MB, 1.5GB (KB, MB, GB are 1024-based; B optional)."""
+    if value is None:
+        return None
+    import re
+
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMG]?)(?:I?B)?\s*", value, re.IGNORECASE)
+    size = int(float(m.group(1)) * _SIZE_UNITS[m.group(2).upper()]) if m else 0
+    if size < 1:
+        raise click.BadParameter(f"{value!r} is not a positive size (e.g. 200MB, 1GB, 150000000)")
+    return size
+
+
+def _limits(max_size: int | None, max_nodes: int | None) -> Limits:
+    """The default input limits, with those given on the command line raised or lowered."""
+    from dataclasses import replace
+
+    limits = DEFAULT_LIMITS
+    if max_size is not None:
+        limits = replace(limits, max_bytes=max_size)
+    if max_nodes is not None:
+        limits = replace(limits, max_nodes=max_nodes)
+    return limits
+
+
 @main.command("validate")
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option(
@@ -156,6 +185,21 @@ def detect_command(paths: tuple[Path, ...], fmt: str) -> None:
     help="Seconds one file may take; a file over it is stopped and reported invalid "
     "(LAYER-FAILED, exit code 1).",
 )
+@click.option(
+    "--max-size",
+    callback=_parse_size,
+    default=None,
+    metavar="SIZE",
+    help="Largest input accepted, e.g. 200MB or 1GB (default: 100MB).",
+)
+@click.option(
+    "--max-nodes",
+    type=click.IntRange(min=1),
+    default=None,
+    metavar="N",
+    help="Most markup items (elements, attributes) an XML input may have (default: 1000000; "
+    "a 100,000-line invoice has about 3 million).",
+)
 def validate_command(
     paths: tuple[Path, ...],
     rules: str | None,
@@ -166,6 +210,8 @@ def validate_command(
     timeout: float,
     french_rules: str | None,
     as_of: str | None,
+    max_size: int | None,
+    max_nodes: int | None,
 ) -> None:
     """Validate invoices (files or folders) against XSD, Schematron and PDF rules.
 
@@ -176,7 +222,8 @@ def validate_command(
     130 Ctrl-C (the files finished by then are reported).
     """
     try:
-        _validate(paths, rules, rule_packs, fmt, output, jobs, timeout, (french_rules, as_of))
+        _validate(paths, rules, rule_packs, fmt, output, jobs, timeout, (french_rules, as_of),
+                  _limits(max_size, max_nodes))
     except KeyboardInterrupt:  # before or after the batch: nothing to report yet, or already
         click.echo("interrupted", err=True)
         sys.exit(exitcodes.INTERRUPTED)
@@ -287,6 +334,7 @@ def _validate(
     jobs: int | None,
     timeout: float,
     dates: tuple[str | None, str | None] = (None, None),
+    limits: Limits | None = None,
 ) -> None:
     from .errors import RulePackError
     from .inputs import expand_inputs
@@ -307,7 +355,8 @@ def _validate(
     report_file = _ReportFile(output) if output is not None else None
     try:
         reports_iter = validate_many(
-            files, selection, rule_packs=packs, jobs=jobs, timeout=timeout
+            files, selection, rule_packs=packs, jobs=jobs, timeout=timeout,
+            limits=limits or DEFAULT_LIMITS,
         )
         reports, interrupted = collect_until_interrupted(reports_iter, len(files), "validating")
         if report_file is None:

@@ -478,3 +478,154 @@ def test_one_lexer_for_the_rewrites(text: str, top: str) -> None:
     for bad in ("a[b", "'x", "(: c", "a)"):
         with pytest.raises(ValueError):
             D.xpath_scan(bad)
+
+
+# --- root-call, root-path, sibling-position (issue 19: linear large invoices) -----------------
+
+_PER_LINE = """<xsl:stylesheet xmlns:xsl="http://www.w3.org/1999/XSL/Transform"
+    xmlns:xs="http://www.w3.org/2001/XMLSchema" xmlns:svrl="http://purl.oclc.org/dsdl/svrl"
+    xmlns:p="urn:p" version="2.0">
+  <xsl:function name="p:special" as="xs:boolean">
+    <xsl:param name="c" as="element()?"/>
+    <xsl:sequence select="normalize-space($c/p:head/p:k) = 'S8'"/>
+  </xsl:function>
+  <xsl:template match="*" mode="schematron-select-full-path">
+    <xsl:apply-templates select="." mode="schematron-get-full-path"/>
+  </xsl:template>
+  <xsl:template match="*" mode="schematron-get-full-path">
+    <xsl:apply-templates select="parent::*" mode="schematron-get-full-path"/>
+    <xsl:text>/</xsl:text>
+    <xsl:value-of select="local-name()"/>
+    <xsl:variable name="preceding"
+        select="count(preceding-sibling::*[local-name()=local-name(current())
+                                   and namespace-uri() = namespace-uri(current())])"/>
+    <xsl:text>[</xsl:text><xsl:value-of select="1+ $preceding"/><xsl:text>]</xsl:text>
+  </xsl:template>
+  <xsl:template match="/">
+    <svrl:schematron-output>
+      <xsl:apply-templates select="//p:line" mode="M1"/>
+    </svrl:schematron-output>
+  </xsl:template>
+  <xsl:template match="p:line" priority="1000" mode="M1">
+    <svrl:fired-rule/>
+    <xsl:if test="p:special(/p:doc) or /p:doc/p:head/p:k[@t = 'a'] or @n = '1'">
+      <svrl:failed-assert id="A" location="{{schematron-select-full-path}}">
+        <xsl:attribute name="location">
+          <xsl:apply-templates select="p:v" mode="schematron-select-full-path"/>
+        </xsl:attribute>
+      </svrl:failed-assert>
+    </xsl:if>
+    <xsl:if test="p:v[p:special(/p:doc)] or (/p:doc/p:head/p:k[number(.) gt 1] and false())">
+      <svrl:failed-assert id="B"/>
+    </xsl:if>
+    <xsl:for-each select="p:v"><xsl:if test="p:special(/p:doc)"><C/></xsl:if></xsl:for-each>
+  </xsl:template>
+  <xsl:template match="text()" priority="-1" mode="M1"/>
+  <xsl:template match="@*|node()" priority="-2" mode="M1"/>
+</xsl:stylesheet>
+"""
+
+
+def _per_line_doc(lines: int, head: str) -> str:
+    body = "".join(f'<p:line n="{i % 3}"><p:v/><p:w/><p:v/></p:line><p:x/>'
+                   for i in range(lines))
+    return f'<p:doc xmlns:p="urn:p"><p:head>{head}</p:head>{body}</p:doc>'
+
+
+def _apply(stylesheet: bytes, tmp_path: Path, doc: str) -> str:
+    from facturflow.validate import schematron
+
+    engine: Any = schematron._get_engine()
+    builder = engine.processor.new_document_builder()
+    builder.set_base_uri((tmp_path / "s.xslt").as_uri())
+    executable = engine.xslt.compile_stylesheet(
+        stylesheet_node=builder.parse_xml(xml_text=stylesheet.decode("utf-8")))
+    node = engine.processor.parse_xml(xml_text=doc)
+    try:
+        return str(executable.transform_to_string(xdm_node=node))
+    except Exception as exc:
+        return f"error {exc}".split(" on line")[0].split(" in ")[0][:120]
+
+
+def test_per_line_rewrites_hoist_only_what_they_can_prove(tmp_path: Path) -> None:
+    derived = _derive(_PER_LINE, tmp_path)
+    assert {"root-call", "root-path", "sibling-position"} <= set(derived.rewrites)
+    text = derived.text.decode("utf-8")
+    root = etree.fromstring(derived.text)
+    globals_ = {v.get("name"): v.get("select") for v in root.iterchildren(f"{D._X}variable")
+                if "root" in (v.get("name") or "")}
+    assert root.find(f"{D._X}variable[@name='facturflow-sibling-positions']") is not None
+    assert globals_ == {"facturflow-root-call-1": "p:special(/p:doc)",
+                        "facturflow-root-path-1": "/p:doc/p:head/p:k[@t = 'a']"}
+    assert ("$facturflow-root-call-1 or $facturflow-root-path-1 or @n = '1'" in text)
+    # Refused: a call inside a predicate (another focus), a predicate that can raise, a call
+    # inside xsl:for-each.
+    assert "p:v[p:special(/p:doc)] or (/p:doc/p:head/p:k[number(.) gt 1]" in text
+    assert '<xsl:if test="p:special(/p:doc)"><C/>' in text
+
+
+@pytest.mark.parametrize(
+    ("lines", "head"),
+    [
+        (3, "<p:k>S1</p:k>"),
+        (3, "<p:k>S8</p:k>"),
+        (150, "<p:k>S8</p:k>"),  # a failure on every line, 149 line siblings: the key's branch
+        (150, "<p:k t='a'>S1</p:k>"),
+        (70, "<p:k>S1</p:k>"),  # no failure but n = 1
+        (70, "<p:k>S8</p:k><p:k>S8</p:k>"),  # the function raises: the same error
+        (0, "<p:k>S8</p:k>"),
+    ],
+)
+def test_per_line_rewrites_keep_the_output(lines: int, head: str, tmp_path: Path) -> None:
+    doc = _per_line_doc(lines, head)
+    derived = _derive(_PER_LINE, tmp_path)
+    want = _apply(_PER_LINE.encode("utf-8"), tmp_path, doc)
+    got = _apply(derived.text, tmp_path, doc)
+    if not want.startswith("error"):
+        assert _bare(got) == _bare(want)
+        assert want.count("failed-assert") >= (lines if "S8" in head else 0)
+    else:
+        assert got == want
+
+
+def test_sibling_position_counts_same_names_only(tmp_path: Path) -> None:
+    # Past 64 siblings, positions come from the map: names interleaved and namespaces mixed.
+    derived = _derive(_PER_LINE, tmp_path)
+    body = "".join('<p:line n="1"><p:v/></p:line><q:line xmlns:q="urn:q" n="1"/><p:v/>'
+                   for _ in range(80))
+    doc = f'<p:doc xmlns:p="urn:p"><p:head/>{body}</p:doc>'
+    want = _apply(_PER_LINE.encode("utf-8"), tmp_path, doc)
+    assert 'location="/doc[1]/line[80]/v[1]"' in want
+    assert _bare(_apply(derived.text, tmp_path, doc)) == _bare(want)
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        ('as="xs:boolean">', 'as="element()?">'),  # a node: identity could differ per call
+        ('<xsl:param name="c" as="element()?"/>',
+         '<xsl:param name="c" as="element()?"/><xsl:variable name="n"><n/></xsl:variable>'),
+        ("normalize-space($c/p:head/p:k) = 'S8'",
+         "normalize-space($c/p:head/p:k) = 'S8' and generate-id($c) != ''"),
+        ('<xsl:apply-templates select="//p:line" mode="M1"/>',  # the mode may see another tree
+         '<xsl:apply-templates select="//p:line" mode="M1"/>'
+         '<xsl:apply-templates select="document(\'x.xml\')//p:line" mode="M1"/>'),
+    ],
+)
+def test_root_call_refuses_what_it_cannot_prove(old: str, new: str, tmp_path: Path) -> None:
+    assert old in _PER_LINE
+    derived = _derive(_PER_LINE.replace(old, new), tmp_path)
+    assert "root-call" not in derived.rewrites
+
+
+def test_linear_rewrites_apply_to_the_default_stylesheets() -> None:
+    from facturflow.artefacts import builtin
+
+    expected = {
+        "sch-brfr-ubl": {"root-call", "sibling-lookup", "filter-key", "sibling-position"},
+        "sch-brfr-cii": {"root-call", "sibling-lookup", "filter-key", "sibling-position"},
+        "sch-fx-en16931": {"root-path", "sibling-position"},
+        "sch-en16931-ubl": {"sibling-position"},
+    }
+    for key, rewrites in expected.items():
+        assert rewrites <= set(D.derive(builtin(key).path).rewrites), key

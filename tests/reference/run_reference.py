@@ -181,9 +181,11 @@ def facturx_cii(profile: str | None, terms: Terms) -> bool:
     if profile in ("minimum", "basicwl", "basic", "extended"):
         return True
     spec = terms.specification
-    return profile == "en16931" and (
-        spec == FACTURX_EN16931_GUIDELINE or "factur-x" in spec or "zugferd" in spec
-    )
+    # A BT-24 naming Factur-X or ZUGFeRD is a Factur-X claim, even of a profile that does not
+    # exist (README "Which EN 16931 stylesheet"): the Factur-X stylesheet judges it.
+    if "factur-x" in spec or "zugferd" in spec:
+        return True
+    return profile == "en16931" and spec == FACTURX_EN16931_GUIDELINE
 
 
 def stylesheets_for(document: Document) -> list[str]:
@@ -209,7 +211,7 @@ def stylesheets_for(document: Document) -> list[str]:
     elif extended_ctc_fr:
         sheets.append(EXTENDED_CTC_FR_CII)
     elif facturx_cii(profile, terms):
-        sheets.append(FACTURX_PROFILE[str(profile)])
+        sheets.append(FACTURX_PROFILE.get(str(profile), FACTURX_PROFILE["en16931"]))
     else:
         sheets.append(CEN_CII)  # unknown, XRechnung, Peppol, another CIUS
     if french_scope(terms):

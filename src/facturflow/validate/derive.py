@@ -50,6 +50,35 @@ Rewrites (found by profiling, see benchmarks/README.md):
   typical invoice. It becomes a stylesheet parameter that the caller sets once, per compiled
   stylesheet, to the same file parsed once (`Derived.documents` names the parameter and file).
 
+Rewrites of issue 19 (rules whose cost grew with the square of the number of invoice lines; each
+applies only in templates of modes that see nothing but the source document, where nothing
+between the template and the expression changes the focus):
+
+- ``root-call``: a call of a stylesheet function that returns one atomic value and makes no
+  node, on absolute one-step paths (``custom:isSpecialContract(/ubl:Invoice|/cn:CreditNote)``,
+  a scan of the root element's children, i.e. of every UBL line, made for every line by BR-FR),
+  becomes a global variable with the same select: evaluated once, when first used, as the call
+  was; in a template the root of the context node is the source document, as in a global
+  variable.
+- ``root-path``: the same for absolute paths of three steps or more whose predicates cannot
+  raise an error nor see the rule's context (``/rsm:CrossIndustryInvoice/rsm:
+  SupplyChainTradeTransaction/ram:ApplicableHeaderTradeAgreement/...``: the step under
+  ``SupplyChainTradeTransaction`` walks every CII line).
+- ``sibling-lookup``: ``(../cac:InvoiceLine | ../cac:CreditNoteLine)[cbc:ID = $v]`` (one line
+  looking its parent line up among all lines, BR-FR-MV-06/07) becomes ``key(K, $v)[.. is
+  current()/..]`` with K matching those names and using ``cbc:ID``, when $v is bound in the
+  template to a relative path ending with a name (untyped values: the key compares them as the
+  general comparison does; nodes in document order either way; a path raises no error, so
+  evaluating $v eagerly changes nothing).
+- ``filter-key``: the same for ``count(PATH[P1][P2 and USE = $v])`` where PATH is absolute or
+  a union of relative up-and-down paths: ``key(K, $v)[structure][P1][P2]``; the other
+  predicates must be plain comparisons (no error, no position), so their order does not matter.
+- ``sibling-position``: the skeleton's location path counts, for every failed assert, the
+  element's preceding siblings of the same name (quadratic when every line fails). A global
+  map, built on the first location asked for, gives the position of each child of an element
+  with 64 children or more among the children of the same ``node-name()``; other elements keep
+  the count.
+
 `python -m facturflow.validate.derive OUTDIR` writes the derived files for inspection.
 """
 
@@ -67,7 +96,7 @@ from pathlib import Path
 from lxml import etree
 
 # Bump when a rewrite changes: it is part of every derived file's identity.
-DERIVE_VERSION = "5"
+DERIVE_VERSION = "8"
 
 XSL = "http://www.w3.org/1999/XSL/Transform"
 _X = f"{{{XSL}}}"
@@ -106,6 +135,11 @@ REWRITES = (
     "bare-active-pattern",
     "codedb-key",
     "code-list-map",
+    "root-call",
+    "root-path",
+    "sibling-lookup",
+    "filter-key",
+    "sibling-position",
     "codedb-param",
 )
 
@@ -122,6 +156,15 @@ def derive(path: Path, *, skip: Collection[str] = ()) -> Derived:
     digest = hashlib.sha256(raw).hexdigest()
     parser = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=True)
     tree = etree.ElementTree(etree.fromstring(raw, parser))
+    modes: list[set[str]] = []
+
+    def source_modes() -> set[str]:
+        # Computed once, after the rewrites that move walks: the three rewrites that use it add
+        # global declarations and change expressions, never modes or apply-templates.
+        if not modes:
+            modes.append(_source_modes(tree.getroot()))
+        return modes[0]
+
     steps: list[tuple[str, Callable[[], bool]]] = [
         ("no-text-walk", lambda: _remove_text_walks(tree)),
         ("rule-select", lambda: _select_rule_nodes(tree)),
@@ -130,6 +173,11 @@ def derive(path: Path, *, skip: Collection[str] = ()) -> Derived:
         ("bare-active-pattern", lambda: _bare_active_patterns(tree)),
         ("codedb-key", lambda: _index_codedb_lookups(tree, path.parent)),
         ("code-list-map", lambda: _map_code_lists(tree)),
+        ("root-call", lambda: _hoist_root_calls(tree, source_modes())),
+        ("root-path", lambda: _hoist_root_paths(tree, source_modes())),
+        ("sibling-lookup", lambda: _index_sibling_lookups(tree, source_modes())),
+        ("filter-key", lambda: _index_filters(tree, source_modes())),
+        ("sibling-position", lambda: _index_sibling_positions(tree)),
     ]
     applied = [name for name, rewrite in steps if name not in skip and rewrite()]
     documents: tuple[tuple[str, Path], ...] = ()
@@ -951,6 +999,564 @@ def _map_code_lists(tree: etree._ElementTree) -> bool:
         entries = ", ".join(f"' {token} ': true()" for token in keys)
         _declare(root, "variable", name=name, select=f"map{{{entries}}}")
     return changed
+
+
+# custom:isSpecialContract(/ubl:Invoice|/cn:CreditNote): a stylesheet function applied to the
+# document element(s), named by absolute one-step paths.
+_ROOT_CALL = re.compile(
+    rf"(?P<function>{_NCNAME}:{_NCNAME})\(\s*(?P<argument>/{_NCNAME}:{_NCNAME}"
+    rf"(?:\s*\|\s*/{_NCNAME}:{_NCNAME})*)\s*\)"
+)
+_ROOT_CALL_VARIABLE = "facturflow-root-call-"
+_ATOMIC_TYPE = re.compile(r"^xs:(boolean|string|integer|decimal|double)[?]?$")
+_PURE_FUNCTION_BODY = {f"{_X}{n}" for n in (
+    "param", "variable", "sequence", "choose", "when", "otherwise", "if")}
+# Instructions that change the focus (or have none) between a template and their attributes.
+_FOCUS_CHANGERS = {f"{_X}{n}" for n in (
+    "for-each", "for-each-group", "iterate", "analyze-string", "merge", "function", "key",
+    "sort", "number", "accumulator", "mode", "fork", "source-document", "where-populated",
+)}
+
+
+def _hoist_root_calls(tree: etree._ElementTree, safe_modes: set[str]) -> bool:
+    """root-call: see the module docstring. `safe_modes`: _source_modes of the tree."""
+    root = tree.getroot()
+    try:
+        if float(root.get("version") or "1.0") < 2.0:
+            return False
+    except ValueError:
+        return False
+    if not safe_modes:
+        return False
+    # Functions whose result is one atomic value: a pure function of its argument's nodes.
+    functions: dict[str, etree._Element] = {}
+    for function in root.iterchildren(f"{_X}function"):
+        params = list(function.iterchildren(f"{_X}param"))
+        # ... that makes no node (whose identity a call could tell from another call's).
+        plain = all(isinstance(e.tag, str) and e.tag in _PURE_FUNCTION_BODY
+                    for e in function.iterdescendants())
+        if (len(params) == 1 and _ATOMIC_TYPE.match(function.get("as") or "") and plain
+                and "generate-id" not in etree.tostring(function, encoding="unicode")):
+            functions[function.get("name") or ""] = function
+    taken = {e.get("name") for e in root.iter(f"{_X}param", f"{_X}variable")}
+    variables: dict[str, str] = {}  # normalised call -> variable name
+    changed = False
+    for element, attr, value in list(_xpath_attributes(root)):
+        if _ROOT_CALL.search(value) is None:
+            continue
+        template = _enclosing_template(element)
+        if template is None or not set((template.get("mode") or "").split()) & safe_modes:
+            continue
+        if not set((template.get("mode") or "").split()) <= safe_modes:
+            continue
+        try:
+            scan = xpath_scan(value)
+        except ValueError:
+            continue
+        depth_at = {i: d for i, _, d in scan}
+        out: list[str] = []
+        at = 0
+        for m in _ROOT_CALL.finditer(value):
+            if m.start() < at or m.start() not in depth_at or m["function"] not in functions:
+                continue
+            if not _focus_kept(value, scan, m.start()):
+                continue
+            call = m["function"] + "(" + "|".join(
+                part.strip() for part in m["argument"].split("|")) + ")"
+            prefixes = {name.split(":")[0] for name in re.findall(
+                rf"{_NCNAME}:{_NCNAME}", call)}
+            if any(element.nsmap.get(p) is None or element.nsmap.get(p) != root.nsmap.get(p)
+                   for p in prefixes):
+                continue
+            if call not in variables:
+                name = f"{_ROOT_CALL_VARIABLE}{len(variables) + 1}"
+                if name in taken:
+                    return changed
+                variables[call] = name
+            out.append(value[at : m.start()])
+            out.append(f"${variables[call]}")
+            at = m.end()
+        if out:
+            out.append(value[at:])
+            element.set(attr, "".join(out))
+            changed = True
+    for call, name in variables.items():
+        _declare(root, "variable", name=name, select=call)
+    return changed
+
+
+_RELATIVE_PATH = re.compile(r"^[\w.:*@|/ -]+$")
+
+
+def _source_modes(root: etree._Element) -> set[str]:
+    """Modes whose templates only ever see nodes of the source document: applied from the root
+    template (the document node) to an absolute path, or from a template of such a mode to a
+    relative path (no function call, variable or other document), nowhere else."""
+    root_template = _plain_root_template(root)
+    if root_template is None:
+        return set()
+    by_mode, applies = _templates_and_applies_by_mode(root)
+    safe: set[str] = set()
+    while True:
+        grown = set(safe)
+        for mode, mode_applies in applies.items():
+            if mode == "#default" or mode not in by_mode or mode in grown:
+                continue
+            if all(_applied_in_source(apply, root_template, grown | {mode})
+                   for apply in mode_applies):
+                grown.add(mode)
+        if grown == safe:
+            return safe
+        safe = grown
+
+
+def _applied_in_source(apply: etree._Element, root_template: etree._Element,
+                       modes: set[str]) -> bool:
+    select = (apply.get("select") or "").strip()
+    if not select or not _RELATIVE_PATH.match(select):
+        return False
+    if _in(apply, root_template):
+        return select.startswith("/")
+    template = _enclosing_template(apply)
+    return (template is not None and not select.startswith("/")
+            and set((template.get("mode") or "").split()) <= modes
+            and bool((template.get("mode") or "").split()))
+
+
+# An absolute path: name steps (child, attribute) with predicates that cannot raise an error nor
+# see the rule's context (names, attributes, string literals, =, !=, and, or, not(), integers
+# alone).
+_STEP = rf"(?:@?{_NCNAME}:{_NCNAME}|@{_NCNAME})"
+_SAFE_PREDICATE = re.compile(
+    rf"^\[(?:\s*\d+\s*|(?:\s|{_STEP}|/|'[^']*'|\"[^\"]*\"|!?=|\(|\)|,|\band\b|\bor\b|\bnot\()+)\]$"
+)
+_ROOT_PATH_START = re.compile(rf"/{_STEP}")
+_ROOT_PATH_VARIABLE = "facturflow-root-path-"
+# A cheap first look: three absolute steps somewhere (the scan below decides).
+_ROOT_PATH_CANDIDATE = re.compile(rf"/{_STEP}/{_STEP}/{_STEP}")
+_MIN_ROOT_PATH_STEPS = 3  # shorter paths from the root cost little to evaluate
+
+
+def _root_path_end(xpath: str, scan: dict[int, int], start: int) -> tuple[int, int] | None:
+    """(end, steps) of the absolute path starting at `start` (a "/" at depth scan[start]), or
+    None when it is not a plain path with safe predicates."""
+    depth = scan[start]
+    i, steps = start, 0
+    while i < len(xpath) and xpath[i] == "/" and not xpath.startswith("//", i):
+        m = re.compile(_STEP).match(xpath, i + 1)
+        if m is None:
+            return None
+        i, steps = m.end(), steps + 1
+        while i < len(xpath) and xpath[i] == "[":
+            j = i + 1
+            while j < len(xpath) and not (xpath[j] == "]" and scan.get(j) == depth):
+                j += 1
+            if j >= len(xpath) or not _SAFE_PREDICATE.match(xpath[i : j + 1]):
+                return None
+            i = j + 1
+    rest = xpath[i:].lstrip()
+    if rest.startswith(("(", "/", "[", ":")) or (i < len(xpath) and re.match(r"[\w.-]", xpath[i])):
+        return None
+    return i, steps
+
+
+def _hoist_root_paths(tree: etree._ElementTree, safe_modes: set[str]) -> bool:
+    """root-path: see the module docstring. `safe_modes`: _source_modes of the tree."""
+    root = tree.getroot()
+    try:
+        if float(root.get("version") or "1.0") < 2.0:
+            return False
+    except ValueError:
+        return False
+    if not safe_modes:
+        return False
+    taken = {e.get("name") for e in root.iter(f"{_X}param", f"{_X}variable")}
+    variables: dict[str, str] = {}
+    changed = False
+    for element, attr, value in list(_xpath_attributes(root)):
+        if _ROOT_PATH_CANDIDATE.search(value) is None:
+            continue
+        template = _enclosing_template(element)
+        modes = set((template.get("mode") or "").split()) if template is not None else set()
+        if not modes or not modes <= safe_modes:
+            continue
+        try:
+            scan_list = xpath_scan(value)
+        except ValueError:
+            continue
+        scan = {i: d for i, _, d in scan_list}
+        out: list[str] = []
+        at = 0
+        for m in _ROOT_PATH_START.finditer(value):
+            start = m.start()
+            if start < at or start not in scan:
+                continue
+            before = value[:start].rstrip()
+            # A "/" that starts an expression (not a step after an operand).
+            if before and not (before.endswith(("(", ",", "[", "=", "<", ">", "|"))
+                               or re.search(r"(?:^|\s)(or|and|not|return|then|else|in|"
+                                            r"satisfies)$", before)):
+                continue
+            if before.endswith("|"):
+                continue  # keep unions whole (their order is document order either way)
+            found = _root_path_end(value, scan, start)
+            if found is None or found[1] < _MIN_ROOT_PATH_STEPS:
+                continue
+            end = found[0]
+            if not _focus_kept(value, scan_list, start):
+                continue
+            after = value[end:].lstrip()
+            if after.startswith("|"):
+                continue
+            path = value[start:end]
+            prefixes = set(re.findall(rf"({_NCNAME}):{_NCNAME}", path))
+            if any(element.nsmap.get(p) is None or element.nsmap.get(p) != root.nsmap.get(p)
+                   for p in prefixes):
+                continue
+            if path not in variables:
+                name = f"{_ROOT_PATH_VARIABLE}{len(variables) + 1}"
+                if name in taken:
+                    return changed
+                variables[path] = name
+            out.append(value[at:start])
+            out.append(f"${variables[path]}")
+            at = end
+        if out:
+            out.append(value[at:])
+            element.set(attr, "".join(out))
+            changed = True
+    for path, name in variables.items():
+        _declare(root, "variable", name=name, select=path)
+    return changed
+
+
+_QN = rf"{_NCNAME}:{_NCNAME}"
+# (../cac:InvoiceLine | ../cac:CreditNoteLine)[cbc:ID = $parentlineID]: the sibling lines whose
+# identifier is one of the variable's values.
+_SIBLING_LOOKUP = re.compile(
+    rf"(?:\(\s*\.\./(?P<a>{_QN})\s*\|\s*\.\./(?P<b>{_QN})\s*\)|\.\./(?P<c>{_QN}))"
+    rf"\[\s*(?P<use>{_QN}(?:/{_QN})*)\s*=\s*\$(?P<var>{_NCNAME})\s*\]"
+)
+_SIBLING_LOOKUP_KEY = "facturflow-siblings-by-"
+
+
+def _node_path_variable(template: etree._Element, name: str) -> bool:
+    """True when $name is bound once in the template, to a relative path ending with an element
+    or attribute name (its values atomize to untyped strings, as the key's do)."""
+    bindings = [v for v in template.iter(f"{_X}variable", f"{_X}param")
+                if v.get("name") == name]
+    if len(bindings) != 1 or bindings[0].tag != f"{_X}variable" or len(bindings[0]):
+        return False
+    select = (bindings[0].get("select") or "").strip()
+    try:
+        outside = _outside_predicates(select)
+    except ValueError:
+        return False
+    return (not select.startswith("/") and "(" not in outside and "$" not in outside
+            and "|" not in outside and bool(re.search(rf"(?:^|/)@?{_QN}$", outside)))
+
+
+def _index_sibling_lookups(tree: etree._ElementTree, safe_modes: set[str]) -> bool:
+    """sibling-lookup: see the module docstring. `safe_modes`: _source_modes of the tree."""
+    root = tree.getroot()
+    try:
+        if float(root.get("version") or "1.0") < 2.0:
+            return False
+    except ValueError:
+        return False
+    taken = {e.get("name") for e in root.iter(f"{_X}key")}
+    keys: dict[tuple[str, str], str] = {}  # (match, use) -> key name
+    changed = False
+    for element, attr, value in list(_xpath_attributes(root)):
+        if _SIBLING_LOOKUP.search(value) is None:
+            continue
+        template = _enclosing_template(element)
+        modes = set((template.get("mode") or "").split()) if template is not None else set()
+        if template is None or not modes or not modes <= safe_modes:
+            continue
+        try:
+            scan_list = xpath_scan(value)
+        except ValueError:
+            continue
+        scan = {i for i, _, _ in scan_list}
+        out: list[str] = []
+        at = 0
+        for m in _SIBLING_LOOKUP.finditer(value):
+            if m.start() < at or m.start() not in scan:
+                continue
+            if not _focus_kept(value, scan_list, m.start()):
+                continue
+            if not _node_path_variable(template, m["var"]):
+                continue
+            names = [n for n in (m["a"], m["b"], m["c"]) if n]
+            prefixes = {q.split(":")[0] for q in [*names, *m["use"].split("/")]}
+            if any(element.nsmap.get(p) is None or element.nsmap.get(p) != root.nsmap.get(p)
+                   for p in prefixes):
+                continue
+            match = " | ".join(names)
+            if (match, m["use"]) not in keys:
+                name = f"{_SIBLING_LOOKUP_KEY}{len(keys) + 1}"
+                if name in taken:
+                    return changed
+                keys[(match, m["use"])] = name
+            # The same nodes in the same (document) order: the key's lines whose identifier
+            # equals one of the values (untyped strings on both sides), kept to the siblings.
+            out.append(value[at : m.start()])
+            out.append(f"key('{keys[(match, m['use'])]}', ${m['var']})[.. is current()/..]")
+            at = m.end()
+        if out:
+            out.append(value[at:])
+            element.set(attr, "".join(out))
+            changed = True
+    for (match, use), name in keys.items():
+        _declare(root, "key", name=name, match=match, use=use)
+    return changed
+
+
+# count((../../cac:InvoiceLine | ../../cac:CreditNoteLine)/cac:BillingReference[P1][P2 and
+# cac:BillingReferenceLine/cbc:ID = $parentlineID]), or /a:x/a:y/a:line[a:p/a:id = $v and P]:
+# nodes by a path, filtered by predicates one conjunct of which compares a value to a variable.
+_FILTER_HEAD = re.compile(
+    rf"(?P<absolute>(?:/{_QN})+)"
+    rf"|\(\s*(?P<up>(?:\.\./)+)(?P<a>{_QN})\s*\|\s*(?P=up)(?P<b>{_QN})\s*\)"
+    rf"(?P<down>(?:/{_QN})*)"
+)
+_KEYED_CONJUNCT = re.compile(rf"^\s*(?P<use>{_QN}(?:/{_QN})*)\s*=\s*\$(?P<var>{_NCNAME})\s*$")
+_FILTER_KEY = "facturflow-filter-"
+# A predicate that is a boolean, cannot raise an error and does not depend on position: names,
+# attributes, string literals, node-valued variables, =, !=, and, or, not().
+_PLAIN_PREDICATE = re.compile(
+    rf"^(?:\s|@?{_QN}|@{_NCNAME}|/|'[^']*'|\"[^\"]*\"|!?=|\(|\)|,|\$[\w.-]+|\band\b|\bor\b"
+    rf"|\bnot\()+$"
+)
+_NODE_SELECT = re.compile(r"^[\w.:@/|()\s-]+$")
+
+
+def _top_and_split(text: str) -> list[str] | None:
+    """The top-level `and` conjuncts of an expression, or None when it cannot be lexed."""
+    try:
+        top = _top_level(text)
+    except ValueError:
+        return None
+    parts, at = [], 0
+    for m in re.finditer(r"(?<![\w.-])and(?![\w.-])", text):
+        if top[m.start()]:
+            parts.append(text[at : m.start()])
+            at = m.end()
+    parts.append(text[at:])
+    return parts
+
+
+def _index_filters(tree: etree._ElementTree, safe_modes: set[str]) -> bool:
+    """filter-key: see the module docstring. `safe_modes`: _source_modes of the tree."""
+    root = tree.getroot()
+    try:
+        if float(root.get("version") or "1.0") < 2.0:
+            return False
+    except ValueError:
+        return False
+    if not safe_modes:
+        return False
+    global_nodes = {v.get("name") for v in root.iterchildren(f"{_X}variable")
+                    if not len(v) and _node_select(v.get("select") or "")}
+    taken = {e.get("name") for e in root.iter(f"{_X}key")}
+    keys: dict[tuple[str, str], str] = {}
+    changed = False
+    for element, attr, value in list(_xpath_attributes(root)):
+        if "= $" not in value and "=$" not in value:
+            continue
+        template = _enclosing_template(element)
+        modes = set((template.get("mode") or "").split()) if template is not None else set()
+        if template is None or not modes or not modes <= safe_modes:
+            continue
+        try:
+            scan_list = xpath_scan(value)
+        except ValueError:
+            continue
+        depth = {i: d for i, _, d in scan_list}
+        out: list[str] = []
+        at = 0
+        for m in _FILTER_HEAD.finditer(value):
+            if m.start() < at or m.start() not in depth or not value.startswith("[", m.end()):
+                continue
+            if m["absolute"] is not None:
+                before = value[: m.start()].rstrip()
+                if before and not before.endswith(("(", ",", "=", "|")) and not re.search(
+                        r"(?:^|\s)(or|and|not)$", before):
+                    continue  # a "/" after an operand: a step, not an absolute path
+            elif value[: m.start()].rstrip().endswith(("/", "!")):
+                continue
+            if not _focus_kept(value, scan_list, m.start()):
+                continue
+            # The predicates: [...] one after the other, at the head's depth.
+            predicates: list[str] = []
+            i = m.end()
+            while value.startswith("[", i):
+                j = i + 1
+                while j < len(value) and not (value[j] == "]" and depth.get(j) == depth[i]):
+                    j += 1
+                if j >= len(value):
+                    break
+                predicates.append(value[i + 1 : j])
+                i = j + 1
+            if re.match(r"\s*[\[/(!]", value[i:]) or re.match(r"[\w.-]", value[i : i + 1]):
+                continue  # the filtered path goes on: keep it whole
+            found = None
+            for k, predicate in enumerate(predicates):
+                conjuncts = _top_and_split(predicate)
+                if conjuncts is None:
+                    break
+                for c, conjunct in enumerate(conjuncts):
+                    keyed = _KEYED_CONJUNCT.match(conjunct)
+                    # A variable of the rule (a value per node the rule fires on): the index
+                    # then answers for each node what the filter scanned all nodes for.
+                    if keyed and found is None and _node_path_variable(template, keyed["var"]):
+                        found = (k, c, keyed)
+            if found is None:
+                continue
+            k, c, keyed = found
+            rest = []
+            for n, predicate in enumerate(predicates):
+                conjuncts = _top_and_split(predicate) or [predicate]
+                if n == k:
+                    conjuncts = conjuncts[:c] + conjuncts[c + 1 :]
+                rest.extend(conjuncts)
+            variables = {keyed["var"], *re.findall(r"\$([\w.-]+)", " ".join(rest))}
+            if not all(_PLAIN_PREDICATE.match(r) for r in rest) or not all(
+                    v in global_nodes or _node_path_variable(template, v) for v in variables):
+                continue
+            if m["absolute"] is not None:
+                match, check = m["absolute"], ""
+            else:
+                up = m["up"].count("../")
+                down = [step for step in (m["down"] or "").split("/") if step]
+                if len(down) + 1 > up or up > 4:
+                    continue
+                match = " | ".join(f"{name}{m['down']}" for name in (m["a"], m["b"]))
+                ups = "/".join([".."] * (len(down) + 1))
+                check = f"[{ups} is current()/{'/'.join(['..'] * up)}]"
+            names = re.findall(rf"({_NCNAME}):{_NCNAME}", match + " " + keyed["use"])
+            if any(element.nsmap.get(p) is None or element.nsmap.get(p) != root.nsmap.get(p)
+                   for p in names):
+                continue
+            if (match, keyed["use"]) not in keys:
+                name = f"{_FILTER_KEY}{len(keys) + 1}"
+                if name in taken:
+                    return changed
+                keys[(match, keyed["use"])] = name
+            out.append(value[at : m.start()])
+            out.append(f"key('{keys[(match, keyed['use'])]}', ${keyed['var']}){check}"
+                       + "".join(f"[{r.strip()}]" for r in rest))
+            at = i
+        if out:
+            out.append(value[at:])
+            element.set(attr, "".join(out))
+            changed = True
+    for (match, use), name in keys.items():
+        _declare(root, "key", name=name, match=match, use=use)
+    return changed
+
+
+def _node_select(select: str) -> bool:
+    """A global variable's select that can only give nodes: names, steps, unions, no call."""
+    text = select.strip()
+    return bool(text) and bool(_NODE_SELECT.match(text)) and re.search(r"[\w.-]\s*\(", text) is None
+
+
+def _in(element: etree._Element, ancestor: etree._Element | None) -> bool:
+    return ancestor is not None and any(a is ancestor for a in element.iterancestors())
+
+
+def _enclosing_template(element: etree._Element) -> etree._Element | None:
+    """The top-level xsl:template an instruction belongs to, when nothing between them changes
+    the focus (or removes it)."""
+    node: etree._Element | None = element
+    while node is not None:
+        if node.tag in _FOCUS_CHANGERS:
+            return None
+        parent = node.getparent()
+        if node.tag == f"{_X}template":
+            return node if parent is not None and parent.getparent() is None else None
+        node = parent
+    return None
+
+
+def _focus_kept(xpath: str, scan: list[tuple[int, str, int]], start: int) -> bool:
+    """True when the expression's focus at `start` is the focus of the whole expression: no
+    enclosing predicate or inline function, no path step or simple map before it or before an
+    enclosing parenthesis."""
+    opens: list[int] = []
+    for i, c, _ in scan:
+        if i >= start:
+            break
+        if c in "([{":
+            opens.append(i)
+        elif c in ")]}":
+            opens.pop()
+    for i in [*opens, start]:
+        if i != start and xpath[i] != "(":
+            return False
+        before = xpath[:i].rstrip()
+        if before.endswith(("/", "!")):
+            return False
+        if i != start and re.search(r"(?:^|[^\w.:-])function\s*$", before):
+            return False
+    return True
+
+
+_PRECEDING_SAME_NAME = (
+    "count(preceding-sibling::*[local-name()=local-name(current()) "
+    "and namespace-uri() = namespace-uri(current())])"
+)
+_SIBLING_POSITIONS = "facturflow-sibling-positions"
+_MANY_CHILDREN = 64  # below this, counting the preceding siblings costs little
+
+
+def _index_sibling_positions(tree: etree._ElementTree) -> bool:
+    """sibling-position: see the module docstring."""
+    root = tree.getroot()
+    try:
+        if float(root.get("version") or "1.0") < 2.0:
+            return False
+    except ValueError:
+        return False
+    taken = {e.get("name") for e in root.iter(f"{_X}variable", f"{_X}param")}
+    if _SIBLING_POSITIONS in taken:
+        return False
+    counts = [
+        variable
+        for template in root.iterchildren(f"{_X}template")
+        if (template.get("match") or "").strip() == "*"
+        and "schematron-get-full-path" in (template.get("mode") or "").split()
+        for variable in template.iterchildren(f"{_X}variable")
+        if " ".join((variable.get("select") or "").split()) == _PRECEDING_SAME_NAME
+        and not len(variable)
+    ]
+    if not counts:
+        return False
+    for variable in counts:
+        original = variable.get("select") or ""
+        variable.set("select", f"if ({_MAP_NS}contains(${_SIBLING_POSITIONS}, generate-id())) "
+                               f"then {_MAP_NS}get(${_SIBLING_POSITIONS}, generate-id()) - 1 "
+                               f"else {original}")
+    # generate-id() of each child of an element with 64 children or more -> its position among
+    # the children of the same name (node-name(): namespace and local name), built once, on
+    # the first location asked for.
+    xs = "http://www.w3.org/2001/XMLSchema"
+    positions = etree.Element(f"{_X}variable", nsmap={"xsl": XSL, "xs": xs})
+    positions.set("name", _SIBLING_POSITIONS)
+    positions.set("as", "map(xs:string, xs:integer)")
+    positions.set("version", "3.0")
+    build = etree.SubElement(positions, f"{_X}map")
+    parents = etree.SubElement(build, f"{_X}for-each", select=f"//*[*[{_MANY_CHILDREN}]]")
+    group = etree.SubElement(parents, f"{_X}for-each-group", attrib={
+        "select": "*", "group-by": "node-name()"})
+    each = etree.SubElement(group, f"{_X}for-each", select="current-group()")
+    etree.SubElement(each, f"{_X}map-entry", key="generate-id()", select="position()")
+    positions.tail = "\n"
+    imports = list(root.iterchildren(f"{_X}import"))
+    root.insert(root.index(imports[-1]) + 1 if imports else 0, positions)
+    return True
 
 
 def _declare(root: etree._Element, kind: str, **attributes: str) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import itertools
 import os
 import re
@@ -20,7 +21,7 @@ import tempfile
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import IO, Any
 
 from lxml import etree
 
@@ -168,6 +169,11 @@ class SaxonDocument:
         self._node: Any = None
         self._pid = -1
 
+    @property
+    def size(self) -> int:
+        """The document's size in bytes."""
+        return len(self._xml)
+
     def node(self, engine: _Engine) -> Any:
         if self._node is None or self._pid != engine.pid:
             self._node = _parse_for_saxon(engine, self._xml)
@@ -280,23 +286,45 @@ def _native_stderr_silenced() -> Iterator[None]:
         os.close(saved)
 
 
+# Documents from this size on have their SVRL written to a scratch file and read as a stream:
+# Saxon would otherwise build it as one string (hundreds of MB, and copies of it) for a large
+# invoice failing on every line.
+_LARGE_DOCUMENT_BYTES = 8 * 1024 * 1024
+
+
 def run(
     artefact: Artefact, document: SaxonDocument, tree: etree._ElementTree
 ) -> tuple[list[Finding], bool]:
     """Apply one stylesheet; return its findings and whether it ran."""
-    with _lock, _native_stderr_silenced():
-        try:
-            engine = _get_engine()
-            executable = _compiled(engine, artefact)
-            svrl = executable.transform_to_string(xdm_node=document.node(engine))
-        except SaxonUnavailable as exc:
-            return [layer_failed(artefact, str(exc))], False
-        except Exception as exc:  # saxonche raises PySaxonApiError and plain exceptions
-            cause = " ".join(str(exc).split())
-            return [layer_failed(artefact, f"{type(exc).__name__}: {cause}")], False
+    with contextlib.ExitStack() as stack:
+        output: str | None = None
+        if document.size >= _LARGE_DOCUMENT_BYTES:
+            folder = stack.enter_context(tempfile.TemporaryDirectory(prefix="facturflow-svrl-"))
+            output = os.path.join(folder, "svrl.xml")
+        with _lock, _native_stderr_silenced():
+            try:
+                engine = _get_engine()
+                executable = _compiled(engine, artefact)
+                if output is None:
+                    svrl = executable.transform_to_string(xdm_node=document.node(engine))
+                else:
+                    executable.transform_to_file(xdm_node=document.node(engine),
+                                                 output_file=output)
+            except SaxonUnavailable as exc:
+                return [layer_failed(artefact, str(exc))], False
+            except Exception as exc:  # saxonche raises PySaxonApiError and plain exceptions
+                cause = " ".join(str(exc).split())
+                return [layer_failed(artefact, f"{type(exc).__name__}: {cause}")], False
+        if output is not None:
+            if not os.path.isfile(output) or os.path.getsize(output) == 0:
+                return [layer_failed(artefact, "the stylesheet produced no SVRL output")], False
+            with open(output, "rb") as stream:
+                return _parse_large_svrl(stream, artefact, tree)
     if not svrl:
         return [layer_failed(artefact, "the stylesheet produced no SVRL output")], False
-    return parse_svrl(svrl.encode("utf-8"), artefact, tree)
+    data = svrl.encode("utf-8")
+    del svrl  # not held while the SVRL is read (large invoices: hundreds of MB)
+    return parse_svrl(data, artefact, tree)
 
 
 def parse_svrl(
@@ -312,6 +340,8 @@ def parse_svrl(
         # The usual answer for a valid invoice: rules fired, none failed or reported. Saxon
         # wrote it, so it is well-formed; there is nothing to build a finding from.
         return [], True
+    if len(svrl) >= _STREAM_SVRL_BYTES:
+        return _parse_large_svrl(io.BytesIO(svrl), artefact, tree)
     parser = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=True)
     try:
         root = etree.fromstring(svrl, parser)
@@ -333,6 +363,56 @@ def parse_svrl(
         findings.append(_finding(node, artefact, locator))
     if len(nodes) > _MAX_FINDINGS:
         more = sum(1 for _ in root.iter(_FAILED_TAG, _REPORT_TAG)) - _MAX_FINDINGS
+        findings.append(
+            Finding(
+                layer="schematron",
+                rule="TRUNCATED",
+                severity="information",
+                message=f"{more} more findings of {artefact.name} not listed",
+                artefact=artefact.name,
+            )
+        )
+    return findings, True
+
+
+# SVRL from this size on is read as a stream, each element dropped once read: a large invoice
+# failing on every line gives hundreds of MB of SVRL, whose whole tree would double the peak.
+_STREAM_SVRL_BYTES = 4 * 1024 * 1024
+
+
+def _parse_large_svrl(
+    svrl: IO[bytes], artefact: Artefact, tree: etree._ElementTree | None
+) -> tuple[list[Finding], bool]:
+    """parse_svrl's answer, read incrementally (same findings, same order)."""
+    findings: list[Finding] = []
+    fired = False
+    more = 0
+    locator = _Locator(tree)
+    try:
+        for _, node in etree.iterparse(
+            svrl, events=("end",), tag=(_FIRED_TAG, _FAILED_TAG, _REPORT_TAG),
+            resolve_entities=False, no_network=True, huge_tree=True,
+        ):
+            if node.tag == _FIRED_TAG:
+                fired = True
+            elif len(findings) < _MAX_FINDINGS:
+                findings.append(_finding(node, artefact, locator))
+            else:
+                more += 1
+            node.clear()
+            while node.getprevious() is not None:
+                del node.getparent()[0]
+    except etree.XMLSyntaxError as exc:
+        return [layer_failed(artefact, f"unreadable SVRL output: {exc}")], False
+    if not fired:
+        return [
+            layer_failed(
+                artefact,
+                "the stylesheet fired no rule on this document, so it does not apply to it "
+                "(wrong syntax or vocabulary)",
+            )
+        ], False
+    if more:
         findings.append(
             Finding(
                 layer="schematron",
