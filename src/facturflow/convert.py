@@ -51,6 +51,7 @@ SPECIFICATION_IDS: Final[dict[str, str]] = {
 _EXTENDED_PROFILES: Final = frozenset({"extended", "extended-ctc-fr"})
 # Extension terms: the French EXTENDED-CTC-FR ones (EXT-FR-…) and Factur-X EXTENDED's (BT-X-…).
 _EXTENSION_ID = re.compile(r"^(EXT-|B[GT]-X-)")
+_UBL_SYNTAXES: Final = ("ubl-invoice", "ubl-creditnote")
 _UBL_PROFILES: Final = frozenset({"en16931", "extended-ctc-fr", "xrechnung", "peppol"})
 # The BT-24 values the Factur-X / EXTENDED-CTC-FR CII Schematron accepts for a profile.
 _CII_ACCEPTED: Final[dict[str, tuple[str | None, ...]]] = {
@@ -308,6 +309,7 @@ in code, e.g. with facturflow.model.build) to `to`.
     warnings: list[str] = list(document.warnings)
 
     invoice: Invoice | None = None
+    written: Document | None = None  # the output XML detected (None: the input's own bytes)
     dropped: tuple[str, ...] = ()
     passthrough = (
         to in ("cii", "facturx")
@@ -330,7 +332,8 @@ in code, e.g. with facturflow.model.build) to `to`.
                 business_terms=dropped,
                 source=name,
             )
-        written_id = detect_bytes(xml, name="<output>").spec_id
+        written = detect_bytes(xml, name="<output>")
+        written_id = written.spec_id
         if written_id != document.spec_id:
             warnings.append(
                 f"specification identifier (BT-24) changed from {document.spec_id!r} to "
@@ -347,11 +350,13 @@ in code, e.g. with facturflow.model.build) to `to`.
         data = xml
         syntax = detect_bytes(xml, name="<output>").syntax
     return _checked_result(data, syntax, target_profile, dropped, name, warnings, xml, to,
-                           _as_source_scope(selection, document, xml),
+                           _as_source_scope(selection, document, written),
                            origin=_origin(document, raw), source_rules=selection)
 
 
-def _as_source_scope(selection: RuleSelection, document: Document, xml: bytes) -> RuleSelection:
+def _as_source_scope(
+    selection: RuleSelection, document: Document, written: Document | None
+) -> RuleSelection:
     """The selection for the output, its French scope aligned with the source's.
 
     The scope-aware default judges each document by its own terms; the output carries the
@@ -364,10 +369,10 @@ def _as_source_scope(selection: RuleSelection, document: Document, xml: bytes) -
     from .scope import scope_of
 
     french = {n for n in selection.scoped if SCOPED_RULE_SETS.get(n) == "french"}
-    if not french or document.syntax not in ("cii", "ubl-invoice", "ubl-creditnote"):
-        return selection
+    if written is None or not french or document.syntax not in ("cii", *_UBL_SYNTAXES):
+        return selection  # (the input's own bytes are in the input's own scope)
     source_french = scope_of(document).french
-    if scope_of(detect_bytes(xml, name="<output>")).french == source_french:
+    if scope_of(written).french == source_french:
         return selection
     if source_french:  # forced on the output: it is a French invoice
         return RuleSelection(selection, selection.explicit, selection.scoped - french,
@@ -412,7 +417,8 @@ def _checked_result(
             f"the {to} output would be invalid ({len(fatal)} fatal finding(s): "
             f"{_blamed(rules_fired, source_defects, origin is not None)}"
             + (f"; business terms {', '.join(terms)}" if terms else "")
-            + f"): {detail}",
+            + f"): {detail}"
+            + _hints(to, conversion_defects),
             business_terms=terms,
             report=result.report,
             result=result,
@@ -421,6 +427,26 @@ def _checked_result(
             conversion_defects=conversion_defects,
         )
     return result
+
+
+# Conversion defects no writer can avoid: a rule of the target syntax asks for what the source
+# syntax's rules let the source leave out. (target, rule name prefix) -> what to do.
+_CROSS_SYNTAX_HINTS: Final[dict[tuple[str, str], str]] = {
+    ("ubl", "BR-FR-CO-10"): (
+        "a party identifier without a scheme (CII ram:ID; BT-29, BT-46 or BT-60 with no -1) has "
+        "no UBL form the French rules accept: give it its scheme in the source (a SIRET is "
+        "ram:GlobalID schemeID=\"0009\", a SIREN \"0002\"), or check the output with "
+        "--french-rules warning"
+    ),
+}
+
+
+def _hints(to: str, conversion_defects: tuple[str, ...]) -> str:
+    said = dict.fromkeys(
+        hint for (target, prefix), hint in _CROSS_SYNTAX_HINTS.items()
+        if target == to and any(r.startswith(prefix) for r in conversion_defects)
+    )
+    return "".join(f" (why: {hint})" for hint in said)
 
 
 def _origin(document: Document, raw: bytes | None) -> bytes | Document | None:

@@ -45,6 +45,8 @@ def test_the_default_check_refuses_the_scheme_less_siret_in_ubl_naming_a_convers
     code, output = _run("convert", str(CII_EN16931), "-o", str(out), "--to", "ubl")
     assert code == 1, output
     assert "BR-FR-CO-10_BT-29-1" in output and "a conversion defect" in output
+    assert 'why: a party identifier without a scheme' in output  # and what to do about it
+    assert 'schemeID="0009"' in output and "--french-rules warning" in output
     assert not out.exists()
 
 
