@@ -465,9 +465,21 @@ def _blame(
         return (), tuple(fired)
     # Validating the source costs one more run, paid only by a refused conversion.
     source_report = validate(origin, rules)
-    on_source = {f.rule for f in source_report.fatal}
-    return (tuple(r for r in fired if r in on_source),
-            tuple(r for r in fired if r not in on_source))
+    on_source = {rule_family(f.rule) for f in source_report.fatal}
+    return (tuple(r for r in fired if rule_family(r) in on_source),
+            tuple(r for r in fired if rule_family(r) not in on_source))
+
+
+# The French rules are named per syntax and per case ('BR-FR-05_BT-22_AAB' in UBL,
+# 'BR-FR-05_BT-22-1' in CII; 'BR-FR-32-ID' / 'BR-FR-32-GLOBALID'): one business rule each.
+_FRENCH_RULE = re.compile(r"^BR-FR-(?:[A-Z]+-)?\d+")
+
+
+def rule_family(rule: str) -> str:
+    """One name per business rule across syntaxes: 'BR-FR-05' for 'BR-FR-05_BT-22_AAB' and
+    'BR-FR-05_BT-22-1', 'BR-FR-CO-10' for 'BR-FR-CO-10_BT-29-1'; other rules are their name."""
+    match = _FRENCH_RULE.match(rule)
+    return match.group(0) if match else rule
 
 
 def _blamed(fired: list[str], source_defects: tuple[str, ...], known: bool) -> str:

@@ -174,3 +174,22 @@ def test_an_xrechnung_keeps_its_cius_and_its_rules_in_cii_but_not_in_factur_x() 
     # Factur-X EN 16931 has no XRECHNUNG level: the output is an EN 16931 invoice, BR-DE not run
     assert "xrechnung" not in facturx.report.rule_sets
     assert facturx.profile == "en16931"
+
+
+def test_a_french_rule_named_differently_in_the_two_syntaxes_is_still_a_source_defect(
+    tmp_path: Path,
+) -> None:
+    # The French rules are named per syntax ('BR-FR-05_BT-22-1' in one, 'BR-FR-05_BT-22_PMT' in
+    # the other): a note missing from the source fails both, under two names, one business rule.
+    source = re.sub(rb"<cbc:Note>#PMT#[^<]*</cbc:Note>", b"", UBL_EN16931.read_bytes())
+    with pytest.raises(ConversionRejected) as caught:
+        convert(source, to="cii")
+    error = caught.value
+    assert error.source_defects and not error.conversion_defects, error.message
+    assert all(r.startswith("BR-FR-05") for r in error.source_defects)
+    assert "a source defect" in error.message and "conversion defect" not in error.message
+    src = tmp_path / "no-pmt.xml"
+    src.write_bytes(source)
+    code, output = _run("convert", str(src), "-o", str(tmp_path / "x.xml"), "--to", "cii")
+    assert code == 1 and "BR-FR-05" in output and "a source defect" in output, output
+    assert "conversion defect" not in output
