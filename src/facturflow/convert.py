@@ -23,7 +23,7 @@ import re
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any, Final, Literal, get_args
 
@@ -36,6 +36,7 @@ from .validate.report import Report
 if TYPE_CHECKING:
     from .model import Invoice
     from .render import Language
+    from .rules import RuleSelection
 
 Target = Literal["cii", "ubl", "facturx"]
 TARGETS: Final[tuple[str, ...]] = get_args(Target)
@@ -50,6 +51,7 @@ SPECIFICATION_IDS: Final[dict[str, str]] = {
 _EXTENDED_PROFILES: Final = frozenset({"extended", "extended-ctc-fr"})
 # Extension terms: the French EXTENDED-CTC-FR ones (EXT-FR-…) and Factur-X EXTENDED's (BT-X-…).
 _EXTENSION_ID = re.compile(r"^(EXT-|B[GT]-X-)")
+_UBL_SYNTAXES: Final = ("ubl-invoice", "ubl-creditnote")
 _UBL_PROFILES: Final = frozenset({"en16931", "extended-ctc-fr", "xrechnung", "peppol"})
 # The BT-24 values the Factur-X / EXTENDED-CTC-FR CII Schematron accepts for a profile.
 _CII_ACCEPTED: Final[dict[str, tuple[str | None, ...]]] = {
@@ -258,6 +260,8 @@ def convert(
     *,
     lang: Language = "fr",
     rules: str | Iterable[str] | None = None,
+    french_rules: str | None = None,
+    as_of: date | str | None = None,
     timestamp: datetime | None = None,
 ) -> ConversionResult:
     """Convert one invoice (path, bytes, file object, detected Document, or an `Invoice` built
@@ -266,16 +270,26 @@ in code, e.g. with facturflow.model.build) to `to`.
     `profile` picks the target profile ('en16931', 'extended', 'extended-ctc-fr'); by default
     the input's profile is kept when the target syntax has it, else EN 16931. `pdf` is the
     visual PDF to wrap for Factur-X (default: a page rendered from the model in `lang`).
-    `rules` is handed to facturflow.validate for the output check. `timestamp` dates a
-    Factur-X (default: the invoice's issue date at 00:00:00 UTC).
+    The output is checked with the rules `validate` would choose (`rules`, `french_rules` and
+    `as_of` as in facturflow.validate): by default XSD, EN 16931 and the target's profile rules,
+    plus the regional rules the invoice is in the scope of. The French scope is the source's
+    (the seller and process terms travel, a French CIUS identifier may not); the XRechnung and
+    Peppol rules apply to the output when it still declares that CIUS in BT-24 (an XRechnung
+    converted to CII or UBL keeps it; Factur-X carries it as EN 16931, so they do not apply).
+    `timestamp` dates a Factur-X (default: the invoice's issue date at 00:00:00 UTC).
 
     The output depends on the input's bytes and these options only (not on the clock, chance,
     the time zone, the locale or the input's file name): converting again gives the same bytes.
 
     Raises InputError subclasses for unreadable input, ConversionRejected (a ConversionError)
     for an output that would drop terms (unless `lossy`) or be invalid, ConversionError for an
-    impossible request.
+    impossible request, UnknownRuleSetError (a ValueError) for a bad `rules`.
     """
+    from .rules import parse_rule_sets
+
+    # Parsed once, before any work: a bad name fails fast, and the French rules build is fixed
+    # for both the output and the source check.
+    selection = parse_rule_sets(rules, french_build=french_rules, as_of=as_of)
     if to not in TARGETS:
         raise ConversionError(f"unknown target {to!r} (choose one of {', '.join(TARGETS)})")
     if pdf is not None and to != "facturx":
@@ -283,7 +297,7 @@ in code, e.g. with facturflow.model.build) to `to`.
     from .model import Invoice
 
     if isinstance(source, Invoice):
-        return _convert_invoice(source, to, profile, pdf, lossy, lang, rules, timestamp)
+        return _convert_invoice(source, to, profile, pdf, lossy, lang, selection, timestamp)
     raw: bytes | None = None
     if isinstance(source, Document):
         document = source
@@ -295,6 +309,7 @@ in code, e.g. with facturflow.model.build) to `to`.
     warnings: list[str] = list(document.warnings)
 
     invoice: Invoice | None = None
+    written: Document | None = None  # the output XML detected (None: the input's own bytes)
     dropped: tuple[str, ...] = ()
     passthrough = (
         to in ("cii", "facturx")
@@ -317,7 +332,8 @@ in code, e.g. with facturflow.model.build) to `to`.
                 business_terms=dropped,
                 source=name,
             )
-        written_id = detect_bytes(xml, name="<output>").spec_id
+        written = detect_bytes(xml, name="<output>")
+        written_id = written.spec_id
         if written_id != document.spec_id:
             warnings.append(
                 f"specification identifier (BT-24) changed from {document.spec_id!r} to "
@@ -333,8 +349,35 @@ in code, e.g. with facturflow.model.build) to `to`.
     else:
         data = xml
         syntax = detect_bytes(xml, name="<output>").syntax
-    return _checked_result(data, syntax, target_profile, dropped, name, warnings, xml, to, rules,
-                           origin=_origin(document, raw))
+    return _checked_result(data, syntax, target_profile, dropped, name, warnings, xml, to,
+                           _as_source_scope(selection, document, written),
+                           origin=_origin(document, raw), source_rules=selection)
+
+
+def _as_source_scope(
+    selection: RuleSelection, document: Document, written: Document | None
+) -> RuleSelection:
+    """The selection for the output, its French scope aligned with the source's.
+
+    The scope-aware default judges each document by its own terms; the output carries the
+    seller and process terms, but not always a French CIUS identifier (BT-24), so the output of
+    a French invoice could fall out of the French scope, or (a source without BT-40 left out of
+    it on purpose) fall in. The French sets follow the source; XRechnung and Peppol follow
+    what the output declares (their CIUS travels only where the target profile carries it).
+    """
+    from .rules import SCOPED_RULE_SETS, RuleSelection
+    from .scope import scope_of
+
+    french = {n for n in selection.scoped if SCOPED_RULE_SETS.get(n) == "french"}
+    if written is None or not french or document.syntax not in ("cii", *_UBL_SYNTAXES):
+        return selection  # (the input's own bytes are in the input's own scope)
+    source_french = scope_of(document).french
+    if scope_of(written).french == source_french:
+        return selection
+    if source_french:  # forced on the output: it is a French invoice
+        return RuleSelection(selection, selection.explicit, selection.scoped - french,
+                             selection.french, selection.artefact_root)
+    return selection.narrowed(n for n in selection if n not in french)
 
 
 def _checked_result(
@@ -346,13 +389,14 @@ def _checked_result(
     warnings: list[str],
     xml: bytes,
     to: str,
-    rules: str | Iterable[str] | None,
+    rules: RuleSelection,
     *,
     origin: bytes | Document | None = None,
+    source_rules: RuleSelection | None = None,
 ) -> ConversionResult:
     """Validate the output; the result, or ConversionRejected naming the failing rules (and,
-    given the `origin` document, which of them fail on it too)."""
-    report = validate(data, rules) if rules is not None else validate(data)
+    given the `origin` document, which of them fail on it too, judged by `source_rules`)."""
+    report = validate(data, rules)
     result = ConversionResult(
         data=data,
         syntax=syntax,
@@ -368,12 +412,13 @@ def _checked_result(
         terms = sorted({t for f in fatal for t in f.business_terms}, key=_term_sort_key)
         rules_fired = sorted({f.rule for f in fatal})
         detail = report.error or "; ".join(f"{f.rule}: {_clip(f.message)}" for f in fatal[:3])
-        source_defects, conversion_defects = _blame(rules_fired, origin, rules)
+        source_defects, conversion_defects = _blame(rules_fired, origin, source_rules or rules)
         raise ConversionRejected(
             f"the {to} output would be invalid ({len(fatal)} fatal finding(s): "
             f"{_blamed(rules_fired, source_defects, origin is not None)}"
             + (f"; business terms {', '.join(terms)}" if terms else "")
-            + f"): {detail}",
+            + f"): {detail}"
+            + _hints(to, conversion_defects),
             business_terms=terms,
             report=result.report,
             result=result,
@@ -382,6 +427,26 @@ def _checked_result(
             conversion_defects=conversion_defects,
         )
     return result
+
+
+# Conversion defects no writer can avoid: a rule of the target syntax asks for what the source
+# syntax's rules let the source leave out. (target, rule name prefix) -> what to do.
+_CROSS_SYNTAX_HINTS: Final[dict[tuple[str, str], str]] = {
+    ("ubl", "BR-FR-CO-10"): (
+        "a party identifier without a scheme (CII ram:ID; BT-29, BT-46 or BT-60 with no -1) has "
+        "no UBL form the French rules accept: give it its scheme in the source (a SIRET is "
+        "ram:GlobalID schemeID=\"0009\", a SIREN \"0002\"), or check the output with "
+        "--french-rules warning"
+    ),
+}
+
+
+def _hints(to: str, conversion_defects: tuple[str, ...]) -> str:
+    said = dict.fromkeys(
+        hint for (target, prefix), hint in _CROSS_SYNTAX_HINTS.items()
+        if target == to and any(r.startswith(prefix) for r in conversion_defects)
+    )
+    return "".join(f" (why: {hint})" for hint in said)
 
 
 def _origin(document: Document, raw: bytes | None) -> bytes | Document | None:
@@ -393,16 +458,28 @@ def _origin(document: Document, raw: bytes | None) -> bytes | Document | None:
 
 
 def _blame(
-    fired: list[str], origin: bytes | Document | None, rules: str | Iterable[str] | None
+    fired: list[str], origin: bytes | Document | None, rules: RuleSelection
 ) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """(rules that fail on the source too, rules that fail on the output only)."""
     if origin is None:
         return (), tuple(fired)
     # Validating the source costs one more run, paid only by a refused conversion.
-    source_report = validate(origin, rules) if rules is not None else validate(origin)
-    on_source = {f.rule for f in source_report.fatal}
-    return (tuple(r for r in fired if r in on_source),
-            tuple(r for r in fired if r not in on_source))
+    source_report = validate(origin, rules)
+    on_source = {rule_family(f.rule) for f in source_report.fatal}
+    return (tuple(r for r in fired if rule_family(r) in on_source),
+            tuple(r for r in fired if rule_family(r) not in on_source))
+
+
+# The French rules are named per syntax and per case ('BR-FR-05_BT-22_AAB' in UBL,
+# 'BR-FR-05_BT-22-1' in CII; 'BR-FR-32-ID' / 'BR-FR-32-GLOBALID'): one business rule each.
+_FRENCH_RULE = re.compile(r"^BR-FR-(?:[A-Z]+-)?\d+")
+
+
+def rule_family(rule: str) -> str:
+    """One name per business rule across syntaxes: 'BR-FR-05' for 'BR-FR-05_BT-22_AAB' and
+    'BR-FR-05_BT-22-1', 'BR-FR-CO-10' for 'BR-FR-CO-10_BT-29-1'; other rules are their name."""
+    match = _FRENCH_RULE.match(rule)
+    return match.group(0) if match else rule
 
 
 def _blamed(fired: list[str], source_defects: tuple[str, ...], known: bool) -> str:
@@ -428,7 +505,7 @@ def _convert_invoice(
     pdf: bytes | None,
     lossy: bool,
     lang: Language,
-    rules: str | Iterable[str] | None,
+    rules: RuleSelection,
     timestamp: datetime | None,
 ) -> ConversionResult:
     """convert() of a model Invoice: write it, check it reads back whole, validate it."""

@@ -2,8 +2,10 @@
 
 Exit codes (see facturflow.exitcodes): 0 every conversion succeeded; 1 at least one was refused
 (invalid output or dropped business terms); 2 a usage error (an output whose extension
-contradicts --to, an unreadable --pdf, an output that cannot be written) or an input that cannot
-be read; 130 Ctrl-C (the conversions finished by then are listed; each output is whole or absent).
+contradicts --to, an unreadable --pdf, an output that cannot be written, an empty or unknown
+--rules, a bad --as-of) or an input that cannot be read; 3 a malformed rules calendar or a French
+rules build not installed; 130 Ctrl-C (the conversions finished by then are listed; each output
+is whole or absent).
 """
 
 from __future__ import annotations
@@ -22,9 +24,10 @@ from typing import Literal
 import click
 
 from . import exitcodes
-from .cli import EXIT_INVALID, EXIT_OK, EXIT_UNREADABLE
+from .cli import EXIT_INVALID, EXIT_OK, EXIT_UNREADABLE, rule_selection
 from .outputs import write_bytes_atomically
 from .progress import collect_until_interrupted
+from .rules import RuleSelection
 
 Status = Literal["converted", "refused", "unreadable", "unwritable"]
 
@@ -48,6 +51,7 @@ class _Options:
     pdf: bytes | None
     lossy: bool
     lang: str
+    rules: RuleSelection | None = None
 
 
 def _convert_one(source: str, target: str, options: _Options) -> Outcome:
@@ -63,6 +67,7 @@ def _convert_one(source: str, target: str, options: _Options) -> Outcome:
             pdf=options.pdf,
             lossy=options.lossy,
             lang=options.lang,  # type: ignore[arg-type]
+            rules=options.rules,
         )
     except InputError as exc:
         return Outcome(source, None, "unreadable", exc.message)
@@ -230,6 +235,14 @@ def _run(jobs_list: list[tuple[str, str, _Options]], jobs: int) -> Iterator[Outc
               help="Language of the rendered page.")
 @click.option("--lossy", is_flag=True,
               help="Convert even when business terms would be dropped; list each one.")
+@click.option("--rules", default=None, metavar="LIST",
+              help="Rule sets the output is checked with, as in `validate --rules` ('+NAME' "
+                   "adds to the default). Default: XSD, EN 16931, the target's profile rules, "
+                   "and the French, XRechnung or Peppol rules when the invoice is in scope.")
+@click.option("--french-rules", type=click.Choice(["fatal", "warning"]), default=None,
+              help="Build of the French rules (BR-FR), as in `validate`.")
+@click.option("--as-of", metavar="DATE", default=None,
+              help="Apply the French rules build in force on DATE (YYYY-MM-DD), as in `validate`.")
 @click.option("--jobs", "-j", type=click.IntRange(min=1), default=None,
               help="Worker processes for a folder (default: all cores).")
 def convert_command(
@@ -240,15 +253,25 @@ def convert_command(
     visual: Path | None,
     lang: str,
     lossy: bool,
+    rules: str | None,
+    french_rules: str | None,
+    as_of: str | None,
     jobs: int | None,
 ) -> None:
     """Convert an invoice (or every invoice in a folder) to CII, UBL or Factur-X PDF/A-3.
 
-    Each output is validated before it is written; a conversion that would be invalid or drop
-    business terms fails (unless --lossy for dropped terms) and is listed in the summary.
+    Each output is validated before it is written (with the rules `validate` would choose, or
+    --rules); a conversion that would be invalid or drop business terms fails (unless --lossy
+    for dropped terms) and is listed in the summary, each failing rule marked as a source defect
+    (it fails on the input too) or a conversion defect (on the output only).
     """
     try:
-        _convert(source, output_text, to, profile, visual, lang, lossy, jobs)
+        selection = (
+            rule_selection(rules, [], french_rules, as_of)
+            if rules is not None or french_rules is not None or as_of is not None
+            else None
+        )
+        _convert(source, output_text, to, profile, visual, lang, lossy, jobs, selection)
     except KeyboardInterrupt:  # before the batch started: nothing to report
         click.echo("interrupted", err=True)
         sys.exit(exitcodes.INTERRUPTED)
@@ -263,6 +286,7 @@ def _convert(
     lang: str,
     lossy: bool,
     jobs: int | None,
+    rules: RuleSelection | None = None,
 ) -> None:
     output = Path(output_text)
     if source.is_dir() and output.exists() and not output.is_dir():
@@ -286,6 +310,7 @@ def _convert(
         pdf=check_visual(visual) if visual is not None else None,
         lossy=lossy,
         lang=lang,
+        rules=rules,
     )
     work = [(str(src), str(dst), options) for src, dst in pairs]
     cores = os.cpu_count() or 1

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import csv
 import os
-import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from facturflow.convert import rule_family as convert_rule_family
 from facturflow.detect import Document, detect, detect_bytes
 from facturflow.model import Invoice, unchecked_codes
 from facturflow.model.codelists import CodeListError
@@ -146,16 +146,9 @@ def measure(path: Path, group: str, *, validate: bool = False) -> Outcome:
     return outcome
 
 
-_FRENCH_RULE = re.compile(r"^BR-FR-(?:[A-Z]+-)?\d+")
-
-
-def rule_family(rule: str) -> str:
-    """One id per business rule across syntaxes: the French rules are named per syntax
-    ('BR-FR-05_BT-22_AAB' in one, 'BR-FR-05_BT-22-1' in the other; 'BR-FR-32-ID' on a UBL
-    cbc:ID, 'BR-FR-32-GLOBALID' on a CII ram:GlobalID), so keep 'BR-FR-05', 'BR-FR-32',
-    'BR-FR-CO-10', 'BR-FR-MV-03'."""
-    match = _FRENCH_RULE.match(rule)
-    return match.group(0) if match else rule
+# One id per business rule across syntaxes (the French rules are named per syntax): the same
+# function convert() uses to tell source defects from conversion defects.
+rule_family = convert_rule_family
 
 
 def fatal_families(xml: bytes, name: str) -> set[str]:
