@@ -22,14 +22,17 @@ FORMATS: tuple[str, ...] = get_args(Format)
 __all__ = ["FORMATS", "Format", "render", "stream_supports_colour", "write"]
 
 
-def render(reports: Iterable[Report], fmt: str = "text", *, colour: bool = False) -> str:
-    """Render reports in one of FORMATS; `colour` only affects the text format.
+def render(
+    reports: Iterable[Report], fmt: str = "text", *, colour: bool = False, text_mode: str = "full"
+) -> str:
+    """Render reports in one of FORMATS; `colour` and `text_mode` ("full", "summary" or
+    "quiet", see facturflow.reports.text) only affect the text format.
 
     Raises ValueError for an unknown format.
     """
     batch = list(reports)
     if fmt == "text":
-        return text.render(batch, colour=colour)
+        return text.render(batch, colour=colour, mode=text_mode)
     if fmt == "json":
         return json_report.render(batch)
     if fmt == "junit":
@@ -50,7 +53,11 @@ def stream_supports_colour(stream: TextIO) -> bool:
         return False
 
 
-def write(reports: Iterable[Report], fmt: str, stream: TextIO) -> None:
+def write(
+    reports: Iterable[Report], fmt: str, stream: TextIO, *, text_mode: str = "full"
+) -> None:
     """Render reports onto `stream`, in colour only for text on a terminal."""
-    out = render(reports, fmt, colour=fmt == "text" and stream_supports_colour(stream))
-    stream.write(out if out.endswith("\n") else out + "\n")
+    colour = fmt == "text" and stream_supports_colour(stream)
+    out = render(reports, fmt, colour=colour, text_mode=text_mode)
+    if out:  # a quiet report of valid files is empty: no blank line either
+        stream.write(out if out.endswith("\n") else out + "\n")
