@@ -131,15 +131,38 @@ def detect_command(paths: tuple[Path, ...], fmt: str) -> None:
     "--format",
     "fmt",
     type=click.Choice(["text", "json", "junit", "sarif"]),
-    default="text",
-    show_default=True,
+    default=None,
+    help="Format of the report: text (for people; the default), json, junit or sarif. "
+    "Same as --report FORMAT.",
 )
 @click.option(
     "--output",
     "-o",
     type=click.Path(path_type=Path),
     default=None,
-    help="Write the report to this file instead of standard output.",
+    help="Write the --format report to this file instead of standard output "
+    "(replaced whole once complete).",
+)
+@click.option(
+    "--report",
+    "report_specs",
+    multiple=True,
+    metavar="FORMAT[:PATH]",
+    help="A report to write: FORMAT is text, json, junit or sarif, PATH a file (default: "
+    "standard output, for one report at most). Repeatable: one run writes them all, e.g. "
+    "--report text --report sarif:out.sarif --report junit:junit.xml.",
+)
+@click.option(
+    "--summary",
+    "summary_only",
+    is_flag=True,
+    help="Text report: one line per file (verdict, counts, fatal rules), then the batch table.",
+)
+@click.option(
+    "--quiet",
+    "-q",
+    is_flag=True,
+    help="Text report: only the files that are not valid, one line each, nothing else.",
 )
 @click.option(
     "--jobs",
@@ -160,12 +183,15 @@ def validate_command(
     paths: tuple[Path, ...],
     rules: str | None,
     rule_packs: tuple[Path, ...],
-    fmt: str,
+    fmt: str | None,
     output: Path | None,
     jobs: int | None,
     timeout: float,
     french_rules: str | None,
     as_of: str | None,
+    report_specs: tuple[str, ...] = (),
+    summary_only: bool = False,
+    quiet: bool = False,
 ) -> None:
     """Validate invoices (files or folders) against XSD, Schematron and PDF rules.
 
@@ -175,8 +201,14 @@ def validate_command(
     3 a malformed rules calendar in the config file, or a French rules build not installed;
     130 Ctrl-C (the files finished by then are reported).
     """
+    if summary_only and quiet:
+        _usage("--summary and --quiet: give one or the other")
+    targets = report_targets(report_specs, fmt, output)
+    text_mode = "quiet" if quiet else "summary" if summary_only else "full"
     try:
-        _validate(paths, rules, rule_packs, fmt, output, jobs, timeout, (french_rules, as_of))
+        _validate(
+            paths, rules, rule_packs, targets, jobs, timeout, (french_rules, as_of), text_mode
+        )
     except KeyboardInterrupt:  # before or after the batch: nothing to report yet, or already
         click.echo("interrupted", err=True)
         sys.exit(exitcodes.INTERRUPTED)
@@ -213,6 +245,39 @@ def _usage(message: str) -> NoReturn:
     sys.exit(exitcodes.USAGE)
 
 
+def report_targets(
+    specs: tuple[str, ...], fmt: str | None, output: Path | None
+) -> list[tuple[str, Path | None, str]]:
+    """Every report to write as (format, file or None for standard output, option named in
+    errors): each --report, and --format/--output when given or when there is no --report."""
+    from .reports import FORMATS
+
+    targets: list[tuple[str, Path | None, str]] = []
+    if not specs or fmt is not None or output is not None:
+        targets.append((fmt or "text", output, "--output"))
+    for spec in specs:
+        name, sep, path_text = spec.partition(":")
+        if name not in FORMATS:
+            _usage(f"--report {spec!r}: unknown format {name!r}; choose one of "
+                   f"{', '.join(FORMATS)} (FORMAT or FORMAT:PATH)")
+        if sep and not path_text:
+            _usage(f"--report {spec!r}: give a file after ':' (or no ':' for standard output)")
+        targets.append((name, Path(path_text) if path_text else None, f"--report {name}"))
+    to_stdout = [option for _, path, option in targets if path is None]
+    if len(to_stdout) > 1:
+        _usage("only one report can go to standard output; give the others a file "
+               "(--report FORMAT:PATH)")
+    seen: dict[Path, str] = {}
+    for _, path, option in targets:
+        if path is None:
+            continue
+        key = Path(os.path.abspath(path))
+        if key in seen:
+            _usage(f"{option} {path}: already the file of {seen[key]}")
+        seen[key] = option
+    return targets
+
+
 class _ReportFile:
     """The --output file, checked before the batch starts and replaced whole at the end.
 
@@ -221,10 +286,11 @@ class _ReportFile:
     Special files (a FIFO, /dev/stdout) and symbolic links are written in place.
     """
 
-    def __init__(self, target: Path) -> None:
+    def __init__(self, target: Path, option: str = "--output") -> None:
         self.target = target
+        self.option = option
         if target.is_dir():
-            _usage(f"--output {target}: is a folder; give a file name")
+            _usage(f"{option} {target}: is a folder; give a file name")
         folder = target.parent
         # Same rule as convert and extract: missing folders are created, here before the batch
         # so that a path that cannot be made is refused before any work is done.
@@ -232,10 +298,10 @@ class _ReportFile:
             try:
                 folder.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
-                _usage(f"--output {target}: cannot write: cannot create {folder}: "
+                _usage(f"{option} {target}: cannot write: cannot create {folder}: "
                        f"{exc.strerror or exc}")
         if not folder.is_dir():
-            _usage(f"--output {target}: cannot write: {folder} is not a folder")
+            _usage(f"{option} {target}: cannot write: {folder} is not a folder")
         # Written through: a special file, or a symbolic link (replacing would drop the link).
         self.in_place = target.is_symlink() or (target.exists() and not target.is_file())
         self.temp: Path | None = None
@@ -248,18 +314,18 @@ class _ReportFile:
                 os.close(fd)
                 self.temp = Path(name)
         except OSError as exc:
-            _usage(f"--output {target}: cannot write: {exc.strerror or exc}")
+            _usage(f"{option} {target}: cannot write: {exc.strerror or exc}")
 
-    def write(self, reports: list[Report], fmt: str) -> None:
+    def write(self, reports: list[Report], fmt: str, text_mode: str = "full") -> None:
         from .reports import write
 
         if self.temp is None:
             with self.target.open("w", encoding="utf-8") as stream:
-                write(reports, fmt, stream)
+                write(reports, fmt, stream, text_mode=text_mode)
             return
         try:
             with self.temp.open("w", encoding="utf-8") as stream:
-                write(reports, fmt, stream)
+                write(reports, fmt, stream, text_mode=text_mode)
             mode = self.target.stat().st_mode & 0o7777 if self.target.exists() else _umasked()
             os.chmod(self.temp, mode)
             os.replace(self.temp, self.target)
@@ -282,11 +348,11 @@ def _validate(
     paths: tuple[Path, ...],
     rules: str | None,
     rule_packs: tuple[Path, ...],
-    fmt: str,
-    output: Path | None,
+    targets: list[tuple[str, Path | None, str]],
     jobs: int | None,
     timeout: float,
     dates: tuple[str | None, str | None] = (None, None),
+    text_mode: str = "full",
 ) -> None:
     from .errors import RulePackError
     from .inputs import expand_inputs
@@ -304,25 +370,34 @@ def _validate(
     files = list(expand_inputs(paths))
     if not files:
         _usage("no invoice files found in the given paths")
-    report_file = _ReportFile(output) if output is not None else None
+    report_files: list[tuple[str, _ReportFile]] = []
     try:
+        # Every report file is checked (and its temporary file made) before the batch starts.
+        for fmt, path, option in targets:
+            if path is not None:
+                report_files.append((fmt, _ReportFile(path, option)))
         reports_iter = validate_many(
             files, selection, rule_packs=packs, jobs=jobs, timeout=timeout
         )
         reports, interrupted = collect_until_interrupted(reports_iter, len(files), "validating")
-        if report_file is None:
-            write(reports, fmt, sys.stdout)
-        else:
+        # Interrupted or not, every output gets the reports of the files finished.
+        for fmt, report_file in report_files:
             try:
-                report_file.write(reports, fmt)
+                report_file.write(reports, fmt, text_mode)
             except OSError as exc:  # checked before the batch, but a disk can still fill up
-                _usage(f"--output {output}: cannot write: {exc.strerror or exc}")
+                _usage(f"{report_file.option} {report_file.target}: cannot write: "
+                       f"{exc.strerror or exc}")
+        for fmt, path, _ in targets:
+            if path is None:
+                write(reports, fmt, sys.stdout, text_mode=text_mode)
     finally:
-        if report_file is not None:
+        for _, report_file in report_files:
             report_file.discard()
     unreadable = [r for r in reports if r.error is not None]
+    # A text report on standard output names unreadable inputs itself; otherwise say it here.
+    text_on_stdout = any(fmt == "text" and path is None for fmt, path, _ in targets)
     for report in unreadable:
-        if fmt != "text" or output is not None:
+        if not text_on_stdout:
             click.echo(f"{report.path}: error: {report.error}", err=True)
     if interrupted:
         click.echo(
