@@ -307,9 +307,9 @@ def table_lines(reports: list[Report]) -> list[Text]:
             )
         )
         for key in top:
-            rule, severity = key
+            rule, level = key
             row = Text(_safe(rule).ljust(rule_width) + "  ")
-            row.append(severity.ljust(_WIDTH), _SEVERITY_STYLE[severity])
+            row.append(level.ljust(_WIDTH), _SEVERITY_STYLE[level])
             row.append(f"  {str(files[key]).rjust(width)}  {str(findings[key]).rjust(8)}")
             lines.append(row)
     return lines
