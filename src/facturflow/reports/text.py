@@ -306,11 +306,11 @@ def table_lines(reports: list[Report]) -> list[Text]:
                 "bold",
             )
         )
-        for key in top:
-            rule, level = key
+        for entry in top:
+            rule, level = entry
             row = Text(_safe(rule).ljust(rule_width) + "  ")
             row.append(level.ljust(_WIDTH), _SEVERITY_STYLE[level])
-            row.append(f"  {str(files[key]).rjust(width)}  {str(findings[key]).rjust(8)}")
+            row.append(f"  {str(files[entry]).rjust(width)}  {str(findings[entry]).rjust(8)}")
             lines.append(row)
     return lines
 
