@@ -7,6 +7,7 @@ one invalid input or a failed send; 2 a usage error or an input that cannot be r
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import importlib
 import json
 import os
@@ -338,6 +339,28 @@ class _ReportFile:
                 self.temp.unlink()
 
 
+# `facturflow validate -` reads one invoice from standard input, reported as STDIN_NAME.
+STDIN_PATH = Path("-")
+STDIN_NAME = "<stdin>"
+STDIN_MAX_BYTES = 256 * 1024 * 1024
+
+
+def _stdin_invoice(files: list[Path]) -> tuple[list[Path], tempfile.TemporaryDirectory[str]]:
+    """The files with '-' replaced by a private copy of standard input (read once, bounded:
+    the validators read files, and a pipe cannot be read twice)."""
+    if files.count(STDIN_PATH) > 1:
+        _usage("'-' (standard input) given more than once")
+    if sys.stdin is None or sys.stdin.isatty():
+        _usage("'-' reads an invoice from standard input, but nothing is piped in")
+    data = sys.stdin.buffer.read(STDIN_MAX_BYTES + 1)
+    if len(data) > STDIN_MAX_BYTES:
+        _usage(f"standard input: larger than {STDIN_MAX_BYTES // (1024 * 1024)} MiB")
+    folder = tempfile.TemporaryDirectory(prefix="facturflow-stdin-")
+    copy = Path(folder.name) / "stdin"
+    copy.write_bytes(data)
+    return [copy if f == STDIN_PATH else f for f in files], folder
+
+
 def _umasked() -> int:
     mask = os.umask(0)
     os.umask(mask)
@@ -370,6 +393,9 @@ def _validate(
     files = list(expand_inputs(paths))
     if not files:
         _usage("no invoice files found in the given paths")
+    stdin_dir: tempfile.TemporaryDirectory[str] | None = None
+    if STDIN_PATH in files:
+        files, stdin_dir = _stdin_invoice(files)
     report_files: list[tuple[str, _ReportFile]] = []
     try:
         # Every report file is checked (and its temporary file made) before the batch starts.
@@ -380,6 +406,11 @@ def _validate(
             files, selection, rule_packs=packs, jobs=jobs, timeout=timeout
         )
         reports, interrupted = collect_until_interrupted(reports_iter, len(files), "validating")
+        if stdin_dir is not None:  # name the input as the user gave it, not the copy
+            copy = str(Path(stdin_dir.name) / "stdin")
+            reports = [
+                dataclasses.replace(r, path=STDIN_NAME) if r.path == copy else r for r in reports
+            ]
         # Interrupted or not, every output gets the reports of the files finished.
         for fmt, report_file in report_files:
             try:
@@ -393,6 +424,8 @@ def _validate(
     finally:
         for _, report_file in report_files:
             report_file.discard()
+        if stdin_dir is not None:
+            stdin_dir.cleanup()
     unreadable = [r for r in reports if r.error is not None]
     # A text report on standard output names unreadable inputs itself; otherwise say it here.
     text_on_stdout = any(fmt == "text" and path is None for fmt, path, _ in targets)
