@@ -54,22 +54,50 @@ class _LazyGroup(click.Group):
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         target = _LAZY_COMMANDS.get(cmd_name)
         if target is None:
-            return super().get_command(ctx, cmd_name)
+            found = super().get_command(ctx, cmd_name)
+            if found is not None:
+                _document(found, cmd_name)
+            return found
         module, attribute = target.split(":")
         command = getattr(importlib.import_module(module), attribute)
         assert isinstance(command, click.Command)
+        _document(command, cmd_name)
         return command
+
+    def format_epilog(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        if self.epilog is None:
+            from .cli_help import epilog
+
+            self.epilog = epilog(())
+        super().format_epilog(ctx, formatter)
+
+
+def _document(command: click.Command, name: str) -> None:
+    """Exit codes and examples at the end of the command's --help (facturflow.cli_help)."""
+    from .cli_help import document
+
+    document(command, (name,))
 
 
 @click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="facturflow")
 def main() -> None:
-    """Detect, validate, convert and send French e-invoices (Factur-X, UBL, CII)."""
+    """Detect, validate, convert and send French e-invoices (Factur-X, UBL, CII).
+
+    Run `facturflow COMMAND --help` for what a command does, its options, its exit codes and
+    examples. Reports for people and machines: `facturflow validate --help`.
+    """
 
 
 @main.command("detect")
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    help="text: one line per input; json: a list of {path, container, syntax, profile}.",
+)
 def detect_command(paths: tuple[Path, ...], fmt: str) -> None:
     """Say what each input is: container, syntax and profile."""
     from .inputs import expand_inputs
@@ -490,7 +518,13 @@ def extract_command(pdf: Path, output_text: str | None) -> None:
 
 
 @main.command("artefacts")
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    help="text: one line per artefact; json: {artefacts, problems}.",
+)
 def artefacts_command(fmt: str) -> None:
     """List the official artefacts in use and check them against the pinned manifests."""
     from .artefacts import listing, verify
