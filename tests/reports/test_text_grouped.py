@@ -181,3 +181,39 @@ def test_cli_summary_and_quiet() -> None:
     assert clean.returncode == 0 and clean.stdout == ""
     both = run(FIXTURES, "validate", "-q", "--summary", "valid/fr-invoice-en16931.xml")
     assert both.returncode == 2 and "--summary and --quiet" in both.stderr
+
+
+# --- values of the business terms ------------------------------------------------------------
+
+
+def test_describe_term_reads_single_summed_listed_and_absent_terms() -> None:
+    from facturflow.reports.values import describe_term
+
+    data = {
+        "BG-22": {"BT-106": "1200.00"},
+        "BG-25": [{"BT-131": "1000.00", "BT-129": "2"}, {"BT-131": "250.00", "BT-129": "1"}],
+        "BG-4": {"BT-30": {"value": "732048152", "scheme": "0002"}},
+    }
+    assert describe_term(data, "BT-106") == "BT-106 = 1200.00"
+    assert describe_term(data, "BT-131") == "sum of BT-131 = 1250.00 (2 values)"
+    assert describe_term(data, "BT-129") == "BT-129 = 2, 1"  # not a sum: quantities
+    assert describe_term(data, "BT-30") == "BT-30 = 732048152 (scheme 0002)"
+    assert describe_term(data, "BT-107") == "BT-107 absent"
+
+
+def test_a_finding_shows_the_values_of_its_terms_read_from_the_invoice() -> None:
+    from facturflow import validate
+
+    report = validate(FIXTURES / "invalid" / "br-co-10-line-sum.xml", as_of=AS_OF)
+    out = render([report], "text")
+    assert "values: BT-106 = 1407.00; sum of BT-131 = 1417.00 (3 values)" in out
+    assert "values:" not in render([report], "text", text_mode="summary")
+    from facturflow.reports.text import render as text_render
+
+    assert "values:" not in text_render([report], values=False)
+
+
+def test_cli_shows_the_values() -> None:
+    result = run(REPO, "validate", "--as-of", AS_OF, "fixtures/invalid/br-co-10-line-sum.xml")
+    assert result.returncode == 1
+    assert "values: BT-106 = 1407.00; sum of BT-131 = 1417.00 (3 values)" in result.stdout

@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from typing import Any, Literal, get_args
 
 from ..validate.report import SEVERITIES, Finding, Layer, LayerRun, Report
+from .values import InvoiceValues
 
 _SEVERITY_STYLE = {"fatal": "bold red", "warning": "yellow", "information": "cyan"}
 _WIDTH = max(len(s) for s in SEVERITIES)
@@ -142,7 +143,7 @@ def group_findings(report: Report) -> list[Group]:
     return ordered
 
 
-def _group_lines(group: Group) -> list[Text]:
+def _group_lines(group: Group, values: InvoiceValues | None = None) -> list[Text]:
     finding = group.first
     first = Text("  ")
     first.append(finding.severity.ljust(_WIDTH), style=_SEVERITY_STYLE[finding.severity])
@@ -162,10 +163,15 @@ def _group_lines(group: Group) -> list[Text]:
     terms = group.terms()
     if terms:
         lines.append(Text(f"{_INDENT}terms: {', '.join(terms)}", style="dim"))
+        # What the invoice says for those terms (fatal and warning findings only).
+        wanted = values is not None and finding.severity != "information"
+        read = values.terms(group.report, terms) if values is not None and wanted else []
+        if read:
+            lines.append(Text(f"{_INDENT}values: {_safe('; '.join(read))}"))
     return lines
 
 
-def report_lines(report: Report) -> list[Text]:
+def report_lines(report: Report, values: InvoiceValues | None = None) -> list[Text]:
     """The lines of one file's block: findings grouped by rule, fatal first."""
     header = _header(report)
     if report.error is not None:
@@ -176,7 +182,7 @@ def report_lines(report: Report) -> list[Text]:
     for warning in report.warnings:
         lines.append(Text(f"  note: {_safe(warning)}", style="dim"))
     for group in group_findings(report):
-        lines.extend(_group_lines(group))
+        lines.extend(_group_lines(group, values))
     # A required layer that did not run makes the file invalid even without a finding: say so.
     for layer in report.layers:
         if layer.required and not layer.ran:
@@ -315,7 +321,7 @@ def table_lines(reports: list[Report]) -> list[Text]:
     return lines
 
 
-def _lines(batch: list[Report], mode: str) -> list[Text]:
+def _lines(batch: list[Report], mode: str, values: bool = True) -> list[Text]:
     """Every line of the report, blank separators included."""
     if mode not in MODES:
         raise ValueError(f"unknown text mode {mode!r}; choose one of {', '.join(MODES)}")
@@ -328,21 +334,26 @@ def _lines(batch: list[Report], mode: str) -> list[Text]:
         if batch:
             lines.append(Text())
     else:
+        reader = InvoiceValues() if values else None
         for report in batch:
-            lines.extend([*report_lines(report), Text()])
+            lines.extend([*report_lines(report, reader), Text()])
     if len(batch) >= TABLE_FROM:
         lines.extend([*table_lines(batch), Text()])
     lines.append(summary(batch))
     return lines
 
 
-def render(reports: Iterable[Report], *, colour: bool = False, mode: str = "full") -> str:
+def render(
+    reports: Iterable[Report], *, colour: bool = False, mode: str = "full", values: bool = True
+) -> str:
     """The text report; ANSI colour (via rich) only when `colour` is True.
 
     `mode`: "full" (every file's grouped findings), "summary" (one line per file) or "quiet"
-    (only the files that are not valid, one line each, and no totals).
+    (only the files that are not valid, one line each, and no totals). With `values`, the full
+    report reads each invoice with findings on business terms again (through the EN 16931
+    model) to show those terms' values.
     """
-    lines = _lines(list(reports), mode)
+    lines = _lines(list(reports), mode, values)
     if not lines:
         return ""
     if not colour:
