@@ -194,6 +194,14 @@ def detect_command(paths: tuple[Path, ...], fmt: str) -> None:
     help="Text report: only the files that are not valid, one line each, nothing else.",
 )
 @click.option(
+    "--lang",
+    type=click.Choice(["en", "fr"]),
+    default="en",
+    show_default=True,
+    help="Language of the fix hints in the text report (the rules' own messages stay as "
+    "published).",
+)
+@click.option(
     "--jobs",
     "-j",
     type=click.IntRange(min=1),
@@ -221,6 +229,7 @@ def validate_command(
     report_specs: tuple[str, ...] = (),
     summary_only: bool = False,
     quiet: bool = False,
+    lang: str = "en",
 ) -> None:
     """Validate invoices (files or folders) against XSD, Schematron and PDF rules.
 
@@ -236,7 +245,15 @@ def validate_command(
     text_mode = "quiet" if quiet else "summary" if summary_only else "full"
     try:
         _validate(
-            paths, rules, rule_packs, targets, jobs, timeout, (french_rules, as_of), text_mode
+            paths,
+            rules,
+            rule_packs,
+            targets,
+            jobs,
+            timeout,
+            (french_rules, as_of),
+            text_mode,
+            lang,
         )
     except KeyboardInterrupt:  # before or after the batch: nothing to report yet, or already
         click.echo("interrupted", err=True)
@@ -345,16 +362,18 @@ class _ReportFile:
         except OSError as exc:
             _usage(f"{option} {target}: cannot write: {exc.strerror or exc}")
 
-    def write(self, reports: list[Report], fmt: str, text_mode: str = "full") -> None:
+    def write(
+        self, reports: list[Report], fmt: str, text_mode: str = "full", lang: str = "en"
+    ) -> None:
         from .reports import write
 
         if self.temp is None:
             with self.target.open("w", encoding="utf-8") as stream:
-                write(reports, fmt, stream, text_mode=text_mode)
+                write(reports, fmt, stream, text_mode=text_mode, lang=lang)
             return
         try:
             with self.temp.open("w", encoding="utf-8") as stream:
-                write(reports, fmt, stream, text_mode=text_mode)
+                write(reports, fmt, stream, text_mode=text_mode, lang=lang)
             mode = self.target.stat().st_mode & 0o7777 if self.target.exists() else _umasked()
             os.chmod(self.temp, mode)
             os.replace(self.temp, self.target)
@@ -404,6 +423,7 @@ def _validate(
     timeout: float,
     dates: tuple[str | None, str | None] = (None, None),
     text_mode: str = "full",
+    lang: str = "en",
 ) -> None:
     from .errors import RulePackError
     from .inputs import expand_inputs
@@ -442,13 +462,13 @@ def _validate(
         # Interrupted or not, every output gets the reports of the files finished.
         for fmt, report_file in report_files:
             try:
-                report_file.write(reports, fmt, text_mode)
+                report_file.write(reports, fmt, text_mode, lang)
             except OSError as exc:  # checked before the batch, but a disk can still fill up
                 _usage(f"{report_file.option} {report_file.target}: cannot write: "
                        f"{exc.strerror or exc}")
         for fmt, path, _ in targets:
             if path is None:
-                write(reports, fmt, sys.stdout, text_mode=text_mode)
+                write(reports, fmt, sys.stdout, text_mode=text_mode, lang=lang)
     finally:
         for _, report_file in report_files:
             report_file.discard()

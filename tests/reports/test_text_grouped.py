@@ -217,3 +217,38 @@ def test_cli_shows_the_values() -> None:
     result = run(REPO, "validate", "--as-of", AS_OF, "fixtures/invalid/br-co-10-line-sum.xml")
     assert result.returncode == 1
     assert "values: BT-106 = 1407.00; sum of BT-131 = 1417.00 (3 values)" in result.stdout
+
+
+# --- fix hints ------------------------------------------------------------------------------
+
+
+def test_every_hint_is_given_in_french_and_english() -> None:
+    from facturflow.reports.hints import hints
+
+    table = hints()
+    assert len(table) >= 15
+    for rule, entry in table.items():
+        assert set(entry) == {"en", "fr"}, rule
+        assert entry["en"].strip() and entry["fr"].strip() and entry["en"] != entry["fr"], rule
+
+
+def test_hint_follows_lang_and_the_official_message_stays() -> None:
+    finding = Finding("schematron", "BR-CO-10", "fatal", "[BR-CO-10]-Sum of Invoice line ...")
+    report = Report("a.xml", "xml", "cii", "en16931", findings=(finding,))
+    english = render([report], "text")
+    french = render([report], "text", lang="fr")
+    assert "hint: Set BT-106" in english and "conseil:" not in english
+    assert "conseil: Renseigner BT-106" in french and "hint:" not in french
+    assert "[BR-CO-10]-Sum of Invoice line ..." in english and "[BR-CO-10]-Sum" in french
+    info = Finding("schematron", "BR-CO-10", "information", "m")
+    quiet = render([Report("b.xml", "xml", "cii", "en16931", findings=(info,))], "text")
+    assert "hint:" not in quiet
+
+
+def test_cli_lang_fr() -> None:
+    result = run(REPO, "validate", "--as-of", AS_OF, "--lang", "fr",
+                 "fixtures/invalid/br-co-10-line-sum.xml")
+    assert result.returncode == 1
+    assert "conseil: Renseigner BT-106" in result.stdout
+    bad = run(REPO, "validate", "--lang", "de", "fixtures/invalid/br-co-10-line-sum.xml")
+    assert bad.returncode == 2

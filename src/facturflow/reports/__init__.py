@@ -23,16 +23,22 @@ __all__ = ["FORMATS", "Format", "render", "stream_supports_colour", "write"]
 
 
 def render(
-    reports: Iterable[Report], fmt: str = "text", *, colour: bool = False, text_mode: str = "full"
+    reports: Iterable[Report],
+    fmt: str = "text",
+    *,
+    colour: bool = False,
+    text_mode: str = "full",
+    lang: str = "en",
 ) -> str:
     """Render reports in one of FORMATS; `colour` and `text_mode` ("full", "summary" or
-    "quiet", see facturflow.reports.text) only affect the text format.
+    "quiet", see facturflow.reports.text) and `lang` (of the fix hints: en or fr) only affect
+    the text format.
 
     Raises ValueError for an unknown format.
     """
     batch = list(reports)
     if fmt == "text":
-        return text.render(batch, colour=colour, mode=text_mode)
+        return text.render(batch, colour=colour, mode=text_mode, lang=lang)
     if fmt == "json":
         return json_report.render(batch)
     if fmt == "junit":
@@ -54,10 +60,15 @@ def stream_supports_colour(stream: TextIO) -> bool:
 
 
 def write(
-    reports: Iterable[Report], fmt: str, stream: TextIO, *, text_mode: str = "full"
+    reports: Iterable[Report],
+    fmt: str,
+    stream: TextIO,
+    *,
+    text_mode: str = "full",
+    lang: str = "en",
 ) -> None:
     """Render reports onto `stream`, in colour only for text on a terminal."""
     colour = fmt == "text" and stream_supports_colour(stream)
-    out = render(reports, fmt, colour=colour, text_mode=text_mode)
+    out = render(reports, fmt, colour=colour, text_mode=text_mode, lang=lang)
     if out:  # a quiet report of valid files is empty: no blank line either
         stream.write(out if out.endswith("\n") else out + "\n")

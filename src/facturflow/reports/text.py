@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from typing import Any, Literal, get_args
 
 from ..validate.report import SEVERITIES, Finding, Layer, LayerRun, Report
+from .hints import hint
 from .values import InvoiceValues
 
 _SEVERITY_STYLE = {"fatal": "bold red", "warning": "yellow", "information": "cyan"}
@@ -143,7 +144,9 @@ def group_findings(report: Report) -> list[Group]:
     return ordered
 
 
-def _group_lines(group: Group, values: InvoiceValues | None = None) -> list[Text]:
+def _group_lines(
+    group: Group, values: InvoiceValues | None = None, lang: str | None = None
+) -> list[Text]:
     finding = group.first
     first = Text("  ")
     first.append(finding.severity.ljust(_WIDTH), style=_SEVERITY_STYLE[finding.severity])
@@ -168,10 +171,15 @@ def _group_lines(group: Group, values: InvoiceValues | None = None) -> list[Text
         read = values.terms(group.report, terms) if values is not None and wanted else []
         if read:
             lines.append(Text(f"{_INDENT}values: {_safe('; '.join(read))}"))
+    advice = hint(finding.rule, lang) if lang and finding.severity != "information" else None
+    if advice:
+        lines.append(Text(f"{_INDENT}{'conseil' if lang == 'fr' else 'hint'}: {advice}", "green"))
     return lines
 
 
-def report_lines(report: Report, values: InvoiceValues | None = None) -> list[Text]:
+def report_lines(
+    report: Report, values: InvoiceValues | None = None, lang: str | None = None
+) -> list[Text]:
     """The lines of one file's block: findings grouped by rule, fatal first."""
     header = _header(report)
     if report.error is not None:
@@ -182,7 +190,7 @@ def report_lines(report: Report, values: InvoiceValues | None = None) -> list[Te
     for warning in report.warnings:
         lines.append(Text(f"  note: {_safe(warning)}", style="dim"))
     for group in group_findings(report):
-        lines.extend(_group_lines(group, values))
+        lines.extend(_group_lines(group, values, lang))
     # A required layer that did not run makes the file invalid even without a finding: say so.
     for layer in report.layers:
         if layer.required and not layer.ran:
@@ -321,7 +329,7 @@ def table_lines(reports: list[Report]) -> list[Text]:
     return lines
 
 
-def _lines(batch: list[Report], mode: str, values: bool = True) -> list[Text]:
+def _lines(batch: list[Report], mode: str, values: bool = True, lang: str = "en") -> list[Text]:
     """Every line of the report, blank separators included."""
     if mode not in MODES:
         raise ValueError(f"unknown text mode {mode!r}; choose one of {', '.join(MODES)}")
@@ -336,7 +344,7 @@ def _lines(batch: list[Report], mode: str, values: bool = True) -> list[Text]:
     else:
         reader = InvoiceValues() if values else None
         for report in batch:
-            lines.extend([*report_lines(report, reader), Text()])
+            lines.extend([*report_lines(report, reader, lang), Text()])
     if len(batch) >= TABLE_FROM:
         lines.extend([*table_lines(batch), Text()])
     lines.append(summary(batch))
@@ -344,16 +352,22 @@ def _lines(batch: list[Report], mode: str, values: bool = True) -> list[Text]:
 
 
 def render(
-    reports: Iterable[Report], *, colour: bool = False, mode: str = "full", values: bool = True
+    reports: Iterable[Report],
+    *,
+    colour: bool = False,
+    mode: str = "full",
+    values: bool = True,
+    lang: str = "en",
 ) -> str:
     """The text report; ANSI colour (via rich) only when `colour` is True.
 
     `mode`: "full" (every file's grouped findings), "summary" (one line per file) or "quiet"
     (only the files that are not valid, one line each, and no totals). With `values`, the full
     report reads each invoice with findings on business terms again (through the EN 16931
-    model) to show those terms' values.
+    model) to show those terms' values. `lang` (en or fr) is the language of the fix hints
+    (facturflow.reports.hints); the official messages stay as published.
     """
-    lines = _lines(list(reports), mode, values)
+    lines = _lines(list(reports), mode, values, lang)
     if not lines:
         return ""
     if not colour:
