@@ -180,3 +180,13 @@ def test_unreadable_input_without_finding_still_gives_an_error_result(
 )
 def test_artifact_uri(path: str, uri: str) -> None:
     assert artifact_uri(path) == uri
+
+
+def test_a_rule_with_a_fix_hint_carries_it_as_help(
+    named: dict[str, Report], sarif_schema: dict[str, Any]
+) -> None:
+    data = _sarif([named["invalid"]])
+    jsonschema.Draft4Validator(sarif_schema).validate(data)
+    rules = {rule["id"]: rule for rule in data["runs"][0]["tool"]["driver"]["rules"]}
+    assert rules["BR-CO-10"]["help"]["text"].startswith("Set BT-106")
+    assert "help" not in rules["FR-INFO"]

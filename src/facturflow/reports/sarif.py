@@ -20,6 +20,7 @@ from urllib.parse import quote
 
 from .. import __version__
 from ..validate.report import Finding, Report
+from .hints import hint
 
 SARIF_SCHEMA = (
     "https://docs.oasis-open.org/sarif/sarif/v2.1.0/errata01/os/schemas/sarif-schema-2.1.0.json"
@@ -57,6 +58,9 @@ class _Rules:
             }
             if terms:
                 entry["properties"]["tags"] = list(terms)
+            advice = hint(rule, "en")
+            if advice:  # GitHub shows a rule's help beside its alerts
+                entry["help"] = {"text": advice}
             self._index[rule] = len(self.entries)
             self.entries.append(entry)
         return self._index[rule]
