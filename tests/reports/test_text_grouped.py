@@ -252,3 +252,42 @@ def test_cli_lang_fr() -> None:
     assert "conseil: Renseigner BT-106" in result.stdout
     bad = run(REPO, "validate", "--lang", "de", "fixtures/invalid/br-co-10-line-sum.xml")
     assert bad.returncode == 2
+
+
+# --- business-term paths ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("xpath", "terms", "expected"),
+    [
+        ("/*:CrossIndustryInvoice[namespace-uri()='urn:x'][1]/*:SupplyChainTransaction"
+         "[namespace-uri()='urn:x'][1]/*:IncludedSupplyChainTradeLineItem"
+         "[namespace-uri()='urn:x'][3]/*:SpecifiedLineTradeSettlement[1]", ("BT-131",),
+         "BG-25[3] / BT-131"),
+        ("/Invoice[1]/AccountingSupplierParty[1]/Party[1]/PostalAddress[1]", ("BT-35",),
+         "BG-4 / BG-5 / BT-35"),
+        ("/Invoice[1]/AccountingCustomerParty[1]/Party[1]/Contact[1]", (), "BG-7 / BG-9"),
+        ("/rsm:CrossIndustryInvoice/rsm:SupplyChainTradeTransaction/ram:Applicable"
+         "HeaderTradeSettlement/ram:SpecifiedTradeSettlementHeaderMonetarySummation",
+         ("BT-106", "BT-131"), "BG-22"),
+        ("/Invoice[1]/TaxTotal[1]/TaxSubtotal[2]", ("BT-117",), "BG-23[2] / BT-117"),
+        ("/CrossIndustryInvoice[1]", ("BT-30",), None),
+        (None, ("BT-30",), None),
+    ],
+)
+def test_term_path(xpath: str | None, terms: tuple[str, ...], expected: str | None) -> None:
+    from facturflow.reports.termpath import term_path
+
+    assert term_path(xpath, terms) == expected
+
+
+def test_text_location_shows_the_term_path_before_the_xpath() -> None:
+    finding = Finding("schematron", "BR-X", "fatal", "m",
+                      Location("/Invoice[1]/InvoiceLine[3]/LineExtensionAmount[1]", 195),
+                      business_terms=("BT-131",))
+    report = Report("f.pdf", "pdf", "ubl-invoice", "en16931", findings=(finding,),
+                    attachment="factur-x.xml")
+    assert (
+        "at BG-25[3] / BT-131 — /Invoice[1]/InvoiceLine[3]/LineExtensionAmount[1], "
+        "line 195 of the embedded factur-x.xml" in render([report], "text")
+    )

@@ -15,6 +15,7 @@ from typing import Any, Literal, get_args
 
 from ..validate.report import SEVERITIES, Finding, Layer, LayerRun, Report
 from .hints import hint
+from .termpath import term_path
 from .values import InvoiceValues
 
 _SEVERITY_STYLE = {"fatal": "bold red", "warning": "yellow", "information": "cyan"}
@@ -114,6 +115,10 @@ class Group:
         messages: dict[str, dict[str, None]] = {}
         for finding in self.findings:
             where = _safe(short_xpath(self.report.where(finding)))
+            # The business-term path first, for readers who know EN 16931 rather than XML.
+            terms = term_path(short_xpath(finding.location.xpath or ""), finding.business_terms)
+            if terms and where:
+                where = f"{terms} — {where}"
             places = messages.setdefault(_safe(finding.message), {})
             if where:
                 places.setdefault(where, None)
