@@ -231,11 +231,14 @@ def validate_command(
     quiet: bool = False,
     lang: str = "en",
 ) -> None:
-    """Validate invoices (files or folders) against XSD, Schematron and PDF rules.
+    """Validate invoices (files or folders; '-' reads one from standard input) against XSD,
+    Schematron and PDF rules, and write reports for people (text, grouped by rule) and machines
+    (JSON, JUnit, SARIF), several from one run with --report.
 
     Exit codes: 0 every input valid; 1 at least one invalid (a fatal finding, a file stopped at
     --timeout, a selection that does not apply to it); 2 a usage error (empty or unknown --rules,
-    a bad rule pack, a bad --as-of, an --output that cannot be written) or an unreadable input;
+    a bad rule pack, a bad --as-of, an --output or --report file that cannot be written) or an
+    unreadable input;
     3 a malformed rules calendar in the config file, or a French rules build not installed;
     130 Ctrl-C (the files finished by then are reported).
     """
