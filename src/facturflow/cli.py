@@ -177,7 +177,7 @@ def detect_command(paths: tuple[Path, ...], fmt: str) -> None:
     "report_specs",
     multiple=True,
     metavar="FORMAT[:PATH]",
-    help="A report to write: FORMAT is text, json, junit or sarif, PATH a file (default: "
+    help="A report to write: FORMAT is text, json, junit, sarif or html, PATH a file (default: "
     "standard output, for one report at most). Repeatable: one run writes them all, e.g. "
     "--report text --report sarif:out.sarif --report junit:junit.xml.",
 )
@@ -198,8 +198,8 @@ def detect_command(paths: tuple[Path, ...], fmt: str) -> None:
     type=click.Choice(["en", "fr"]),
     default="en",
     show_default=True,
-    help="Language of the fix hints in the text report (the rules' own messages stay as "
-    "published).",
+    help="Language of the fix hints (text and HTML reports) and of the HTML labels; the "
+    "rules' own messages stay as published.",
 )
 @click.option(
     "--jobs",

@@ -30,10 +30,11 @@ STEPS: list[tuple[str, list[str], set[int]]] = [
       "fixtures/invalid/br-fr-seller-siren-scheme.xml",
       "fixtures/invalid/pdf-xmp-level-mismatch.pdf", "fixtures/invalid/not-well-formed.xml"],
      {1, 2}),
-    ("4. One run, three reports: only the invalid files on screen (-q), SARIF for code "
-     "scanning and JUnit for CI test reports (first lines of the SARIF)",
+    ("4. One run, four reports: only the invalid files on screen (-q), SARIF for code "
+     "scanning, JUnit for CI test reports, HTML to open in a browser (first lines of the SARIF)",
      ["validate", "-q", "--report", "text", "--report", "sarif:out/demo/report.sarif",
-      "--report", "junit:out/demo/junit.xml", "fixtures/invalid/br-co-10-line-sum.xml",
+      "--report", "junit:out/demo/junit.xml", "--report", "html:out/demo/report.html",
+      "fixtures/invalid/br-co-10-line-sum.xml", "fixtures/invalid/pdf-xmp-level-mismatch.pdf",
       "fixtures/valid/fr-invoice-en16931.xml"], {1}),
     ("5. Convert a UBL invoice into a Factur-X PDF/A-3 (validated before it is written)",
      ["convert", "fixtures/valid/fr-invoice-ubl-en16931.xml", "-o",
@@ -79,6 +80,9 @@ def main() -> int:
             if sarif.is_file():
                 print(f"{sarif.relative_to(ROOT)} (and out/demo/junit.xml):")
                 print("\n".join(sarif.read_text(encoding="utf-8").splitlines()[:12]) + "\n  ...")
+            report = OUT / "report.html"
+            if report.is_file():
+                print(f"HTML report (open it in a browser): {report}")
         status = "as expected" if result.returncode in expected else "UNEXPECTED"
         print(f"(exit code {result.returncode}: {status})")
         if result.returncode not in expected:

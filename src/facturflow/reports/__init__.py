@@ -1,4 +1,5 @@
-"""Renderers: validation Reports as text for people, and as JSON, JUnit XML or SARIF for machines.
+"""Renderers: validation Reports as text or HTML for people, and as JSON, JUnit XML or SARIF for
+machines.
 
     >>> from facturflow.reports import render
     >>> print(render(reports, "sarif"))          # doctest: +SKIP
@@ -13,10 +14,10 @@ from collections.abc import Iterable
 from typing import Literal, TextIO, get_args
 
 from ..validate.report import Report
+from . import html, junit, sarif, text
 from . import json as json_report
-from . import junit, sarif, text
 
-Format = Literal["text", "json", "junit", "sarif"]
+Format = Literal["text", "json", "junit", "sarif", "html"]
 FORMATS: tuple[str, ...] = get_args(Format)
 
 __all__ = ["FORMATS", "Format", "render", "stream_supports_colour", "write"]
@@ -45,6 +46,8 @@ def render(
         return junit.render(batch)
     if fmt == "sarif":
         return sarif.render(batch)
+    if fmt == "html":
+        return html.render(batch, lang=lang)
     raise ValueError(f"unknown report format {fmt!r}; choose one of {', '.join(FORMATS)}")
 
 

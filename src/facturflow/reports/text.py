@@ -124,6 +124,13 @@ class Group:
                 places.setdefault(where, None)
         return [(message, list(places)) for message, places in messages.items()]
 
+    def assert_ids(self) -> list[str]:
+        """The Schematron assert ids behind the rule, when they differ from it."""
+        ids = dict.fromkeys(
+            f.assert_id for f in self.findings if f.assert_id and f.assert_id != f.rule
+        )
+        return [assert_id for assert_id in ids if assert_id]
+
     def terms(self) -> list[str]:
         seen: dict[str, None] = {}
         for finding in self.findings:
@@ -133,11 +140,11 @@ class Group:
 
 
 def group_findings(report: Report) -> list[Group]:
-    """A report's findings grouped by (severity, layer, rule, assert id), the most important
-    first: fatal before warning before information, then by layer, then in order of appearance."""
-    groups: dict[tuple[str, str, str, str | None], Group] = {}
+    """A report's findings grouped by (severity, layer, rule), the most important first: fatal
+    before warning before information, then by layer, then in order of appearance."""
+    groups: dict[tuple[str, str, str], Group] = {}
     for finding in report.findings:
-        key = (finding.severity, finding.layer, finding.rule, finding.assert_id)
+        key = (finding.severity, finding.layer, finding.rule)
         if key in groups:
             groups[key].findings.append(finding)
         else:
@@ -157,8 +164,9 @@ def _group_lines(
     first.append(finding.severity.ljust(_WIDTH), style=_SEVERITY_STYLE[finding.severity])
     first.append("  ")
     first.append(_safe(finding.rule), style="bold")
-    if finding.assert_id and finding.assert_id != finding.rule:
-        first.append(f" ({_safe(finding.assert_id)})", style="dim")
+    assert_ids = group.assert_ids()
+    if assert_ids:
+        first.append(f" ({_safe(', '.join(assert_ids))})", style="dim")
     first.append(f"  [{finding.layer}]", style="dim")
     if group.count > 1:
         first.append(f"  x{group.count}", style="bold")
