@@ -7,6 +7,7 @@ one invalid input or a failed send; 2 a usage error or an input that cannot be r
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import importlib
 import json
 import os
@@ -54,22 +55,50 @@ class _LazyGroup(click.Group):
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         target = _LAZY_COMMANDS.get(cmd_name)
         if target is None:
-            return super().get_command(ctx, cmd_name)
+            found = super().get_command(ctx, cmd_name)
+            if found is not None:
+                _document(found, cmd_name)
+            return found
         module, attribute = target.split(":")
         command = getattr(importlib.import_module(module), attribute)
         assert isinstance(command, click.Command)
+        _document(command, cmd_name)
         return command
+
+    def format_epilog(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        if self.epilog is None:
+            from .cli_help import epilog
+
+            self.epilog = epilog(())
+        super().format_epilog(ctx, formatter)
+
+
+def _document(command: click.Command, name: str) -> None:
+    """Exit codes and examples at the end of the command's --help (facturflow.cli_help)."""
+    from .cli_help import document
+
+    document(command, (name,))
 
 
 @click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="facturflow")
 def main() -> None:
-    """Detect, validate, convert and send French e-invoices (Factur-X, UBL, CII)."""
+    """Detect, validate, convert and send French e-invoices (Factur-X, UBL, CII).
+
+    Run `facturflow COMMAND --help` for what a command does, its options, its exit codes and
+    examples. Reports for people and machines: `facturflow validate --help`.
+    """
 
 
 @main.command("detect")
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    help="text: one line per input; json: a list of {path, container, syntax, profile}.",
+)
 def detect_command(paths: tuple[Path, ...], fmt: str) -> None:
     """Say what each input is: container, syntax and profile."""
     from .inputs import expand_inputs
@@ -160,15 +189,46 @@ def _limits(max_size: int | None, max_nodes: int | None) -> Limits:
     "--format",
     "fmt",
     type=click.Choice(["text", "json", "junit", "sarif"]),
-    default="text",
-    show_default=True,
+    default=None,
+    help="Format of the report: text (for people; the default), json, junit or sarif. "
+    "Same as --report FORMAT.",
 )
 @click.option(
     "--output",
     "-o",
     type=click.Path(path_type=Path),
     default=None,
-    help="Write the report to this file instead of standard output.",
+    help="Write the --format report to this file instead of standard output "
+    "(replaced whole once complete).",
+)
+@click.option(
+    "--report",
+    "report_specs",
+    multiple=True,
+    metavar="FORMAT[:PATH]",
+    help="A report to write: FORMAT is text, json, junit, sarif or html, PATH a file (default: "
+    "standard output, for one report at most). Repeatable: one run writes them all, e.g. "
+    "--report text --report sarif:out.sarif --report junit:junit.xml.",
+)
+@click.option(
+    "--summary",
+    "summary_only",
+    is_flag=True,
+    help="Text report: one line per file (verdict, counts, fatal rules), then the batch table.",
+)
+@click.option(
+    "--quiet",
+    "-q",
+    is_flag=True,
+    help="Text report: only the files that are not valid, one line each, nothing else.",
+)
+@click.option(
+    "--lang",
+    type=click.Choice(["en", "fr"]),
+    default="en",
+    show_default=True,
+    help="Language of the fix hints (text and HTML reports) and of the HTML labels; the "
+    "rules' own messages stay as published.",
 )
 @click.option(
     "--jobs",
@@ -204,26 +264,47 @@ def validate_command(
     paths: tuple[Path, ...],
     rules: str | None,
     rule_packs: tuple[Path, ...],
-    fmt: str,
+    fmt: str | None,
     output: Path | None,
     jobs: int | None,
     timeout: float,
     french_rules: str | None,
     as_of: str | None,
-    max_size: int | None,
-    max_nodes: int | None,
+    max_size: int | None = None,
+    max_nodes: int | None = None,
+    report_specs: tuple[str, ...] = (),
+    summary_only: bool = False,
+    quiet: bool = False,
+    lang: str = "en",
 ) -> None:
-    """Validate invoices (files or folders) against XSD, Schematron and PDF rules.
+    """Validate invoices (files or folders; '-' reads one from standard input) against XSD,
+    Schematron and PDF rules, and write reports for people (text, grouped by rule) and machines
+    (JSON, JUnit, SARIF), several from one run with --report.
 
     Exit codes: 0 every input valid; 1 at least one invalid (a fatal finding, a file stopped at
     --timeout, a selection that does not apply to it); 2 a usage error (empty or unknown --rules,
-    a bad rule pack, a bad --as-of, an --output that cannot be written) or an unreadable input;
+    a bad rule pack, a bad --as-of, an --output or --report file that cannot be written) or an
+    unreadable input;
     3 a malformed rules calendar in the config file, or a French rules build not installed;
     130 Ctrl-C (the files finished by then are reported).
     """
+    if summary_only and quiet:
+        _usage("--summary and --quiet: give one or the other")
+    targets = report_targets(report_specs, fmt, output)
+    text_mode = "quiet" if quiet else "summary" if summary_only else "full"
     try:
-        _validate(paths, rules, rule_packs, fmt, output, jobs, timeout, (french_rules, as_of),
-                  _limits(max_size, max_nodes))
+        _validate(
+            paths,
+            rules,
+            rule_packs,
+            targets,
+            jobs,
+            timeout,
+            (french_rules, as_of),
+            text_mode,
+            lang,
+            _limits(max_size, max_nodes),
+        )
     except KeyboardInterrupt:  # before or after the batch: nothing to report yet, or already
         click.echo("interrupted", err=True)
         sys.exit(exitcodes.INTERRUPTED)
@@ -260,6 +341,39 @@ def _usage(message: str) -> NoReturn:
     sys.exit(exitcodes.USAGE)
 
 
+def report_targets(
+    specs: tuple[str, ...], fmt: str | None, output: Path | None
+) -> list[tuple[str, Path | None, str]]:
+    """Every report to write as (format, file or None for standard output, option named in
+    errors): each --report, and --format/--output when given or when there is no --report."""
+    from .reports import FORMATS
+
+    targets: list[tuple[str, Path | None, str]] = []
+    if not specs or fmt is not None or output is not None:
+        targets.append((fmt or "text", output, "--output"))
+    for spec in specs:
+        name, sep, path_text = spec.partition(":")
+        if name not in FORMATS:
+            _usage(f"--report {spec!r}: unknown format {name!r}; choose one of "
+                   f"{', '.join(FORMATS)} (FORMAT or FORMAT:PATH)")
+        if sep and not path_text:
+            _usage(f"--report {spec!r}: give a file after ':' (or no ':' for standard output)")
+        targets.append((name, Path(path_text) if path_text else None, f"--report {name}"))
+    to_stdout = [option for _, path, option in targets if path is None]
+    if len(to_stdout) > 1:
+        _usage("only one report can go to standard output; give the others a file "
+               "(--report FORMAT:PATH)")
+    seen: dict[Path, str] = {}
+    for _, path, option in targets:
+        if path is None:
+            continue
+        key = Path(os.path.abspath(path))
+        if key in seen:
+            _usage(f"{option} {path}: already the file of {seen[key]}")
+        seen[key] = option
+    return targets
+
+
 class _ReportFile:
     """The --output file, checked before the batch starts and replaced whole at the end.
 
@@ -268,10 +382,11 @@ class _ReportFile:
     Special files (a FIFO, /dev/stdout) and symbolic links are written in place.
     """
 
-    def __init__(self, target: Path) -> None:
+    def __init__(self, target: Path, option: str = "--output") -> None:
         self.target = target
+        self.option = option
         if target.is_dir():
-            _usage(f"--output {target}: is a folder; give a file name")
+            _usage(f"{option} {target}: is a folder; give a file name")
         folder = target.parent
         # Same rule as convert and extract: missing folders are created, here before the batch
         # so that a path that cannot be made is refused before any work is done.
@@ -279,10 +394,10 @@ class _ReportFile:
             try:
                 folder.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
-                _usage(f"--output {target}: cannot write: cannot create {folder}: "
+                _usage(f"{option} {target}: cannot write: cannot create {folder}: "
                        f"{exc.strerror or exc}")
         if not folder.is_dir():
-            _usage(f"--output {target}: cannot write: {folder} is not a folder")
+            _usage(f"{option} {target}: cannot write: {folder} is not a folder")
         # Written through: a special file, or a symbolic link (replacing would drop the link).
         self.in_place = target.is_symlink() or (target.exists() and not target.is_file())
         self.temp: Path | None = None
@@ -295,18 +410,20 @@ class _ReportFile:
                 os.close(fd)
                 self.temp = Path(name)
         except OSError as exc:
-            _usage(f"--output {target}: cannot write: {exc.strerror or exc}")
+            _usage(f"{option} {target}: cannot write: {exc.strerror or exc}")
 
-    def write(self, reports: list[Report], fmt: str) -> None:
+    def write(
+        self, reports: list[Report], fmt: str, text_mode: str = "full", lang: str = "en"
+    ) -> None:
         from .reports import write
 
         if self.temp is None:
             with self.target.open("w", encoding="utf-8") as stream:
-                write(reports, fmt, stream)
+                write(reports, fmt, stream, text_mode=text_mode, lang=lang)
             return
         try:
             with self.temp.open("w", encoding="utf-8") as stream:
-                write(reports, fmt, stream)
+                write(reports, fmt, stream, text_mode=text_mode, lang=lang)
             mode = self.target.stat().st_mode & 0o7777 if self.target.exists() else _umasked()
             os.chmod(self.temp, mode)
             os.replace(self.temp, self.target)
@@ -319,6 +436,28 @@ class _ReportFile:
                 self.temp.unlink()
 
 
+# `facturflow validate -` reads one invoice from standard input, reported as STDIN_NAME.
+STDIN_PATH = Path("-")
+STDIN_NAME = "<stdin>"
+STDIN_MAX_BYTES = 256 * 1024 * 1024
+
+
+def _stdin_invoice(files: list[Path]) -> tuple[list[Path], tempfile.TemporaryDirectory[str]]:
+    """The files with '-' replaced by a private copy of standard input (read once, bounded:
+    the validators read files, and a pipe cannot be read twice)."""
+    if files.count(STDIN_PATH) > 1:
+        _usage("'-' (standard input) given more than once")
+    if sys.stdin is None or sys.stdin.isatty():
+        _usage("'-' reads an invoice from standard input, but nothing is piped in")
+    data = sys.stdin.buffer.read(STDIN_MAX_BYTES + 1)
+    if len(data) > STDIN_MAX_BYTES:
+        _usage(f"standard input: larger than {STDIN_MAX_BYTES // (1024 * 1024)} MiB")
+    folder = tempfile.TemporaryDirectory(prefix="facturflow-stdin-")
+    copy = Path(folder.name) / "stdin"
+    copy.write_bytes(data)
+    return [copy if f == STDIN_PATH else f for f in files], folder
+
+
 def _umasked() -> int:
     mask = os.umask(0)
     os.umask(mask)
@@ -329,11 +468,12 @@ def _validate(
     paths: tuple[Path, ...],
     rules: str | None,
     rule_packs: tuple[Path, ...],
-    fmt: str,
-    output: Path | None,
+    targets: list[tuple[str, Path | None, str]],
     jobs: int | None,
     timeout: float,
     dates: tuple[str | None, str | None] = (None, None),
+    text_mode: str = "full",
+    lang: str = "en",
     limits: Limits | None = None,
 ) -> None:
     from .errors import RulePackError
@@ -352,26 +492,45 @@ def _validate(
     files = list(expand_inputs(paths))
     if not files:
         _usage("no invoice files found in the given paths")
-    report_file = _ReportFile(output) if output is not None else None
+    stdin_dir: tempfile.TemporaryDirectory[str] | None = None
+    if STDIN_PATH in files:
+        files, stdin_dir = _stdin_invoice(files)
+    report_files: list[tuple[str, _ReportFile]] = []
     try:
+        # Every report file is checked (and its temporary file made) before the batch starts.
+        for fmt, path, option in targets:
+            if path is not None:
+                report_files.append((fmt, _ReportFile(path, option)))
         reports_iter = validate_many(
             files, selection, rule_packs=packs, jobs=jobs, timeout=timeout,
             limits=limits or DEFAULT_LIMITS,
         )
         reports, interrupted = collect_until_interrupted(reports_iter, len(files), "validating")
-        if report_file is None:
-            write(reports, fmt, sys.stdout)
-        else:
+        if stdin_dir is not None:  # name the input as the user gave it, not the copy
+            copy = str(Path(stdin_dir.name) / "stdin")
+            reports = [
+                dataclasses.replace(r, path=STDIN_NAME) if r.path == copy else r for r in reports
+            ]
+        # Interrupted or not, every output gets the reports of the files finished.
+        for fmt, report_file in report_files:
             try:
-                report_file.write(reports, fmt)
+                report_file.write(reports, fmt, text_mode, lang)
             except OSError as exc:  # checked before the batch, but a disk can still fill up
-                _usage(f"--output {output}: cannot write: {exc.strerror or exc}")
+                _usage(f"{report_file.option} {report_file.target}: cannot write: "
+                       f"{exc.strerror or exc}")
+        for fmt, path, _ in targets:
+            if path is None:
+                write(reports, fmt, sys.stdout, text_mode=text_mode, lang=lang)
     finally:
-        if report_file is not None:
+        for _, report_file in report_files:
             report_file.discard()
+        if stdin_dir is not None:
+            stdin_dir.cleanup()
     unreadable = [r for r in reports if r.error is not None]
+    # A text report on standard output names unreadable inputs itself; otherwise say it here.
+    text_on_stdout = any(fmt == "text" and path is None for fmt, path, _ in targets)
     for report in unreadable:
-        if fmt != "text" or output is not None:
+        if not text_on_stdout:
             click.echo(f"{report.path}: error: {report.error}", err=True)
     if interrupted:
         click.echo(
@@ -431,7 +590,13 @@ def extract_command(pdf: Path, output_text: str | None) -> None:
 
 
 @main.command("artefacts")
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    help="text: one line per artefact; json: {artefacts, problems}.",
+)
 def artefacts_command(fmt: str) -> None:
     """List the official artefacts in use and check them against the pinned manifests."""
     from .artefacts import listing, verify

@@ -22,15 +22,20 @@ STEPS: list[tuple[str, list[str], set[int]]] = [
     ("1. Detect what each bundled invoice is",
      ["detect", "fixtures/valid"], {0}),
     ("2. Validate the valid fixtures (XSD + EN 16931/Factur-X + BR-FR + PDF checks; "
-     "UBL and CII go to separate workers, each compiling one syntax's rules)",
-     ["validate", "fixtures/valid"], {0}),
-    ("3. Validate broken invoices: each finding names the rule, the place and the terms",
+     "UBL and CII go to separate workers, each compiling one syntax's rules): one line a file",
+     ["validate", "--summary", "fixtures/valid"], {0}),
+    ("3. Validate broken invoices: the grouped text report (each rule once, with its count, "
+     "locations and terms; fatal first), then the batch table of verdicts and rules",
      ["validate", "fixtures/invalid/br-co-10-line-sum.xml",
-      "fixtures/invalid/br-fr-seller-siren-scheme.xml", "fixtures/invalid/not-well-formed.xml"],
+      "fixtures/invalid/br-fr-seller-siren-scheme.xml",
+      "fixtures/invalid/pdf-xmp-level-mismatch.pdf", "fixtures/invalid/not-well-formed.xml"],
      {1, 2}),
-    ("4. The same as SARIF for code-scanning tools (first lines)",
-     ["validate", "--format", "sarif", "--output", "out/demo/report.sarif",
-      "fixtures/invalid/br-co-10-line-sum.xml"], {1}),
+    ("4. One run, four reports: only the invalid files on screen (-q), SARIF for code "
+     "scanning, JUnit for CI test reports, HTML to open in a browser (first lines of the SARIF)",
+     ["validate", "-q", "--report", "text", "--report", "sarif:out/demo/report.sarif",
+      "--report", "junit:out/demo/junit.xml", "--report", "html:out/demo/report.html",
+      "fixtures/invalid/br-co-10-line-sum.xml", "fixtures/invalid/pdf-xmp-level-mismatch.pdf",
+      "fixtures/valid/fr-invoice-en16931.xml"], {1}),
     ("5. Convert a UBL invoice into a Factur-X PDF/A-3 (validated before it is written)",
      ["convert", "fixtures/valid/fr-invoice-ubl-en16931.xml", "-o",
       "out/demo/fr-invoice-ubl-en16931.pdf", "--to", "facturx"], {0}),
@@ -70,10 +75,14 @@ def main() -> int:
         result = subprocess.run(
             [sys.executable, "-m", "facturflow", *args], cwd=ROOT, env=env, check=False
         )
-        if args[:3] == ["validate", "--format", "sarif"]:
+        if "sarif:out/demo/report.sarif" in args:
             sarif = OUT / "report.sarif"
             if sarif.is_file():
+                print(f"{sarif.relative_to(ROOT)} (and out/demo/junit.xml):")
                 print("\n".join(sarif.read_text(encoding="utf-8").splitlines()[:12]) + "\n  ...")
+            report = OUT / "report.html"
+            if report.is_file():
+                print(f"HTML report (open it in a browser): {report}")
         status = "as expected" if result.returncode in expected else "UNEXPECTED"
         print(f"(exit code {result.returncode}: {status})")
         if result.returncode not in expected:

@@ -285,7 +285,8 @@ def rules_group() -> None:
     type=click.Path(path_type=Path),
     help="A rule pack loaded on both sides; repeatable.",
 )
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
+              help="text for people; json for scripts (one document).")
 @click.option("--jobs", "-j", type=click.IntRange(min=1), default=None, help="Worker processes.")
 def diff_command(
     side_from: str,
@@ -328,7 +329,8 @@ def diff_command(
 
 
 @rules_group.command("calendar")
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
+              help="text for people; json for scripts (one document).")
 def calendar_command(fmt: str) -> None:
     """Show the French rules calendar in force (built in, plus the config file's entries)."""
     from .rules_calendar import RulesConfigError, calendar, config_path

@@ -92,3 +92,18 @@ def test_a_ci_parser_reads_it_back(reports: list[Report]) -> None:
     assert outcomes["fixtures/valid/ok.xml"] == []
     assert outcomes["fixtures/invalid/sum wrong.xml"] == ["Failure", "Failure", "Failure"]
     assert outcomes["fixtures/invalid/not-well-formed.xml"] == ["Error"]
+
+
+def test_a_pdf_failure_names_the_pdf_and_the_embedded_line(named: dict[str, Report]) -> None:
+    from dataclasses import replace
+
+    report = replace(named["pdf"], attachment="factur-x.xml")
+    case = _tree([report]).find("testsuite/testcase")
+    assert case is not None
+    assert case.get("file") == "/abs/path/facture é.pdf"
+    failure = case.find("failure")
+    assert failure is not None
+    assert failure.get("message", "").endswith("(line 3 of the embedded factur-x.xml)")
+    assert "line 3 of the embedded factur-x.xml" in (failure.text or "")
+    props = {p.get("name"): p.get("value") for p in case.iter("property")}
+    assert props["embedded-file"] == "factur-x.xml"

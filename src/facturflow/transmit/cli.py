@@ -28,6 +28,7 @@ from typing import Any, NoReturn
 import click
 
 from .. import exitcodes
+from ..cli_help import AliasedOption
 from ..errors import TransmitError
 from ..lifecycle import OUTCOME_LABELS, describe_status
 from .errors import (
@@ -340,7 +341,7 @@ def _interrupted_send(paths: tuple[Path, ...], folder: Path) -> Callable[[Comman
 @click.command("send")
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--wait", is_flag=True, help="Poll until each invoice is approved, paid, refused, "
-              "rejected or not delivered (exit 5 if --timeout runs out first).")
+              "rejected or not delivered (exit 5 if --wait-timeout runs out first).")
 @click.option("--dry-run", is_flag=True, help="Detect, validate and convert only; send nothing.")
 @click.option("--state", "state", type=click.Path(path_type=Path), default=None,
               help="State folder (outbox, uploads); default $FACTURFLOW_STATE, else the "
@@ -348,14 +349,18 @@ def _interrupted_send(paths: tuple[Path, ...], folder: Path) -> Callable[[Comman
 @click.option("--upload", type=click.Choice(["facturx", "xml"]), default="facturx",
               show_default=True, help="Upload a Factur-X PDF (made from XML input) or raw XML.")
 @click.option("--rules", default=None, metavar="LIST", help="Rule sets for validation.")
-@click.option("--timeout", "wait_timeout", type=float, default=600.0, show_default=True,
-              help="With --wait: give up polling after this many seconds.")
-@click.option("--poll-interval", type=float, default=5.0, show_default=True)
+@click.option("--wait-timeout", "--timeout", "wait_timeout", type=float, default=600.0,
+              show_default=True, cls=AliasedOption,
+              help="With --wait: give up polling after this many seconds (exit 5). Was "
+              "--timeout, still accepted; `validate --timeout` is a per-file time limit.")
+@click.option("--poll-interval", type=float, default=5.0, show_default=True,
+              help="With --wait: seconds between two polls of Qonto.")
 @click.option("--lookback-days", "lookback", type=click.IntRange(1, MAX_LOOKBACK_DAYS),
               default=None, help="How far back to list Qonto's client invoices for invoice "
               "numbers it already has (default $FACTURFLOW_LOOKBACK_DAYS, else "
               f"{DEFAULT_LOOKBACK_DAYS}; widened to the oldest issue date sent).")
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
+              help="text: a line per invoice; json: one document with every invoice's outcome.")
 def send_command(paths: tuple[Path, ...], wait: bool, dry_run: bool, state: Path | None,
                  upload: str, rules: str | None, wait_timeout: float, poll_interval: float,
                  lookback: int | None, fmt: str) -> None:
@@ -405,7 +410,9 @@ def _troubled(item: Item) -> bool:
 
 @click.command("status")
 @click.argument("refs", nargs=-1)
-@click.option("--state", "state", type=click.Path(path_type=Path), default=None)
+@click.option("--state", "state", type=click.Path(path_type=Path), default=None,
+              help="State folder (outbox, uploads); default $FACTURFLOW_STATE, else the "
+                   "user's state folder (e.g. ~/.local/state/facturflow).")
 @click.option("--refresh", is_flag=True, help="Ask Qonto for the latest lifecycle events first.")
 @click.option("--watch", is_flag=True, help="Poll Qonto until every listed sent invoice is final "
               "(approved, paid, refused, rejected, not delivered), printing each lifecycle "
@@ -416,7 +423,8 @@ def _troubled(item: Item) -> bool:
 @click.option("--poll-interval", type=click.FloatRange(0.05, 3600), default=5.0,
               show_default=True, help="With --watch: seconds between two polls of Qonto (each "
               "poll asks once per invoice not yet final; Qonto's quota is shared).")
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
+              help="text: a line per invoice; json: the rows (JSON lines with --watch).")
 def status_command(refs: tuple[str, ...], state: Path | None, refresh: bool, watch: bool,
                    watch_timeout: float, poll_interval: float, fmt: str) -> None:
     """Show each invoice's outbox state and lifecycle events (all, or by PATH, ID or number).

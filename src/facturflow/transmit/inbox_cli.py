@@ -30,7 +30,8 @@ from .cli import CommandError, command_errors, open_client, state_dir
 from .errors import NotFoundError, ValidationRejectedError
 from .reasons import Lang, RefusalReason, parse_reason
 
-_FORMAT = click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
+_FORMAT = click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
+                       help="text for people; json for scripts (one document).")
 _STATE = click.option("--state", "state", type=click.Path(path_type=Path), default=None,
                       help="State folder (default $FACTURFLOW_STATE, else the user's).")
 _LANG = click.option("--lang", type=click.Choice(["fr", "en"]), default="fr", show_default=True,

@@ -29,7 +29,8 @@ _STUCK = ("validated", "importing", "imported", "sending")
 _state_option = click.option("--state", "state", type=click.Path(path_type=Path), default=None,
                              help="State folder; default $FACTURFLOW_STATE or ./.facturflow")
 _format_option = click.option("--format", "fmt", type=click.Choice(["text", "json"]),
-                              default="text")
+                              default="text",
+                              help="text for people; json for scripts (one document).")
 
 
 @click.group("outbox")

@@ -40,7 +40,8 @@ from .errors import (
 )
 from .qonto import QontoClient, QontoConfig
 
-_FORMAT = click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
+_FORMAT = click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
+                       help="text for people; json for scripts (one document).")
 _STATE = click.option("--state", "state", type=click.Path(path_type=Path), default=None,
                       help="State folder (default $FACTURFLOW_STATE, else the user's); the "
                       "registrations created are remembered there.")
@@ -114,10 +115,10 @@ def _siren(ctx: click.Context, param: click.Parameter, value: str | None) -> str
 @click.group("register", invoke_without_command=True)
 @click.option("--email", default=None, help="The user who will sign up (partner_user.email).")
 @click.option("--siren", callback=_siren, default=None, help="The company's SIREN.")
-@click.option("--first-name", default=None)
-@click.option("--last-name", default=None)
+@click.option("--first-name", default=None, help="First name of the user who will sign up.")
+@click.option("--last-name", default=None, help="Last name of the user who will sign up.")
 @click.option("--locale", type=click.Choice(["fr", "en", "it", "de", "es", "pt"]), default="fr",
-              show_default=True)
+              show_default=True, help="Language of the registration (Qonto's locale).")
 @click.option("--legal-flow", default="existing_company", show_default=True,
               help="Qonto's legal_flow; the value of the PA/invoicing flow is not documented "
               "(API.md §10 Q4), so any word is passed through.")
@@ -172,9 +173,9 @@ def register_group(ctx: click.Context, email: str | None, siren: str | None,
 @click.option("--wait", is_flag=True, help="Poll until completed (exit 5 if --timeout runs "
               "out first), printing each change.")
 @click.option("--timeout", "wait_timeout", type=click.FloatRange(0, 30 * 86400), default=600.0,
-              show_default=True)
+              show_default=True, help="With --wait: give up after this many seconds (exit 5).")
 @click.option("--poll-interval", type=click.FloatRange(0.01, 3600), default=10.0,
-              show_default=True)
+              show_default=True, help="With --wait: seconds between two polls of Qonto.")
 @_STATE
 @_FORMAT
 def register_status_command(registration_id: str | None, show_all: bool, wait: bool,

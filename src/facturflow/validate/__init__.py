@@ -317,6 +317,7 @@ def assemble(
         warnings=tuple([*document.warnings, *notes]),
         rule_sets=tuple(effective(document, rule_sets).rule_sets),
         selection=selection_summary(document, rule_sets),
+        attachment=document.attachment_name,
     )
 
 

@@ -108,6 +108,20 @@ class Report:
     rule_sets: tuple[str, ...] = ()
     # How the rule sets were chosen: {"scope": ..., "french_rules": ..., "not_in_scope": [...]}
     selection: dict[str, Any] | None = None
+    # The name of the invoice XML embedded in a PDF: finding lines are lines of that file.
+    attachment: str | None = None
+
+    def where(self, finding: Finding) -> str:
+        """A finding's location for people: its XPath and line, saying which file the line is
+        in when the input is a PDF (the line is one of the embedded XML, not of the PDF)."""
+        xpath, line = finding.location.xpath, finding.location.line
+        parts = [xpath] if xpath else []
+        if line:
+            if self.container == "pdf":
+                parts.append(f"line {line} of the embedded {self.attachment or 'XML'}")
+            else:
+                parts.append(f"line {line}")
+        return ", ".join(parts)
 
     def applied_rule_sets(self) -> list[dict[str, Any]]:
         """Every rule set applied, with the version and sha256 of each of its artefacts."""
@@ -172,6 +186,8 @@ class Report:
             data["rule_sets"] = self.applied_rule_sets()
         if self.selection is not None:
             data["selection"] = self.selection
+        if self.attachment is not None:
+            data["attachment"] = self.attachment
         if self.warnings:
             data["warnings"] = list(self.warnings)
         if self.error is not None:
