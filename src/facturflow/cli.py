@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import click
 
 from . import __version__, exitcodes
+from .clitypes import FiniteFloatRange
 from .detect import detect
 from .errors import FacturflowError
 from .xmlsafe import DEFAULT_LIMITS, Limits
@@ -179,7 +180,7 @@ def _limits(max_size: int | None, max_nodes: int | None) -> Limits:
 )
 @click.option(
     "--timeout",
-    type=click.FloatRange(min=0.1),
+    type=FiniteFloatRange(min=0.1, max=31_536_000),
     default=300.0,
     show_default=True,
     help="Seconds one file may take; a file over it is stopped and reported invalid "
