@@ -1,4 +1,4 @@
-"""Edges a new user (or an attacker) reaches first: hostile option values, one line each, no traceback."""
+"""Edges a new user (or an attacker) reaches first: hostile values, one line each, no traceback."""
 
 from __future__ import annotations
 
