@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 from pathlib import Path
 
 import pytest
@@ -40,3 +42,64 @@ def test_non_finite_or_out_of_range_numbers_are_usage_errors(
     assert "--timeout" in result.output or "--poll-interval" in result.output \
         or "--fault-rate" in result.output
     assert not (tmp_path / "state").exists()  # refused before anything started
+
+
+# --- file names that are not UTF-8 (any byte but '/' and NUL is allowed on POSIX) ---------------
+
+BAD_NAME = os.fsdecode(b"inv\xe9\xff.xml")  # 'inv\udce9\udcff.xml': Latin-1 bytes, undecodable
+
+
+@pytest.fixture
+def bad_named(tmp_path: Path) -> Path:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    try:
+        (folder / BAD_NAME).write_bytes(VALID.read_bytes())
+    except (OSError, UnicodeEncodeError):
+        pytest.skip("this file system refuses non-UTF-8 file names")
+    return folder
+
+
+@pytest.mark.parametrize("fmt", ["json", "sarif", "junit", "text"])
+def test_validate_reports_a_non_utf8_file_name_in_every_format(
+    fmt: str, bad_named: Path, tmp_path: Path
+) -> None:
+    # JSON to --output and SARIF anywhere failed with a UnicodeEncodeError traceback.
+    out = tmp_path / f"report.{fmt}"
+    result = CliRunner().invoke(main, ["validate", "--format", fmt, "--output", str(out),
+                                       str(bad_named)])
+    assert result.exit_code == exitcodes.OK, result.output
+    assert result.exception is None
+    assert out.stat().st_size > 0 and not list(tmp_path.glob(".report.*.part"))
+    if fmt == "sarif":
+        uris = [a["location"]["uri"] for run in json.loads(out.read_bytes())["runs"]
+                for a in run["artifacts"]]
+        assert any(uri.endswith("inv%E9%FF.xml") for uri in uris), uris
+    if fmt == "json":  # the name's own bytes, as on standard output
+        assert b"inv\xe9\xff.xml" in out.read_bytes()
+    stdout = CliRunner().invoke(main, ["validate", "--format", fmt, str(bad_named)])
+    assert stdout.exit_code == exitcodes.OK and stdout.exception is None, stdout.output
+
+
+def test_send_refuses_a_non_utf8_file_name_in_one_line_and_sends_the_rest(
+    bad_named: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The outbox (SQLite) could not store the name: a traceback, and nothing else was sent.
+    for name in list(os.environ):
+        if name.startswith("QONTO_") or name.startswith("FACTURFLOW_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("FACTURFLOW_STATE", str(tmp_path / "state"))
+    (bad_named / "good.xml").write_bytes(
+        (FIXTURES / "valid" / "fr-invoice-ubl-en16931.xml").read_bytes()
+    )
+    result = CliRunner().invoke(main, ["send", "--wait", "--poll-interval", "0.2",
+                                       "--timeout", "30", str(bad_named)])
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.output
+    assert result.exit_code == exitcodes.INVALID, result.output  # one input refused
+    assert "file name is not valid UTF-8: rename the file" in result.output
+    assert "good.xml: " in result.output and "sent (invoice" in result.output
+    for command in (["status"], ["outbox", "show"], ["outbox", "forget", "--yes"]):
+        found = CliRunner().invoke(main, [*command, str(bad_named / BAD_NAME)])
+        assert found.exception is None or isinstance(found.exception, SystemExit), found.output
+        assert found.exit_code in (exitcodes.INVALID, exitcodes.USAGE), found.output
+        assert "Traceback" not in found.output

@@ -42,6 +42,11 @@ class _LazyGroup(click.Group):
         # Whatever a command was doing when Ctrl-C came (a prompt, a report being printed, a
         # phase no command handles itself): exit 130, never click's "Aborted!" with exit 1,
         # which means "invalid". Commands that have something to report catch it first.
+        # A file name of undecodable bytes reaches reports as a surrogate-escaped str: standard
+        # output writes it back as its own bytes (Python does only under the C locale) rather
+        # than failing the whole report with a UnicodeEncodeError.
+        with contextlib.suppress(AttributeError, ValueError, OSError):
+            sys.stdout.reconfigure(errors=_NAMES)  # type: ignore[union-attr]
         try:
             return super().invoke(ctx)
         except (KeyboardInterrupt, click.Abort) as exc:
@@ -302,11 +307,11 @@ class _ReportFile:
         from .reports import write
 
         if self.temp is None:
-            with self.target.open("w", encoding="utf-8") as stream:
+            with self.target.open("w", encoding="utf-8", errors=_NAMES) as stream:
                 write(reports, fmt, stream)
             return
         try:
-            with self.temp.open("w", encoding="utf-8") as stream:
+            with self.temp.open("w", encoding="utf-8", errors=_NAMES) as stream:
                 write(reports, fmt, stream)
             mode = self.target.stat().st_mode & 0o7777 if self.target.exists() else _umasked()
             os.chmod(self.temp, mode)
@@ -318,6 +323,11 @@ class _ReportFile:
         if self.temp is not None:
             with contextlib.suppress(OSError):
                 self.temp.unlink()
+
+
+# A file name of undecodable bytes (a surrogate-escaped str) is written back as its own bytes,
+# as on standard output, instead of failing the whole report.
+_NAMES = "surrogateescape"
 
 
 def _umasked() -> int:

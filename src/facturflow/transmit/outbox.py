@@ -503,7 +503,10 @@ class Outbox:
 
     def find(self, ref: str) -> list[Item]:
         """Items matching a source path, an invoice id, an invoice number or a sha256 prefix."""
+        if not _utf8(ref):  # a non-UTF-8 file name: never recorded (send refuses it)
+            return []
         resolved = str(Path(ref).resolve()) if ref else ref
+        resolved = resolved if _utf8(resolved) else ref
         rows = self._rows(
             "SELECT * FROM items WHERE org=? AND (source_path=? OR source_path=? OR invoice_id=? "
             "OR invoice_number=? OR (length(?) >= 8 AND upload_sha256 LIKE ? || '%'))",
@@ -907,3 +910,12 @@ __all__ = ["FINAL_EINVOICING", "STATES", "CheckReport", "Item", "Outbox", "Outbo
            "OutboxCorruptError", "OutboxLostError", "SourceRecord", "StateFolderError",
            "StoredUploadError", "check_state", "organisations", "refuse_lost_outbox", "sha256",
            "state_error"]
+
+
+def _utf8(text: str) -> bool:
+    """Whether SQLite can take this text (a file name of undecodable bytes carries surrogates)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
