@@ -11,6 +11,7 @@ from click.testing import CliRunner
 
 from facturflow import exitcodes
 from facturflow.cli import main
+from facturflow.transmit.outbox import StateFolderError, check_state
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 VALID = FIXTURES / "valid" / "fr-invoice-en16931.xml"
@@ -103,3 +104,30 @@ def test_send_refuses_a_non_utf8_file_name_in_one_line_and_sends_the_rest(
         assert found.exception is None or isinstance(found.exception, SystemExit), found.output
         assert found.exit_code in (exitcodes.INVALID, exitcodes.USAGE), found.output
         assert "Traceback" not in found.output
+
+
+# --- a --state that names a file ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("command", [["status"], ["status", "--format", "json"],
+                                     ["outbox", "check"], ["outbox", "list"]])
+@pytest.mark.parametrize("under", [False, True])
+def test_a_state_folder_that_is_a_file_is_a_state_error_not_an_empty_outbox(
+    command: list[str], under: bool, tmp_path: Path
+) -> None:
+    # status said "no invoice in the outbox" and outbox check said "ok", both exit 0.
+    afile = tmp_path / "afile"
+    afile.write_text("not a folder")
+    state = afile / "sub" if under else afile
+    result = CliRunner().invoke(main, [*command, "--state", str(state)])
+    assert result.exit_code == exitcodes.STATE, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    if "json" in command:
+        assert json.loads(result.stdout)["error"]["exit_code"] == exitcodes.STATE
+    else:
+        assert result.output.strip().splitlines() == [
+            f"error: the state folder {state} is {'under a file' if under else 'not a folder'}"
+        ]
+    with pytest.raises(StateFolderError):
+        check_state(state)
+    assert afile.read_text() == "not a folder"

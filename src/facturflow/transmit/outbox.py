@@ -788,6 +788,7 @@ def refuse_lost_outbox(state_dir: Path) -> None:
 
 def organisations(state_dir: str | os.PathLike[str]) -> list[str]:
     """The organisations an outbox folder holds items for (read-only, no lock)."""
+    _refuse_non_folder(state_dir)
     path = Path(state_dir) / "outbox.sqlite3"
     if not path.exists():
         return []
@@ -829,6 +830,7 @@ def check_state(state_dir: str | os.PathLike[str]) -> CheckReport:
     each item's stored upload, leftovers. On a damaged database, salvage what rows can be
     read, so that the invoices already sent are known before anyone starts over."""
     folder = Path(state_dir)
+    _refuse_non_folder(folder)
     report = CheckReport()
     blobs = folder / "blobs"
     for leftover in blobs.glob(".blob.*") if blobs.is_dir() else ():
@@ -910,6 +912,16 @@ __all__ = ["FINAL_EINVOICING", "STATES", "CheckReport", "Item", "Outbox", "Outbo
            "OutboxCorruptError", "OutboxLostError", "SourceRecord", "StateFolderError",
            "StoredUploadError", "check_state", "organisations", "refuse_lost_outbox", "sha256",
            "state_error"]
+
+
+def _refuse_non_folder(state_dir: str | os.PathLike[str]) -> None:
+    """A state folder that is a file is unusable, not an empty outbox (status and check said
+    "no invoice" and "ok" for a mistyped --state naming a file)."""
+    folder = Path(state_dir)
+    if folder.exists() and not folder.is_dir():
+        raise StateFolderError(f"the state folder {folder} is not a folder")
+    if not folder.exists() and any(p.exists() and not p.is_dir() for p in folder.parents):
+        raise StateFolderError(f"the state folder {folder} is under a file")
 
 
 def _utf8(text: str) -> bool:
