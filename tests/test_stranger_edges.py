@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -131,3 +135,61 @@ def test_a_state_folder_that_is_a_file_is_a_state_error_not_an_empty_outbox(
     with pytest.raises(StateFolderError):
         check_state(state)
     assert afile.read_text() == "not a folder"
+
+
+# --- SIGTERM ------------------------------------------------------------------------------------
+
+
+def _children(pid: int) -> set[int]:
+    try:
+        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    except OSError:
+        return set()
+    return {int(p) for p in text.split()}
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="needs Linux /proc")
+def test_sigterm_stops_validate_like_ctrl_c_and_leaves_no_worker_behind(tmp_path: Path) -> None:
+    # SIGTERM killed the parent alone: its workers stayed for ever (orphans waiting on a pipe
+    # they hold both ends of), and the files finished were not reported.
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for i in range(400):
+        (folder / f"f{i:03}.xml").write_bytes(VALID.read_bytes())
+    out = tmp_path / "report.json"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "facturflow", "validate", "--jobs", "2", "--format", "json",
+         "--output", str(out), str(folder)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+    )
+    workers: set[int] = set()
+    deadline = time.monotonic() + 120
+    while len(workers) < 2 and time.monotonic() < deadline and process.poll() is None:
+        workers |= _children(process.pid)
+        time.sleep(0.1)
+    assert workers, "the batch started no worker"
+    time.sleep(3)  # usually some files finished (a loaded machine may have none: still complete)
+    process.send_signal(signal.SIGTERM)
+    try:
+        _, err = process.communicate(timeout=60)  # orphans held the pipes open: no end
+    except subprocess.TimeoutExpired:
+        for pid in (process.pid, *workers):
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)  # never leave them to the next test
+        raise
+    assert process.returncode == exitcodes.INTERRUPTED, err.decode()
+    assert b"Traceback" not in err and b"interrupted: " in err
+    reported = json.loads(out.read_text(encoding="utf-8"))["files"]
+    assert len(reported) < 400  # parseable, and stopped before the end
+    deadline = time.monotonic() + 20
+    while any(_alive(w) for w in workers) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not any(_alive(w) for w in workers), "worker processes outlived the command"

@@ -10,8 +10,10 @@ import contextlib
 import importlib
 import json
 import os
+import signal
 import sys
 import tempfile
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -47,6 +49,10 @@ class _LazyGroup(click.Group):
         # than failing the whole report with a UnicodeEncodeError.
         with contextlib.suppress(AttributeError, ValueError, OSError):
             sys.stdout.reconfigure(errors=_NAMES)  # type: ignore[union-attr]
+        # SIGTERM (a CI job cancelled, `timeout`, systemd, docker stop) is handled as Ctrl-C:
+        # the default action killed the parent alone, leaving validate's and convert's worker
+        # processes orphaned for ever, and nothing of what had finished was reported.
+        previous = _terminate_as_interrupt()
         try:
             return super().invoke(ctx)
         except (KeyboardInterrupt, click.Abort) as exc:
@@ -56,6 +62,9 @@ class _LazyGroup(click.Group):
                 raise
             click.echo("error: interrupted (Ctrl-C)", err=True)
             sys.exit(exitcodes.INTERRUPTED)
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         target = _LAZY_COMMANDS.get(cmd_name)
@@ -323,6 +332,18 @@ class _ReportFile:
         if self.temp is not None:
             with contextlib.suppress(OSError):
                 self.temp.unlink()
+
+
+def _terminate_as_interrupt() -> Any:
+    """Make SIGTERM raise KeyboardInterrupt (once; a second one kills); the previous handler."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def interrupt(signum: int, frame: Any) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        raise KeyboardInterrupt
+
+    return signal.signal(signal.SIGTERM, interrupt)
 
 
 # A file name of undecodable bytes (a surrogate-escaped str) is written back as its own bytes,
