@@ -34,6 +34,13 @@ VALID = FIXTURES / "valid" / "fr-invoice-en16931.xml"
         ["send", "--wait", "--poll-interval", "-1", str(VALID)],
         ["send", "--wait", "--poll-interval", "nan", str(VALID)],
         ["sandbox", "--fault-rate", "nan"],
+        ["status", "--watch", "--timeout", "nan"],
+        ["status", "--watch", "--poll-interval", "nan"],
+        ["register", "status", "--timeout", "nan"],
+        ["register", "status", "--poll-interval", "nan"],
+        ["doctor", "--max-skew", "nan"],
+        ["webhook", "serve", "--tolerance", "nan"],
+        ["webhook", "serve", "--exec-timeout", "nan"],
     ],
 )
 def test_non_finite_or_out_of_range_numbers_are_usage_errors(
@@ -44,8 +51,8 @@ def test_non_finite_or_out_of_range_numbers_are_usage_errors(
     assert result.exit_code == exitcodes.USAGE, result.output
     assert result.exception is None or isinstance(result.exception, SystemExit)
     assert "Traceback" not in result.output
-    assert "--timeout" in result.output or "--poll-interval" in result.output \
-        or "--fault-rate" in result.output
+    assert f"Invalid value for '{args[-2] if args[-1] != str(VALID) else args[-3]}'" \
+        in result.output
     assert not (tmp_path / "state").exists()  # refused before anything started
 
 

@@ -413,10 +413,10 @@ def _troubled(item: Item) -> bool:
 @click.option("--watch", is_flag=True, help="Poll Qonto until every listed sent invoice is final "
               "(approved, paid, refused, rejected, not delivered), printing each lifecycle "
               "transition as it happens (JSON lines with --format json).")
-@click.option("--timeout", "watch_timeout", type=click.FloatRange(0, 7 * 24 * 3600),
+@click.option("--timeout", "watch_timeout", type=FiniteFloatRange(0, 7 * 24 * 3600),
               default=600.0, show_default=True,
               help="With --watch: give up after this many seconds (exit 5).")
-@click.option("--poll-interval", type=click.FloatRange(0.05, 3600), default=5.0,
+@click.option("--poll-interval", type=FiniteFloatRange(0.05, 3600), default=5.0,
               show_default=True, help="With --watch: seconds between two polls of Qonto (each "
               "poll asks once per invoice not yet final; Qonto's quota is shared).")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
