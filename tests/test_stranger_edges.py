@@ -200,3 +200,45 @@ def test_sigterm_stops_validate_like_ctrl_c_and_leaves_no_worker_behind(tmp_path
     while any(_alive(w) for w in workers) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not any(_alive(w) for w in workers), "worker processes outlived the command"
+
+
+# --- an outbox deleted or emptied beside its stored uploads -------------------------------------
+
+
+@pytest.mark.parametrize("emptied", [False, True])
+def test_outbox_check_does_not_bless_a_lost_outbox(emptied: bool, tmp_path: Path) -> None:
+    # check said "ok" (exit 0) where send refuses the folder (OutboxLostError, exit 6); with an
+    # emptied file, status and outbox list said "no such table: items".
+    state = tmp_path / "state"
+    (state / "blobs").mkdir(parents=True)
+    (state / "blobs" / ("ab" * 32)).write_bytes(b"an upload")
+    if emptied:
+        (state / "outbox.sqlite3").write_bytes(b"")
+    report = check_state(state)
+    assert not report.ok and report.database.startswith("lost")
+    result = CliRunner().invoke(main, ["outbox", "check", "--state", str(state)])
+    assert result.exit_code == exitcodes.STATE, result.output
+    assert "needs attention" in result.output
+    for command in (["status"], ["outbox", "list"]):
+        listed = CliRunner().invoke(main, [*command, "--state", str(state)])
+        assert listed.exit_code == exitcodes.STATE, listed.output
+        assert "stored upload(s) but its outbox" in listed.output
+        assert "no such table" not in listed.output
+
+
+def test_an_emptied_outbox_without_uploads_is_a_new_one_for_every_command(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # send used it as new, but send --dry-run, status and outbox list failed (exit 6).
+    for name in list(os.environ):
+        if name.startswith("QONTO_") or name.startswith("FACTURFLOW_"):
+            monkeypatch.delenv(name)
+    state = tmp_path / "state"
+    (state / "blobs").mkdir(parents=True)
+    (state / "outbox.sqlite3").write_bytes(b"")
+    assert check_state(state).ok
+    for command in (["status"], ["outbox", "list"], ["outbox", "check"],
+                    ["send", "--dry-run", str(VALID)]):
+        result = CliRunner().invoke(main, [*command, "--state", str(state)])
+        assert result.exit_code == exitcodes.OK, (command, result.output)
+    assert (state / "outbox.sqlite3").stat().st_size == 0  # the dry run wrote nothing
