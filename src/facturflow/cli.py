@@ -11,14 +11,17 @@ import dataclasses
 import importlib
 import json
 import os
+import signal
 import sys
 import tempfile
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
 from . import __version__, exitcodes
+from .clitypes import FiniteFloatRange
 from .detect import detect
 from .errors import FacturflowError
 from .xmlsafe import DEFAULT_LIMITS, Limits
@@ -42,6 +45,15 @@ class _LazyGroup(click.Group):
         # Whatever a command was doing when Ctrl-C came (a prompt, a report being printed, a
         # phase no command handles itself): exit 130, never click's "Aborted!" with exit 1,
         # which means "invalid". Commands that have something to report catch it first.
+        # A file name of undecodable bytes reaches reports as a surrogate-escaped str: standard
+        # output writes it back as its own bytes (Python does only under the C locale) rather
+        # than failing the whole report with a UnicodeEncodeError.
+        with contextlib.suppress(AttributeError, ValueError, OSError):
+            sys.stdout.reconfigure(errors=_NAMES)  # type: ignore[union-attr]
+        # SIGTERM (a CI job cancelled, `timeout`, systemd, docker stop) is handled as Ctrl-C:
+        # the default action killed the parent alone, leaving validate's and convert's worker
+        # processes orphaned for ever, and nothing of what had finished was reported.
+        previous = _terminate_as_interrupt()
         try:
             return super().invoke(ctx)
         except (KeyboardInterrupt, click.Abort) as exc:
@@ -51,6 +63,9 @@ class _LazyGroup(click.Group):
                 raise
             click.echo("error: interrupted (Ctrl-C)", err=True)
             sys.exit(exitcodes.INTERRUPTED)
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         target = _LAZY_COMMANDS.get(cmd_name)
@@ -239,7 +254,7 @@ def _limits(max_size: int | None, max_nodes: int | None) -> Limits:
 )
 @click.option(
     "--timeout",
-    type=click.FloatRange(min=0.1),
+    type=FiniteFloatRange(min=0.1, max=31_536_000),
     default=300.0,
     show_default=True,
     help="Seconds one file may take; a file over it is stopped and reported invalid "
@@ -418,11 +433,11 @@ class _ReportFile:
         from .reports import write
 
         if self.temp is None:
-            with self.target.open("w", encoding="utf-8") as stream:
+            with self.target.open("w", encoding="utf-8", errors=_NAMES) as stream:
                 write(reports, fmt, stream, text_mode=text_mode, lang=lang)
             return
         try:
-            with self.temp.open("w", encoding="utf-8") as stream:
+            with self.temp.open("w", encoding="utf-8", errors=_NAMES) as stream:
                 write(reports, fmt, stream, text_mode=text_mode, lang=lang)
             mode = self.target.stat().st_mode & 0o7777 if self.target.exists() else _umasked()
             os.chmod(self.temp, mode)
@@ -456,6 +471,23 @@ def _stdin_invoice(files: list[Path]) -> tuple[list[Path], tempfile.TemporaryDir
     copy = Path(folder.name) / "stdin"
     copy.write_bytes(data)
     return [copy if f == STDIN_PATH else f for f in files], folder
+
+
+def _terminate_as_interrupt() -> Any:
+    """Make SIGTERM raise KeyboardInterrupt (once; a second one kills); the previous handler."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def interrupt(signum: int, frame: Any) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        raise KeyboardInterrupt
+
+    return signal.signal(signal.SIGTERM, interrupt)
+
+
+# A file name of undecodable bytes (a surrogate-escaped str) is written back as its own bytes,
+# as on standard output, instead of failing the whole report.
+_NAMES = "surrogateescape"
 
 
 def _umasked() -> int:

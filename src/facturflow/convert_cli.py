@@ -126,6 +126,7 @@ def _ignore_sigint() -> None:
     # Ctrl-C reaches the whole process group: the parent stops the batch and reports what
     # finished; a worker would only die with a traceback on the terminal.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not the parent's "SIGTERM as Ctrl-C"
 
 
 def _refuse_clashes(pairs: list[tuple[Path, Path]], inputs: list[Path]) -> None:

@@ -12,7 +12,7 @@
     5   PENDING       `--wait` gave up: some invoices have not reached a final outcome yet
     6   STATE         the local state folder cannot be used: corrupt or truncated outbox, blobs
                       without their outbox, locked by another process, read-only, disk full
-    130 INTERRUPTED   stopped by Ctrl-C (SIGINT); what had finished is reported
+    130 INTERRUPTED   stopped by Ctrl-C (SIGINT) or SIGTERM; what had finished is reported
 """
 
 from __future__ import annotations

@@ -373,6 +373,10 @@ def parse_rule_sets(
                 scoped_candidates.update(SCOPED_RULE_SETS)
                 names.extend(DEFAULT_RULE_SETS)
                 item = item[1:].strip()
+                if not item:  # '+' names nothing: a typo or an empty "+$VAR", not the default
+                    raise UnknownRuleSetError(
+                        f"'+' names no rule set (+NAME); valid names: {valid_names(packs)}"
+                    )
             if not item:
                 continue
             expanded = ALIASES.get(item, (item,))

@@ -83,7 +83,15 @@ def test_a_misspelled_set_raises_unknown_rule_set_not_a_rule_pack_error() -> Non
     assert "rule pack" not in str(caught.value) and VALID_NAMES in str(caught.value)
 
 
-@pytest.mark.parametrize("rules", ["", ",", "bogus", "xsd,en1693", "XSD"])
+@pytest.mark.parametrize("rules", ["+", "xsd,+", ["+ "], "+,"])
+def test_a_bare_plus_names_no_rule_set(rules: str | list[str]) -> None:
+    # '+' alone (an empty "+$VAR") used to run the default silently, as if nothing were wrong.
+    with pytest.raises(UnknownRuleSetError, match=r"'\+' names no rule set") as caught:
+        validate(INVALID_CII, rules=rules)
+    assert VALID_NAMES in str(caught.value)
+
+
+@pytest.mark.parametrize("rules", ["", ",", "bogus", "xsd,en1693", "XSD", "+", "xsd, + "])
 def test_cli_empty_or_unknown_rules_exit_2_with_one_line(rules: str) -> None:
     result = run("validate", "--rules", rules, INVALID_CII)
     assert result.returncode == USAGE, result.stdout + result.stderr

@@ -38,8 +38,8 @@ def artifact_uri(path: str) -> str:
         return PureWindowsPath(path).as_uri()
     posix = path.replace("\\", "/")
     if posix.startswith("/"):
-        return "file://" + quote(posix)
-    return quote(str(PurePath(posix)).replace("\\", "/"))
+        return "file://" + quote(posix, errors="surrogateescape")
+    return quote(str(PurePath(posix)).replace("\\", "/"), errors="surrogateescape")
 
 
 class _Rules:

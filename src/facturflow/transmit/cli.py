@@ -29,6 +29,7 @@ import click
 
 from .. import exitcodes
 from ..cli_help import AliasedOption
+from ..clitypes import FiniteFloatRange
 from ..errors import TransmitError
 from ..lifecycle import OUTCOME_LABELS, describe_status
 from .errors import (
@@ -349,12 +350,13 @@ def _interrupted_send(paths: tuple[Path, ...], folder: Path) -> Callable[[Comman
 @click.option("--upload", type=click.Choice(["facturx", "xml"]), default="facturx",
               show_default=True, help="Upload a Factur-X PDF (made from XML input) or raw XML.")
 @click.option("--rules", default=None, metavar="LIST", help="Rule sets for validation.")
-@click.option("--wait-timeout", "--timeout", "wait_timeout", type=float, default=600.0,
+@click.option("--wait-timeout", "--timeout", "wait_timeout",
+              type=FiniteFloatRange(0, 31_536_000), default=600.0,
               show_default=True, cls=AliasedOption,
               help="With --wait: give up polling after this many seconds (exit 5). Was "
               "--timeout, still accepted; `validate --timeout` is a per-file time limit.")
-@click.option("--poll-interval", type=float, default=5.0, show_default=True,
-              help="With --wait: seconds between two polls of Qonto.")
+@click.option("--poll-interval", type=FiniteFloatRange(0.05, 86_400), default=5.0,
+              show_default=True, help="With --wait: seconds between two polls of Qonto.")
 @click.option("--lookback-days", "lookback", type=click.IntRange(1, MAX_LOOKBACK_DAYS),
               default=None, help="How far back to list Qonto's client invoices for invoice "
               "numbers it already has (default $FACTURFLOW_LOOKBACK_DAYS, else "
@@ -417,10 +419,10 @@ def _troubled(item: Item) -> bool:
 @click.option("--watch", is_flag=True, help="Poll Qonto until every listed sent invoice is final "
               "(approved, paid, refused, rejected, not delivered), printing each lifecycle "
               "transition as it happens (JSON lines with --format json).")
-@click.option("--timeout", "watch_timeout", type=click.FloatRange(0, 7 * 24 * 3600),
+@click.option("--timeout", "watch_timeout", type=FiniteFloatRange(0, 7 * 24 * 3600),
               default=600.0, show_default=True,
               help="With --watch: give up after this many seconds (exit 5).")
-@click.option("--poll-interval", type=click.FloatRange(0.05, 3600), default=5.0,
+@click.option("--poll-interval", type=FiniteFloatRange(0.05, 3600), default=5.0,
               show_default=True, help="With --watch: seconds between two polls of Qonto (each "
               "poll asks once per invoice not yet final; Qonto's quota is shared).")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
@@ -591,7 +593,7 @@ def _check_sandbox_key(ctx: click.Context, param: click.Parameter,
               help="login:secret-key to accept (default: generated).")
 @click.option("--staging-token", default=None,
               help="Require X-Qonto-Staging-Token like the real sandbox.")
-@click.option("--fault-rate", type=click.FloatRange(0.0, 1.0), default=0.0,
+@click.option("--fault-rate", type=FiniteFloatRange(0.0, 1.0), default=0.0,
               help="Share of requests that fail (0 to 1).")
 @click.option("--seed", type=int, default=None, help="Seed of the fault injection.")
 @click.option("--outcome", type=click.Choice(["delivered", "approved", "refused", "paid",

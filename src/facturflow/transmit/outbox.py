@@ -503,7 +503,10 @@ class Outbox:
 
     def find(self, ref: str) -> list[Item]:
         """Items matching a source path, an invoice id, an invoice number or a sha256 prefix."""
+        if not _utf8(ref):  # a non-UTF-8 file name: never recorded (send refuses it)
+            return []
         resolved = str(Path(ref).resolve()) if ref else ref
+        resolved = resolved if _utf8(resolved) else ref
         rows = self._rows(
             "SELECT * FROM items WHERE org=? AND (source_path=? OR source_path=? OR invoice_id=? "
             "OR invoice_number=? OR (length(?) >= 8 AND upload_sha256 LIKE ? || '%'))",
@@ -785,8 +788,12 @@ def refuse_lost_outbox(state_dir: Path) -> None:
 
 def organisations(state_dir: str | os.PathLike[str]) -> list[str]:
     """The organisations an outbox folder holds items for (read-only, no lock)."""
+    _refuse_non_folder(state_dir)
     path = Path(state_dir) / "outbox.sqlite3"
-    if not path.exists():
+    if not path.exists() or path.stat().st_size == 0:
+        # An emptied outbox is a lost one when uploads were stored (as `send` says), else new:
+        # not "no such table: items", nor a dry run that refuses what the real send does.
+        refuse_lost_outbox(Path(state_dir))
         return []
     try:
         db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
@@ -802,7 +809,9 @@ def organisations(state_dir: str | os.PathLike[str]) -> list[str]:
 class CheckReport:
     """What `check_state` found; `ok` when nothing needs attention."""
 
-    database: str = "absent"  # "ok", "absent", or what SQLite's quick_check said
+    # "ok", "absent", "empty" (0 bytes), "lost (absent/empty)" beside stored uploads, or what
+    # SQLite's quick_check said
+    database: str = "absent"
     items: int = 0
     sent: list[str] = field(default_factory=list)  # "number (invoice id)" of sent items found
     blob_problems: list[str] = field(default_factory=list)  # one line per bad stored upload
@@ -812,7 +821,7 @@ class CheckReport:
 
     @property
     def ok(self) -> bool:
-        return self.database in ("ok", "absent") and not self.blob_problems
+        return self.database in ("ok", "absent", "empty") and not self.blob_problems
 
     def as_dict(self) -> dict[str, Any]:
         return {"ok": self.ok, "database": self.database, "items": self.items,
@@ -826,6 +835,7 @@ def check_state(state_dir: str | os.PathLike[str]) -> CheckReport:
     each item's stored upload, leftovers. On a damaged database, salvage what rows can be
     read, so that the invoices already sent are known before anyone starts over."""
     folder = Path(state_dir)
+    _refuse_non_folder(folder)
     report = CheckReport()
     blobs = folder / "blobs"
     for leftover in blobs.glob(".blob.*") if blobs.is_dir() else ():
@@ -834,7 +844,9 @@ def check_state(state_dir: str | os.PathLike[str]) -> CheckReport:
             report.temporary_files += 1
     path = folder / "outbox.sqlite3"
     referenced: set[str] = set()
-    if path.exists():
+    if path.exists() and path.stat().st_size == 0:
+        report.database = "empty"  # what a deleted-then-touched or emptied outbox looks like
+    if path.exists() and report.database != "empty":
         rows: list[sqlite3.Row] = []
         try:
             db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
@@ -876,10 +888,13 @@ def check_state(state_dir: str | os.PathLike[str]) -> CheckReport:
             report.advice.append("a missing or corrupt stored upload is rebuilt from its source "
                                  "by `facturflow outbox retry REF` (or the next send) when the "
                                  "source is unchanged; otherwise `facturflow outbox forget REF`")
-    elif blobs.is_dir() and any(blobs.iterdir()):
-        report.database = "absent"
+    elif blobs.is_dir() and any(not b.name.startswith(".") for b in blobs.iterdir()):
+        # Not "ok": `send` refuses this folder (OutboxLostError), check must not bless it.
+        report.database = f"lost ({report.database})"
         report.advice.append(f"stored uploads without an outbox in {blobs}: the outbox was "
-                             "deleted or moved; restore it, or remove the blobs folder")
+                             "deleted, emptied or moved; restore it, or move the blobs folder "
+                             "aside (the next send then asks Qonto which invoice numbers it "
+                             "already has)")
     if blobs.is_dir():
         report.orphan_blobs = sum(1 for b in blobs.iterdir()
                                   if not b.name.startswith(".") and b.name not in referenced)
@@ -907,3 +922,22 @@ __all__ = ["FINAL_EINVOICING", "STATES", "CheckReport", "Item", "Outbox", "Outbo
            "OutboxCorruptError", "OutboxLostError", "SourceRecord", "StateFolderError",
            "StoredUploadError", "check_state", "organisations", "refuse_lost_outbox", "sha256",
            "state_error"]
+
+
+def _refuse_non_folder(state_dir: str | os.PathLike[str]) -> None:
+    """A state folder that is a file is unusable, not an empty outbox (status and check said
+    "no invoice" and "ok" for a mistyped --state naming a file)."""
+    folder = Path(state_dir)
+    if folder.exists() and not folder.is_dir():
+        raise StateFolderError(f"the state folder {folder} is not a folder")
+    if not folder.exists() and any(p.exists() and not p.is_dir() for p in folder.parents):
+        raise StateFolderError(f"the state folder {folder} is under a file")
+
+
+def _utf8(text: str) -> bool:
+    """Whether SQLite can take this text (a file name of undecodable bytes carries surrogates)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True

@@ -554,6 +554,10 @@ def _admit(path: str, outbox: Outbox, options: SendOptions, reachable: _Reachabi
            adopted: set[str] | None = None) -> Outcome | str:
     """Put one input in the outbox (or find it there); an Outcome when it goes no further."""
     try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:  # SQLite and Qonto's upload both need the name as UTF-8 text
+        return Outcome(path, "rejected", "the file name is not valid UTF-8: rename the file")
+    try:
         data = _read(Path(path))
     except OSError as exc:
         return Outcome(path, "rejected", f"cannot read: {exc.strerror or exc}")

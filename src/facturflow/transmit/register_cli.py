@@ -28,6 +28,7 @@ from typing import Any
 import click
 
 from .. import exitcodes
+from ..clitypes import FiniteFloatRange
 from .cli import CommandError, command_errors, state_dir
 from .errors import (
     AuthenticationError,
@@ -172,9 +173,9 @@ def register_group(ctx: click.Context, email: str | None, siren: str | None,
               "created (default: the one named, else the latest).")
 @click.option("--wait", is_flag=True, help="Poll until completed (exit 5 if --timeout runs "
               "out first), printing each change.")
-@click.option("--timeout", "wait_timeout", type=click.FloatRange(0, 30 * 86400), default=600.0,
+@click.option("--timeout", "wait_timeout", type=FiniteFloatRange(0, 30 * 86400), default=600.0,
               show_default=True, help="With --wait: give up after this many seconds (exit 5).")
-@click.option("--poll-interval", type=click.FloatRange(0.01, 3600), default=10.0,
+@click.option("--poll-interval", type=FiniteFloatRange(0.01, 3600), default=10.0,
               show_default=True, help="With --wait: seconds between two polls of Qonto.")
 @_STATE
 @_FORMAT
@@ -357,7 +358,7 @@ def _recipient(siren: str, found: list[dict[str, Any]]) -> Check:
 @click.command("doctor")
 @click.option("--recipient", callback=_siren, default=None, metavar="SIREN",
               help="Also say whether the client with this SIREN is reachable on the network.")
-@click.option("--max-skew", type=click.FloatRange(0, 86400), default=60.0, show_default=True,
+@click.option("--max-skew", type=FiniteFloatRange(0, 86400), default=60.0, show_default=True,
               help="Largest clock difference with Qonto tolerated, in seconds.")
 @click.option("--state", "state", type=click.Path(path_type=Path), default=None,
               help="State folder (where the OAuth tokens are kept; default $FACTURFLOW_STATE, "

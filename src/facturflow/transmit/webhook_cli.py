@@ -44,6 +44,7 @@ from typing import Any
 import click
 
 from .. import exitcodes
+from ..clitypes import FiniteFloatRange
 from ..errors import TransmitError
 from ..lifecycle import describe_status
 from ..webhooks import (
@@ -315,9 +316,9 @@ def webhook_group() -> None:
 @click.option("--exec", "exec_cmd", default=None, metavar="CMD",
               help="Run CMD (split like a shell would, but run without one) per new event, "
                    "with its JSON line on stdin; a failure makes the sender retry.")
-@click.option("--exec-timeout", type=click.FloatRange(0.1, 3600), default=30.0,
+@click.option("--exec-timeout", type=FiniteFloatRange(0.1, 3600), default=30.0,
               show_default=True, help="Seconds --exec may run.")
-@click.option("--tolerance", type=click.FloatRange(-1, 7 * 24 * 3600), default=DEFAULT_TOLERANCE,
+@click.option("--tolerance", type=FiniteFloatRange(-1, 7 * 24 * 3600), default=DEFAULT_TOLERANCE,
               show_default=True, help="Refuse events signed longer ago than this (seconds; "
               "-1: no age check).")
 @click.option("--signed-payload", default=DEFAULT_SIGNED_PAYLOAD, show_default=True,

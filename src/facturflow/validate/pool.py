@@ -85,6 +85,7 @@ def _worker(
     # Ctrl-C reaches the whole process group: the parent decides (it stops the workers and
     # reports what finished); a worker would only die with a traceback on the terminal.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not the parent's "SIGTERM as Ctrl-C"
     schematron.quiet_native_stderr()  # a worker's Saxon errors reach the report, not the terminal
     init(*init_args)
     while True:
