@@ -935,10 +935,7 @@ def _argument_end(scan: dict[int, int], xpath: str, comma: int) -> int | None:
 
 def _map_code_lists(tree: etree._ElementTree) -> bool:
     root = tree.getroot()
-    try:
-        if float(root.get("version") or "1.0") < 2.0:
-            return False  # XPath 1.0 compatibility mode: keep its expressions as they are
-    except ValueError:
+    if not _xpath2(root):
         return False
     taken = {e.get("name") for e in root.iter(f"{_X}param", f"{_X}variable")}
     variables: dict[str, str] = {}  # list -> variable name
@@ -1021,10 +1018,7 @@ _FOCUS_CHANGERS = {f"{_X}{n}" for n in (
 def _hoist_root_calls(tree: etree._ElementTree, safe_modes: set[str]) -> bool:
     """root-call: see the module docstring. `safe_modes`: _source_modes of the tree."""
     root = tree.getroot()
-    try:
-        if float(root.get("version") or "1.0") < 2.0:
-            return False
-    except ValueError:
+    if not _xpath2(root):
         return False
     if not safe_modes:
         return False
@@ -1041,18 +1035,8 @@ def _hoist_root_calls(tree: etree._ElementTree, safe_modes: set[str]) -> bool:
     taken = {e.get("name") for e in root.iter(f"{_X}param", f"{_X}variable")}
     variables: dict[str, str] = {}  # normalised call -> variable name
     changed = False
-    for element, attr, value in list(_xpath_attributes(root)):
-        if _ROOT_CALL.search(value) is None:
-            continue
-        template = _enclosing_template(element)
-        if template is None or not set((template.get("mode") or "").split()) & safe_modes:
-            continue
-        if not set((template.get("mode") or "").split()) <= safe_modes:
-            continue
-        try:
-            scan = xpath_scan(value)
-        except ValueError:
-            continue
+    for element, attr, value, _, scan in _scanned_in_safe_templates(
+            root, safe_modes, lambda text: _ROOT_CALL.search(text) is not None):
         depth_at = {i: d for i, _, d in scan}
         out: list[str] = []
         at = 0
@@ -1163,27 +1147,15 @@ def _root_path_end(xpath: str, scan: dict[int, int], start: int) -> tuple[int, i
 def _hoist_root_paths(tree: etree._ElementTree, safe_modes: set[str]) -> bool:
     """root-path: see the module docstring. `safe_modes`: _source_modes of the tree."""
     root = tree.getroot()
-    try:
-        if float(root.get("version") or "1.0") < 2.0:
-            return False
-    except ValueError:
+    if not _xpath2(root):
         return False
     if not safe_modes:
         return False
     taken = {e.get("name") for e in root.iter(f"{_X}param", f"{_X}variable")}
     variables: dict[str, str] = {}
     changed = False
-    for element, attr, value in list(_xpath_attributes(root)):
-        if _ROOT_PATH_CANDIDATE.search(value) is None:
-            continue
-        template = _enclosing_template(element)
-        modes = set((template.get("mode") or "").split()) if template is not None else set()
-        if not modes or not modes <= safe_modes:
-            continue
-        try:
-            scan_list = xpath_scan(value)
-        except ValueError:
-            continue
+    for element, attr, value, _, scan_list in _scanned_in_safe_templates(
+            root, safe_modes, lambda text: _ROOT_PATH_CANDIDATE.search(text) is not None):
         scan = {i: d for i, _, d in scan_list}
         out: list[str] = []
         at = 0
@@ -1259,25 +1231,13 @@ def _node_path_variable(template: etree._Element, name: str) -> bool:
 def _index_sibling_lookups(tree: etree._ElementTree, safe_modes: set[str]) -> bool:
     """sibling-lookup: see the module docstring. `safe_modes`: _source_modes of the tree."""
     root = tree.getroot()
-    try:
-        if float(root.get("version") or "1.0") < 2.0:
-            return False
-    except ValueError:
+    if not _xpath2(root):
         return False
     taken = {e.get("name") for e in root.iter(f"{_X}key")}
     keys: dict[tuple[str, str], str] = {}  # (match, use) -> key name
     changed = False
-    for element, attr, value in list(_xpath_attributes(root)):
-        if _SIBLING_LOOKUP.search(value) is None:
-            continue
-        template = _enclosing_template(element)
-        modes = set((template.get("mode") or "").split()) if template is not None else set()
-        if template is None or not modes or not modes <= safe_modes:
-            continue
-        try:
-            scan_list = xpath_scan(value)
-        except ValueError:
-            continue
+    for element, attr, value, template, scan_list in _scanned_in_safe_templates(
+            root, safe_modes, lambda text: _SIBLING_LOOKUP.search(text) is not None):
         scan = {i for i, _, _ in scan_list}
         out: list[str] = []
         at = 0
@@ -1350,10 +1310,7 @@ def _top_and_split(text: str) -> list[str] | None:
 def _index_filters(tree: etree._ElementTree, safe_modes: set[str]) -> bool:
     """filter-key: see the module docstring. `safe_modes`: _source_modes of the tree."""
     root = tree.getroot()
-    try:
-        if float(root.get("version") or "1.0") < 2.0:
-            return False
-    except ValueError:
+    if not _xpath2(root):
         return False
     if not safe_modes:
         return False
@@ -1362,17 +1319,8 @@ def _index_filters(tree: etree._ElementTree, safe_modes: set[str]) -> bool:
     taken = {e.get("name") for e in root.iter(f"{_X}key")}
     keys: dict[tuple[str, str], str] = {}
     changed = False
-    for element, attr, value in list(_xpath_attributes(root)):
-        if "= $" not in value and "=$" not in value:
-            continue
-        template = _enclosing_template(element)
-        modes = set((template.get("mode") or "").split()) if template is not None else set()
-        if template is None or not modes or not modes <= safe_modes:
-            continue
-        try:
-            scan_list = xpath_scan(value)
-        except ValueError:
-            continue
+    for element, attr, value, template, scan_list in _scanned_in_safe_templates(
+            root, safe_modes, lambda text: "= $" in text or "=$" in text):
         depth = {i: d for i, _, d in scan_list}
         out: list[str] = []
         at = 0
@@ -1467,6 +1415,36 @@ def _in(element: etree._Element, ancestor: etree._Element | None) -> bool:
     return ancestor is not None and any(a is ancestor for a in element.iterancestors())
 
 
+def _xpath2(root: etree._Element) -> bool:
+    """Whether a stylesheet's expressions are XPath 2.0 or later: in XPath 1.0 compatibility
+    mode (version below 2.0) the rewrites keep its expressions as they are."""
+    try:
+        return not float(root.get("version") or "1.0") < 2.0
+    except ValueError:
+        return False
+
+
+def _scanned_in_safe_templates(
+    root: etree._Element, safe_modes: set[str], wanted: Callable[[str], bool],
+) -> Iterator[tuple[etree._Element, str, str, etree._Element, list[tuple[int, str, int]]]]:
+    """The XPath attributes whose value is `wanted`, inside a top-level template (with the
+    template's focus) whose modes are all in `safe_modes`, with that template and the value's
+    xpath_scan; a value the lexer refuses is passed over. Listed before the first is yielded,
+    since the caller rewrites them as it goes; each template is looked up when its turn comes."""
+    for element, attr, value in list(_xpath_attributes(root)):
+        if not wanted(value):
+            continue
+        template = _enclosing_template(element)
+        modes = set((template.get("mode") or "").split()) if template is not None else set()
+        if template is None or not modes or not modes <= safe_modes:
+            continue
+        try:
+            scan = xpath_scan(value)
+        except ValueError:
+            continue
+        yield element, attr, value, template, scan
+
+
 def _enclosing_template(element: etree._Element) -> etree._Element | None:
     """The top-level xsl:template an instruction belongs to, when nothing between them changes
     the focus (or removes it)."""
@@ -1515,10 +1493,7 @@ _MANY_CHILDREN = 64  # below this, counting the preceding siblings costs little
 def _index_sibling_positions(tree: etree._ElementTree) -> bool:
     """sibling-position: see the module docstring."""
     root = tree.getroot()
-    try:
-        if float(root.get("version") or "1.0") < 2.0:
-            return False
-    except ValueError:
+    if not _xpath2(root):
         return False
     taken = {e.get("name") for e in root.iter(f"{_X}variable", f"{_X}param")}
     if _SIBLING_POSITIONS in taken:
