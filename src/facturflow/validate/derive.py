@@ -88,12 +88,15 @@ import hashlib
 import itertools
 import re
 import sys
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Container, Hashable, Iterable, Iterator
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from typing import TypeVar
 
 from lxml import etree
+
+_K = TypeVar("_K", bound=Hashable)
 
 # Bump when a rewrite changes: it is part of every derived file's identity.
 DERIVE_VERSION = "8"
@@ -961,11 +964,8 @@ def _map_code_lists(tree: etree._ElementTree) -> bool:
             tail = _CODE_LIST_END.match(xpath, end + 1)
             if tail is None:
                 continue
-            if tokens not in variables:
-                name = f"{_CODE_LIST_VARIABLE}{len(variables) + 1}"
-                if name in taken:
-                    return xpath
-                variables[tokens] = name
+            if _numbered(variables, tokens, _CODE_LIST_VARIABLE, taken) is None:
+                return xpath
             literal = f"{m['q']}{tokens}{m['q']}"
             argument = xpath[m.end() : end]
             w = "$facturflow_w"
@@ -1049,14 +1049,10 @@ def _hoist_root_calls(tree: etree._ElementTree, safe_modes: set[str]) -> bool:
                 part.strip() for part in m["argument"].split("|")) + ")"
             prefixes = {name.split(":")[0] for name in re.findall(
                 rf"{_NCNAME}:{_NCNAME}", call)}
-            if any(element.nsmap.get(p) is None or element.nsmap.get(p) != root.nsmap.get(p)
-                   for p in prefixes):
+            if not _bound_as_at_root(element, root, prefixes):
                 continue
-            if call not in variables:
-                name = f"{_ROOT_CALL_VARIABLE}{len(variables) + 1}"
-                if name in taken:
-                    return changed
-                variables[call] = name
+            if _numbered(variables, call, _ROOT_CALL_VARIABLE, taken) is None:
+                return changed
             out.append(value[at : m.start()])
             out.append(f"${variables[call]}")
             at = m.end()
@@ -1182,14 +1178,10 @@ def _hoist_root_paths(tree: etree._ElementTree, safe_modes: set[str]) -> bool:
                 continue
             path = value[start:end]
             prefixes = set(re.findall(rf"({_NCNAME}):{_NCNAME}", path))
-            if any(element.nsmap.get(p) is None or element.nsmap.get(p) != root.nsmap.get(p)
-                   for p in prefixes):
+            if not _bound_as_at_root(element, root, prefixes):
                 continue
-            if path not in variables:
-                name = f"{_ROOT_PATH_VARIABLE}{len(variables) + 1}"
-                if name in taken:
-                    return changed
-                variables[path] = name
+            if _numbered(variables, path, _ROOT_PATH_VARIABLE, taken) is None:
+                return changed
             out.append(value[at:start])
             out.append(f"${variables[path]}")
             at = end
@@ -1250,15 +1242,11 @@ def _index_sibling_lookups(tree: etree._ElementTree, safe_modes: set[str]) -> bo
                 continue
             names = [n for n in (m["a"], m["b"], m["c"]) if n]
             prefixes = {q.split(":")[0] for q in [*names, *m["use"].split("/")]}
-            if any(element.nsmap.get(p) is None or element.nsmap.get(p) != root.nsmap.get(p)
-                   for p in prefixes):
+            if not _bound_as_at_root(element, root, prefixes):
                 continue
             match = " | ".join(names)
-            if (match, m["use"]) not in keys:
-                name = f"{_SIBLING_LOOKUP_KEY}{len(keys) + 1}"
-                if name in taken:
-                    return changed
-                keys[(match, m["use"])] = name
+            if _numbered(keys, (match, m["use"]), _SIBLING_LOOKUP_KEY, taken) is None:
+                return changed
             # The same nodes in the same (document) order: the key's lines whose identifier
             # equals one of the values (untyped strings on both sides), kept to the siblings.
             out.append(value[at : m.start()])
@@ -1384,14 +1372,10 @@ def _index_filters(tree: etree._ElementTree, safe_modes: set[str]) -> bool:
                 ups = "/".join([".."] * (len(down) + 1))
                 check = f"[{ups} is current()/{'/'.join(['..'] * up)}]"
             names = re.findall(rf"({_NCNAME}):{_NCNAME}", match + " " + keyed["use"])
-            if any(element.nsmap.get(p) is None or element.nsmap.get(p) != root.nsmap.get(p)
-                   for p in names):
+            if not _bound_as_at_root(element, root, names):
                 continue
-            if (match, keyed["use"]) not in keys:
-                name = f"{_FILTER_KEY}{len(keys) + 1}"
-                if name in taken:
-                    return changed
-                keys[(match, keyed["use"])] = name
+            if _numbered(keys, (match, keyed["use"]), _FILTER_KEY, taken) is None:
+                return changed
             out.append(value[at : m.start()])
             out.append(f"key('{keys[(match, keyed['use'])]}', ${keyed['var']}){check}"
                        + "".join(f"[{r.strip()}]" for r in rest))
@@ -1413,6 +1397,26 @@ def _node_select(select: str) -> bool:
 
 def _in(element: etree._Element, ancestor: etree._Element | None) -> bool:
     return ancestor is not None and any(a is ancestor for a in element.iterancestors())
+
+
+def _bound_as_at_root(element: etree._Element, root: etree._Element,
+                      prefixes: Iterable[str]) -> bool:
+    """Whether each prefix is bound at `element` to the namespace it has on the stylesheet
+    element (where a hoisted declaration is read)."""
+    return not any(element.nsmap.get(p) is None or element.nsmap.get(p) != root.nsmap.get(p)
+                   for p in prefixes)
+
+
+def _numbered(names: dict[_K, str], key: _K, prefix: str,
+              taken: Container[str | None]) -> str | None:
+    """The name of `key` in `names`, the next `prefix`N when it has none yet; None (and
+    `names` unchanged) when that name is already taken in the stylesheet."""
+    if key not in names:
+        name = f"{prefix}{len(names) + 1}"
+        if name in taken:
+            return None
+        names[key] = name
+    return names[key]
 
 
 def _xpath2(root: etree._Element) -> bool:
