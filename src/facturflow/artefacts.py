@@ -342,20 +342,18 @@ def builtin(key: str) -> Artefact:
     return _resolve(key, package_root())
 
 
+def _artefact(spec: ArtefactSpec | VendoredSpec, path: Path, origin: str) -> Artefact:
+    return Artefact(key=spec.key, kind=spec.kind, path=path, title=spec.title,
+                    version=spec.version, origin=origin)
+
+
 @cache
 def _resolve_vendored(key: str, root: Path) -> Artefact:
     spec = _VENDORED[key]
     path = root / spec.relpath
     if not path.is_file():
         raise ArtefactError(f"vendored artefact missing: {spec.relpath} (from {spec.upstream})")
-    return Artefact(
-        key=spec.key,
-        kind=spec.kind,
-        path=path,
-        title=spec.title,
-        version=spec.version,
-        origin=f"vendored from {spec.upstream}",
-    )
+    return _artefact(spec, path, f"vendored from {spec.upstream}")
 
 
 # Once per process and folder (a stat per artefact per document otherwise): a file found once
@@ -367,14 +365,7 @@ def _resolve(key: str, root: Path) -> Artefact:
     path = root / spec.relpath
     if not path.is_file():
         raise ArtefactError(f"official artefact missing: {spec.relpath} in {PACKAGE}")
-    return Artefact(
-        key=spec.key,
-        kind=spec.kind,
-        path=path,
-        title=spec.title,
-        version=spec.version,
-        origin=f"{PACKAGE} {package_version()}",
-    )
+    return _artefact(spec, path, f"{PACKAGE} {package_version()}")
 
 
 def sha256_file(path: Path) -> str:

@@ -1,4 +1,5 @@
-"""Fixtures of the transmission tests: a sandbox and a client on it, per test."""
+"""Fixtures of the transmission tests: a sandbox, a client on it, and the CLI's environment
+pointing at it, per test."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import pytest
 from facturflow.transmit.qonto import QontoClient
 from facturflow.transmit.sandbox import Sandbox, SandboxConfig
 
-from .transmit_helpers import make_client
+from .transmit_helpers import QONTO_VARS, make_client
 
 
 @pytest.fixture(autouse=True)
@@ -20,9 +21,28 @@ def _own_state_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def sandbox(tmp_path: Path) -> Iterator[Sandbox]:
-    with Sandbox(SandboxConfig(state_dir=tmp_path / "sandbox")) as box:
+def sandbox_config(tmp_path: Path) -> SandboxConfig:
+    """What `sandbox` starts with (a module overrides this fixture for other settings)."""
+    return SandboxConfig(state_dir=tmp_path / "sandbox")
+
+
+@pytest.fixture
+def sandbox(sandbox_config: SandboxConfig) -> Iterator[Sandbox]:
+    with Sandbox(sandbox_config) as box:
         yield box
+
+
+@pytest.fixture
+def box(sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch) -> Sandbox:
+    """`sandbox`, with the environment pointing the CLI at it: none of the user's QONTO_* or
+    FACTURFLOW_* variables, fast retries. A module overrides `box` (requesting this one) to set
+    more."""
+    for name in QONTO_VARS:
+        monkeypatch.delenv(name, raising=False)
+    for key, value in sandbox.env().items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("QONTO_BACKOFF_BASE", "0.01")
+    return sandbox
 
 
 @pytest.fixture

@@ -4,39 +4,18 @@ validate -> convert -> import -> send -> status, and inbox -> validate."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner, Result
+from click.testing import Result
 
-from facturflow.cli import main
-from facturflow.transmit.sandbox import Sandbox, SandboxConfig
+from facturflow.transmit.sandbox import Sandbox
 
-from .transmit_helpers import DATA, cii_variant
+from .transmit_helpers import DATA, QONTO_VARS, cii_variant
+from .transmit_helpers import run_raising as run
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
-QONTO_VARS = ("QONTO_BASE_URL", "QONTO_API_KEY", "QONTO_ACCESS_TOKEN", "QONTO_REFRESH_TOKEN",
-              "QONTO_CLIENT_ID", "QONTO_CLIENT_SECRET", "QONTO_STAGING_TOKEN", "QONTO_TOKEN_FILE",
-              "FACTURFLOW_STATE")
-
-
-@pytest.fixture
-def box(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Sandbox]:
-    for name in QONTO_VARS:
-        monkeypatch.delenv(name, raising=False)
-    with Sandbox(SandboxConfig(state_dir=tmp_path / "sandbox")) as sandbox:
-        for key, value in sandbox.env().items():
-            monkeypatch.setenv(key, value)
-        monkeypatch.setenv("QONTO_BACKOFF_BASE", "0.01")
-        yield sandbox
-
-
-def run(*args: str) -> Result:
-    return CliRunner().invoke(main, list(args), catch_exceptions=False)
-
-
 def as_json(result: Result) -> Any:
     return json.loads(result.stdout)
 

@@ -10,15 +10,12 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner, Result
 
 from facturflow import exitcodes
-from facturflow.cli import main
 from facturflow.transmit.errors import (
     OrganisationUnknownError,
     OutboxLostError,
@@ -29,13 +26,11 @@ from facturflow.transmit.pipeline import SendOptions, send_invoices
 from facturflow.transmit.qonto import QontoClient, QontoConfig, UploadFile
 from facturflow.transmit.sandbox import Sandbox, SandboxConfig
 
-from .transmit_helpers import cii_variant, make_client
+from .transmit_helpers import QONTO_VARS, cii_variant, make_client
+from .transmit_helpers import run_raising as run
 
 XML = SendOptions(upload="xml")
-ENV_VARS = ("QONTO_BASE_URL", "QONTO_API_KEY", "QONTO_ACCESS_TOKEN", "QONTO_REFRESH_TOKEN",
-            "QONTO_CLIENT_ID", "QONTO_CLIENT_SECRET", "QONTO_STAGING_TOKEN", "QONTO_TOKEN_FILE",
-            "QONTO_PARTNER_ID", "QONTO_PARTNER_TOKEN", "FACTURFLOW_STATE",
-            "FACTURFLOW_LOOKBACK_DAYS", "XDG_STATE_HOME")
+ENV_VARS = (*QONTO_VARS, "XDG_STATE_HOME")
 
 
 def other_content(number: str) -> bytes:
@@ -55,21 +50,12 @@ def by_number(box: Sandbox) -> dict[str, list[dict[str, Any]]]:
 
 
 @pytest.fixture
-def box(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Sandbox]:
+def box(box: Sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Sandbox:
     """A sandbox the CLI talks to, and a HOME of the test's own (the default state folder is
     in it: nothing is written into the real user's home)."""
-    for name in ENV_VARS:
-        monkeypatch.delenv(name, raising=False)
+    monkeypatch.delenv("XDG_STATE_HOME", raising=False)
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    with Sandbox(SandboxConfig(state_dir=tmp_path / "sandbox")) as sandbox:
-        for key, value in sandbox.env().items():
-            monkeypatch.setenv(key, value)
-        monkeypatch.setenv("QONTO_BACKOFF_BASE", "0.01")
-        yield sandbox
-
-
-def run(*args: str) -> Result:
-    return CliRunner().invoke(main, list(args), catch_exceptions=False)
+    return box
 
 
 # -- acceptance: two working folders, every local state deleted, a fresh --state ---------------

@@ -12,16 +12,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner, Result
 
 from facturflow import exitcodes
-from facturflow.cli import main
 from facturflow.transmit.pipeline import SendOptions, send_invoices
 from facturflow.transmit.qonto import QontoClient, UploadFile
-from facturflow.transmit.sandbox import Sandbox, SandboxConfig
+from facturflow.transmit.sandbox import Sandbox
 
-from .test_dedup import ENV_VARS
 from .transmit_helpers import cii_variant, make_client
+from .transmit_helpers import run_raising as run
 
 ISSUED = b'<udt:DateTimeString format="102">20260302<'
 
@@ -42,20 +40,11 @@ def credit_note(number: str) -> bytes:
 
 
 @pytest.fixture
-def box(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Sandbox]:
-    for name in ENV_VARS:
-        monkeypatch.delenv(name, raising=False)
+def box(box: Sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Sandbox:
+    """The shared `box`, with a HOME and a state home of the test's own."""
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdg"))
-    with Sandbox(SandboxConfig(state_dir=tmp_path / "sandbox")) as sandbox:
-        for key, value in sandbox.env().items():
-            monkeypatch.setenv(key, value)
-        monkeypatch.setenv("QONTO_BACKOFF_BASE", "0.01")
-        yield sandbox
-
-
-def run(*args: str) -> Result:
-    return CliRunner().invoke(main, list(args), catch_exceptions=False)
+    return box
 
 
 def send_json(source: Path, state: Path, *extra: str) -> tuple[int, list[dict[str, Any]]]:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,25 +15,16 @@ from click.testing import CliRunner, Result
 from facturflow import exitcodes
 from facturflow.cli import main
 from facturflow.transmit.qonto import AsyncQontoClient, QontoConfig
-from facturflow.transmit.sandbox import Sandbox, SandboxConfig
+from facturflow.transmit.sandbox import Sandbox
 
 from .transmit_helpers import make_client
 
-QONTO_VARS = ("QONTO_BASE_URL", "QONTO_API_KEY", "QONTO_ACCESS_TOKEN", "QONTO_REFRESH_TOKEN",
-              "QONTO_CLIENT_ID", "QONTO_CLIENT_SECRET", "QONTO_STAGING_TOKEN", "QONTO_TOKEN_FILE",
-              "QONTO_PARTNER_ID", "QONTO_PARTNER_TOKEN", "FACTURFLOW_STATE")
-
 
 @pytest.fixture
-def box(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Sandbox]:
-    for name in QONTO_VARS:
-        monkeypatch.delenv(name, raising=False)
+def box(box: Sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Sandbox:
+    """The shared `box`, with a state folder of the test's own."""
     monkeypatch.setenv("FACTURFLOW_STATE", str(tmp_path / "state"))
-    with Sandbox(SandboxConfig(state_dir=tmp_path / "sandbox")) as sandbox:
-        for key, value in sandbox.env().items():
-            monkeypatch.setenv(key, value)
-        monkeypatch.setenv("QONTO_BACKOFF_BASE", "0.01")
-        yield sandbox
+    return box
 
 
 def run(*args: str) -> Result:

@@ -9,7 +9,6 @@ import asyncio
 import csv
 import io
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,28 +25,17 @@ from facturflow.transmit.reasons import RefusalReason, parse_reason
 from facturflow.transmit.sandbox import Sandbox, SandboxConfig
 
 from .transmit_helpers import cii_variant, make_client
+from .transmit_helpers import run_raising as run
 
 REPO = Path(__file__).resolve().parents[2]
 FACTURX_PDF = REPO / "fixtures" / "valid" / "fr-invoice-en16931.pdf"
-QONTO_VARS = ("QONTO_BASE_URL", "QONTO_API_KEY", "QONTO_ACCESS_TOKEN", "QONTO_REFRESH_TOKEN",
-              "QONTO_CLIENT_ID", "QONTO_CLIENT_SECRET", "QONTO_STAGING_TOKEN", "QONTO_TOKEN_FILE",
-              "QONTO_PARTNER_ID", "QONTO_PARTNER_TOKEN", "FACTURFLOW_STATE")
 
 
 @pytest.fixture
-def box(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Sandbox]:
-    for name in QONTO_VARS:
-        monkeypatch.delenv(name, raising=False)
-    with Sandbox(SandboxConfig(state_dir=tmp_path / "sandbox")) as sandbox:
-        for key, value in sandbox.env().items():
-            monkeypatch.setenv(key, value)
-        monkeypatch.setenv("QONTO_BACKOFF_BASE", "0.01")
-        monkeypatch.setenv("FACTURFLOW_STATE", str(tmp_path / "state"))
-        yield sandbox
-
-
-def run(*args: str) -> Result:
-    return CliRunner().invoke(main, list(args), catch_exceptions=False)
+def box(box: Sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Sandbox:
+    """The shared `box`, with a state folder of the test's own."""
+    monkeypatch.setenv("FACTURFLOW_STATE", str(tmp_path / "state"))
+    return box
 
 
 def as_json(result: Result) -> Any:

@@ -10,33 +10,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner, Result
 
 from facturflow import exitcodes
-from facturflow.cli import main
 from facturflow.transmit.outbox import Outbox, StoredUploadError, check_state
-from facturflow.transmit.sandbox import Sandbox, SandboxConfig
+from facturflow.transmit.sandbox import Sandbox
 
-from .transmit_helpers import cii_variant
-
-QONTO_VARS = ("QONTO_BASE_URL", "QONTO_API_KEY", "QONTO_ACCESS_TOKEN", "QONTO_REFRESH_TOKEN",
-              "QONTO_CLIENT_ID", "QONTO_CLIENT_SECRET", "QONTO_STAGING_TOKEN", "QONTO_TOKEN_FILE",
-              "FACTURFLOW_STATE", "FACTURFLOW_SANDBOX_OUTCOME")
-
-
-@pytest.fixture
-def box(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Sandbox]:
-    for name in QONTO_VARS:
-        monkeypatch.delenv(name, raising=False)
-    with Sandbox(SandboxConfig(state_dir=tmp_path / "sandbox")) as sandbox:
-        for key, value in sandbox.env().items():
-            monkeypatch.setenv(key, value)
-        monkeypatch.setenv("QONTO_BACKOFF_BASE", "0.01")
-        yield sandbox
-
-
-def run(*args: str, stdin: str | None = None) -> Result:
-    return CliRunner().invoke(main, list(args), input=stdin)
+from .transmit_helpers import cii_variant, run
 
 
 def _source(folder: Path, number: str) -> Path:

@@ -12,19 +12,9 @@ from facturflow.transmit.pipeline import SendOptions, send_invoices
 from facturflow.transmit.qonto import QontoClient
 from facturflow.transmit.sandbox import Sandbox, SandboxConfig
 
-from .transmit_helpers import cii_variant, make_client
+from .transmit_helpers import cii_variant, make_client, write_invoices
 
 XML = SendOptions(upload="xml")
-
-
-def _write(folder: Path, *numbers: str) -> list[Path]:
-    folder.mkdir(exist_ok=True)
-    paths = []
-    for number in numbers:
-        path = folder / f"{number}.xml"
-        path.write_bytes(cii_variant(number))
-        paths.append(path)
-    return paths
 
 
 def _states(state: Path, org: str) -> dict[str, str]:
@@ -50,7 +40,7 @@ def test_each_transition_is_committed_before_its_network_step(
     monkeypatch.setattr(QontoClient, "import_client_invoices", spy_import)
     monkeypatch.setattr(QontoClient, "send_by_einvoice", spy_send)
     with make_client(sandbox) as client:
-        summary = send_invoices(_write(tmp_path / "in", "T-1", "T-2"), client, state, XML)
+        summary = send_invoices(write_invoices(tmp_path / "in", "T-1", "T-2"), client, state, XML)
     assert summary.ok
     assert seen == [
         ("import", {"T-1": "importing", "T-2": "importing"}),
@@ -62,7 +52,7 @@ def test_each_transition_is_committed_before_its_network_step(
 def test_a_crash_after_send_before_its_commit_is_repaired_without_resubmission(
     sandbox: Sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    paths, state = _write(tmp_path / "in", "K-1"), tmp_path / "state"
+    paths, state = write_invoices(tmp_path / "in", "K-1"), tmp_path / "state"
 
     def crash(self: Outbox, upload_sha: str) -> None:
         raise KeyboardInterrupt("killed between the 204 and its commit")
@@ -84,7 +74,7 @@ def test_a_crash_after_send_before_its_commit_is_repaired_without_resubmission(
 
 
 def test_one_file_refused_by_the_import_does_not_block_its_batch(tmp_path: Path) -> None:
-    (small,) = _write(tmp_path / "in", "B-1")
+    (small,) = write_invoices(tmp_path / "in", "B-1")
     big = tmp_path / "in" / "big.xml"
     padded = cii_variant("B-2").replace(b"?>", b"?>\n<!-- " + b"pad " * 500 + b"-->", 1)
     big.write_bytes(padded)
@@ -102,7 +92,7 @@ def test_wait_follows_the_lifecycle_and_reports_a_failed_submission(sandbox: San
     # --wait stops at a final outcome (205 approved, 213 rejected...), not at 202.
     sandbox.set_outcome("W-1", "approved")
     sandbox.set_outcome("W-2", "failed")
-    paths = _write(tmp_path / "in", "W-1", "W-2")
+    paths = write_invoices(tmp_path / "in", "W-1", "W-2")
     options = SendOptions(upload="xml", wait=True, poll_interval=0.1, wait_timeout=30)
     with make_client(sandbox) as client:
         summary = send_invoices(paths, client, tmp_path / "state", options)

@@ -6,49 +6,24 @@ from __future__ import annotations
 
 import json
 import socket
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner, Result
+from click.testing import Result
 
 from facturflow import exitcodes
-from facturflow.cli import main
 from facturflow.transmit.errors import AuthenticationError, ServerError, TransportError
 from facturflow.transmit.outbox import Outbox, OutboxCorruptError, organisations
-from facturflow.transmit.sandbox import Sandbox, SandboxConfig
+from facturflow.transmit.sandbox import Sandbox
 
-from .transmit_helpers import cii_variant
-
-QONTO_VARS = ("QONTO_BASE_URL", "QONTO_API_KEY", "QONTO_ACCESS_TOKEN", "QONTO_REFRESH_TOKEN",
-              "QONTO_CLIENT_ID", "QONTO_CLIENT_SECRET", "QONTO_STAGING_TOKEN", "QONTO_TOKEN_FILE",
-              "FACTURFLOW_STATE", "FACTURFLOW_SANDBOX_OUTCOME")
+from .transmit_helpers import cii_variant, run, sent
 
 
 @pytest.fixture
-def box(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Sandbox]:
-    for name in QONTO_VARS:
-        monkeypatch.delenv(name, raising=False)
-    with Sandbox(SandboxConfig(state_dir=tmp_path / "sandbox")) as sandbox:
-        for key, value in sandbox.env().items():
-            monkeypatch.setenv(key, value)
-        monkeypatch.setenv("QONTO_BACKOFF_BASE", "0.01")
-        monkeypatch.setenv("QONTO_MAX_RETRIES", "1")
-        yield sandbox
-
-
-def run(*args: str) -> Result:
-    return CliRunner().invoke(main, list(args))
-
-
-def _sent(box: Sandbox, tmp_path: Path, number: str, outcome: str = "delivered") -> str:
-    box.set_outcome(number, outcome)
-    source = tmp_path / f"{number}.xml"
-    source.write_bytes(cii_variant(number))
-    state = str(tmp_path / "state")
-    result = run("send", str(source), "--upload", "xml", "--state", state)
-    assert result.exit_code == 0, result.output
-    return state
+def box(box: Sandbox, monkeypatch: pytest.MonkeyPatch) -> Sandbox:
+    """The shared `box`, with one retry only (a failing server answers quickly)."""
+    monkeypatch.setenv("QONTO_MAX_RETRIES", "1")
+    return box
 
 
 def _one_line_error(result: Result, code: int, *words: str) -> None:
@@ -69,8 +44,8 @@ def _json_error(result: Result, code: int, kind: str) -> dict[str, object]:
 
 
 def test_status_exits_1_when_an_invoice_was_refused(box: Sandbox, tmp_path: Path) -> None:
-    state = _sent(box, tmp_path, "S-1", "refused")
-    _sent(box, tmp_path, "S-2", "approved")
+    state = sent(box, tmp_path, "S-1", "refused")
+    sent(box, tmp_path, "S-2", "approved")
     box.advance(60)
     result = run("status", "--refresh", "--state", state)
     assert result.exit_code == exitcodes.INVALID
@@ -94,7 +69,7 @@ def test_status_exits_1_when_an_invoice_failed_to_send(box: Sandbox, tmp_path: P
 def test_refresh_with_a_wrong_key_is_a_configuration_error(
     box: Sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    state = _sent(box, tmp_path, "A-1")
+    state = sent(box, tmp_path, "A-1")
     login = box.api_key.split(":")[0]
     monkeypatch.setenv("QONTO_API_KEY", f"{login}:wrong-secret")
     _one_line_error(run("status", "--refresh", "--state", state), exitcodes.CONFIG)
@@ -107,7 +82,7 @@ def test_refresh_with_a_wrong_key_is_a_configuration_error(
 def test_malformed_settings_are_a_configuration_error_not_usage(
     box: Sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    state = _sent(box, tmp_path, "A-2")
+    state = sent(box, tmp_path, "A-2")
     monkeypatch.setenv("QONTO_API_KEY", "no-colon-here")
     _one_line_error(run("status", "--refresh", "--state", state), exitcodes.CONFIG,
                     "QONTO_API_KEY")
@@ -119,7 +94,7 @@ def test_malformed_settings_are_a_configuration_error_not_usage(
 def test_refresh_with_qonto_unreachable_is_a_service_error(
     box: Sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    state = _sent(box, tmp_path, "U-1")
+    state = sent(box, tmp_path, "U-1")
     with socket.socket() as probe:  # a port nothing listens on
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -134,7 +109,7 @@ def test_refresh_with_qonto_unreachable_is_a_service_error(
 
 
 def test_refresh_on_server_errors_is_a_service_error(box: Sandbox, tmp_path: Path) -> None:
-    state = _sent(box, tmp_path, "E-1")
+    state = sent(box, tmp_path, "E-1")
     box.fail_next(50, "500")
     body = _json_error(run("status", "--refresh", "--state", state, "--format", "json"),
                        exitcodes.SERVICE, "server_error")
@@ -145,14 +120,14 @@ def test_refresh_on_server_errors_is_a_service_error(box: Sandbox, tmp_path: Pat
 
 
 def test_refresh_of_an_invoice_qonto_does_not_know(box: Sandbox, tmp_path: Path) -> None:
-    state = _sent(box, tmp_path, "N-1")
+    state = sent(box, tmp_path, "N-1")
     box.state.data["client_invoices"].clear()  # deleted at Qonto (or another environment)
     _one_line_error(run("status", "--refresh", "--state", state), exitcodes.CONFIG,
                     "unknown to Qonto")
 
 
 def test_a_corrupt_outbox_is_one_line_and_exit_6(box: Sandbox, tmp_path: Path) -> None:
-    state = _sent(box, tmp_path, "C-1")
+    state = sent(box, tmp_path, "C-1")
     db = tmp_path / "state" / "outbox.sqlite3"
     for suffix in ("-wal", "-shm"):
         Path(f"{db}{suffix}").unlink(missing_ok=True)
@@ -170,9 +145,9 @@ def test_a_corrupt_outbox_is_one_line_and_exit_6(box: Sandbox, tmp_path: Path) -
 
 
 def test_a_truncated_outbox_is_one_line_and_exit_6(box: Sandbox, tmp_path: Path) -> None:
-    state = _sent(box, tmp_path, "T-1")
+    state = sent(box, tmp_path, "T-1")
     for n in range(2, 40):  # enough rows for several pages
-        _sent(box, tmp_path, f"T-{n}")
+        sent(box, tmp_path, f"T-{n}")
     db = tmp_path / "state" / "outbox.sqlite3"
     with Outbox(tmp_path / "state", box.organization_id) as outbox:
         outbox.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -184,7 +159,7 @@ def test_a_truncated_outbox_is_one_line_and_exit_6(box: Sandbox, tmp_path: Path)
 
 
 def test_a_locked_outbox_is_exit_6(box: Sandbox, tmp_path: Path) -> None:
-    state = _sent(box, tmp_path, "K-1")
+    state = sent(box, tmp_path, "K-1")
     with Outbox(tmp_path / "state", box.organization_id):
         result = run("send", str(tmp_path / "K-1.xml"), "--upload", "xml", "--state", state)
     _one_line_error(result, exitcodes.STATE, "another facturflow process")

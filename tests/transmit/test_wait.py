@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,34 +13,9 @@ from facturflow import exitcodes, lifecycle
 from facturflow.cli import main
 from facturflow.transmit.outbox import Outbox
 from facturflow.transmit.pipeline import SendOptions, send_invoices
-from facturflow.transmit.sandbox import Sandbox, SandboxConfig
+from facturflow.transmit.sandbox import Sandbox
 
-from .transmit_helpers import cii_variant, make_client
-
-QONTO_VARS = ("QONTO_BASE_URL", "QONTO_API_KEY", "QONTO_ACCESS_TOKEN", "QONTO_REFRESH_TOKEN",
-              "QONTO_CLIENT_ID", "QONTO_CLIENT_SECRET", "QONTO_STAGING_TOKEN", "QONTO_TOKEN_FILE",
-              "FACTURFLOW_STATE", "FACTURFLOW_SANDBOX_OUTCOME")
-
-
-@pytest.fixture
-def box(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Sandbox]:
-    for name in QONTO_VARS:
-        monkeypatch.delenv(name, raising=False)
-    with Sandbox(SandboxConfig(state_dir=tmp_path / "sandbox")) as sandbox:
-        for key, value in sandbox.env().items():
-            monkeypatch.setenv(key, value)
-        monkeypatch.setenv("QONTO_BACKOFF_BASE", "0.01")
-        yield sandbox
-
-
-def _write(folder: Path, *numbers: str) -> list[Path]:
-    folder.mkdir(exist_ok=True)
-    paths = []
-    for number in numbers:
-        path = folder / f"{number}.xml"
-        path.write_bytes(cii_variant(number))
-        paths.append(path)
-    return paths
+from .transmit_helpers import make_client, write_invoices
 
 
 def _send(*args: str) -> Result:
@@ -84,7 +58,7 @@ def test_a_refusal_after_202_is_waited_for_and_fails_the_run(box: Sandbox,
                                                               tmp_path: Path) -> None:
     # The old --wait stopped at 202 and said "sent [submitted]", exit 0; 210 comes a second later.
     box.set_outcome("R-1", "refused")
-    (path,) = _write(tmp_path / "in", "R-1")
+    (path,) = write_invoices(tmp_path / "in", "R-1")
     result = _send(str(path), "--state", str(tmp_path / "state"), "--timeout", "20")
     assert result.exit_code == exitcodes.INVALID, result.output
     assert "refused (210 Refusée): REFUS Refused by the recipient" in result.stdout
@@ -101,7 +75,7 @@ def test_each_final_outcome_is_reported_with_its_label(
     box: Sandbox, tmp_path: Path, outcome: str, final: str, code: int | None, exit_code: int
 ) -> None:
     box.set_outcome("O-1", outcome)
-    (path,) = _write(tmp_path / "in", "O-1")
+    (path,) = write_invoices(tmp_path / "in", "O-1")
     result = _send(str(path), "--state", str(tmp_path / "state"), "--timeout", "20",
                    "--format", "json")
     assert result.exit_code == exit_code, result.output
@@ -116,7 +90,7 @@ def test_a_wait_that_times_out_exits_5_and_names_the_pending_invoices(
     box: Sandbox, tmp_path: Path
 ) -> None:
     box.set_outcome("P-2", "approved")  # P-1 stays at 202: the recipient never acts
-    paths = _write(tmp_path / "in", "P-1", "P-2")
+    paths = write_invoices(tmp_path / "in", "P-1", "P-2")
     result = _send(*map(str, paths), "--state", str(tmp_path / "state"), "--timeout", "3")
     assert result.exit_code == exitcodes.PENDING, result.output
     assert "P-1 sent" in result.stdout and "pending (202 Reçue par la plateforme)" in result.stdout
@@ -131,7 +105,7 @@ def test_a_wait_that_times_out_exits_5_and_names_the_pending_invoices(
 
 def test_a_failure_wins_over_pending(box: Sandbox, tmp_path: Path) -> None:
     box.set_outcome("M-2", "refused")
-    paths = _write(tmp_path / "in", "M-1", "M-2")
+    paths = write_invoices(tmp_path / "in", "M-1", "M-2")
     result = _send(*map(str, paths), "--state", str(tmp_path / "state"), "--timeout", "4")
     assert result.exit_code == exitcodes.INVALID
     assert "still pending" in result.stdout and "M-1" in result.stdout.splitlines()[-1]
@@ -141,7 +115,7 @@ def test_library_wait_classifies_each_invoice(sandbox: Sandbox, tmp_path: Path) 
     sandbox.set_outcome("L-1", "approved")
     sandbox.set_outcome("L-2", "refused")
     sandbox.set_outcome("L-3", "disputed")  # 207 En litige: not final
-    paths = _write(tmp_path / "in", "L-1", "L-2", "L-3")
+    paths = write_invoices(tmp_path / "in", "L-1", "L-2", "L-3")
     options = SendOptions(upload="xml", wait=True, poll_interval=0.2, wait_timeout=5)
     with make_client(sandbox) as client:
         summary = send_invoices(paths, client, tmp_path / "state", options)

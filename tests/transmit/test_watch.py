@@ -10,47 +10,14 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-from click.testing import CliRunner, Result
-
 from facturflow import exitcodes
-from facturflow.cli import main
-from facturflow.transmit.sandbox import Sandbox, SandboxConfig
+from facturflow.transmit.sandbox import Sandbox
 
-from .transmit_helpers import cii_variant
+from .transmit_helpers import cii_variant, run, sent
 
 SRC = Path(__file__).resolve().parents[2] / "src"
-QONTO_VARS = ("QONTO_BASE_URL", "QONTO_API_KEY", "QONTO_ACCESS_TOKEN", "QONTO_REFRESH_TOKEN",
-              "QONTO_CLIENT_ID", "QONTO_CLIENT_SECRET", "QONTO_STAGING_TOKEN", "QONTO_TOKEN_FILE",
-              "FACTURFLOW_STATE", "FACTURFLOW_SANDBOX_OUTCOME")
-
-
-@pytest.fixture
-def box(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Sandbox]:
-    for name in QONTO_VARS:
-        monkeypatch.delenv(name, raising=False)
-    with Sandbox(SandboxConfig(state_dir=tmp_path / "sandbox")) as sandbox:
-        for key, value in sandbox.env().items():
-            monkeypatch.setenv(key, value)
-        monkeypatch.setenv("QONTO_BACKOFF_BASE", "0.01")
-        yield sandbox
-
-
-def run(*args: str) -> Result:
-    return CliRunner().invoke(main, list(args))
-
-
-def sent(box: Sandbox, tmp_path: Path, number: str, outcome: str) -> str:
-    box.set_outcome(number, outcome)
-    source = tmp_path / f"{number}.xml"
-    source.write_bytes(cii_variant(number))
-    state = str(tmp_path / "state")
-    result = run("send", str(source), "--upload", "xml", "--state", state)
-    assert result.exit_code == 0, result.output
-    return state
 
 
 def test_watch_prints_each_transition_until_final(box: Sandbox, tmp_path: Path) -> None:

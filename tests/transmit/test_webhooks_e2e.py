@@ -11,43 +11,28 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner, Result
 
 from facturflow import exitcodes
-from facturflow.cli import main
 from facturflow.transmit.outbox import Outbox, organisations
 from facturflow.transmit.sandbox import Sandbox, SandboxConfig
 from facturflow.transmit.webhook_cli import ReceiverConfig, WebhookReceiver
 from facturflow.webhooks import sign
 
-from .transmit_helpers import cii_variant, make_client
+from .transmit_helpers import QONTO_VARS, cii_variant, make_client, run
 
 SECRET = "whsec_e2e_secret"
 SRC = Path(__file__).resolve().parents[2] / "src"
-QONTO_VARS = ("QONTO_BASE_URL", "QONTO_API_KEY", "QONTO_ACCESS_TOKEN", "QONTO_REFRESH_TOKEN",
-              "QONTO_CLIENT_ID", "QONTO_CLIENT_SECRET", "QONTO_STAGING_TOKEN", "QONTO_TOKEN_FILE",
-              "FACTURFLOW_STATE", "FACTURFLOW_SANDBOX_OUTCOME")
 
 
 @pytest.fixture
-def box(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Sandbox]:
-    for name in QONTO_VARS:
-        monkeypatch.delenv(name, raising=False)
-    config = SandboxConfig(state_dir=tmp_path / "sandbox", webhook_backoff=0.05)
-    with Sandbox(config) as sandbox:
-        for key, value in sandbox.env().items():
-            monkeypatch.setenv(key, value)
-        monkeypatch.setenv("QONTO_BACKOFF_BASE", "0.01")
-        yield sandbox
-
-
-def run(*args: str) -> Result:
-    return CliRunner().invoke(main, list(args))
+def sandbox_config(tmp_path: Path) -> SandboxConfig:
+    """Quick webhook retries: the tests wait for them."""
+    return SandboxConfig(state_dir=tmp_path / "sandbox", webhook_backoff=0.05)
 
 
 def until(check: Callable[[], Any], timeout: float = 20.0) -> Any:

@@ -11,7 +11,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 
-from ..model import AllowanceCharge, Contact, Identifier, Invoice, PostalAddress
+from ..model import (
+    AllowanceCharge,
+    Buyer,
+    Contact,
+    Identifier,
+    Invoice,
+    PostalAddress,
+    Seller,
+)
 from .labels import (
     Language,
     format_amount,
@@ -157,53 +165,49 @@ class _Describer:
         )
         return f"{kind} {self.t('number')} {inv.number}", meta
 
+    def _party_head(self, party: Seller | Buyer) -> list[str]:
+        """A seller's or buyer's name, trading name, address, VAT and legal identifiers."""
+        lines = [party.name or party.trading_name or ""]
+        if party.trading_name and party.name:
+            lines.append(party.trading_name)
+        lines += address_lines(party.postal_address)
+        if party.vat_id:
+            lines.append(f"{self.t('vat_id')}: {party.vat_id}")
+        if party.siren:
+            lines.append(f"{self.t('siren')}: {party.siren}")
+        elif party.legal_registration_id:
+            lines.append(
+                f"{self.t('legal_id')}: {ident(party.legal_registration_id, self.lang)}")
+        return lines
+
+    def _party_reach(self, party: Seller | Buyer) -> list[str]:
+        """A seller's or buyer's electronic address and contact."""
+        lines: list[str] = []
+        if party.electronic_address:
+            address = party.electronic_address
+            lines.append(f"{self.t('electronic_address')}: {address.value} "
+                         f"({name('scheme', address.scheme, self.lang)})")
+        return lines + _contact_lines(party.contact, self.lang)
+
     def parties(self) -> tuple[tuple[Party, ...], tuple[tuple[str, str], ...]]:
         inv, lang = self.invoice, self.lang
         seller, buyer = inv.seller, inv.buyer
         seller_lines: list[str] = []
         if seller is not None:
-            seller_lines += [seller.name or seller.trading_name or ""]
-            if seller.trading_name and seller.name:
-                seller_lines.append(seller.trading_name)
-            seller_lines += address_lines(seller.postal_address)
-            if seller.vat_id:
-                seller_lines.append(f"{self.t('vat_id')}: {seller.vat_id}")
-            if seller.siren:
-                seller_lines.append(f"{self.t('siren')}: {seller.siren}")
-            elif seller.legal_registration_id:
-                seller_lines.append(
-                    f"{self.t('legal_id')}: {ident(seller.legal_registration_id, lang)}")
+            seller_lines += self._party_head(seller)
             if seller.tax_registration_id:
                 seller_lines.append(f"{self.t('tax_registration')}: {seller.tax_registration_id}")
             for identifier in seller.identifiers:
                 seller_lines.append(f"{self.t('identifier')}: {ident(identifier, lang)}")
-            if seller.electronic_address:
-                address = seller.electronic_address
-                seller_lines.append(f"{self.t('electronic_address')}: {address.value} "
-                                    f"({name('scheme', address.scheme, lang)})")
-            seller_lines += _contact_lines(seller.contact, lang)
+            seller_lines += self._party_reach(seller)
             if seller.additional_legal_information:
                 seller_lines.append(seller.additional_legal_information)
         buyer_lines: list[str] = []
         if buyer is not None:
-            buyer_lines += [buyer.name or buyer.trading_name or ""]
-            if buyer.trading_name and buyer.name:
-                buyer_lines.append(buyer.trading_name)
-            buyer_lines += address_lines(buyer.postal_address)
-            if buyer.vat_id:
-                buyer_lines.append(f"{self.t('vat_id')}: {buyer.vat_id}")
-            if buyer.siren:
-                buyer_lines.append(f"{self.t('siren')}: {buyer.siren}")
-            elif buyer.legal_registration_id:
-                buyer_lines.append(
-                    f"{self.t('legal_id')}: {ident(buyer.legal_registration_id, lang)}")
+            buyer_lines += self._party_head(buyer)
             if buyer.identifier:
                 buyer_lines.append(f"{self.t('identifier')}: {ident(buyer.identifier, lang)}")
-            if buyer.electronic_address:
-                address = buyer.electronic_address
-                buyer_lines.append(f"{self.t('electronic_address')}: {address.value} "
-                                   f"({name('scheme', address.scheme, lang)})")
-            buyer_lines += _contact_lines(buyer.contact, lang)
+            buyer_lines += self._party_reach(buyer)
         extra: list[tuple[str, str]] = []
         if inv.payee is not None:
             payee = inv.payee

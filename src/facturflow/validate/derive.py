@@ -88,12 +88,15 @@ import hashlib
 import itertools
 import re
 import sys
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Container, Hashable, Iterable, Iterator
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from typing import TypeVar
 
 from lxml import etree
+
+_K = TypeVar("_K", bound=Hashable)
 
 # Bump when a rewrite changes: it is part of every derived file's identity.
 DERIVE_VERSION = "8"
@@ -935,10 +938,7 @@ def _argument_end(scan: dict[int, int], xpath: str, comma: int) -> int | None:
 
 def _map_code_lists(tree: etree._ElementTree) -> bool:
     root = tree.getroot()
-    try:
-        if float(root.get("version") or "1.0") < 2.0:
-            return False  # XPath 1.0 compatibility mode: keep its expressions as they are
-    except ValueError:
+    if not _xpath2(root):
         return False
     taken = {e.get("name") for e in root.iter(f"{_X}param", f"{_X}variable")}
     variables: dict[str, str] = {}  # list -> variable name
@@ -964,11 +964,8 @@ def _map_code_lists(tree: etree._ElementTree) -> bool:
             tail = _CODE_LIST_END.match(xpath, end + 1)
             if tail is None:
                 continue
-            if tokens not in variables:
-                name = f"{_CODE_LIST_VARIABLE}{len(variables) + 1}"
-                if name in taken:
-                    return xpath
-                variables[tokens] = name
+            if _numbered(variables, tokens, _CODE_LIST_VARIABLE, taken) is None:
+                return xpath
             literal = f"{m['q']}{tokens}{m['q']}"
             argument = xpath[m.end() : end]
             w = "$facturflow_w"
@@ -1021,10 +1018,7 @@ _FOCUS_CHANGERS = {f"{_X}{n}" for n in (
 def _hoist_root_calls(tree: etree._ElementTree, safe_modes: set[str]) -> bool:
     """root-call: see the module docstring. `safe_modes`: _source_modes of the tree."""
     root = tree.getroot()
-    try:
-        if float(root.get("version") or "1.0") < 2.0:
-            return False
-    except ValueError:
+    if not _xpath2(root):
         return False
     if not safe_modes:
         return False
@@ -1041,18 +1035,8 @@ def _hoist_root_calls(tree: etree._ElementTree, safe_modes: set[str]) -> bool:
     taken = {e.get("name") for e in root.iter(f"{_X}param", f"{_X}variable")}
     variables: dict[str, str] = {}  # normalised call -> variable name
     changed = False
-    for element, attr, value in list(_xpath_attributes(root)):
-        if _ROOT_CALL.search(value) is None:
-            continue
-        template = _enclosing_template(element)
-        if template is None or not set((template.get("mode") or "").split()) & safe_modes:
-            continue
-        if not set((template.get("mode") or "").split()) <= safe_modes:
-            continue
-        try:
-            scan = xpath_scan(value)
-        except ValueError:
-            continue
+    for element, attr, value, _, scan in _scanned_in_safe_templates(
+            root, safe_modes, lambda text: _ROOT_CALL.search(text) is not None):
         depth_at = {i: d for i, _, d in scan}
         out: list[str] = []
         at = 0
@@ -1065,14 +1049,10 @@ def _hoist_root_calls(tree: etree._ElementTree, safe_modes: set[str]) -> bool:
                 part.strip() for part in m["argument"].split("|")) + ")"
             prefixes = {name.split(":")[0] for name in re.findall(
                 rf"{_NCNAME}:{_NCNAME}", call)}
-            if any(element.nsmap.get(p) is None or element.nsmap.get(p) != root.nsmap.get(p)
-                   for p in prefixes):
+            if not _bound_as_at_root(element, root, prefixes):
                 continue
-            if call not in variables:
-                name = f"{_ROOT_CALL_VARIABLE}{len(variables) + 1}"
-                if name in taken:
-                    return changed
-                variables[call] = name
+            if _numbered(variables, call, _ROOT_CALL_VARIABLE, taken) is None:
+                return changed
             out.append(value[at : m.start()])
             out.append(f"${variables[call]}")
             at = m.end()
@@ -1163,27 +1143,15 @@ def _root_path_end(xpath: str, scan: dict[int, int], start: int) -> tuple[int, i
 def _hoist_root_paths(tree: etree._ElementTree, safe_modes: set[str]) -> bool:
     """root-path: see the module docstring. `safe_modes`: _source_modes of the tree."""
     root = tree.getroot()
-    try:
-        if float(root.get("version") or "1.0") < 2.0:
-            return False
-    except ValueError:
+    if not _xpath2(root):
         return False
     if not safe_modes:
         return False
     taken = {e.get("name") for e in root.iter(f"{_X}param", f"{_X}variable")}
     variables: dict[str, str] = {}
     changed = False
-    for element, attr, value in list(_xpath_attributes(root)):
-        if _ROOT_PATH_CANDIDATE.search(value) is None:
-            continue
-        template = _enclosing_template(element)
-        modes = set((template.get("mode") or "").split()) if template is not None else set()
-        if not modes or not modes <= safe_modes:
-            continue
-        try:
-            scan_list = xpath_scan(value)
-        except ValueError:
-            continue
+    for element, attr, value, _, scan_list in _scanned_in_safe_templates(
+            root, safe_modes, lambda text: _ROOT_PATH_CANDIDATE.search(text) is not None):
         scan = {i: d for i, _, d in scan_list}
         out: list[str] = []
         at = 0
@@ -1210,14 +1178,10 @@ def _hoist_root_paths(tree: etree._ElementTree, safe_modes: set[str]) -> bool:
                 continue
             path = value[start:end]
             prefixes = set(re.findall(rf"({_NCNAME}):{_NCNAME}", path))
-            if any(element.nsmap.get(p) is None or element.nsmap.get(p) != root.nsmap.get(p)
-                   for p in prefixes):
+            if not _bound_as_at_root(element, root, prefixes):
                 continue
-            if path not in variables:
-                name = f"{_ROOT_PATH_VARIABLE}{len(variables) + 1}"
-                if name in taken:
-                    return changed
-                variables[path] = name
+            if _numbered(variables, path, _ROOT_PATH_VARIABLE, taken) is None:
+                return changed
             out.append(value[at:start])
             out.append(f"${variables[path]}")
             at = end
@@ -1259,25 +1223,13 @@ def _node_path_variable(template: etree._Element, name: str) -> bool:
 def _index_sibling_lookups(tree: etree._ElementTree, safe_modes: set[str]) -> bool:
     """sibling-lookup: see the module docstring. `safe_modes`: _source_modes of the tree."""
     root = tree.getroot()
-    try:
-        if float(root.get("version") or "1.0") < 2.0:
-            return False
-    except ValueError:
+    if not _xpath2(root):
         return False
     taken = {e.get("name") for e in root.iter(f"{_X}key")}
     keys: dict[tuple[str, str], str] = {}  # (match, use) -> key name
     changed = False
-    for element, attr, value in list(_xpath_attributes(root)):
-        if _SIBLING_LOOKUP.search(value) is None:
-            continue
-        template = _enclosing_template(element)
-        modes = set((template.get("mode") or "").split()) if template is not None else set()
-        if template is None or not modes or not modes <= safe_modes:
-            continue
-        try:
-            scan_list = xpath_scan(value)
-        except ValueError:
-            continue
+    for element, attr, value, template, scan_list in _scanned_in_safe_templates(
+            root, safe_modes, lambda text: _SIBLING_LOOKUP.search(text) is not None):
         scan = {i for i, _, _ in scan_list}
         out: list[str] = []
         at = 0
@@ -1290,15 +1242,11 @@ def _index_sibling_lookups(tree: etree._ElementTree, safe_modes: set[str]) -> bo
                 continue
             names = [n for n in (m["a"], m["b"], m["c"]) if n]
             prefixes = {q.split(":")[0] for q in [*names, *m["use"].split("/")]}
-            if any(element.nsmap.get(p) is None or element.nsmap.get(p) != root.nsmap.get(p)
-                   for p in prefixes):
+            if not _bound_as_at_root(element, root, prefixes):
                 continue
             match = " | ".join(names)
-            if (match, m["use"]) not in keys:
-                name = f"{_SIBLING_LOOKUP_KEY}{len(keys) + 1}"
-                if name in taken:
-                    return changed
-                keys[(match, m["use"])] = name
+            if _numbered(keys, (match, m["use"]), _SIBLING_LOOKUP_KEY, taken) is None:
+                return changed
             # The same nodes in the same (document) order: the key's lines whose identifier
             # equals one of the values (untyped strings on both sides), kept to the siblings.
             out.append(value[at : m.start()])
@@ -1350,10 +1298,7 @@ def _top_and_split(text: str) -> list[str] | None:
 def _index_filters(tree: etree._ElementTree, safe_modes: set[str]) -> bool:
     """filter-key: see the module docstring. `safe_modes`: _source_modes of the tree."""
     root = tree.getroot()
-    try:
-        if float(root.get("version") or "1.0") < 2.0:
-            return False
-    except ValueError:
+    if not _xpath2(root):
         return False
     if not safe_modes:
         return False
@@ -1362,17 +1307,8 @@ def _index_filters(tree: etree._ElementTree, safe_modes: set[str]) -> bool:
     taken = {e.get("name") for e in root.iter(f"{_X}key")}
     keys: dict[tuple[str, str], str] = {}
     changed = False
-    for element, attr, value in list(_xpath_attributes(root)):
-        if "= $" not in value and "=$" not in value:
-            continue
-        template = _enclosing_template(element)
-        modes = set((template.get("mode") or "").split()) if template is not None else set()
-        if template is None or not modes or not modes <= safe_modes:
-            continue
-        try:
-            scan_list = xpath_scan(value)
-        except ValueError:
-            continue
+    for element, attr, value, template, scan_list in _scanned_in_safe_templates(
+            root, safe_modes, lambda text: "= $" in text or "=$" in text):
         depth = {i: d for i, _, d in scan_list}
         out: list[str] = []
         at = 0
@@ -1436,14 +1372,10 @@ def _index_filters(tree: etree._ElementTree, safe_modes: set[str]) -> bool:
                 ups = "/".join([".."] * (len(down) + 1))
                 check = f"[{ups} is current()/{'/'.join(['..'] * up)}]"
             names = re.findall(rf"({_NCNAME}):{_NCNAME}", match + " " + keyed["use"])
-            if any(element.nsmap.get(p) is None or element.nsmap.get(p) != root.nsmap.get(p)
-                   for p in names):
+            if not _bound_as_at_root(element, root, names):
                 continue
-            if (match, keyed["use"]) not in keys:
-                name = f"{_FILTER_KEY}{len(keys) + 1}"
-                if name in taken:
-                    return changed
-                keys[(match, keyed["use"])] = name
+            if _numbered(keys, (match, keyed["use"]), _FILTER_KEY, taken) is None:
+                return changed
             out.append(value[at : m.start()])
             out.append(f"key('{keys[(match, keyed['use'])]}', ${keyed['var']}){check}"
                        + "".join(f"[{r.strip()}]" for r in rest))
@@ -1465,6 +1397,56 @@ def _node_select(select: str) -> bool:
 
 def _in(element: etree._Element, ancestor: etree._Element | None) -> bool:
     return ancestor is not None and any(a is ancestor for a in element.iterancestors())
+
+
+def _bound_as_at_root(element: etree._Element, root: etree._Element,
+                      prefixes: Iterable[str]) -> bool:
+    """Whether each prefix is bound at `element` to the namespace it has on the stylesheet
+    element (where a hoisted declaration is read)."""
+    return not any(element.nsmap.get(p) is None or element.nsmap.get(p) != root.nsmap.get(p)
+                   for p in prefixes)
+
+
+def _numbered(names: dict[_K, str], key: _K, prefix: str,
+              taken: Container[str | None]) -> str | None:
+    """The name of `key` in `names`, the next `prefix`N when it has none yet; None (and
+    `names` unchanged) when that name is already taken in the stylesheet."""
+    if key not in names:
+        name = f"{prefix}{len(names) + 1}"
+        if name in taken:
+            return None
+        names[key] = name
+    return names[key]
+
+
+def _xpath2(root: etree._Element) -> bool:
+    """Whether a stylesheet's expressions are XPath 2.0 or later: in XPath 1.0 compatibility
+    mode (version below 2.0) the rewrites keep its expressions as they are."""
+    try:
+        return not float(root.get("version") or "1.0") < 2.0
+    except ValueError:
+        return False
+
+
+def _scanned_in_safe_templates(
+    root: etree._Element, safe_modes: set[str], wanted: Callable[[str], bool],
+) -> Iterator[tuple[etree._Element, str, str, etree._Element, list[tuple[int, str, int]]]]:
+    """The XPath attributes whose value is `wanted`, inside a top-level template (with the
+    template's focus) whose modes are all in `safe_modes`, with that template and the value's
+    xpath_scan; a value the lexer refuses is passed over. Listed before the first is yielded,
+    since the caller rewrites them as it goes; each template is looked up when its turn comes."""
+    for element, attr, value in list(_xpath_attributes(root)):
+        if not wanted(value):
+            continue
+        template = _enclosing_template(element)
+        modes = set((template.get("mode") or "").split()) if template is not None else set()
+        if template is None or not modes or not modes <= safe_modes:
+            continue
+        try:
+            scan = xpath_scan(value)
+        except ValueError:
+            continue
+        yield element, attr, value, template, scan
 
 
 def _enclosing_template(element: etree._Element) -> etree._Element | None:
@@ -1515,10 +1497,7 @@ _MANY_CHILDREN = 64  # below this, counting the preceding siblings costs little
 def _index_sibling_positions(tree: etree._ElementTree) -> bool:
     """sibling-position: see the module docstring."""
     root = tree.getroot()
-    try:
-        if float(root.get("version") or "1.0") < 2.0:
-            return False
-    except ValueError:
+    if not _xpath2(root):
         return False
     taken = {e.get("name") for e in root.iter(f"{_X}variable", f"{_X}param")}
     if _SIBLING_POSITIONS in taken:

@@ -348,13 +348,7 @@ def parse_svrl(
     except etree.XMLSyntaxError as exc:
         return [layer_failed(artefact, f"unreadable SVRL output: {exc}")], False
     if next(root.iter(_FIRED_TAG), None) is None:
-        return [
-            layer_failed(
-                artefact,
-                "the stylesheet fired no rule on this document, so it does not apply to it "
-                "(wrong syntax or vocabulary)",
-            )
-        ], False
+        return [_fired_no_rule(artefact)], False
     findings: list[Finding] = []
     # Document order, as the SVRL lists them (iter() walks in document order).
     nodes = list(itertools.islice(root.iter(_FAILED_TAG, _REPORT_TAG), _MAX_FINDINGS + 1))
@@ -363,15 +357,7 @@ def parse_svrl(
         findings.append(_finding(node, artefact, locator))
     if len(nodes) > _MAX_FINDINGS:
         more = sum(1 for _ in root.iter(_FAILED_TAG, _REPORT_TAG)) - _MAX_FINDINGS
-        findings.append(
-            Finding(
-                layer="schematron",
-                rule="TRUNCATED",
-                severity="information",
-                message=f"{more} more findings of {artefact.name} not listed",
-                artefact=artefact.name,
-            )
-        )
+        findings.append(_truncated(more, artefact))
     return findings, True
 
 
@@ -405,24 +391,30 @@ def _parse_large_svrl(
     except etree.XMLSyntaxError as exc:
         return [layer_failed(artefact, f"unreadable SVRL output: {exc}")], False
     if not fired:
-        return [
-            layer_failed(
-                artefact,
-                "the stylesheet fired no rule on this document, so it does not apply to it "
-                "(wrong syntax or vocabulary)",
-            )
-        ], False
+        return [_fired_no_rule(artefact)], False
     if more:
-        findings.append(
-            Finding(
-                layer="schematron",
-                rule="TRUNCATED",
-                severity="information",
-                message=f"{more} more findings of {artefact.name} not listed",
-                artefact=artefact.name,
-            )
-        )
+        findings.append(_truncated(more, artefact))
     return findings, True
+
+
+def _fired_no_rule(artefact: Artefact) -> Finding:
+    """What an SVRL without a fired rule means (parse_svrl, _parse_large_svrl)."""
+    return layer_failed(
+        artefact,
+        "the stylesheet fired no rule on this document, so it does not apply to it "
+        "(wrong syntax or vocabulary)",
+    )
+
+
+def _truncated(more: int, artefact: Artefact) -> Finding:
+    """The finding that stands for the `more` findings past _MAX_FINDINGS."""
+    return Finding(
+        layer="schematron",
+        rule="TRUNCATED",
+        severity="information",
+        message=f"{more} more findings of {artefact.name} not listed",
+        artefact=artefact.name,
+    )
 
 
 def _finding(node: etree._Element, artefact: Artefact, locator: _Locator) -> Finding:
