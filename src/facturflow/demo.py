@@ -52,6 +52,13 @@ STEPS: list[tuple[str, list[str], set[int]]] = [
       "fixtures/valid/fr-invoice-en16931.xml"], {0}),
     ("10. Status of everything sent, from the outbox",
      ["status", "--state", "out/demo/state"], {0}),
+    ("11. The outbox: each entry, its state and its lifecycle outcome",
+     ["outbox", "list", "--state", "out/demo/state"], {0}),
+    ("12. A human-readable view of an invoice, words not codes (open out/demo/view.html)",
+     ["render", "out/demo/fr-invoice-ubl-en16931.pdf", "-o", "out/demo/view.html",
+      "--lang", "en"], {0}),
+    ("13. A CDAR lifecycle message, checked against the D22B XSD and BR-FR-CDV",
+     ["validate", "--summary", "fixtures/cdar/valid-deposited.xml"], {0}),
 ]
 
 
