@@ -68,6 +68,16 @@ HELP: dict[tuple[str, ...], tuple[str | None, tuple[str, ...]]] = {
         "0 the invoice was read; 2 it cannot be read.",
         ("facturflow read facture.pdf", "facturflow read --format json facture-ubl.xml"),
     ),
+    ("render",): (
+        "0 the view was written; 2 an input that cannot be read as an invoice, an output "
+        "whose format cannot be told (.pdf, .html or .htm; or --format), or an output that "
+        "cannot be written; 130 Ctrl-C.",
+        (
+            "facturflow render facture.pdf -o facture.html",
+            "facturflow render facture-ubl.xml -o vue.pdf --lang en",
+            "facturflow render facture.xml -o vue --format html",
+        ),
+    ),
     ("rules",): (
         "as for each subcommand (see `facturflow rules diff --help`).",
         ("facturflow rules calendar", "facturflow rules diff --from warning --to fatal invoices/"),
