@@ -238,3 +238,18 @@ def test_a_kept_pool_replaces_a_crashed_worker_and_serves_the_next_run() -> None
         second = [r.path.split("@")[0] for r in workers.run(["c4", "u5"])]
         assert second == ["c4", "u5"]
         assert workers.stats["started"] == 3  # the two first workers and the crashed one's heir
+
+
+def test_pages_shared_with_a_large_parent_do_not_make_a_worker_worn() -> None:
+    # A forked worker's resident set counts its parent's pages: a large parent (a long test
+    # run, a service) made every worker look worn after every file, so each was replaced.
+    ballast = bytearray(300 * 1024 * 1024)
+    for offset in range(0, len(ballast), 4096):
+        ballast[offset] = 1
+    names = [f"u{i}" for i in range(6)]
+    with pool.WorkerPool(_whoami, _init, (), 1, None, max_rss_mb=150) as workers:
+        results = list(workers.run(names))
+        stats = dict(workers.stats)
+    del ballast
+    assert len({r.path.split("@")[1] for r in results}) == 1
+    assert stats["started"] == 1 and stats.get("recycled", 0) == 0

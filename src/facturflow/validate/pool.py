@@ -5,8 +5,9 @@ hostile or pathological document is to run it in a process that can be killed. A
 exceeds the time limit gets a fatal LAYER-FAILED report; its worker is replaced and the batch
 goes on. A worker that dies (a crash in native code) is reported the same way.
 
-Workers are also recycled, so a long batch cannot grow: a worker whose resident set exceeds
-`max_rss_mb` after a file (default DEFAULT_MAX_RSS_MB; Linux, read from /proc), or that has
+Workers are also recycled, so a long batch cannot grow: a worker whose own resident memory
+(pages shared with the parent it was forked from are not counted) exceeds `max_rss_mb` after a
+file (default DEFAULT_MAX_RSS_MB; Linux, read from /proc), or that has
 validated `max_tasks` files (default: no limit), is stopped between two files and replaced. Its
 results are already collected, so nothing is lost; the new worker compiles its stylesheets again
 (a few seconds of CPU), which is why the limits are high by default: with Saxon's young generation
@@ -68,6 +69,25 @@ def rss_mb(pid: int) -> float | None:
             return int(statm.read().split()[1]) * _PAGE_MB
     except (OSError, ValueError, IndexError):
         return None
+
+
+def private_mb(pid: int) -> float | None:
+    """The memory a process does not share (private clean + dirty pages) in MB, or None where
+    /proc cannot tell. Costs a few milliseconds on a large process: read only when the
+    resident set is over the limit."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup", "rb") as rollup:
+            text = rollup.read()
+    except OSError:
+        return None
+    total_kb = 0
+    for line in text.splitlines():
+        if line.startswith((b"Private_Clean:", b"Private_Dirty:")):
+            try:
+                total_kb += int(line.split()[1])
+            except (IndexError, ValueError):
+                return None
+    return total_kb / 1024
 
 
 def _context() -> Any:
@@ -139,7 +159,13 @@ class _Slot:
         if max_rss_mb is None or self.process.pid is None:
             return False
         rss = rss_mb(self.process.pid)
-        return rss is not None and rss > max_rss_mb
+        if rss is None or rss <= max_rss_mb:
+            return False
+        # A forked worker's resident set counts the pages it still shares with its parent: a
+        # large parent (a long test run, a service) would make every worker look worn after
+        # every file. Past the cheap check, only the worker's own pages decide.
+        private = private_mb(self.process.pid)
+        return private is None or private > max_rss_mb
 
     def submit(self, index: int, name: str) -> None:
         self.job = (index, name)
