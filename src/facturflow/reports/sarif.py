@@ -67,7 +67,9 @@ class _Rules:
 
 
 def _fingerprint(*parts: str) -> str:
-    return hashlib.sha256("\x1f".join(parts).encode("utf-8")).hexdigest()[:32]
+    # A non-UTF-8 file name (surrogate-escaped by os.fsdecode) hashes as its own bytes.
+    data = "\x1f".join(parts).encode("utf-8", errors="surrogateescape")
+    return hashlib.sha256(data).hexdigest()[:32]
 
 
 def _result(finding: Finding, report: Report, rules: _Rules, artifact_index: int) -> dict[str, Any]:
