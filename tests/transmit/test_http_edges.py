@@ -94,8 +94,10 @@ def serve() -> Iterator[Callable[[Handler], ScriptedServer]]:
 
 def _answer(status: int, body: bytes, ctype: str = "application/json",
             reason: str = "OK") -> bytes:
+    # The server closes each connection after one answer: say so, or the client may reuse a
+    # pooled connection the server is closing ("Server disconnected", a flaky failure).
     return (f"HTTP/1.1 {status} {reason}\r\nContent-Type: {ctype}\r\n"
-            f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode() + body
 
 
 ORG = b'{"organization": {"id": "org-1", "slug": "s"}}'
