@@ -6,6 +6,7 @@ what the rewrites accept and refuse, and that an accepted rewrite gives the same
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -629,3 +630,19 @@ def test_linear_rewrites_apply_to_the_default_stylesheets() -> None:
     }
     for key, rewrites in expected.items():
         assert rewrites <= set(D.derive(builtin(key).path).rewrites), key
+
+
+def test_a_taken_name_is_skipped_and_every_substitution_declared(tmp_path: Path) -> None:
+    # The stylesheet already has the first name a rewrite would give: the rewrite takes the
+    # next free one (it used to stop half-way, leaving substituted references undeclared).
+    own = '<xsl:variable name="facturflow-root-call-1" select="\'mine\'"/>'
+    official = re.sub(r"(<xsl:stylesheet[^>]*>)", lambda m: m[1] + own, _PER_LINE, count=1)
+    assert own in official
+    derived = _derive(official, tmp_path)
+    assert "root-call" in derived.rewrites
+    root = etree.fromstring(derived.text)
+    names = [v.get("name") for v in root.iterchildren(f"{D._X}variable")]
+    assert names.count("facturflow-root-call-1") == 1 and "facturflow-root-call-2" in names
+    assert "$facturflow-root-call-2" in derived.text.decode("utf-8")
+    doc = _per_line_doc(5, '<p:k t="a"/>')
+    assert _apply(derived.text, tmp_path, doc) == _apply(official.encode(), tmp_path, doc)

@@ -964,8 +964,7 @@ def _map_code_lists(tree: etree._ElementTree) -> bool:
             tail = _CODE_LIST_END.match(xpath, end + 1)
             if tail is None:
                 continue
-            if _numbered(variables, tokens, _CODE_LIST_VARIABLE, taken) is None:
-                return xpath
+            _numbered(variables, tokens, _CODE_LIST_VARIABLE, taken)
             literal = f"{m['q']}{tokens}{m['q']}"
             argument = xpath[m.end() : end]
             w = "$facturflow_w"
@@ -1051,8 +1050,7 @@ def _hoist_root_calls(tree: etree._ElementTree, safe_modes: set[str]) -> bool:
                 rf"{_NCNAME}:{_NCNAME}", call)}
             if not _bound_as_at_root(element, root, prefixes):
                 continue
-            if _numbered(variables, call, _ROOT_CALL_VARIABLE, taken) is None:
-                return changed
+            _numbered(variables, call, _ROOT_CALL_VARIABLE, taken)
             out.append(value[at : m.start()])
             out.append(f"${variables[call]}")
             at = m.end()
@@ -1180,8 +1178,7 @@ def _hoist_root_paths(tree: etree._ElementTree, safe_modes: set[str]) -> bool:
             prefixes = set(re.findall(rf"({_NCNAME}):{_NCNAME}", path))
             if not _bound_as_at_root(element, root, prefixes):
                 continue
-            if _numbered(variables, path, _ROOT_PATH_VARIABLE, taken) is None:
-                return changed
+            _numbered(variables, path, _ROOT_PATH_VARIABLE, taken)
             out.append(value[at:start])
             out.append(f"${variables[path]}")
             at = end
@@ -1245,8 +1242,7 @@ def _index_sibling_lookups(tree: etree._ElementTree, safe_modes: set[str]) -> bo
             if not _bound_as_at_root(element, root, prefixes):
                 continue
             match = " | ".join(names)
-            if _numbered(keys, (match, m["use"]), _SIBLING_LOOKUP_KEY, taken) is None:
-                return changed
+            _numbered(keys, (match, m["use"]), _SIBLING_LOOKUP_KEY, taken)
             # The same nodes in the same (document) order: the key's lines whose identifier
             # equals one of the values (untyped strings on both sides), kept to the siblings.
             out.append(value[at : m.start()])
@@ -1374,8 +1370,7 @@ def _index_filters(tree: etree._ElementTree, safe_modes: set[str]) -> bool:
             names = re.findall(rf"({_NCNAME}):{_NCNAME}", match + " " + keyed["use"])
             if not _bound_as_at_root(element, root, names):
                 continue
-            if _numbered(keys, (match, keyed["use"]), _FILTER_KEY, taken) is None:
-                return changed
+            _numbered(keys, (match, keyed["use"]), _FILTER_KEY, taken)
             out.append(value[at : m.start()])
             out.append(f"key('{keys[(match, keyed['use'])]}', ${keyed['var']}){check}"
                        + "".join(f"[{r.strip()}]" for r in rest))
@@ -1408,14 +1403,17 @@ def _bound_as_at_root(element: etree._Element, root: etree._Element,
 
 
 def _numbered(names: dict[_K, str], key: _K, prefix: str,
-              taken: Container[str | None]) -> str | None:
-    """The name of `key` in `names`, the next `prefix`N when it has none yet; None (and
-    `names` unchanged) when that name is already taken in the stylesheet."""
+              taken: Container[str | None]) -> str:
+    """The name of `key` in `names`, else the next `prefix`N free in the stylesheet.
+
+    Never None: a rewrite that stopped half-way on a taken name left the references it had
+    already substituted without their declaration."""
     if key not in names:
-        name = f"{prefix}{len(names) + 1}"
-        if name in taken:
-            return None
-        names[key] = name
+        used = set(names.values())
+        number = len(names) + 1
+        while f"{prefix}{number}" in taken or f"{prefix}{number}" in used:
+            number += 1
+        names[key] = f"{prefix}{number}"
     return names[key]
 
 
