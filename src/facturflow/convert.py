@@ -321,17 +321,10 @@ in code, e.g. with facturflow.model.build) to `to`.
     else:
         try:
             invoice = _read(document, warnings)
-            xml, dropped = _convert_model(invoice, to, target_profile, document.profile, name)
         except FacturflowError as exc:
             exc.source = exc.source or name
             raise
-        if dropped and not lossy:
-            raise ConversionRejected(
-                f"converting to {to} ({target_profile}) would drop business terms "
-                f"{', '.join(dropped)}; use lossy=True (--lossy) to convert anyway",
-                business_terms=dropped,
-                source=name,
-            )
+        xml, dropped = _model_xml(invoice, to, target_profile, document.profile, name, lossy)
         written = detect_bytes(xml, name="<output>")
         written_id = written.spec_id
         if written_id != document.spec_id:
@@ -498,6 +491,25 @@ def _blamed(fired: list[str], source_defects: tuple[str, ...], known: bool) -> s
     return "; ".join(parts)
 
 
+def _model_xml(invoice: Invoice, to: str, profile: str, own_profile: str, name: str,
+               lossy: bool) -> tuple[bytes, tuple[str, ...]]:
+    """The invoice written in the target syntax and profile, and the business terms dropped;
+    refused (ConversionRejected) when terms would be dropped and not `lossy`."""
+    try:
+        xml, dropped = _convert_model(invoice, to, profile, own_profile, name)
+    except FacturflowError as exc:
+        exc.source = exc.source or name
+        raise
+    if dropped and not lossy:
+        raise ConversionRejected(
+            f"converting to {to} ({profile}) would drop business terms "
+            f"{', '.join(dropped)}; use lossy=True (--lossy) to convert anyway",
+            business_terms=dropped,
+            source=name,
+        )
+    return xml, dropped
+
+
 def _convert_invoice(
     invoice: Invoice,
     to: str,
@@ -520,18 +532,7 @@ def _convert_invoice(
             f"cannot convert to the {profile!r} profile (choose one of "
             f"{', '.join(SPECIFICATION_IDS)})", source=name,
         )
-    try:
-        xml, dropped = _convert_model(invoice, to, profile, own_profile, name)
-    except FacturflowError as exc:
-        exc.source = exc.source or name
-        raise
-    if dropped and not lossy:
-        raise ConversionRejected(
-            f"writing {to} ({profile}) would drop business terms {', '.join(dropped)}; use "
-            "lossy=True to convert anyway",
-            business_terms=dropped,
-            source=name,
-        )
+    xml, dropped = _model_xml(invoice, to, profile, own_profile, name, lossy)
     warnings: list[str] = []
     if to == "facturx":
         data = _wrap(xml, pdf, pdf is not None, invoice, lang, timestamp, name, warnings)
