@@ -88,11 +88,11 @@ import hashlib
 import itertools
 import re
 import sys
-from collections.abc import Callable, Collection, Container, Hashable, Iterable, Iterator
+from collections.abc import Callable, Collection, Hashable, Iterable, Iterator
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import TypeVar
+from typing import Generic, TypeVar
 
 from lxml import etree
 
@@ -940,15 +940,14 @@ def _map_code_lists(tree: etree._ElementTree) -> bool:
     root = tree.getroot()
     if not _xpath2(root):
         return False
-    taken = {e.get("name") for e in root.iter(f"{_X}param", f"{_X}variable")}
-    variables: dict[str, str] = {}  # list -> variable name
+    hoist: _Hoist[str] = _Hoist(root, _CODE_LIST_VARIABLE, "param", "variable")  # by list
 
-    def rewrite(xpath: str) -> str:
+    def rewrite(xpath: str) -> list[tuple[int, int, str]]:
         try:
             scan = {i: depth for i, _, depth in xpath_scan(xpath)}
         except ValueError:
-            return xpath
-        out: list[str] = []
+            return []
+        out: list[tuple[int, int, str]] = []
         at = 0
         for m in _CODE_LIST_CALL.finditer(xpath):
             if m.start() < at or m.start() not in scan:
@@ -964,37 +963,30 @@ def _map_code_lists(tree: etree._ElementTree) -> bool:
             tail = _CODE_LIST_END.match(xpath, end + 1)
             if tail is None:
                 continue
-            _numbered(variables, tokens, _CODE_LIST_VARIABLE, taken)
+            name = hoist.name(tokens)
             literal = f"{m['q']}{tokens}{m['q']}"
             argument = xpath[m.end() : end]
             w = "$facturflow_w"
             # Same value as the original for every argument (see the module docstring); the
             # argument is evaluated once, inside concat as before (same errors).
-            out.append(xpath[at : m.start()])
-            out.append(
-                f"(let {w} := concat(' ',{argument}, ' ') return "
-                f"if (contains(substring({w}, 2, string-length({w}) - 2), ' ')) "
-                f"then contains({literal}, {w}) "
-                f"else {_MAP_NS}contains(${variables[tokens]}, {w}))"
-            )
+            out.append((m.start(), tail.end(),
+                        f"(let {w} := concat(' ',{argument}, ' ') return "
+                        f"if (contains(substring({w}, 2, string-length({w}) - 2), ' ')) "
+                        f"then contains({literal}, {w}) "
+                        f"else {_MAP_NS}contains(${name}, {w}))"))
             at = tail.end()
-        if not out:
-            return xpath
-        out.append(xpath[at:])
-        return "".join(out)
+        return out
 
-    changed = False
     for element, attr, value in list(_xpath_attributes(root)):
         if "concat(" in value and "contains(" in value:
-            new = rewrite(value)
-            if new != value:
-                element.set(attr, new)
-                changed = True
-    for tokens, name in variables.items():
+            hoist.substitute(element, attr, value, rewrite(value))
+
+    def code_map(tokens: str) -> dict[str, str]:
         keys = dict.fromkeys(tokens.split())  # a map constructor refuses duplicate keys
         entries = ", ".join(f"' {token} ': true()" for token in keys)
-        _declare(root, "variable", name=name, select=f"map{{{entries}}}")
-    return changed
+        return {"select": f"map{{{entries}}}"}
+
+    return hoist.declare("variable", code_map)
 
 
 # custom:isSpecialContract(/ubl:Invoice|/cn:CreditNote): a stylesheet function applied to the
@@ -1031,13 +1023,12 @@ def _hoist_root_calls(tree: etree._ElementTree, safe_modes: set[str]) -> bool:
         if (len(params) == 1 and _ATOMIC_TYPE.match(function.get("as") or "") and plain
                 and "generate-id" not in etree.tostring(function, encoding="unicode")):
             functions[function.get("name") or ""] = function
-    taken = {e.get("name") for e in root.iter(f"{_X}param", f"{_X}variable")}
-    variables: dict[str, str] = {}  # normalised call -> variable name
-    changed = False
+    # By normalised call.
+    hoist: _Hoist[str] = _Hoist(root, _ROOT_CALL_VARIABLE, "param", "variable")
     for element, attr, value, _, scan in _scanned_in_safe_templates(
             root, safe_modes, lambda text: _ROOT_CALL.search(text) is not None):
         depth_at = {i: d for i, _, d in scan}
-        out: list[str] = []
+        out: list[tuple[int, int, str]] = []
         at = 0
         for m in _ROOT_CALL.finditer(value):
             if m.start() < at or m.start() not in depth_at or m["function"] not in functions:
@@ -1050,17 +1041,10 @@ def _hoist_root_calls(tree: etree._ElementTree, safe_modes: set[str]) -> bool:
                 rf"{_NCNAME}:{_NCNAME}", call)}
             if not _bound_as_at_root(element, root, prefixes):
                 continue
-            _numbered(variables, call, _ROOT_CALL_VARIABLE, taken)
-            out.append(value[at : m.start()])
-            out.append(f"${variables[call]}")
+            out.append((m.start(), m.end(), f"${hoist.name(call)}"))
             at = m.end()
-        if out:
-            out.append(value[at:])
-            element.set(attr, "".join(out))
-            changed = True
-    for call, name in variables.items():
-        _declare(root, "variable", name=name, select=call)
-    return changed
+        hoist.substitute(element, attr, value, out)
+    return hoist.declare("variable", lambda call: {"select": call})
 
 
 _RELATIVE_PATH = re.compile(r"^[\w.:*@|/ -]+$")
@@ -1145,13 +1129,11 @@ def _hoist_root_paths(tree: etree._ElementTree, safe_modes: set[str]) -> bool:
         return False
     if not safe_modes:
         return False
-    taken = {e.get("name") for e in root.iter(f"{_X}param", f"{_X}variable")}
-    variables: dict[str, str] = {}
-    changed = False
+    hoist: _Hoist[str] = _Hoist(root, _ROOT_PATH_VARIABLE, "param", "variable")  # by path
     for element, attr, value, _, scan_list in _scanned_in_safe_templates(
             root, safe_modes, lambda text: _ROOT_PATH_CANDIDATE.search(text) is not None):
         scan = {i: d for i, _, d in scan_list}
-        out: list[str] = []
+        out: list[tuple[int, int, str]] = []
         at = 0
         for m in _ROOT_PATH_START.finditer(value):
             start = m.start()
@@ -1178,17 +1160,10 @@ def _hoist_root_paths(tree: etree._ElementTree, safe_modes: set[str]) -> bool:
             prefixes = set(re.findall(rf"({_NCNAME}):{_NCNAME}", path))
             if not _bound_as_at_root(element, root, prefixes):
                 continue
-            _numbered(variables, path, _ROOT_PATH_VARIABLE, taken)
-            out.append(value[at:start])
-            out.append(f"${variables[path]}")
+            out.append((start, end, f"${hoist.name(path)}"))
             at = end
-        if out:
-            out.append(value[at:])
-            element.set(attr, "".join(out))
-            changed = True
-    for path, name in variables.items():
-        _declare(root, "variable", name=name, select=path)
-    return changed
+        hoist.substitute(element, attr, value, out)
+    return hoist.declare("variable", lambda path: {"select": path})
 
 
 _QN = rf"{_NCNAME}:{_NCNAME}"
@@ -1222,13 +1197,12 @@ def _index_sibling_lookups(tree: etree._ElementTree, safe_modes: set[str]) -> bo
     root = tree.getroot()
     if not _xpath2(root):
         return False
-    taken = {e.get("name") for e in root.iter(f"{_X}key")}
-    keys: dict[tuple[str, str], str] = {}  # (match, use) -> key name
-    changed = False
+    # By (match, use).
+    hoist: _Hoist[tuple[str, str]] = _Hoist(root, _SIBLING_LOOKUP_KEY, "key")
     for element, attr, value, template, scan_list in _scanned_in_safe_templates(
             root, safe_modes, lambda text: _SIBLING_LOOKUP.search(text) is not None):
         scan = {i for i, _, _ in scan_list}
-        out: list[str] = []
+        out: list[tuple[int, int, str]] = []
         at = 0
         for m in _SIBLING_LOOKUP.finditer(value):
             if m.start() < at or m.start() not in scan:
@@ -1242,19 +1216,13 @@ def _index_sibling_lookups(tree: etree._ElementTree, safe_modes: set[str]) -> bo
             if not _bound_as_at_root(element, root, prefixes):
                 continue
             match = " | ".join(names)
-            _numbered(keys, (match, m["use"]), _SIBLING_LOOKUP_KEY, taken)
+            name = hoist.name((match, m["use"]))
             # The same nodes in the same (document) order: the key's lines whose identifier
             # equals one of the values (untyped strings on both sides), kept to the siblings.
-            out.append(value[at : m.start()])
-            out.append(f"key('{keys[(match, m['use'])]}', ${m['var']})[.. is current()/..]")
+            out.append((m.start(), m.end(), f"key('{name}', ${m['var']})[.. is current()/..]"))
             at = m.end()
-        if out:
-            out.append(value[at:])
-            element.set(attr, "".join(out))
-            changed = True
-    for (match, use), name in keys.items():
-        _declare(root, "key", name=name, match=match, use=use)
-    return changed
+        hoist.substitute(element, attr, value, out)
+    return hoist.declare("key", lambda key: {"match": key[0], "use": key[1]})
 
 
 # count((../../cac:InvoiceLine | ../../cac:CreditNoteLine)/cac:BillingReference[P1][P2 and
@@ -1300,13 +1268,11 @@ def _index_filters(tree: etree._ElementTree, safe_modes: set[str]) -> bool:
         return False
     global_nodes = {v.get("name") for v in root.iterchildren(f"{_X}variable")
                     if not len(v) and _node_select(v.get("select") or "")}
-    taken = {e.get("name") for e in root.iter(f"{_X}key")}
-    keys: dict[tuple[str, str], str] = {}
-    changed = False
+    hoist: _Hoist[tuple[str, str]] = _Hoist(root, _FILTER_KEY, "key")  # by (match, use)
     for element, attr, value, template, scan_list in _scanned_in_safe_templates(
             root, safe_modes, lambda text: "= $" in text or "=$" in text):
         depth = {i: d for i, _, d in scan_list}
-        out: list[str] = []
+        out: list[tuple[int, int, str]] = []
         at = 0
         for m in _FILTER_HEAD.finditer(value):
             if m.start() < at or m.start() not in depth or not value.startswith("[", m.end()):
@@ -1370,18 +1336,12 @@ def _index_filters(tree: etree._ElementTree, safe_modes: set[str]) -> bool:
             names = re.findall(rf"({_NCNAME}):{_NCNAME}", match + " " + keyed["use"])
             if not _bound_as_at_root(element, root, names):
                 continue
-            _numbered(keys, (match, keyed["use"]), _FILTER_KEY, taken)
-            out.append(value[at : m.start()])
-            out.append(f"key('{keys[(match, keyed['use'])]}', ${keyed['var']}){check}"
-                       + "".join(f"[{r.strip()}]" for r in rest))
+            name = hoist.name((match, keyed["use"]))
+            out.append((m.start(), i, f"key('{name}', ${keyed['var']}){check}"
+                        + "".join(f"[{r.strip()}]" for r in rest)))
             at = i
-        if out:
-            out.append(value[at:])
-            element.set(attr, "".join(out))
-            changed = True
-    for (match, use), name in keys.items():
-        _declare(root, "key", name=name, match=match, use=use)
-    return changed
+        hoist.substitute(element, attr, value, out)
+    return hoist.declare("key", lambda key: {"match": key[0], "use": key[1]})
 
 
 def _node_select(select: str) -> bool:
@@ -1402,19 +1362,54 @@ def _bound_as_at_root(element: etree._Element, root: etree._Element,
                    for p in prefixes)
 
 
-def _numbered(names: dict[_K, str], key: _K, prefix: str,
-              taken: Container[str | None]) -> str:
-    """The name of `key` in `names`, else the next `prefix`N free in the stylesheet.
+class _Hoist(Generic[_K]):
+    """What the rewrites that hoist an expression into a top-level declaration share: one
+    name per distinct expression (`key`), the substitutions in the attributes, the
+    declarations once every attribute is done, and whether anything changed."""
 
-    Never None: a rewrite that stopped half-way on a taken name left the references it had
-    already substituted without their declaration."""
-    if key not in names:
-        used = set(names.values())
-        number = len(names) + 1
-        while f"{prefix}{number}" in taken or f"{prefix}{number}" in used:
-            number += 1
-        names[key] = f"{prefix}{number}"
-    return names[key]
+    def __init__(self, root: etree._Element, prefix: str, *kinds: str) -> None:
+        self.root = root
+        self.prefix = prefix
+        # Names already declared with these kinds (xsl:param/xsl:variable, or xsl:key).
+        self.taken = {e.get("name") for e in root.iter(*(f"{_X}{k}" for k in kinds))}
+        self.names: dict[_K, str] = {}
+        self.changed = False
+
+    def name(self, key: _K) -> str:
+        """The name of `key`, else the next `prefix`N free in the stylesheet.
+
+        Never gives up: a rewrite that stopped half-way on a taken name left the references
+        it had already substituted without their declaration."""
+        if key not in self.names:
+            used = set(self.names.values())
+            number = len(self.names) + 1
+            while f"{self.prefix}{number}" in self.taken or f"{self.prefix}{number}" in used:
+                number += 1
+            self.names[key] = f"{self.prefix}{number}"
+        return self.names[key]
+
+    def substitute(self, element: etree._Element, attr: str, value: str,
+                   spans: list[tuple[int, int, str]]) -> None:
+        """Set `attr` to `value` with each (start, end) span, in order and apart, replaced by
+        its text; nothing when there is none."""
+        if not spans:
+            return
+        out: list[str] = []
+        at = 0
+        for start, end, text in spans:
+            out.append(value[at:start])
+            out.append(text)
+            at = end
+        out.append(value[at:])
+        element.set(attr, "".join(out))
+        self.changed = True
+
+    def declare(self, kind: str, attributes: Callable[[_K], dict[str, str]]) -> bool:
+        """Declare each name as a top-level xsl:`kind` with the attributes of its key; whether
+        the rewrite changed the stylesheet."""
+        for key, name in self.names.items():
+            _declare(self.root, kind, name=name, **attributes(key))
+        return self.changed
 
 
 def _xpath2(root: etree._Element) -> bool:
