@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -152,3 +153,29 @@ def test_values_read_from_a_factur_x_pdf_of_the_corpus() -> None:
     assert result["properties"]["term_path"] == "BG-24[1] / BT-123"
     assert result["properties"]["embeddedFile"] == "factur-x.xml"
     assert "values: BT-123 = support descript" in result["message"]["text"]
+
+
+def test_the_reports_of_one_run_read_each_invoice_once(
+    br_co_10: Report, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import facturflow.reports.values as values
+
+    reads: list[str] = []
+    real = values._read
+
+    def counting(path: str) -> Any:
+        reads.append(path)
+        return real(path)
+
+    monkeypatch.setattr(values, "_read", counting)
+    copy = tmp_path / "br-co-10.xml"
+    copy.write_bytes(BR_CO_10.read_bytes())
+    report = replace(br_co_10, path=str(copy))
+    outputs = [render([report], fmt) for fmt in ("text", "json", "sarif", "junit")]
+    assert len(reads) == 1  # read by the text report, kept for the three others
+    assert all("1417.00" in out for out in outputs)
+    # A file changed since (size and mtime) is read again: the values follow the file.
+    copy.write_bytes(BR_CO_10.read_bytes().replace(b">54.00<", b">55.00<"))
+    os.utime(copy, ns=(1, 1))
+    assert "sum of BT-131 = 1418.00" in render([report], "text")
+    assert len(reads) == 2

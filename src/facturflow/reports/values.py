@@ -11,7 +11,10 @@ cannot read (or that is gone, like standard input) simply shows no values.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import os
+import threading
+from collections import OrderedDict
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -109,28 +112,67 @@ def shows_values(finding: Finding) -> bool:
     )
 
 
+# Each file's values, kept between the reports of one run (text, JSON, SARIF and JUnit would
+# each read the invoice again: ~25 ms apiece) and keyed by the file's size and mtime so that a
+# changed file is read again. Small: a few TermValues per file, for the last CACHED files.
+CACHED = 10_000
+_cache: OrderedDict[tuple[str, int, int], dict[str, TermValue]] = OrderedDict()
+_lock = threading.Lock()
+
+
+def _signature(path: str) -> tuple[str, int, int] | None:
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return None
+    return (os.path.abspath(path), stat.st_mtime_ns, stat.st_size)
+
+
+def _bt_terms(terms: Iterable[str]) -> list[str]:
+    return [t for t in dict.fromkeys(terms) if t.startswith("BT-")]
+
+
 class InvoiceValues:
-    """Reads each report's invoice once (only when one of its findings names terms)."""
+    """The values of a report's business terms: its invoice is read once (only when one of its
+    findings names BT terms), for every term its findings name, and kept for the next report
+    of the same run (see CACHED)."""
 
     def __init__(self) -> None:
-        self._data: dict[str, dict[str, Any] | None] = {}
+        self._unreadable: set[str] = set()
 
-    def model(self, report: Report) -> dict[str, Any] | None:
+    def _table(self, report: Report, wanted: list[str]) -> dict[str, TermValue]:
         if report.error is not None or report.container is None:
-            return None
-        if report.path not in self._data:
-            self._data[report.path] = _read(report.path)
-        return self._data[report.path]
+            return {}
+        key = _signature(report.path)
+        if key is None:
+            return {}
+        with _lock:
+            table = _cache.get(key)
+            if table is not None:
+                _cache.move_to_end(key)
+        if table is not None and all(term in table for term in wanted):
+            return table
+        if report.path in self._unreadable:
+            return {}
+        data = _read(report.path)
+        if data is None:
+            self._unreadable.add(report.path)
+            return {}
+        terms = _bt_terms([*wanted, *(t for f in report.findings for t in f.business_terms)])
+        table = {term: term_value(data, term) for term in terms}
+        with _lock:
+            _cache[key] = table
+            while len(_cache) > CACHED:
+                _cache.popitem(last=False)
+        return table
 
     def values(self, report: Report, terms: tuple[str, ...] | list[str]) -> list[TermValue]:
         """The values of the business terms (BT-n) among `terms`; empty when unreadable."""
-        wanted = [t for t in dict.fromkeys(terms) if t.startswith("BT-")]
+        wanted = _bt_terms(terms)
         if not wanted:
             return []
-        data = self.model(report)
-        if data is None:
-            return []
-        return [term_value(data, term) for term in wanted]
+        table = self._table(report, wanted)
+        return [table[term] for term in wanted if term in table]
 
     def finding(self, report: Report, finding: Finding) -> list[TermValue]:
         """The values shown for one finding (none for information findings)."""
