@@ -95,7 +95,7 @@ def test_junit_failure_message_and_text_carry_values_and_term_path(br_co_10: Rep
     failure = root.find(".//failure[@type='BR-CO-10']")
     assert failure is not None
     values = "values: BT-106 = 1407.00; sum of BT-131 = 1417.00 (3 values)"
-    assert values in failure.get("message", "")
+    assert f"[at BG-22] {values}" in failure.get("message", "")
     assert values in (failure.text or "")
     assert "at BG-22 — /CrossIndustryInvoice[1]/" in (failure.text or "")
 
@@ -115,9 +115,15 @@ def test_a_pdf_finding_s_term_path_and_embedded_line_in_every_machine_report() -
     assert result["message"]["text"] == (
         "m (line 195 of the embedded factur-x.xml) [at BG-25[3] / BT-131]"
     )
-    junit = render([report], "junit")
-    assert "at BG-25[3] / BT-131 — /Invoice[1]/InvoiceLine[3]/LineExtensionAmount[1], " \
-        "line 195 of the embedded factur-x.xml" in junit
+    failure = etree.fromstring(render([report], "junit").encode()).find(".//failure")
+    assert failure is not None
+    assert failure.get("message") == (
+        "m (line 195 of the embedded factur-x.xml) [at BG-25[3] / BT-131]"
+    )
+    assert (
+        "at BG-25[3] / BT-131 — /Invoice[1]/InvoiceLine[3]/LineExtensionAmount[1], "
+        "line 195 of the embedded factur-x.xml" in (failure.text or "")
+    )
 
 
 def test_one_cli_run_writes_the_values_in_json_sarif_and_junit(tmp_path: Path) -> None:

@@ -1,10 +1,9 @@
 """JUnit XML: one testsuite, one testcase per file, one failure per fatal finding.
 
-Each failure names the finding's business-term path and the values of its terms (read once per
-file through facturflow.reports.values) in its message and text. Unreadable inputs are testcases
-with an `<error>`; warnings and information findings go to the
-testcase's `<system-out>`, so CI systems (GitLab, Jenkins, GitHub test reporters) show them
-without failing the build.
+Each failure gives the finding's business-term path and the values of its terms (read through
+facturflow.reports.values) in its message and text. Unreadable inputs are testcases with an
+`<error>`; warnings and information findings go to the testcase's `<system-out>`, so CI systems
+(GitLab, Jenkins, GitHub test reporters) show them without failing the build.
 """
 
 from __future__ import annotations
@@ -106,6 +105,9 @@ def _testcase(report: Report, reader: InvoiceValues) -> tuple[etree._Element, in
             message += (
                 f" (line {finding.location.line} of the embedded {report.attachment or 'XML'})"
             )
+        path = finding_term_path(finding.location.xpath, finding.business_terms)
+        if path:
+            message += f" [at {path}]"
         values = reader.finding(report, finding)
         if values:
             message += f" values: {_values_text(values)}"
