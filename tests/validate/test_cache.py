@@ -322,6 +322,14 @@ def test_an_unwritable_folder_warns_once_and_validation_goes_on(tmp_path: Path) 
     assert len(messages) == 1 and "validating without it" in messages[0]
     assert cache.problem is not None
     assert cache.check() is not None
+    # a batch: checked before its workers start, one warning in this process, none from them
+    batch_cache = VerdictCache(blocker / "other")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with BatchValidator(jobs=2, cache=batch_cache) as validator:
+            reports = list(validator.validate_many([INVALID, VALID_CII]))
+    assert [r.ok for r in reports] == [False, True] and validator.cache is None
+    assert len([w for w in caught if issubclass(w.category, CacheWarning)]) == 1
 
 
 # --- concurrency --------------------------------------------------------------------------------

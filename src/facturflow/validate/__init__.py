@@ -478,6 +478,8 @@ def validate_many(
     rule_sets = parse_rule_sets(rules, packs, french_build=french_rules, as_of=as_of)
     names = [str(Path(p)) for p in paths]
     jobs = default_jobs() if jobs is None else max(1, jobs)
+    if cache is not None and not cache.ready():
+        cache = None
     if timeout is None and (jobs == 1 or len(names) <= 1):
         _init_worker(rule_sets, packs, limits, cache)
         for name in names:
@@ -555,14 +557,14 @@ class BatchValidator:
         packs = _packs(rule_packs)
         rule_sets = parse_rule_sets(rules, packs, french_build=french_rules, as_of=as_of)
         self.stats: dict[str, int] = {}
-        self.cache = cache
+        self.cache = cache if cache is not None and cache.ready() else None
         self._selection = (rule_sets, packs, limits)
         # Workers start on the first file a run gives them (pool.py), so a batch found whole in
         # the cache starts none.
         self._pool = pool.WorkerPool(
             _validate_path,
             _init_worker,
-            (rule_sets, packs, limits, cache),
+            (rule_sets, packs, limits, self.cache),
             default_jobs() if jobs is None else max(1, jobs),
             timeout,
             max_tasks=recycle_after,

@@ -387,8 +387,20 @@ class VerdictCache:
                     stacklevel=3,
                 )
 
+    def ready(self) -> bool:
+        """Whether the folder can be written; when not, one CacheWarning and the cache off
+        (checked before a batch, so that worker processes never have to say it)."""
+        if self.problem is not None:
+            return False
+        problem = self.check()
+        if problem is not None:
+            self.problem = None
+            self._disable(problem)
+        return problem is None
+
     def check(self) -> str | None:
-        """Make sure the folder can be written; the problem (and the cache off) when not."""
+        """Make sure the folder can be written; the problem (and the cache off) when not,
+        without a warning (the CLI says it in its own words)."""
         if self.problem is not None:
             return self.problem
         try:
