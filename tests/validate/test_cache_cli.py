@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from facturflow.cli import main
@@ -147,3 +148,23 @@ def test_cache_info_clear_and_prune(tmp_path: Path) -> None:
         env={"FACTURFLOW_VERDICT_CACHE": str(folder)},
     )
     assert json.loads(env_info.output)["folder"] == str(folder)
+
+
+def test_a_warm_run_starts_no_worker_and_compiles_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cache = tmp_path / "verdicts"
+    files = [VALID_CII, VALID_UBL, INVALID]
+    assert run("validate", "--cache", cache, *files).returncode == 1  # cold, in its own process
+    from facturflow.validate import pool, schematron
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a warm run started a worker or compiled a stylesheet")
+
+    monkeypatch.setattr(pool.WorkerPool, "_new_slot", refuse)
+    monkeypatch.setattr(schematron, "_compile", refuse)
+    for jobs in ("1", "2"):
+        args = ["validate", "--jobs", jobs, "--format", "json", "--cache", str(cache)]
+        result = CliRunner().invoke(main, [*args, *map(str, files)])
+        assert result.exit_code == 1, result.output
+        assert [f["cached"] for f in json.loads(result.output)["files"]] == [True, True, True]
