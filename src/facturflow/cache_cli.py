@@ -41,7 +41,7 @@ def tidy(cache: VerdictCache | None) -> None:
 _FOLDER = click.option(
     "--cache",
     "folder",
-    type=click.Path(path_type=Path, file_okay=False),
+    type=click.Path(path_type=Path),
     default=None,
     help="The verdict cache folder (default: $FACTURFLOW_VERDICT_CACHE, else the user cache "
     "folder, e.g. ~/.cache/facturflow/verdicts).",

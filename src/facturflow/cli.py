@@ -278,7 +278,7 @@ def _limits(max_size: int | None, max_nodes: int | None) -> Limits:
 @click.option(
     "--cache",
     "cache_dir",
-    type=click.Path(path_type=Path, file_okay=False),
+    type=click.Path(path_type=Path),
     default=None,
     metavar="DIR",
     help="Keep verdicts in DIR (default: $FACTURFLOW_VERDICT_CACHE, else the user cache folder): "

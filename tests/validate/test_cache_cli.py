@@ -115,6 +115,12 @@ def test_an_unwritable_cache_folder_is_one_warning_line(tmp_path: Path) -> None:
     assert len(warning) == 1, result.stderr
     assert warning[0].startswith("warning: verdict cache: cannot write ")
     assert warning[0].endswith("validating without it") and "Traceback" not in result.stderr
+    # a file named as the folder: the same, in words
+    named_file = run("validate", "--cache", blocker, VALID_CII)
+    assert named_file.returncode == 0
+    assert named_file.stderr == (
+        f"warning: verdict cache: {blocker} is not a folder; validating without it\n"
+    )
 
 
 def test_cache_info_clear_and_prune(tmp_path: Path) -> None:

@@ -403,6 +403,9 @@ class VerdictCache:
         without a warning (the CLI says it in its own words)."""
         if self.problem is not None:
             return self.problem
+        if self.folder.exists() and not self.folder.is_dir():
+            self.problem = f"{self.folder} is not a folder"
+            return self.problem
         try:
             self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
             probe = self.folder / f".probe-{os.getpid()}-{threading.get_ident()}"
