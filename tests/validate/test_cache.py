@@ -432,3 +432,24 @@ def test_prune_removes_the_oldest_entries_and_clear_removes_all(tmp_path: Path) 
     assert kept >= 1
     assert cache.clear() == kept
     assert cache.info().entries == 0 and entries(cache.folder) == []
+
+
+def test_the_default_folder_follows_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from facturflow.validate.verdict_cache import default_folder, disabled_by_environment
+
+    for name in ("FACTURFLOW_VERDICT_CACHE", "FACTURFLOW_CACHE_DIR", "XDG_CACHE_HOME"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert default_folder() == tmp_path / "xdg" / "facturflow" / "verdicts"
+    assert VerdictCache().folder == default_folder() and not disabled_by_environment()
+    monkeypatch.setenv("FACTURFLOW_CACHE_DIR", str(tmp_path / "base"))
+    assert default_folder() == tmp_path / "base" / "verdicts"
+    monkeypatch.setenv("FACTURFLOW_VERDICT_CACHE", str(tmp_path / "mine"))
+    assert default_folder() == tmp_path / "mine"
+    monkeypatch.setenv("FACTURFLOW_VERDICT_CACHE", "off")
+    assert disabled_by_environment()
+    monkeypatch.delenv("FACTURFLOW_VERDICT_CACHE")
+    monkeypatch.setenv("FACTURFLOW_CACHE_DIR", "off")
+    assert disabled_by_environment()
