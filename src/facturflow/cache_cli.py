@@ -48,6 +48,10 @@ _FOLDER = click.option(
 )
 
 
+def _entries(count: int) -> str:
+    return f"{count} {'entry' if count == 1 else 'entries'}"
+
+
 def _cache(folder: Path | None) -> VerdictCache:
     return VerdictCache(folder if folder is not None else default_folder())
 
@@ -74,7 +78,7 @@ def info_command(folder: Path | None, fmt: str) -> None:
         click.echo(json.dumps(info.as_dict(), indent=2))
         return
     limit = f" (pruned to {info.max_bytes / 1024**2:g} MiB)" if info.max_bytes else ""
-    click.echo(f"{info.folder}: {info.entries} entries, {info.bytes} bytes{limit}")
+    click.echo(f"{info.folder}: {_entries(info.entries)}, {info.bytes} bytes{limit}")
 
 
 @cache_group.command("clear")
@@ -87,7 +91,7 @@ def clear_command(folder: Path | None) -> None:
     except OSError as exc:
         click.echo(f"error: {cache.folder}: {exc.strerror or exc}", err=True)
         sys.exit(exitcodes.USAGE)
-    click.echo(f"{cache.folder}: {removed} entries removed")
+    click.echo(f"{cache.folder}: {_entries(removed)} removed")
 
 
 @cache_group.command("prune")
@@ -115,5 +119,5 @@ def prune_command(folder: Path | None, max_size: str | None) -> None:
     removed = cache.prune(limit)
     info = cache.info()
     click.echo(
-        f"{cache.folder}: {removed} entries removed, {info.entries} kept ({info.bytes} bytes)"
+        f"{cache.folder}: {_entries(removed)} removed, {info.entries} kept ({info.bytes} bytes)"
     )
