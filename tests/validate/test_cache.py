@@ -347,6 +347,24 @@ def _writer(folder: str, key: str, report_data: bytes, rounds: int) -> None:
         assert found is not None and found.findings == report.findings
 
 
+def test_any_text_survives_an_entry_and_a_cache_can_be_pickled(tmp_path: Path) -> None:
+    import pickle
+
+    cache = pickle.loads(pickle.dumps(VerdictCache(tmp_path / "cache")))  # to spawned workers
+    odd = Report(
+        path="x.xml",
+        container="xml",
+        syntax="cii",
+        profile="en16931",
+        findings=(Finding("schematron", "R-1", "warning", "é \udcff \ud800 \u2028 end"),),
+        warnings=("w \udc80",),
+    )
+    assert cache.put("a" * 64, odd)
+    found = cache.get("a" * 64, "y.xml")
+    assert found is not None and found.findings == odd.findings
+    assert found.warnings == odd.warnings and found.path == "y.xml" and found.cached
+
+
 def test_processes_writing_the_same_entry_leave_one_whole_entry(tmp_path: Path) -> None:
     cache = VerdictCache(tmp_path / "cache")
     fresh = validate(INVALID, cache=cache)

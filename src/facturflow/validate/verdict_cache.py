@@ -359,9 +359,8 @@ class VerdictCache:
         """Store a complete verdict (see `cacheable`); False when it was not stored."""
         if not cacheable(report) or self.problem is not None:
             return False
-        body = json.dumps(_to_data(report), ensure_ascii=False, separators=(",", ":")).encode(
-            "utf-8", "surrogateescape"
-        )
+        # ASCII with escapes: any str survives the round trip (a lone surrogate included).
+        body = json.dumps(_to_data(report), separators=(",", ":")).encode("ascii")
         head = json.dumps(
             {"format": FORMAT, "key": key, "sha256": hashlib.sha256(body).hexdigest()}
         ).encode()
