@@ -254,7 +254,7 @@ def test_a_corrupt_entry_is_a_miss_and_is_rewritten(kind: str, tmp_path: Path) -
     assert hit.cached and hit.findings == fresh.findings
 
 
-def test_an_entry_that_is_a_symlink_or_folder_is_replaced(tmp_path: Path) -> None:
+def test_an_entry_that_is_a_symlink_is_replaced_not_written_through(tmp_path: Path) -> None:
     cache = VerdictCache(tmp_path / "cache")
     validate(VALID_CII, cache=cache)
     entry = _entry_of(cache, VALID_CII)

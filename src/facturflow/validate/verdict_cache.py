@@ -104,7 +104,10 @@ def _tree_digest(folders: Iterable[Path]) -> str:
             if "__pycache__" in file.parts or not file.is_file():
                 continue
             digest.update(file.relative_to(folder).as_posix().encode("utf-8", "surrogateescape"))
-            digest.update(b"\0" + hashlib.sha256(file.read_bytes()).digest())
+            try:
+                digest.update(b"\0" + hashlib.sha256(file.read_bytes()).digest())
+            except OSError:  # what cannot be read fails closed when applied: never stored
+                digest.update(b"\0unreadable")
     return digest.hexdigest()
 
 
