@@ -40,6 +40,7 @@ HELP: dict[tuple[str, ...], tuple[str | None, tuple[str, ...]]] = {
             "facturflow validate invoices/ --report text --report sarif:facturflow.sarif "
             "--report junit:junit.xml",
             "cat facture.xml | facturflow validate -",
+            "facturflow validate --cache .verdicts invoices/",
         ),
     ),
     ("detect",): (
@@ -63,6 +64,22 @@ HELP: dict[tuple[str, ...], tuple[str | None, tuple[str, ...]]] = {
             "facturflow convert facture.xml --to facturx --pdf visuel.pdf -o facture.pdf",
             "facturflow convert invoices/ --to cii -o out/",
         ),
+    ),
+    ("cache",): (
+        "as for each subcommand (see `facturflow cache prune --help`).",
+        ("facturflow cache info", "facturflow cache clear"),
+    ),
+    ("cache", "info"): (
+        "0 shown.",
+        ("facturflow cache info", "facturflow cache info --format json --cache .verdicts"),
+    ),
+    ("cache", "clear"): (
+        "0 cleared; 2 the folder cannot be read.",
+        ("facturflow cache clear", "facturflow cache clear --cache .verdicts"),
+    ),
+    ("cache", "prune"): (
+        "0 pruned; 2 a --max-size that is not a size.",
+        ("facturflow cache prune", "facturflow cache prune --max-size 50MB --cache .verdicts"),
     ),
     ("read",): (
         "0 the invoice was read; 2 it cannot be read.",

@@ -86,6 +86,8 @@ def _header(report: Report) -> Text:
     described = [p for p in (report.container, report.syntax, report.profile) if p]
     if described:
         line.append(f"  ({', '.join(described)})", style="dim")
+    if report.cached:
+        line.append("  [cached]", style="dim")
     return line
 
 
@@ -260,6 +262,9 @@ def summary(reports: list[Report]) -> Text:
         f"; {_plural(counts['fatal'], 'fatal finding')}, {_plural(counts['warning'], 'warning')}"
         f", {counts['information']} information"
     )
+    cached = sum(1 for r in reports if r.cached)
+    if cached:  # the verdict cache (validate/verdict_cache.py) gave these reports
+        line.append(f"; {cached} from the verdict cache", style="dim")
     return line
 
 
