@@ -249,6 +249,7 @@ class Outbox:
         refuse_lost_outbox(self.state_dir)
         self.org = org
         self.blobs = self.state_dir / "blobs"
+        self.shared = False  # one writer at a time (the folder's lock)
         self._lock_fd: int | None = None
         try:
             self._connect(lock)

@@ -251,6 +251,7 @@ class PgOutbox:
         if not lease_seconds > 0:
             raise ValueError(f"lease_seconds must be positive, not {lease_seconds!r}")
         self.url, self.org, self.lease_seconds = url, org, float(lease_seconds)
+        self.shared = True  # several senders write it: the send stage claims each step
         self.where = describe(url)
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._lock = threading.RLock()

@@ -356,7 +356,7 @@ def send_invoices(
         with _Flow(client, outbox, options, progress, numbers) as flow:
             for index, path in enumerate(files, 1):
                 rows[path] = row = _admit(path, outbox, options, reachable, blocked, claimed,
-                                          numbers, adopted)
+                                          numbers, adopted, flow.adoptions)
                 if index % SYNC_EVERY == 0 or time.monotonic() - synced > SYNC_SECONDS:
                     outbox.sync()
                     synced = time.monotonic()
@@ -568,7 +568,8 @@ class _Reachability:
 
 def _admit(path: str, outbox: OutboxStore, options: SendOptions, reachable: _Reachability,
            blocked: set[str], claimed: set[str], numbers: _QontoNumbers | None = None,
-           adopted: set[str] | None = None) -> Outcome | str:
+           adopted: set[str] | None = None,
+           adoptions: dict[str, tuple[str, bool]] | None = None) -> Outcome | str:
     """Put one input in the outbox (or find it there); an Outcome when it goes no further."""
     try:
         path.encode("utf-8")
@@ -620,6 +621,10 @@ def _admit(path: str, outbox: OutboxStore, options: SendOptions, reachable: _Rea
                 if submitted and adopted is not None:
                     adopted.add(sha)
                 item = outbox.get(sha) or item
+                if item.invoice_id is None and adoptions is not None:
+                    # A shared outbox refused it: another sender holds the invoice (its import
+                    # is what Qonto has). Adopted when this run gets the claim, if still due.
+                    adoptions[sha] = (str(invoice["id"]), submitted)
         if refusal is not None:
             blocked.add(sha)
             outbox.mark_failed([sha], refusal)
@@ -913,6 +918,9 @@ class _Flow:
         self.batches: list[list[Item]] = []  # ready to import, in order
         self.sends: deque[Item] = deque()
         self.elsewhere: set[str] = set()  # held by another sender's claim (shared outbox)
+        # Found at Qonto by number while another sender held them: upload sha -> (Qonto id,
+        # already submitted), adopted once claimed (shared outbox).
+        self.adoptions: dict[str, tuple[str, bool]] = {}
         self.running: tuple[str, list[Item], Future[Any]] | None = None
         self.pool = ThreadPoolExecutor(1, thread_name_prefix="facturflow-send")
         self.imported = self.import_total = self.sent = self.send_total = 0
@@ -1008,7 +1016,7 @@ class _Flow:
                 self._durably, self.client.send_by_einvoice, item.invoice_id))
             return True
         while self.batches:
-            batch = self._claimed(self.batches.pop(0))
+            batch = self._adopt(self._claimed(self.batches.pop(0)))
             # Imported by another sender since it was queued: only the send is left.
             imported = [i for i in batch if i.invoice_id is not None]
             if imported:
@@ -1021,6 +1029,13 @@ class _Flow:
                     return self._start()
                 continue
             held = self.numbers.arrived(batch) if self.numbers is not None else {}
+            if held and outbox.shared:
+                held = self._taken_over(batch, held)
+                batch = [i for i in self._adopt(batch) if i.state != "sent"]
+                if any(i.invoice_id is not None for i in batch):
+                    self.sends.extend(i for i in batch if i.invoice_id is not None)
+                    self.send_total += sum(1 for i in batch if i.invoice_id is not None)
+                    batch = [i for i in batch if i.invoice_id is None]
             for sha, reason in held.items():
                 outbox.mark_failed([sha], reason)
             batch = [i for i in batch if i.upload_sha256 not in held]
@@ -1034,6 +1049,41 @@ class _Flow:
                 self._durably, self.client.import_client_invoices, files))
             return True
         return False
+
+    def _adopt(self, items: list[Item]) -> list[Item]:
+        """Adopt, now that this run holds their claim, the invoices found at Qonto by number
+        while another sender held them; the items as they are then (sent ones left out)."""
+        out: list[Item] = []
+        for item in items:
+            due = self.adoptions.pop(item.upload_sha256, None)
+            if due is not None and item.invoice_id is None:
+                self.outbox.mark_adopted(item.upload_sha256, due[0], sent=due[1])
+                item = self.outbox.get(item.upload_sha256) or item
+            if item.state != "sent":
+                out.append(item)
+        return out
+
+    def _taken_over(self, batch: list[Item], held: dict[str, str]) -> dict[str, str]:
+        """Shared outbox: of the invoices whose number reached Qonto since the listing, those
+        an earlier attempt was importing (a sender that died, whose claim this run took over)
+        may be that attempt's import: Qonto's record decides, as the next run's admission
+        would (same content: adopted; other content: refused). The others stay held."""
+        assert self.numbers is not None
+        still = dict(held)
+        for item in batch:
+            if item.upload_sha256 not in held or item.state != "importing" or \
+                    not item.invoice_number:
+                continue
+            try:
+                verdict = self.numbers.verdict(item.invoice_number, item.content_fields)
+            except QontoError:
+                continue
+            if isinstance(verdict, str):
+                still[item.upload_sha256] = verdict
+            elif verdict is not None:
+                self.adoptions[item.upload_sha256] = (str(verdict[0]["id"]), verdict[1])
+                del still[item.upload_sha256]
+        return still
 
     def _durably(self, request: Callable[[T], R], argument: T) -> R:
         """In the worker: commit everything recorded so far (this request's own transition and

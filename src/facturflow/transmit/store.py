@@ -28,6 +28,7 @@ class OutboxStore(Protocol):
     """The outbox of one organisation: what the send stage records, step by step."""
 
     org: str
+    shared: bool  # other processes may write it meanwhile (claims keep them apart)
 
     def close(self) -> None: ...
     def __enter__(self) -> OutboxStore: ...
