@@ -1004,51 +1004,50 @@ class _Flow:
         return [mine[i.upload_sha256] for i in items if i.upload_sha256 in mine]
 
     def _start(self) -> bool:
-        outbox = self.outbox
-        while self.sends:
-            claimed = self._claimed([self.sends.popleft()])
-            if not claimed or claimed[0].state == "sent":
-                continue
-            item = claimed[0]
-            assert item.invoice_id is not None
-            outbox.mark_sending(item.upload_sha256)
-            self.running = ("send", [item], self.pool.submit(
-                self._durably, self.client.send_by_einvoice, item.invoice_id))
-            return True
-        while self.batches:
-            batch = self._adopt(self._claimed(self.batches.pop(0)))
-            # Imported by another sender since it was queued: only the send is left.
-            imported = [i for i in batch if i.invoice_id is not None]
-            if imported:
-                self.sends.extend(imported)
-                self.send_total += len(imported)
-                batch = [i for i in batch if i.invoice_id is None]
-            if not batch:
-                self.import_total -= 1
-                if imported:
-                    return self._start()
-                continue
-            held = self.numbers.arrived(batch) if self.numbers is not None else {}
-            if held and outbox.shared:
-                held = self._taken_over(batch, held)
-                batch = [i for i in self._adopt(batch) if i.state != "sent"]
-                if any(i.invoice_id is not None for i in batch):
-                    self.sends.extend(i for i in batch if i.invoice_id is not None)
-                    self.send_total += sum(1 for i in batch if i.invoice_id is not None)
-                    batch = [i for i in batch if i.invoice_id is None]
-            for sha, reason in held.items():
-                outbox.mark_failed([sha], reason)
-            batch = [i for i in batch if i.upload_sha256 not in held]
-            if not batch:  # all held back: on to the next batch
-                self.import_total -= 1
-                continue
-            outbox.mark_importing([i.upload_sha256 for i in batch])
-            files = [UploadFile(i.file_name, outbox.blob(i), content_type_for(i.file_name))
-                     for i in batch]
-            self.running = ("import", batch, self.pool.submit(
-                self._durably, self.client.import_client_invoices, files))
-            return True
+        """Start the next request: a send first (imported invoices go out before the next
+        batch is imported), else the next import batch; False when there is none."""
+        while self.sends or self.batches:
+            if self.sends:
+                if self._start_send(self.sends.popleft()):
+                    return True
+            elif self._start_import(self.batches.pop(0)):
+                return True
         return False
+
+    def _start_send(self, queued: Item) -> bool:
+        claimed = self._claimed([queued])
+        if not claimed or claimed[0].state == "sent":
+            return False
+        item = claimed[0]
+        assert item.invoice_id is not None
+        self.outbox.mark_sending(item.upload_sha256)
+        self.running = ("send", [item], self.pool.submit(
+            self._durably, self.client.send_by_einvoice, item.invoice_id))
+        return True
+
+    def _start_import(self, queued: list[Item]) -> bool:
+        outbox = self.outbox
+        batch = self._adopt(self._claimed(queued))
+        held = self.numbers.arrived(batch) if self.numbers is not None and batch else {}
+        if held and outbox.shared:
+            held = self._taken_over(batch, held)
+            batch = self._adopt(batch)
+        # Imported by another sender (or adopted) since it was queued: only the send is left.
+        imported = [i for i in batch if i.invoice_id is not None]
+        self.sends.extend(imported)
+        self.send_total += len(imported)
+        for sha, reason in held.items():
+            outbox.mark_failed([sha], reason)
+        batch = [i for i in batch if i.invoice_id is None and i.upload_sha256 not in held]
+        if not batch:  # all held back, or taken care of: on to the next request
+            self.import_total -= 1
+            return False
+        outbox.mark_importing([i.upload_sha256 for i in batch])
+        files = [UploadFile(i.file_name, outbox.blob(i), content_type_for(i.file_name))
+                 for i in batch]
+        self.running = ("import", batch, self.pool.submit(
+            self._durably, self.client.import_client_invoices, files))
+        return True
 
     def _adopt(self, items: list[Item]) -> list[Item]:
         """Adopt, now that this run holds their claim, the invoices found at Qonto by number
