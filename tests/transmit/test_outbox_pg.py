@@ -209,3 +209,37 @@ def test_without_psycopg_the_option_says_how_to_install_it(
         assert "pip install 'facturflow[postgresql]'" in result.stderr
     with pytest.raises(DatabaseConfigError, match=r"facturflow\[postgresql\]"):
         open_outbox(url, "org-1")
+
+
+def test_outbox_retry_and_forget_on_a_database(box: Sandbox, tmp_path: Path,
+                                               pg_url: str) -> None:
+    one, two = write_invoices(tmp_path / "in", "R-1", "R-2")
+    box.set_settings(sending_status="disabled")
+    failed = run("send", str(one), str(two), "--upload", "xml", "--state", pg_url)
+    assert failed.exit_code == 1, failed.output
+    box.set_settings(sending_status="enabled")
+    listing = run("outbox", "list", "--failed", "--state", pg_url)
+    assert "R-1 failed" in listing.stdout and "R-2 failed" in listing.stdout
+    retried = run("outbox", "retry", "R-1", "--state", pg_url)
+    assert retried.exit_code == 0 and "R-1 sent" in retried.stdout, retried.output
+    forgotten = run("outbox", "forget", "R-2", "--yes", "--state", pg_url)
+    assert forgotten.exit_code == 0, forgotten.output
+    assert run("outbox", "forget", "R-1", "--yes", "--state", pg_url).exit_code == 1  # sent
+    with psycopg.connect(pg_url) as conn:  # R-2's row, history, verdict and upload are gone
+        assert conn.execute("SELECT count(*) FROM items").fetchone() == (1,)
+        assert conn.execute("SELECT count(*) FROM blobs").fetchone() == (1,)
+        assert conn.execute("SELECT count(*) FROM sources").fetchone() == (1,)
+    assert _submissions(box) == {"R-1": 1}
+
+
+def test_a_dry_run_on_a_database_predicts_and_writes_nothing(box: Sandbox, tmp_path: Path,
+                                                              pg_url: str) -> None:
+    one, two = write_invoices(tmp_path / "in", "D-1", "D-2")
+    assert run("send", str(one), "--upload", "xml", "--state", pg_url).exit_code == 0
+    dry = run("send", str(one), str(two), "--upload", "xml", "--state", pg_url, "--dry-run",
+              "--format", "json")
+    assert dry.exit_code == 0, dry.output
+    assert json.loads(dry.stdout)["counts"]["would_send"] == 1
+    assert json.loads(dry.stdout)["counts"]["already_sent"] == 1
+    with psycopg.connect(pg_url) as conn:
+        assert conn.execute("SELECT count(*) FROM items").fetchone() == (1,)

@@ -411,6 +411,7 @@ def _interrupted_send(paths: tuple[Path, ...],
               "numbers it already has (default $FACTURFLOW_LOOKBACK_DAYS, else "
               f"{DEFAULT_LOOKBACK_DAYS}; widened to the oldest issue date sent).")
 @click.option("--lease-seconds", "lease", type=FiniteFloatRange(0.5, 86_400), default=None,
+              metavar="SECONDS",
               help="With a PostgreSQL outbox: how long an invoice claimed by a sender that died "
               "stays its own before another sender takes it over (renewed while the sender "
               f"runs); default $FACTURFLOW_LEASE_SECONDS, else {DEFAULT_LEASE_SECONDS:g}.")
