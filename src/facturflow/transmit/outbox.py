@@ -1,5 +1,8 @@
 """The durable outbox: one SQLite row per invoice to send, keyed by (organisation, sha256 of the
-bytes uploaded), so that a run killed at any point can be re-run without sending twice.
+bytes uploaded), so that a run killed at any point can be re-run without sending twice. (This is
+the default backend, one writer per state folder; facturflow.transmit.outbox_pg keeps the same
+schema and guarantees in PostgreSQL for several senders; facturflow.transmit.store is the
+interface both implement.)
 
 Each transition is committed durably before the network step that follows it:
 
