@@ -243,3 +243,28 @@ def test_a_dry_run_on_a_database_predicts_and_writes_nothing(box: Sandbox, tmp_p
     assert json.loads(dry.stdout)["counts"]["already_sent"] == 1
     with psycopg.connect(pg_url) as conn:
         assert conn.execute("SELECT count(*) FROM items").fetchone() == (1,)
+
+
+def test_a_database_in_facturflow_state_leaves_local_files_in_the_users_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from facturflow.transmit.cli import default_state_dir, local_folder, state_dir, state_location
+
+    url = "postgresql://facturflow@db.internal/facturflow"
+    monkeypatch.setenv("FACTURFLOW_STATE", url)
+    assert state_location(None) == url  # send, status, outbox: the database
+    assert state_dir(None) == default_state_dir()  # tokens, sandbox, inbox: a folder
+    assert local_folder(url) == default_state_dir()
+    assert state_location(str(tmp_path)) == tmp_path == local_folder(tmp_path)
+
+
+def test_a_bad_lease_is_a_usage_error(box: Sandbox, tmp_path: Path,
+                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    (path,) = write_invoices(tmp_path / "in", "L-1")
+    bad = run("send", str(path), "--lease-seconds", "0", "--state", str(tmp_path / "s"))
+    assert bad.exit_code == exitcodes.USAGE and "--lease-seconds" in bad.output
+    monkeypatch.setenv("FACTURFLOW_LEASE_SECONDS", "soon")
+    bad = run("send", str(path), "--state", str(tmp_path / "s"))
+    assert bad.exit_code == exitcodes.USAGE and "FACTURFLOW_LEASE_SECONDS" in bad.output
+    with pytest.raises(ValueError, match="lease_seconds"):
+        SendOptions(lease_seconds=0)
