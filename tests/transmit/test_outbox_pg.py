@@ -268,3 +268,15 @@ def test_a_bad_lease_is_a_usage_error(box: Sandbox, tmp_path: Path,
     assert bad.exit_code == exitcodes.USAGE and "FACTURFLOW_LEASE_SECONDS" in bad.output
     with pytest.raises(ValueError, match="lease_seconds"):
         SendOptions(lease_seconds=0)
+
+
+def test_a_connection_lost_mid_run_is_a_state_error_naming_the_database(pg_url: str) -> None:
+    with open_outbox(pg_url, "org-1") as outbox:
+        with psycopg.connect(pg_url, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE "
+                          "application_name = 'facturflow' AND pid <> pg_backend_pid()")
+        with pytest.raises(DatabaseUnavailableError) as lost:
+            outbox.items()
+    message = str(lost.value)
+    assert "database " in message and "127.0.0.1" in message and PASSWORD not in message
+    assert "\n" not in message
