@@ -153,7 +153,8 @@ td.num,th.num{text-align:right}
  margin:1em 0;z-index:1}
 #filters label{margin-right:1em;white-space:nowrap}
 #filters button{margin-left:.5em}
-details.file{scroll-margin-top:4em;border:1px solid #d7dde6;border-radius:4px;margin:.6em 0;background:#fff}
+details.file{scroll-margin-top:4em;border:1px solid #d7dde6;border-radius:4px;margin:.6em 0;
+ background:#fff}
 details.file>summary{cursor:pointer;padding:.45em .8em;background:#f6f8fb;overflow-wrap:anywhere}
 details.file[open]>summary{border-bottom:1px solid #d7dde6}
 details.file .body{padding:.5em 1em 1em}
