@@ -491,7 +491,8 @@ class _FileView:
                    f'{_e(labels["not_run"])}</p>'
                    for layer in self.report.layers if layer.required and not layer.ran]
         if self.invoice is not None and self.invoice.error is not None:
-            notes.append(f'<p class="muted">{_e(labels["no_data"])}: {_e(self.invoice.error)}</p>')
+            notes.append(f'<p class="muted no-data">{_e(labels["no_data"])}: '
+                         f"{_e(self.invoice.error)}</p>")
         if not groups and not notes and not missing:
             return ""
         return (f'<div class="general"><h4>{_e(labels["general"])}</h4>'
