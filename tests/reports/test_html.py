@@ -294,3 +294,17 @@ def test_cli_writes_html_beside_other_reports(tmp_path: Path) -> None:
     assert finding.getparent().getprevious().get("class") == "totals"
     assert "Vendeur" in doc.text_content()
     assert json.loads((tmp_path / "r.json").read_text())["summary"]["files"] == 2
+
+
+def test_summary_table_shows_paths_under_the_batch_folder() -> None:
+    reports = [Report(f"/data/in/{name}", "xml", "cii", "en16931")
+               for name in ("a/one.xml", "b/two.xml")]
+    doc = _doc(reports)
+    assert doc.xpath("string(//p[@id='folder']/code)") == "/data/in/"
+    links = doc.xpath("//table[@id='files']//td[1]/a")
+    assert [a.text for a in links] == ["a/one.xml", "b/two.xml"]
+    assert [a.get("title") for a in links] == [r.path for r in reports]
+    # The blocks keep the whole path.
+    assert doc.xpath("string(//details[@id='file-1']//span[@class='path'])") == "/data/in/b/two.xml"
+    assert html_report.common_folder(["x.xml", "/abs/y.xml"]) == ""
+    assert html_report.common_folder(["/one/x.xml"]) == ""

@@ -86,6 +86,7 @@ _LABELS: dict[str, dict[str, str]] = {
         "top": "Most frequent rules",
         "findings": "findings",
         "total": "total",
+        "folder": "Paths below are under",
         "generated": "Written by facturflow",
         "line": "line",
         "nojs": "Filters need JavaScript; every finding is shown.",
@@ -125,6 +126,7 @@ _LABELS: dict[str, dict[str, str]] = {
         "top": "Règles les plus fréquentes",
         "findings": "anomalies",
         "total": "total",
+        "folder": "Chemins relatifs au dossier",
         "generated": "Produit par facturflow",
         "line": "ligne",
         "nojs": "Les filtres demandent JavaScript ; toutes les anomalies sont affichées.",
@@ -145,6 +147,8 @@ td,th{border-bottom:1px solid #d7d7d7;padding:.25em .5em;text-align:left;vertica
  overflow-wrap:anywhere}
 th{background:#ebeff5}
 #files th{white-space:nowrap}
+.wide{overflow-x:auto}
+#files td.number{overflow-wrap:normal;min-width:7em}
 td.num,th.num{text-align:right}
 .valid{color:#176b2c}.invalid{color:#b00020}.unreadable{color:#7b1fa2}
 .badge{display:inline-block;padding:0 .45em;border-radius:.6em;font-size:.85em;
@@ -274,6 +278,20 @@ def _bdi(value: str) -> str:
     return f"<bdi>{_e(value)}</bdi>"
 
 
+def common_folder(paths: list[str]) -> str:
+    """The folder every path is under, with its trailing separator ('' when none is, or for
+    one file): the summary table shows the paths below it."""
+    if len(paths) < 2:
+        return ""
+    try:
+        common = os.path.commonpath([os.path.dirname(p) for p in paths])
+    except ValueError:  # absolute and relative paths mixed
+        return ""
+    if not common or common == os.sep:
+        return ""
+    return common + os.sep
+
+
 def _verdict(report: Report) -> str:
     if report.error is not None:
         return "unreadable"
@@ -401,8 +419,9 @@ def _split(report: Report) -> dict[str, list[Group]]:
 class _FileView:
     """Builds one file's row and block."""
 
-    def __init__(self, index: int, report: Report, lang: Language) -> None:
+    def __init__(self, index: int, report: Report, lang: Language, folder: str = "") -> None:
         self.index = index
+        self.folder = folder  # the batch's common folder, left out of the summary table
         self.report = report
         self.lang: Language = lang
         self.labels = _LABELS[lang]
@@ -428,9 +447,11 @@ class _FileView:
                     due = next((value for label, value, _ in section.rows
                                 if label == text("amount_due", self.lang)), "")
         return (
-            f'<tr data-verdict="{verdict}"><td><a href="#file-{self.index}">{_path(report.path)}'
+            f'<tr data-verdict="{verdict}"><td><a href="#file-{self.index}" '
+            f'title="{_path(report.path)}">{_path(report.path[len(self.folder):])}'
             f'</a></td><td class="{verdict}">{_e(labels[verdict])}</td><td>{_e(kind)}</td>'
-            f"<td>{_bdi(number)}</td><td>{_bdi(seller)}</td><td class=\"num\">{_e(due)}</td>"
+            f'<td class="number">{_bdi(number)}</td><td>{_bdi(seller)}</td>'
+            f'<td class="num">{_e(due)}</td>'
             f"{counts}</tr>"
         )
 
@@ -622,10 +643,13 @@ def _section_key(section: Pairs | Table | Totals, lang: Language) -> str | None:
     return None
 
 
-def _file_html(job: tuple[int, Report, Language, bool]) -> tuple[str, str]:
+Job = tuple[int, Report, "Language", bool, str]
+
+
+def _file_html(job: Job) -> tuple[str, str]:
     """One file's summary row and block (a worker's unit of work)."""
-    index, report, lang, open_ = job
-    view = _FileView(index, report, lang)
+    index, report, lang, open_, folder = job
+    view = _FileView(index, report, lang, folder)
     return view.row(), view.block(open_)
 
 
@@ -636,7 +660,7 @@ def _can_fork() -> bool:
             and threading.active_count() == 1 and "saxonche" not in sys.modules)
 
 
-def _files_html(jobs: list[tuple[int, Report, Language, bool]], workers: int | None
+def _files_html(jobs: list[Job], workers: int | None
                 ) -> Iterator[tuple[str, str]]:
     count = workers if workers is not None else min(os.cpu_count() or 1, 8)
     if count > 1 and len(jobs) >= PARALLEL_FROM and _can_fork():
@@ -669,7 +693,9 @@ def render(reports: Iterable[Report], *, lang: str = "en", workers: int | None =
     rules = Counter(f.rule for r in readable for f in r.findings)
     files = Counter(rule for r in readable for rule in {f.rule for f in r.findings})
     open_ = len(batch) <= OPEN_UP_TO
-    jobs = [(index, report, language, open_) for index, report in enumerate(batch)]
+    folder = common_folder([report.path for report in batch])
+    jobs: list[Job] = [(index, report, language, open_, folder)
+                       for index, report in enumerate(batch)]
     rows, blocks = [], []
     for row, block in _files_html(jobs, workers):
         rows.append(row)
@@ -697,7 +723,10 @@ def render(reports: Iterable[Report], *, lang: str = "en", workers: int | None =
                        f'<td class="num">{rules[rule]}</td></tr>')
         out.append("</table>")
     out.append(
-        f"<h2>{_e(labels['files'])}</h2><table id=\"files\"><thead><tr>"
+        f"<h2>{_e(labels['files'])}</h2>"
+        + (f'<p id="folder">{_e(labels["folder"])}: <code>{_path(folder)}</code></p>'
+           if folder else "")
+        + "<div class=\"wide\"><table id=\"files\"><thead><tr>"
         f"<th>{_e(labels['file'])}</th><th>{_e(labels['verdict'])}</th>"
         f"<th>{_e(labels['kind'])}</th><th>{_e(labels['number'])}</th>"
         f"<th>{_e(labels['seller'])}</th><th class=\"num\">{_e(labels['due'])}</th>"
@@ -705,7 +734,7 @@ def render(reports: Iterable[Report], *, lang: str = "en", workers: int | None =
         + "</tr></thead><tbody>"
     )
     out.extend(rows)
-    out.append("</tbody></table>")
+    out.append("</tbody></table></div>")
     # The filters: hidden until the script runs (without it they could do nothing).
     out.append(f'<p id="nojs" class="muted">{_e(labels["nojs"])}</p>')
     out.append(f'<form id="filters" hidden><b>{_e(labels["filter"])}:</b> ')
