@@ -66,6 +66,7 @@ _LABELS: dict[str, dict[str, str]] = {
         "fatal": "fatal",
         "warning": "warning",
         "information": "information",
+        "short": "fatal|warn.|info",
         "filter": "Show",
         "rule": "Rule",
         "all": "all rules",
@@ -106,6 +107,7 @@ _LABELS: dict[str, dict[str, str]] = {
         "fatal": "bloquant",
         "warning": "avertissement",
         "information": "information",
+        "short": "bloq.|avert.|info",
         "filter": "Afficher",
         "rule": "Règle",
         "all": "toutes les règles",
@@ -146,7 +148,9 @@ table{border-collapse:collapse;margin:.4em 0 1em}
 td,th{border-bottom:1px solid #d7d7d7;padding:.25em .5em;text-align:left;vertical-align:top;
  overflow-wrap:anywhere}
 th{background:#ebeff5}
-#files th{white-space:nowrap}
+#files td,#files th{overflow-wrap:normal}
+#files td:first-child{min-width:18em;width:35%;overflow-wrap:anywhere}
+#files .num,#files td:nth-child(2){white-space:nowrap}
 .wide{overflow-x:auto}
 #files td.number{overflow-wrap:normal;min-width:7em}
 td.num,th.num{text-align:right}
@@ -730,7 +734,8 @@ def render(reports: Iterable[Report], *, lang: str = "en", workers: int | None =
         f"<th>{_e(labels['file'])}</th><th>{_e(labels['verdict'])}</th>"
         f"<th>{_e(labels['kind'])}</th><th>{_e(labels['number'])}</th>"
         f"<th>{_e(labels['seller'])}</th><th class=\"num\">{_e(labels['due'])}</th>"
-        + "".join(f'<th class="num">{_e(labels[s])}</th>' for s in SEVERITIES)
+        + "".join(f'<th class="num" title="{_e(labels[s])}">{_e(short)}</th>'
+                  for s, short in zip(SEVERITIES, labels["short"].split("|"), strict=True))
         + "</tr></thead><tbody>"
     )
     out.extend(rows)
