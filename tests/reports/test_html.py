@@ -308,3 +308,17 @@ def test_summary_table_shows_paths_under_the_batch_folder() -> None:
     assert doc.xpath("string(//details[@id='file-1']//span[@class='path'])") == "/data/in/b/two.xml"
     assert html_report.common_folder(["x.xml", "/abs/y.xml"]) == ""
     assert html_report.common_folder(["/one/x.xml"]) == ""
+
+
+def test_without_worker_processes_the_page_is_written_here(
+    reports: list[Report], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    batch = [reports[i % len(reports)] for i in range(html_report.PARALLEL_FROM)]
+    expected = html_report.render(batch, workers=1)
+
+    class NoProcesses:
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            raise OSError("no processes in this sandbox")
+
+    monkeypatch.setattr(html_report, "ProcessPoolExecutor", NoProcesses)
+    assert html_report.render(batch, workers=2) == expected

@@ -673,10 +673,15 @@ def _files_html(jobs: list[Job], workers: int | None
         try:
             context = multiprocessing.get_context("fork")
             with ProcessPoolExecutor(max_workers=count, mp_context=context) as pool:
-                yield from pool.map(_file_html, jobs, chunksize=max(1, len(jobs) // (count * 8)))
-            return
+                # Collected before anything is yielded: a pool that breaks half-way is
+                # replaced by this process from the start, never giving a file twice.
+                done = list(pool.map(_file_html, jobs,
+                                     chunksize=max(1, len(jobs) // (count * 8))))
         except (OSError, RuntimeError):  # no processes here (a sandbox): do it in this one
             pass
+        else:
+            yield from done
+            return
     yield from map(_file_html, jobs)
 
 
