@@ -116,14 +116,11 @@ class Opened:
 
 
 def _write_reports(files: list[str], folder: Path) -> dict[str, Path]:
-    """One validation run, through the command line: HTML in English and in French (two runs
-    would validate twice; the French page is written from the same reports by the library) and
-    the JSON report the checks compare against."""
+    """Through the command line: the HTML report in English with the JSON report the checks
+    compare against (one run), then the French HTML report (a second run)."""
     env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
     out = {"en": folder / "report.html", "json": folder / "report.json",
            "fr": folder / "rapport.html"}
-    listed = folder / "files.txt"
-    listed.write_text("\n".join(files), encoding="utf-8")
     result = subprocess.run(
         [sys.executable, "-m", "facturflow", "validate", "-q", "--report", f"html:{out['en']}",
          "--report", f"json:{out['json']}", *files],
