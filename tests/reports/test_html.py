@@ -234,7 +234,7 @@ def test_unreadable_and_stdin_have_no_key_data(named: dict[str, Report]) -> None
     assert "not well-formed XML" in doc.xpath("string(//details[@id='file-0'])")
     block = doc.xpath("//details[@id='file-1']")[0]
     assert not block.xpath(".//div[@class='invoice']")
-    assert "Key data not shown" in block.text_content()
+    assert "Key data not shown: it came from standard input" in block.text_content()
     assert block.xpath(".//div[@class='general']//div[@data-rule='BR-CO-10']")
 
 

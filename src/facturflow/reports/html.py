@@ -79,8 +79,8 @@ _LABELS: dict[str, dict[str, str]] = {
         "hint": "hint",
         "none": "No finding.",
         "general": "About the file",
-        "no_data": "Key data not shown: the invoice could not be read through the EN 16931 "
-                   "model",
+        "no_data": "Key data not shown",
+        "no_model": "the invoice cannot be read through the EN 16931 model",
         "not_run": "did not run",
         "checked": "checked",
         "note": "note",
@@ -91,6 +91,7 @@ _LABELS: dict[str, dict[str, str]] = {
         "generated": "Written by facturflow",
         "line": "line",
         "nojs": "Filters need JavaScript; every finding is shown.",
+        "stdin": "it came from standard input, which is not kept",
     },
     "fr": {
         "title": "Rapport de validation facturflow",
@@ -120,8 +121,8 @@ _LABELS: dict[str, dict[str, str]] = {
         "hint": "conseil",
         "none": "Aucune anomalie.",
         "general": "À propos du fichier",
-        "no_data": "Données de la facture non affichées : lecture impossible selon le modèle "
-                   "EN 16931",
+        "no_data": "Données de la facture non affichées",
+        "no_model": "la facture ne peut pas être lue selon le modèle EN 16931",
         "not_run": "non exécutée",
         "checked": "contrôles",
         "note": "remarque",
@@ -132,6 +133,7 @@ _LABELS: dict[str, dict[str, str]] = {
         "generated": "Produit par facturflow",
         "line": "ligne",
         "nojs": "Les filtres demandent JavaScript ; toutes les anomalies sont affichées.",
+        "stdin": "elle a été lue sur l'entrée standard, qui n'est pas conservée",
     },
 }
 
@@ -260,6 +262,8 @@ CSP = (
 _UNSAFE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
 # Bidirectional controls: in a file name they can disguise it (`invoice\u202efdp.exe`).
 _BIDI = re.compile("[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+# How `facturflow validate -` names standard input, which is not kept to be read again.
+STDIN_NAME = "<stdin>"
 # Batches above this size open no file block by default (the page stays short).
 OPEN_UP_TO = 20
 # Batches from this size read their invoices in worker processes.
@@ -394,6 +398,8 @@ def _read(report: Report, lang: Language) -> _Invoice | None:
     standard input, a lifecycle message)."""
     if report.error is not None or report.container is None or report.syntax == "cdar":
         return None
+    if report.path == STDIN_NAME:
+        return _Invoice(error=_LABELS[lang]["stdin"])
     from ..read import read
     from ..render.content import describe
 
@@ -401,7 +407,8 @@ def _read(report: Report, lang: Language) -> _Invoice | None:
         model = read(report.path, check_codes=False)
         return _Invoice(document=describe(model, lang), _model=model)
     except Exception as exc:  # hostile input: whatever the reader says, the report goes on
-        return _Invoice(error=str(exc) or type(exc).__name__)
+        reason = str(exc) or type(exc).__name__
+        return _Invoice(error=f"{_LABELS[lang]['no_model']}: {reason}")
 
 
 def _split(report: Report) -> dict[str, list[Group]]:
