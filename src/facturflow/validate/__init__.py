@@ -348,22 +348,39 @@ def _validate_path(path: str) -> Report:
     try:
         return validate(path, _worker_rules, rule_packs=_worker_packs, limits=_worker_limits)
     except Exception as exc:  # a bug must not kill the batch; the file is reported, not lost
-        return Report(
-            path=path,
-            container=None,
-            syntax=None,
-            profile=None,
-            findings=(
-                Finding(
-                    layer="xml",
-                    rule=LAYER_FAILED,
-                    severity="fatal",
-                    message=f"internal error: {type(exc).__name__}: {exc}",
-                ),
+        return internal_error_report(path, exc)
+
+
+def validate_source(
+    name: str, source: Source, config: tuple[Sequence[str], Sequence[RulePack], Limits]
+) -> Report:
+    """The batch entry point on a cluster worker (facturflow.cluster): `source` (a path, or the
+    file's bytes named `name`) validated as `_validate_path` validates a file locally."""
+    rules, packs, limits = config
+    try:
+        return validate(source, rules, rule_packs=packs, limits=limits)
+    except Exception as exc:  # a bug must not kill the batch; the file is reported, not lost
+        return internal_error_report(name, exc)
+
+
+def internal_error_report(path: str, exc: Exception) -> Report:
+    """The report of a file whose validation raised (a bug): invalid, never lost."""
+    return Report(
+        path=path,
+        container=None,
+        syntax=None,
+        profile=None,
+        findings=(
+            Finding(
+                layer="xml",
+                rule=LAYER_FAILED,
+                severity="fatal",
+                message=f"internal error: {type(exc).__name__}: {exc}",
             ),
-            error=f"internal error: {type(exc).__name__}: {exc}",
-            error_type=type(exc).__name__,
-        )
+        ),
+        error=f"internal error: {type(exc).__name__}: {exc}",
+        error_type=type(exc).__name__,
+    )
 
 
 _SNIFF_BYTES = (4096, 65536)  # most files declare their root in the first 4 KB; some open
@@ -413,6 +430,8 @@ def validate_many(
     syntax_affinity: bool = True,
     french_rules: str | None = None,
     as_of: dt.date | str | None = None,
+    executor: Any = None,
+    ship_bytes: bool | None = None,
 ) -> Iterator[Report]:
     """Validate many files, in input order, on `jobs` worker processes (default: all cores).
 
@@ -424,10 +443,18 @@ def validate_many(
     `syntax_affinity` (default), each worker keeps to files of one syntax (UBL or CII) and so
     holds only that syntax's stylesheets (see validate/pool.py). `french_rules` and `as_of` as
     for `validate`.
+
+    With `executor` (a dask.distributed Client, or any concurrent.futures.Executor), the files
+    are validated in chunks on its workers instead (see facturflow.cluster; `jobs`, `timeout`,
+    the recycling and affinity options then do not apply); `ship_bytes` says whether the files'
+    bytes travel to the workers (True), their paths (False), or a probe decides (None).
     """
     packs = _packs(rule_packs)
     rule_sets = parse_rule_sets(rules, packs, french_build=french_rules, as_of=as_of)
     names = [str(Path(p)) for p in paths]
+    if executor is not None:
+        yield from _runner(executor, rule_sets, packs, limits, ship_bytes).run(names)
+        return
     jobs = default_jobs() if jobs is None else max(1, jobs)
     if timeout is None and (jobs == 1 or len(names) <= 1):
         _init_worker(rule_sets, packs, limits)
@@ -453,13 +480,35 @@ def validate_many(
         yield from batch.validate_many(names)
 
 
+def _runner(
+    executor: Any,
+    rule_sets: Sequence[str],
+    packs: Sequence[RulePack],
+    limits: Limits,
+    ship_bytes: bool | None,
+) -> Any:
+    """A facturflow.cluster.Runner of validate_source on `executor`."""
+    from ..cluster import Runner
+
+    return Runner(
+        executor,
+        validate_source,
+        pool.failed_report,
+        (rule_sets, list(packs), limits),
+        limits=limits,
+        ship_bytes=ship_bytes,
+        folders=[str(pack.folder) for pack in packs],
+    )
+
+
 class BatchValidator:
     """Worker processes kept from one batch to the next, with their compiled stylesheets.
 
     For an application that validates batches again and again (an invoicing backend, a queue
     consumer): `validate_many` below starts and compiles workers for every call, a
-    BatchValidator does it once. The options are those of `validate_many`; use it as a context
-    manager, or call `close()`.
+    BatchValidator does it once. The options are those of `validate_many` (with `executor`, the
+    batches go to its workers, which keep their stylesheets between batches too); use it as a
+    context manager, or call `close()`.
 
         with BatchValidator(jobs=2) as validator:
             for batch in batches:
@@ -480,10 +529,17 @@ class BatchValidator:
         syntax_affinity: bool = True,
         french_rules: str | None = None,
         as_of: dt.date | str | None = None,
+        executor: Any = None,
+        ship_bytes: bool | None = None,
     ) -> None:
         packs = _packs(rule_packs)
         rule_sets = parse_rule_sets(rules, packs, french_build=french_rules, as_of=as_of)
         self.stats: dict[str, int] = {}
+        self._remote = (
+            None if executor is None else _runner(executor, rule_sets, packs, limits, ship_bytes)
+        )
+        if self._remote is not None:
+            self._remote.stats = self.stats
         self._pool = pool.WorkerPool(
             _validate_path,
             _init_worker,
@@ -498,6 +554,9 @@ class BatchValidator:
 
     def validate_many(self, paths: Iterable[str | os.PathLike[str]]) -> Iterator[Report]:
         """Validate the files on the kept workers; reports in input order."""
+        if self._remote is not None:
+            yield from self._remote.run([str(Path(p)) for p in paths])
+            return
         yield from self._pool.run([str(Path(p)) for p in paths])
 
     def close(self) -> None:
