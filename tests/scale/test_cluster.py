@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
+from conftest import corpus_path, corpus_rows
 from facturflow import exitcodes
 from facturflow.cli import main
 from facturflow.cluster import Runner, chunk_size, worker_info
@@ -31,7 +32,6 @@ from facturflow.convert_cli import _Options, _run, run_on
 from facturflow.validate import BatchValidator, validate_many
 from facturflow.validate.report import LAYER_FAILED, Report
 
-from conftest import corpus_path, corpus_rows
 from .poison import poison_failed, poison_work
 
 distributed = pytest.importorskip("distributed", reason="dask.distributed is not installed")
@@ -42,7 +42,7 @@ pytestmark = pytest.mark.skipif(
 )
 # A few hundred corpus files, every format and verdict (valid, invalid, unreadable), and a file
 # that does not exist: every fourth row of the manifest.
-FILES = [str(corpus_path() / row["path"]) for row in ROWS][::4] + ["/nonexistent/missing.xml"]
+FILES = [*[str(corpus_path() / row["path"]) for row in ROWS][::4], "/nonexistent/missing.xml"]
 CONVERTED = FILES[::4]
 
 
@@ -340,7 +340,7 @@ def test_workers_running_another_facturflow_are_refused(client: Any) -> None:
 
     client.run(older)
     try:
-        with pytest.raises(ClusterError, match="runs facturflow 0.0.1"):
+        with pytest.raises(ClusterError, match=r"runs facturflow 0\.0\.1"):
             list(validate_many(FILES[:3], executor=client))
     finally:
         client.run(restore, __version__)
