@@ -76,6 +76,15 @@ class WorkerLost(RuntimeError):
 
 
 @dataclass(frozen=True)
+class _Lost:
+    """A task's answer when it runs again after its worker died mid-way (a return value, not an
+    exception: the workers' logs would show every retry as a failed task)."""
+
+
+LOST = _Lost()
+
+
+@dataclass(frozen=True)
 class _Unseen:
     """A worker's answer for a path it cannot see as the client saw it: ship the bytes."""
 
@@ -211,11 +220,12 @@ def run_chunk(
     items: Sequence[_Item],
     retry: bool,
     on_dask: bool,
-) -> list[R | _Unseen]:
-    """A task: the work of every file of the chunk, in order (UNSEEN for a path not seen here)."""
+) -> list[R | _Unseen] | _Lost:
+    """A task: the work of every file of the chunk, in order (UNSEEN for a path not seen here);
+    LOST when a worker died running it before (its files then get one retry each)."""
     if _task_state(on_dask, "started") == "started":
         if not retry:
-            raise WorkerLost("the worker running this chunk died")
+            return LOST
         return [failed(item.name, _DIED_TWICE) for item in items]
     results: list[R | _Unseen] = []
     for item in items:
@@ -460,7 +470,10 @@ class Runner(Generic[R]):
                     except Exception as exc:  # the worker died, or the pool broke
                         settle_error(chunk, exc)
                     else:
-                        settle(chunk, results)
+                        if isinstance(results, _Lost):
+                            settle_error(chunk, WorkerLost("the worker running it died"))
+                        else:
+                            settle(chunk, results)
                 fill()
         except KeyboardInterrupt:
             # Ctrl-C: what finished is still reported, out of order past a gap (as the local
