@@ -27,7 +27,7 @@ from click.testing import CliRunner
 from conftest import corpus_path, corpus_rows
 from facturflow import exitcodes
 from facturflow.cli import main
-from facturflow.cluster import Runner, chunk_size, worker_info
+from facturflow.cluster import ClusterError, Runner, chunk_size, connect, worker_info
 from facturflow.convert_cli import _Options, _run, run_on
 from facturflow.validate import BatchValidator, validate_many
 from facturflow.validate.report import LAYER_FAILED, Report
@@ -322,6 +322,20 @@ def test_cli_without_dask_the_option_says_how_to_install_it(
     assert result.exception is None or isinstance(result.exception, SystemExit)
 
 
+def test_a_scheduler_without_workers_is_refused() -> None:
+    with distributed.LocalCluster(
+        n_workers=0, processes=True, dashboard_address=None, host="127.0.0.1"
+    ) as cluster, pytest.raises(ClusterError, match="has no worker"):
+        connect(cluster.scheduler_address, timeout=1)
+
+
+def test_chunks_spread_a_small_batch_and_stay_bounded_for_a_large_one() -> None:
+    assert chunk_size(40, 2) == 5  # four tasks per worker thread
+    assert chunk_size(10_000, 2) == 64
+    assert chunk_size(10_000_000, 200) == 64
+    assert chunk_size(1, 8) == 1
+
+
 def test_workers_running_another_facturflow_are_refused(client: Any) -> None:
     # The probe compares versions: a worker with another facturflow would judge with other
     # artefacts or rules, so the batch does not start.
@@ -336,7 +350,6 @@ def test_workers_running_another_facturflow_are_refused(client: Any) -> None:
         facturflow.cluster.__version__ = version  # type: ignore[attr-defined]
 
     from facturflow import __version__
-    from facturflow.cluster import ClusterError
 
     client.run(older)
     try:
