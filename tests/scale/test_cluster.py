@@ -365,16 +365,43 @@ def test_interrupting_the_reading_cancels_the_chunks_in_flight(client: Any) -> N
     assert first.path == FILES[0]
     stream.close()  # what a Ctrl-C does to the CLI's iteration
     deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        tasks = client.run_on_scheduler(
-            lambda dask_scheduler: [
-                key for key, task in dask_scheduler.tasks.items()
-                if "facturflow" in str(key) and task.state in ("queued", "processing", "waiting")
-            ]
-        )
-        if not tasks:
-            break
+    while _running(client) and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert not tasks
+    assert not _running(client)
     # The client is still usable.
     assert list(validate_many(FILES[:2], executor=client))[1].path == FILES[1]
+
+
+def _running(client: Any) -> list[str]:
+    return list(client.run_on_scheduler(
+        lambda dask_scheduler: [
+            str(key) for key, task in dask_scheduler.tasks.items()
+            if "facturflow" in str(key) and task.state in ("queued", "processing", "waiting")
+        ]
+    ))
+
+
+def test_cli_sigterm_during_a_cluster_batch_reports_what_finished_and_cancels_the_rest(
+    client: Any,
+) -> None:
+    files = [f for f in FILES if Path(f).is_file()] * 3
+    process = subprocess.Popen(
+        [sys.executable, "-m", "facturflow", "validate", "--summary", *files],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "FACTURFLOW_SCHEDULER": client.scheduler.address},
+    )
+    deadline = time.monotonic() + 120
+    while not _running(client) and time.monotonic() < deadline:  # the batch is under way
+        time.sleep(0.1)
+    process.send_signal(signal.SIGTERM)
+    stdout, stderr = process.communicate(timeout=120)
+    assert process.returncode == exitcodes.INTERRUPTED
+    line = stderr.strip().splitlines()[-1]
+    assert line.startswith("interrupted: ") and line.endswith(f"of {len(files)} files validated "
+                                                             "and reported")
+    finished = int(line.split()[1])
+    assert finished < len(files) and len(stdout.splitlines()) >= finished
+    deadline = time.monotonic() + 30
+    while _running(client) and time.monotonic() < deadline:  # the client's tasks are released
+        time.sleep(0.2)
+    assert not _running(client)
