@@ -471,3 +471,20 @@ def test_the_default_folder_follows_the_environment(
     monkeypatch.delenv("FACTURFLOW_VERDICT_CACHE")
     monkeypatch.setenv("FACTURFLOW_CACHE_DIR", "off")
     assert disabled_by_environment()
+
+
+def test_an_executor_batch_uses_the_cache_and_stores_its_misses(tmp_path: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    cache = VerdictCache(tmp_path / "cache")
+    files = [str(INVALID), str(VALID_UBL), str(VALID_CII)]
+    validate(files[0], cache=cache)  # one known before the batch
+    with ThreadPoolExecutor(2) as executor:
+        first = list(validate_many(files, executor=executor, cache=cache))
+        assert [r.cached for r in first] == [True, False, False]
+        assert len(entries(tmp_path / "cache")) == 3  # the executor's two stored here
+        second = list(validate_many(files, executor=executor, cache=cache))
+    assert all(r.cached for r in second)
+    assert [r.path for r in second] == files
+    for a, b in zip(first, second, strict=True):
+        same(a, b)
