@@ -14,6 +14,7 @@ from click.testing import CliRunner, Result
 
 from facturflow import exitcodes
 from facturflow.cli import main
+from facturflow.transmit.cli import state_dir
 from facturflow.transmit.qonto import AsyncQontoClient, QontoConfig
 from facturflow.transmit.sandbox import Sandbox, SandboxConfig
 
@@ -103,6 +104,7 @@ def test_register_status_all_lists_every_registration_created_here(box: Sandbox)
     (("register", "status"), "no registration created"),
 ])
 def test_register_usage_errors(box: Sandbox, args: tuple[str, ...], needle: str) -> None:
+    state_dir(None).mkdir(parents=True)  # a state folder, with no registration in it
     result = CliRunner().invoke(main, list(args))
     assert result.exit_code == exitcodes.USAGE and needle in result.output
     assert not box.state.data["registrations"]

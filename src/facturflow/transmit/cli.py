@@ -82,6 +82,22 @@ def state_dir(option: Path | None) -> Path:
     return option or Path(os.environ.get("FACTURFLOW_STATE") or default_state_dir())
 
 
+def existing_state_dir(option: Path | None, fmt: str) -> Path:
+    """state_dir(option) for a command that reads the state without making it: a folder that
+    does not exist (a mistyped --state or FACTURFLOW_STATE, or nothing sent from here yet) is
+    an error (exit 6) naming it, not an empty outbox."""
+    folder = state_dir(option)
+    if not folder.exists():
+        if any(p.exists() and not p.is_dir() for p in folder.parents):
+            message = f"the state folder {folder} is under a file"
+        else:
+            message = (f"the state folder {folder} does not exist: nothing was sent with it "
+                       "(--state or FACTURFLOW_STATE names the folder `facturflow send` used)")
+        emit_error(CommandError(exitcodes.STATE, "no_state_folder", message,
+                                "StateFolderError"), fmt)
+    return folder
+
+
 def lookback_days(option: int | None) -> int:
     """--lookback-days, else $FACTURFLOW_LOOKBACK_DAYS, else DEFAULT_LOOKBACK_DAYS."""
     if option is not None:
@@ -433,9 +449,10 @@ def status_command(refs: tuple[str, ...], state: Path | None, refresh: bool, wat
 
     Exit 1 when a listed invoice failed or was refused, rejected or not delivered (or a REF
     matches nothing); 3 or 4 when --refresh or --watch cannot ask Qonto; 5 when --watch gave up
-    with invoices still pending; 6 when the outbox is unusable; 130 Ctrl-C.
+    with invoices still pending; 6 when the state folder does not exist or the outbox is
+    unusable; 130 Ctrl-C.
     """
-    folder = state_dir(state)
+    folder = existing_state_dir(state, fmt)
     if watch:
         _watch(refs, folder, watch_timeout, poll_interval, fmt)
     rows: list[Item] = []

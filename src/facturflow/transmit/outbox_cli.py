@@ -7,7 +7,8 @@
     facturflow outbox check                       integrity of the outbox and stored uploads
 
 REF is a source path, Qonto's invoice id, the invoice number or an upload sha256 prefix (8+).
-Exit codes as in facturflow.transmit.cli; `check` exits 6 when something needs attention.
+Exit codes as in facturflow.transmit.cli; each exits 6 when the state folder does not exist,
+`check` also when something needs attention.
 """
 
 from __future__ import annotations
@@ -21,13 +22,19 @@ from typing import Any
 import click
 
 from .. import exitcodes
-from .cli import CommandError, _print_summary, command_errors, open_client, state_dir
+from .cli import (
+    CommandError,
+    _print_summary,
+    command_errors,
+    existing_state_dir,
+    open_client,
+)
 from .outbox import Item, Outbox, check_state, organisations
 
 _STUCK = ("validated", "importing", "imported", "sending")
 
 _state_option = click.option("--state", "state", type=click.Path(path_type=Path), default=None,
-                             help="State folder; default $FACTURFLOW_STATE or ./.facturflow")
+                             help="State folder; default $FACTURFLOW_STATE, else the user's.")
 _format_option = click.option("--format", "fmt", type=click.Choice(["text", "json"]),
                               default="text",
                               help="text for people; json for scripts (one document).")
@@ -77,7 +84,7 @@ def _find(folder: Path, ref: str) -> tuple[str, Item]:
 @_format_option
 def list_command(only: str | None, state: Path | None, fmt: str) -> None:
     """List the outbox's invoices."""
-    folder = state_dir(state)
+    folder = existing_state_dir(state, fmt)
     items: list[Item] = []
     with command_errors(fmt, folder):
         for org in organisations(folder):
@@ -104,7 +111,7 @@ def show_command(ref: str, state: Path | None, fmt: str) -> None:
     """One invoice's entry, its full history and its lifecycle events."""
     from ..lifecycle import label
 
-    folder = state_dir(state)
+    folder = existing_state_dir(state, fmt)
     with command_errors(fmt, folder):
         org, item = _find(folder, ref)
         with Outbox(folder, org, lock=False) as outbox:
@@ -144,7 +151,7 @@ def retry_command(ref: str, state: Path | None, fmt: str) -> None:
     its source file, exactly as `facturflow send FILE` would (nothing is sent twice)."""
     from .pipeline import SendOptions, send_invoices
 
-    folder = state_dir(state)
+    folder = existing_state_dir(state, fmt)
     with command_errors(fmt, folder):
         org, item = _find(folder, ref)
         if item.state == "sent":
@@ -192,7 +199,7 @@ def _confirmed(question: str) -> bool:
 def forget_command(ref: str, yes: bool, state: Path | None, fmt: str) -> None:
     """Drop an entry, so that the next send treats its file as new. Refused when the invoice
     was sent, or when Qonto has it as sent (asked when the entry has a Qonto invoice id)."""
-    folder = state_dir(state)
+    folder = existing_state_dir(state, fmt)
     with command_errors(fmt, folder):
         org, item = _find(folder, ref)
         refusal = (f"{item.source_path} ({item.invoice_number or '?'}) was sent (invoice "
@@ -223,7 +230,7 @@ def forget_command(ref: str, yes: bool, state: Path | None, fmt: str) -> None:
 @_format_option
 def check_command(state: Path | None, fmt: str) -> None:
     """Check the outbox database and the stored uploads; say what can be recovered."""
-    folder = state_dir(state)
+    folder = existing_state_dir(state, fmt)
     with command_errors(fmt, folder):
         report = check_state(folder)
     if fmt == "json":

@@ -29,7 +29,7 @@ import click
 
 from .. import exitcodes
 from ..clitypes import FiniteFloatRange
-from .cli import CommandError, command_errors, state_dir
+from .cli import CommandError, command_errors, existing_state_dir, state_dir
 from .errors import (
     AuthenticationError,
     ConfigError,
@@ -186,7 +186,8 @@ def register_status_command(registration_id: str | None, show_all: bool, wait: b
     from .inbox_cli import _inherit
 
     state, fmt, _ = _inherit(state, fmt, "fr")
-    folder = state_dir(state)
+    # Without an id, the registrations this state folder created: it must exist.
+    folder = state_dir(state) if registration_id else existing_state_dir(state, fmt)
     if registration_id:
         ids = [registration_id]
     else:
