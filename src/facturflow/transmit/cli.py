@@ -111,15 +111,27 @@ def lookback_days(option: int | None) -> int:
     return int(raw)
 
 
+def env_config(state: Path) -> QontoConfig:
+    """The Qonto settings of the environment, OAuth tokens kept in $QONTO_TOKEN_FILE, else in
+    the state folder; a malformed setting raises ConfigError (a ValueError)."""
+    env_token_file = os.environ.get("QONTO_TOKEN_FILE")
+    token_store = Path(env_token_file) if env_token_file else state / "oauth-tokens.json"
+    return QontoConfig.from_env(token_store=token_store)
+
+
+def _command_config(state: Path) -> QontoConfig:
+    """env_config, a malformed setting as a usage error caused by the ValueError (which
+    command_errors reports as a configuration error, exit 3)."""
+    try:
+        return env_config(state)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from exc
+
+
 @contextmanager
 def configured_client(state: Path) -> Iterator[QontoClient | None]:
     """A client when Qonto is configured in the environment, else None (no private sandbox)."""
-    env_token_file = os.environ.get("QONTO_TOKEN_FILE")
-    token_store = Path(env_token_file) if env_token_file else state / "oauth-tokens.json"
-    try:
-        config = QontoConfig.from_env(token_store=token_store)
-    except ValueError as exc:
-        raise click.UsageError(str(exc)) from exc
+    config = _command_config(state)
     if not config.configured:
         yield None
         return
@@ -130,12 +142,7 @@ def configured_client(state: Path) -> Iterator[QontoClient | None]:
 @contextmanager
 def open_client(state: Path, *, say: bool = True) -> Iterator[QontoClient]:
     """A client from the environment; with no Qonto configuration, one on a private sandbox."""
-    env_token_file = os.environ.get("QONTO_TOKEN_FILE")
-    token_store = Path(env_token_file) if env_token_file else state / "oauth-tokens.json"
-    try:
-        config = QontoConfig.from_env(token_store=token_store)
-    except ValueError as exc:
-        raise click.UsageError(str(exc)) from exc
+    config = _command_config(state)
     if config.configured:
         with QontoClient(config) as client:
             yield client
@@ -159,7 +166,7 @@ def open_client(state: Path, *, say: bool = True) -> Iterator[QontoClient]:
                 err=True,
             )
         config = QontoConfig.from_env(
-            {}, base_url=box.base_url, api_key=box.api_key, token_store=token_store
+            {}, base_url=box.base_url, api_key=box.api_key, token_store=config.token_store
         )
         with QontoClient(config) as client:
             yield client

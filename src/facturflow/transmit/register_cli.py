@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import re
 import sys
 import time
@@ -29,7 +28,7 @@ import click
 
 from .. import exitcodes
 from ..clitypes import FiniteFloatRange
-from .cli import CommandError, command_errors, existing_state_dir, state_dir
+from .cli import CommandError, command_errors, env_config, existing_state_dir, state_dir
 from .errors import (
     AuthenticationError,
     ConfigError,
@@ -49,17 +48,11 @@ _STATE = click.option("--state", "state", type=click.Path(path_type=Path), defau
 REGISTRATIONS = "registrations.json"
 
 
-def _config(folder: Path) -> QontoConfig:
-    env_token_file = os.environ.get("QONTO_TOKEN_FILE")
-    token_store = Path(env_token_file) if env_token_file else folder / "oauth-tokens.json"
-    return QontoConfig.from_env(token_store=token_store)
-
-
 @contextmanager
 def onboarding_client(folder: Path) -> Iterator[QontoClient]:
     """A client for the Onboarding API: QONTO_PARTNER_ID and QONTO_PARTNER_TOKEN; with no
     Qonto setting at all, one on the local sandbox kept in <state>/sandbox."""
-    config = _config(folder)
+    config = env_config(folder)
     if config.partner_token and config.partner_id:
         with QontoClient(config) as client:
             yield client
@@ -371,7 +364,7 @@ def doctor_command(recipient: str | None, max_skew: float, state: Path | None,
     e-invoicing settings, clock skew (and, with --recipient, a client's reachability)."""
     folder = state_dir(state)
     try:
-        config = _config(folder)
+        config = env_config(folder)
     except ValueError as exc:  # ConfigError: a malformed QONTO_* setting
         checks = [Check("credentials", False, f"configuration: {exc}", exitcodes.CONFIG)]
     else:
