@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import re
 import sys
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ import click
 from .. import exitcodes
 from .cli import CommandError, command_errors, open_client, state_dir
 from .errors import NotFoundError, ValidationRejectedError
+from .qonto import QontoClient
 from .reasons import Lang, RefusalReason, parse_reason
 
 _FORMAT = click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
@@ -347,17 +349,8 @@ def reject_command(invoice_id: str, reason: RefusalReason, note: str | None,
                    state: Path | None, fmt: str, lang: str) -> None:
     """Refuse a received invoice with an AFNOR reason code (lifecycle 210 Refusée)."""
     state, fmt, lang = _inherit(state, fmt, lang)
-    folder = state_dir(state)
-    with command_errors(fmt, folder), open_client(folder) as client:
-        try:
-            invoice = client.reject_supplier_invoice(_checked_id(invoice_id), reason.value,
-                                                     note or reason.label("fr"))
-            if not invoice:
-                invoice = client.get_supplier_invoice(invoice_id)
-        except NotFoundError as exc:
-            raise _unknown(exc, invoice_id) from None
-        except ValidationRejectedError as exc:
-            raise _refused(exc, f"reject {invoice_id}") from None
+    invoice = _act(state, fmt, invoice_id, "reject", lambda client, checked: (
+        client.reject_supplier_invoice(checked, reason.value, note or reason.label("fr"))))
     _done(invoice, f"rejected ({reason.value}: {reason.label(_lang(lang))})", fmt, lang)
 
 
@@ -386,17 +379,25 @@ def mark_paid_command(invoice_id: str, paid_on: str | None, state: Path | None, 
                       lang: str) -> None:
     """Mark a received invoice paid (lifecycle 211 Paiement transmis for an e-invoice)."""
     state, fmt, lang = _inherit(state, fmt, lang)
+    invoice = _act(state, fmt, invoice_id, "mark-paid", lambda client, checked: (
+        client.mark_supplier_invoice_paid(checked, paid_on)))
+    _done(invoice, f"paid on {invoice.get('payment_date') or paid_on or 'today'}", fmt, lang)
+
+
+def _act(state: Path | None, fmt: str, invoice_id: str, what: str,
+         action: Callable[[QontoClient, str], dict[str, Any]]) -> dict[str, Any]:
+    """Do `action` (the command `what`) on a received invoice: the invoice after it (read again
+    when Qonto's answer has no body); an unknown id or Qonto's refusal as one line."""
     folder = state_dir(state)
     with command_errors(fmt, folder), open_client(folder) as client:
         try:
-            invoice = client.mark_supplier_invoice_paid(_checked_id(invoice_id), paid_on)
-            if not invoice:
-                invoice = client.get_supplier_invoice(invoice_id)
+            invoice = action(client, _checked_id(invoice_id)) or client.get_supplier_invoice(
+                invoice_id)
         except NotFoundError as exc:
             raise _unknown(exc, invoice_id) from None
         except ValidationRejectedError as exc:
-            raise _refused(exc, f"mark-paid {invoice_id}") from None
-    _done(invoice, f"paid on {invoice.get('payment_date') or paid_on or 'today'}", fmt, lang)
+            raise _refused(exc, f"{what} {invoice_id}") from None
+    return invoice
 
 
 def _done(invoice: dict[str, Any], what: str, fmt: str, lang: str) -> None:
