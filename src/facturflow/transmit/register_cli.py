@@ -72,14 +72,14 @@ def onboarding_client(folder: Path) -> Iterator[QontoClient]:
 
 
 def _remember(folder: Path, registration: dict[str, Any]) -> None:
-    from .inbox import _atomic_write
+    from ..outputs import write_private_atomically
 
     folder.mkdir(parents=True, exist_ok=True)
     known = _known(folder)
     known = [r for r in known if r.get("id") != registration.get("id")]
     known.append({"id": registration.get("id"), "created_at": registration.get("created_at"),
                   "legal_number": (registration.get("organization") or {}).get("legal_number")})
-    _atomic_write(folder / REGISTRATIONS, json.dumps(known, indent=1).encode())
+    write_private_atomically(folder / REGISTRATIONS, json.dumps(known, indent=1).encode())
 
 
 def _known(folder: Path) -> list[dict[str, Any]]:
