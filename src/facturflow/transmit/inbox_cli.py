@@ -200,11 +200,34 @@ def _since(ctx: click.Context, param: click.Parameter, value: str | None) -> str
     return value
 
 
+def _folder(ctx: click.Context, param: click.Parameter, value: str | None) -> Path | None:
+    # "" would be the current folder: what `--to "$DIR"` with DIR unset gives.
+    if value is not None and not value.strip():
+        raise click.BadParameter("is empty (an unset variable?): name the folder ('.' for the "
+                                 "current one)")
+    return Path(value) if value is not None else None
+
+
+# Qonto's supplier-invoice statuses (API.md: those seen officially, and a third-party list).
+KNOWN_STATUSES = ("to_review", "to_approve", "awaiting_payment", "to_pay", "pending",
+                  "scheduled", "paid", "archived", "rejected", "discarded")
+
+
+def _statuses(ctx: click.Context, param: click.Parameter,
+              value: tuple[str, ...]) -> tuple[str, ...]:
+    # Kept (the list is not official), but said: a typo would copy nothing, silently.
+    for status in value:
+        if status not in KNOWN_STATUSES:
+            click.echo(f"warning: --status {status!r} is not a status Qonto is known to use "
+                       f"({', '.join(KNOWN_STATUSES)}): no invoice may match", err=True)
+    return value
+
+
 @inbox_group.command("sync")
-@click.option("--to", "target", type=click.Path(path_type=Path, file_okay=False),
+@click.option("--to", "target", type=click.Path(file_okay=False), callback=_folder,
               required=True, help="Folder of the copy (created; its state file makes the "
               "next run incremental).")
-@click.option("--status", "statuses", multiple=True, metavar="STATUS",
+@click.option("--status", "statuses", multiple=True, metavar="STATUS", callback=_statuses,
               help="Only invoices in this Qonto status (to_review, to_approve, "
               "awaiting_payment, paid, rejected...); repeatable.")
 @click.option("--einvoices-only", is_flag=True, help="Only e-invoices (is_einvoice).")
