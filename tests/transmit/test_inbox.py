@@ -527,7 +527,7 @@ def test_a_real_sigint_during_sync_exits_130_and_the_next_run_continues(
         assert not list(out.glob(".partial-*"))
 
 
-def test_an_empty_to_is_refused_not_the_current_folder(
+def test_an_empty_to_or_download_is_refused_not_the_current_folder(
     box: Sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # `--to "$DIR"` with DIR unset copied into the current folder (index.csv, state, lock).
@@ -539,6 +539,10 @@ def test_an_empty_to_is_refused_not_the_current_folder(
         result = CliRunner().invoke(main, ["inbox", "sync", "--to", empty])
         assert result.exit_code == exitcodes.USAGE, result.output
         assert "Invalid value for '--to': is empty (an unset variable?)" in result.output
+        for listing in (["inbox"], ["inbox", "list"]):
+            result = CliRunner().invoke(main, [*listing, "--download", empty])
+            assert result.exit_code == exitcodes.USAGE, result.output
+            assert "'--download': is empty" in result.output
     assert list(work.iterdir()) == []  # nothing written here
     assert run("inbox", "sync", "--to", ".").exit_code == 0  # said explicitly: allowed
     assert (work / "index.csv").is_file()

@@ -128,8 +128,17 @@ def _list(download: Path | None, run_validation: bool, state: Path | None, fmt: 
     sys.exit(exitcodes.INVALID if invalid else exitcodes.OK)
 
 
+def _folder(ctx: click.Context, param: click.Parameter, value: str | None) -> Path | None:
+    # "" would be the current folder: what `--to "$DIR"` (or --download) with DIR unset gives.
+    if value is not None and not value.strip():
+        raise click.BadParameter("is empty (an unset variable?): name the folder ('.' for the "
+                                 "current one)")
+    return Path(value) if value is not None else None
+
+
 _LIST_OPTIONS = [
-    click.option("--download", "download", type=click.Path(path_type=Path), default=None,
+    click.option("--download", "download", type=click.Path(file_okay=False), callback=_folder,
+                 default=None,
                  help="Save each received invoice's file in this folder."),
     click.option("--validate", "run_validation", is_flag=True,
                  help="Run the validation stage on each received invoice."),
@@ -198,14 +207,6 @@ def _since(ctx: click.Context, param: click.Parameter, value: str | None) -> str
         raise click.BadParameter(f"{value!r} is not a date (YYYY-MM-DD) or an ISO 8601 "
                                  "date-time") from None
     return value
-
-
-def _folder(ctx: click.Context, param: click.Parameter, value: str | None) -> Path | None:
-    # "" would be the current folder: what `--to "$DIR"` with DIR unset gives.
-    if value is not None and not value.strip():
-        raise click.BadParameter("is empty (an unset variable?): name the folder ('.' for the "
-                                 "current one)")
-    return Path(value) if value is not None else None
 
 
 # Qonto's supplier-invoice statuses (API.md: those seen officially, and a third-party list).
