@@ -106,8 +106,29 @@ def _siren(ctx: click.Context, param: click.Parameter, value: str | None) -> str
     return compact
 
 
+def _email(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    # The link goes to this address: a typo would create a registration nobody can follow.
+    if value is not None and value.strip() and not re.fullmatch(
+            r"[^@\s]+@[^@\s]+\.[^@\s.]+", value.strip()):
+        raise click.BadParameter(f"{value!r} is not an e-mail address")
+    return value.strip() if value is not None else None
+
+
+def _redirect_url(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    # Where Qonto sends the user back: only a web address (not javascript:, not a typo).
+    if value is None:
+        return None
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(value.strip())
+    if parts.scheme not in ("https", "http") or not parts.netloc or " " in value.strip():
+        raise click.BadParameter(f"{value!r} is not an http(s) URL")
+    return value.strip()
+
+
 @click.group("register", invoke_without_command=True)
-@click.option("--email", default=None, help="The user who will sign up (partner_user.email).")
+@click.option("--email", callback=_email, default=None,
+              help="The user who will sign up (partner_user.email).")
 @click.option("--siren", callback=_siren, default=None, help="The company's SIREN.")
 @click.option("--first-name", default=None, help="First name of the user who will sign up.")
 @click.option("--last-name", default=None, help="Last name of the user who will sign up.")
@@ -116,7 +137,8 @@ def _siren(ctx: click.Context, param: click.Parameter, value: str | None) -> str
 @click.option("--legal-flow", default="existing_company", show_default=True,
               help="Qonto's legal_flow; the value of the PA/invoicing flow is not documented "
               "(API.md §10 Q4), so any word is passed through.")
-@click.option("--redirect-url", default=None, help="partner_redirect_url (embedded apps).")
+@click.option("--redirect-url", callback=_redirect_url, default=None,
+              help="partner_redirect_url (embedded apps): an http(s) URL.")
 @_STATE
 @_FORMAT
 @click.pass_context
