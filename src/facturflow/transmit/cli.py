@@ -664,7 +664,10 @@ def sandbox_command(state: Path | None, port: int, api_key: str | None,
         click.echo(f"error: {exc.message}", err=True)
         sys.exit(exitcodes.STATE)
     except (OSError, ValueError) as exc:  # unreadable or corrupt state, unwritable folder
-        click.echo(f"error: cannot use the sandbox state folder {folder}: {exc}", err=True)
+        why = (exc.strerror or str(exc)) if isinstance(exc, OSError) else str(exc)
+        if folder.exists() and not folder.is_dir():
+            why = "it is a file, not a folder"
+        click.echo(f"error: cannot use the sandbox state folder {folder}: {why}", err=True)
         sys.exit(exitcodes.STATE)
     try:
         box.start()
