@@ -558,3 +558,16 @@ def test_an_unknown_status_is_kept_but_said(box: Sandbox, tmp_path: Path) -> Non
         "warning: --status 'to-review' is not a status Qonto is known to use (to_review, ")
     assert "'to_review'" not in result.stderr  # a known one is not warned about
     assert "downloaded 1," in result.stdout
+
+
+def test_a_copy_folder_that_cannot_be_made_is_one_line_naming_it(box: Sandbox,
+                                                                 tmp_path: Path) -> None:
+    # It said "error: <path>: Not a directory".
+    box.inject_supplier_invoice(FACTURX_PDF.read_bytes(), "incoming.pdf")
+    afile = tmp_path / "afile"
+    afile.write_text("not a folder")
+    result = CliRunner().invoke(main, ["inbox", "sync", "--to", str(afile / "inbox")])
+    assert result.exit_code == exitcodes.USAGE, result.output
+    assert result.stderr.splitlines() == [
+        f"error: cannot write the copy in {afile / 'inbox'}: Not a directory"]
+    assert afile.read_text() == "not a folder"

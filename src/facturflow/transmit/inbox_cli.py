@@ -17,6 +17,7 @@ consistent: running it again continues).
 from __future__ import annotations
 
 import json
+import os
 import re
 import sys
 from collections.abc import Callable
@@ -271,6 +272,13 @@ def sync_command(target: Path, statuses: tuple[str, ...], einvoices_only: bool,
                 result = sync_inbox(client, target, filters, lang=lang, progress=say)
         except InboxStateError as exc:
             raise CommandError(exitcodes.STATE, "inbox_state", str(exc),
+                               type(exc).__name__) from None
+        except OSError as exc:
+            written = Path(os.fsdecode(exc.filename)) if exc.filename is not None else None
+            if written is None or not written.resolve().is_relative_to(target.resolve()):
+                raise  # not the copy's folder: command_errors says what it is
+            raise CommandError(exitcodes.USAGE, "cannot_write",
+                               f"cannot write the copy in {target}: {exc.strerror or exc}",
                                type(exc).__name__) from None
     if fmt == "json":
         click.echo(json.dumps({**result.as_dict(), "folder": str(target)}, indent=2,
