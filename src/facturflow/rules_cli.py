@@ -292,7 +292,7 @@ def rules_group() -> None:
     "--rule-pack",
     "rule_packs",
     multiple=True,
-    type=click.Path(path_type=Path),
+    type=click.Path(path_type=Path, exists=True, file_okay=False),
     help="A rule pack loaded on both sides; repeatable.",
 )
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",

@@ -196,3 +196,11 @@ def test_an_interpreter_without_facturx_is_a_config_error(tmp_path: Path) -> Non
     result = run("--from", "builtin", "--to", f"python:{bare}", VALID_CII)
     assert result.returncode == CONFIG
     assert "factur-x is not installed there" in result.stderr
+
+
+def test_a_rule_pack_that_does_not_exist_is_named(tmp_path: Path) -> None:
+    # It said "no rulepack.toml in the folder" of a folder that is not there.
+    result = run("--from", "warning", "--to", "fatal", "--rule-pack", tmp_path / "team-rules",
+                 VALID_CII)
+    assert result.returncode == USAGE, result.stdout + result.stderr
+    assert f"Directory '{tmp_path / 'team-rules'}' does not exist" in result.stderr
