@@ -11,6 +11,11 @@ from hypothesis import settings
 
 REPO = Path(__file__).resolve().parents[1]
 
+# `facturflow validate` keeps verdicts in the user's cache folder by default: the suite's runs
+# (subprocesses included) must neither read what an earlier run stored nor fill that folder.
+# The cache's own tests give a folder of their own (--cache DIR, VerdictCache(tmp_path)).
+os.environ["FACTURFLOW_VERDICT_CACHE"] = "off"
+
 
 def corpus_path() -> Path:
     """The shared corpus: $FACTURFLOW_CORPUS, else ../shared/corpus beside the checkout."""

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from .transmit.sandbox import sandbox
     from .validate import BatchValidator, validate, validate_many
     from .validate.report import Finding, Report
+    from .validate.verdict_cache import VerdictCache
 
 __version__ = "0.1.0"
 
@@ -54,6 +55,7 @@ _LAZY = {
     "detect": "facturflow.detect",
     "read": "facturflow.read",
     "sandbox": "facturflow.transmit.sandbox",
+    "VerdictCache": "facturflow.validate.verdict_cache",
     "validate": "facturflow.validate",
     "validate_many": "facturflow.validate",
 }
@@ -113,6 +115,7 @@ __all__ = [
     "RulePackError",
     "TransmitError",
     "UnknownRuleSetError",
+    "VerdictCache",
     "__version__",
     "convert",
     "detect",

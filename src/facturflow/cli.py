@@ -275,6 +275,19 @@ def _limits(max_size: int | None, max_nodes: int | None) -> Limits:
     help="Most markup items (elements, attributes) an XML input may have (default: 1000000; "
     "a 100,000-line invoice has about 3 million).",
 )
+@click.option(
+    "--cache",
+    "cache_dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    metavar="DIR",
+    help="Keep verdicts in DIR (default: $FACTURFLOW_VERDICT_CACHE, else the user cache folder): "
+    "a file validated before with the same bytes, rules, artefacts and version is not checked "
+    "again (its report says cached). See `facturflow cache`.",
+)
+@click.option(
+    "--no-cache", is_flag=True, help="Validate every file, neither reading nor writing the cache."
+)
 def validate_command(
     paths: tuple[Path, ...],
     rules: str | None,
@@ -291,6 +304,8 @@ def validate_command(
     summary_only: bool = False,
     quiet: bool = False,
     lang: str = "en",
+    cache_dir: Path | None = None,
+    no_cache: bool = False,
 ) -> None:
     """Validate invoices (files or folders; '-' reads one from standard input) against XSD,
     Schematron and PDF rules, and write reports for people (text, grouped by rule) and machines
@@ -319,6 +334,7 @@ def validate_command(
             text_mode,
             lang,
             _limits(max_size, max_nodes),
+            (cache_dir, no_cache),
         )
     except KeyboardInterrupt:  # before or after the batch: nothing to report yet, or already
         click.echo("interrupted", err=True)
@@ -507,7 +523,9 @@ def _validate(
     text_mode: str = "full",
     lang: str = "en",
     limits: Limits | None = None,
+    caching: tuple[Path | None, bool] = (None, True),
 ) -> None:
+    from .cache_cli import tidy, verdict_cache
     from .errors import RulePackError
     from .inputs import expand_inputs
     from .progress import collect_until_interrupted
@@ -527,6 +545,7 @@ def _validate(
     stdin_dir: tempfile.TemporaryDirectory[str] | None = None
     if STDIN_PATH in files:
         files, stdin_dir = _stdin_invoice(files)
+    cache = verdict_cache(*caching)
     report_files: list[tuple[str, _ReportFile]] = []
     try:
         # Every report file is checked (and its temporary file made) before the batch starts.
@@ -535,7 +554,7 @@ def _validate(
                 report_files.append((fmt, _ReportFile(path, option)))
         reports_iter = validate_many(
             files, selection, rule_packs=packs, jobs=jobs, timeout=timeout,
-            limits=limits or DEFAULT_LIMITS,
+            limits=limits or DEFAULT_LIMITS, cache=cache,
         )
         reports, interrupted = collect_until_interrupted(reports_iter, len(files), "validating")
         if stdin_dir is not None:  # name the input as the user gave it, not the copy
@@ -558,6 +577,7 @@ def _validate(
             report_file.discard()
         if stdin_dir is not None:
             stdin_dir.cleanup()
+        tidy(cache)
     unreadable = [r for r in reports if r.error is not None]
     # A text report on standard output names unreadable inputs itself; otherwise say it here.
     text_on_stdout = any(fmt == "text" and path is None for fmt, path, _ in targets)
@@ -650,6 +670,7 @@ def artefacts_command(fmt: str) -> None:
 
 # Commands of later stages, imported only when used so that `facturflow validate` starts fast.
 _LAZY_COMMANDS = {
+    "cache": "facturflow.cache_cli:cache_group",
     "convert": "facturflow.convert_cli:convert_command",
     "doctor": "facturflow.transmit.register_cli:doctor_command",
     "inbox": "facturflow.transmit.inbox_cli:inbox_group",

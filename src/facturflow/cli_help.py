@@ -14,8 +14,9 @@ import click
 # The codes shared by the commands that talk to Qonto (transmit/cli.py `command_errors`).
 _QONTO_CODES = (
     "2 a usage error; 3 configuration (QONTO_* settings missing, credentials refused, an "
-    "unknown id); 4 Qonto unreachable, rate limiting or failing; 6 the state folder unusable "
-    "or locked; 130 Ctrl-C."
+    "unknown id, or a postgresql:// outbox refusing the credentials); 4 Qonto unreachable, "
+    "rate limiting or failing; 6 the state folder (or outbox database) unusable or locked; "
+    "130 Ctrl-C."
 )
 
 # Command path (without "facturflow") -> (exit codes, or None when the docstring has them;
@@ -40,6 +41,7 @@ HELP: dict[tuple[str, ...], tuple[str | None, tuple[str, ...]]] = {
             "facturflow validate invoices/ --report text --report sarif:facturflow.sarif "
             "--report junit:junit.xml",
             "cat facture.xml | facturflow validate -",
+            "facturflow validate --cache .verdicts invoices/",
         ),
     ),
     ("detect",): (
@@ -63,6 +65,22 @@ HELP: dict[tuple[str, ...], tuple[str | None, tuple[str, ...]]] = {
             "facturflow convert facture.xml --to facturx --pdf visuel.pdf -o facture.pdf",
             "facturflow convert invoices/ --to cii -o out/",
         ),
+    ),
+    ("cache",): (
+        "as for each subcommand (see `facturflow cache prune --help`).",
+        ("facturflow cache info", "facturflow cache clear"),
+    ),
+    ("cache", "info"): (
+        "0 shown.",
+        ("facturflow cache info", "facturflow cache info --format json --cache .verdicts"),
+    ),
+    ("cache", "clear"): (
+        "0 cleared; 2 the folder cannot be read.",
+        ("facturflow cache clear", "facturflow cache clear --cache .verdicts"),
+    ),
+    ("cache", "prune"): (
+        "0 pruned; 2 a --max-size that is not a size.",
+        ("facturflow cache prune", "facturflow cache prune --max-size 50MB --cache .verdicts"),
     ),
     ("read",): (
         "0 the invoice was read; 2 it cannot be read.",
@@ -187,6 +205,14 @@ HELP: dict[tuple[str, ...], tuple[str | None, tuple[str, ...]]] = {
         "0 the outbox and its stored uploads are sound; 6 a problem found (each said with how "
         "to recover) or the outbox unusable.",
         ("facturflow outbox check", "facturflow outbox check --format json"),
+    ),
+    ("outbox", "migrate"): (
+        "0 copied (or already there); 2 a usage error (--to not a postgresql:// URL); 3 the "
+        "database refuses the credentials, or psycopg is missing; 6 no SQLite outbox in the "
+        "folder, the database unreachable, or rows there that differ (nothing copied).",
+        ("facturflow outbox migrate --to postgresql://facturflow@db.internal/facturflow",
+         "facturflow outbox migrate --state ./state --to postgresql://db.internal/ff "
+         "--format json"),
     ),
     ("webhook",): (
         "as `webhook serve`.",

@@ -11,7 +11,8 @@
                       error after the retries
     5   PENDING       `--wait` gave up: some invoices have not reached a final outcome yet
     6   STATE         the local state folder cannot be used: corrupt or truncated outbox, blobs
-                      without their outbox, locked by another process, read-only, disk full
+                      without their outbox, locked by another process, read-only, disk full;
+                      or the outbox database (postgresql://) is unreachable or failing
     130 INTERRUPTED   stopped by Ctrl-C (SIGINT) or SIGTERM; what had finished is reported
 """
 

@@ -11,6 +11,7 @@ import pytest
 from facturflow.transmit.qonto import QontoClient
 from facturflow.transmit.sandbox import Sandbox, SandboxConfig
 
+from .pg_helpers import PgServer, Unavailable, running_server
 from .transmit_helpers import QONTO_VARS, make_client
 
 
@@ -58,3 +59,23 @@ def own_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def client(sandbox: Sandbox) -> Iterator[QontoClient]:
     with make_client(sandbox) as c:
         yield c
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PgServer]:
+    """A real PostgreSQL server for the session (see pg_helpers); the tests that use it skip,
+    with the reason, only where none can be started."""
+    try:
+        pytest.importorskip("psycopg", reason="psycopg is not installed (facturflow[postgresql])")
+        with running_server() as server:
+            yield server
+    except Unavailable as exc:
+        pytest.skip(f"no PostgreSQL server for the tests: {exc}")
+
+
+@pytest.fixture
+def pg_url(pg_server: PgServer) -> Iterator[str]:
+    """The URL of a new, empty database on the test server (dropped after the test)."""
+    url = pg_server.create_database()
+    yield url
+    pg_server.drop_database(url)

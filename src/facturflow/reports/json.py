@@ -6,6 +6,9 @@
      "facturflow": {"version": "..."}}
 
 Each file's `rule_sets` gives every rule set applied, with its version and artefact sha256.
+Each finding gains `term_path` (its location as a business-term path, `BG-25[3] / BT-131`, or
+null) and `values` (what the invoice says for the BT terms of a fatal or warning finding:
+`[{"term", "values", "count"[, "sum"]}]`, see facturflow.reports.values).
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ from typing import Any
 
 from .. import __version__
 from ..validate.report import SEVERITIES, Report
+from .termpath import finding_term_path
+from .values import InvoiceValues
 
 
 def summary(reports: list[Report]) -> dict[str, Any]:
@@ -32,11 +37,22 @@ def summary(reports: list[Report]) -> dict[str, Any]:
     }
 
 
+def file_document(report: Report, reader: InvoiceValues | None = None) -> dict[str, Any]:
+    """One file's entry: `Report.as_dict()` with each finding's `term_path` and `values`."""
+    reader = reader or InvoiceValues()
+    data = report.as_dict()
+    for finding, entry in zip(report.findings, data["findings"], strict=True):
+        entry["term_path"] = finding_term_path(finding.location.xpath, finding.business_terms)
+        entry["values"] = [value.as_dict() for value in reader.finding(report, finding)]
+    return data
+
+
 def as_document(reports: Iterable[Report]) -> dict[str, Any]:
     """The JSON document as Python data."""
     batch = list(reports)
+    reader = InvoiceValues()
     return {
-        "files": [report.as_dict() for report in batch],
+        "files": [file_document(report, reader) for report in batch],
         "summary": summary(batch),
         "facturflow": {"version": __version__},
     }

@@ -1,8 +1,9 @@
 """JUnit XML: one testsuite, one testcase per file, one failure per fatal finding.
 
-Unreadable inputs are testcases with an `<error>`; warnings and information findings go to the
-testcase's `<system-out>`, so CI systems (GitLab, Jenkins, GitHub test reporters) show them
-without failing the build.
+Each failure gives the finding's business-term path and the values of its terms (read through
+facturflow.reports.values) in its message and text. Unreadable inputs are testcases with an
+`<error>`; warnings and information findings go to the testcase's `<system-out>`, so CI systems
+(GitLab, Jenkins, GitHub test reporters) show them without failing the build.
 """
 
 from __future__ import annotations
@@ -12,19 +13,30 @@ from collections.abc import Iterable
 from lxml import etree
 
 from ..validate.report import Finding, Report
-from .text import selection_lines, short_xpath
+from .termpath import finding_term_path, short_xpath
+from .text import selection_lines
+from .values import InvoiceValues, TermValue
 
 SUITE_NAME = "facturflow validate"
 
 
-def _describe(finding: Finding, report: Report) -> str:
+def _values_text(values: list[TermValue]) -> str:
+    return "; ".join(value.text() for value in values)
+
+
+def _describe(finding: Finding, report: Report, values: list[TermValue]) -> str:
     parts = [f"[{finding.severity}] {finding.rule} ({finding.layer})", finding.message]
     # For a PDF, "line N of the embedded factur-x.xml": the testcase's file is the PDF.
     where = short_xpath(report.where(finding))
+    path = finding_term_path(finding.location.xpath, finding.business_terms)
+    if path:
+        where = f"{path} — {where}" if where else path
     if where:
         parts.append(f"at {where}")
     if finding.business_terms:
         parts.append(f"business terms: {', '.join(finding.business_terms)}")
+    if values:
+        parts.append(f"values: {_values_text(values)}")
     if finding.assert_id and finding.assert_id != finding.rule:
         parts.append(f"assert id: {finding.assert_id}")
     return "\n".join(parts)
@@ -65,7 +77,7 @@ def _properties(case: etree._Element, report: Report) -> None:
         prop.set("value", _clean(value))
 
 
-def _testcase(report: Report) -> tuple[etree._Element, int, int]:
+def _testcase(report: Report, reader: InvoiceValues) -> tuple[etree._Element, int, int]:
     """One testcase and its failure and error counts."""
     case = etree.Element("testcase")
     if report.error is not None:
@@ -93,8 +105,14 @@ def _testcase(report: Report) -> tuple[etree._Element, int, int]:
             message += (
                 f" (line {finding.location.line} of the embedded {report.attachment or 'XML'})"
             )
+        path = finding_term_path(finding.location.xpath, finding.business_terms)
+        if path:
+            message += f" [at {path}]"
+        values = reader.finding(report, finding)
+        if values:
+            message += f" values: {_values_text(values)}"
         failure.set("message", _clean(message))
-        failure.text = _clean(_describe(finding, report))
+        failure.text = _clean(_describe(finding, report, values))
         failures += 1
     if report.error is None and not report.ok and not failures:
         # Invalid without a fatal finding (a required layer did not run): still a failure.
@@ -107,7 +125,8 @@ def _testcase(report: Report) -> tuple[etree._Element, int, int]:
     notes = [*report.warnings]
     if others or notes:
         out = etree.SubElement(case, "system-out")
-        out.text = _clean("\n\n".join([*notes, *(_describe(f, report) for f in others)]))
+        described = (_describe(f, report, reader.finding(report, f)) for f in others)
+        out.text = _clean("\n\n".join([*notes, *described]))
     return case, failures, errors
 
 
@@ -119,8 +138,9 @@ def render(reports: Iterable[Report]) -> str:
     suite.set("name", SUITE_NAME)
     total_failures = total_errors = 0
     total_time = 0.0
+    reader = InvoiceValues()
     for report in batch:
-        case, failures, errors = _testcase(report)
+        case, failures, errors = _testcase(report, reader)
         suite.append(case)
         total_failures += failures and 1
         total_errors += errors and 1

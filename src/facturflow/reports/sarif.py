@@ -4,9 +4,11 @@ Every result names the file given (the PDF for a Factur-X, never a name inside i
 `region`, as GitHub code scanning requires to attach an alert: the finding's line for an XML file
 (line 1 when it has none); line 1 for a PDF, whose finding line is a line of the embedded XML,
 said in the message and in the result's properties `embeddedFile` and `embeddedLine`.
-A finding's XPath goes in `logicalLocations`; `partialFingerprints` keep an alert the same
-across runs. An input that cannot be read gives its findings (XML-MALFORMED, NOT-AN-INVOICE, ...)
-as results, or, when it has none, one error result with rule id `INPUT-UNREADABLE`.
+A finding's XPath goes in `logicalLocations`; its business-term path and the values of its terms
+(facturflow.reports.values) end the message and go in the properties `term_path` and `values`;
+`partialFingerprints` keep an alert the same across runs. An input that cannot be read gives its
+findings (XML-MALFORMED, NOT-AN-INVOICE, ...) as results, or, when it has none, one error result
+with rule id `INPUT-UNREADABLE`.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from urllib.parse import quote
 from .. import __version__
 from ..validate.report import Finding, Report
 from .hints import hint
+from .termpath import finding_term_path
+from .values import InvoiceValues
 
 SARIF_SCHEMA = (
     "https://docs.oasis-open.org/sarif/sarif/v2.1.0/errata01/os/schemas/sarif-schema-2.1.0.json"
@@ -72,7 +76,9 @@ def _fingerprint(*parts: str) -> str:
     return hashlib.sha256(data).hexdigest()[:32]
 
 
-def _result(finding: Finding, report: Report, rules: _Rules, artifact_index: int) -> dict[str, Any]:
+def _result(
+    finding: Finding, report: Report, rules: _Rules, artifact_index: int, reader: InvoiceValues
+) -> dict[str, Any]:
     line = finding.location.line if finding.location.line and finding.location.line > 0 else None
     embedded = report.container == "pdf" and line is not None
     physical: dict[str, Any] = {
@@ -96,6 +102,14 @@ def _result(finding: Finding, report: Report, rules: _Rules, artifact_index: int
         properties["embeddedFile"] = attachment
         properties["embeddedLine"] = line
         text += f" (line {line} of the embedded {attachment})"
+    path = finding_term_path(finding.location.xpath, finding.business_terms)
+    if path:
+        properties["term_path"] = path
+        text += f" [at {path}]"
+    values = reader.finding(report, finding)
+    if values:
+        properties["values"] = [value.as_dict() for value in values]
+        text += f" values: {'; '.join(value.text() for value in values)}"
     return {
         "ruleId": finding.rule,
         "ruleIndex": rules.index(
@@ -116,6 +130,7 @@ def _result(finding: Finding, report: Report, rules: _Rules, artifact_index: int
 def as_document(reports: Iterable[Report]) -> dict[str, Any]:
     """The SARIF log as Python data."""
     rules = _Rules()
+    reader = InvoiceValues()
     artifacts: list[dict[str, Any]] = []
     results: list[dict[str, Any]] = []
     for report in reports:
@@ -157,7 +172,7 @@ def as_document(reports: Iterable[Report]) -> dict[str, Any]:
                 }
             )
         for finding in report.findings:
-            results.append(_result(finding, report, rules, artifact_index))
+            results.append(_result(finding, report, rules, artifact_index, reader))
     driver: dict[str, Any] = {
         "name": "facturflow",
         "version": __version__,

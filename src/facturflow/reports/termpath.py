@@ -52,6 +52,17 @@ _BY_PARENT: dict[tuple[str, str], str] = {
     ("BG-13", "PostalTradeAddress"): "BG-15",
     ("BG-13", "DeliveryLocation"): "BG-15",
 }
+_NAMESPACE_TEST = re.compile(r"\*:([\w.-]+)\[namespace-uri\(\)='[^']*'\]")
+_EQNAME = re.compile(r"Q\{[^}]*\}")
+
+
+def short_xpath(text: str) -> str:
+    """An XPath as Schematron writes it, shortened for people: `/*:Name[namespace-uri()='urn:…'][1]`
+    (the Factur-X and French stylesheets) and `/Q{urn:…}Name[1]` (SchXslt: Peppol, XRechnung)
+    both become `/Name[1]`."""
+    return _EQNAME.sub("", _NAMESPACE_TEST.sub(r"\1", text))
+
+
 _STEP = re.compile(r"^(?:[\w.*-]+:)?([\w.-]+)((?:\[[^\]]*\])*)$")
 _POSITION = re.compile(r"\[(\d+)\]")
 
@@ -82,3 +93,8 @@ def term_path(xpath: str | None, terms: tuple[str, ...] | list[str] = ()) -> str
     bts = [term for term in terms if term.startswith("BT-")]
     parts = [*groups, bts[0]] if len(bts) == 1 else groups
     return " / ".join(parts)
+
+
+def finding_term_path(xpath: str | None, terms: tuple[str, ...] | list[str] = ()) -> str | None:
+    """`term_path` of a finding's location as the stylesheets write it (namespaces and all)."""
+    return term_path(short_xpath(xpath), terms) if xpath else None

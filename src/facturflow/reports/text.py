@@ -8,14 +8,14 @@ selection). `mode="summary"` gives one line per file, `mode="quiet"` only the in
 from __future__ import annotations
 
 import io
-import re
 from collections import Counter
 from collections.abc import Iterable
 from typing import Any, Literal, get_args
 
 from ..validate.report import SEVERITIES, Finding, Layer, LayerRun, Report
 from .hints import hint
-from .termpath import term_path
+from .termpath import finding_term_path
+from .termpath import short_xpath as short_xpath  # re-exported: html.py reads it here
 from .values import InvoiceValues
 
 _SEVERITY_STYLE = {"fatal": "bold red", "warning": "yellow", "information": "cyan"}
@@ -37,14 +37,6 @@ def _safe(text: str) -> str:
     """One line without control characters: messages can quote invoice content, and an escape
     sequence in it must not reach the user's terminal."""
     return " ".join("".join(ch if ch.isprintable() else " " for ch in text).split())
-
-
-_NAMESPACE_TEST = re.compile(r"\*:([\w.-]+)\[namespace-uri\(\)='[^']*'\]")
-
-
-def short_xpath(text: str) -> str:
-    """`/*:Name[namespace-uri()='urn:...'][1]` (as Schematron writes locations) to `/Name[1]`."""
-    return _NAMESPACE_TEST.sub(r"\1", text)
 
 
 class Text:
@@ -94,6 +86,8 @@ def _header(report: Report) -> Text:
     described = [p for p in (report.container, report.syntax, report.profile) if p]
     if described:
         line.append(f"  ({', '.join(described)})", style="dim")
+    if report.cached:
+        line.append("  [cached]", style="dim")
     return line
 
 
@@ -116,7 +110,7 @@ class Group:
         for finding in self.findings:
             where = _safe(short_xpath(self.report.where(finding)))
             # The business-term path first, for readers who know EN 16931 rather than XML.
-            terms = term_path(short_xpath(finding.location.xpath or ""), finding.business_terms)
+            terms = finding_term_path(finding.location.xpath, finding.business_terms)
             if terms and where:
                 where = f"{terms} — {where}"
             places = messages.setdefault(_safe(finding.message), {})
@@ -268,6 +262,9 @@ def summary(reports: list[Report]) -> Text:
         f"; {_plural(counts['fatal'], 'fatal finding')}, {_plural(counts['warning'], 'warning')}"
         f", {counts['information']} information"
     )
+    cached = sum(1 for r in reports if r.cached)
+    if cached:  # the verdict cache (validate/verdict_cache.py) gave these reports
+        line.append(f"; {cached} from the verdict cache", style="dim")
     return line
 
 

@@ -32,6 +32,7 @@ from .qonto import (
     UploadFile,
 )
 from .sandbox import FaultPlan, Sandbox, SandboxConfig
+from .store import OutboxStore, open_outbox
 
 __all__ = [
     "ApiError",
@@ -50,6 +51,7 @@ __all__ = [
     "Outbox",
     "OutboxBusyError",
     "OutboxLostError",
+    "OutboxStore",
     "Outcome",
     "PermissionDeniedError",
     "PreconditionError",
@@ -68,5 +70,6 @@ __all__ = [
     "TransportError",
     "UploadFile",
     "ValidationRejectedError",
+    "open_outbox",
     "send_invoices",
 ]

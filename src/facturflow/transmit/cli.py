@@ -47,13 +47,18 @@ from .errors import (
 )
 from .outbox import (
     Item,
-    Outbox,
     OutboxBusyError,
     OutboxCorruptError,
     StateFolderError,
     StoredUploadError,
-    organisations,
     state_error,
+)
+from .outbox_pg import (
+    DEFAULT_LEASE_SECONDS,
+    DatabaseConfigError,
+    DatabaseUnavailableError,
+    MigrateConflictError,
+    is_database_url,
 )
 from .pipeline import (
     DEFAULT_LOOKBACK_DAYS,
@@ -65,6 +70,7 @@ from .pipeline import (
     send_invoices,
 )
 from .qonto import QontoClient, QontoConfig
+from .store import OutboxStore, StateLocation, open_outbox, organisations
 
 
 def default_state_dir() -> Path:
@@ -78,23 +84,79 @@ def default_state_dir() -> Path:
 
 def state_dir(option: Path | None) -> Path:
     """--state, else $FACTURFLOW_STATE, else the user's state folder (default_state_dir()).
-    The outbox in it keys every record by the organisation's id."""
-    return option or Path(os.environ.get("FACTURFLOW_STATE") or default_state_dir())
+    The outbox in it keys every record by the organisation's id. A $FACTURFLOW_STATE naming
+    a database (postgresql://...) leaves the local files (tokens, sandbox) in the user's
+    state folder."""
+    env = os.environ.get("FACTURFLOW_STATE")
+    return option or Path(env if env and not is_database_url(env) else default_state_dir())
+
+
+def state_location(option: str | None) -> StateLocation:
+    """Where the outbox is, for the commands that can use a shared one (send, status, outbox):
+    --state, else $FACTURFLOW_STATE, else the user's state folder; a postgresql:// URL stays a
+    string, anything else is a folder."""
+    value = option or os.environ.get("FACTURFLOW_STATE") or ""
+    if is_database_url(value):
+        return value
+    return Path(value) if value else default_state_dir()
+
+
+def local_folder(state: StateLocation) -> Path:
+    """The folder of a state's local files (OAuth tokens, the private sandbox): the state
+    folder itself, or the user's state folder when the outbox is a database."""
+    return default_state_dir() if is_database_url(state) else Path(state)
+
+
+def lease_seconds(option: float | None) -> float:
+    """--lease-seconds, else $FACTURFLOW_LEASE_SECONDS, else DEFAULT_LEASE_SECONDS."""
+    if option is not None:
+        return option
+    raw = os.environ.get("FACTURFLOW_LEASE_SECONDS", "").strip()
+    if not raw:
+        return DEFAULT_LEASE_SECONDS
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not 0 < value <= 86_400:
+        raise click.UsageError(f"FACTURFLOW_LEASE_SECONDS must be a number of seconds from 0 "
+                               f"(excluded) to 86400, not {raw!r}")
+    return value
+
+
+STATE_HELP = ("Where the outbox is: a state folder (SQLite), or postgresql://USER@HOST/DB for an "
+              "outbox shared by several senders; default $FACTURFLOW_STATE, else the user's "
+              "state folder (e.g. ~/.local/state/facturflow).")
+
+
+def _refuse_missing(folder: Path, fmt: str) -> None:
+    """A state folder that does not exist, for a command that reads the state without making
+    it (a mistyped --state or FACTURFLOW_STATE, or nothing sent from here yet): an error
+    (exit 6) naming it, not an empty outbox."""
+    if folder.exists():
+        return
+    if any(p.exists() and not p.is_dir() for p in folder.parents):
+        message = f"the state folder {folder} is under a file"
+    else:
+        message = (f"the state folder {folder} does not exist: nothing was sent with it "
+                   "(--state or FACTURFLOW_STATE names the folder `facturflow send` used)")
+    emit_error(CommandError(exitcodes.STATE, "no_state_folder", message, "StateFolderError"),
+               fmt)
+
+
+def existing_state(option: str | None, fmt: str) -> StateLocation:
+    """state_location(option), for status and the outbox commands: a folder must exist (see
+    _refuse_missing); a database URL is the database's to answer."""
+    where = state_location(option)
+    if not is_database_url(where):
+        _refuse_missing(Path(where), fmt)
+    return where
 
 
 def existing_state_dir(option: Path | None, fmt: str) -> Path:
-    """state_dir(option) for a command that reads the state without making it: a folder that
-    does not exist (a mistyped --state or FACTURFLOW_STATE, or nothing sent from here yet) is
-    an error (exit 6) naming it, not an empty outbox."""
+    """state_dir(option), which must exist (see _refuse_missing)."""
     folder = state_dir(option)
-    if not folder.exists():
-        if any(p.exists() and not p.is_dir() for p in folder.parents):
-            message = f"the state folder {folder} is under a file"
-        else:
-            message = (f"the state folder {folder} does not exist: nothing was sent with it "
-                       "(--state or FACTURFLOW_STATE names the folder `facturflow send` used)")
-        emit_error(CommandError(exitcodes.STATE, "no_state_folder", message,
-                                "StateFolderError"), fmt)
+    _refuse_missing(folder, fmt)
     return folder
 
 
@@ -175,6 +237,9 @@ def open_client(state: Path, *, say: bool = True) -> Iterator[QontoClient]:
 # Exception -> (exit code, error code for --format json). The first class that matches wins:
 # a subclass goes before its base. Mapping a new exception is one line here.
 EXIT_CODES: list[tuple[type[BaseException], int, str]] = [
+    (DatabaseConfigError, exitcodes.CONFIG, "state_database_config"),
+    (DatabaseUnavailableError, exitcodes.STATE, "state_database"),
+    (MigrateConflictError, exitcodes.STATE, "migrate_conflict"),
     (OutboxBusyError, exitcodes.STATE, "state_locked"),
     (OutboxCorruptError, exitcodes.STATE, "state_corrupt"),
     (StateFolderError, exitcodes.STATE, "state_unwritable"),
@@ -341,7 +406,8 @@ def _print_summary(summary: SendSummary, dry_run: bool, waited: bool = False) ->
                    + ", ".join(o.invoice_number or o.path for o in summary.pending))
 
 
-def _interrupted_send(paths: tuple[Path, ...], folder: Path) -> Callable[[CommandError], None]:
+def _interrupted_send(paths: tuple[Path, ...],
+                      folder: StateLocation) -> Callable[[CommandError], None]:
     """After Ctrl-C: say what each input became (the outbox is consistent), for the report."""
     def report(error: CommandError) -> None:
         from ..inputs import expand_inputs
@@ -349,7 +415,7 @@ def _interrupted_send(paths: tuple[Path, ...], folder: Path) -> Callable[[Comman
         wanted = {str(p) for p in expand_inputs(Path(p) for p in paths)}
         rows: list[dict[str, Any]] = []
         for org in organisations(folder):
-            with Outbox(folder, org, lock=False) as outbox:
+            with open_outbox(folder, org, lock=False) as outbox:
                 rows.extend({"path": i.source_path, "invoice_number": i.invoice_number,
                              "state": i.state, "invoice_id": i.invoice_id}
                             for i in outbox.items() if i.source_path in wanted)
@@ -367,9 +433,7 @@ def _interrupted_send(paths: tuple[Path, ...], folder: Path) -> Callable[[Comman
 @click.option("--wait", is_flag=True, help="Poll until each invoice is approved, paid, refused, "
               "rejected or not delivered (exit 5 if --wait-timeout runs out first).")
 @click.option("--dry-run", is_flag=True, help="Detect, validate and convert only; send nothing.")
-@click.option("--state", "state", type=click.Path(path_type=Path), default=None,
-              help="State folder (outbox, uploads); default $FACTURFLOW_STATE, else the "
-                   "user's state folder (e.g. ~/.local/state/facturflow).")
+@click.option("--state", "state", default=None, metavar="FOLDER|URL", help=STATE_HELP)
 @click.option("--upload", type=click.Choice(["facturx", "xml"]), default="facturx",
               show_default=True, help="Upload a Factur-X PDF (made from XML input) or raw XML.")
 @click.option("--rules", default=None, metavar="LIST", help="Rule sets for validation.")
@@ -384,31 +448,38 @@ def _interrupted_send(paths: tuple[Path, ...], folder: Path) -> Callable[[Comman
               default=None, help="How far back to list Qonto's client invoices for invoice "
               "numbers it already has (default $FACTURFLOW_LOOKBACK_DAYS, else "
               f"{DEFAULT_LOOKBACK_DAYS}; widened to the oldest issue date sent).")
+@click.option("--lease-seconds", "lease", type=FiniteFloatRange(0.5, 86_400), default=None,
+              metavar="SECONDS",
+              help="With a PostgreSQL outbox: how long an invoice claimed by a sender that died "
+              "stays its own before another sender takes it over (renewed while the sender "
+              f"runs); default $FACTURFLOW_LEASE_SECONDS, else {DEFAULT_LEASE_SECONDS:g}.")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
               help="text: a line per invoice; json: one document with every invoice's outcome.")
-def send_command(paths: tuple[Path, ...], wait: bool, dry_run: bool, state: Path | None,
+def send_command(paths: tuple[Path, ...], wait: bool, dry_run: bool, state: str | None,
                  upload: str, rules: str | None, wait_timeout: float, poll_interval: float,
-                 lookback: int | None, fmt: str) -> None:
+                 lookback: int | None, lease: float | None, fmt: str) -> None:
     """Validate invoices and send them through Qonto's PA, each exactly once."""
     from ..errors import UnknownRuleSetError
 
-    folder = state_dir(state)
+    where = state_location(state)
+    folder = local_folder(where)
     with command_errors(fmt, folder):
         try:
             options = SendOptions(upload="xml" if upload == "xml" else "facturx", wait=wait,
                                   dry_run=dry_run, wait_timeout=wait_timeout,
                                   poll_interval=poll_interval, rules=rules,
-                                  lookback_days=lookback_days(lookback))
+                                  lookback_days=lookback_days(lookback),
+                                  lease_seconds=lease_seconds(lease))
         except UnknownRuleSetError as exc:
             raise CommandError(exitcodes.USAGE, "usage", f"--rules {rules!r}: {exc.message}",
                                type(exc).__name__) from None
-    with command_errors(fmt, folder, _interrupted_send(paths, folder)), _Progress() as progress:
+    with command_errors(fmt, folder, _interrupted_send(paths, where)), _Progress() as progress:
         if dry_run:  # reads only: Qonto when configured, else the outbox alone
             with configured_client(folder) as maybe:
-                summary = send_invoices(paths, maybe, folder, options, progress)
+                summary = send_invoices(paths, maybe, where, options, progress)
         else:
             with open_client(folder) as client:
-                summary = send_invoices(paths, client, folder, options, progress)
+                summary = send_invoices(paths, client, where, options, progress)
     if fmt == "json":
         click.echo(json.dumps(summary.as_dict(), indent=2, ensure_ascii=False))
     else:
@@ -435,9 +506,7 @@ def _troubled(item: Item) -> bool:
 
 @click.command("status")
 @click.argument("refs", nargs=-1)
-@click.option("--state", "state", type=click.Path(path_type=Path), default=None,
-              help="State folder (outbox, uploads); default $FACTURFLOW_STATE, else the "
-                   "user's state folder (e.g. ~/.local/state/facturflow).")
+@click.option("--state", "state", default=None, metavar="FOLDER|URL", help=STATE_HELP)
 @click.option("--refresh", is_flag=True, help="Ask Qonto for the latest lifecycle events first.")
 @click.option("--watch", is_flag=True, help="Poll Qonto until every listed sent invoice is final "
               "(approved, paid, refused, rejected, not delivered), printing each lifecycle "
@@ -450,7 +519,7 @@ def _troubled(item: Item) -> bool:
               "poll asks once per invoice not yet final; Qonto's quota is shared).")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
               help="text: a line per invoice; json: the rows (JSON lines with --watch).")
-def status_command(refs: tuple[str, ...], state: Path | None, refresh: bool, watch: bool,
+def status_command(refs: tuple[str, ...], state: str | None, refresh: bool, watch: bool,
                    watch_timeout: float, poll_interval: float, fmt: str) -> None:
     """Show each invoice's outbox state and lifecycle events (all, or by PATH, ID or number).
 
@@ -459,18 +528,19 @@ def status_command(refs: tuple[str, ...], state: Path | None, refresh: bool, wat
     with invoices still pending; 6 when the state folder does not exist or the outbox is
     unusable; 130 Ctrl-C.
     """
-    folder = existing_state_dir(state, fmt)
+    where = existing_state(state, fmt)
+    folder = local_folder(where)
     if watch:
-        _watch(refs, folder, watch_timeout, poll_interval, fmt)
+        _watch(refs, where, watch_timeout, poll_interval, fmt)
     rows: list[Item] = []
     with command_errors(fmt, folder):
-        orgs = organisations(folder)
+        orgs = organisations(where)
         with contextlib.ExitStack() as stack:
             client = stack.enter_context(open_client(folder, say=False)) if (
                 refresh and orgs) else None
             mine = _organization(client) if client is not None else None
             for org in orgs:
-                with Outbox(folder, org, lock=False) as outbox:
+                with open_outbox(where, org, lock=False) as outbox:
                     items = outbox.items() if not refs else [
                         i for ref in refs for i in outbox.find(ref)
                     ]
@@ -518,14 +588,14 @@ def _watch_event(item: Item, event: dict[str, Any] | None, fmt: str, latest: boo
     sys.stdout.flush()
 
 
-def _watch(refs: tuple[str, ...], folder: Path, timeout: float, interval: float,
+def _watch(refs: tuple[str, ...], where: StateLocation, timeout: float, interval: float,
            fmt: str) -> NoReturn:
     """`status --watch`: poll the listed sent invoices until each is final, printing each
     lifecycle event (and einvoicing_status change) the first time it is seen; the events
     known before the watch are printed first. Exit 1 if one ends refused, rejected or not
     delivered, 5 at --timeout with some still pending, 130 on Ctrl-C."""
     deadline = time.monotonic() + timeout
-    watched: dict[str, tuple[Outbox, Item]] = {}  # upload sha -> (its outbox, latest item)
+    watched: dict[str, tuple[OutboxStore, Item]] = {}  # upload sha -> (its outbox, latest item)
     shown: dict[str, tuple[list[Any], str | None]] = {}
     matched: list[Item] = []
 
@@ -554,12 +624,13 @@ def _watch(refs: tuple[str, ...], folder: Path, timeout: float, interval: float,
     def pending() -> list[str]:
         return [i.invoice_number or i.source_path for _, i in watched.values() if not i.final]
 
+    folder = local_folder(where)
     with command_errors(fmt, folder), contextlib.ExitStack() as stack:
-        orgs = organisations(folder)
+        orgs = organisations(where)
         client = stack.enter_context(open_client(folder, say=False)) if orgs else None
         mine = _organization(client) if client is not None else None
         for org in orgs:
-            outbox = stack.enter_context(Outbox(folder, org, lock=False))
+            outbox = stack.enter_context(open_outbox(where, org, lock=False))
             items = outbox.items() if not refs else [i for r in refs for i in outbox.find(r)]
             matched.extend(items)
             for item in items:

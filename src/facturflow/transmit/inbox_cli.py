@@ -138,7 +138,7 @@ def _folder(ctx: click.Context, param: click.Parameter, value: str | None) -> Pa
 
 
 _LIST_OPTIONS = [
-    click.option("--download", "download", type=click.Path(file_okay=False), callback=_folder,
+    click.option("--download", "download", type=click.Path(), callback=_folder,
                  default=None,
                  help="Save each received invoice's file in this folder."),
     click.option("--validate", "run_validation", is_flag=True,

@@ -1,5 +1,8 @@
 """The durable outbox: one SQLite row per invoice to send, keyed by (organisation, sha256 of the
-bytes uploaded), so that a run killed at any point can be re-run without sending twice.
+bytes uploaded), so that a run killed at any point can be re-run without sending twice. (This is
+the default backend, one writer per state folder; facturflow.transmit.outbox_pg keeps the same
+schema and guarantees in PostgreSQL for several senders; facturflow.transmit.store is the
+interface both implement.)
 
 Each transition is committed durably before the network step that follows it:
 
@@ -249,6 +252,7 @@ class Outbox:
         refuse_lost_outbox(self.state_dir)
         self.org = org
         self.blobs = self.state_dir / "blobs"
+        self.shared = False  # one writer at a time (the folder's lock)
         self._lock_fd: int | None = None
         try:
             self._connect(lock)
@@ -600,36 +604,19 @@ class Outbox:
         """Store the upload again from its source, when the source is unchanged and yields the
         very same bytes (the upload's hash is the invoice's key: other bytes would be another
         upload). Raises StoredUploadError saying why not, and how to forget the entry."""
-        from .pipeline import Rejected, prepare  # the pipeline imports this module
-
         problem = self.blob_problem(item) or "unreadable"
-        where = f"the stored upload of {item.source_path} ({item.upload_sha256[:12]}) is {problem}"
-        forget = (f"; if Qonto does not have it, forget the entry with `facturflow outbox forget "
-                  f"{item.upload_sha256[:12]}` and send the file again")
-        try:
-            data = Path(item.source_path).read_bytes()
-        except OSError as exc:
-            raise StoredUploadError(f"{where} and the source cannot be read "
-                                    f"({exc.strerror or exc}){forget}",
-                                    source=item.source_path) from None
-        if sha256(data) != item.source_sha256:
-            raise StoredUploadError(f"{where} and the source has changed since{forget}",
-                                    source=item.source_path)
-        upload, _, rules = item.upload_format.partition(":")
-        try:
-            prepared = prepare(item.source_path, data, "xml" if upload == "xml" else "facturx",
-                               None if rules in ("", "default") else rules)
-        except Rejected as exc:
-            raise StoredUploadError(f"{where} and the source no longer passes: {exc.reason}"
-                                    f"{forget}", source=item.source_path) from None
-        if sha256(prepared.upload) != item.upload_sha256:
-            raise StoredUploadError(f"{where}; the unchanged source converts to other bytes "
-                                    f"now{forget}", source=item.source_path)
+        upload = rebuilt_upload(item, problem)
         with self._lock:
-            _store_blob(self.blobs, item.upload_sha256, prepared.upload)
+            _store_blob(self.blobs, item.upload_sha256, upload)
             with self._tx() as db:
                 self._log(db, item.upload_sha256, "rebuilt", f"stored upload was {problem}")
-        return prepared.upload
+        return upload
+
+    def claim(self, upload_shas: Sequence[str]) -> dict[str, Item]:
+        """The items this instance may take to their next step, as they are now. Here, every
+        one: the folder's lock already makes this process the outbox's only writer."""
+        found = {sha: self.get(sha) for sha in upload_shas}
+        return {sha: item for sha, item in found.items() if item is not None}
 
     def forget(self, upload_sha: str) -> None:
         """Remove an item, its history and the source verdict pointing at it (durably first),
@@ -652,6 +639,37 @@ class Outbox:
             return
         state: State = "imported" if item.invoice_id else "validated"
         self._set([upload_sha], state, "retry", error=None)
+
+
+def rebuilt_upload(item: Item, problem: str) -> bytes:
+    """The upload of `item` made again from its source, when the source is unchanged and yields
+    the very same bytes (the upload's hash is the invoice's key: other bytes would be another
+    upload); StoredUploadError saying why not, and how to forget the entry."""
+    from .pipeline import Rejected, prepare  # the pipeline imports this module
+
+    where = f"the stored upload of {item.source_path} ({item.upload_sha256[:12]}) is {problem}"
+    forget = (f"; if Qonto does not have it, forget the entry with `facturflow outbox forget "
+              f"{item.upload_sha256[:12]}` and send the file again")
+    try:
+        data = Path(item.source_path).read_bytes()
+    except OSError as exc:
+        raise StoredUploadError(f"{where} and the source cannot be read "
+                                f"({exc.strerror or exc}){forget}",
+                                source=item.source_path) from None
+    if sha256(data) != item.source_sha256:
+        raise StoredUploadError(f"{where} and the source has changed since{forget}",
+                                source=item.source_path)
+    upload, _, rules = item.upload_format.partition(":")
+    try:
+        prepared = prepare(item.source_path, data, "xml" if upload == "xml" else "facturx",
+                           None if rules in ("", "default") else rules)
+    except Rejected as exc:
+        raise StoredUploadError(f"{where} and the source no longer passes: {exc.reason}"
+                                f"{forget}", source=item.source_path) from None
+    if sha256(prepared.upload) != item.upload_sha256:
+        raise StoredUploadError(f"{where}; the unchanged source converts to other bytes "
+                                f"now{forget}", source=item.source_path)
+    return prepared.upload
 
 
 def _store_blob(folder: Path, upload_sha: str, data: bytes) -> None:

@@ -39,7 +39,8 @@ from .errors import (
     ValidationRejectedError,
 )
 from .fields import document_fields, read_invoice_fields
-from .outbox import Item, Outbox, organisations, refuse_lost_outbox, sha256
+from .outbox import Item, sha256
+from .outbox_pg import DEFAULT_LEASE_SECONDS
 from .qonto import (
     MAX_IMPORT_FILE_BYTES,
     MAX_IMPORT_FILES,
@@ -48,6 +49,13 @@ from .qonto import (
     QontoClient,
     UploadFile,
     content_type_for,
+)
+from .store import (
+    OutboxStore,
+    StateLocation,
+    open_outbox,
+    organisations,
+    refuse_lost_outbox,
 )
 
 # While validating, the outbox commits at least every SYNC_EVERY admissions or SYNC_SECONDS
@@ -84,12 +92,19 @@ class SendOptions:
     rules: str | None = None
     batch_size: int = MAX_IMPORT_FILES
     lookback_days: int = DEFAULT_LOOKBACK_DAYS
+    # With a PostgreSQL outbox: how long a sender's claim on an invoice outlives the sender
+    # (renewed while it runs); after that another sender takes the invoice over.
+    lease_seconds: float = DEFAULT_LEASE_SECONDS
 
     def __post_init__(self) -> None:
         if isinstance(self.lookback_days, bool) or not isinstance(self.lookback_days, int) or \
                 not 1 <= self.lookback_days <= MAX_LOOKBACK_DAYS:
             raise ValueError(f"lookback_days must be a whole number of days from 1 to "
                              f"{MAX_LOOKBACK_DAYS}, not {self.lookback_days!r}")
+        if isinstance(self.lease_seconds, bool) or not isinstance(
+                self.lease_seconds, int | float) or not 0 < self.lease_seconds <= 86_400:
+            raise ValueError(f"lease_seconds must be a number of seconds from 0 (excluded) to "
+                             f"86400, not {self.lease_seconds!r}")
         if self.rules is not None:
             # Fail closed before anything is read or sent: an empty or unknown selection would
             # otherwise reach validation file by file (UnknownRuleSetError, also a ValueError).
@@ -312,21 +327,23 @@ def _read(path: Path) -> bytes:
 def send_invoices(
     paths: Iterable[str | Path],
     client: QontoClient | None,
-    state_dir: str | Path,
+    state_dir: StateLocation,
     options: SendOptions = SendOptions(),
     progress: Progress | None = None,
 ) -> SendSummary:
-    """Run the send stage over files and folders; see the module docstring."""
+    """Run the send stage over files and folders; see the module docstring. `state_dir` is a
+    state folder (SQLite outbox) or a `postgresql://` URL (an outbox shared by senders)."""
     files = list(dict.fromkeys(str(p) for p in expand_inputs(Path(p) for p in paths)))
     if options.dry_run or client is None:
-        return _dry_run(files, client, Path(state_dir), options)
+        return _dry_run(files, client, state_dir, options)
     org = _organization(client)
     summary = SendSummary(organization=org)
     settings_error = _sending_disabled(client)
     numbers = _QontoNumbers(client, options.lookback_days)
     # Deferred: transitions become durable at outbox.sync(), called right before each request
     # that changes something at Qonto (and every few admissions), not one commit each.
-    with Outbox(state_dir, org) as outbox, outbox.deferred():
+    with open_outbox(state_dir, org, lease_seconds=options.lease_seconds) as outbox, \
+            outbox.deferred():
         rows: dict[str, Outcome | str] = {}  # path -> final outcome, or upload sha to follow
         before_sent: set[str] = {i.upload_sha256 for i in outbox.items() if i.state == "sent"}
         reachable = _Reachability(client)
@@ -339,7 +356,7 @@ def send_invoices(
         with _Flow(client, outbox, options, progress, numbers) as flow:
             for index, path in enumerate(files, 1):
                 rows[path] = row = _admit(path, outbox, options, reachable, blocked, claimed,
-                                          numbers, adopted)
+                                          numbers, adopted, flow.adoptions)
                 if index % SYNC_EVERY == 0 or time.monotonic() - synced > SYNC_SECONDS:
                     outbox.sync()
                     synced = time.monotonic()
@@ -388,7 +405,7 @@ def _outcome(item: Item, path: str, was_sent: bool, waited: bool) -> Outcome:
                    item.invoice_id, item.invoice_number, item.einvoicing_status)
 
 
-def _dry_run(files: Sequence[str], client: QontoClient | None, state_dir: Path,
+def _dry_run(files: Sequence[str], client: QontoClient | None, state_dir: StateLocation,
              options: SendOptions) -> SendSummary:
     """Predict what `send` would do, sending nothing and writing nothing.
 
@@ -407,7 +424,7 @@ def _dry_run(files: Sequence[str], client: QontoClient | None, state_dir: Path,
     orgs = organisations(state_dir)
     if summary.organization is not None:
         orgs = [o for o in orgs if o == summary.organization]
-    outboxes = [Outbox(state_dir, org, lock=False) for org in orgs]
+    outboxes = [open_outbox(state_dir, org, lock=False) for org in orgs]
     try:
         claimed: dict[str, tuple[str, str, dict[str, str]]] = {}  # number -> (sha, path, content)
         for path in files:
@@ -418,7 +435,7 @@ def _dry_run(files: Sequence[str], client: QontoClient | None, state_dir: Path,
     return summary
 
 
-def _predict(path: str, outboxes: Sequence[Outbox], numbers: _QontoNumbers | None,
+def _predict(path: str, outboxes: Sequence[OutboxStore], numbers: _QontoNumbers | None,
              options: SendOptions, claimed: dict[str, tuple[str, str, dict[str, str]]]
              ) -> Outcome:
     """One input of a dry run: the outcome the real run would give, from the same checks."""
@@ -549,9 +566,10 @@ class _Reachability:
         return self._by_siren.get(siren) is False
 
 
-def _admit(path: str, outbox: Outbox, options: SendOptions, reachable: _Reachability,
+def _admit(path: str, outbox: OutboxStore, options: SendOptions, reachable: _Reachability,
            blocked: set[str], claimed: set[str], numbers: _QontoNumbers | None = None,
-           adopted: set[str] | None = None) -> Outcome | str:
+           adopted: set[str] | None = None,
+           adoptions: dict[str, tuple[str, bool]] | None = None) -> Outcome | str:
     """Put one input in the outbox (or find it there); an Outcome when it goes no further."""
     try:
         path.encode("utf-8")
@@ -603,6 +621,10 @@ def _admit(path: str, outbox: Outbox, options: SendOptions, reachable: _Reachabi
                 if submitted and adopted is not None:
                     adopted.add(sha)
                 item = outbox.get(sha) or item
+                if item.invoice_id is None and adoptions is not None:
+                    # A shared outbox refused it: another sender holds the invoice (its import
+                    # is what Qonto has). Adopted when this run gets the claim, if still due.
+                    adoptions[sha] = (str(invoice["id"]), submitted)
         if refusal is not None:
             blocked.add(sha)
             outbox.mark_failed([sha], refusal)
@@ -874,9 +896,19 @@ class _Flow:
     or at the next sync. Invoices go in import batches of up to `batch_size` files
     (within Qonto's limits, unique file names in a batch), each batch as soon as it is full;
     imported invoices are sent before the next batch is imported.
+
+    Each invoice is claimed (`outbox.claim`) right before its import or send. With a SQLite
+    outbox every claim succeeds (the folder's lock makes this process the only writer); with
+    a shared PostgreSQL one, an invoice another sender holds is left to it and looked at
+    again at the end, until it is sent or its claim is free (the other sender finished, or
+    died and its lease ran out): then this run takes it up.
     """
 
-    def __init__(self, client: QontoClient, outbox: Outbox, options: SendOptions,
+    # With a shared outbox, how long to wait between two looks at the invoices other senders
+    # hold, at the end of a run.
+    RECHECK_SECONDS = 0.25
+
+    def __init__(self, client: QontoClient, outbox: OutboxStore, options: SendOptions,
                  progress: Progress | None, numbers: _QontoNumbers | None = None) -> None:
         self.client, self.outbox, self.progress = client, outbox, progress
         self.numbers = numbers  # the numbers check at Qonto right before and after an import
@@ -885,6 +917,10 @@ class _Flow:
         self.filling: list[Item] = []  # admitted, waiting for their batch to fill up
         self.batches: list[list[Item]] = []  # ready to import, in order
         self.sends: deque[Item] = deque()
+        self.elsewhere: set[str] = set()  # held by another sender's claim (shared outbox)
+        # Found at Qonto by number while another sender held them: upload sha -> (Qonto id,
+        # already submitted), adopted once claimed (shared outbox).
+        self.adoptions: dict[str, tuple[str, bool]] = {}
         self.running: tuple[str, list[Item], Future[Any]] | None = None
         self.pool = ThreadPoolExecutor(1, thread_name_prefix="facturflow-send")
         self.imported = self.import_total = self.sent = self.send_total = 0
@@ -943,33 +979,110 @@ class _Flow:
             if block:
                 self._close_batch()
             if not self._start():
-                return
+                if not (block and self.elsewhere):
+                    return
+                time.sleep(self.RECHECK_SECONDS)
+                self._recheck()
+
+    def _recheck(self) -> None:
+        """Queue again the invoices other senders held: those not sent yet are claimed anew
+        (and left again if still held)."""
+        for sha in sorted(self.elsewhere):
+            self.elsewhere.discard(sha)
+            self.seen.discard(sha)
+            self.add(sha)
+
+    def _claimed(self, items: Sequence[Item]) -> list[Item]:
+        """Those of `items` this run may take on now, as they are now; the others are left
+        to the sender that holds them, or were sent meanwhile."""
+        mine = self.outbox.claim([i.upload_sha256 for i in items])
+        for item in items:
+            if item.upload_sha256 not in mine:
+                now = self.outbox.get(item.upload_sha256)
+                if now is not None and now.state != "sent":
+                    self.elsewhere.add(item.upload_sha256)
+        return [mine[i.upload_sha256] for i in items if i.upload_sha256 in mine]
 
     def _start(self) -> bool:
-        outbox = self.outbox
-        if self.sends:
-            item = self.sends.popleft()
-            assert item.invoice_id is not None
-            outbox.mark_sending(item.upload_sha256)
-            self.running = ("send", [item], self.pool.submit(
-                self._durably, self.client.send_by_einvoice, item.invoice_id))
-            return True
-        while self.batches:
-            batch = self.batches.pop(0)
-            held = self.numbers.arrived(batch) if self.numbers is not None else {}
-            for sha, reason in held.items():
-                outbox.mark_failed([sha], reason)
-            batch = [i for i in batch if i.upload_sha256 not in held]
-            if not batch:  # all held back: on to the next batch
-                self.import_total -= 1
-                continue
-            outbox.mark_importing([i.upload_sha256 for i in batch])
-            files = [UploadFile(i.file_name, outbox.blob(i), content_type_for(i.file_name))
-                     for i in batch]
-            self.running = ("import", batch, self.pool.submit(
-                self._durably, self.client.import_client_invoices, files))
-            return True
+        """Start the next request: a send first (imported invoices go out before the next
+        batch is imported), else the next import batch; False when there is none."""
+        while self.sends or self.batches:
+            if self.sends:
+                if self._start_send(self.sends.popleft()):
+                    return True
+            elif self._start_import(self.batches.pop(0)):
+                return True
         return False
+
+    def _start_send(self, queued: Item) -> bool:
+        claimed = self._claimed([queued])
+        if not claimed or claimed[0].state == "sent":
+            return False
+        item = claimed[0]
+        assert item.invoice_id is not None
+        self.outbox.mark_sending(item.upload_sha256)
+        self.running = ("send", [item], self.pool.submit(
+            self._durably, self.client.send_by_einvoice, item.invoice_id))
+        return True
+
+    def _start_import(self, queued: list[Item]) -> bool:
+        outbox = self.outbox
+        batch = self._adopt(self._claimed(queued))
+        held = self.numbers.arrived(batch) if self.numbers is not None and batch else {}
+        if held and outbox.shared:
+            held = self._taken_over(batch, held)
+            batch = self._adopt(batch)
+        # Imported by another sender (or adopted) since it was queued: only the send is left.
+        imported = [i for i in batch if i.invoice_id is not None]
+        self.sends.extend(imported)
+        self.send_total += len(imported)
+        for sha, reason in held.items():
+            outbox.mark_failed([sha], reason)
+        batch = [i for i in batch if i.invoice_id is None and i.upload_sha256 not in held]
+        if not batch:  # all held back, or taken care of: on to the next request
+            self.import_total -= 1
+            return False
+        outbox.mark_importing([i.upload_sha256 for i in batch])
+        files = [UploadFile(i.file_name, outbox.blob(i), content_type_for(i.file_name))
+                 for i in batch]
+        self.running = ("import", batch, self.pool.submit(
+            self._durably, self.client.import_client_invoices, files))
+        return True
+
+    def _adopt(self, items: list[Item]) -> list[Item]:
+        """Adopt, now that this run holds their claim, the invoices found at Qonto by number
+        while another sender held them; the items as they are then (sent ones left out)."""
+        out: list[Item] = []
+        for item in items:
+            due = self.adoptions.pop(item.upload_sha256, None)
+            if due is not None and item.invoice_id is None:
+                self.outbox.mark_adopted(item.upload_sha256, due[0], sent=due[1])
+                item = self.outbox.get(item.upload_sha256) or item
+            if item.state != "sent":
+                out.append(item)
+        return out
+
+    def _taken_over(self, batch: list[Item], held: dict[str, str]) -> dict[str, str]:
+        """Shared outbox: of the invoices whose number reached Qonto since the listing, those
+        an earlier attempt was importing (a sender that died, whose claim this run took over)
+        may be that attempt's import: Qonto's record decides, as the next run's admission
+        would (same content: adopted; other content: refused). The others stay held."""
+        assert self.numbers is not None
+        still = dict(held)
+        for item in batch:
+            if item.upload_sha256 not in held or item.state != "importing" or \
+                    not item.invoice_number:
+                continue
+            try:
+                verdict = self.numbers.verdict(item.invoice_number, item.content_fields)
+            except QontoError:
+                continue
+            if isinstance(verdict, str):
+                still[item.upload_sha256] = verdict
+            elif verdict is not None:
+                self.adoptions[item.upload_sha256] = (str(verdict[0]["id"]), verdict[1])
+                del still[item.upload_sha256]
+        return still
 
     def _durably(self, request: Callable[[T], R], argument: T) -> R:
         """In the worker: commit everything recorded so far (this request's own transition and
@@ -1068,7 +1181,7 @@ def _pointed_index(exc: ValidationRejectedError, count: int) -> int | None:
     return None
 
 
-def refresh_status(client: QontoClient, outbox: Outbox, item: Item) -> Item:
+def refresh_status(client: QontoClient, outbox: OutboxStore, item: Item) -> Item:
     """Fetch an invoice's e-invoicing status and lifecycle events into the outbox."""
     assert item.invoice_id is not None
     invoice = client.get_client_invoice(item.invoice_id)
@@ -1080,7 +1193,7 @@ def refresh_status(client: QontoClient, outbox: Outbox, item: Item) -> Item:
     return refreshed
 
 
-def _wait(client: QontoClient, outbox: Outbox, wanted: set[str], options: SendOptions,
+def _wait(client: QontoClient, outbox: OutboxStore, wanted: set[str], options: SendOptions,
           progress: Progress | None) -> None:
     """Poll each sent invoice until it reaches a final outcome (facturflow.lifecycle: approved,
     refused, rejected, paid, not delivered, submission failed) or the timeout, asking about

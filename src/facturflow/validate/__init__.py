@@ -1,7 +1,9 @@
 """Validate invoices: XML well-formedness, XSD, Schematron (EN 16931, Factur-X, BR-FR) and PDF.
 
 `validate()` checks one input and returns a Report; `validate_many()` checks a batch on a process
-pool (saxonche holds the GIL during a transform, so threads would not help).
+pool (saxonche holds the GIL during a transform, so threads would not help). Each takes a
+`cache=VerdictCache(...)` (validate/verdict_cache.py) that returns the stored report of an input
+already validated with the same bytes, rules, artefacts and version.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from ..detect import Document, Source, detect
+from ..detect import Document, Source, detect, detect_bytes, read_source
 from ..errors import (
     EmptyInputError,
     InputError,
@@ -49,11 +51,13 @@ from .report import (
     LayerRun,
     Report,
 )
+from .verdict_cache import VerdictCache
 
 __all__ = [
     "BatchValidator",
     "Finding",
     "Report",
+    "VerdictCache",
     "validate",
     "validate_document",
     "validate_many",
@@ -100,6 +104,7 @@ def validate(
     limits: Limits = DEFAULT_LIMITS,
     french_rules: str | None = None,
     as_of: dt.date | str | None = None,
+    cache: VerdictCache | None = None,
 ) -> Report:
     """Validate one invoice (path, bytes, file object or detected Document).
 
@@ -112,9 +117,14 @@ def validate(
     its subclass EmptyRuleSelectionError; a malformed rule pack raises RulePackError. A
     selection none of whose sets applies to the input (`rules="pdf"` on an XML file) gives a
     Report that is not ok, with a fatal RULES-NOT-APPLICABLE finding saying why.
+    With a `cache` (a VerdictCache), an input validated before with the same bytes, selection,
+    artefacts and version gives the stored report (`cached` True), and a complete verdict is
+    stored (a Document given as such is not cached: its bytes are not known).
     """
     packs = _packs(rule_packs)
     rule_sets = parse_rule_sets(rules, packs, french_build=french_rules, as_of=as_of)
+    if cache is not None and not isinstance(source, Document):
+        return _validate_cached(source, rule_sets, packs, limits, cache)
     if isinstance(source, Document):
         document = source
     else:
@@ -123,6 +133,29 @@ def validate(
         except InputError as exc:
             return unreadable_report(exc.source or _name_of(source), exc)
     return validate_document(document, rule_sets, packs)
+
+
+def _validate_cached(
+    source: Source, rule_sets: Any, packs: list[RulePack], limits: Limits, cache: VerdictCache
+) -> Report:
+    """validate() through the cache: the bytes read once are the ones keyed and validated."""
+    try:
+        data, name = read_source(source, limits=limits)
+    except InputError as exc:
+        return unreadable_report(exc.source or _name_of(source), exc)
+    key = cache.key(data, rule_sets, packs, limits) if cache.problem is None else None
+    if key is not None:
+        found = cache.get(key, name, rule_sets)
+        if found is not None:
+            return found
+    try:
+        document = detect_bytes(data, name=name, limits=limits, lifecycle=True)
+    except InputError as exc:
+        return unreadable_report(exc.source or name, exc)
+    report = validate_document(document, rule_sets, packs)
+    if key is not None:
+        cache.put(key, report)
+    return report
 
 
 def _name_of(source: object) -> str:
@@ -337,16 +370,30 @@ def combine(
 _worker_rules: tuple[str, ...] = ()
 _worker_packs: list[RulePack] = []
 _worker_limits: Limits = DEFAULT_LIMITS
+_worker_cache: VerdictCache | None = None
 
 
-def _init_worker(rules: tuple[str, ...], packs: list[RulePack], limits: Limits) -> None:
-    global _worker_rules, _worker_packs, _worker_limits
+def _init_worker(
+    rules: tuple[str, ...],
+    packs: list[RulePack],
+    limits: Limits,
+    cache: VerdictCache | None = None,
+) -> None:
+    global _worker_rules, _worker_packs, _worker_limits, _worker_cache
     _worker_rules, _worker_packs, _worker_limits = rules, packs, limits
+    _worker_cache = cache
 
 
 def _validate_path(path: str) -> Report:
     try:
-        return validate(path, _worker_rules, rule_packs=_worker_packs, limits=_worker_limits)
+        # With a cache, the worker stores what it validated: the bytes it read are those keyed.
+        return validate(
+            path,
+            _worker_rules,
+            rule_packs=_worker_packs,
+            limits=_worker_limits,
+            cache=_worker_cache,
+        )
     except Exception as exc:  # a bug must not kill the batch; the file is reported, not lost
         return Report(
             path=path,
@@ -413,6 +460,7 @@ def validate_many(
     syntax_affinity: bool = True,
     french_rules: str | None = None,
     as_of: dt.date | str | None = None,
+    cache: VerdictCache | None = None,
 ) -> Iterator[Report]:
     """Validate many files, in input order, on `jobs` worker processes (default: all cores).
 
@@ -423,22 +471,42 @@ def validate_many(
     memory passes `max_worker_rss_mb` (None: no limit), so that a long batch cannot grow. With
     `syntax_affinity` (default), each worker keeps to files of one syntax (UBL or CII) and so
     holds only that syntax's stylesheets (see validate/pool.py). `french_rules` and `as_of` as
-    for `validate`.
+    for `validate`. With a `cache`, every file is looked up first and only the others go to
+    workers: a batch of files all validated before starts no worker and compiles nothing.
     """
     packs = _packs(rule_packs)
     rule_sets = parse_rule_sets(rules, packs, french_build=french_rules, as_of=as_of)
     names = [str(Path(p)) for p in paths]
     jobs = default_jobs() if jobs is None else max(1, jobs)
+    if cache is not None and not cache.ready():
+        cache = None
     if timeout is None and (jobs == 1 or len(names) <= 1):
-        _init_worker(rule_sets, packs, limits)
+        _init_worker(rule_sets, packs, limits, cache)
         for name in names:
             yield _validate_path(name)
         return
-    if len(names) == 1 and jobs > 1:
+    found: list[Report | None] = [None] * len(names)
+    keys: list[str | None] = [None] * len(names)
+    if cache is not None:
+        for index, name in enumerate(names):
+            found[index], keys[index] = cache.lookup(name, rule_sets, packs, limits)
+    missed = [name for name, report in zip(names, found, strict=True) if report is None]
+    if not missed:
+        yield from (report for report in found if report is not None)
+        return
+    if len(missed) == 1 and jobs > 1:
         # One file: its stylesheets compile and run on several cores at once (see split.py).
         from .split import validate_one
 
-        yield validate_one(names[0], (rule_sets, packs, limits), min(jobs, 2), timeout)
+        position = found.index(None)
+        yield from found[:position]  # type: ignore[misc]
+        report = validate_one(missed[0], (rule_sets, packs, limits), min(jobs, 2), timeout)
+        key = keys[position]
+        if cache is not None and key is not None:
+            # Its workers read the file themselves: stored only if it still has the bytes keyed.
+            cache.put_if_unchanged(missed[0], key, report, rule_sets, packs, limits)
+        yield report
+        yield from found[position + 1 :]  # type: ignore[misc]
         return
     with BatchValidator(
         rule_sets,
@@ -449,8 +517,9 @@ def validate_many(
         recycle_after=recycle_after,
         max_worker_rss_mb=max_worker_rss_mb,
         syntax_affinity=syntax_affinity,
+        cache=cache,
     ) as batch:
-        yield from batch.validate_many(names)
+        yield from batch._merge(found, batch._pool_run(missed))
 
 
 class BatchValidator:
@@ -465,6 +534,9 @@ class BatchValidator:
             for batch in batches:
                 for report in validator.validate_many(batch):
                     ...
+
+    With `cache=VerdictCache(...)`, each batch's files are looked up first; workers start (on
+    first need) and validate only the files not found, and store their verdicts.
     """
 
     def __init__(
@@ -480,14 +552,19 @@ class BatchValidator:
         syntax_affinity: bool = True,
         french_rules: str | None = None,
         as_of: dt.date | str | None = None,
+        cache: VerdictCache | None = None,
     ) -> None:
         packs = _packs(rule_packs)
         rule_sets = parse_rule_sets(rules, packs, french_build=french_rules, as_of=as_of)
         self.stats: dict[str, int] = {}
+        self.cache = cache if cache is not None and cache.ready() else None
+        self._selection = (rule_sets, packs, limits)
+        # Workers start on the first file a run gives them (pool.py), so a batch found whole in
+        # the cache starts none.
         self._pool = pool.WorkerPool(
             _validate_path,
             _init_worker,
-            (rule_sets, packs, limits),
+            (rule_sets, packs, limits, self.cache),
             default_jobs() if jobs is None else max(1, jobs),
             timeout,
             max_tasks=recycle_after,
@@ -498,7 +575,29 @@ class BatchValidator:
 
     def validate_many(self, paths: Iterable[str | os.PathLike[str]]) -> Iterator[Report]:
         """Validate the files on the kept workers; reports in input order."""
-        yield from self._pool.run([str(Path(p)) for p in paths])
+        names = [str(Path(p)) for p in paths]
+        if self.cache is None:
+            yield from self._pool.run(names)
+            return
+        rule_sets, packs, limits = self._selection
+        found = [self.cache.lookup(name, rule_sets, packs, limits)[0] for name in names]
+        missed = [name for name, report in zip(names, found, strict=True) if report is None]
+        yield from self._merge(found, self._pool_run(missed))
+
+    def _pool_run(self, names: list[str]) -> Iterator[Report]:
+        if names:
+            yield from self._pool.run(names)
+
+    @staticmethod
+    def _merge(found: list[Report | None], fresh: Iterator[Report]) -> Iterator[Report]:
+        """The reports found in the cache, with the fresh ones in the gaps, in input order."""
+        try:
+            for report in found:
+                yield report if report is not None else next(fresh)
+        finally:
+            close = getattr(fresh, "close", None)
+            if close is not None:
+                close()
 
     def close(self) -> None:
         """Stop the workers."""

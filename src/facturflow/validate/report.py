@@ -110,6 +110,8 @@ class Report:
     selection: dict[str, Any] | None = None
     # The name of the invoice XML embedded in a PDF: finding lines are lines of that file.
     attachment: str | None = None
+    # True when the report comes from the verdict cache (validate/verdict_cache.py).
+    cached: bool = False
 
     def where(self, finding: Finding) -> str:
         """A finding's location for people: its XPath and line, saying which file the line is
@@ -179,6 +181,7 @@ class Report:
             "syntax": self.syntax,
             "profile": self.profile,
             "valid": self.ok,
+            "cached": self.cached,
             "layers": [layer.as_dict() for layer in self.layers],
             "findings": [f.as_dict() for f in self.findings],
         }
