@@ -27,6 +27,7 @@ import binascii
 import dataclasses
 import functools
 import re
+import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import date
@@ -177,6 +178,21 @@ class Engine:
     def __init__(self, namespaces: dict[str, str], dialect: str) -> None:
         self.ns = namespaces
         self.dialect = dialect  # "cii" or "ubl": decides date and amount encodings
+        # Reading paths compiled once (per thread: a compiled XPath is not shared across
+        # threads): lxml compiles a string path at every call, which was most of the time
+        # spent reading an invoice.
+        self._local = threading.local()
+
+    def _xpath(self, node: Any, path: str) -> list[Any]:
+        cache: dict[str, etree.XPath] | None = getattr(self._local, "compiled", None)
+        if cache is None:
+            cache = self._local.compiled = {}
+        compiled = cache.get(path)
+        if compiled is None:
+            compiled = cache[path] = etree.XPath(path, namespaces=self.ns)
+        found = compiled(node)
+        assert isinstance(found, list)
+        return found
 
     # reading ---------------------------------------------------------------------------------
 
@@ -198,8 +214,7 @@ class Engine:
                 continue
             inner, _ = _unwrap(hints[f.name])
             xpath = _for_reading((bind.read or bind.path).format_map(tokens))
-            found = element.xpath(xpath, namespaces=self.ns)
-            assert isinstance(found, list)
+            found = self._xpath(element, xpath)
             sub_context = f.metadata.get("bg") if isinstance(f.metadata.get("bg"), str) else None
             values = []
             for node in found:
@@ -230,8 +245,7 @@ class Engine:
             if rel == ".":
                 target: Any = node
             else:
-                found = node.xpath(rel, namespaces=self.ns)
-                assert isinstance(found, list)
+                found = self._xpath(node, rel)
                 if not found:
                     continue
                 target = found[0]
