@@ -360,3 +360,16 @@ def test_an_event_naming_no_qonto_id_is_refused_400_not_500(
         assert r.counts == {"recorded": 0, "duplicate": 0, "refused": 1, "failed": 0}
         assert not r.store.seen("evt-path")
 
+
+
+def test_an_exec_program_that_does_not_exist_is_refused_at_start(
+        box: Sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The README's `--exec "./on-event --queue invoices"` without ./on-event: it started, then
+    # answered every event 503 for ever.
+    monkeypatch.setenv("WH_SECRET", SECRET)
+    monkeypatch.chdir(tmp_path)
+    result = run("webhook", "serve", "--port", "0", "--secret-env", "WH_SECRET",
+                 "--exec", "./on-event --queue invoices", "--state", str(tmp_path / "state"))
+    assert result.exit_code == exitcodes.USAGE, result.output
+    assert "--exec ./on-event: no such program (or not executable)" in result.stderr
+    assert not (tmp_path / "state").exists()

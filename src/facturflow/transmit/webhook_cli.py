@@ -29,6 +29,7 @@ import ipaddress
 import json
 import os
 import shlex
+import shutil
 import signal
 import socket
 import sqlite3
@@ -343,10 +344,9 @@ def serve_command(port: int, secret_env: str, host: str, allow_remote: bool,
 
     Needs the QONTO_* settings (the invoice of each event is fetched again). Exit codes: 0
     stopped (Ctrl-C, SIGTERM); 2 usage (a non-loopback --host without --allow-remote, a port
-    in use, a bad --exec or --signed-payload); 3 configuration (the secret variable unset or
-    empty, no QONTO_* settings or a malformed one, credentials refused); 4 Qonto unreachable
-    at start; 6 the
-    state folder unusable.
+    in use, a bad --exec (or one naming no program) or --signed-payload); 3 configuration
+    (the secret variable unset or empty, no QONTO_* settings or a malformed one, credentials
+    refused); 4 Qonto unreachable at start; 6 the state folder unusable.
     """
     from .cli import classify_error, command_errors, configured_client, emit_error, state_dir
 
@@ -364,6 +364,8 @@ def serve_command(port: int, secret_env: str, host: str, allow_remote: bool,
         raise click.UsageError(f"--exec {exec_cmd!r}: {exc}") from None
     if exec_cmd is not None and not argv:
         raise click.UsageError("--exec is empty")
+    if argv and shutil.which(argv[0]) is None:  # else every event answered 503, for ever
+        raise click.UsageError(f"--exec {argv[0]}: no such program (or not executable)")
     try:
         signed_bytes(0, b"", signed_payload)
     except ValueError as exc:
