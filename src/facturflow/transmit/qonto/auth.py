@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 
+from ...outputs import write_private_atomically
 from ..errors import (
     AuthenticationError,
 )
@@ -39,25 +37,11 @@ def load_tokens(path: Path) -> TokenState | None:
 def save_tokens(path: Path, state: TokenState) -> None:
     """Write atomically with mode 0600: a rotated refresh token must never be lost half-written."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    # mkstemp creates the file 0600 (O_EXCL): private from its first byte, whatever the umask.
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tokens.")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(
-                {
-                    "access_token": state.access_token,
-                    "refresh_token": state.refresh_token,
-                    "expires_at": state.expires_at,
-                },
-                fh,
-            )
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    write_private_atomically(path, json.dumps({
+        "access_token": state.access_token,
+        "refresh_token": state.refresh_token,
+        "expires_at": state.expires_at,
+    }).encode("utf-8"))
 
 
 class _OAuth:
