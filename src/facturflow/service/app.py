@@ -49,6 +49,21 @@ from .workers import TIMEOUT_MARK, ConvertJob, Workers
 PUBLIC = frozenset({"/healthz", "/readyz"})
 VERDICT_HEADER = "X-Facturflow-Verdict"
 
+# Every route, method and the statuses it answers with (besides 500, a bug, and 404/405): the
+# OpenAPI document (service/openapi.json) must say the same, which tests/service checks.
+_INPUT = (200, 400, 401, 413, 415, 422, 500, 504)
+RESPONSES: dict[str, dict[str, tuple[int, ...]]] = {
+    "/v1/validate": {"POST": tuple(sorted((*_INPUT, 406, 503)))},
+    "/v1/detect": {"POST": _INPUT},
+    "/v1/read": {"POST": _INPUT},
+    "/v1/convert": {"POST": tuple(sorted((*_INPUT, 503)))},
+    "/v1/artefacts": {"GET": (200, 400, 401, 500)},
+    "/healthz": {"GET": (200,)},
+    "/readyz": {"GET": (200, 503)},
+    "/metrics": {"GET": (200, 401)},
+    "/openapi.json": {"GET": (200, 401)},
+}
+
 # Accept → report format, in order of preference when the client has none.
 REPORT_TYPES: tuple[tuple[str, str], ...] = (
     ("application/json", "json"),

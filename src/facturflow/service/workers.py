@@ -231,7 +231,7 @@ class Workers:
         self._restarts_before = 0  # of lanes closed since
         self._convert: Lane | None = None
         self._convert_pool: worker_pool.WorkerPool | None = None
-        self._folder = Path(tempfile.mkdtemp(prefix="facturflow-serve-", dir=_scratch_root()))
+        self._folder = Path()  # made by start()
         self.default_key = selection_key(parse_rule_sets(None, self.packs))
 
     # -- lanes ------------------------------------------------------------------------------
@@ -275,6 +275,7 @@ class Workers:
 
     def start(self) -> None:
         """Start the default lanes and warm them (ready once every worker has compiled)."""
+        self._folder = Path(tempfile.mkdtemp(prefix="facturflow-serve-", dir=_scratch_root()))
         lanes = self._lanes_for(parse_rule_sets(None, self.packs))
         paths = []
         for number, data in enumerate(warm_invoices()):
@@ -350,7 +351,8 @@ class Workers:
         lanes = self._all_lanes()
         for lane in lanes:
             lane.close()
-        shutil.rmtree(self._folder, ignore_errors=True)
+        if self._folder != Path():
+            shutil.rmtree(self._folder, ignore_errors=True)
 
 
 def _restarts(validators: list[BatchValidator]) -> int:
