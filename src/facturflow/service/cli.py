@@ -111,8 +111,8 @@ def _bind(host: str, port: int) -> socket.socket:
 @click.option("--max-nodes", type=click.IntRange(min=1), default=None, metavar="N",
               help="Most markup items an XML input may have (default: 1000000).")
 @click.option("--rule-pack", "rule_packs", multiple=True, type=click.Path(path_type=Path),
-              help="A rule pack folder (with rulepack.toml), selectable with ?rules=NAME; "
-                   "repeatable.")
+              help="A rule pack folder (with rulepack.toml), applied to every request as "
+                   "`validate --rule-pack` applies it; repeatable.")
 def serve_command(
     host: str,
     port: int,
