@@ -144,11 +144,14 @@ def test_probes_and_metrics(service: Service) -> None:
     metrics = documented(httpx.get(service.url + "/metrics"))
     assert metrics.headers["content-type"].startswith("text/plain; version=0.0.4")
     text = metrics.text
-    for name in ("facturflow_http_requests_total{", "facturflow_http_request_duration_seconds_bucket{",
-                 "facturflow_verdicts_total{verdict=\"valid\"}", "facturflow_worker_restarts_total ",
-                 "facturflow_queue_depth ", "facturflow_in_flight "):
+    for name in ("facturflow_http_requests_total{",
+                 "facturflow_http_request_duration_seconds_bucket{",
+                 'facturflow_verdicts_total{verdict="valid"}',
+                 "facturflow_worker_restarts_total ", "facturflow_queue_depth ",
+                 "facturflow_in_flight "):
         assert name in text, name
-    assert 'facturflow_http_requests_total{endpoint="/v1/validate",method="POST",status="200"}' in text
+    counted = 'facturflow_http_requests_total{endpoint="/v1/validate",method="POST",status="200"}'
+    assert counted in text
     assert service.metric('facturflow_verdicts_total{verdict="valid"}') >= 1
 
 

@@ -11,7 +11,6 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
-
 from tests.hostile import builders
 
 from .conftest import FIXTURES, REPO, Service, documented
@@ -29,7 +28,7 @@ def _cli_error(data: bytes, tmp_path: Path, command: str = "validate") -> str:
         text=True, env={"PYTHONPATH": str(REPO / "src"), "PATH": "/usr/bin:/bin"}, timeout=300,
     )
     assert result.returncode == 2
-    line = [x for x in (result.stdout + result.stderr).splitlines() if "error" in x.lower()][0]
+    line = next(x for x in (result.stdout + result.stderr).splitlines() if "error" in x.lower())
     return line.split("error: ", 1)[1].strip() if "error: " in line else line
 
 
