@@ -253,6 +253,10 @@ def main(argv: list[str] | None = None) -> int:
               f"/ p95 {every['p95']:.1f} / p99 {every['p99']:.1f} ms; typical (<20 KB) p50 "
               f"{usual['p50']:.1f} / p95 {usual['p95']:.1f} / p99 {usual['p99']:.1f} ms; "
               f"errors {errors}")
+        metrics = httpx.get(server.url + "/metrics").text
+        restarts = [line for line in metrics.splitlines()
+                    if line.startswith("facturflow_worker_restarts_total ")]
+        print("service " + (restarts[0] if restarts else "restarts: unknown"))
     finally:
         sampling.set()
         sampler.join()

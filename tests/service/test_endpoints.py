@@ -173,8 +173,7 @@ def test_openapi_document_is_valid_and_matches_the_routes(service: Service) -> N
     assert served == OPENAPI
     from starlette.routing import Route
 
-    from facturflow.service import Settings, create_app
-    from facturflow.service.app import RESPONSES
+    from facturflow.service.app import RESPONSES, Settings, create_app
 
     app = create_app(Settings())
     routes = {(r.path, m.lower()) for r in app.routes if isinstance(r, Route)

@@ -12,8 +12,5 @@ framework that builds models (FastAPI, pydantic) would add weight without use; S
 small ASGI toolkit FastAPI itself is built on, and uvicorn the maintained ASGI server.
 """
 
-from __future__ import annotations
-
-from .app import Settings, create_app
-
-__all__ = ["Settings", "create_app"]
+# Nothing imported here: `facturflow serve` says which extra to install when Starlette or uvicorn
+# is missing, rather than failing on import (facturflow.service.app has create_app).

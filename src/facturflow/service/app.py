@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime as dt
+import importlib
 import json
 import re
 import sys
@@ -424,6 +425,8 @@ def create_app(settings: Settings, workers: Workers | None = None) -> Starlette:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await asyncio.to_thread(pool.start)
+        # The report writers, imported now rather than on the first request (a few hundred ms).
+        await asyncio.to_thread(importlib.import_module, "facturflow.reports")
         try:
             yield
         finally:

@@ -22,13 +22,11 @@ from pathlib import Path
 from typing import Any
 
 import click
-import uvicorn
 
 from .. import exitcodes
 from ..cli import _parse_size
 from ..clitypes import FiniteFloatRange
 from ..xmlsafe import DEFAULT_LIMITS
-from .app import Settings, create_app, log
 from .auth import TOKEN_ENV, is_loopback
 
 
@@ -148,6 +146,13 @@ def serve_command(
     if max_nodes is not None:
         limits = replace(limits, max_nodes=max_nodes)
     try:
+        import uvicorn
+
+        from .app import Settings, create_app, log
+    except ImportError as exc:
+        _fail(exitcodes.CONFIG, f"facturflow serve needs the 'serve' extra ({exc.name} is "
+                                "missing): pip install 'facturflow[serve]'")
+    try:
         sock = _bind(host, port)
     except OSError as exc:
         _fail(exitcodes.USAGE, f"cannot listen on {host}:{port}: {exc.strerror or exc}")
@@ -169,7 +174,7 @@ def serve_command(
     )
     address = sock.getsockname()
     shown = f"[{address[0]}]" if sock.family == socket.AF_INET6 else address[0]
-    server = _Server(config, f"http://{shown}:{address[1]}", settings)
+    server = _server(config, f"http://{shown}:{address[1]}", settings)
     try:
         asyncio.run(server.serve(sockets=[sock]))
     except SystemExit:
@@ -183,33 +188,35 @@ def serve_command(
     sys.exit(exitcodes.INTERRUPTED if stopped_by == signal.SIGINT else exitcodes.OK)
 
 
-class _Server(uvicorn.Server):
+def _server(config: Any, url: str, settings: Any) -> Any:
     """uvicorn's Server, logging where it listens, and leaving SIGTERM/SIGINT as a graceful
     stop (uvicorn re-raises the signal after stopping, which would end the process with it)."""
+    import uvicorn
 
-    def __init__(self, config: uvicorn.Config, url: str, settings: Settings) -> None:
-        super().__init__(config)
-        self.url, self.settings = url, settings
-        self.stopped_by: int | None = None
+    from .app import log
 
-    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-        await super().startup(sockets)
-        if self.started:
-            settings = self.settings
-            log("listening", url=self.url, jobs=settings.jobs, queue=settings.queue,
-                request_timeout=settings.request_timeout, max_bytes=settings.limits.max_bytes,
-                auth=settings.token is not None)
+    class Server(uvicorn.Server):
+        stopped_by: int | None = None
 
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        if threading.current_thread() is not threading.main_thread():
-            yield
-            return
-        signals = (signal.SIGINT, signal.SIGTERM)
-        original = {sig: signal.signal(sig, self.handle_exit) for sig in signals}
-        try:
-            yield
-        finally:
-            for sig, handler in original.items():
-                signal.signal(sig, handler)
-            self.stopped_by = self._captured_signals[0] if self._captured_signals else None
+        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+            await super().startup(sockets)
+            if self.started:
+                log("listening", url=url, jobs=settings.jobs, queue=settings.queue,
+                    request_timeout=settings.request_timeout,
+                    max_bytes=settings.limits.max_bytes, auth=settings.token is not None)
+
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            if threading.current_thread() is not threading.main_thread():
+                yield
+                return
+            signals = (signal.SIGINT, signal.SIGTERM)
+            original = {sig: signal.signal(sig, self.handle_exit) for sig in signals}
+            try:
+                yield
+            finally:
+                for sig, handler in original.items():
+                    signal.signal(sig, handler)
+                self.stopped_by = self._captured_signals[0] if self._captured_signals else None
+
+    return Server(config)

@@ -96,10 +96,10 @@ class Lane:
                 self.busy = len(batch)
             answered = 0
             try:
-                for (_, future), result in zip(
-                    batch, self._run_batch([name for name, _ in batch]), strict=False
-                ):
-                    future.set_result(result)
+                # Consumed to its end (not zipped short), so that the pool's run is over before
+                # the next batch starts.
+                for result in self._run_batch([name for name, _ in batch]):
+                    batch[answered][1].set_result(result)
                     answered += 1
                     with self._cond:
                         self.busy -= 1
