@@ -79,6 +79,18 @@ def percentiles(latencies: list[float]) -> dict[str, float]:
     return {"p50": cuts[49] * 1000, "p95": cuts[94] * 1000, "p99": cuts[98] * 1000}
 
 
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def children(pid: int) -> list[int]:
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found += [int(c) for c in (task / "children").read_text().split()]
+    return found
+
+
 def tree_rss_mb(pid: int) -> float:
     """Resident memory of a process and its children (workers), in MB."""
     total, todo = 0.0, [pid]
@@ -95,29 +107,33 @@ def tree_rss_mb(pid: int) -> float:
 
 
 class Server:
-    def __init__(self, jobs: int) -> None:
+    def __init__(self, jobs: int, log: Path) -> None:
         env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "FACTURFLOW_SERVE_TOKEN": ""}
+        # The access log goes to a file: a pipe read by this (busy) process could fill up and
+        # hold the service's event loop on a write.
+        self.log = log.open("w")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "facturflow", "serve", "--host", "127.0.0.1", "--port", "0",
              "--jobs", str(jobs), "--queue", "10000"],
-            stderr=subprocess.PIPE, text=True, env=env,
+            stderr=self.log, env=env,
         )
-        assert self.proc.stderr is not None
         self.url = ""
-        for line in self.proc.stderr:
-            if '"event": "listening"' in line:
-                self.url = json.loads(line)["url"]
-                break
+        deadline = time.monotonic() + 300
+        while not self.url and time.monotonic() < deadline and self.proc.poll() is None:
+            for line in log.read_text().splitlines():
+                if '"event": "listening"' in line:
+                    self.url = json.loads(line)["url"]
+            time.sleep(0.1)
         if not self.url:
             raise SystemExit("the service did not start")
-        # Keep reading the access log, or the pipe would fill and block the service.
-        threading.Thread(target=lambda: [None for _ in self.proc.stderr or ()], daemon=True).start()
         while httpx.get(self.url + "/readyz").status_code != 200:
             time.sleep(0.2)
 
     def stop(self) -> int:
         self.proc.send_signal(signal.SIGTERM)
-        return self.proc.wait(timeout=120)
+        code = self.proc.wait(timeout=120)
+        self.log.close()
+        return code
 
 
 def closed_loop(url: str, files: list[bytes], clients: int, seconds: float,
@@ -162,23 +178,26 @@ def closed_loop(url: str, files: list[bytes], clients: int, seconds: float,
 def open_loop(url: str, files: list[bytes], rate: float, seconds: float,
               max_requests: int) -> tuple[list[tuple[int, float]], int]:
     count = min(max_requests, int(rate * seconds))
-    local = threading.local()
+    threads = 64
+    # One client for all threads (thread-safe, kept-alive connections), made before the clock
+    # starts: making one per thread would spend the first seconds building SSL contexts.
+    session = httpx.Client(timeout=120, headers={"Content-Type": "application/xml"},
+                           limits=httpx.Limits(max_connections=threads,
+                                               max_keepalive_connections=threads))
 
     def one(number: int, due: float) -> tuple[int, float] | None:
-        if not hasattr(local, "session"):
-            local.session = httpx.Client(timeout=120, headers={"Content-Type": "application/xml"})
         delay = due - time.perf_counter()
         if delay > 0:
             time.sleep(delay)
         index = (number * 7919) % len(files)
         try:
-            answer = local.session.post(url, content=files[index])
+            answer = session.post(url, content=files[index])
         except httpx.HTTPError:
             return None
         return (index, time.perf_counter() - due) if answer.status_code == 200 else None
 
     start = time.perf_counter() + 0.5
-    with concurrent.futures.ThreadPoolExecutor(64) as pool:
+    with session, concurrent.futures.ThreadPoolExecutor(threads) as pool:
         futures = [pool.submit(one, n, start + n / rate) for n in range(count)]
         answers = [f.result() for f in futures]
     done = [a for a in answers if a is not None]
@@ -211,7 +230,8 @@ def main(argv: list[str] | None = None) -> int:
         reference = batch_throughput(files, args.jobs, args.rounds, Path(folder))
     print(f"BatchValidator ({args.jobs} warmed workers): {reference:.1f} files/s")
 
-    server = Server(args.jobs)
+    log_folder = Path(tempfile.mkdtemp(prefix="serve-load-"))
+    server = Server(args.jobs, log_folder / "service.log")
     url = server.url + "/v1/validate"
     samples: list[tuple[float, float]] = []
     sampling = threading.Event()
@@ -234,8 +254,19 @@ def main(argv: list[str] | None = None) -> int:
                                   files))
         failures += sum(code != 200 for code in codes)
         print(f"service warm-up: {len(codes)} requests in {time.perf_counter() - started:.1f} s")
+        pid = server.proc.pid
+        workers = children(pid)
+        cpu = (cpu_seconds(pid), sum(cpu_seconds(w) for w in workers), time.process_time())
         results, errors, elapsed = closed_loop(url, files, args.clients, args.seconds,
                                                args.max_requests)
+        try:
+            spent = (cpu_seconds(pid) - cpu[0], sum(cpu_seconds(w) for w in workers) - cpu[1],
+                     time.process_time() - cpu[2])
+            print("CPU per request, closed loop: service process {:.2f} ms (HTTP, routing, "
+                  "reports), its workers {:.2f} ms, this client {:.2f} ms".format(
+                      *(1000 * x / max(1, len(results)) for x in spent)))
+        except OSError:  # a worker replaced meanwhile
+            pass
         failures += errors
         throughput = len(results) / elapsed
         cut = percentiles([latency for _, latency in results])
@@ -269,6 +300,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"service memory (process + workers, MB): {trace}; first third {first:.0f}, "
               f"last third {last:.0f} ({last - first:+.0f} MB)")
     print(f"service stopped (exit code {code}); errors in all: {failures}")
+    import shutil
+
+    shutil.rmtree(log_folder, ignore_errors=True)
     return 1 if failures or code != 0 else 0
 
 

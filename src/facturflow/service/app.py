@@ -65,6 +65,12 @@ RESPONSES: dict[str, dict[str, tuple[int, ...]]] = {
     "/openapi.json": {"GET": (200, 401)},
 }
 
+# The errors of an input that cannot be read (facturflow.errors): a validation's "unreadable".
+_INPUT_ERRORS = frozenset({
+    "InputError", "EmptyInputError", "InputTooLargeError", "MalformedXMLError",
+    "MalformedPDFError", "NoInvoiceInPDFError", "NotAnInvoiceError",
+})
+
 # Accept → report format, in order of preference when the client has none.
 REPORT_TYPES: tuple[tuple[str, str], ...] = (
     ("application/json", "json"),
@@ -159,6 +165,30 @@ def selection_from(query: Mapping[str, str], packs: Sequence[RulePack]) -> RuleS
         raise ApiError(400, "BadRequest", f"as_of {as_of!r}: {exc}") from None
 
 
+class _Selections:
+    """Rule selections by query, kept a minute: parsing one reads the rules calendar (a file),
+    which the CLI does once per run; the service need not on every request."""
+
+    TTL = 60.0
+
+    def __init__(self, packs: Sequence[RulePack]) -> None:
+        self.packs = packs
+        self._kept: dict[tuple[str | None, ...], tuple[float, RuleSelection]] = {}
+
+    def get(self, query: Mapping[str, str]) -> RuleSelection:
+        key = (query.get("rules"), query.get("french_rules"), query.get("as_of"),
+               dt.date.today().isoformat())
+        now = time.monotonic()
+        kept = self._kept.get(key)
+        if kept is not None and now - kept[0] < self.TTL:
+            return kept[1]
+        selection = selection_from(query, self.packs)  # a bad one raises: never kept
+        if len(self._kept) > 256:
+            self._kept.clear()
+        self._kept[key] = (now, selection)
+        return selection
+
+
 def negotiate(accept: str | None) -> tuple[str, str]:
     """(report format, media type) for an Accept header; 406 when it accepts none of them."""
     if not accept or not accept.strip():
@@ -228,6 +258,7 @@ def create_app(settings: Settings, workers: Workers | None = None) -> Starlette:
         ),
     )
     artefacts_cache: dict[str, Any] = {}
+    selections = _Selections(settings.packs)
     timeout = settings.request_timeout
 
     async def in_thread(function: Callable[[], Any]) -> Any:
@@ -251,7 +282,7 @@ def create_app(settings: Settings, workers: Workers | None = None) -> Starlette:
         fmt, media = negotiate(request.headers.get("accept"))
         lang = _choice(query, "lang", ("en", "fr")) or "en"
         name = _name(query, "invoice")
-        selection = selection_from(query, settings.packs)
+        selection = selections.get(query)
         data = await body_of(request)
         path = pool.scratch(data)
         try:
@@ -274,7 +305,10 @@ def create_app(settings: Settings, workers: Workers | None = None) -> Starlette:
         metrics.verdict(verdict)
         from ..reports import render
 
-        body = await asyncio.to_thread(render, [report], fmt, lang=lang)
+        if fmt == "html":  # a page: rendered aside; the machine formats take a tenth of a ms
+            body = await asyncio.to_thread(render, [report], fmt, lang=lang)
+        else:
+            body = render([report], fmt, lang=lang)
         charset = "" if media == "application/json" else "; charset=utf-8"
         return Response(body, media_type=media + charset, headers={VERDICT_HEADER: verdict})
 
@@ -392,8 +426,11 @@ def create_app(settings: Settings, workers: Workers | None = None) -> Starlette:
             try:
                 return await endpoint(request)
             except ApiError as exc:
-                return error_response(exc, "unreadable" if endpoint is validate and
-                                      exc.status in (400, 413, 415, 422) else None)
+                verdict = None
+                if endpoint is validate and exc.error in _INPUT_ERRORS:
+                    verdict = "unreadable"  # refused before a worker saw it (empty, too large)
+                    metrics.verdict(verdict)
+                return error_response(exc, verdict)
             except FacturflowError as exc:  # a library refusal not mapped above: still input
                 return error_response(ApiError(422, type(exc).__name__, exc.message))
             except Exception:
