@@ -4,13 +4,17 @@ Validation runs on BatchValidator (facturflow.validate), so the service validate
 `facturflow validate` and `BatchValidator` do. The service keeps `jobs` lanes per rule
 selection: each lane is a BatchValidator with one worker process and a thread that hands it the
 requests waiting for that lane as one batch (a worker's files run one after the other, each
-answered as soon as it is done). One worker per lane rather than one pool of `jobs` workers:
-a pool runs one batch at a time, so an invoice that takes long (up to the request time limit)
+answered as soon as it is done). One worker per lane rather than one pool of `jobs` workers: a
+pool runs one batch at a time, so an invoice that takes long (up to the request time limit)
 would hold back every request behind it, and the other workers would sit idle at the end of
-each batch; with a worker per lane, a request goes to the least loaded lane and only the
-requests already queued on a stuck lane wait for it. Syntax affinity is off: each worker holds
-the stylesheets of both syntaxes (about 550 MB at most, see validate/pool.py), so that any lane
-takes any invoice.
+each batch; with a worker per lane, only the requests already queued on a stuck lane wait.
+
+A request goes to the least loaded lane, preferring (within AFFINITY_SLACK requests) a lane of
+its syntax: CII to the even lanes, UBL to the odd ones, as BatchValidator keeps each worker to
+one syntax where it can, so that a worker mostly holds one syntax's stylesheets. The
+BatchValidators' own affinity is off (a one-worker pool would replace its worker at each change
+of syntax): a worker given both syntaxes holds both sets (about 550 MB at most, see
+validate/pool.py).
 
 A request over the time limit is stopped by the pool (its worker killed and replaced); the
 report says so (LAYER-FAILED, "did not finish within"), which the app answers with 504.
@@ -38,7 +42,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from ..rules import RulePack, RuleSelection, parse_rule_sets
-from ..validate import BatchValidator
+from ..validate import BatchValidator, syntax_family
 from ..validate import pool as worker_pool
 from ..validate.report import Report
 from ..xmlsafe import Limits
@@ -48,6 +52,8 @@ from .limits import ApiError
 # replaces the least recently used idle one.
 MAX_SELECTIONS = 4
 TIMEOUT_MARK = "did not finish within"
+_FAMILIES = ("cii", "ubl")  # validate.syntax_family's guesses
+AFFINITY_SLACK = 2
 
 
 class Lane:
@@ -309,9 +315,21 @@ class Workers:
 
     def validate(self, path: Path, selection: RuleSelection) -> concurrent.futures.Future[Report]:
         lanes = self._lanes_for(selection)
+        family = None
+        if len(lanes) > 1:
+            with contextlib.suppress(OSError):
+                family = syntax_family(str(path))
         with self._lock:
             self._check_queue()
             lane = min(lanes, key=lambda lane: lane.load)
+            if family is not None:
+                # Syntax affinity, as BatchValidator's: CII to the even lanes, UBL to the odd
+                # ones, so that a worker mostly holds one syntax's stylesheets; unless those
+                # lanes are behind the least loaded by more than AFFINITY_SLACK requests.
+                side = _FAMILIES.index(family) if family in _FAMILIES else 0
+                own = min(lanes[side::2], key=lambda lane: lane.load)
+                if own.load <= lane.load + AFFINITY_SLACK:
+                    lane = own
             return cast("concurrent.futures.Future[Report]", lane.submit(str(path)))
 
     def convert(self, job: ConvertJob) -> concurrent.futures.Future[Any]:
