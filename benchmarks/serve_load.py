@@ -118,6 +118,7 @@ class Server:
         env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "FACTURFLOW_SERVE_TOKEN": ""}
         # The access log goes to a file: a pipe read by this (busy) process could fill up and
         # hold the service's event loop on a write.
+        self.log_path = log
         self.log = log.open("w")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "facturflow", "serve", "--host", "127.0.0.1", "--port", "0",
@@ -283,7 +284,11 @@ def main(argv: list[str] | None = None) -> int:
               f"p50 {cut['p50']:.1f} ms, p95 {cut['p95']:.1f} ms, p99 {cut['p99']:.1f} ms, "
               f"errors {errors}")
         rate = args.load * reference
+        logged = len(server.log_path.read_text().splitlines())
         done, errors = open_loop(url, files, rate, args.open_seconds, args.max_requests)
+        inside = [json.loads(line)["duration_ms"] / 1000
+                  for line in server.log_path.read_text().splitlines()[logged:]
+                  if '"path": "/v1/validate"' in line]
         failures += errors
         every = percentiles([latency for _, latency in done])
         usual = percentiles([latency for index, latency in done if index in typical])
@@ -292,6 +297,10 @@ def main(argv: list[str] | None = None) -> int:
               f"/ p95 {every['p95']:.1f} / p99 {every['p99']:.1f} ms; typical (<20 KB) p50 "
               f"{usual['p50']:.1f} / p95 {usual['p95']:.1f} / p99 {usual['p99']:.1f} ms; "
               f"errors {errors}")
+        side = percentiles(inside)
+        print(f"  the same requests as the service timed them (its access log, from the request "
+              f"read to the answer sent): p50 {side['p50']:.1f} / p95 {side['p95']:.1f} / p99 "
+              f"{side['p99']:.1f} ms; load average now {os.getloadavg()[0]:.2f}")
         metrics = httpx.get(server.url + "/metrics").text
         restarts = [line for line in metrics.splitlines()
                     if line.startswith("facturflow_worker_restarts_total ")]
