@@ -121,6 +121,8 @@ def test_convert(service: Service) -> None:
     assert missing.status_code == 400 and "to" in missing.json()["message"]
     wrong = documented(httpx.post(url + "?to=pdf", content=VALID_UBL, headers=XML))
     assert wrong.status_code == 400
+    rules = documented(httpx.post(url + "?to=cii&rules=nope", content=VALID_UBL, headers=XML))
+    assert rules.status_code == 400 and rules.json()["error"] == "UnknownRuleSetError"
     unreadable = documented(httpx.post(url + "?to=cii", content=b"<a/>", headers=XML,
                                        timeout=300))
     assert unreadable.status_code == 422
