@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import concurrent.futures
 import signal
+import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -71,6 +73,39 @@ def test_a_full_queue_answers_503_with_retry_after(limited: Service) -> None:
         assert third.json()["error"] == "QueueFull" and third.json()["exit_code"] == 4
         assert first.result().status_code == 504
         assert second.result().status_code == 504
+
+
+def test_bodies_held_at_once_are_bounded(limited: Service) -> None:
+    # queue 1 + 2 × 1 job: three requests sending their bodies slowly hold every place.
+    parts = urlsplit(limited.url)
+    slow = []
+    for _ in range(3):
+        conn = socket.create_connection((parts.hostname, parts.port), timeout=30)
+        conn.sendall(b"POST /v1/validate HTTP/1.1\r\nHost: x\r\nContent-Type: application/xml"
+                     b"\r\nContent-Length: 1000\r\n\r\n<Invoice")
+        slow.append(conn)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            answer = httpx.post(limited.url + "/v1/validate", content=UBL, headers=XML,
+                                timeout=120)
+            if answer.status_code == 503 or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        documented(answer)
+        assert answer.status_code == 503 and answer.json()["error"] == "QueueFull"
+        assert "already being handled" in answer.json()["message"]
+    finally:
+        for conn in slow:
+            conn.close()
+    # Their places are freed when they leave; a client leaving is no bug.
+    deadline = time.monotonic() + 30
+    while (answer := httpx.post(limited.url + "/v1/validate", content=UBL, headers=XML,
+                                timeout=120)).status_code == 503:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    assert answer.status_code == 200
+    assert limited.metric("facturflow_internal_errors_total") == 0
 
 
 def test_sigterm_finishes_the_request_in_flight_then_exits_0(tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ Every answer that is not a success is JSON: {"error": class, "message": the CLI'
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import datetime as dt
 import importlib
@@ -24,7 +25,7 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -52,12 +53,12 @@ VERDICT_HEADER = "X-Facturflow-Verdict"
 
 # Every route, method and the statuses it answers with (besides 500, a bug, and 404/405): the
 # OpenAPI document (service/openapi.json) must say the same, which tests/service checks.
-_INPUT = (200, 400, 401, 413, 415, 422, 500, 504)
+_INPUT = (200, 400, 401, 413, 415, 422, 500, 503, 504)
 RESPONSES: dict[str, dict[str, tuple[int, ...]]] = {
-    "/v1/validate": {"POST": tuple(sorted((*_INPUT, 406, 503)))},
+    "/v1/validate": {"POST": tuple(sorted((*_INPUT, 406)))},
     "/v1/detect": {"POST": _INPUT},
     "/v1/read": {"POST": _INPUT},
-    "/v1/convert": {"POST": tuple(sorted((*_INPUT, 503)))},
+    "/v1/convert": {"POST": _INPUT},
     "/v1/artefacts": {"GET": (200, 400, 401, 500)},
     "/healthz": {"GET": (200,)},
     "/readyz": {"GET": (200, 503)},
@@ -270,6 +271,25 @@ def create_app(settings: Settings, workers: Workers | None = None) -> Starlette:
             raise ApiError(504, "Timeout", f"did not finish within {timeout:g} s",
                            exitcodes.INVALID) from None
 
+    # Bodies held at once (read, or waiting for or on a worker): at most the queue and two per
+    # worker, so that memory stays under (queue + 2 × jobs) × max_bytes whatever the number of
+    # connections; one more gets the queue's 503 before its body is read.
+    holding = 0
+    most = settings.queue + 2 * settings.jobs
+
+    @contextlib.asynccontextmanager
+    async def admitted() -> AsyncIterator[None]:
+        nonlocal holding
+        if holding >= most:
+            raise ApiError(503, "QueueFull", f"{holding} requests are already being handled "
+                           f"(the limit is {most}); retry later", exitcodes.SERVICE,
+                           {"Retry-After": "1"})
+        holding += 1
+        try:
+            yield
+        finally:
+            holding -= 1
+
     async def body_of(request: Request) -> bytes:
         check_content_type(request)
         data = await read_body(request, limits.max_bytes)
@@ -278,6 +298,10 @@ def create_app(settings: Settings, workers: Workers | None = None) -> Starlette:
         return data
 
     async def validate(request: Request) -> Response:
+        async with admitted():
+            return await _validate(request)
+
+    async def _validate(request: Request) -> Response:
         query = _query(request, {"rules", "french_rules", "as_of", "lang", "name"})
         fmt, media = negotiate(request.headers.get("accept"))
         lang = _choice(query, "lang", ("en", "fr")) or "en"
@@ -313,6 +337,10 @@ def create_app(settings: Settings, workers: Workers | None = None) -> Starlette:
         return Response(body, media_type=media + charset, headers={VERDICT_HEADER: verdict})
 
     async def detect(request: Request) -> Response:
+        async with admitted():
+            return await _detect(request)
+
+    async def _detect(request: Request) -> Response:
         from ..detect import detect_bytes
 
         query = _query(request, {"name"})
@@ -327,6 +355,10 @@ def create_app(settings: Settings, workers: Workers | None = None) -> Starlette:
         return JSONResponse({**answer, "warnings": list(document.warnings)})
 
     async def read(request: Request) -> Response:
+        async with admitted():
+            return await _read(request)
+
+    async def _read(request: Request) -> Response:
         from ..detect import detect_bytes
         from ..read import read_with_mapping
 
@@ -347,6 +379,10 @@ def create_app(settings: Settings, workers: Workers | None = None) -> Starlette:
         return Response(text, media_type="application/json")
 
     async def convert(request: Request) -> Response:
+        async with admitted():
+            return await _convert(request)
+
+    async def _convert(request: Request) -> Response:
         query = _query(request, {"to", "profile", "lang", "lossy", "rules", "french_rules",
                                  "as_of", "name"})
         if "to" not in query:
@@ -431,6 +467,9 @@ def create_app(settings: Settings, workers: Workers | None = None) -> Starlette:
                     verdict = "unreadable"  # refused before a worker saw it (empty, too large)
                     metrics.verdict(verdict)
                 return error_response(exc, verdict)
+            except ClientDisconnect:  # gone before its body was sent: nobody to answer
+                return error_response(ApiError(
+                    400, "BadRequest", "the client closed the connection before the whole body"))
             except FacturflowError as exc:  # a library refusal not mapped above: still input
                 return error_response(ApiError(422, type(exc).__name__, exc.message))
             except Exception:
