@@ -737,6 +737,7 @@ _LAZY_COMMANDS = {
     "render": "facturflow.render_cli:render_command",
     "rules": "facturflow.rules_cli:rules_group",
     "sandbox": "facturflow.transmit.cli:sandbox_command",
+    "serve": "facturflow.service.cli:serve_command",
     "send": "facturflow.transmit.cli:send_command",
     "status": "facturflow.transmit.cli:status_command",
     "webhook": "facturflow.transmit.webhook_cli:webhook_group",

@@ -136,6 +136,17 @@ HELP: dict[tuple[str, ...], tuple[str | None, tuple[str, ...]]] = {
         None,
         ("facturflow sandbox --port 8765", "facturflow sandbox --fault-rate 0.1 --seed 7"),
     ),
+    ("serve",): (
+        "0 stopped by SIGTERM after the requests in flight; 2 a usage error (a bad option or "
+        "rule pack, an address that cannot be bound); 3 --host off loopback without "
+        "FACTURFLOW_SERVE_TOKEN, or the 'serve' extra not installed; 4 the service could not "
+        "start; 130 Ctrl-C.",
+        (
+            "facturflow serve",
+            "facturflow serve --port 0 --jobs 2 --request-timeout 10",
+            "FACTURFLOW_SERVE_TOKEN=... facturflow serve --host 0.0.0.0 --max-size 20MB",
+        ),
+    ),
     ("doctor",): (
         "0 every check passed; 3 a configuration check failed (settings, credentials, "
         "organisation); 4 another check failed (Qonto unreachable, clock skew, recipient); "
