@@ -174,3 +174,27 @@ def test_a_warm_run_starts_no_worker_and_compiles_nothing(
         result = CliRunner().invoke(main, [*args, *map(str, files)])
         assert result.exit_code == 1, result.output
         assert [f["cached"] for f in json.loads(result.output)["files"]] == [True, True, True]
+
+
+def test_a_cache_folder_shared_with_other_files_loses_none_of_them(tmp_path: Path) -> None:
+    """`--cache DIR` naming a folder that holds other things (a project, a home folder):
+    validate's prune, `cache prune` and `cache clear` remove only the cache's own files, not
+    the files of two-letter subfolders (js/, db/, go/) nor anything else there."""
+    folder = tmp_path / "project"
+    others = [folder / "js" / "app.js", folder / "db" / "notes.txt", folder / "ab" / "x.json",
+              folder / "ab" / ("ab" + "0" * 62 + ".json.bak")]
+    for other in others:
+        other.parent.mkdir(parents=True, exist_ok=True)
+        other.write_text("keep me\n")
+        os.utime(other, (1_000_000, 1_000_000))  # older than any left-over temporary file
+    result = run("validate", "--cache", folder, "--format", "json", INVALID)
+    assert result.returncode == 1, result.stderr
+    assert len(entries(folder)) - 1 == 1  # the entry written (ab/x.json aside)
+    result = run("cache", "prune", "--cache", folder, "--max-size", "1")
+    assert result.returncode == 0 and "1 entry removed" in result.stdout, result.stdout
+    run("validate", "--cache", folder, "--format", "json", INVALID)
+    result = run("cache", "info", "--cache", folder, "--format", "json")
+    assert json.loads(result.stdout)["entries"] == 1
+    result = run("cache", "clear", "--cache", folder)
+    assert result.returncode == 0 and "1 entry removed" in result.stdout, result.stdout
+    assert [other.read_text() for other in others] == ["keep me\n"] * len(others)

@@ -37,6 +37,7 @@ import hashlib
 import importlib.metadata
 import json
 import os
+import re
 import stat
 import threading
 import time
@@ -59,6 +60,9 @@ _OFF = {"", "off", "0", "no", "false"}
 # Temporary files older than this are left-overs of a killed writer, removed by prune().
 _STALE_TEMP_SECONDS = 3600
 _ENGINES = ("saxonche", "lxml", "pypdf", "factur-x")
+# The names of the cache's own files (an entry, or write_bytes_atomically's temporary file).
+_SHARD = re.compile(r"[0-9a-f]{2}")
+_OWN_FILE = re.compile(r"(?P<temp>\.)?(?P<key>[0-9a-f]{64})\.json(?(temp)\.[^/]+\.part|)")
 
 
 class CacheWarning(UserWarning):
@@ -466,13 +470,19 @@ class VerdictCache:
     # --- housekeeping ---------------------------------------------------------------------------
 
     def _files(self) -> list[tuple[Path, os.stat_result]]:
+        """The cache's own files: entries (`<key>.json`) and the temporary files of their
+        writers, in shards named by their keys' first two hex digits. Nothing else: --cache may
+        name a folder that holds other things, which housekeeping must never remove."""
         found: list[tuple[Path, os.stat_result]] = []
         if not self.folder.is_dir():
             return found
         for shard in self.folder.iterdir():
-            if not shard.is_dir() or shard.is_symlink() or len(shard.name) != 2:
+            if not _SHARD.fullmatch(shard.name) or not shard.is_dir() or shard.is_symlink():
                 continue
             for file in shard.iterdir():
+                match = _OWN_FILE.fullmatch(file.name)
+                if match is None or not match.group("key").startswith(shard.name):
+                    continue
                 with contextlib.suppress(OSError):
                     status = file.lstat()
                     if stat.S_ISREG(status.st_mode):
