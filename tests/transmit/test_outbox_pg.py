@@ -280,3 +280,31 @@ def test_a_connection_lost_mid_run_is_a_state_error_naming_the_database(pg_url: 
     message = str(lost.value)
     assert "database " in message and "127.0.0.1" in message and PASSWORD not in message
     assert "\n" not in message
+
+
+def test_a_malformed_database_url_never_shows_its_password(
+    box: Sandbox, tmp_path: Path, pg_server: PgServer
+) -> None:
+    """A URL the driver cannot parse: its message quotes the URL or the token it choked on,
+    which may be the password (in the user part, in `?password=`, percent-encoded or
+    not, or split by an '@' left unescaped). None of it reaches stderr, JSON or an exception."""
+    port = pg_server.port
+    cases = {
+        f"postgresql://facturflow@[::1:{port}/outbox?password=Sekr1t-query": ("Sekr1t-query",),
+        f"postgresql://facturflow:Sekr1t%ZZbad@127.0.0.1:{port}/outbox": ("Sekr1t%ZZbad",),
+        f"postgresql://facturflow@127.0.0.1:{port}/outbox?password=Sekr1t%ZZq":
+            ("Sekr1t%ZZq",),
+        f"postgresql://facturflow:Sekr1t@pa55-word@127.0.0.1:{port}/outbox":
+            ("Sekr1t", "pa55-word"),
+    }
+    for url, secrets in cases.items():
+        for args in (("outbox", "list"), ("outbox", "check", "--format", "json"), ("status",)):
+            result = run(*args, "--state", url)
+            assert result.exit_code in (exitcodes.CONFIG, exitcodes.STATE), result.output
+            assert "the outbox the outbox" not in result.output
+            for secret in secrets:
+                assert secret not in result.output, (url, args, result.output)
+        with pytest.raises((DatabaseConfigError, DatabaseUnavailableError)) as raised:
+            open_outbox(url, "org-1")
+        for secret in secrets:
+            assert secret not in str(raised.value), str(raised.value)

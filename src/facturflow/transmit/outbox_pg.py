@@ -157,21 +157,48 @@ def describe(url: str) -> str:
     try:
         info = psycopg.conninfo.conninfo_to_dict(url)
     except psycopg.Error:
-        return "the outbox database (malformed URL)"
+        return "database (malformed URL)"
     host = str(info.get("host") or os.environ.get("PGHOST") or "localhost")
     port = str(info.get("port") or os.environ.get("PGPORT") or "5432")
     where = f"database {info.get('dbname') or info.get('user') or '?'} on {host}:{port}"
-    return where + (f" as {info['user']}" if info.get("user") else "")
+    # A password with an unescaped '@' ends up in the host: redacted like any message.
+    return _redact(where + (f" as {info['user']}" if info.get("user") else ""), url)
+
+
+def _secrets(url: str) -> list[str]:
+    """What of `url` may be its password, as parsed or as written: the parsed password; the
+    user part's password as written (up to the last '@'), percent-decoded too, and its pieces
+    around an unescaped '@', '/' or ':'; every `password=` query value. The driver's messages
+    quote a URL it cannot parse, or the token it choked on, which can be any of them."""
+    from urllib.parse import unquote
+
+    found: set[str] = set()
+    with contextlib.suppress(Exception):
+        parsed = _psycopg().conninfo.conninfo_to_dict(url).get("password")
+        if parsed:
+            found.add(str(parsed))
+    rest = url.split("://", 1)[1] if "://" in url else url
+    before_query = rest.split("?", 1)[0]
+    if "@" in before_query:
+        written = before_query.rsplit("@", 1)[0].partition(":")[2]
+        if written:
+            found |= {written, unquote(written)}
+            found |= {piece for piece in re.split(r"[@/:]", written) if len(piece) >= 3}
+    for value in re.findall(r"[?&]password=([^&#\s\"']*)", url):
+        if value:
+            found |= {value, unquote(value)}
+    return sorted(found, key=len, reverse=True)  # the longest first: no piece left behind
+
+
+def _redact(text: str, url: str) -> str:
+    for secret in _secrets(url):
+        text = text.replace(secret, "[REDACTED]")
+    return re.sub(r"(postgres(?:ql)?://[^:/@\s]*:)[^@\s]*@", r"\1[REDACTED]@", text)
 
 
 def _clean(text: str, url: str) -> str:
     """One line of a psycopg message, with any password of `url` removed."""
-    line = " ".join(str(text).split())
-    with contextlib.suppress(Exception):
-        password = _psycopg().conninfo.conninfo_to_dict(url).get("password")
-        if password:
-            line = line.replace(str(password), "[REDACTED]")
-    return re.sub(r"(postgres(?:ql)?://[^:/@\s]*:)[^@\s]*@", r"\1[REDACTED]@", line)
+    return _redact(" ".join(str(text).split()), url)
 
 
 _CONFIG_PATTERNS = ("password authentication failed", "no password supplied",
