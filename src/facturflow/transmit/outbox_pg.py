@@ -133,6 +133,12 @@ class DatabaseUnavailableError(TransmitError):
     newer than this facturflow) (exit 6, STATE)."""
 
 
+class ClaimLostError(DatabaseUnavailableError):
+    """This sender's claim on an invoice was taken over by another sender (it stopped longer
+    than its lease: SIGSTOP, a suspended machine): it must not make the invoice's next request
+    (exit 6, STATE; the other sender goes on with it)."""
+
+
 class MigrateConflictError(TransmitError):
     """`outbox migrate` found rows in the database that differ from the SQLite outbox's."""
 
@@ -286,6 +292,9 @@ class PgOutbox:
         self.db = connect(url)
         self._beat: threading.Thread | None = None
         self._stop = threading.Event()
+        # The invoices this sender claimed and has not released: their transitions are written
+        # only while the claim is still its own (fencing), never after another took it over.
+        self._held: set[str] = set()
 
     # -- plumbing -------------------------------------------------------------------------------
     def close(self) -> None:
@@ -494,6 +503,7 @@ class PgOutbox:
                 if row["was"] and row["was"] != self.owner:
                     self._log(db, row["upload_sha256"], "claimed",
                               f"taken over from {row['was']} (its lease ran out)")
+        self._held.update(r["upload_sha256"] for r in rows)
         self._start_heartbeat()
         return {r["upload_sha256"]: self._item(r) for r in rows}
 
@@ -532,13 +542,43 @@ class PgOutbox:
             assignments += ", claimed_by=NULL, lease_until=NULL"
         with self._tx() as db:
             for upload_sha in upload_shas:
+                held = upload_sha in self._held
                 done = db.execute(
-                    f"UPDATE items i SET state=%(state)s, updated_at=%(now)s{assignments} "
-                    f"WHERE org=%(org)s AND upload_sha256=%(sha)s AND {_FREE} RETURNING 1",
+                    f"UPDATE items i SET state=%(state)s, updated_at=%(now)s{assignments}"
+                    f"{self._renewal(held, release)} WHERE org=%(org)s AND "
+                    f"upload_sha256=%(sha)s AND {self._fence(held)} RETURNING 1",
                     {"state": state, "now": now, "org": self.org, "sha": upload_sha,
-                     "me": self.owner, **columns}).fetchone()
-                if done is not None:
+                     "me": self.owner, "lease": self.lease_seconds, **columns}).fetchone()
+                if done is None and held:
+                    self._lost(upload_sha, before_request=state in ("importing", "sending"))
+                elif done is not None:
                     self._log(db, upload_sha, state, detail)
+                    if release:
+                        self._held.discard(upload_sha)
+
+    @staticmethod
+    def _fence(held: bool) -> str:
+        """Who may write an invoice's transition: the claimant alone once this sender claimed
+        it (a lease that ran out while nobody took it over is still its own); else, as for a
+        step taken without a claim (outbox retry), anyone while no live claim holds it."""
+        return "i.claimed_by = %(me)s" if held else _FREE
+
+    @staticmethod
+    def _renewal(held: bool, release: bool) -> str:
+        # The step is renewed with the claim, in the same row lock: a sender that takes over
+        # an expired lease either comes first (and this write is refused) or finds it live.
+        return f", lease_until={_NOW} + %(lease)s" if held and not release else ""
+
+    def _lost(self, upload_sha: str, *, before_request: bool) -> None:
+        """This sender's claim on the invoice was taken over: its record stays the other
+        sender's (and stays fenced off until this sender claims it anew). Before a request
+        (import, send) this sender must not make: an error."""
+        if before_request:
+            raise ClaimLostError(
+                f"another sender took over invoice {upload_sha[:12]} in the outbox "
+                f"{self.where}: this one was stopped longer than its lease "
+                f"({self.lease_seconds:g} s) and stops here without sending it",
+                source=self.where)
 
     def mark_importing(self, upload_shas: Sequence[str]) -> None:
         self._set(upload_shas, "importing", error=None)
@@ -548,29 +588,39 @@ class PgOutbox:
         now = time.time()
         with self._tx() as db:
             for upload_sha, invoice_id in invoice_ids.items():
+                held = upload_sha in self._held
                 done = db.execute(
                     f"UPDATE items i SET state='imported', invoice_id=%(id)s, error=NULL, "
-                    f"updated_at=%(now)s WHERE org=%(org)s AND upload_sha256=%(sha)s AND {_FREE} "
-                    "RETURNING 1", {"id": invoice_id, "now": now, "org": self.org,
-                                    "sha": upload_sha, "me": self.owner}).fetchone()
+                    f"updated_at=%(now)s{self._renewal(held, False)} WHERE org=%(org)s AND "
+                    f"upload_sha256=%(sha)s AND {self._fence(held)} RETURNING 1",
+                    {"id": invoice_id, "now": now, "org": self.org, "sha": upload_sha,
+                     "me": self.owner, "lease": self.lease_seconds}).fetchone()
                 if done is not None:
                     self._log(db, upload_sha, "imported", invoice_id)
+                elif held:
+                    self._lost(upload_sha, before_request=False)
 
     def mark_adopted(self, upload_sha: str, invoice_id: str, *, sent: bool) -> None:
         """Take over an invoice Qonto already has under this number (see Outbox.mark_adopted)."""
         now = time.time()
         release = ", claimed_by=NULL, lease_until=NULL" if sent else ""
+        held = upload_sha in self._held
         with self._tx() as db:
             done = db.execute(
                 f"UPDATE items i SET state=%(state)s, invoice_id=%(id)s, error=NULL, "
-                f"updated_at=%(now)s, sent_at=%(sent_at)s{release} WHERE org=%(org)s AND "
-                f"upload_sha256=%(sha)s AND {_FREE} RETURNING 1",
+                f"updated_at=%(now)s, sent_at=%(sent_at)s{release}"
+                f"{self._renewal(held, sent)} WHERE org=%(org)s AND "
+                f"upload_sha256=%(sha)s AND {self._fence(held)} RETURNING 1",
                 {"state": "sent" if sent else "imported", "id": invoice_id, "now": now,
                  "sent_at": now if sent else None, "org": self.org, "sha": upload_sha,
-                 "me": self.owner}).fetchone()
+                 "me": self.owner, "lease": self.lease_seconds}).fetchone()
             if done is not None:
                 self._log(db, upload_sha, "sent" if sent else "imported",
                           f"adopted {invoice_id} (found at Qonto by invoice number)")
+            elif held:
+                self._lost(upload_sha, before_request=False)
+            if sent and done is not None:
+                self._held.discard(upload_sha)
 
     def mark_sending(self, upload_sha: str) -> None:
         self._set([upload_sha], "sending", error=None)
