@@ -25,6 +25,7 @@ def verdict_cache(folder: Path | None, disabled: bool) -> VerdictCache | None:
     if problem is not None:
         click.echo(f"warning: verdict cache: {problem}; validating without it", err=True)
         return None
+    cache.warn_as_line = True  # a write failing later (a full disk) is said the same way
     return cache
 
 

@@ -198,3 +198,29 @@ def test_a_cache_folder_shared_with_other_files_loses_none_of_them(tmp_path: Pat
     result = run("cache", "clear", "--cache", folder)
     assert result.returncode == 0 and "1 entry removed" in result.stdout, result.stdout
     assert [other.read_text() for other in others] == ["keep me\n"] * len(others)
+
+
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_a_cache_that_fails_mid_run_is_the_documented_warning_line(
+    jobs: str, tmp_path: Path
+) -> None:
+    """The folder passes the check before the run, then an entry cannot be written (a full
+    disk, here a shard that is a file): the same one-line warning as an unwritable folder
+    (once per process at most), not Python's two-line warning naming facturflow's source."""
+    folder = tmp_path / "cache"
+    folder.mkdir()
+    for shard in range(256):  # every entry's shard folder is a file: no entry can be stored
+        (folder / f"{shard:02x}").write_text("")
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    for index in range(3):
+        (inputs / f"{index}.xml").write_bytes(VALID_CII.read_bytes() + b"\n" * (index + 1))
+    result = run("validate", "--jobs", jobs, "--cache", folder, "--summary", inputs)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("VALID") == 3
+    lines = result.stderr.strip().splitlines()
+    assert lines and len(lines) <= int(jobs) + 1, result.stderr
+    for line in lines:
+        assert line.startswith("warning: verdict cache: cannot write "), result.stderr
+        assert line.endswith("; validating without it"), result.stderr
+    assert "CacheWarning" not in result.stderr and ".py:" not in result.stderr

@@ -39,6 +39,7 @@ import json
 import os
 import re
 import stat
+import sys
 import threading
 import time
 import warnings
@@ -263,6 +264,9 @@ class VerdictCache:
         self.max_bytes = max_bytes
         self.stats: dict[str, int] = {"hits": 0, "misses": 0, "stored": 0}
         self.problem: str | None = None
+        # The CLI's form of the warning: its own line on stderr, in every process that meets
+        # the problem (worker processes included: the flag travels with the pickled cache).
+        self.warn_as_line = False
         self._environment: str | None = None
         self._contexts: dict[str, str] = {}
         self._lock = threading.Lock()
@@ -387,6 +391,12 @@ class VerdictCache:
         with self._lock:
             if self.problem is None:
                 self.problem = problem
+                if self.warn_as_line:
+                    with contextlib.suppress(OSError, ValueError):
+                        sys.stderr.write(f"warning: verdict cache: {problem}; "
+                                         "validating without it\n")
+                        sys.stderr.flush()
+                    return
                 warnings.warn(
                     f"verdict cache {self.folder}: {problem}; validating without it",
                     CacheWarning,
