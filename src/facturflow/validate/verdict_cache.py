@@ -181,6 +181,20 @@ def _selection_material(rule_sets: Sequence[str], packs: Sequence[Any], limits: 
 # --- entries ------------------------------------------------------------------------------------
 
 
+def _private(path: Path, *, folder: bool = True) -> bool:
+    """Whether only this user could have written `path`: owned by this user, and, for a shard
+    folder, writable by nobody else. An entry anyone else could have planted (a --cache folder
+    in a shared place such as /tmp, its shards made by another user) is never trusted: its
+    header and checksum are easy to forge. Raises OSError when it is missing."""
+    status = path.lstat()
+    if hasattr(os, "geteuid") and status.st_uid != os.geteuid():
+        return False
+    if folder:
+        return stat.S_ISDIR(status.st_mode) and not status.st_mode & 0o022
+    return stat.S_ISREG(status.st_mode)
+
+
+
 def cacheable(report: Report) -> bool:
     """A complete verdict: the input was read, every layer ran, nothing failed to run."""
     return (
@@ -343,8 +357,11 @@ class VerdictCache:
         return report
 
     def _read(self, key: str, name: str) -> Report | None:
+        entry = self._entry(key)
         try:
-            raw = self._entry(key).read_bytes()
+            if not (_private(entry.parent) and _private(entry, folder=False)):
+                return None
+            raw = entry.read_bytes()
         except OSError:
             return None
         head, sep, body = raw.partition(b"\n")
