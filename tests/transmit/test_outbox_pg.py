@@ -308,3 +308,48 @@ def test_a_malformed_database_url_never_shows_its_password(
             open_outbox(url, "org-1")
         for secret in secrets:
             assert secret not in str(raised.value), str(raised.value)
+
+
+def test_two_migrations_of_one_outbox_at_once_copy_it_once_without_error(
+    tmp_path: Path, pg_url: str
+) -> None:
+    """Two `outbox migrate` at once into one database (copies of one state folder, on two
+    machines): one copies, the other waits for it and finds everything there, instead of
+    failing on a unique-key violation."""
+    import shutil
+    import threading
+
+    from facturflow.transmit.outbox import sha256
+
+    first = tmp_path / "a"
+    for org in ("org-1", "org-2"):
+        with Outbox(first, org) as local:
+            for n in range(150):
+                body = f"<Invoice>{org}-{n}</Invoice>".encode()
+                local.record_validated(
+                    source_sha=sha256(body + b"src"), source_path=f"/in/{n}.xml",
+                    upload_format="xml:default", file_name=f"{n}.xml", upload=body,
+                    invoice_number=f"N-{n}", buyer_siren=None)
+    second = tmp_path / "b"
+    shutil.copytree(first, second)
+    reports: list[Any] = []
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(2)
+
+    def migrate(folder: Path) -> None:
+        barrier.wait()
+        try:
+            reports.append(migrate_from_sqlite(folder, pg_url))
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=migrate, args=(f,)) for f in (first, second)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=300)
+    assert errors == [], errors
+    assert sorted((r.items, r.items_present) for r in reports) == [(0, 300), (300, 0)]
+    with psycopg.connect(pg_url) as conn:
+        assert conn.execute("SELECT count(*) FROM items").fetchone() == (300,)
+        assert conn.execute("SELECT count(*) FROM history").fetchone() == (300,)

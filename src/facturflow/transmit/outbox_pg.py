@@ -57,6 +57,9 @@ DEFAULT_LEASE_SECONDS = 60.0
 URL_SCHEMES = ("postgresql://", "postgres://")
 # pg_advisory_xact_lock key of the schema migrations (any constant; "ffoutbox" in ASCII)
 _MIGRATION_LOCK = 0x66666F7574626F78
+# pg_advisory_xact_lock key of `outbox migrate`'s copy ("ffmigrat"): two copies at once would
+# insert the same rows, and the second would fail on a unique key instead of finding them there
+_COPY_LOCK = 0x66666D6967726174
 
 _ITEM_COLUMNS = tuple(f.name for f in fields(Item))
 _COLUMNS_SQL = ", ".join(f"i.{c}" for c in _ITEM_COLUMNS)
@@ -772,6 +775,7 @@ def _copy(conn: psycopg.Connection[dict[str, Any]], blobs: Path, items: list[dic
           report: MigrateReport) -> None:
     conflicts: list[str] = []
     new: set[tuple[str, str]] = set()
+    conn.execute("SELECT pg_advisory_xact_lock(%s)", (_COPY_LOCK,))  # one copy at a time
     for item in items:
         key = (item["org"], item["upload_sha256"])
         row = conn.execute(f"SELECT {_COLUMNS_SQL} FROM items i WHERE org=%s AND "
