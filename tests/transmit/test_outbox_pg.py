@@ -353,3 +353,25 @@ def test_two_migrations_of_one_outbox_at_once_copy_it_once_without_error(
     with psycopg.connect(pg_url) as conn:
         assert conn.execute("SELECT count(*) FROM items").fetchone() == (300,)
         assert conn.execute("SELECT count(*) FROM history").fetchone() == (300,)
+
+
+def test_a_state_url_of_another_scheme_is_a_usage_error_not_a_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`postgresq://...` (a typo) used to be taken for a folder: a local outbox instead of the
+    shared one (several senders each sending on their own) in a folder named after the
+    password. It is a usage error naming the scheme, never the password."""
+    monkeypatch.chdir(tmp_path)
+    typo = "postgresq://facturflow:Typo-Pa55@127.0.0.1:5432/outbox"
+    for args in (("outbox", "list", "--state", typo), ("status", "--state", typo),
+                 ("outbox", "migrate", "--state", str(tmp_path), "--to",
+                  typo.replace("postgresq", "pgsql"))):
+        result = run(*args)
+        assert result.exit_code == exitcodes.USAGE, result.output
+        assert "is not a PostgreSQL URL" in result.output
+        assert "Typo-Pa55" not in result.output
+    monkeypatch.setenv("FACTURFLOW_STATE", typo)
+    result = run("outbox", "list")
+    assert result.exit_code == exitcodes.USAGE and "FACTURFLOW_STATE" in result.output
+    assert "Typo-Pa55" not in result.output
+    assert list(tmp_path.iterdir()) == []  # no folder made of the URL

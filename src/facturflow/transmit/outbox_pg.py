@@ -150,6 +150,19 @@ def is_database_url(state: object) -> bool:
     return isinstance(state, str) and state.startswith(URL_SCHEMES)
 
 
+def not_a_database_url(state: object) -> str | None:
+    """For a state written as a URL of another scheme (a typo: `postgresq://`, `pgsql://`),
+    which would otherwise be taken for a folder (a local outbox, not the shared one, in a
+    folder named after the password): what to say, naming only the scheme; else None."""
+    if not isinstance(state, str) or is_database_url(state):
+        return None
+    found = re.match(r"\s*([A-Za-z][A-Za-z0-9+.-]*)://", state)
+    if found is None:
+        return None
+    return (f"'{found.group(1)}://...' is not a PostgreSQL URL: write postgresql://"
+            "USER@HOST[:PORT]/DB (or postgres://), or a folder")
+
+
 def _psycopg() -> Any:
     try:
         import psycopg
