@@ -92,7 +92,16 @@ def clear_command(folder: Path | None) -> None:
     except OSError as exc:
         click.echo(f"error: {cache.folder}: {exc.strerror or exc}", err=True)
         sys.exit(exitcodes.USAGE)
+    _refuse_unremoved(cache)
     click.echo(f"{cache.folder}: {_entries(removed)} removed")
+
+
+def _refuse_unremoved(cache: VerdictCache) -> None:
+    """Entries that could not be removed: one line and exit 2, not '0 entries removed'."""
+    if cache.not_removed:
+        click.echo(f"error: {cache.folder}: {_entries(cache.not_removed)} "
+                   f"could not be removed: {cache.removal_problem}", err=True)
+        sys.exit(exitcodes.USAGE)
 
 
 @cache_group.command("prune")
@@ -118,6 +127,7 @@ def prune_command(folder: Path | None, max_size: str | None) -> None:
             sys.exit(exitcodes.USAGE)
     cache = _cache(folder)
     removed = cache.prune(limit)
+    _refuse_unremoved(cache)
     info = cache.info()
     click.echo(
         f"{cache.folder}: {_entries(removed)} removed, {info.entries} kept ({info.bytes} bytes)"

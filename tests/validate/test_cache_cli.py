@@ -224,3 +224,37 @@ def test_a_cache_that_fails_mid_run_is_the_documented_warning_line(
         assert line.startswith("warning: verdict cache: cannot write "), result.stderr
         assert line.endswith("; validating without it"), result.stderr
     assert "CacheWarning" not in result.stderr and ".py:" not in result.stderr
+
+
+def test_clear_and_prune_that_cannot_remove_entries_say_so(tmp_path: Path) -> None:
+    """A cache whose entries cannot be removed (a read-only mount, another user's folder):
+    `cache clear` used to say '0 entries removed' and exit 0 with every entry still there.
+    Now one line saying how many could not be removed and why, exit 2."""
+    mount = tmp_path / "mnt"
+    mount.mkdir()
+    as_root = os.geteuid() == 0
+    if as_root:  # root writes any folder: a read-only file system refuses even root
+        mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)],
+                                 capture_output=True, check=False)
+        if mounted.returncode:
+            pytest.skip("running as root where a tmpfs cannot be mounted")
+    try:
+        folder = mount / "cache"
+        run("validate", "--cache", folder, "--format", "json", INVALID)
+        (entry,) = entries(folder)
+        if as_root:
+            subprocess.run(["mount", "-o", "remount,ro", str(mount)], check=True)
+        else:
+            entry.parent.chmod(0o500)
+        for args in (("cache", "clear"), ("cache", "prune", "--max-size", "1")):
+            result = run(*args, "--cache", folder)
+            assert result.returncode == 2, (args, result.stdout, result.stderr)
+            line = result.stderr.strip()
+            assert len(line.splitlines()) == 1 and "1 entry could not be removed" in line, line
+            assert entry.exists()
+    finally:
+        if as_root:
+            subprocess.run(["umount", str(mount)], check=False)
+        else:
+            for shard in folder.iterdir():
+                shard.chmod(0o700)

@@ -281,6 +281,9 @@ class VerdictCache:
         # The CLI's form of the warning: its own line on stderr, in every process that meets
         # the problem (worker processes included: the flag travels with the pickled cache).
         self.warn_as_line = False
+        # What clear() and prune() could not remove in this process (the CLI says it).
+        self.not_removed = 0
+        self.removal_problem: str | None = None
         self._environment: str | None = None
         self._contexts: dict[str, str] = {}
         self._lock = threading.Lock()
@@ -521,12 +524,25 @@ class VerdictCache:
         files = [(f, s) for f, s in self._files() if f.suffix == ".json"]
         return CacheInfo(self.folder, len(files), sum(s.st_size for _, s in files), self.max_bytes)
 
+    def _remove(self, file: Path) -> bool:
+        """Remove one of the cache's files; False (counted in `not_removed`, the first reason
+        kept in `removal_problem`) when it cannot be (a read-only mount, another's folder)."""
+        try:
+            file.unlink()
+        except FileNotFoundError:  # another process removed it meanwhile: as good as done
+            return False
+        except OSError as exc:
+            self.not_removed += file.suffix == ".json"
+            self.removal_problem = self.removal_problem or (exc.strerror or str(exc))
+            return False
+        return True
+
     def clear(self) -> int:
-        """Remove every entry (and left-over temporary file); the number of entries removed."""
+        """Remove every entry (and left-over temporary file); the number of entries removed
+        (those that could not be: `not_removed`, and why: `removal_problem`)."""
         removed = 0
         for file, _ in self._files():
-            with contextlib.suppress(OSError):
-                file.unlink()
+            if self._remove(file):
                 removed += file.suffix == ".json"
         return removed
 
@@ -541,8 +557,7 @@ class VerdictCache:
             if file.suffix == ".json":
                 entries.append((status.st_mtime, status.st_size, file))
             elif now - status.st_mtime > _STALE_TEMP_SECONDS:
-                with contextlib.suppress(OSError):
-                    file.unlink()
+                self._remove(file)
         total = sum(size for _, size, _ in entries)
         removed = 0
         if limit is None or total <= limit:
@@ -550,8 +565,7 @@ class VerdictCache:
         for _, size, file in sorted(entries):
             if total <= limit:
                 break
-            with contextlib.suppress(OSError):
-                file.unlink()
+            if self._remove(file):
                 removed += 1
                 total -= size
         return removed
