@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import sys
 from pathlib import Path
@@ -54,7 +55,18 @@ def _entries(count: int) -> str:
 
 
 def _cache(folder: Path | None) -> VerdictCache:
-    return VerdictCache(folder if folder is not None else default_folder())
+    """The cache the command looks at: a folder, or one that does not exist yet (empty); a
+    file or a folder that cannot be read is one line and exit 2, not an empty cache."""
+    cache = VerdictCache(folder if folder is not None else default_folder())
+    try:
+        if cache.folder.exists() and not cache.folder.is_dir():
+            raise NotADirectoryError(errno.ENOTDIR, "is not a folder")
+        if cache.folder.is_dir():
+            next(iter(cache.folder.iterdir()), None)  # readable (a folder of another user)
+    except OSError as exc:
+        click.echo(f"error: {cache.folder}: {exc.strerror or exc}", err=True)
+        sys.exit(exitcodes.USAGE)
+    return cache
 
 
 @click.group("cache")
@@ -74,7 +86,12 @@ def cache_group() -> None:
 )
 def info_command(folder: Path | None, fmt: str) -> None:
     """Show the cache folder, its number of entries and their size."""
-    info = _cache(folder).info()
+    cache = _cache(folder)
+    try:
+        info = cache.info()
+    except OSError as exc:  # a shard that cannot be read
+        click.echo(f"error: {cache.folder}: {exc.strerror or exc}", err=True)
+        sys.exit(exitcodes.USAGE)
     if fmt == "json":
         click.echo(json.dumps(info.as_dict(), indent=2))
         return
@@ -126,9 +143,13 @@ def prune_command(folder: Path | None, max_size: str | None) -> None:
             click.echo(f"error: --max-size: {exc.message}", err=True)
             sys.exit(exitcodes.USAGE)
     cache = _cache(folder)
-    removed = cache.prune(limit)
-    _refuse_unremoved(cache)
-    info = cache.info()
+    try:
+        removed = cache.prune(limit)
+        _refuse_unremoved(cache)
+        info = cache.info()
+    except OSError as exc:  # a shard that cannot be read
+        click.echo(f"error: {cache.folder}: {exc.strerror or exc}", err=True)
+        sys.exit(exitcodes.USAGE)
     click.echo(
         f"{cache.folder}: {_entries(removed)} removed, {info.entries} kept ({info.bytes} bytes)"
     )

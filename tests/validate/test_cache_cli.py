@@ -258,3 +258,18 @@ def test_clear_and_prune_that_cannot_remove_entries_say_so(tmp_path: Path) -> No
         else:
             for shard in folder.iterdir():
                 shard.chmod(0o700)
+
+
+def test_cache_commands_on_a_file_say_it_is_not_a_folder(tmp_path: Path) -> None:
+    """`cache info|clear|prune --cache FILE` used to report '0 entries' and exit 0, as if the
+    cache were empty: one line saying it is not a folder, exit 2 (as documented for a folder
+    that cannot be read)."""
+    afile = tmp_path / "afile"
+    afile.write_text("not a cache\n")
+    for args in (("info",), ("clear",), ("prune",), ("info", "--format", "json")):
+        result = run("cache", *args, "--cache", afile)
+        assert result.returncode == 2, (args, result.stdout, result.stderr)
+        assert result.stderr == f"error: {afile}: is not a folder\n" and result.stdout == ""
+    assert afile.read_text() == "not a cache\n"
+    # a folder that does not exist yet is an empty cache, not an error
+    assert run("cache", "info", "--cache", tmp_path / "none").returncode == 0
