@@ -59,6 +59,7 @@ from .outbox_pg import (
     DatabaseUnavailableError,
     MigrateConflictError,
     is_database_url,
+    not_a_database_url,
 )
 from .pipeline import (
     DEFAULT_LOOKBACK_DAYS,
@@ -88,6 +89,8 @@ def state_dir(option: Path | None) -> Path:
     a database (postgresql://...) leaves the local files (tokens, sandbox) in the user's
     state folder."""
     env = os.environ.get("FACTURFLOW_STATE")
+    if not option and (problem := not_a_database_url(env)):
+        raise click.UsageError(f"FACTURFLOW_STATE: {problem}")
     return option or Path(env if env and not is_database_url(env) else default_state_dir())
 
 
@@ -96,6 +99,9 @@ def state_location(option: str | None) -> StateLocation:
     --state, else $FACTURFLOW_STATE, else the user's state folder; a postgresql:// URL stays a
     string, anything else is a folder."""
     value = option or os.environ.get("FACTURFLOW_STATE") or ""
+    problem = not_a_database_url(value)
+    if problem:
+        raise click.UsageError(f"{'--state' if option else 'FACTURFLOW_STATE'}: {problem}")
     if is_database_url(value):
         return value
     return Path(value) if value else default_state_dir()

@@ -36,7 +36,7 @@ from .cli import (
     state_location,
 )
 from .outbox import Item
-from .outbox_pg import is_database_url
+from .outbox_pg import is_database_url, not_a_database_url
 from .store import StateLocation, check, describe, open_outbox, organisations
 
 _STUCK = ("validated", "importing", "imported", "sending")
@@ -274,7 +274,9 @@ def migrate_command(target: str, state: str | None, fmt: str) -> None:
 
     folder = state_location(state)
     if not is_database_url(target):
-        raise click.BadParameter(f"{target!r} is not a postgresql:// URL", param_hint="--to")
+        # Never the value itself: it may hold a password.
+        raise click.BadParameter(not_a_database_url(target) or "not a postgresql:// URL",
+                                 param_hint="--to")
     if is_database_url(folder):
         raise click.BadParameter("the outbox to copy must be a state folder (SQLite), not a "
                                  "database", param_hint="--state")

@@ -17,6 +17,7 @@ from ..errors import (
     ValidationRejectedError,
 )
 from ..outbox import Item
+from ..outbox_pg import ClaimLostError
 from ..qonto import (
     MAX_IMPORT_FILE_BYTES,
     MAX_IMPORT_FILES,
@@ -168,7 +169,11 @@ class _Flow:
             return False
         item = claimed[0]
         assert item.invoice_id is not None
-        self.outbox.mark_sending(item.upload_sha256)
+        try:
+            self.outbox.mark_sending(item.upload_sha256)
+        except ClaimLostError:  # taken over while this sender was stopped: the other's now
+            self.elsewhere.add(item.upload_sha256)
+            return False
         self.running = ("send", [item], self.pool.submit(
             self._durably, self.client.send_by_einvoice, item.invoice_id))
         return True
@@ -190,7 +195,12 @@ class _Flow:
         if not batch:  # all held back, or taken care of: on to the next request
             self.import_total -= 1
             return False
-        outbox.mark_importing([i.upload_sha256 for i in batch])
+        try:
+            outbox.mark_importing([i.upload_sha256 for i in batch])
+        except ClaimLostError:  # one was taken over while this sender was stopped: nothing
+            self.elsewhere.update(i.upload_sha256 for i in batch)  # recorded; claimed anew
+            self.import_total -= 1
+            return False
         files = [UploadFile(i.file_name, outbox.blob(i), content_type_for(i.file_name))
                  for i in batch]
         self.running = ("import", batch, self.pool.submit(
