@@ -20,6 +20,8 @@ from ..model.invoice import (
     Invoice,
     PaymentCard,
     PaymentInstructions,
+    PostalAddress,
+    business_term,
 )
 from ._engine import (
     B,
@@ -93,22 +95,18 @@ def _write_party_ids(element: etree._Element, value: Any) -> None:
 
 
 def _address(term: str) -> Bind:
+    def bt(name: str) -> str:  # the model holds each group's term ids
+        return business_term(PostalAddress, name, term)
+
     return G(
         term, "ram:PostalTradeAddress",
-        B({"BG-5": "BT-38", "BG-8": "BT-53", "BG-12": "BT-67", "BG-15": "BT-78"}[term],
-          "ram:PostcodeCode"),
-        B({"BG-5": "BT-35", "BG-8": "BT-50", "BG-12": "BT-64", "BG-15": "BT-75"}[term],
-          "ram:LineOne"),
-        B({"BG-5": "BT-36", "BG-8": "BT-51", "BG-12": "BT-65", "BG-15": "BT-76"}[term],
-          "ram:LineTwo"),
-        B({"BG-5": "BT-162", "BG-8": "BT-163", "BG-12": "BT-164", "BG-15": "BT-165"}[term],
-          "ram:LineThree"),
-        B({"BG-5": "BT-37", "BG-8": "BT-52", "BG-12": "BT-66", "BG-15": "BT-77"}[term],
-          "ram:CityName"),
-        B({"BG-5": "BT-40", "BG-8": "BT-55", "BG-12": "BT-69", "BG-15": "BT-80"}[term],
-          "ram:CountryID"),
-        B({"BG-5": "BT-39", "BG-8": "BT-54", "BG-12": "BT-68", "BG-15": "BT-79"}[term],
-          "ram:CountrySubDivisionName"),
+        B(bt("post_code"), "ram:PostcodeCode"),
+        B(bt("line1"), "ram:LineOne"),
+        B(bt("line2"), "ram:LineTwo"),
+        B(bt("line3"), "ram:LineThree"),
+        B(bt("city"), "ram:CityName"),
+        B(bt("country_code"), "ram:CountryID"),
+        B(bt("country_subdivision"), "ram:CountrySubDivisionName"),
     )
 
 

@@ -25,6 +25,8 @@ from ..model.invoice import (
     Note,
     PaymentCard,
     PaymentInstructions,
+    PostalAddress,
+    business_term,
 )
 from ._engine import (
     B,
@@ -81,21 +83,18 @@ PARTY_ID = (("value", "cbc:ID"), ("scheme", "cbc:ID/@schemeID"))
 
 
 def _address(term: str, path: str = "cac:PostalAddress") -> Bind:
-    ids = {
-        "BG-5": ("BT-35", "BT-36", "BT-162", "BT-37", "BT-38", "BT-39", "BT-40"),
-        "BG-8": ("BT-50", "BT-51", "BT-163", "BT-52", "BT-53", "BT-54", "BT-55"),
-        "BG-12": ("BT-64", "BT-65", "BT-164", "BT-66", "BT-67", "BT-68", "BT-69"),
-        "BG-15": ("BT-75", "BT-76", "BT-165", "BT-77", "BT-78", "BT-79", "BT-80"),
-    }[term]
+    def bt(name: str) -> str:  # the model holds each group's term ids
+        return business_term(PostalAddress, name, term)
+
     return G(
         term, path,
-        B(ids[0], "cbc:StreetName"),
-        B(ids[1], "cbc:AdditionalStreetName"),
-        B(ids[2], "cac:AddressLine/cbc:Line"),
-        B(ids[3], "cbc:CityName"),
-        B(ids[4], "cbc:PostalZone"),
-        B(ids[5], "cbc:CountrySubentity"),
-        B(ids[6], "cac:Country/cbc:IdentificationCode"),
+        B(bt("line1"), "cbc:StreetName"),
+        B(bt("line2"), "cbc:AdditionalStreetName"),
+        B(bt("line3"), "cac:AddressLine/cbc:Line"),
+        B(bt("city"), "cbc:CityName"),
+        B(bt("post_code"), "cbc:PostalZone"),
+        B(bt("country_subdivision"), "cbc:CountrySubentity"),
+        B(bt("country_code"), "cac:Country/cbc:IdentificationCode"),
     )
 
 
