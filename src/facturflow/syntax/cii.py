@@ -15,6 +15,7 @@ from lxml import etree
 from ..model.codelists import as_read
 from ..model.implied import with_implied_gross_prices, without_redundant_tax_currency
 from ..model.invoice import (
+    AllowanceCharge,
     CreditTransfer,
     DirectDebit,
     Invoice,
@@ -124,27 +125,24 @@ def _vat_id(term: str, scheme: str = "VA") -> Bind:
 
 
 def _allowances(term: str, path: str, document: bool, read: str | None = None) -> Bind:
-    ids = {
-        "BG-20": ("BT-92", "BT-93", "BT-94", "BT-97", "BT-98", "BT-95", "BT-96"),
-        "BG-21": ("BT-99", "BT-100", "BT-101", "BT-104", "BT-105", "BT-102", "BT-103"),
-        "BG-27": ("BT-136", "BT-137", "BT-138", "BT-139", "BT-140"),
-        "BG-28": ("BT-141", "BT-142", "BT-143", "BT-144", "BT-145"),
-    }[term]
+    def bt(name: str) -> str:  # the model holds each group's term ids
+        return business_term(AllowanceCharge, name, term)
+
     # The read-only alternatives are those of an EXTENDED logistics service charge
     # (ram:SpecifiedLogisticsServiceCharge, BT-X-272), which Factur-X counts in BT-108.
     rows = [
-        B(ids[0], "ram:ActualAmount", read="ram:ActualAmount | ram:AppliedAmount"),
-        B(ids[1], "ram:BasisAmount"),
-        B(ids[2], "ram:CalculationPercent"),
-        B(ids[3], "ram:Reason", read="ram:Reason | ram:Description"),
-        B(ids[4], "ram:ReasonCode"),
+        B(bt("amount"), "ram:ActualAmount", read="ram:ActualAmount | ram:AppliedAmount"),
+        B(bt("base_amount"), "ram:BasisAmount"),
+        B(bt("percentage"), "ram:CalculationPercent"),
+        B(bt("reason"), "ram:Reason", read="ram:Reason | ram:Description"),
+        B(bt("reason_code"), "ram:ReasonCode"),
     ]
     if document:
         rows += [
-            B(ids[5], "ram:CategoryTradeTax/ram:CategoryCode",
+            B(bt("vat_category_code"), "ram:CategoryTradeTax/ram:CategoryCode",
               read="ram:CategoryTradeTax/ram:CategoryCode | ram:AppliedTradeTax/ram:CategoryCode",
               fill=(("ram:CategoryTradeTax/ram:TypeCode", "VAT"),)),
-            B(ids[6], "ram:CategoryTradeTax/ram:RateApplicablePercent",
+            B(bt("vat_rate"), "ram:CategoryTradeTax/ram:RateApplicablePercent",
               read="ram:CategoryTradeTax/ram:RateApplicablePercent"
                    " | ram:AppliedTradeTax/ram:RateApplicablePercent"),
         ]

@@ -19,6 +19,7 @@ from ..model.codelists import as_read
 from ..model.implied import with_implied_vat_total
 from ..model.invoice import (
     CREDIT_NOTE_TYPES,
+    AllowanceCharge,
     CreditTransfer,
     DirectDebit,
     Invoice,
@@ -105,22 +106,19 @@ def _contact(term: str, point: str, phone: str, email: str) -> Bind:
 
 def _allowances(term: str, path: str, document: bool) -> Bind:
     read = ALLOWANCE_READ if path == ALLOWANCE else CHARGE_READ
-    ids = {
-        "BG-20": ("BT-92", "BT-93", "BT-94", "BT-97", "BT-98", "BT-95", "BT-96"),
-        "BG-21": ("BT-99", "BT-100", "BT-101", "BT-104", "BT-105", "BT-102", "BT-103"),
-        "BG-27": ("BT-136", "BT-137", "BT-138", "BT-139", "BT-140"),
-        "BG-28": ("BT-141", "BT-142", "BT-143", "BT-144", "BT-145"),
-    }[term]
+    def bt(name: str) -> str:  # the model holds each group's term ids
+        return business_term(AllowanceCharge, name, term)
+
     rows = [
-        B(ids[0], "cbc:Amount"),
-        B(ids[1], "cbc:BaseAmount"),
-        B(ids[2], "cbc:MultiplierFactorNumeric"),
-        B(ids[3], "cbc:AllowanceChargeReason"),
-        B(ids[4], "cbc:AllowanceChargeReasonCode"),
+        B(bt("amount"), "cbc:Amount"),
+        B(bt("base_amount"), "cbc:BaseAmount"),
+        B(bt("percentage"), "cbc:MultiplierFactorNumeric"),
+        B(bt("reason"), "cbc:AllowanceChargeReason"),
+        B(bt("reason_code"), "cbc:AllowanceChargeReasonCode"),
     ]
     if document:
-        rows += [B(ids[5], f"cac:TaxCategory{VAT}/cbc:ID"),
-                 B(ids[6], f"cac:TaxCategory{VAT}/cbc:Percent")]
+        rows += [B(bt("vat_category_code"), f"cac:TaxCategory{VAT}/cbc:ID"),
+                 B(bt("vat_rate"), f"cac:TaxCategory{VAT}/cbc:Percent")]
     return G(term, path, *rows, read=read)
 
 
