@@ -32,6 +32,7 @@ from ._engine import (
     Tokens,
     build_invoice,
     first_text,
+    model_rows,
     parse_decimal,
 )
 from ._xsdorder import sort_tree
@@ -95,20 +96,14 @@ def _write_party_ids(element: etree._Element, value: Any) -> None:
             child.set("schemeID", ident.scheme)
 
 
-def _address(term: str) -> Bind:
-    def bt(name: str) -> str:  # the model holds each group's term ids
-        return business_term(PostalAddress, name, term)
+# PostalAddress fields in the order of CII's schema.
+_ADDRESS = {"post_code": "ram:PostcodeCode", "line1": "ram:LineOne", "line2": "ram:LineTwo",
+            "line3": "ram:LineThree", "city": "ram:CityName", "country_code": "ram:CountryID",
+            "country_subdivision": "ram:CountrySubDivisionName"}
 
-    return G(
-        term, "ram:PostalTradeAddress",
-        B(bt("post_code"), "ram:PostcodeCode"),
-        B(bt("line1"), "ram:LineOne"),
-        B(bt("line2"), "ram:LineTwo"),
-        B(bt("line3"), "ram:LineThree"),
-        B(bt("city"), "ram:CityName"),
-        B(bt("country_code"), "ram:CountryID"),
-        B(bt("country_subdivision"), "ram:CountrySubDivisionName"),
-    )
+
+def _address(term: str) -> Bind:
+    return G(term, "ram:PostalTradeAddress", *model_rows(PostalAddress, term, _ADDRESS))
 
 
 def _contact(term: str, point: str, phone: str, email: str) -> Bind:

@@ -27,7 +27,6 @@ from ..model.invoice import (
     PaymentCard,
     PaymentInstructions,
     PostalAddress,
-    business_term,
 )
 from ._engine import (
     B,
@@ -37,6 +36,7 @@ from ._engine import (
     Tokens,
     build_invoice,
     first_text,
+    model_rows,
     parse_decimal,
 )
 from ._xsdorder import sort_tree
@@ -83,20 +83,15 @@ DOCUMENT_TOKENS: dict[str, dict[str, str]] = {
 PARTY_ID = (("value", "cbc:ID"), ("scheme", "cbc:ID/@schemeID"))
 
 
-def _address(term: str, path: str = "cac:PostalAddress") -> Bind:
-    def bt(name: str) -> str:  # the model holds each group's term ids
-        return business_term(PostalAddress, name, term)
+# PostalAddress fields in the order of UBL's schema.
+_ADDRESS = {"line1": "cbc:StreetName", "line2": "cbc:AdditionalStreetName",
+            "line3": "cac:AddressLine/cbc:Line", "city": "cbc:CityName",
+            "post_code": "cbc:PostalZone", "country_subdivision": "cbc:CountrySubentity",
+            "country_code": "cac:Country/cbc:IdentificationCode"}
 
-    return G(
-        term, path,
-        B(bt("line1"), "cbc:StreetName"),
-        B(bt("line2"), "cbc:AdditionalStreetName"),
-        B(bt("line3"), "cac:AddressLine/cbc:Line"),
-        B(bt("city"), "cbc:CityName"),
-        B(bt("post_code"), "cbc:PostalZone"),
-        B(bt("country_subdivision"), "cbc:CountrySubentity"),
-        B(bt("country_code"), "cac:Country/cbc:IdentificationCode"),
-    )
+
+def _address(term: str, path: str = "cac:PostalAddress") -> Bind:
+    return G(term, path, *model_rows(PostalAddress, term, _ADDRESS))
 
 
 def _contact(term: str, point: str, phone: str, email: str) -> Bind:
@@ -104,21 +99,19 @@ def _contact(term: str, point: str, phone: str, email: str) -> Bind:
              B(point, "cbc:Name"), B(phone, "cbc:Telephone"), B(email, "cbc:ElectronicMail"))
 
 
+# AllowanceCharge fields, those of every level then the document level's VAT.
+_ALLOWANCE = {"amount": "cbc:Amount", "base_amount": "cbc:BaseAmount",
+              "percentage": "cbc:MultiplierFactorNumeric", "reason": "cbc:AllowanceChargeReason",
+              "reason_code": "cbc:AllowanceChargeReasonCode"}
+_ALLOWANCE_VAT = {"vat_category_code": f"cac:TaxCategory{VAT}/cbc:ID",
+                  "vat_rate": f"cac:TaxCategory{VAT}/cbc:Percent"}
+
+
 def _allowances(term: str, path: str, document: bool) -> Bind:
     read = ALLOWANCE_READ if path == ALLOWANCE else CHARGE_READ
-    def bt(name: str) -> str:  # the model holds each group's term ids
-        return business_term(AllowanceCharge, name, term)
-
-    rows = [
-        B(bt("amount"), "cbc:Amount"),
-        B(bt("base_amount"), "cbc:BaseAmount"),
-        B(bt("percentage"), "cbc:MultiplierFactorNumeric"),
-        B(bt("reason"), "cbc:AllowanceChargeReason"),
-        B(bt("reason_code"), "cbc:AllowanceChargeReasonCode"),
-    ]
+    rows = model_rows(AllowanceCharge, term, _ALLOWANCE)
     if document:
-        rows += [B(bt("vat_category_code"), f"cac:TaxCategory{VAT}/cbc:ID"),
-                 B(bt("vat_rate"), f"cac:TaxCategory{VAT}/cbc:Percent")]
+        rows += model_rows(AllowanceCharge, term, _ALLOWANCE_VAT)
     return G(term, path, *rows, read=read)
 
 
