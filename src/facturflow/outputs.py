@@ -38,11 +38,14 @@ def write_bytes_atomically(target: Path, data: bytes) -> None:
         raise
 
 
-def write_private_atomically(target: Path, data: bytes) -> None:
+def write_private_atomically(target: Path, data: bytes, *, prefix: str | None = None,
+                             suffix: str = ".tmp") -> None:
     """Write a state file (tokens, an index) whole or not at all: through a temporary file
-    beside it, flushed to disk, that replaces it when complete; mode 0600 from its first byte
-    (mkstemp), whatever the umask. Raises OSError."""
-    fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    beside it (named `prefix`…`suffix`, default `.NAME.`…`.tmp`), flushed to disk, that replaces
+    it when complete; mode 0600 from its first byte (mkstemp), whatever the umask. Raises
+    OSError. The target's folder entry is not fsynced: that is the caller's to do."""
+    prefix = f".{target.name}." if prefix is None else prefix
+    fd, name = tempfile.mkstemp(dir=target.parent, prefix=prefix, suffix=suffix)
     try:
         with os.fdopen(fd, "wb") as stream:
             stream.write(data)

@@ -173,16 +173,22 @@ def _scan_expression(
             raise _refuse(path, root, line, f"{name}('{href}') reads outside the pack's folder")
 
 
+def _parse_once(path: Path, root: Path, seen: set[Path]) -> etree._ElementTree | None:
+    """The parsed file (resolved `path`), or None when this check has been through it already:
+    imports and includes may form cycles."""
+    if path in seen:
+        return None
+    seen.add(path)
+    return _parse(path, root)
+
+
 def check_stylesheet(path: Path, root: Path, seen: set[Path] | None = None) -> None:
     """Refuse a pack stylesheet (and what it imports or includes) that could read outside
     `root`, reach the environment, write files or evaluate dynamic XPath; see the module doc."""
-    root = root.resolve()
-    seen = set() if seen is None else seen
-    path = path.resolve()
-    if path in seen:
+    path, root, seen = path.resolve(), root.resolve(), set() if seen is None else seen
+    tree = _parse_once(path, root, seen)
+    if tree is None:
         return
-    seen.add(path)
-    tree = _parse(path, root)
     elements = [e for e in tree.iter() if isinstance(e.tag, str)]
     # Text value templates are on somewhere if any element says so: under whatever name
     # (expand-text, xsl:expand-text, the shadow _expand-text) and whatever value.
@@ -230,13 +236,10 @@ def check_stylesheet(path: Path, root: Path, seen: set[Path] | None = None) -> N
 
 def check_schema(path: Path, root: Path, seen: set[Path] | None = None) -> None:
     """Refuse a pack XSD that includes, imports or redefines a file outside `root`."""
-    root = root.resolve()
-    seen = set() if seen is None else seen
-    path = path.resolve()
-    if path in seen:
+    path, root, seen = path.resolve(), root.resolve(), set() if seen is None else seen
+    tree = _parse_once(path, root, seen)
+    if tree is None:
         return
-    seen.add(path)
-    tree = _parse(path, root)
     for element in tree.iter(f"{{{XSD_NS}}}include", f"{{{XSD_NS}}}import",
                              f"{{{XSD_NS}}}redefine", f"{{{XSD_NS}}}override"):
         location = element.get("schemaLocation")

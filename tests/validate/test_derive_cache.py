@@ -58,6 +58,15 @@ def test_a_corrupted_entry_is_a_miss_and_is_replaced(
     assert _same(derive_cache.cached_derive(path), good)  # the replaced entry is sound
 
 
+@pytest.mark.parametrize("head", [b"[]", b"1", b'"text"', b"null"])
+def test_an_entry_whose_head_is_not_a_json_object_is_a_miss(cache: Path, head: bytes) -> None:
+    path = builtin("sch-brfr-cii").path
+    good = derive_cache.cached_derive(path)
+    (entry,) = cache.glob("*.xslt")
+    entry.write_bytes(head + b"\n" + good.text)
+    assert _same(derive_cache.cached_derive(path), good)
+
+
 def test_a_changed_stylesheet_gets_its_own_entry(cache: Path, tmp_path: Path) -> None:
     official = builtin("sch-brfr-cii").path
     copy = tmp_path / official.name

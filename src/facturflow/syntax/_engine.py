@@ -44,6 +44,7 @@ from ..model.invoice import (
     Identifier,
     Invoice,
     Node,
+    business_term,
 )
 from ..model.serialize import _hints, _unwrap
 from ..model.terms import TEXT_TERMS, term_label
@@ -141,6 +142,12 @@ def B(term: str, path: str, **options: Any) -> Bind:
 def G(term: str, path: str, *children: Bind, **options: Any) -> Bind:
     """A business group row with its members."""
     return Bind(term, path, tuple(children), **options)
+
+
+def model_rows(model: type[Any], group: str, paths: dict[str, str]) -> tuple[Bind, ...]:
+    """Term rows of the fields of a model class shared by several groups (field name → path,
+    in document order), each with the business term id the model gives it in `group`."""
+    return tuple(B(business_term(model, name, group), path) for name, path in paths.items())
 
 
 # -- field lookup ----------------------------------------------------------------------------

@@ -15,11 +15,14 @@ from lxml import etree
 from ..model.codelists import as_read
 from ..model.implied import with_implied_gross_prices, without_redundant_tax_currency
 from ..model.invoice import (
+    AllowanceCharge,
     CreditTransfer,
     DirectDebit,
     Invoice,
     PaymentCard,
     PaymentInstructions,
+    PostalAddress,
+    business_term,
 )
 from ._engine import (
     B,
@@ -29,6 +32,7 @@ from ._engine import (
     Tokens,
     build_invoice,
     first_text,
+    model_rows,
     parse_decimal,
 )
 from ._xsdorder import sort_tree
@@ -92,24 +96,14 @@ def _write_party_ids(element: etree._Element, value: Any) -> None:
             child.set("schemeID", ident.scheme)
 
 
+# PostalAddress fields in the order of CII's schema.
+_ADDRESS = {"post_code": "ram:PostcodeCode", "line1": "ram:LineOne", "line2": "ram:LineTwo",
+            "line3": "ram:LineThree", "city": "ram:CityName", "country_code": "ram:CountryID",
+            "country_subdivision": "ram:CountrySubDivisionName"}
+
+
 def _address(term: str) -> Bind:
-    return G(
-        term, "ram:PostalTradeAddress",
-        B({"BG-5": "BT-38", "BG-8": "BT-53", "BG-12": "BT-67", "BG-15": "BT-78"}[term],
-          "ram:PostcodeCode"),
-        B({"BG-5": "BT-35", "BG-8": "BT-50", "BG-12": "BT-64", "BG-15": "BT-75"}[term],
-          "ram:LineOne"),
-        B({"BG-5": "BT-36", "BG-8": "BT-51", "BG-12": "BT-65", "BG-15": "BT-76"}[term],
-          "ram:LineTwo"),
-        B({"BG-5": "BT-162", "BG-8": "BT-163", "BG-12": "BT-164", "BG-15": "BT-165"}[term],
-          "ram:LineThree"),
-        B({"BG-5": "BT-37", "BG-8": "BT-52", "BG-12": "BT-66", "BG-15": "BT-77"}[term],
-          "ram:CityName"),
-        B({"BG-5": "BT-40", "BG-8": "BT-55", "BG-12": "BT-69", "BG-15": "BT-80"}[term],
-          "ram:CountryID"),
-        B({"BG-5": "BT-39", "BG-8": "BT-54", "BG-12": "BT-68", "BG-15": "BT-79"}[term],
-          "ram:CountrySubDivisionName"),
-    )
+    return G(term, "ram:PostalTradeAddress", *model_rows(PostalAddress, term, _ADDRESS))
 
 
 def _contact(term: str, point: str, phone: str, email: str) -> Bind:
@@ -126,27 +120,24 @@ def _vat_id(term: str, scheme: str = "VA") -> Bind:
 
 
 def _allowances(term: str, path: str, document: bool, read: str | None = None) -> Bind:
-    ids = {
-        "BG-20": ("BT-92", "BT-93", "BT-94", "BT-97", "BT-98", "BT-95", "BT-96"),
-        "BG-21": ("BT-99", "BT-100", "BT-101", "BT-104", "BT-105", "BT-102", "BT-103"),
-        "BG-27": ("BT-136", "BT-137", "BT-138", "BT-139", "BT-140"),
-        "BG-28": ("BT-141", "BT-142", "BT-143", "BT-144", "BT-145"),
-    }[term]
+    def bt(name: str) -> str:  # the model holds each group's term ids
+        return business_term(AllowanceCharge, name, term)
+
     # The read-only alternatives are those of an EXTENDED logistics service charge
     # (ram:SpecifiedLogisticsServiceCharge, BT-X-272), which Factur-X counts in BT-108.
     rows = [
-        B(ids[0], "ram:ActualAmount", read="ram:ActualAmount | ram:AppliedAmount"),
-        B(ids[1], "ram:BasisAmount"),
-        B(ids[2], "ram:CalculationPercent"),
-        B(ids[3], "ram:Reason", read="ram:Reason | ram:Description"),
-        B(ids[4], "ram:ReasonCode"),
+        B(bt("amount"), "ram:ActualAmount", read="ram:ActualAmount | ram:AppliedAmount"),
+        B(bt("base_amount"), "ram:BasisAmount"),
+        B(bt("percentage"), "ram:CalculationPercent"),
+        B(bt("reason"), "ram:Reason", read="ram:Reason | ram:Description"),
+        B(bt("reason_code"), "ram:ReasonCode"),
     ]
     if document:
         rows += [
-            B(ids[5], "ram:CategoryTradeTax/ram:CategoryCode",
+            B(bt("vat_category_code"), "ram:CategoryTradeTax/ram:CategoryCode",
               read="ram:CategoryTradeTax/ram:CategoryCode | ram:AppliedTradeTax/ram:CategoryCode",
               fill=(("ram:CategoryTradeTax/ram:TypeCode", "VAT"),)),
-            B(ids[6], "ram:CategoryTradeTax/ram:RateApplicablePercent",
+            B(bt("vat_rate"), "ram:CategoryTradeTax/ram:RateApplicablePercent",
               read="ram:CategoryTradeTax/ram:RateApplicablePercent"
                    " | ram:AppliedTradeTax/ram:RateApplicablePercent"),
         ]

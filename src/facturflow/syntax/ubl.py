@@ -19,12 +19,14 @@ from ..model.codelists import as_read
 from ..model.implied import with_implied_vat_total
 from ..model.invoice import (
     CREDIT_NOTE_TYPES,
+    AllowanceCharge,
     CreditTransfer,
     DirectDebit,
     Invoice,
     Note,
     PaymentCard,
     PaymentInstructions,
+    PostalAddress,
 )
 from ._engine import (
     B,
@@ -34,6 +36,7 @@ from ._engine import (
     Tokens,
     build_invoice,
     first_text,
+    model_rows,
     parse_decimal,
 )
 from ._xsdorder import sort_tree
@@ -80,23 +83,15 @@ DOCUMENT_TOKENS: dict[str, dict[str, str]] = {
 PARTY_ID = (("value", "cbc:ID"), ("scheme", "cbc:ID/@schemeID"))
 
 
+# PostalAddress fields in the order of UBL's schema.
+_ADDRESS = {"line1": "cbc:StreetName", "line2": "cbc:AdditionalStreetName",
+            "line3": "cac:AddressLine/cbc:Line", "city": "cbc:CityName",
+            "post_code": "cbc:PostalZone", "country_subdivision": "cbc:CountrySubentity",
+            "country_code": "cac:Country/cbc:IdentificationCode"}
+
+
 def _address(term: str, path: str = "cac:PostalAddress") -> Bind:
-    ids = {
-        "BG-5": ("BT-35", "BT-36", "BT-162", "BT-37", "BT-38", "BT-39", "BT-40"),
-        "BG-8": ("BT-50", "BT-51", "BT-163", "BT-52", "BT-53", "BT-54", "BT-55"),
-        "BG-12": ("BT-64", "BT-65", "BT-164", "BT-66", "BT-67", "BT-68", "BT-69"),
-        "BG-15": ("BT-75", "BT-76", "BT-165", "BT-77", "BT-78", "BT-79", "BT-80"),
-    }[term]
-    return G(
-        term, path,
-        B(ids[0], "cbc:StreetName"),
-        B(ids[1], "cbc:AdditionalStreetName"),
-        B(ids[2], "cac:AddressLine/cbc:Line"),
-        B(ids[3], "cbc:CityName"),
-        B(ids[4], "cbc:PostalZone"),
-        B(ids[5], "cbc:CountrySubentity"),
-        B(ids[6], "cac:Country/cbc:IdentificationCode"),
-    )
+    return G(term, path, *model_rows(PostalAddress, term, _ADDRESS))
 
 
 def _contact(term: str, point: str, phone: str, email: str) -> Bind:
@@ -104,24 +99,19 @@ def _contact(term: str, point: str, phone: str, email: str) -> Bind:
              B(point, "cbc:Name"), B(phone, "cbc:Telephone"), B(email, "cbc:ElectronicMail"))
 
 
+# AllowanceCharge fields, those of every level then the document level's VAT.
+_ALLOWANCE = {"amount": "cbc:Amount", "base_amount": "cbc:BaseAmount",
+              "percentage": "cbc:MultiplierFactorNumeric", "reason": "cbc:AllowanceChargeReason",
+              "reason_code": "cbc:AllowanceChargeReasonCode"}
+_ALLOWANCE_VAT = {"vat_category_code": f"cac:TaxCategory{VAT}/cbc:ID",
+                  "vat_rate": f"cac:TaxCategory{VAT}/cbc:Percent"}
+
+
 def _allowances(term: str, path: str, document: bool) -> Bind:
     read = ALLOWANCE_READ if path == ALLOWANCE else CHARGE_READ
-    ids = {
-        "BG-20": ("BT-92", "BT-93", "BT-94", "BT-97", "BT-98", "BT-95", "BT-96"),
-        "BG-21": ("BT-99", "BT-100", "BT-101", "BT-104", "BT-105", "BT-102", "BT-103"),
-        "BG-27": ("BT-136", "BT-137", "BT-138", "BT-139", "BT-140"),
-        "BG-28": ("BT-141", "BT-142", "BT-143", "BT-144", "BT-145"),
-    }[term]
-    rows = [
-        B(ids[0], "cbc:Amount"),
-        B(ids[1], "cbc:BaseAmount"),
-        B(ids[2], "cbc:MultiplierFactorNumeric"),
-        B(ids[3], "cbc:AllowanceChargeReason"),
-        B(ids[4], "cbc:AllowanceChargeReasonCode"),
-    ]
+    rows = model_rows(AllowanceCharge, term, _ALLOWANCE)
     if document:
-        rows += [B(ids[5], f"cac:TaxCategory{VAT}/cbc:ID"),
-                 B(ids[6], f"cac:TaxCategory{VAT}/cbc:Percent")]
+        rows += model_rows(AllowanceCharge, term, _ALLOWANCE_VAT)
     return G(term, path, *rows, read=read)
 
 

@@ -48,6 +48,7 @@ from .outbox import (
     rebuilt_upload,
     sha256,
 )
+from .outbox.common import OutboxCommon
 
 if TYPE_CHECKING:
     import psycopg
@@ -289,11 +290,14 @@ def migrate_schema(conn: psycopg.Connection[Any], url: str) -> int:
         raise database_error(exc, url) from None
 
 
-class PgOutbox:
+class PgOutbox(OutboxCommon):
     """The outbox in a PostgreSQL database, for one organisation; see the module docstring.
 
     `lock` is accepted for the SQLite Outbox's signature: several writers are the point here,
     and claims (`claim`) keep them apart invoice by invoice."""
+
+    _PARAM = "%s"
+    _HISTORY_ORDER = "id"
 
     def __init__(self, url: str, org: str, *, lock: bool = True,
                  lease_seconds: float = DEFAULT_LEASE_SECONDS) -> None:
@@ -492,12 +496,6 @@ class PgOutbox:
                           "invoice_number=%s ORDER BY created_at", (self.org, invoice_number))
         return [self._item(r) for r in rows]
 
-    def pending_import(self) -> list[Item]:
-        return [i for i in self.items() if i.invoice_id is None and i.state != "sent"]
-
-    def pending_send(self) -> list[Item]:
-        return [i for i in self.items() if i.invoice_id is not None and i.state != "sent"]
-
     # -- claims ---------------------------------------------------------------------------------
     def claim(self, upload_shas: Sequence[str]) -> dict[str, Item]:
         """Claim the invoices not sent yet that no other live sender holds, for `lease_seconds`
@@ -596,9 +594,6 @@ class PgOutbox:
                 f"({self.lease_seconds:g} s) and stops here without sending it",
                 source=self.where)
 
-    def mark_importing(self, upload_shas: Sequence[str]) -> None:
-        self._set(upload_shas, "importing", error=None)
-
     def mark_imported(self, invoice_ids: dict[str, str]) -> None:
         """Record Qonto's invoice id of each upload (one transaction for the whole batch)."""
         now = time.time()
@@ -638,29 +633,6 @@ class PgOutbox:
             if sent and done is not None:
                 self._held.discard(upload_sha)
 
-    def mark_sending(self, upload_sha: str) -> None:
-        self._set([upload_sha], "sending", error=None)
-
-    def mark_sent(self, upload_sha: str) -> None:
-        self._set([upload_sha], "sent", sent_at=time.time(), error=None)
-
-    def mark_failed(self, upload_shas: Sequence[str], reason: str) -> None:
-        self._set(upload_shas, "failed", reason, error=reason)
-
-    def record_status(self, upload_sha: str, einvoicing_status: str | None,
-                      events: Sequence[dict[str, Any]]) -> None:
-        with self._tx() as db:
-            db.execute("UPDATE items SET einvoicing_status=%s, events=%s, updated_at=%s "
-                       "WHERE org=%s AND upload_sha256=%s",
-                       (einvoicing_status, json.dumps(list(events)), time.time(), self.org,
-                        upload_sha))
-            self._log(db, upload_sha, f"status:{einvoicing_status}", None)
-
-    def history(self, upload_sha: str) -> list[tuple[float, str, str | None]]:
-        rows = self._rows("SELECT at, state, detail FROM history WHERE org=%s AND "
-                          "upload_sha256=%s ORDER BY id", (self.org, upload_sha))
-        return [(r["at"], r["state"], r["detail"]) for r in rows]
-
     def forget(self, upload_sha: str) -> None:
         """Remove an item, its history, the source verdict pointing at it, and its stored
         upload unless another organisation's item shares it (one transaction)."""
@@ -671,13 +643,6 @@ class PgOutbox:
             db.execute("DELETE FROM blobs b WHERE upload_sha256=%s AND NOT EXISTS "
                        "(SELECT 1 FROM items i WHERE i.upload_sha256 = b.upload_sha256)",
                        (upload_sha,))
-
-    def reset_failed(self, upload_sha: str) -> None:
-        item = self.get(upload_sha)
-        if item is None or item.state != "failed":
-            return
-        state: State = "imported" if item.invoice_id else "validated"
-        self._set([upload_sha], state, "retry", error=None)
 
 
 def organisations(url: str) -> list[str]:

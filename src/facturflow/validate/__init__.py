@@ -50,6 +50,7 @@ from .report import (
     Finding,
     LayerRun,
     Report,
+    fatal_report,
 )
 from .verdict_cache import VerdictCache
 
@@ -84,16 +85,8 @@ def unreadable_report(name: str, exc: InputError) -> Report:
         if isinstance(exc, cls):
             layer, rule = cls_layer, cls_rule
             break
-    finding = Finding(layer=layer, rule=rule, severity="fatal", message=exc.message)  # type: ignore[arg-type]
-    return Report(
-        path=name,
-        container=None,
-        syntax=None,
-        profile=None,
-        findings=(finding,),
-        error=exc.message,
-        error_type=type(exc).__name__,
-    )
+    return fatal_report(name, layer, rule, exc.message, error=exc.message,  # type: ignore[arg-type]
+                        error_type=type(exc).__name__)
 
 
 def validate(

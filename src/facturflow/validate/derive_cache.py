@@ -26,6 +26,7 @@ from lxml import etree
 
 from . import derive as derive_module
 from .derive import Derived, derive
+from .entries import read_entry
 
 _FORMAT = 1
 
@@ -61,17 +62,11 @@ def _key(raw: bytes) -> str:
 
 
 def _load(entry: Path, path: Path, source_sha256: str) -> Derived | None:
-    try:
-        data = entry.read_bytes()
-    except OSError:
+    found = read_entry(entry, "body_sha256")
+    if found is None:
         return None
-    head, sep, body = data.partition(b"\n")
-    if not sep:
-        return None
+    meta, body = found
     try:
-        meta = json.loads(head)
-        if meta.get("body_sha256") != hashlib.sha256(body).hexdigest():
-            return None
         documents = tuple((str(name), Path(file)) for name, file in meta["documents"])
         rewrites = tuple(str(r) for r in meta["rewrites"])
     except (ValueError, KeyError, TypeError):

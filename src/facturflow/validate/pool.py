@@ -40,7 +40,7 @@ from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
 from typing import Any
 
-from .report import LAYER_FAILED, Finding, Report
+from .report import LAYER_FAILED, Report, fatal_report
 
 Task = Callable[[str], Report]
 Affinity = Callable[[str], "str | None"]
@@ -128,15 +128,7 @@ def failed_report(name: str, message: str) -> Report:
     Invalid through its fatal LAYER-FAILED finding, not unreadable: `error` stays None, so the
     CLI exits 1 (invalid), not 2, as for any layer that fails closed.
     """
-    finding = Finding(layer="xml", rule=LAYER_FAILED, severity="fatal", message=message)
-    return Report(
-        path=name,
-        container=None,
-        syntax=None,
-        profile=None,
-        findings=(finding,),
-        error_type="ValidationAborted",
-    )
+    return fatal_report(name, "xml", LAYER_FAILED, message, error_type="ValidationAborted")
 
 
 class _Slot:

@@ -196,3 +196,12 @@ class Report:
         if self.error is not None:
             data["error"] = self.error
         return data
+
+
+def fatal_report(path: str, layer: Layer, rule: str, message: str, *, error_type: str,
+                 error: str | None = None) -> Report:
+    """The report of an input that validation never reached: one fatal finding, nothing known
+    of its container, syntax or profile. `error` set makes it unreadable rather than invalid."""
+    finding = Finding(layer=layer, rule=rule, severity="fatal", message=message)
+    return Report(path=path, container=None, syntax=None, profile=None, findings=(finding,),
+                  error=error, error_type=error_type)

@@ -51,6 +51,7 @@ from typing import Any
 
 from ..outputs import write_bytes_atomically
 from ..xmlsafe import DEFAULT_LIMITS, Limits
+from .entries import read_entry
 from .report import LAYER_FAILED, Finding, LayerRun, Location, Report
 
 FORMAT = 1
@@ -364,22 +365,13 @@ class VerdictCache:
         try:
             if not (_private(entry.parent) and _private(entry, folder=False)):
                 return None
-            raw = entry.read_bytes()
         except OSError:
             return None
-        head, sep, body = raw.partition(b"\n")
-        if not sep:
+        found = read_entry(entry, "sha256")
+        if found is None or found[0].get("format") != FORMAT or found[0].get("key") != key:
             return None
         try:
-            meta = json.loads(head)
-            if (
-                not isinstance(meta, dict)
-                or meta.get("format") != FORMAT
-                or meta.get("key") != key
-                or meta.get("sha256") != hashlib.sha256(body).hexdigest()
-            ):
-                return None
-            data = json.loads(body)
+            data = json.loads(found[1])
             if not isinstance(data, dict):
                 return None
             return _from_data(data, name)

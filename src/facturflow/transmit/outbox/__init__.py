@@ -36,9 +36,10 @@ machine losing power, which can roll back the last commits. Re-running a lost `i
 would also forget which invoice numbers were already imported from other bytes, the guard
 against sending the same invoice twice.
 
-The package, by concern: `sqlite` (`Outbox`: connection, durability, transitions), `schema`
-(tables and their migration), `records` (states, `Item`, `SourceRecord`), `blobs` (stored
-uploads), `folder` (the state folder: errors, lost-outbox refusal, organisations, checks).
+The package, by concern: `sqlite` (`Outbox`: connection, durability, transitions), `common`
+(the transitions it writes like the PostgreSQL outbox), `schema` (tables and their migration),
+`records` (states, `Item`, `SourceRecord`), `blobs` (stored uploads), `folder` (the state
+folder: errors, lost-outbox refusal, organisations, checks).
 """
 
 from __future__ import annotations

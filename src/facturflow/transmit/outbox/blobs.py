@@ -5,11 +5,11 @@ from __future__ import annotations
 import contextlib
 import os
 import queue
-import tempfile
 import threading
 from concurrent.futures import Future
 from pathlib import Path
 
+from ...outputs import write_private_atomically
 from .folder import StoredUploadError
 from .records import Item, sha256
 
@@ -57,17 +57,8 @@ def _write_blob_file(folder: Path, upload_sha: str, data: bytes) -> None:
     target = folder / upload_sha
     if target.exists() and sha256(target.read_bytes()) == upload_sha:
         return
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".blob.")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, target)
-    except BaseException:  # a full disk must not leave a half-written temporary file behind
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    # ".blob." names the temporary files that check_state clears after a kill
+    write_private_atomically(target, data, prefix=".blob.", suffix="")
 
 
 class _BlobWriter:

@@ -16,13 +16,17 @@ from pathlib import Path
 from typing import Any
 
 from .blobs import _BlobWriter, _fsync_path, _store_blob, rebuilt_upload
+from .common import OutboxCommon
 from .folder import OutboxBusyError, refuse_lost_outbox, state_error
 from .records import Item, SourceRecord, State, sha256
 from .schema import _create_schema, _utf8
 
 
-class Outbox:
+class Outbox(OutboxCommon):
     """The outbox of one state folder, for one organisation. Holds an exclusive lock while open."""
+
+    _PARAM = "?"
+    _HISTORY_ORDER = "rowid"
 
     def __init__(self, state_dir: str | os.PathLike[str], org: str, *, lock: bool = True) -> None:
         """Open (creating) the outbox; `lock=False` is for readers such as `status`."""
@@ -299,12 +303,6 @@ class Outbox:
                           (self.org, invoice_number))
         return [self._item(r) for r in rows]
 
-    def pending_import(self) -> list[Item]:
-        return [i for i in self.items() if i.invoice_id is None and i.state != "sent"]
-
-    def pending_send(self) -> list[Item]:
-        return [i for i in self.items() if i.invoice_id is not None and i.state != "sent"]
-
     def _set(self, upload_shas: Sequence[str], state: State, detail: str | None = None,
              **columns: Any) -> None:
         now = time.time()
@@ -315,9 +313,6 @@ class Outbox:
             for upload_sha in upload_shas:
                 db.execute(sql, (state, now, *columns.values(), self.org, upload_sha))
                 self._log(db, upload_sha, state, detail)
-
-    def mark_importing(self, upload_shas: Sequence[str]) -> None:
-        self._set(upload_shas, "importing", error=None)
 
     def mark_imported(self, invoice_ids: dict[str, str]) -> None:
         """Record Qonto's invoice id of each upload (one transaction for the whole batch)."""
@@ -340,29 +335,6 @@ class Outbox:
                         self.org, upload_sha))
             self._log(db, upload_sha, "sent" if sent else "imported",
                       f"adopted {invoice_id} (found at Qonto by invoice number)")
-
-    def mark_sending(self, upload_sha: str) -> None:
-        self._set([upload_sha], "sending", error=None)
-
-    def mark_sent(self, upload_sha: str) -> None:
-        self._set([upload_sha], "sent", sent_at=time.time(), error=None)
-
-    def mark_failed(self, upload_shas: Sequence[str], reason: str) -> None:
-        self._set(upload_shas, "failed", reason, error=reason)
-
-    def record_status(self, upload_sha: str, einvoicing_status: str | None,
-                      events: Sequence[dict[str, Any]]) -> None:
-        with self._tx() as db:
-            db.execute("UPDATE items SET einvoicing_status=?, events=?, updated_at=? "
-                       "WHERE org=? AND upload_sha256=?",
-                       (einvoicing_status, json.dumps(list(events)), time.time(), self.org,
-                        upload_sha))
-            self._log(db, upload_sha, f"status:{einvoicing_status}", None)
-
-    def history(self, upload_sha: str) -> list[tuple[float, str, str | None]]:
-        rows = self._rows("SELECT at, state, detail FROM history WHERE org=? AND "
-                          "upload_sha256=? ORDER BY rowid", (self.org, upload_sha))
-        return [(r["at"], r["state"], r["detail"]) for r in rows]
 
 
     # -- maintenance (facturflow outbox) --------------------------------------------------------
@@ -406,11 +378,3 @@ class Outbox:
             with contextlib.suppress(FileNotFoundError):
                 (self.blobs / upload_sha).unlink()
 
-    def reset_failed(self, upload_sha: str) -> None:
-        """Put a failed item back where the next send takes it up: `imported` when Qonto gave
-        it an id, else `validated` (the error stays in its history)."""
-        item = self.get(upload_sha)
-        if item is None or item.state != "failed":
-            return
-        state: State = "imported" if item.invoice_id else "validated"
-        self._set([upload_sha], state, "retry", error=None)

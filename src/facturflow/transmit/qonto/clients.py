@@ -26,7 +26,32 @@ from .transport import _DEADLINE, _deadline_transport, _timeout
 from .values import ClientInvoice, EInvoicingSettings, ImportedInvoice, ServerClock, UploadFile
 
 
-class QontoClient:
+class _Client:
+    """What both clients hold and decide alike; each waits (sleeps, sends, locks) its own way."""
+
+    def __init__(self, config: QontoConfig | None, rng: random.Random | None,
+                 overrides: dict[str, Any]) -> None:
+        self.config = config if config is not None else QontoConfig.from_env(**overrides)
+        self._core = _Core(self.config, rng=rng)
+        self._ops = _Ops(self._core)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(base_url={self.config.base_url!r})"
+
+    def _refresh_first(self, op: _Op[Any], refreshed: bool) -> bool:
+        """Whether a refused business call gets one token refresh and a new try."""
+        return op.auth == "business" and not refreshed and self._core.can_refresh()
+
+    def _retry_delay(self, op: _Op[Any], err: QontoError, attempt: int, started: float) -> float:
+        """How long to wait before the next attempt; `err` raised when there is none."""
+        delay = self._core.retry_delay(err, attempt, started, op)
+        log.debug("%s attempt %d failed: %s", op.label, attempt + 1, err.message)
+        if delay is None:
+            raise err
+        return delay
+
+
+class QontoClient(_Client):
     """Synchronous Qonto client. Use as a context manager, or call `close()`."""
 
     def __init__(
@@ -37,9 +62,7 @@ class QontoClient:
         rng: random.Random | None = None,
         **overrides: Any,
     ) -> None:
-        self.config = config if config is not None else QontoConfig.from_env(**overrides)
-        self._core = _Core(self.config, rng=rng)
-        self._ops = _Ops(self._core)
+        super().__init__(config, rng, overrides)
         self._lock = threading.Lock()
         self._http = httpx.Client(
             timeout=_timeout(self.config), verify=self.config.verify,
@@ -55,9 +78,6 @@ class QontoClient:
 
     def close(self) -> None:
         self._http.close()
-
-    def __repr__(self) -> str:
-        return f"QontoClient(base_url={self.config.base_url!r})"
 
     def _run(self, op: _Op[T]) -> T:
         core = self._core
@@ -82,17 +102,14 @@ class QontoClient:
                 except StagingTokenError:
                     raise
                 except AuthenticationError as exc:
-                    if op.auth == "business" and not refreshed and core.can_refresh():
+                    if self._refresh_first(op, refreshed):
                         refreshed = True
                         self._refresh()
                         continue
                     err = exc
                 except QontoError as exc:
                     err = exc
-            delay = core.retry_delay(err, attempt, started, op)
-            log.debug("%s attempt %d failed: %s", op.label, attempt + 1, err.message)
-            if delay is None:
-                raise err
+            delay = self._retry_delay(op, err, attempt, started)
             attempt += 1
             time.sleep(delay)
 
@@ -213,7 +230,7 @@ class QontoClient:
             current = _pages_done(page, current)
 
 
-class AsyncQontoClient:
+class AsyncQontoClient(_Client):
     """The asyncio twin of QontoClient: same methods, awaited; `aiter_*` for pagination."""
 
     def __init__(
@@ -224,9 +241,7 @@ class AsyncQontoClient:
         rng: random.Random | None = None,
         **overrides: Any,
     ) -> None:
-        self.config = config if config is not None else QontoConfig.from_env(**overrides)
-        self._core = _Core(self.config, rng=rng)
-        self._ops = _Ops(self._core)
+        super().__init__(config, rng, overrides)
         self._lock = asyncio.Lock()
         self._http = httpx.AsyncClient(
             timeout=_timeout(self.config), verify=self.config.verify, transport=transport,
@@ -241,9 +256,6 @@ class AsyncQontoClient:
 
     async def aclose(self) -> None:
         await self._http.aclose()
-
-    def __repr__(self) -> str:
-        return f"AsyncQontoClient(base_url={self.config.base_url!r})"
 
     async def _run(self, op: _Op[T]) -> T:
         core = self._core
@@ -268,17 +280,14 @@ class AsyncQontoClient:
                 except StagingTokenError:
                     raise
                 except AuthenticationError as exc:
-                    if op.auth == "business" and not refreshed and core.can_refresh():
+                    if self._refresh_first(op, refreshed):
                         refreshed = True
                         await self._refresh()
                         continue
                     err = exc
                 except QontoError as exc:
                     err = exc
-            delay = core.retry_delay(err, attempt, started, op)
-            log.debug("%s attempt %d failed: %s", op.label, attempt + 1, err.message)
-            if delay is None:
-                raise err
+            delay = self._retry_delay(op, err, attempt, started)
             attempt += 1
             await asyncio.sleep(delay)
 

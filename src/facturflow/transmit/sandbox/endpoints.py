@@ -247,19 +247,33 @@ class _ApiRoutes(_Request):
                          or _parse_time(i[key], key) == bound]
         return self._paginate("supplier_invoices", items, self.sandbox.config.supplier_per_page)
 
-    def r_get_supplier_invoice(self, id: str) -> tuple[int, Any]:
-        invoice = self.sandbox.state.data["supplier_invoices"].get(id)
+    def _supplier_invoice(self, id: str) -> dict[str, Any]:
+        invoice: dict[str, Any] | None = self.sandbox.state.data["supplier_invoices"].get(id)
         if invoice is None:
             raise _fail(404, "not_found", "supplier invoice not found")
+        return invoice
+
+    def _supplier_answer(self, id: str, invoice: dict[str, Any], now: str, code: int | None,
+                         reason: str | None = None, message: str | None = None) -> tuple[int, Any]:
+        """Store a changed supplier invoice (with the lifecycle event `code`, when one is due
+        and it is an e-invoice) and answer it."""
+        if code is not None and invoice.get("is_einvoice"):
+            invoice["einvoicing_lifecycle_events"] = [
+                *invoice.get("einvoicing_lifecycle_events", []),
+                {"status_code": code, "reason": reason, "reason_message": message,
+                 "timestamp": now}]
+        # Set again, though changed in place: the state journals assignments (see _Tracked).
+        self.sandbox.state.data["supplier_invoices"][id] = invoice
         return 200, {"supplier_invoice": invoice}
+
+    def r_get_supplier_invoice(self, id: str) -> tuple[int, Any]:
+        return 200, {"supplier_invoice": self._supplier_invoice(id)}
 
     def r_reject_supplier_invoice(self, id: str) -> tuple[int, Any]:
         from ..reasons import RefusalReason
 
         sb = self.sandbox
-        invoice = sb.state.data["supplier_invoices"].get(id)
-        if invoice is None:
-            raise _fail(404, "not_found", "supplier invoice not found")
+        invoice = self._supplier_invoice(id)
         body = self._json_body()
         if invoice["status"] not in ("to_review", "to_approve", "awaiting_payment"):
             raise _fail(400, "invalid_status_transition",
@@ -279,18 +293,12 @@ class _ApiRoutes(_Request):
         now = _iso(sb.now())
         invoice.update(status="rejected", declined_note=note, declined_reason_code=code,
                        updated_at=now)
-        if invoice.get("is_einvoice"):  # the refusal travels back to the supplier as 210
-            invoice["einvoicing_lifecycle_events"] = [
-                *invoice.get("einvoicing_lifecycle_events", []),
-                {"status_code": 210, "reason": code, "reason_message": note, "timestamp": now}]
-        sb.state.data["supplier_invoices"][id] = invoice  # set again: journaled (see _Tracked)
-        return 200, {"supplier_invoice": invoice}
+        # An e-invoice's refusal travels back to the supplier as 210.
+        return self._supplier_answer(id, invoice, now, 210, code, note)
 
     def r_pay_supplier_invoice(self, id: str) -> tuple[int, Any]:
         sb = self.sandbox
-        invoice = sb.state.data["supplier_invoices"].get(id)
-        if invoice is None:
-            raise _fail(404, "not_found", "supplier invoice not found")
+        invoice = self._supplier_invoice(id)
         body = self._json_body()
         if invoice["status"] in ("rejected", "archived", "discarded"):
             raise _fail(400, "invalid_status_transition",
@@ -305,12 +313,8 @@ class _ApiRoutes(_Request):
         now = _iso(sb.now())
         first = invoice["status"] != "paid"
         invoice.update(status="paid", payment_date=raw, updated_at=now)
-        if first and invoice.get("is_einvoice"):  # the buyer's side reports 211
-            invoice["einvoicing_lifecycle_events"] = [
-                *invoice.get("einvoicing_lifecycle_events", []),
-                {"status_code": 211, "reason": None, "reason_message": None, "timestamp": now}]
-        sb.state.data["supplier_invoices"][id] = invoice  # set again: journaled (see _Tracked)
-        return 200, {"supplier_invoice": invoice}
+        # The buyer's side reports 211, once.
+        return self._supplier_answer(id, invoice, now, 211 if first else None)
 
     def _signature(self, attachment_id: str, expires: int) -> str:
         key = self.sandbox.state.data["org"]["signing_key"].encode()
