@@ -211,3 +211,23 @@ def test_cli_in_french_says_ligne() -> None:
     assert result.exit_code == 1, result.output
     assert re.search(r", ligne \d+", result.output)
     assert not re.search(r", line \d+", result.output)
+
+
+def test_past_the_invoices_kept_a_file_keeps_its_values(
+    monkeypatch: pytest.MonkeyPatch, reads: list[str], tmp_path: Path
+) -> None:
+    monkeypatch.setattr(values, "INVOICES_KEPT", 1)  # memory: only the last Invoice is kept
+    first, second = tmp_path / "1.xml", tmp_path / "2.xml"
+    shutil.copy(XML, first)
+    shutil.copy(XML, second)
+    reports = [_xml_report(first), _xml_report(second)]
+    text = render(reports, "text")
+    assert text.count("BT-106 = 1407.00") == 2 and len(reads) == 2
+    # The machine reports still read nothing again: the values outlive the Invoice...
+    assert render(reports, "json").count('"1407.00"') == 2 and len(reads) == 2
+    # ... and the HTML report, which needs the Invoice for the key data, has the last one and
+    # reads the first again.
+    render(reports[1:], "html")
+    assert len(reads) == 2
+    assert "1407.00" in render(reports[:1], "html")
+    assert reads[2:] == [str(first)]

@@ -119,12 +119,15 @@ def shows_values(finding: Finding) -> bool:
 #
 # Every report of a run (text, JSON, SARIF, JUnit, HTML) reads an invoice through `read_model`,
 # which keeps it here: the first report that needs a file reads it, the others find it. One
-# entry per file, keyed by its path, size and mtime so that a changed file is read again; the
-# last CACHED files are kept (an entry holds the Invoice itself: a few kB, more with attached
-# documents). The HTML report's worker processes send back each file's values (`Read.values`,
-# small) rather than the Invoice, which costs more to pickle than to read again.
-CACHED = 2_000
+# entry per file, keyed by its path, size and mtime so that a changed file is read again. An
+# entry keeps the values of every term its report's findings name (small) for the last CACHED
+# files, and the Invoice itself (a few kB, more with attached documents: what the HTML report's
+# key data is made of) for the last INVOICES_KEPT. The HTML report's worker processes send back
+# each file's values rather than its Invoice, which costs more to pickle than to read again.
+CACHED = 10_000
+INVOICES_KEPT = 2_000
 _cache: OrderedDict[tuple[str, int, int], Read] = OrderedDict()
+_invoices: OrderedDict[tuple[str, int, int], None] = OrderedDict()  # entries with an Invoice
 _lock = threading.Lock()
 
 
@@ -185,6 +188,8 @@ def read_model(report: Report, *, invoice: bool = False) -> Read | None:
             if not invoice or entry.invoice is not None or entry.error is not None:
                 return entry
     entry = _read(report)
+    # The values every report of the run shows, worked out while the Invoice is at hand.
+    entry.term_values(report_terms(report))
     remember(report, entry, key)
     return entry
 
@@ -202,13 +207,21 @@ def remember(report: Report, entry: Read, key: tuple[str, int, int] | None = Non
         _cache[key] = entry
         _cache.move_to_end(key)
         while len(_cache) > CACHED:
-            _cache.popitem(last=False)
+            _invoices.pop(_cache.popitem(last=False)[0], None)
+        if entry.invoice is not None:
+            _invoices[key] = None
+            _invoices.move_to_end(key)
+            while len(_invoices) > INVOICES_KEPT:  # the older ones keep their values only
+                older = _cache.get(_invoices.popitem(last=False)[0])
+                if older is not None:
+                    older.invoice, older._data = None, None
 
 
 def clear() -> None:
     """Forget every invoice read (benchmarks measure a run from the start)."""
     with _lock:
         _cache.clear()
+        _invoices.clear()
 
 
 def _read(report: Report) -> Read:
