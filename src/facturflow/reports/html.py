@@ -692,7 +692,11 @@ def _files_html(jobs: list[Job], workers: int | None
     count = workers if workers is not None else min(os.cpu_count() or 1, 8)
     if count > 1 and len(jobs) >= PARALLEL_FROM and _can_fork():
         # Forked workers start in milliseconds with everything imported; spawned ones would
-        # spend longer importing facturflow than reading a typical batch.
+        # spend longer importing facturflow than reading a typical batch. What they read and
+        # word invoices with is imported here, once, not in each of them.
+        from .. import pdf, read  # noqa: F401
+        from ..render import content  # noqa: F401
+
         try:
             context = multiprocessing.get_context("fork")
             with ProcessPoolExecutor(max_workers=count, mp_context=context) as pool:
