@@ -20,7 +20,8 @@ surrogates replaced, invoice text isolated for bidirectional display (`<bdi>`), 
 controls in file paths made visible. Labels in English or French (`lang`).
 
 Reading each invoice through the EN 16931 model is what costs (a few ms a file, against well
-under a millisecond for the markup); a large batch reads its files in worker processes.
+under a millisecond for the markup); the reading is the run's, shared with its other reports
+(values.read_model), and a large batch reads its files in worker processes.
 """
 
 from __future__ import annotations
