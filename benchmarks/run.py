@@ -1,7 +1,8 @@
 """facturflow benchmarks (issue 5): `make bench`, or `python -m benchmarks.run [--quick]`.
 
 Each target prints facturflow's figure, the reference's figure, their ratio, and the command lines
-that produced them. Targets: batch, cold, large, memory, convert, send (see benchmarks/README.md).
+that produced them. Targets: batch, cold, large, memory, convert, send, dask (see
+benchmarks/README.md).
 Benchmarks measure; they never assert (nothing here is a unit test).
 """
 
@@ -35,7 +36,7 @@ from .reference import (
     run_reference,
 )
 
-TARGETS = ("batch", "cold", "large", "memory", "convert", "send")
+TARGETS = ("batch", "cold", "large", "memory", "convert", "send", "dask")
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -576,6 +577,18 @@ def target_send(cfg: Config) -> None:
     cfg.results["send"] = run_send(cfg.workdir, cfg.quick, say)
 
 
+def target_dask(cfg: Config) -> None:
+    say("== 7. batch on a Dask LocalCluster of 1 and 2 workers vs the local pool (target: the "
+        "2-worker cluster within 15 % of the local pool on 2 cores) ==")
+    from .dask_bench import run_dask
+
+    docs = batch_documents(cfg)
+    files = [d.path for d in docs]
+    if cfg.corpus is not None and not cfg.quick:
+        files = files[::2]  # a few hundred invoices: both syntaxes, every size of the corpus
+    cfg.results["dask"] = run_dask(files, cfg.jobs, say)
+
+
 RUNNERS: dict[str, Callable[[Config], None]] = {
     "batch": target_batch,
     "cold": target_cold,
@@ -583,6 +596,7 @@ RUNNERS: dict[str, Callable[[Config], None]] = {
     "memory": target_memory,
     "convert": target_convert,
     "send": target_send,
+    "dask": target_dask,
 }
 
 

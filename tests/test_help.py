@@ -14,6 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 from facturflow.cli import main
+from facturflow.clitypes import FiniteFloatRange
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -112,3 +113,55 @@ def test_main_help_lists_exit_codes_through_the_real_entry_point() -> None:
                             text=True, timeout=120, check=False, env=env)
     assert result.returncode == 0
     assert "Exit codes: 0" in result.stdout and "Examples:" in result.stdout
+
+
+# --- numbers: every float option is a FiniteFloatRange, refusing what it cannot mean -----------
+
+FLOAT_OPTIONS = [
+    (path, param)
+    for path, command in ALL
+    for param in command.params
+    if isinstance(param, click.Option)
+    and isinstance(param.type, click.types.FloatParamType | click.FloatRange)
+]
+
+
+def test_every_float_option_is_a_finite_range() -> None:
+    found = {(" ".join(path), param.opts[0]) for path, param in FLOAT_OPTIONS}
+    assert {("validate", "--timeout"), ("send", "--wait-timeout"), ("doctor", "--max-skew"),
+            ("webhook serve", "--tolerance"), ("sandbox", "--fault-rate")} <= found
+    plain = [f"facturflow {' '.join(path)} {param.opts[0]}" for path, param in FLOAT_OPTIONS
+             if not isinstance(param.type, FiniteFloatRange)]
+    # click's FloatRange takes nan (every comparison false) and inf (when unbounded above).
+    assert not plain, f"use clitypes.FiniteFloatRange for {plain}"
+
+
+def _refused(param: click.Option) -> list[str]:
+    """What the option must refuse: nan, ±inf, below its lowest value (-1 where negative
+    means nothing), above its highest."""
+    kind = param.type
+    assert isinstance(kind, click.FloatRange)
+    values = ["nan", "NaN", "inf", "-inf", "1e999"]
+    if kind.min is not None:
+        values.append(f"{kind.min - 1:g}")
+        if kind.min >= 0:
+            values.append("-1")
+    if kind.max is not None:
+        values.append(f"{kind.max * 10 + 1:g}")
+    return values
+
+
+@pytest.mark.parametrize(("path", "param"), FLOAT_OPTIONS,
+                         ids=[f"{' '.join(p)} {o.opts[0]}" for p, o in FLOAT_OPTIONS])
+def test_every_float_option_refuses_non_finite_and_out_of_range_values(
+    path: tuple[str, ...], param: click.Option, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FACTURFLOW_STATE", str(tmp_path / "state"))
+    for value in _refused(param):
+        result = CliRunner().invoke(main, [*path, param.opts[0], value])
+        shown = f"facturflow {' '.join(path)} {param.opts[0]} {value}"
+        assert result.exit_code == 2, f"{shown}: {result.exit_code} {result.output}"
+        assert result.exception is None or isinstance(result.exception, SystemExit), shown
+        assert "Invalid value for" in result.output and param.opts[0] in result.output, shown
+        assert result.output.count("Error:") == 1 and "Traceback" not in result.output, shown
+    assert not (tmp_path / "state").exists()  # refused before anything started

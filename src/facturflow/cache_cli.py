@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import sys
 from pathlib import Path
@@ -25,6 +26,7 @@ def verdict_cache(folder: Path | None, disabled: bool) -> VerdictCache | None:
     if problem is not None:
         click.echo(f"warning: verdict cache: {problem}; validating without it", err=True)
         return None
+    cache.warn_as_line = True  # a write failing later (a full disk) is said the same way
     return cache
 
 
@@ -53,7 +55,18 @@ def _entries(count: int) -> str:
 
 
 def _cache(folder: Path | None) -> VerdictCache:
-    return VerdictCache(folder if folder is not None else default_folder())
+    """The cache the command looks at: a folder, or one that does not exist yet (empty); a
+    file or a folder that cannot be read is one line and exit 2, not an empty cache."""
+    cache = VerdictCache(folder if folder is not None else default_folder())
+    try:
+        if cache.folder.exists() and not cache.folder.is_dir():
+            raise NotADirectoryError(errno.ENOTDIR, "is not a folder")
+        if cache.folder.is_dir():
+            next(iter(cache.folder.iterdir()), None)  # readable (a folder of another user)
+    except OSError as exc:
+        click.echo(f"error: {cache.folder}: {exc.strerror or exc}", err=True)
+        sys.exit(exitcodes.USAGE)
+    return cache
 
 
 @click.group("cache")
@@ -73,7 +86,12 @@ def cache_group() -> None:
 )
 def info_command(folder: Path | None, fmt: str) -> None:
     """Show the cache folder, its number of entries and their size."""
-    info = _cache(folder).info()
+    cache = _cache(folder)
+    try:
+        info = cache.info()
+    except OSError as exc:  # a shard that cannot be read
+        click.echo(f"error: {cache.folder}: {exc.strerror or exc}", err=True)
+        sys.exit(exitcodes.USAGE)
     if fmt == "json":
         click.echo(json.dumps(info.as_dict(), indent=2))
         return
@@ -91,7 +109,16 @@ def clear_command(folder: Path | None) -> None:
     except OSError as exc:
         click.echo(f"error: {cache.folder}: {exc.strerror or exc}", err=True)
         sys.exit(exitcodes.USAGE)
+    _refuse_unremoved(cache)
     click.echo(f"{cache.folder}: {_entries(removed)} removed")
+
+
+def _refuse_unremoved(cache: VerdictCache) -> None:
+    """Entries that could not be removed: one line and exit 2, not '0 entries removed'."""
+    if cache.not_removed:
+        click.echo(f"error: {cache.folder}: {_entries(cache.not_removed)} "
+                   f"could not be removed: {cache.removal_problem}", err=True)
+        sys.exit(exitcodes.USAGE)
 
 
 @cache_group.command("prune")
@@ -116,8 +143,13 @@ def prune_command(folder: Path | None, max_size: str | None) -> None:
             click.echo(f"error: --max-size: {exc.message}", err=True)
             sys.exit(exitcodes.USAGE)
     cache = _cache(folder)
-    removed = cache.prune(limit)
-    info = cache.info()
+    try:
+        removed = cache.prune(limit)
+        _refuse_unremoved(cache)
+        info = cache.info()
+    except OSError as exc:  # a shard that cannot be read
+        click.echo(f"error: {cache.folder}: {exc.strerror or exc}", err=True)
+        sys.exit(exitcodes.USAGE)
     click.echo(
         f"{cache.folder}: {_entries(removed)} removed, {info.entries} kept ({info.bytes} bytes)"
     )

@@ -15,6 +15,7 @@ import signal
 import sys
 import tempfile
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -261,6 +262,21 @@ def _limits(max_size: int | None, max_nodes: int | None) -> Limits:
     "(LAYER-FAILED, exit code 1).",
 )
 @click.option(
+    "--scheduler",
+    metavar="tcp://HOST:PORT",
+    envvar="FACTURFLOW_SCHEDULER",
+    default=None,
+    help="Validate on the dask.distributed cluster of this scheduler instead of local worker "
+    "processes (pip install 'facturflow[dask]'); also $FACTURFLOW_SCHEDULER.",
+)
+@click.option(
+    "--ship-bytes/--shared-paths",
+    "ship_bytes",
+    default=None,
+    help="With --scheduler: send the files' bytes to the workers, or only their paths (the "
+    "workers see this file system). Default: a probe on the workers decides.",
+)
+@click.option(
     "--max-size",
     callback=_parse_size,
     default=None,
@@ -306,6 +322,8 @@ def validate_command(
     lang: str = "en",
     cache_dir: Path | None = None,
     no_cache: bool = False,
+    scheduler: str | None = None,
+    ship_bytes: bool | None = None,
 ) -> None:
     """Validate invoices (files or folders; '-' reads one from standard input) against XSD,
     Schematron and PDF rules, and write reports for people (text, grouped by rule) and machines
@@ -315,7 +333,8 @@ def validate_command(
     --timeout, a selection that does not apply to it); 2 a usage error (empty or unknown --rules,
     a bad rule pack, a bad --as-of, an --output or --report file that cannot be written) or an
     unreadable input;
-    3 a malformed rules calendar in the config file, or a French rules build not installed;
+    3 a malformed rules calendar in the config file, a French rules build not installed, or a
+    --scheduler that cannot be used (unreachable, no worker, Dask not installed);
     130 Ctrl-C (the files finished by then are reported).
     """
     if summary_only and quiet:
@@ -335,6 +354,7 @@ def validate_command(
             lang,
             _limits(max_size, max_nodes),
             (cache_dir, no_cache),
+            (scheduler, ship_bytes),
         )
     except KeyboardInterrupt:  # before or after the batch: nothing to report yet, or already
         click.echo("interrupted", err=True)
@@ -364,6 +384,35 @@ def rule_selection(
         sys.exit(exitcodes.CONFIG)
     except ValueError as exc:
         _usage(f"--as-of {as_of!r}: {exc}")
+
+
+@contextlib.contextmanager
+def cluster_errors() -> Iterator[None]:
+    """A cluster that cannot be used (facturflow.cluster.ClusterError): one line, exit 3."""
+    from .cluster import ClusterError
+
+    try:
+        yield
+    except ClusterError as exc:
+        click.echo(f"error: {exc.message}", err=True)
+        sys.exit(exitcodes.CONFIG)
+
+
+@contextlib.contextmanager
+def cluster_executor(scheduler: str | None) -> Iterator[Any]:
+    """The Dask client of --scheduler (closed at the end), or None for local workers."""
+    if not scheduler:
+        yield None
+        return
+    from .cluster import connect
+
+    with cluster_errors():
+        client = connect(scheduler)
+    try:
+        yield client
+    finally:
+        with contextlib.suppress(Exception):  # a scheduler gone meanwhile
+            client.close()
 
 
 def _usage(message: str) -> NoReturn:
@@ -524,6 +573,7 @@ def _validate(
     lang: str = "en",
     limits: Limits | None = None,
     caching: tuple[Path | None, bool] = (None, True),
+    cluster: tuple[str | None, bool | None] = (None, None),
 ) -> None:
     from .cache_cli import tidy, verdict_cache
     from .errors import RulePackError
@@ -547,16 +597,22 @@ def _validate(
         files, stdin_dir = _stdin_invoice(files)
     cache = verdict_cache(*caching)
     report_files: list[tuple[str, _ReportFile]] = []
+    stack = contextlib.ExitStack()
     try:
         # Every report file is checked (and its temporary file made) before the batch starts.
         for fmt, path, option in targets:
             if path is not None:
                 report_files.append((fmt, _ReportFile(path, option)))
+        executor = stack.enter_context(cluster_executor(cluster[0]))
         reports_iter = validate_many(
             files, selection, rule_packs=packs, jobs=jobs, timeout=timeout,
-            limits=limits or DEFAULT_LIMITS, cache=cache,
+            limits=limits or DEFAULT_LIMITS, cache=cache, executor=executor,
+            ship_bytes=cluster[1],
         )
-        reports, interrupted = collect_until_interrupted(reports_iter, len(files), "validating")
+        with cluster_errors():
+            reports, interrupted = collect_until_interrupted(
+                reports_iter, len(files), "validating"
+            )
         if stdin_dir is not None:  # name the input as the user gave it, not the copy
             copy = str(Path(stdin_dir.name) / "stdin")
             reports = [
@@ -573,6 +629,7 @@ def _validate(
             if path is None:
                 write(reports, fmt, sys.stdout, text_mode=text_mode, lang=lang)
     finally:
+        stack.close()
         for _, report_file in report_files:
             report_file.discard()
         if stdin_dir is not None:
@@ -680,6 +737,7 @@ _LAZY_COMMANDS = {
     "render": "facturflow.render_cli:render_command",
     "rules": "facturflow.rules_cli:rules_group",
     "sandbox": "facturflow.transmit.cli:sandbox_command",
+    "serve": "facturflow.service.cli:serve_command",
     "send": "facturflow.transmit.cli:send_command",
     "status": "facturflow.transmit.cli:status_command",
     "webhook": "facturflow.transmit.webhook_cli:webhook_group",

@@ -42,6 +42,7 @@ HELP: dict[tuple[str, ...], tuple[str | None, tuple[str, ...]]] = {
             "--report junit:junit.xml",
             "cat facture.xml | facturflow validate -",
             "facturflow validate --cache .verdicts invoices/",
+            "facturflow validate --scheduler tcp://10.0.0.5:8786 --summary archive/",
         ),
     ),
     ("detect",): (
@@ -59,11 +60,14 @@ HELP: dict[tuple[str, ...], tuple[str | None, tuple[str, ...]]] = {
     ),
     ("convert",): (
         "0 every conversion written; 1 a conversion refused (invalid output, or business terms "
-        "dropped without --lossy); 2 a usage error or an unreadable input; 130 Ctrl-C.",
+        "dropped without --lossy); 2 a usage error or an unreadable input; 3 a malformed rules "
+        "calendar, or a --scheduler that cannot be used (unreachable, Dask not installed); "
+        "130 Ctrl-C.",
         (
             "facturflow convert facture.xml --to ubl -o facture-ubl.xml",
             "facturflow convert facture.xml --to facturx --pdf visuel.pdf -o facture.pdf",
             "facturflow convert invoices/ --to cii -o out/",
+            "facturflow convert archive/ --to facturx -o out/ --scheduler tcp://10.0.0.5:8786",
         ),
     ),
     ("cache",): (
@@ -131,6 +135,17 @@ HELP: dict[tuple[str, ...], tuple[str | None, tuple[str, ...]]] = {
     ("sandbox",): (
         None,
         ("facturflow sandbox --port 8765", "facturflow sandbox --fault-rate 0.1 --seed 7"),
+    ),
+    ("serve",): (
+        "0 stopped by SIGTERM after the requests in flight; 2 a usage error (a bad option or "
+        "rule pack, an address that cannot be bound); 3 --host off loopback without "
+        "FACTURFLOW_SERVE_TOKEN, or the 'serve' extra not installed; 4 the service could not "
+        "start; 130 Ctrl-C.",
+        (
+            "facturflow serve",
+            "facturflow serve --port 0 --jobs 2 --request-timeout 10",
+            "FACTURFLOW_SERVE_TOKEN=... facturflow serve --host 0.0.0.0 --max-size 20MB",
+        ),
     ),
     ("doctor",): (
         "0 every check passed; 3 a configuration check failed (settings, credentials, "

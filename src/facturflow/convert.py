@@ -21,7 +21,8 @@ from __future__ import annotations
 import dataclasses
 import re
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
@@ -555,26 +556,27 @@ def _wrap(
 ) -> bytes:
     """The Factur-X PDF: `pdf` (the caller's visual when `given`) or a rendered page."""
     if pdf is not None:
-        try:
+        with _blaming_the_visual(given, name):
             fonts = unembedded_fonts(pdf)
-        except FacturflowError as exc:
-            if given:
-                raise VisualPDFError(
-                    f"the visual PDF to wrap (pdf=, --pdf) cannot be used: {exc.message}",
-                    source=name,
-                ) from None
-            exc.source = exc.source or name
-            raise
         if fonts:
             warnings.append(
                 "the visual PDF uses fonts it does not embed (" + ", ".join(fonts[:5])
                 + "): the result is not PDF/A-3 conformant; embed them or let facturflow "
                 "render the page"
             )
-    try:
+    with _blaming_the_visual(given, name, keep=(ConversionError,)):
         return build_facturx(xml, pdf=pdf, invoice=invoice, lang=lang, timestamp=timestamp)
+
+
+@contextmanager
+def _blaming_the_visual(given: bool, name: str,
+                        keep: tuple[type[FacturflowError], ...] = ()) -> Iterator[None]:
+    """A FacturflowError inside is blamed on the caller's own visual PDF (pdf=, --pdf) when one
+    was `given`, but for the kinds in `keep`; otherwise it is raised naming the input."""
+    try:
+        yield
     except FacturflowError as exc:
-        if given and not isinstance(exc, ConversionError):
+        if given and not isinstance(exc, keep):
             raise VisualPDFError(
                 f"the visual PDF to wrap (pdf=, --pdf) cannot be used: {exc.message}",
                 source=name,

@@ -1,15 +1,17 @@
 """`facturflow convert`: one file, or every invoice of a folder on a process pool.
 
 Exit codes (see facturflow.exitcodes): 0 every conversion succeeded; 1 at least one was refused
-(invalid output or dropped business terms); 2 a usage error (an output whose extension
-contradicts --to, an unreadable --pdf, an output that cannot be written, an empty or unknown
---rules, a bad --as-of) or an input that cannot be read; 3 a malformed rules calendar or a French
-rules build not installed; 130 Ctrl-C (the conversions finished by then are listed; each output
-is whole or absent).
+(invalid output or dropped business terms, or a --scheduler worker died on it twice:
+LAYER-FAILED); 2 a usage error (an output whose extension contradicts --to, an unreadable --pdf,
+an output that cannot be written, an empty or unknown --rules, a bad --as-of) or an input that
+cannot be read; 3 a malformed rules calendar, a French rules build not installed, or a
+--scheduler that cannot be used; 130 Ctrl-C (the conversions finished by then are listed; each
+output is whole or absent).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import multiprocessing
 import os
 import signal
@@ -19,15 +21,25 @@ from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import click
 
 from . import exitcodes
-from .cli import EXIT_INVALID, EXIT_OK, EXIT_UNREADABLE, rule_selection
+from .cli import (
+    EXIT_INVALID,
+    EXIT_OK,
+    EXIT_UNREADABLE,
+    cluster_errors,
+    cluster_executor,
+    rule_selection,
+)
 from .outputs import write_bytes_atomically
 from .progress import collect_until_interrupted
 from .rules import RuleSelection
+
+if TYPE_CHECKING:
+    from .detect import Source
 
 Status = Literal["converted", "refused", "unreadable", "unwritable"]
 
@@ -56,6 +68,14 @@ class _Options:
 
 def _convert_one(source: str, target: str, options: _Options) -> Outcome:
     """Convert `source` and write `target`; never raises for a bad input (it is an Outcome)."""
+    outcome, data = converted(source, source, options)
+    return written(outcome, data, target)
+
+
+def converted(name: str, source: Source, options: _Options) -> tuple[Outcome, bytes | None]:
+    """Convert `source` (a path, or the bytes of the file `name`) without writing it: the
+    Outcome (its target still unset) and the output's bytes when converted. The entry point of
+    a batch worker, local or on a cluster (facturflow.cluster)."""
     from .convert import convert
     from .errors import ConversionError, FacturflowError, InputError
 
@@ -70,21 +90,36 @@ def _convert_one(source: str, target: str, options: _Options) -> Outcome:
             rules=options.rules,
         )
     except InputError as exc:
-        return Outcome(source, None, "unreadable", exc.message)
+        return Outcome(name, None, "unreadable", exc.message), None
     except ConversionError as exc:
-        return Outcome(source, None, "refused", exc.message)
+        return Outcome(name, None, "refused", exc.message), None
     except FacturflowError as exc:
-        return Outcome(source, None, "refused", exc.message)
+        return Outcome(name, None, "refused", exc.message), None
     except Exception as exc:  # one broken input must not sink the batch
-        return Outcome(source, None, "refused", f"internal error: {type(exc).__name__}: {exc}")
+        message = f"internal error: {type(exc).__name__}: {exc}"
+        return Outcome(name, None, "refused", message), None
+    return Outcome(name, None, "converted", "", result.dropped, result.warnings), result.data
+
+
+def written(outcome: Outcome, data: bytes | None, target: str) -> Outcome:
+    """A converted outcome once its output is written to `target` (whole, atomically)."""
+    if outcome.status != "converted" or data is None:
+        return outcome
     path = Path(target)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        write_bytes_atomically(path, result.data)  # never half an invoice, never over a device
+        write_bytes_atomically(path, data)  # never half an invoice, never over a device
     except OSError as exc:
-        return Outcome(source, None, "unwritable",
-                       f"cannot write {target}: {exc.strerror or exc}")
-    return Outcome(source, target, "converted", "", result.dropped, result.warnings)
+        return dataclasses.replace(
+            outcome, status="unwritable", message=f"cannot write {target}: {exc.strerror or exc}",
+            dropped=(), warnings=(),
+        )
+    return dataclasses.replace(outcome, target=target)
+
+
+def not_converted(name: str, message: str) -> tuple[Outcome, bytes | None]:
+    """The outcome of an input whose conversion could not finish (its worker died twice)."""
+    return Outcome(name, None, "refused", f"LAYER-FAILED: {message}"), None
 
 
 def _convert_star(job: tuple[str, str, _Options]) -> Outcome:
@@ -219,6 +254,22 @@ def _run(jobs_list: list[tuple[str, str, _Options]], jobs: int) -> Iterator[Outc
         pool.shutdown(wait=True, cancel_futures=True)
 
 
+def run_on(
+    executor: Any, jobs_list: list[tuple[str, str, _Options]], *, ship_bytes: bool | None = None
+) -> Iterator[Outcome]:
+    """Outcomes in input order, converted on `executor` (a dask.distributed Client or a
+    concurrent.futures.Executor; see facturflow.cluster) and written here as they come."""
+    from .cluster import Runner
+
+    if not jobs_list:
+        return
+    options = jobs_list[0][2]
+    runner = Runner(executor, converted, not_converted, options, ship_bytes=ship_bytes)
+    results = runner.run([source for source, _, _ in jobs_list])
+    for (_, target, _), (outcome, data) in zip(jobs_list, results, strict=False):
+        yield written(outcome, data, target)
+
+
 @click.command("convert")
 @click.argument("source", type=click.Path(exists=True, path_type=Path))
 @click.option("--output", "-o", "output_text", required=True, type=click.Path(),
@@ -246,6 +297,14 @@ def _run(jobs_list: list[tuple[str, str, _Options]], jobs: int) -> Iterator[Outc
               help="Apply the French rules build in force on DATE (YYYY-MM-DD), as in `validate`.")
 @click.option("--jobs", "-j", type=click.IntRange(min=1), default=None,
               help="Worker processes for a folder (default: all cores).")
+@click.option("--scheduler", metavar="tcp://HOST:PORT", envvar="FACTURFLOW_SCHEDULER",
+              default=None,
+              help="Convert on the dask.distributed cluster of this scheduler instead of local "
+                   "worker processes (pip install 'facturflow[dask]'); the outputs are written "
+                   "here. Also $FACTURFLOW_SCHEDULER.")
+@click.option("--ship-bytes/--shared-paths", "ship_bytes", default=None,
+              help="With --scheduler: send the inputs' bytes to the workers, or only their "
+                   "paths (the workers see this file system). Default: a probe decides.")
 def convert_command(
     source: Path,
     output_text: str,
@@ -258,6 +317,8 @@ def convert_command(
     french_rules: str | None,
     as_of: str | None,
     jobs: int | None,
+    scheduler: str | None = None,
+    ship_bytes: bool | None = None,
 ) -> None:
     """Convert an invoice (or every invoice in a folder) to CII, UBL or Factur-X PDF/A-3.
 
@@ -272,7 +333,8 @@ def convert_command(
             if rules is not None or french_rules is not None or as_of is not None
             else None
         )
-        _convert(source, output_text, to, profile, visual, lang, lossy, jobs, selection)
+        _convert(source, output_text, to, profile, visual, lang, lossy, jobs, selection,
+                 (scheduler, ship_bytes))
     except KeyboardInterrupt:  # before the batch started: nothing to report
         click.echo("interrupted", err=True)
         sys.exit(exitcodes.INTERRUPTED)
@@ -288,6 +350,7 @@ def _convert(
     lossy: bool,
     jobs: int | None,
     rules: RuleSelection | None = None,
+    cluster: tuple[str | None, bool | None] = (None, None),
 ) -> None:
     output = Path(output_text)
     if source.is_dir() and output.exists() and not output.is_dir():
@@ -315,9 +378,13 @@ def _convert(
     )
     work = [(str(src), str(dst), options) for src, dst in pairs]
     cores = os.cpu_count() or 1
-    outcomes, interrupted = collect_until_interrupted(
-        _run(work, jobs or cores), len(work), "converting"
-    )
+    with cluster_executor(cluster[0]) as executor, cluster_errors():
+        outcomes, interrupted = collect_until_interrupted(
+            _run(work, jobs or cores) if executor is None
+            else run_on(executor, work, ship_bytes=cluster[1]),
+            len(work),
+            "converting",
+        )
     code = report_outcomes(outcomes)
     if interrupted:
         click.echo(f"interrupted: {len(outcomes)} of {len(work)} inputs processed", err=True)

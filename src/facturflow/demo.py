@@ -94,9 +94,71 @@ def main() -> int:
         print(f"(exit code {result.returncode}: {status})")
         if result.returncode not in expected:
             failures += 1
+    failures += serve_step(env)
     print("\nDemo finished: " + ("every step behaved as expected." if not failures
                                  else f"{failures} step(s) did not behave as expected."))
     return 1 if failures else 0
+
+
+def serve_step(env: dict[str, str]) -> int:
+    """Start `facturflow serve`, validate one invoice through it with curl, stop it; 1 when
+    that did not go as expected."""
+    import json
+    import shlex
+    import signal
+    import time
+    import urllib.request
+
+    _banner("14. The HTTP service: start `facturflow serve`, validate one invoice with curl, "
+            "stop it (SIGTERM)")
+    args = ["serve", "--port", "0", "--jobs", "1"]
+    print("$ facturflow " + " ".join(args) + " &", flush=True)
+    service = subprocess.Popen([sys.executable, "-m", "facturflow", *args], cwd=ROOT,
+                               env={**env, "FACTURFLOW_SERVE_TOKEN": ""},
+                               stderr=subprocess.PIPE, text=True)
+    assert service.stderr is not None
+    url = ""
+    for line in service.stderr:  # JSON log lines; the first says where it listens
+        if '"event": "listening"' in line:
+            url = json.loads(line)["url"]
+            break
+    if not url:
+        print("(the service did not start: UNEXPECTED)")
+        return 1
+    ok = False
+    try:
+        invoice = "fixtures/valid/fr-invoice-en16931.xml"
+        for _ in range(600):  # ready once its workers have compiled their stylesheets
+            try:
+                with urllib.request.urlopen(url + "/readyz", timeout=5):
+                    break
+            except OSError:
+                time.sleep(0.2)
+        command = ["curl", "-sS", "-H", "Content-Type: application/xml", "--data-binary",
+                   f"@{invoice}", f"{url}/v1/validate"]
+        if shutil.which("curl"):
+            print("$ " + shlex.join(command), flush=True)
+            answer = subprocess.run(command, cwd=ROOT, capture_output=True, text=True).stdout
+        else:  # no curl on this machine: the same request from Python
+            print("(curl is not installed: the same request with urllib)")
+            request = urllib.request.Request(
+                f"{url}/v1/validate", data=(ROOT / invoice).read_bytes(),
+                headers={"Content-Type": "application/xml"})
+            with urllib.request.urlopen(request, timeout=300) as response:
+                answer = response.read().decode()
+        report = json.loads(answer)["files"][0]
+        print(f"{invoice}: {'valid' if report['valid'] else 'INVALID'} "
+              f"({report['container']}, {report['syntax']}, {report['profile']})")
+        ok = report["valid"] is True
+    except (OSError, ValueError, KeyError, IndexError) as exc:
+        print(f"(the request failed: {exc})")
+    finally:
+        print(f"$ kill -TERM {service.pid}", flush=True)
+        service.send_signal(signal.SIGTERM)
+        code = service.wait(timeout=120)
+    ok = ok and code == 0
+    print(f"(service stopped, exit code {code}: {'as expected' if ok else 'UNEXPECTED'})")
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""Writing an output file without ever leaving half of it, nor destroying what is not a file."""
+"""Writing an output or state file without ever leaving half of it, nor destroying what is not
+a file."""
 
 from __future__ import annotations
 
@@ -37,4 +38,21 @@ def write_bytes_atomically(target: Path, data: bytes) -> None:
         raise
 
 
-__all__ = ["write_bytes_atomically"]
+def write_private_atomically(target: Path, data: bytes) -> None:
+    """Write a state file (tokens, an index) whole or not at all: through a temporary file
+    beside it, flushed to disk, that replaces it when complete; mode 0600 from its first byte
+    (mkstemp), whatever the umask. Raises OSError."""
+    fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as stream:
+            stream.write(data)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(name, target)
+    except BaseException:  # an error, or Ctrl-C: no temporary file left behind
+        with contextlib.suppress(OSError):
+            os.unlink(name)
+        raise
+
+
+__all__ = ["write_bytes_atomically", "write_private_atomically"]

@@ -123,6 +123,8 @@ def parse_side(spec: str) -> Side:
             raise SideError(f"{spec!r}: {day!r} is not a date (write asof:YYYY-MM-DD)")
         return Side(text, f"French rules as of {day}", as_of=day)
     if kind == "pack" and value:
+        if not Path(value).is_dir():
+            raise SideError(f"{spec!r}: {value} is not a folder", exitcodes.CONFIG)
         return Side(text, f"default rules + rule pack {value}", pack=Path(value))
     if kind == "python" and value:
         folder, version = probe_interpreter(value)
@@ -159,7 +161,15 @@ def run_side(
     from .validate import validate_many
 
     try:
-        loaded = [load_rule_pack(p) for p in [*packs, *([side.pack] if side.pack else [])]]
+        loaded = [load_rule_pack(p) for p in packs]
+    except RulePackError as exc:
+        raise SideError(f"--rule-pack: {exc}") from None
+    try:
+        # The side's own pack: one that cannot be loaded is a side that cannot be used.
+        loaded += [load_rule_pack(side.pack)] if side.pack else []
+    except RulePackError as exc:
+        raise SideError(f"{side.spec}: {exc}", exitcodes.CONFIG) from None
+    try:
         selection = parse_rule_sets(
             rules,
             loaded,
@@ -282,7 +292,7 @@ def rules_group() -> None:
     "--rule-pack",
     "rule_packs",
     multiple=True,
-    type=click.Path(path_type=Path),
+    type=click.Path(path_type=Path, exists=True, file_okay=False),
     help="A rule pack loaded on both sides; repeatable.",
 )
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
@@ -306,6 +316,9 @@ def diff_command(
 
     try:
         sides = (parse_side(side_from), parse_side(side_to))
+        missing = [str(p) for p in paths if not p.exists()]
+        if missing:  # each was counted as one file, unreadable on both sides: "no change"
+            raise SideError(f"no such file or folder: {', '.join(missing)}")
         files = list(expand_inputs(paths))
         if not files:
             raise SideError("no invoice files found in the given paths")

@@ -433,70 +433,12 @@ def test_valid_xrechnung_and_peppol_corpus_files_pass_or_are_listed() -> None:
     assert len(rows) >= 160 and passed >= 130
 
 
-# --- CDAR lifecycle messages (no CDAR in the corpus: a status message written here) ---------
+# --- CDAR lifecycle messages (none in the corpus: the ones fixtures/make_fixtures.py writes) --
 
-CDAR = b"""<?xml version="1.0" encoding="UTF-8"?>
-<rsm:CrossDomainAcknowledgementAndResponse
-    xmlns:rsm="urn:un:unece:uncefact:data:standard:CrossDomainAcknowledgementAndResponse:100"
-    xmlns:ram="urn:un:unece:uncefact:data:standard:ReusableAggregateBusinessInformationEntity:100"
-    xmlns:udt="urn:un:unece:uncefact:data:standard:UnqualifiedDataType:100"
-    xmlns:qdt="urn:un:unece:uncefact:data:standard:QualifiedDataType:100">
-  <rsm:ExchangedDocumentContext>
-    <ram:BusinessProcessSpecifiedDocumentContextParameter><ram:ID>REGULATED</ram:ID>
-    </ram:BusinessProcessSpecifiedDocumentContextParameter>
-    <ram:GuidelineSpecifiedDocumentContextParameter><ram:ID>urn.cpro.gouv.fr:1p0:CDV:invoice</ram:ID>
-    </ram:GuidelineSpecifiedDocumentContextParameter>
-  </rsm:ExchangedDocumentContext>
-  <rsm:ExchangedDocument>
-    <ram:ID>CDV-2026-0001</ram:ID>
-    <ram:Name>Statut de cycle de vie</ram:Name>
-    <ram:IssueDateTime><udt:DateTimeString format="204">20260915103000</udt:DateTimeString>
-    </ram:IssueDateTime>
-    <ram:SenderTradeParty>
-      <ram:RoleCode>WK</ram:RoleCode>
-      <ram:URIUniversalCommunication><ram:URIID schemeID="0225">123456782</ram:URIID>
-      </ram:URIUniversalCommunication>
-    </ram:SenderTradeParty>
-    <ram:IssuerTradeParty>
-      <ram:GlobalID schemeID="0238">1234</ram:GlobalID>
-      <ram:RoleCode>WK</ram:RoleCode>
-    </ram:IssuerTradeParty>
-    <ram:RecipientTradeParty>
-      <ram:GlobalID schemeID="0238">5678</ram:GlobalID>
-      <ram:RoleCode>WK</ram:RoleCode>
-      <ram:URIUniversalCommunication><ram:URIID schemeID="0225">987654321</ram:URIID>
-      </ram:URIUniversalCommunication>
-    </ram:RecipientTradeParty>
-  </rsm:ExchangedDocument>
-  <rsm:AcknowledgementDocument>
-    <ram:MultipleReferencesIndicator><udt:Indicator>false</udt:Indicator>
-    </ram:MultipleReferencesIndicator>
-    <ram:TypeCode>305</ram:TypeCode>
-    <ram:IssueDateTime><udt:DateTimeString format="204">20260915103000</udt:DateTimeString>
-    </ram:IssueDateTime>
-    <ram:ReferenceReferencedDocument>
-      <ram:IssuerAssignedID>F2026-0042</ram:IssuerAssignedID>
-      <ram:StatusCode>10</ram:StatusCode>
-      <ram:TypeCode>380</ram:TypeCode>
-      <ram:FormattedIssueDateTime><qdt:DateTimeString format="102">20260914</qdt:DateTimeString>
-      </ram:FormattedIssueDateTime>
-      <ram:ProcessConditionCode>200</ram:ProcessConditionCode>
-      <ram:ProcessCondition>D\xc3\xa9pos\xc3\xa9e</ram:ProcessCondition>
-      <ram:IssuerTradeParty>
-        <ram:GlobalID schemeID="0002">123456782</ram:GlobalID>
-        <ram:RoleCode>SE</ram:RoleCode>
-      </ram:IssuerTradeParty>
-      <ram:RecipientTradeParty>
-        <ram:GlobalID schemeID="0002">987654321</ram:GlobalID>
-        <ram:RoleCode>BY</ram:RoleCode>
-      </ram:RecipientTradeParty>
-    </ram:ReferenceReferencedDocument>
-  </rsm:AcknowledgementDocument>
-</rsm:CrossDomainAcknowledgementAndResponse>
-"""
-CDAR_BAD_TYPE = CDAR.replace(
-    b"<ram:TypeCode>305</ram:TypeCode>", b"<ram:TypeCode>999</ram:TypeCode>"
-)
+CDAR_FIXTURES = ROOT / "fixtures" / "cdar"
+CDAR = (CDAR_FIXTURES / "valid-deposited.xml").read_bytes()
+CDAR_BAD_TYPE = (CDAR_FIXTURES / "invalid-br-fr-cdv-type-code.xml").read_bytes()
+CDAR_UNKNOWN_ELEMENT = (CDAR_FIXTURES / "invalid-xsd-unknown-element.xml").read_bytes()
 CDAR_BAD_STATUS = CDAR.replace(b"<ram:ProcessConditionCode>200<", b"<ram:ProcessConditionCode>999<")
 
 
@@ -507,8 +449,7 @@ def test_cdar_status_message_passes_the_xsd_and_both_cdv_builds() -> None:
     assert xsd.check(tree, builtin("xsd-cdar-d22b")) == []
     assert apply("sch-brfr-cdv-cdar", CDAR) == []
     assert apply("sch-brfr-cdv-cdar-warning", CDAR) == []
-    unknown = CDAR.replace(b"<ram:Name>", b"<ram:NotInTheSchema/><ram:Name>")
-    broken = etree.ElementTree(etree.fromstring(unknown))
+    broken = etree.ElementTree(etree.fromstring(CDAR_UNKNOWN_ELEMENT))
     assert any(f.severity == "fatal" for f in xsd.check(broken, builtin("xsd-cdar-d22b")))
 
 

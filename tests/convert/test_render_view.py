@@ -260,6 +260,8 @@ def test_cli_format_option_overrides_the_extension(tmp_path: Path) -> None:
     (["{tmp}/junk.xml", "-o", "{tmp}/view.pdf"], "error:"),
     (["{cii}", "-o", "{tmp}/no/such/folder/view.pdf"], "cannot write"),
     (["{tmp}", "-o", "{tmp}/view.pdf"], "directory"),
+    (["{cii}", "-o", "-"], "standard output has no extension to tell the format"),
+    (["{cii}", "-o", "{tmp}"], "is a folder: name the file to write in it"),
 ])
 def test_cli_bad_input_is_one_line_and_exit_2(args: list[str], message: str,
                                               tmp_path: Path) -> None:
@@ -270,6 +272,27 @@ def test_cli_bad_input_is_one_line_and_exit_2(args: list[str], message: str,
     assert message in result.output
     assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1
     assert not (tmp_path / "view.pdf").exists()
+
+
+@pytest.mark.parametrize("fmt", ["pdf", "html"])
+def test_cli_writes_to_standard_output_with_a_dash(fmt: str, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    # `-o -` wrote a file named '-' in the current folder.
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(main, ["render", str(CII_EN16931), "-o", "-", "--format", fmt])
+    assert result.exit_code == 0, result.output
+    assert result.stdout_bytes == render(CII_EN16931, format=fmt)  # type: ignore[arg-type]
+    assert result.stderr == f"-: {fmt.upper()} view of {CII_EN16931} (fr)\n"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_cli_refuses_an_empty_output(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # `-o "$OUT"` with OUT unset: "" was the current folder.
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(main, ["render", str(CII_EN16931), "-o", ""])
+    assert result.exit_code == 2
+    assert "Invalid value for '--output' / '-o': is empty (an unset variable?)" in result.output
+    assert list(tmp_path.iterdir()) == []
 
 
 _MINIMAL = CII_EN16931.read_bytes()

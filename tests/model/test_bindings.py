@@ -206,3 +206,18 @@ def test_every_amount_reader_refuses_non_finite_numbers(
     with pytest.raises(BindingError) as refused:
         read_tree(tree, syntax)
     assert term in str(refused.value) and "finite" in str(refused.value)
+
+
+def test_a_model_refusal_while_reading_names_its_business_term() -> None:
+    # Invoices, groups and compound values are built by one _built: the model's own refusal
+    # keeps its term; a missing argument is the binding's term with what Python says.
+    from facturflow.model import PaymentCard
+    from facturflow.syntax._engine import _built, build_invoice
+
+    with pytest.raises(BindingError, match=r"BT-1\.\.BT-5.*a mandatory term is missing"):
+        build_invoice({})
+    with pytest.raises(BindingError, match=r"BG-18.*incomplete group: .*primary_account_number"):
+        _built(PaymentCard, {"holder_name": "A"}, "BG-18", "incomplete group")
+    with pytest.raises(BindingError) as refused:
+        _built(PaymentCard, {"primary_account_number": 1234}, "BG-18", "incomplete group")
+    assert refused.value.business_term == "BT-87"

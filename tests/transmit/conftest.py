@@ -47,6 +47,15 @@ def box(sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch) -> Sandbox:
 
 
 @pytest.fixture
+def own_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A HOME of the test's own and no XDG_STATE_HOME: the default state folder is in that
+    HOME (nothing is written into the real user's home)."""
+    monkeypatch.delenv("XDG_STATE_HOME", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    return tmp_path / "home"
+
+
+@pytest.fixture
 def client(sandbox: Sandbox) -> Iterator[QontoClient]:
     with make_client(sandbox) as c:
         yield c

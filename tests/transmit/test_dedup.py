@@ -26,20 +26,14 @@ from facturflow.transmit.pipeline import SendOptions, send_invoices
 from facturflow.transmit.qonto import QontoClient, QontoConfig, UploadFile
 from facturflow.transmit.sandbox import Sandbox, SandboxConfig
 
+from .dedup_helpers import other_bytes, other_content, send_json, spy_listings
 from .transmit_helpers import QONTO_VARS, cii_variant, make_client
 from .transmit_helpers import run_raising as run
 
+pytestmark = pytest.mark.usefixtures("own_home")
+
 XML = SendOptions(upload="xml")
 ENV_VARS = (*QONTO_VARS, "XDG_STATE_HOME")
-
-
-def other_content(number: str) -> bytes:
-    """A valid invoice numbered `number` whose issue date is not the one of cii_variant."""
-    data = cii_variant(number)
-    changed = data.replace(b'<udt:DateTimeString format="102">20260302<',
-                           b'<udt:DateTimeString format="102">20260303<', 1)
-    assert changed != data
-    return changed
 
 
 def by_number(box: Sandbox) -> dict[str, list[dict[str, Any]]]:
@@ -47,15 +41,6 @@ def by_number(box: Sandbox) -> dict[str, list[dict[str, Any]]]:
     for invoice_id, entry in box.counters().items():
         out.setdefault(str(entry["number"]), []).append({"id": invoice_id, **entry})
     return out
-
-
-@pytest.fixture
-def box(box: Sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Sandbox:
-    """A sandbox the CLI talks to, and a HOME of the test's own (the default state folder is
-    in it: nothing is written into the real user's home)."""
-    monkeypatch.delenv("XDG_STATE_HOME", raising=False)
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    return box
 
 
 # -- acceptance: two working folders, every local state deleted, a fresh --state ---------------
@@ -127,9 +112,7 @@ def test_a_lost_outbox_does_not_import_again_library(sandbox: Sandbox, client: Q
     source.write_bytes(cii_variant("LIB-1"))
     first = send_invoices([source], client, tmp_path / "one", XML)
     assert first.count("sent") == 1
-    # Other bytes for the same invoice (as another conversion would give): Qonto's own
-    # content-idempotent import cannot recognise it, the number check does.
-    source.write_bytes(cii_variant("LIB-1").replace(b"<rsm:", b"\n<rsm:", 1))
+    source.write_bytes(other_bytes("LIB-1"))  # Qonto's import cannot tell: the number check does
     again = send_invoices([source], client, tmp_path / "two", XML)
     (outcome,) = again.outcomes
     assert outcome.kind == "already_sent" and outcome.invoice_id == first.outcomes[0].invoice_id
@@ -149,11 +132,9 @@ def test_an_invoice_imported_but_never_sent_is_adopted_and_sent_once(
     with make_client(box) as qonto:  # a run killed after the import, its state lost since
         (imported,) = qonto.import_client_invoices([UploadFile.from_path(
             tmp_path / "a.xml")])
-    source.write_bytes(cii_variant("ADOPT-1").replace(b"<rsm:", b"\n<rsm:", 1))
-    result = run("send", str(source), "--upload", "xml", "--state", str(tmp_path / "s"),
-                 "--format", "json")
-    assert result.exit_code == 0, result.output
-    (outcome,) = json.loads(result.stdout)["invoices"]
+    source.write_bytes(other_bytes("ADOPT-1"))
+    code, (outcome,) = send_json(source, tmp_path / "s")
+    assert code == 0, outcome
     assert outcome["outcome"] == "sent" and outcome["invoice_id"] == imported.invoice_id
     assert box.counters() == {imported.invoice_id: {"number": "ADOPT-1", "calls": 1,
                                                     "submissions": 1}}
@@ -170,11 +151,9 @@ def test_the_window_is_widened_to_the_issue_date_of_an_older_invoice(
     with make_client(box) as qonto:
         (imported,) = qonto.import_client_invoices([UploadFile.from_path(source)])
     box.advance(9 * 86400)
-    source.write_bytes(cii_variant("OLD-1").replace(b"<rsm:", b"\n<rsm:", 1))
-    result = run("send", str(source), "--upload", "xml", "--state", str(tmp_path / "s"),
-                 "--lookback-days", "1", "--format", "json")
-    assert result.exit_code == 0, result.output
-    (outcome,) = json.loads(result.stdout)["invoices"]
+    source.write_bytes(other_bytes("OLD-1"))
+    code, (outcome,) = send_json(source, tmp_path / "s", "--lookback-days", "1")
+    assert code == 0, outcome
     assert outcome["invoice_id"] == imported.invoice_id
     assert len(box.client_invoices()) == 1
 
@@ -247,10 +226,8 @@ def test_same_number_other_content_is_refused_from_qontos_record_when_the_outbox
                str(tmp_path / "one")).exit_code == 0
     (invoice,) = box.client_invoices()
     for dry in (["--dry-run"], []):  # predicted (reading Qonto), then refused alike
-        result = run("send", str(second), "--upload", "xml", "--state",
-                     str(tmp_path / "two"), "--format", "json", *dry)
-        assert result.exit_code == exitcodes.INVALID, result.output
-        (outcome,) = json.loads(result.stdout)["invoices"]
+        code, (outcome,) = send_json(second, tmp_path / "two", *dry)
+        assert code == exitcodes.INVALID, outcome
         assert outcome["outcome"] == "failed"
         for part in (f"already exists at Qonto as invoice {invoice['id']}",
                      f"created {invoice['created_at']}", "sent)", "content differs",
@@ -379,14 +356,7 @@ def test_the_lookback_window_is_validated(box: Sandbox, tmp_path: Path,
         with pytest.raises(ValueError, match="lookback_days"):
             SendOptions(lookback_days=bad_days)
     monkeypatch.setenv("FACTURFLOW_LOOKBACK_DAYS", "30")
-    seen: list[dict[str, Any]] = []
-    real = QontoClient.iter_client_invoices
-
-    def spy(self: QontoClient, **params: Any) -> Any:
-        seen.append(params)
-        return real(self, **params)
-
-    monkeypatch.setattr(QontoClient, "iter_client_invoices", spy)
+    seen = spy_listings(monkeypatch)
     assert run("send", str(source), "--upload", "xml", "--state",
                str(tmp_path / "s")).exit_code == 0
     # One listing of the window per run, oldest first, imported invoices included; then, right

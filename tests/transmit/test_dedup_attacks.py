@@ -18,10 +18,11 @@ from facturflow.transmit.pipeline import SendOptions, send_invoices
 from facturflow.transmit.qonto import QontoClient, UploadFile
 from facturflow.transmit.sandbox import Sandbox
 
-from .transmit_helpers import cii_variant, make_client
+from .dedup_helpers import ISSUED, other_bytes, other_content, send_json, spy_listings
+from .transmit_helpers import cii_variant, make_client, write_invoices
 from .transmit_helpers import run_raising as run
 
-ISSUED = b'<udt:DateTimeString format="102">20260302<'
+pytestmark = pytest.mark.usefixtures("own_home")
 
 
 def credit_note(number: str) -> bytes:
@@ -37,20 +38,6 @@ def credit_note(number: str) -> bytes:
     changed = data.replace(b"</ram:ApplicableHeaderTradeSettlement>", reference, 1)
     assert changed.count(b"381") == 1 and changed != data
     return changed
-
-
-@pytest.fixture
-def box(box: Sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Sandbox:
-    """The shared `box`, with a HOME and a state home of the test's own."""
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdg"))
-    return box
-
-
-def send_json(source: Path, state: Path, *extra: str) -> tuple[int, list[dict[str, Any]]]:
-    result = run("send", str(source), "--upload", "xml", "--state", str(state),
-                 "--format", "json", *extra)
-    return result.exit_code, json.loads(result.stdout)["invoices"]
 
 
 # -- a credit note is not the invoice whose number it carries --------------------------------
@@ -105,19 +92,13 @@ def test_an_issue_date_older_than_any_window_does_not_stop_the_run(
     source = tmp_path / "old.xml"
     source.write_bytes(cii_variant("ANCIENT-1").replace(
         ISSUED, b'<udt:DateTimeString format="102">00010101<', 1))
-    seen: list[str] = []
-    real = QontoClient.iter_client_invoices
-
-    def spy(self: QontoClient, **params: Any) -> Any:
-        seen.append(params["filter[created_at_from]"])
-        return real(self, **params)
-
-    monkeypatch.setattr(QontoClient, "iter_client_invoices", spy)
+    seen = spy_listings(monkeypatch)
     for dry in (["--dry-run"], []):
         code, (outcome,) = send_json(source, tmp_path / "s", "--rules", "en16931", *dry)
         assert code == 0, outcome
     assert outcome["outcome"] == "sent"
-    assert seen and all(start >= "1999-12-30" for start in seen), seen
+    starts = [params["filter[created_at_from]"] for params in seen]
+    assert starts and all(start >= "1999-12-30" for start in starts), starts
     # Its state lost, the run finds it at Qonto all the same.
     code, (again,) = send_json(source, tmp_path / "fresh", "--rules", "en16931")
     assert code == 0 and again["outcome"] == "already_sent"
@@ -127,21 +108,13 @@ def test_an_issue_date_older_than_any_window_does_not_stop_the_run(
 # -- the listing: page edges, failures --------------------------------------------------------
 
 def _import(client: QontoClient, folder: Path, numbers: list[str]) -> dict[str, str]:
-    folder.mkdir(exist_ok=True)
     ids: dict[str, str] = {}
     for start in range(0, len(numbers), 5):
-        files = []
-        for number in numbers[start:start + 5]:
-            (folder / f"{number}.xml").write_bytes(cii_variant(number))
-            files.append(UploadFile.from_path(folder / f"{number}.xml"))
-        for imported, number in zip(client.import_client_invoices(files),
-                                    numbers[start:start + 5], strict=True):
+        batch = numbers[start:start + 5]
+        files = [UploadFile.from_path(path) for path in write_invoices(folder, *batch)]
+        for imported, number in zip(client.import_client_invoices(files), batch, strict=True):
             ids[number] = imported.invoice_id
     return ids
-
-
-def _other_bytes(number: str) -> bytes:
-    return cii_variant(number).replace(b"<rsm:", b"\n<rsm:", 1)
 
 
 @pytest.mark.slow
@@ -155,7 +128,7 @@ def test_the_number_is_found_on_the_last_page_at_100_and_101_invoices(
         ids.update(_import(qonto, tmp_path / "imported", numbers[100:]))
     for number in (numbers[99], numbers[100]):  # last of page 1, only one of page 2
         source = tmp_path / f"{number}.xml"
-        source.write_bytes(_other_bytes(number))
+        source.write_bytes(other_bytes(number))
         code, (outcome,) = send_json(source, tmp_path / f"state-{number}")
         assert code == 0, outcome
         assert outcome["outcome"] == "sent" and outcome["invoice_id"] == ids[number]
@@ -183,7 +156,7 @@ def test_a_listing_failing_midway_imports_nothing_then_a_rerun_adopts(
     with make_client(box) as qonto:
         ids = _import(qonto, tmp_path / "imported", numbers)
     source = tmp_path / "late.xml"
-    source.write_bytes(_other_bytes(numbers[-1]))  # on page 2
+    source.write_bytes(other_bytes(numbers[-1]))  # on page 2
     options = SendOptions(upload="xml")
     with make_client(box, max_retries=0) as qonto:
         _listing(qonto, lambda: box.fail_next(1, "500"))
@@ -240,7 +213,7 @@ def test_a_number_that_reaches_qonto_during_the_run_is_not_imported_again(
     # With one listing per run, this run imported it a second time.
     mine, theirs = tmp_path / "mine.xml", tmp_path / "theirs.xml"
     mine.write_bytes(cii_variant("RACE-1"))
-    theirs.write_bytes(_other_bytes("RACE-1"))
+    theirs.write_bytes(other_bytes("RACE-1"))
     early = tmp_path / "early.xml"  # admitted and imported first
     early.write_bytes(cii_variant("RACE-0"))
     options = SendOptions(upload="xml", batch_size=1)
@@ -281,12 +254,10 @@ def test_two_imports_in_the_same_moment_send_one_invoice(
     # Another sender imports the same number in the very moment between this run's check and
     # its import (the race the check before import cannot close): Qonto holds it twice. Both
     # senders keep the earliest, so at most one is ever sent.
-    from .test_dedup import other_content
-
     mine, theirs = tmp_path / "mine.xml", tmp_path / "theirs.xml"
     mine.write_bytes(cii_variant("TWICE-1"))
     theirs.write_bytes(other_content("TWICE-1") if case == "other content"
-                       else _other_bytes("TWICE-1"))
+                       else other_bytes("TWICE-1"))
     options = SendOptions(upload="xml")
     competitor: list[str] = []
     with make_client(box, max_retries=0) as qonto, make_client(box) as other:

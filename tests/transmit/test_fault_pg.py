@@ -205,3 +205,50 @@ def test_the_invoices_of_a_sigkilled_sender_are_taken_over_after_its_lease(
                              (f"taken over from {owner}%",)).fetchone()
         assert taken is not None and taken[0] >= len(still)
         _check_exactly_once(box, pg_url, {f"LEASE-{n:03d}" for n in range(30)}, set())
+
+
+@pytest.mark.slow
+def test_a_sender_stopped_beyond_its_lease_makes_no_request_for_what_was_taken_over(
+    tmp_path: Path, pg_url: str
+) -> None:
+    """Fencing: sender A is stopped (SIGSTOP) holding claims, for longer than its lease; B
+    takes them over and sends everything; A resumes (SIGCONT). A must neither re-import nor
+    re-send those invoices nor rewrite their records (no step after `sent`), and its run ends
+    normally (exit 0)."""
+    folder = tmp_path / "invoices"
+    folder.mkdir()
+    files = []
+    for n in range(12):
+        path = folder / f"STOP-{n:03d}.xml"
+        path.write_bytes(cii_variant(f"STOP-{n:03d}"))
+        files.append(path)
+    config = SandboxConfig(state_dir=tmp_path / "sandbox", faults=FaultPlan(stall_seconds=0.3))
+    with Sandbox(config) as box, psycopg.connect(pg_url, autocommit=True) as conn:
+        box.fail_next(1000, "stall")  # slow requests: A is caught holding claims
+        first = _sender(files, pg_url, box)
+        held: list[tuple[str]] = []
+        deadline = time.monotonic() + 120
+        while not held and first.poll() is None and time.monotonic() < deadline:
+            try:
+                held = conn.execute("SELECT upload_sha256 FROM items WHERE claimed_by IS NOT "
+                                    "NULL AND state <> 'sent'").fetchall()
+            except psycopg.errors.UndefinedTable:
+                held = []  # the sender has not created the tables yet
+            time.sleep(0.002)
+        first.send_signal(signal.SIGSTOP)
+        try:
+            assert held, "the first sender finished before it held a claim"
+            box.config.faults.forced.clear()
+            time.sleep(LEASE * 2.5)  # its leases run out: nothing renews them
+            second = _sender(files, pg_url, box)
+            out, err = second.communicate(timeout=300)
+            assert second.returncode == 0, (err.decode(), out.decode()[-2000:])
+        finally:
+            first.send_signal(signal.SIGCONT)
+        out, err = first.communicate(timeout=300)
+        assert first.returncode == 0, (err.decode(), out.decode()[-2000:])
+        for sha, states in conn.execute(
+                "SELECT upload_sha256, array_agg(state ORDER BY id) FROM history "
+                "GROUP BY upload_sha256").fetchall():
+            assert states.count("sent") == 1 and states[-1] == "sent", (sha, states)
+        _check_exactly_once(box, pg_url, {f"STOP-{n:03d}" for n in range(12)}, set())

@@ -525,3 +525,49 @@ def test_a_real_sigint_during_sync_exits_130_and_the_next_run_continues(
         assert rest.returncode == 0, rest.stderr
         assert json.loads(rest.stdout)["counts"]["downloaded"] == 12 - len(stored)
         assert not list(out.glob(".partial-*"))
+
+
+def test_an_empty_to_or_download_is_refused_not_the_current_folder(
+    box: Sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `--to "$DIR"` with DIR unset copied into the current folder (index.csv, state, lock).
+    box.inject_supplier_invoice(FACTURX_PDF.read_bytes(), "incoming.pdf")
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    for empty in ("", "  "):
+        result = CliRunner().invoke(main, ["inbox", "sync", "--to", empty])
+        assert result.exit_code == exitcodes.USAGE, result.output
+        assert "Invalid value for '--to': is empty (an unset variable?)" in result.output
+        for listing in (["inbox"], ["inbox", "list"]):
+            result = CliRunner().invoke(main, [*listing, "--download", empty])
+            assert result.exit_code == exitcodes.USAGE, result.output
+            assert "'--download': is empty" in result.output
+    assert list(work.iterdir()) == []  # nothing written here
+    assert run("inbox", "sync", "--to", ".").exit_code == 0  # said explicitly: allowed
+    assert (work / "index.csv").is_file()
+
+
+def test_an_unknown_status_is_kept_but_said(box: Sandbox, tmp_path: Path) -> None:
+    # A typo (to-review) copied nothing, silently, exit 0.
+    box.inject_supplier_invoice(FACTURX_PDF.read_bytes(), "incoming.pdf")
+    result = CliRunner().invoke(main, ["inbox", "sync", "--to", str(tmp_path / "in"),
+                                       "--status", "to-review", "--status", "to_review"])
+    assert result.exit_code == 0, result.output
+    assert result.stderr.splitlines()[0].startswith(
+        "warning: --status 'to-review' is not a status Qonto is known to use (to_review, ")
+    assert "'to_review'" not in result.stderr  # a known one is not warned about
+    assert "downloaded 1," in result.stdout
+
+
+def test_a_copy_folder_that_cannot_be_made_is_one_line_naming_it(box: Sandbox,
+                                                                 tmp_path: Path) -> None:
+    # It said "error: <path>: Not a directory".
+    box.inject_supplier_invoice(FACTURX_PDF.read_bytes(), "incoming.pdf")
+    afile = tmp_path / "afile"
+    afile.write_text("not a folder")
+    result = CliRunner().invoke(main, ["inbox", "sync", "--to", str(afile / "inbox")])
+    assert result.exit_code == exitcodes.USAGE, result.output
+    assert result.stderr.splitlines() == [
+        f"error: cannot write the copy in {afile / 'inbox'}: Not a directory"]
+    assert afile.read_text() == "not a folder"

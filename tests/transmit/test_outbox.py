@@ -263,3 +263,46 @@ def test_a_schema_newer_than_this_facturflow_is_refused(pg_url: str) -> None:
         conn.execute("INSERT INTO schema_version VALUES (999, 'from the future', 0)")
     with pytest.raises(DatabaseUnavailableError, match=r"schema version 999.*upgrade"):
         open_outbox(pg_url, "org-1")
+
+
+def test_a_sender_whose_claim_was_taken_over_writes_nothing_more(pg_url: str) -> None:
+    """Fencing: sender A claims an invoice, then stops (SIGSTOP, a long GC pause) beyond its
+    lease; B takes it over and sends it, which releases the claim. When A wakes up, its step
+    is refused: the record stays B's (`sent` never goes back to `sending`, `imported` or
+    `failed`), and the step before a network request raises, so that A makes no request."""
+    import psycopg
+
+    from facturflow.transmit.outbox_pg import ClaimLostError
+
+    with open_outbox(pg_url, "org-1", lease_seconds=30) as a, \
+            open_outbox(pg_url, "org-1", lease_seconds=30) as b:
+        key = _record(a)
+        assert set(a.claim([key])) == {key}
+        a.mark_importing([key])
+        with psycopg.connect(pg_url, autocommit=True) as conn:  # A's lease runs out
+            conn.execute("UPDATE items SET lease_until = 0 WHERE upload_sha256 = %s", (key,))
+        assert set(b.claim([key])) == {key}  # taken over
+        b.mark_imported({key: "inv-b"})
+        b.mark_sending(key)
+        b.mark_sent(key)  # released
+        # A wakes up: what it would record after its import, then its next steps.
+        a.mark_imported({key: "inv-a"})
+        with pytest.raises(ClaimLostError, match="another sender"):
+            a.mark_sending(key)
+        a.mark_sent(key)
+        a.mark_failed([key], "send failed")
+        with pytest.raises(ClaimLostError):
+            a.mark_importing([key])
+        item = b.get(key)
+        assert item is not None and item.state == "sent" and item.invoice_id == "inv-b"
+        states = [h[1] for h in b.history(key)]
+        assert states == ["validated", "importing", "claimed", "imported", "sending", "sent"]
+        # A claim of its own again (the invoice is free, not sent): A may go on.
+        key2 = _record(a, b"<Invoice>2</Invoice>", "N-2")
+        assert set(a.claim([key2])) == {key2}
+        a.mark_importing([key2])
+        # Without any claim (outbox retry, a failure before claiming): as before.
+        key3 = _record(b, b"<Invoice>3</Invoice>", "N-3")
+        b.mark_failed([key3], "not reachable")
+        b.reset_failed(key3)
+        assert b.get(key3).state == "validated"  # type: ignore[union-attr]

@@ -280,3 +280,98 @@ def test_a_connection_lost_mid_run_is_a_state_error_naming_the_database(pg_url: 
     message = str(lost.value)
     assert "database " in message and "127.0.0.1" in message and PASSWORD not in message
     assert "\n" not in message
+
+
+def test_a_malformed_database_url_never_shows_its_password(
+    box: Sandbox, tmp_path: Path, pg_server: PgServer
+) -> None:
+    """A URL the driver cannot parse: its message quotes the URL or the token it choked on,
+    which may be the password (in the user part, in `?password=`, percent-encoded or
+    not, or split by an '@' left unescaped). None of it reaches stderr, JSON or an exception."""
+    port = pg_server.port
+    cases = {
+        f"postgresql://facturflow@[::1:{port}/outbox?password=Sekr1t-query": ("Sekr1t-query",),
+        f"postgresql://facturflow:Sekr1t%ZZbad@127.0.0.1:{port}/outbox": ("Sekr1t%ZZbad",),
+        f"postgresql://facturflow@127.0.0.1:{port}/outbox?password=Sekr1t%ZZq":
+            ("Sekr1t%ZZq",),
+        f"postgresql://facturflow:Sekr1t@pa55-word@127.0.0.1:{port}/outbox":
+            ("Sekr1t", "pa55-word"),
+    }
+    for url, secrets in cases.items():
+        for args in (("outbox", "list"), ("outbox", "check", "--format", "json"), ("status",)):
+            result = run(*args, "--state", url)
+            assert result.exit_code in (exitcodes.CONFIG, exitcodes.STATE), result.output
+            assert "the outbox the outbox" not in result.output
+            for secret in secrets:
+                assert secret not in result.output, (url, args, result.output)
+        with pytest.raises((DatabaseConfigError, DatabaseUnavailableError)) as raised:
+            open_outbox(url, "org-1")
+        for secret in secrets:
+            assert secret not in str(raised.value), str(raised.value)
+
+
+def test_two_migrations_of_one_outbox_at_once_copy_it_once_without_error(
+    tmp_path: Path, pg_url: str
+) -> None:
+    """Two `outbox migrate` at once into one database (copies of one state folder, on two
+    machines): one copies, the other waits for it and finds everything there, instead of
+    failing on a unique-key violation."""
+    import shutil
+    import threading
+
+    from facturflow.transmit.outbox import sha256
+
+    first = tmp_path / "a"
+    for org in ("org-1", "org-2"):
+        with Outbox(first, org) as local:
+            for n in range(150):
+                body = f"<Invoice>{org}-{n}</Invoice>".encode()
+                local.record_validated(
+                    source_sha=sha256(body + b"src"), source_path=f"/in/{n}.xml",
+                    upload_format="xml:default", file_name=f"{n}.xml", upload=body,
+                    invoice_number=f"N-{n}", buyer_siren=None)
+    second = tmp_path / "b"
+    shutil.copytree(first, second)
+    reports: list[Any] = []
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(2)
+
+    def migrate(folder: Path) -> None:
+        barrier.wait()
+        try:
+            reports.append(migrate_from_sqlite(folder, pg_url))
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=migrate, args=(f,)) for f in (first, second)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=300)
+    assert errors == [], errors
+    assert sorted((r.items, r.items_present) for r in reports) == [(0, 300), (300, 0)]
+    with psycopg.connect(pg_url) as conn:
+        assert conn.execute("SELECT count(*) FROM items").fetchone() == (300,)
+        assert conn.execute("SELECT count(*) FROM history").fetchone() == (300,)
+
+
+def test_a_state_url_of_another_scheme_is_a_usage_error_not_a_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`postgresq://...` (a typo) used to be taken for a folder: a local outbox instead of the
+    shared one (several senders each sending on their own) in a folder named after the
+    password. It is a usage error naming the scheme, never the password."""
+    monkeypatch.chdir(tmp_path)
+    typo = "postgresq://facturflow:Typo-Pa55@127.0.0.1:5432/outbox"
+    for args in (("outbox", "list", "--state", typo), ("status", "--state", typo),
+                 ("outbox", "migrate", "--state", str(tmp_path), "--to",
+                  typo.replace("postgresq", "pgsql"))):
+        result = run(*args)
+        assert result.exit_code == exitcodes.USAGE, result.output
+        assert "is not a PostgreSQL URL" in result.output
+        assert "Typo-Pa55" not in result.output
+    monkeypatch.setenv("FACTURFLOW_STATE", typo)
+    result = run("outbox", "list")
+    assert result.exit_code == exitcodes.USAGE and "FACTURFLOW_STATE" in result.output
+    assert "Typo-Pa55" not in result.output
+    assert list(tmp_path.iterdir()) == []  # no folder made of the URL

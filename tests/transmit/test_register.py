@@ -14,6 +14,7 @@ from click.testing import CliRunner, Result
 
 from facturflow import exitcodes
 from facturflow.cli import main
+from facturflow.transmit.cli import state_dir
 from facturflow.transmit.qonto import AsyncQontoClient, QontoConfig
 from facturflow.transmit.sandbox import Sandbox, SandboxConfig
 
@@ -101,11 +102,28 @@ def test_register_status_all_lists_every_registration_created_here(box: Sandbox)
     (("register", "--email", "a@b.fr"), "--siren"),
     (("register", "--email", "a@b.fr", "--siren", "12345"), "not a SIREN"),
     (("register", "status"), "no registration created"),
+    # Accepted before: a registration whose link goes nowhere, a redirect to javascript:.
+    (("register", "--email", "marie.example.fr", "--siren", "123456789"),
+     "'marie.example.fr' is not an e-mail address"),
+    (("register", "--email", "a@b.fr", "--siren", "123456789", "--redirect-url",
+      "javascript:alert(1)"), "'javascript:alert(1)' is not an http(s) URL"),
+    (("register", "--email", "a@b.fr", "--siren", "123456789", "--redirect-url",
+      "app.example.com/back"), "is not an http(s) URL"),
 ])
 def test_register_usage_errors(box: Sandbox, args: tuple[str, ...], needle: str) -> None:
+    state_dir(None).mkdir(parents=True)  # a state folder, with no registration in it
     result = CliRunner().invoke(main, list(args))
     assert result.exit_code == exitcodes.USAGE and needle in result.output
     assert not box.state.data["registrations"]
+
+
+def test_an_http_redirect_url_and_a_spaced_email_are_passed_on(box: Sandbox) -> None:
+    created = run("register", "--email", " marie@example.fr ", "--siren", "123456789",
+                  "--redirect-url", "https://app.example.com/back?x=1")
+    assert created.exit_code == 0, created.output
+    (registration,) = box.state.data["registrations"].values()
+    assert registration["partner_redirect_url"] == "https://app.example.com/back?x=1"
+    assert registration["partner_user"] == {"email": "marie@example.fr"}
 
 
 def test_register_needs_partner_credentials(box: Sandbox,

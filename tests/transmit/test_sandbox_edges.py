@@ -106,6 +106,17 @@ def test_another_process_serving_the_folder_is_named(
                              "folder\n")
 
 
+def test_a_state_folder_that_is_a_file_is_said_so(tmp_path: Path) -> None:
+    # It said "[Errno 17] File exists: '...'".
+    afile = tmp_path / "invoice.xml"
+    afile.write_text("<x/>")
+    result = CliRunner().invoke(main, ["sandbox", "--state", str(afile)])
+    assert result.exit_code == exitcodes.STATE
+    assert result.output == (f"error: cannot use the sandbox state folder {afile}: it is a "
+                             "file, not a folder\n")
+    assert afile.read_text() == "<x/>"
+
+
 def test_a_busy_port_is_one_line_and_exit_2_and_frees_the_folder(tmp_path: Path) -> None:
     with socket.create_server(("127.0.0.1", 0)) as taken:
         port = taken.getsockname()[1]

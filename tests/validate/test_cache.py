@@ -471,3 +471,53 @@ def test_the_default_folder_follows_the_environment(
     monkeypatch.delenv("FACTURFLOW_VERDICT_CACHE")
     monkeypatch.setenv("FACTURFLOW_CACHE_DIR", "off")
     assert disabled_by_environment()
+
+
+def test_an_executor_batch_uses_the_cache_and_stores_its_misses(tmp_path: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    cache = VerdictCache(tmp_path / "cache")
+    files = [str(INVALID), str(VALID_UBL), str(VALID_CII)]
+    validate(files[0], cache=cache)  # one known before the batch
+    with ThreadPoolExecutor(2) as executor:
+        first = list(validate_many(files, executor=executor, cache=cache))
+        assert [r.cached for r in first] == [True, False, False]
+        assert len(entries(tmp_path / "cache")) == 3  # the executor's two stored here
+        second = list(validate_many(files, executor=executor, cache=cache))
+    assert all(r.cached for r in second)
+    assert [r.path for r in second] == files
+    for a, b in zip(first, second, strict=True):
+        same(a, b)
+
+
+def test_an_entry_someone_else_could_have_planted_is_never_trusted(tmp_path: Path) -> None:
+    """A forged entry passes the header and checksum checks (they guard against corruption,
+    not an attacker): what decides is that only this user could have written it. A shard that
+    others may write (a --cache folder in a shared place), or an entry or shard another user
+    owns, is a miss, and the fresh verdict is given."""
+    import os
+
+    cache = VerdictCache(tmp_path / "cache")
+    fresh = validate(INVALID, cache=cache)
+    entry = _entry_of(cache, INVALID)
+    validate(VALID_CII, cache=cache)
+    # The forgery: the valid invoice's verdict, re-headed with the invalid invoice's key.
+    key = entry.stem
+    head, _, body = _entry_of(cache, VALID_CII).read_bytes().partition(b"\n")
+    meta = json.loads(head)
+    meta["key"] = key
+    entry.write_bytes(json.dumps(meta).encode() + b"\n" + body)
+    assert validate(INVALID, cache=cache).ok, "the forgery should pass every integrity check"
+    entry.write_bytes(json.dumps(meta).encode() + b"\n" + body)
+    entry.parent.chmod(0o777)  # a shard anyone could write into
+    again = validate(INVALID, cache=cache)
+    assert not again.cached and not again.ok and again.findings == fresh.findings
+    if os.geteuid() == 0:  # another user's files: only root can make them here
+        entry.parent.chmod(0o700)
+        entry.write_bytes(json.dumps(meta).encode() + b"\n" + body)
+        os.chown(entry, 65534, 65534)
+        assert not validate(INVALID, cache=cache).ok
+        os.chown(entry, 0, 0)
+        entry.write_bytes(json.dumps(meta).encode() + b"\n" + body)
+        os.chown(entry.parent, 65534, 65534)
+        assert not validate(INVALID, cache=cache).ok

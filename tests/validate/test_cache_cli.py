@@ -174,3 +174,102 @@ def test_a_warm_run_starts_no_worker_and_compiles_nothing(
         result = CliRunner().invoke(main, [*args, *map(str, files)])
         assert result.exit_code == 1, result.output
         assert [f["cached"] for f in json.loads(result.output)["files"]] == [True, True, True]
+
+
+def test_a_cache_folder_shared_with_other_files_loses_none_of_them(tmp_path: Path) -> None:
+    """`--cache DIR` naming a folder that holds other things (a project, a home folder):
+    validate's prune, `cache prune` and `cache clear` remove only the cache's own files, not
+    the files of two-letter subfolders (js/, db/, go/) nor anything else there."""
+    folder = tmp_path / "project"
+    others = [folder / "js" / "app.js", folder / "db" / "notes.txt", folder / "ab" / "x.json",
+              folder / "ab" / ("ab" + "0" * 62 + ".json.bak")]
+    for other in others:
+        other.parent.mkdir(parents=True, exist_ok=True)
+        other.write_text("keep me\n")
+        os.utime(other, (1_000_000, 1_000_000))  # older than any left-over temporary file
+    result = run("validate", "--cache", folder, "--format", "json", INVALID)
+    assert result.returncode == 1, result.stderr
+    assert len(entries(folder)) - 1 == 1  # the entry written (ab/x.json aside)
+    result = run("cache", "prune", "--cache", folder, "--max-size", "1")
+    assert result.returncode == 0 and "1 entry removed" in result.stdout, result.stdout
+    run("validate", "--cache", folder, "--format", "json", INVALID)
+    result = run("cache", "info", "--cache", folder, "--format", "json")
+    assert json.loads(result.stdout)["entries"] == 1
+    result = run("cache", "clear", "--cache", folder)
+    assert result.returncode == 0 and "1 entry removed" in result.stdout, result.stdout
+    assert [other.read_text() for other in others] == ["keep me\n"] * len(others)
+
+
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_a_cache_that_fails_mid_run_is_the_documented_warning_line(
+    jobs: str, tmp_path: Path
+) -> None:
+    """The folder passes the check before the run, then an entry cannot be written (a full
+    disk, here a shard that is a file): the same one-line warning as an unwritable folder
+    (once per process at most), not Python's two-line warning naming facturflow's source."""
+    folder = tmp_path / "cache"
+    folder.mkdir()
+    for shard in range(256):  # every entry's shard folder is a file: no entry can be stored
+        (folder / f"{shard:02x}").write_text("")
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    for index in range(3):
+        (inputs / f"{index}.xml").write_bytes(VALID_CII.read_bytes() + b"\n" * (index + 1))
+    result = run("validate", "--jobs", jobs, "--cache", folder, "--summary", inputs)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("VALID") == 3
+    lines = result.stderr.strip().splitlines()
+    assert lines and len(lines) <= int(jobs) + 1, result.stderr
+    for line in lines:
+        assert line.startswith("warning: verdict cache: cannot write "), result.stderr
+        assert line.endswith("; validating without it"), result.stderr
+    assert "CacheWarning" not in result.stderr and ".py:" not in result.stderr
+
+
+def test_clear_and_prune_that_cannot_remove_entries_say_so(tmp_path: Path) -> None:
+    """A cache whose entries cannot be removed (a read-only mount, another user's folder):
+    `cache clear` used to say '0 entries removed' and exit 0 with every entry still there.
+    Now one line saying how many could not be removed and why, exit 2."""
+    mount = tmp_path / "mnt"
+    mount.mkdir()
+    as_root = os.geteuid() == 0
+    if as_root:  # root writes any folder: a read-only file system refuses even root
+        mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)],
+                                 capture_output=True, check=False)
+        if mounted.returncode:
+            pytest.skip("running as root where a tmpfs cannot be mounted")
+    try:
+        folder = mount / "cache"
+        run("validate", "--cache", folder, "--format", "json", INVALID)
+        (entry,) = entries(folder)
+        if as_root:
+            subprocess.run(["mount", "-o", "remount,ro", str(mount)], check=True)
+        else:
+            entry.parent.chmod(0o500)
+        for args in (("cache", "clear"), ("cache", "prune", "--max-size", "1")):
+            result = run(*args, "--cache", folder)
+            assert result.returncode == 2, (args, result.stdout, result.stderr)
+            line = result.stderr.strip()
+            assert len(line.splitlines()) == 1 and "1 entry could not be removed" in line, line
+            assert entry.exists()
+    finally:
+        if as_root:
+            subprocess.run(["umount", str(mount)], check=False)
+        else:
+            for shard in folder.iterdir():
+                shard.chmod(0o700)
+
+
+def test_cache_commands_on_a_file_say_it_is_not_a_folder(tmp_path: Path) -> None:
+    """`cache info|clear|prune --cache FILE` used to report '0 entries' and exit 0, as if the
+    cache were empty: one line saying it is not a folder, exit 2 (as documented for a folder
+    that cannot be read)."""
+    afile = tmp_path / "afile"
+    afile.write_text("not a cache\n")
+    for args in (("info",), ("clear",), ("prune",), ("info", "--format", "json")):
+        result = run("cache", *args, "--cache", afile)
+        assert result.returncode == 2, (args, result.stdout, result.stderr)
+        assert result.stderr == f"error: {afile}: is not a folder\n" and result.stdout == ""
+    assert afile.read_text() == "not a cache\n"
+    # a folder that does not exist yet is an empty cache, not an error
+    assert run("cache", "info", "--cache", tmp_path / "none").returncode == 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -240,16 +241,86 @@ def test_a_kept_pool_replaces_a_crashed_worker_and_serves_the_next_run() -> None
         assert workers.stats["started"] == 3  # the two first workers and the crashed one's heir
 
 
-def test_pages_shared_with_a_large_parent_do_not_make_a_worker_worn() -> None:
-    # A forked worker's resident set counts its parent's pages: a large parent (a long test
-    # run, a service) made every worker look worn after every file, so each was replaced.
-    ballast = bytearray(300 * 1024 * 1024)
-    for offset in range(0, len(ballast), 4096):
-        ballast[offset] = 1
-    names = [f"u{i}" for i in range(6)]
-    with pool.WorkerPool(_whoami, _init, (), 1, None, max_rss_mb=150) as workers:
+# --- recycling by memory next to a large parent ------------------------------------------------
+
+_PAGE = 4096
+_BALLAST = bytearray()  # the parent's pages, shared with each worker it forks
+_GROWN: list[bytearray] = []  # a worker's own pages, kept
+
+
+def _touch(buffer: bytearray, value: int) -> None:
+    for offset in range(0, len(buffer), _PAGE):
+        buffer[offset] = value
+
+
+def _memory_task(name: str) -> Report:
+    """_whoami, after 'grow…' makes 200 MB of the worker's own pages and 'dirty…' writes to
+    every page of the ballast (copy on write: its own pages, the resident set unchanged)."""
+    if name.startswith("grow"):
+        _GROWN.append(bytearray(200 * 1024 * 1024))
+        _touch(_GROWN[-1], 1)
+    elif name.startswith("dirty"):
+        _touch(_BALLAST, 2)
+    return _whoami(name)
+
+
+@pytest.fixture
+def large_parent(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int]]:
+    """300 MB resident in this process (a long test run, a service) while a test forks its
+    workers; yields the list of pids whose own pages were read (pool.private_mb)."""
+    if pool.rss_mb(os.getpid()) is None or pool.private_mb(os.getpid()) is None:
+        pytest.skip("no /proc here: the memory of a worker cannot be read")
+    reads: list[int] = []
+    real = pool.private_mb
+
+    def counted(pid: int) -> float | None:
+        reads.append(pid)
+        return real(pid)
+
+    monkeypatch.setattr(pool, "private_mb", counted)
+    _BALLAST.extend(bytes(300 * 1024 * 1024))
+    _touch(_BALLAST, 1)
+    yield reads
+    _BALLAST.clear()
+
+
+def _memory_run(names: list[str]) -> tuple[list[str], dict[str, int]]:
+    with pool.WorkerPool(_memory_task, _init, (), 1, None, max_rss_mb=150) as workers:
         results = list(workers.run(names))
         stats = dict(workers.stats)
-    del ballast
-    assert len({r.path.split("@")[1] for r in results}) == 1
+    assert [r.path.split("@")[0] for r in results] == names
+    return [r.path.split("@")[1] for r in results], stats
+
+
+def test_pages_shared_with_a_large_parent_do_not_make_a_worker_worn(
+    large_parent: list[int],
+) -> None:
+    # A forked worker's resident set counts its parent's pages: a large parent made every
+    # worker look worn after every file, so each was replaced. Then each file paid a reading
+    # of the worker's own pages (smaps_rollup, about 4 ms): now one in PRIVATE_EVERY.
+    names = [f"u{i}" for i in range(3 * pool.PRIVATE_EVERY)]
+    workers, stats = _memory_run(names)
+    assert len(set(workers)) == 1
     assert stats["started"] == 1 and stats.get("recycled", 0) == 0
+    assert 1 <= len(large_parent) <= 3, len(large_parent)
+
+
+def test_a_worker_growing_past_the_limit_next_to_a_large_parent_is_replaced_at_once(
+    large_parent: list[int],
+) -> None:
+    # Its resident set grew by more than the margin left: its own pages are read at once.
+    workers, stats = _memory_run(["u0", "u1", "grow2", "u3", "u4"])
+    assert workers[0] == workers[1] == workers[2] != workers[3] == workers[4]
+    assert stats["started"] == 2 and stats["recycled"] == 1
+
+
+def test_a_worker_writing_to_its_parents_pages_is_replaced_within_private_every_files(
+    large_parent: list[int],
+) -> None:
+    # Copy on write turns 300 MB private without growing the resident set: only the periodic
+    # reading sees it, PRIVATE_EVERY files after the first reading at most.
+    names = ["u0", "dirty1", *(f"u{i}" for i in range(2, pool.PRIVATE_EVERY + 4))]
+    workers, stats = _memory_run(names)
+    assert stats["started"] == 2 and stats["recycled"] == 1
+    first = workers.index(workers[-1])
+    assert workers[:first] == [workers[0]] * first and 2 <= first <= pool.PRIVATE_EVERY + 2

@@ -160,16 +160,30 @@ def test_fatal_and_warning_builds_and_dates(register: object) -> None:  # noqa: 
         ("asof:31/08/2026", USAGE, "is not a date"),
         ("python:/nonexistent/python", CONFIG, "cannot run it"),
         ("facturx:/nonexistent", CONFIG, "is not a folder"),
+        # A pack that does not exist was "no rulepack.toml in the folder", exit 2.
+        ("pack:/nonexistent/team-rules-v1", CONFIG, "/nonexistent/team-rules-v1 is not a folder"),
+        ("pack:{tmp}", CONFIG, "no rulepack.toml in the folder"),
     ],
 )
 def test_a_side_that_cannot_be_used_is_one_line(
     tmp_path: Path, side: str, code: int, message: str
 ) -> None:
-    result = run("--from", "builtin", "--to", side, VALID_CII)
+    result = run("--from", "builtin", "--to", side.format(tmp=tmp_path), VALID_CII)
     assert result.returncode == code, result.stdout + result.stderr
     assert result.stdout == "" and "Traceback" not in result.stderr
     [line] = result.stderr.strip().splitlines()
     assert line.startswith("error: ") and message in line
+
+
+def test_a_path_that_does_not_exist_is_a_usage_error_naming_it(tmp_path: Path) -> None:
+    # Each was counted as one file, unreadable under both versions: "1 files; 0 change
+    # verdict", exit 0, for a mistyped folder.
+    result = run("--from", "warning", "--to", "fatal", tmp_path / "invoces", VALID_CII,
+                 tmp_path / "gone.xml")
+    assert result.returncode == USAGE, result.stdout + result.stderr
+    assert result.stdout == ""
+    assert result.stderr.splitlines() == [
+        f"error: no such file or folder: {tmp_path / 'invoces'}, {tmp_path / 'gone.xml'}"]
 
 
 def test_an_interpreter_without_facturx_is_a_config_error(tmp_path: Path) -> None:
@@ -182,3 +196,11 @@ def test_an_interpreter_without_facturx_is_a_config_error(tmp_path: Path) -> Non
     result = run("--from", "builtin", "--to", f"python:{bare}", VALID_CII)
     assert result.returncode == CONFIG
     assert "factur-x is not installed there" in result.stderr
+
+
+def test_a_rule_pack_that_does_not_exist_is_named(tmp_path: Path) -> None:
+    # It said "no rulepack.toml in the folder" of a folder that is not there.
+    result = run("--from", "warning", "--to", "fatal", "--rule-pack", tmp_path / "team-rules",
+                 VALID_CII)
+    assert result.returncode == USAGE, result.stdout + result.stderr
+    assert f"Directory '{tmp_path / 'team-rules'}' does not exist" in result.stderr

@@ -32,7 +32,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Any, TypeVar
 
 from lxml import etree
 
@@ -51,6 +51,7 @@ from ..model.terms import TEXT_TERMS, term_label
 Tokens = dict[str, str]
 CustomRead = Callable[[etree._Element, Tokens], Any]
 CustomWrite = Callable[[etree._Element, Any, Tokens], None]
+_T = TypeVar("_T")
 
 VALUE_TYPES: dict[type[Any], tuple[tuple[str, str], ...]] = {
     Identifier: (("value", "."), ("scheme", "@schemeID")),
@@ -102,12 +103,18 @@ def parse_decimal(term: str, text: str) -> Decimal:
 
 def build_invoice(kwargs: dict[str, Any]) -> Invoice:
     """The Invoice from the terms a binding read; model refusals become BindingErrors."""
+    return _built(Invoice, kwargs, "BT-1..BT-5", "a mandatory term is missing")
+
+
+def _built(cls: Callable[..., _T], kwargs: dict[str, Any], term: str, missing: str) -> _T:
+    """cls(**kwargs), the model's refusals as BindingErrors: one it names a term in, or a
+    missing argument (then `term`, `missing`: what Python says)."""
     try:
-        return Invoice(**kwargs)
+        return cls(**kwargs)
     except ModelError as exc:
         raise BindingError(exc.business_term, exc.detail) from None
     except TypeError as exc:
-        raise BindingError("BT-1..BT-5", f"a mandatory term is missing: {exc}") from None
+        raise BindingError(term, f"{missing}: {exc}") from None
 
 
 @dataclass(frozen=True)
@@ -251,12 +258,7 @@ class Engine:
             kwargs = self.read_group(node, hint, bind.children, context, tokens)
             if not kwargs:
                 return None
-            try:
-                return hint(**kwargs)
-            except ModelError as exc:
-                raise BindingError(exc.business_term, exc.detail) from None
-            except TypeError as exc:
-                raise BindingError(bind.term, f"incomplete group: {exc}") from None
+            return _built(hint, kwargs, bind.term, "incomplete group")
         return self._scalar(node, hint, bind)
 
     def _read_compound(self, node: Any, hint: type[Any], bind: Bind) -> Any:
@@ -284,12 +286,7 @@ class Engine:
             return None
         if hint is BinaryObject:
             kwargs.setdefault("filename", "")
-        try:
-            return hint(**kwargs)
-        except ModelError as exc:
-            raise BindingError(exc.business_term, exc.detail) from None
-        except TypeError as exc:
-            raise BindingError(bind.term, f"incomplete value: {exc}") from None
+        return _built(hint, kwargs, bind.term, "incomplete value")
 
     def _scalar(self, node: Any, hint: Any, bind: Bind) -> Any:
         if hint is date:

@@ -59,6 +59,7 @@ from .outbox_pg import (
     DatabaseUnavailableError,
     MigrateConflictError,
     is_database_url,
+    not_a_database_url,
 )
 from .pipeline import (
     DEFAULT_LOOKBACK_DAYS,
@@ -88,6 +89,8 @@ def state_dir(option: Path | None) -> Path:
     a database (postgresql://...) leaves the local files (tokens, sandbox) in the user's
     state folder."""
     env = os.environ.get("FACTURFLOW_STATE")
+    if not option and (problem := not_a_database_url(env)):
+        raise click.UsageError(f"FACTURFLOW_STATE: {problem}")
     return option or Path(env if env and not is_database_url(env) else default_state_dir())
 
 
@@ -96,6 +99,9 @@ def state_location(option: str | None) -> StateLocation:
     --state, else $FACTURFLOW_STATE, else the user's state folder; a postgresql:// URL stays a
     string, anything else is a folder."""
     value = option or os.environ.get("FACTURFLOW_STATE") or ""
+    problem = not_a_database_url(value)
+    if problem:
+        raise click.UsageError(f"{'--state' if option else 'FACTURFLOW_STATE'}: {problem}")
     if is_database_url(value):
         return value
     return Path(value) if value else default_state_dir()
@@ -129,6 +135,37 @@ STATE_HELP = ("Where the outbox is: a state folder (SQLite), or postgresql://USE
               "state folder (e.g. ~/.local/state/facturflow).")
 
 
+def _refuse_missing(folder: Path, fmt: str) -> None:
+    """A state folder that does not exist, for a command that reads the state without making
+    it (a mistyped --state or FACTURFLOW_STATE, or nothing sent from here yet): an error
+    (exit 6) naming it, not an empty outbox."""
+    if folder.exists():
+        return
+    if any(p.exists() and not p.is_dir() for p in folder.parents):
+        message = f"the state folder {folder} is under a file"
+    else:
+        message = (f"the state folder {folder} does not exist: nothing was sent with it "
+                   "(--state or FACTURFLOW_STATE names the folder `facturflow send` used)")
+    emit_error(CommandError(exitcodes.STATE, "no_state_folder", message, "StateFolderError"),
+               fmt)
+
+
+def existing_state(option: str | None, fmt: str) -> StateLocation:
+    """state_location(option), for status and the outbox commands: a folder must exist (see
+    _refuse_missing); a database URL is the database's to answer."""
+    where = state_location(option)
+    if not is_database_url(where):
+        _refuse_missing(Path(where), fmt)
+    return where
+
+
+def existing_state_dir(option: Path | None, fmt: str) -> Path:
+    """state_dir(option), which must exist (see _refuse_missing)."""
+    folder = state_dir(option)
+    _refuse_missing(folder, fmt)
+    return folder
+
+
 def lookback_days(option: int | None) -> int:
     """--lookback-days, else $FACTURFLOW_LOOKBACK_DAYS, else DEFAULT_LOOKBACK_DAYS."""
     if option is not None:
@@ -142,15 +179,27 @@ def lookback_days(option: int | None) -> int:
     return int(raw)
 
 
+def env_config(state: Path) -> QontoConfig:
+    """The Qonto settings of the environment, OAuth tokens kept in $QONTO_TOKEN_FILE, else in
+    the state folder; a malformed setting raises ConfigError (a ValueError)."""
+    env_token_file = os.environ.get("QONTO_TOKEN_FILE")
+    token_store = Path(env_token_file) if env_token_file else state / "oauth-tokens.json"
+    return QontoConfig.from_env(token_store=token_store)
+
+
+def _command_config(state: Path) -> QontoConfig:
+    """env_config, a malformed setting as a usage error caused by the ValueError (which
+    command_errors reports as a configuration error, exit 3)."""
+    try:
+        return env_config(state)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from exc
+
+
 @contextmanager
 def configured_client(state: Path) -> Iterator[QontoClient | None]:
     """A client when Qonto is configured in the environment, else None (no private sandbox)."""
-    env_token_file = os.environ.get("QONTO_TOKEN_FILE")
-    token_store = Path(env_token_file) if env_token_file else state / "oauth-tokens.json"
-    try:
-        config = QontoConfig.from_env(token_store=token_store)
-    except ValueError as exc:
-        raise click.UsageError(str(exc)) from exc
+    config = _command_config(state)
     if not config.configured:
         yield None
         return
@@ -161,12 +210,7 @@ def configured_client(state: Path) -> Iterator[QontoClient | None]:
 @contextmanager
 def open_client(state: Path, *, say: bool = True) -> Iterator[QontoClient]:
     """A client from the environment; with no Qonto configuration, one on a private sandbox."""
-    env_token_file = os.environ.get("QONTO_TOKEN_FILE")
-    token_store = Path(env_token_file) if env_token_file else state / "oauth-tokens.json"
-    try:
-        config = QontoConfig.from_env(token_store=token_store)
-    except ValueError as exc:
-        raise click.UsageError(str(exc)) from exc
+    config = _command_config(state)
     if config.configured:
         with QontoClient(config) as client:
             yield client
@@ -190,7 +234,7 @@ def open_client(state: Path, *, say: bool = True) -> Iterator[QontoClient]:
                 err=True,
             )
         config = QontoConfig.from_env(
-            {}, base_url=box.base_url, api_key=box.api_key, token_store=token_store
+            {}, base_url=box.base_url, api_key=box.api_key, token_store=config.token_store
         )
         with QontoClient(config) as client:
             yield client
@@ -487,9 +531,10 @@ def status_command(refs: tuple[str, ...], state: str | None, refresh: bool, watc
 
     Exit 1 when a listed invoice failed or was refused, rejected or not delivered (or a REF
     matches nothing); 3 or 4 when --refresh or --watch cannot ask Qonto; 5 when --watch gave up
-    with invoices still pending; 6 when the outbox is unusable; 130 Ctrl-C.
+    with invoices still pending; 6 when the state folder does not exist or the outbox is
+    unusable; 130 Ctrl-C.
     """
-    where = state_location(state)
+    where = existing_state(state, fmt)
     folder = local_folder(where)
     if watch:
         _watch(refs, where, watch_timeout, poll_interval, fmt)
@@ -696,7 +741,10 @@ def sandbox_command(state: Path | None, port: int, api_key: str | None,
         click.echo(f"error: {exc.message}", err=True)
         sys.exit(exitcodes.STATE)
     except (OSError, ValueError) as exc:  # unreadable or corrupt state, unwritable folder
-        click.echo(f"error: cannot use the sandbox state folder {folder}: {exc}", err=True)
+        why = (exc.strerror or str(exc)) if isinstance(exc, OSError) else str(exc)
+        if folder.exists() and not folder.is_dir():
+            why = "it is a file, not a folder"
+        click.echo(f"error: cannot use the sandbox state folder {folder}: {why}", err=True)
         sys.exit(exitcodes.STATE)
     try:
         box.start()

@@ -37,6 +37,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from ..outputs import write_private_atomically
 from .errors import NotFoundError, PermissionDeniedError, ResponseTooLargeError
 from .qonto import QontoClient
 
@@ -118,20 +119,6 @@ class SyncResult:
 # State
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
 def load_state(folder: Path) -> dict[str, Any]:
     path = folder / STATE_NAME
     try:
@@ -150,8 +137,9 @@ def load_state(folder: Path) -> dict[str, Any]:
 
 
 def save_state(folder: Path, state: Mapping[str, Any]) -> None:
-    _atomic_write(folder / STATE_NAME,
-                  json.dumps(state, indent=1, ensure_ascii=False, sort_keys=True).encode())
+    write_private_atomically(folder / STATE_NAME,
+                             json.dumps(state, indent=1, ensure_ascii=False,
+                                        sort_keys=True).encode())
 
 
 def write_index(folder: Path, rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -159,7 +147,7 @@ def write_index(folder: Path, rows: Iterable[Mapping[str, Any]]) -> list[dict[st
                      key=lambda r: (str(r.get("received_at") or ""), str(r.get("id"))))
     lines = "".join(json.dumps({k: r.get(k) for k in INDEX_FIELDS}, ensure_ascii=False) + "\n"
                     for r in ordered)
-    _atomic_write(folder / "index.jsonl", lines.encode())
+    write_private_atomically(folder / "index.jsonl", lines.encode())
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=INDEX_FIELDS, extrasaction="ignore",
                             lineterminator="\r\n")
@@ -167,7 +155,7 @@ def write_index(folder: Path, rows: Iterable[Mapping[str, Any]]) -> list[dict[st
     for row in ordered:
         writer.writerow({k: _csv_cell(row.get(k)) for k in INDEX_FIELDS})
     # UTF-8 with a BOM: what spreadsheet and accounting imports read as UTF-8.
-    _atomic_write(folder / "index.csv", buffer.getvalue().encode("utf-8-sig"))
+    write_private_atomically(folder / "index.csv", buffer.getvalue().encode("utf-8-sig"))
     return ordered
 
 
@@ -380,8 +368,8 @@ def _sync(client: QontoClient, folder: Path, filters: SyncFilters, lang: str,
             row = {**entry["row"], **_status_fields(invoice, lang)}
             target = folder / str(entry["row"]["folder"])
             if target.is_dir():
-                _atomic_write(target / "qonto.json",
-                              json.dumps(invoice, indent=2, ensure_ascii=False).encode())
+                write_private_atomically(target / "qonto.json", json.dumps(
+                    invoice, indent=2, ensure_ascii=False).encode())
             known[inv_id] = {"updated_at": invoice.get("updated_at"), "row": row}
             save_state(folder, state)
             result.refreshed.append(row)

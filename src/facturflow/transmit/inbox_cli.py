@@ -17,8 +17,10 @@ consistent: running it again continues).
 from __future__ import annotations
 
 import json
+import os
 import re
 import sys
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -28,6 +30,7 @@ import click
 from .. import exitcodes
 from .cli import CommandError, command_errors, open_client, state_dir
 from .errors import NotFoundError, ValidationRejectedError
+from .qonto import QontoClient
 from .reasons import Lang, RefusalReason, parse_reason
 
 _FORMAT = click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
@@ -126,8 +129,17 @@ def _list(download: Path | None, run_validation: bool, state: Path | None, fmt: 
     sys.exit(exitcodes.INVALID if invalid else exitcodes.OK)
 
 
+def _folder(ctx: click.Context, param: click.Parameter, value: str | None) -> Path | None:
+    # "" would be the current folder: what `--to "$DIR"` (or --download) with DIR unset gives.
+    if value is not None and not value.strip():
+        raise click.BadParameter("is empty (an unset variable?): name the folder ('.' for the "
+                                 "current one)")
+    return Path(value) if value is not None else None
+
+
 _LIST_OPTIONS = [
-    click.option("--download", "download", type=click.Path(path_type=Path), default=None,
+    click.option("--download", "download", type=click.Path(), callback=_folder,
+                 default=None,
                  help="Save each received invoice's file in this folder."),
     click.option("--validate", "run_validation", is_flag=True,
                  help="Run the validation stage on each received invoice."),
@@ -198,11 +210,26 @@ def _since(ctx: click.Context, param: click.Parameter, value: str | None) -> str
     return value
 
 
+# Qonto's supplier-invoice statuses (API.md: those seen officially, and a third-party list).
+KNOWN_STATUSES = ("to_review", "to_approve", "awaiting_payment", "to_pay", "pending",
+                  "scheduled", "paid", "archived", "rejected", "discarded")
+
+
+def _statuses(ctx: click.Context, param: click.Parameter,
+              value: tuple[str, ...]) -> tuple[str, ...]:
+    # Kept (the list is not official), but said: a typo would copy nothing, silently.
+    for status in value:
+        if status not in KNOWN_STATUSES:
+            click.echo(f"warning: --status {status!r} is not a status Qonto is known to use "
+                       f"({', '.join(KNOWN_STATUSES)}): no invoice may match", err=True)
+    return value
+
+
 @inbox_group.command("sync")
-@click.option("--to", "target", type=click.Path(path_type=Path, file_okay=False),
+@click.option("--to", "target", type=click.Path(file_okay=False), callback=_folder,
               required=True, help="Folder of the copy (created; its state file makes the "
               "next run incremental).")
-@click.option("--status", "statuses", multiple=True, metavar="STATUS",
+@click.option("--status", "statuses", multiple=True, metavar="STATUS", callback=_statuses,
               help="Only invoices in this Qonto status (to_review, to_approve, "
               "awaiting_payment, paid, rejected...); repeatable.")
 @click.option("--einvoices-only", is_flag=True, help="Only e-invoices (is_einvoice).")
@@ -245,6 +272,13 @@ def sync_command(target: Path, statuses: tuple[str, ...], einvoices_only: bool,
                 result = sync_inbox(client, target, filters, lang=lang, progress=say)
         except InboxStateError as exc:
             raise CommandError(exitcodes.STATE, "inbox_state", str(exc),
+                               type(exc).__name__) from None
+        except OSError as exc:
+            written = Path(os.fsdecode(exc.filename)) if exc.filename is not None else None
+            if written is None or not written.resolve().is_relative_to(target.resolve()):
+                raise  # not the copy's folder: command_errors says what it is
+            raise CommandError(exitcodes.USAGE, "cannot_write",
+                               f"cannot write the copy in {target}: {exc.strerror or exc}",
                                type(exc).__name__) from None
     if fmt == "json":
         click.echo(json.dumps({**result.as_dict(), "folder": str(target)}, indent=2,
@@ -347,17 +381,8 @@ def reject_command(invoice_id: str, reason: RefusalReason, note: str | None,
                    state: Path | None, fmt: str, lang: str) -> None:
     """Refuse a received invoice with an AFNOR reason code (lifecycle 210 Refusée)."""
     state, fmt, lang = _inherit(state, fmt, lang)
-    folder = state_dir(state)
-    with command_errors(fmt, folder), open_client(folder) as client:
-        try:
-            invoice = client.reject_supplier_invoice(_checked_id(invoice_id), reason.value,
-                                                     note or reason.label("fr"))
-            if not invoice:
-                invoice = client.get_supplier_invoice(invoice_id)
-        except NotFoundError as exc:
-            raise _unknown(exc, invoice_id) from None
-        except ValidationRejectedError as exc:
-            raise _refused(exc, f"reject {invoice_id}") from None
+    invoice = _act(state, fmt, invoice_id, "reject", lambda client, checked: (
+        client.reject_supplier_invoice(checked, reason.value, note or reason.label("fr"))))
     _done(invoice, f"rejected ({reason.value}: {reason.label(_lang(lang))})", fmt, lang)
 
 
@@ -386,17 +411,25 @@ def mark_paid_command(invoice_id: str, paid_on: str | None, state: Path | None, 
                       lang: str) -> None:
     """Mark a received invoice paid (lifecycle 211 Paiement transmis for an e-invoice)."""
     state, fmt, lang = _inherit(state, fmt, lang)
+    invoice = _act(state, fmt, invoice_id, "mark-paid", lambda client, checked: (
+        client.mark_supplier_invoice_paid(checked, paid_on)))
+    _done(invoice, f"paid on {invoice.get('payment_date') or paid_on or 'today'}", fmt, lang)
+
+
+def _act(state: Path | None, fmt: str, invoice_id: str, what: str,
+         action: Callable[[QontoClient, str], dict[str, Any]]) -> dict[str, Any]:
+    """Do `action` (the command `what`) on a received invoice: the invoice after it (read again
+    when Qonto's answer has no body); an unknown id or Qonto's refusal as one line."""
     folder = state_dir(state)
     with command_errors(fmt, folder), open_client(folder) as client:
         try:
-            invoice = client.mark_supplier_invoice_paid(_checked_id(invoice_id), paid_on)
-            if not invoice:
-                invoice = client.get_supplier_invoice(invoice_id)
+            invoice = action(client, _checked_id(invoice_id)) or client.get_supplier_invoice(
+                invoice_id)
         except NotFoundError as exc:
             raise _unknown(exc, invoice_id) from None
         except ValidationRejectedError as exc:
-            raise _refused(exc, f"mark-paid {invoice_id}") from None
-    _done(invoice, f"paid on {invoice.get('payment_date') or paid_on or 'today'}", fmt, lang)
+            raise _refused(exc, f"{what} {invoice_id}") from None
+    return invoice
 
 
 def _done(invoice: dict[str, Any], what: str, fmt: str, lang: str) -> None:

@@ -9,8 +9,9 @@
 
 REF is a source path, Qonto's invoice id, the invoice number or an upload sha256 prefix (8+).
 --state is a folder or a postgresql:// URL (see facturflow.transmit.store).
-Exit codes as in facturflow.transmit.cli; `check` exits 6 when something needs attention,
-`migrate` 6 when rows already in the database differ from the folder's (nothing copied).
+Exit codes as in facturflow.transmit.cli; each but `migrate` exits 6 when the state folder
+does not exist, `check` also when something needs attention, `migrate` 6 when rows already
+in the database differ from the folder's (nothing copied).
 """
 
 from __future__ import annotations
@@ -29,12 +30,13 @@ from .cli import (
     CommandError,
     _print_summary,
     command_errors,
+    existing_state,
     local_folder,
     open_client,
     state_location,
 )
 from .outbox import Item
-from .outbox_pg import is_database_url
+from .outbox_pg import is_database_url, not_a_database_url
 from .store import StateLocation, check, describe, open_outbox, organisations
 
 _STUCK = ("validated", "importing", "imported", "sending")
@@ -90,7 +92,7 @@ def _find(folder: StateLocation, ref: str) -> tuple[str, Item]:
 @_format_option
 def list_command(only: str | None, state: str | None, fmt: str) -> None:
     """List the outbox's invoices."""
-    folder = state_location(state)
+    folder = existing_state(state, fmt)
     items: list[Item] = []
     with command_errors(fmt, local_folder(folder)):
         for org in organisations(folder):
@@ -117,7 +119,7 @@ def show_command(ref: str, state: str | None, fmt: str) -> None:
     """One invoice's entry, its full history and its lifecycle events."""
     from ..lifecycle import label
 
-    folder = state_location(state)
+    folder = existing_state(state, fmt)
     with command_errors(fmt, local_folder(folder)):
         org, item = _find(folder, ref)
         with open_outbox(folder, org, lock=False) as outbox:
@@ -157,7 +159,7 @@ def retry_command(ref: str, state: str | None, fmt: str) -> None:
     its source file, exactly as `facturflow send FILE` would (nothing is sent twice)."""
     from .pipeline import SendOptions, send_invoices
 
-    folder = state_location(state)
+    folder = existing_state(state, fmt)
     with command_errors(fmt, local_folder(folder)):
         org, item = _find(folder, ref)
         if item.state == "sent":
@@ -205,7 +207,7 @@ def _confirmed(question: str) -> bool:
 def forget_command(ref: str, yes: bool, state: str | None, fmt: str) -> None:
     """Drop an entry, so that the next send treats its file as new. Refused when the invoice
     was sent, or when Qonto has it as sent (asked when the entry has a Qonto invoice id)."""
-    folder = state_location(state)
+    folder = existing_state(state, fmt)
     with command_errors(fmt, local_folder(folder)):
         org, item = _find(folder, ref)
         refusal = (f"{item.source_path} ({item.invoice_number or '?'}) was sent (invoice "
@@ -236,7 +238,7 @@ def forget_command(ref: str, yes: bool, state: str | None, fmt: str) -> None:
 @_format_option
 def check_command(state: str | None, fmt: str) -> None:
     """Check the outbox database and the stored uploads; say what can be recovered."""
-    folder = state_location(state)
+    folder = existing_state(state, fmt)
     with command_errors(fmt, local_folder(folder)):
         report = check(folder)
     if fmt == "json":
@@ -272,7 +274,9 @@ def migrate_command(target: str, state: str | None, fmt: str) -> None:
 
     folder = state_location(state)
     if not is_database_url(target):
-        raise click.BadParameter(f"{target!r} is not a postgresql:// URL", param_hint="--to")
+        # Never the value itself: it may hold a password.
+        raise click.BadParameter(not_a_database_url(target) or "not a postgresql:// URL",
+                                 param_hint="--to")
     if is_database_url(folder):
         raise click.BadParameter("the outbox to copy must be a state folder (SQLite), not a "
                                  "database", param_hint="--state")

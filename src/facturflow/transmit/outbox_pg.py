@@ -57,6 +57,9 @@ DEFAULT_LEASE_SECONDS = 60.0
 URL_SCHEMES = ("postgresql://", "postgres://")
 # pg_advisory_xact_lock key of the schema migrations (any constant; "ffoutbox" in ASCII)
 _MIGRATION_LOCK = 0x66666F7574626F78
+# pg_advisory_xact_lock key of `outbox migrate`'s copy ("ffmigrat"): two copies at once would
+# insert the same rows, and the second would fail on a unique key instead of finding them there
+_COPY_LOCK = 0x66666D6967726174
 
 _ITEM_COLUMNS = tuple(f.name for f in fields(Item))
 _COLUMNS_SQL = ", ".join(f"i.{c}" for c in _ITEM_COLUMNS)
@@ -133,12 +136,31 @@ class DatabaseUnavailableError(TransmitError):
     newer than this facturflow) (exit 6, STATE)."""
 
 
+class ClaimLostError(DatabaseUnavailableError):
+    """This sender's claim on an invoice was taken over by another sender (it stopped longer
+    than its lease: SIGSTOP, a suspended machine): it must not make the invoice's next request
+    (exit 6, STATE; the other sender goes on with it)."""
+
+
 class MigrateConflictError(TransmitError):
     """`outbox migrate` found rows in the database that differ from the SQLite outbox's."""
 
 
 def is_database_url(state: object) -> bool:
     return isinstance(state, str) and state.startswith(URL_SCHEMES)
+
+
+def not_a_database_url(state: object) -> str | None:
+    """For a state written as a URL of another scheme (a typo: `postgresq://`, `pgsql://`),
+    which would otherwise be taken for a folder (a local outbox, not the shared one, in a
+    folder named after the password): what to say, naming only the scheme; else None."""
+    if not isinstance(state, str) or is_database_url(state):
+        return None
+    found = re.match(r"\s*([A-Za-z][A-Za-z0-9+.-]*)://", state)
+    if found is None:
+        return None
+    return (f"'{found.group(1)}://...' is not a PostgreSQL URL: write postgresql://"
+            "USER@HOST[:PORT]/DB (or postgres://), or a folder")
 
 
 def _psycopg() -> Any:
@@ -157,21 +179,48 @@ def describe(url: str) -> str:
     try:
         info = psycopg.conninfo.conninfo_to_dict(url)
     except psycopg.Error:
-        return "the outbox database (malformed URL)"
+        return "database (malformed URL)"
     host = str(info.get("host") or os.environ.get("PGHOST") or "localhost")
     port = str(info.get("port") or os.environ.get("PGPORT") or "5432")
     where = f"database {info.get('dbname') or info.get('user') or '?'} on {host}:{port}"
-    return where + (f" as {info['user']}" if info.get("user") else "")
+    # A password with an unescaped '@' ends up in the host: redacted like any message.
+    return _redact(where + (f" as {info['user']}" if info.get("user") else ""), url)
+
+
+def _secrets(url: str) -> list[str]:
+    """What of `url` may be its password, as parsed or as written: the parsed password; the
+    user part's password as written (up to the last '@'), percent-decoded too, and its pieces
+    around an unescaped '@', '/' or ':'; every `password=` query value. The driver's messages
+    quote a URL it cannot parse, or the token it choked on, which can be any of them."""
+    from urllib.parse import unquote
+
+    found: set[str] = set()
+    with contextlib.suppress(Exception):
+        parsed = _psycopg().conninfo.conninfo_to_dict(url).get("password")
+        if parsed:
+            found.add(str(parsed))
+    rest = url.split("://", 1)[1] if "://" in url else url
+    before_query = rest.split("?", 1)[0]
+    if "@" in before_query:
+        written = before_query.rsplit("@", 1)[0].partition(":")[2]
+        if written:
+            found |= {written, unquote(written)}
+            found |= {piece for piece in re.split(r"[@/:]", written) if len(piece) >= 3}
+    for value in re.findall(r"[?&]password=([^&#\s\"']*)", url):
+        if value:
+            found |= {value, unquote(value)}
+    return sorted(found, key=len, reverse=True)  # the longest first: no piece left behind
+
+
+def _redact(text: str, url: str) -> str:
+    for secret in _secrets(url):
+        text = text.replace(secret, "[REDACTED]")
+    return re.sub(r"(postgres(?:ql)?://[^:/@\s]*:)[^@\s]*@", r"\1[REDACTED]@", text)
 
 
 def _clean(text: str, url: str) -> str:
     """One line of a psycopg message, with any password of `url` removed."""
-    line = " ".join(str(text).split())
-    with contextlib.suppress(Exception):
-        password = _psycopg().conninfo.conninfo_to_dict(url).get("password")
-        if password:
-            line = line.replace(str(password), "[REDACTED]")
-    return re.sub(r"(postgres(?:ql)?://[^:/@\s]*:)[^@\s]*@", r"\1[REDACTED]@", line)
+    return _redact(" ".join(str(text).split()), url)
 
 
 _CONFIG_PATTERNS = ("password authentication failed", "no password supplied",
@@ -259,6 +308,9 @@ class PgOutbox:
         self.db = connect(url)
         self._beat: threading.Thread | None = None
         self._stop = threading.Event()
+        # The invoices this sender claimed and has not released: their transitions are written
+        # only while the claim is still its own (fencing), never after another took it over.
+        self._held: set[str] = set()
 
     # -- plumbing -------------------------------------------------------------------------------
     def close(self) -> None:
@@ -467,6 +519,7 @@ class PgOutbox:
                 if row["was"] and row["was"] != self.owner:
                     self._log(db, row["upload_sha256"], "claimed",
                               f"taken over from {row['was']} (its lease ran out)")
+        self._held.update(r["upload_sha256"] for r in rows)
         self._start_heartbeat()
         return {r["upload_sha256"]: self._item(r) for r in rows}
 
@@ -505,13 +558,43 @@ class PgOutbox:
             assignments += ", claimed_by=NULL, lease_until=NULL"
         with self._tx() as db:
             for upload_sha in upload_shas:
+                held = upload_sha in self._held
                 done = db.execute(
-                    f"UPDATE items i SET state=%(state)s, updated_at=%(now)s{assignments} "
-                    f"WHERE org=%(org)s AND upload_sha256=%(sha)s AND {_FREE} RETURNING 1",
+                    f"UPDATE items i SET state=%(state)s, updated_at=%(now)s{assignments}"
+                    f"{self._renewal(held, release)} WHERE org=%(org)s AND "
+                    f"upload_sha256=%(sha)s AND {self._fence(held)} RETURNING 1",
                     {"state": state, "now": now, "org": self.org, "sha": upload_sha,
-                     "me": self.owner, **columns}).fetchone()
-                if done is not None:
+                     "me": self.owner, "lease": self.lease_seconds, **columns}).fetchone()
+                if done is None and held:
+                    self._lost(upload_sha, before_request=state in ("importing", "sending"))
+                elif done is not None:
                     self._log(db, upload_sha, state, detail)
+                    if release:
+                        self._held.discard(upload_sha)
+
+    @staticmethod
+    def _fence(held: bool) -> str:
+        """Who may write an invoice's transition: the claimant alone once this sender claimed
+        it (a lease that ran out while nobody took it over is still its own); else, as for a
+        step taken without a claim (outbox retry), anyone while no live claim holds it."""
+        return "i.claimed_by = %(me)s" if held else _FREE
+
+    @staticmethod
+    def _renewal(held: bool, release: bool) -> str:
+        # The step is renewed with the claim, in the same row lock: a sender that takes over
+        # an expired lease either comes first (and this write is refused) or finds it live.
+        return f", lease_until={_NOW} + %(lease)s" if held and not release else ""
+
+    def _lost(self, upload_sha: str, *, before_request: bool) -> None:
+        """This sender's claim on the invoice was taken over: its record stays the other
+        sender's (and stays fenced off until this sender claims it anew). Before a request
+        (import, send) this sender must not make: an error."""
+        if before_request:
+            raise ClaimLostError(
+                f"another sender took over invoice {upload_sha[:12]} in the outbox "
+                f"{self.where}: this one was stopped longer than its lease "
+                f"({self.lease_seconds:g} s) and stops here without sending it",
+                source=self.where)
 
     def mark_importing(self, upload_shas: Sequence[str]) -> None:
         self._set(upload_shas, "importing", error=None)
@@ -521,29 +604,39 @@ class PgOutbox:
         now = time.time()
         with self._tx() as db:
             for upload_sha, invoice_id in invoice_ids.items():
+                held = upload_sha in self._held
                 done = db.execute(
                     f"UPDATE items i SET state='imported', invoice_id=%(id)s, error=NULL, "
-                    f"updated_at=%(now)s WHERE org=%(org)s AND upload_sha256=%(sha)s AND {_FREE} "
-                    "RETURNING 1", {"id": invoice_id, "now": now, "org": self.org,
-                                    "sha": upload_sha, "me": self.owner}).fetchone()
+                    f"updated_at=%(now)s{self._renewal(held, False)} WHERE org=%(org)s AND "
+                    f"upload_sha256=%(sha)s AND {self._fence(held)} RETURNING 1",
+                    {"id": invoice_id, "now": now, "org": self.org, "sha": upload_sha,
+                     "me": self.owner, "lease": self.lease_seconds}).fetchone()
                 if done is not None:
                     self._log(db, upload_sha, "imported", invoice_id)
+                elif held:
+                    self._lost(upload_sha, before_request=False)
 
     def mark_adopted(self, upload_sha: str, invoice_id: str, *, sent: bool) -> None:
         """Take over an invoice Qonto already has under this number (see Outbox.mark_adopted)."""
         now = time.time()
         release = ", claimed_by=NULL, lease_until=NULL" if sent else ""
+        held = upload_sha in self._held
         with self._tx() as db:
             done = db.execute(
                 f"UPDATE items i SET state=%(state)s, invoice_id=%(id)s, error=NULL, "
-                f"updated_at=%(now)s, sent_at=%(sent_at)s{release} WHERE org=%(org)s AND "
-                f"upload_sha256=%(sha)s AND {_FREE} RETURNING 1",
+                f"updated_at=%(now)s, sent_at=%(sent_at)s{release}"
+                f"{self._renewal(held, sent)} WHERE org=%(org)s AND "
+                f"upload_sha256=%(sha)s AND {self._fence(held)} RETURNING 1",
                 {"state": "sent" if sent else "imported", "id": invoice_id, "now": now,
                  "sent_at": now if sent else None, "org": self.org, "sha": upload_sha,
-                 "me": self.owner}).fetchone()
+                 "me": self.owner, "lease": self.lease_seconds}).fetchone()
             if done is not None:
                 self._log(db, upload_sha, "sent" if sent else "imported",
                           f"adopted {invoice_id} (found at Qonto by invoice number)")
+            elif held:
+                self._lost(upload_sha, before_request=False)
+            if sent and done is not None:
+                self._held.discard(upload_sha)
 
     def mark_sending(self, upload_sha: str) -> None:
         self._set([upload_sha], "sending", error=None)
@@ -695,6 +788,7 @@ def _copy(conn: psycopg.Connection[dict[str, Any]], blobs: Path, items: list[dic
           report: MigrateReport) -> None:
     conflicts: list[str] = []
     new: set[tuple[str, str]] = set()
+    conn.execute("SELECT pg_advisory_xact_lock(%s)", (_COPY_LOCK,))  # one copy at a time
     for item in items:
         key = (item["org"], item["upload_sha256"])
         row = conn.execute(f"SELECT {_COLUMNS_SQL} FROM items i WHERE org=%s AND "

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import re
 import sys
 import time
@@ -29,7 +28,7 @@ import click
 
 from .. import exitcodes
 from ..clitypes import FiniteFloatRange
-from .cli import CommandError, command_errors, state_dir
+from .cli import CommandError, command_errors, env_config, existing_state_dir, state_dir
 from .errors import (
     AuthenticationError,
     ConfigError,
@@ -49,17 +48,11 @@ _STATE = click.option("--state", "state", type=click.Path(path_type=Path), defau
 REGISTRATIONS = "registrations.json"
 
 
-def _config(folder: Path) -> QontoConfig:
-    env_token_file = os.environ.get("QONTO_TOKEN_FILE")
-    token_store = Path(env_token_file) if env_token_file else folder / "oauth-tokens.json"
-    return QontoConfig.from_env(token_store=token_store)
-
-
 @contextmanager
 def onboarding_client(folder: Path) -> Iterator[QontoClient]:
     """A client for the Onboarding API: QONTO_PARTNER_ID and QONTO_PARTNER_TOKEN; with no
     Qonto setting at all, one on the local sandbox kept in <state>/sandbox."""
-    config = _config(folder)
+    config = env_config(folder)
     if config.partner_token and config.partner_id:
         with QontoClient(config) as client:
             yield client
@@ -79,14 +72,14 @@ def onboarding_client(folder: Path) -> Iterator[QontoClient]:
 
 
 def _remember(folder: Path, registration: dict[str, Any]) -> None:
-    from .inbox import _atomic_write
+    from ..outputs import write_private_atomically
 
     folder.mkdir(parents=True, exist_ok=True)
     known = _known(folder)
     known = [r for r in known if r.get("id") != registration.get("id")]
     known.append({"id": registration.get("id"), "created_at": registration.get("created_at"),
                   "legal_number": (registration.get("organization") or {}).get("legal_number")})
-    _atomic_write(folder / REGISTRATIONS, json.dumps(known, indent=1).encode())
+    write_private_atomically(folder / REGISTRATIONS, json.dumps(known, indent=1).encode())
 
 
 def _known(folder: Path) -> list[dict[str, Any]]:
@@ -113,8 +106,29 @@ def _siren(ctx: click.Context, param: click.Parameter, value: str | None) -> str
     return compact
 
 
+def _email(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    # The link goes to this address: a typo would create a registration nobody can follow.
+    if value is not None and value.strip() and not re.fullmatch(
+            r"[^@\s]+@[^@\s]+\.[^@\s.]+", value.strip()):
+        raise click.BadParameter(f"{value!r} is not an e-mail address")
+    return value.strip() if value is not None else None
+
+
+def _redirect_url(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    # Where Qonto sends the user back: only a web address (not javascript:, not a typo).
+    if value is None:
+        return None
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(value.strip())
+    if parts.scheme not in ("https", "http") or not parts.netloc or " " in value.strip():
+        raise click.BadParameter(f"{value!r} is not an http(s) URL")
+    return value.strip()
+
+
 @click.group("register", invoke_without_command=True)
-@click.option("--email", default=None, help="The user who will sign up (partner_user.email).")
+@click.option("--email", callback=_email, default=None,
+              help="The user who will sign up (partner_user.email).")
 @click.option("--siren", callback=_siren, default=None, help="The company's SIREN.")
 @click.option("--first-name", default=None, help="First name of the user who will sign up.")
 @click.option("--last-name", default=None, help="Last name of the user who will sign up.")
@@ -123,7 +137,8 @@ def _siren(ctx: click.Context, param: click.Parameter, value: str | None) -> str
 @click.option("--legal-flow", default="existing_company", show_default=True,
               help="Qonto's legal_flow; the value of the PA/invoicing flow is not documented "
               "(API.md §10 Q4), so any word is passed through.")
-@click.option("--redirect-url", default=None, help="partner_redirect_url (embedded apps).")
+@click.option("--redirect-url", callback=_redirect_url, default=None,
+              help="partner_redirect_url (embedded apps): an http(s) URL.")
 @_STATE
 @_FORMAT
 @click.pass_context
@@ -186,7 +201,8 @@ def register_status_command(registration_id: str | None, show_all: bool, wait: b
     from .inbox_cli import _inherit
 
     state, fmt, _ = _inherit(state, fmt, "fr")
-    folder = state_dir(state)
+    # Without an id, the registrations this state folder created: it must exist.
+    folder = state_dir(state) if registration_id else existing_state_dir(state, fmt)
     if registration_id:
         ids = [registration_id]
     else:
@@ -370,7 +386,7 @@ def doctor_command(recipient: str | None, max_skew: float, state: Path | None,
     e-invoicing settings, clock skew (and, with --recipient, a client's reachability)."""
     folder = state_dir(state)
     try:
-        config = _config(folder)
+        config = env_config(folder)
     except ValueError as exc:  # ConfigError: a malformed QONTO_* setting
         checks = [Check("credentials", False, f"configuration: {exc}", exitcodes.CONFIG)]
     else:

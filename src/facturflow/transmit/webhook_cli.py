@@ -29,7 +29,9 @@ import ipaddress
 import json
 import os
 import shlex
+import shutil
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -105,7 +107,10 @@ class WebhookReceiver:
 
     def start(self) -> WebhookReceiver:
         handler = type("_BoundHandler", (_Handler,), {"receiver": self})
-        self._server = ThreadingHTTPServer((self.config.host, self.config.port), handler)
+        server: type[ThreadingHTTPServer] = ThreadingHTTPServer
+        if ":" in self.config.host:  # an IPv6 address (::1): the default family is IPv4
+            server = type("_Server6", (ThreadingHTTPServer,), {"address_family": socket.AF_INET6})
+        self._server = server((self.config.host, self.config.port), handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,),
                                         daemon=True, name="facturflow-webhooks")
@@ -130,7 +135,7 @@ class WebhookReceiver:
         assert self._server is not None, "receiver not started"
         host, port = self._server.server_address[:2]
         host = host.decode() if isinstance(host, bytes) else host
-        return f"http://{host}:{port}/"
+        return f"http://[{host}]:{port}/" if ":" in host else f"http://{host}:{port}/"
 
     # -- one event ------------------------------------------------------------------------
     def handle(self, event: WebhookEvent) -> tuple[str, dict[str, Any]]:
@@ -168,6 +173,9 @@ class WebhookReceiver:
         except TransmitError as exc:
             raise EffectError(f"cannot fetch client invoice {event.invoice_id}: "
                               f"{exc.message}") from exc
+        except ValueError:  # path characters: no retry will make it an invoice
+            raise WebhookFormatError(f"the event's invoice id {event.invoice_id!r} is not a "
+                                     "Qonto id") from None
         events = [e.as_dict() for e in invoice.lifecycle_events]
         latest = invoice.latest_event
         details: dict[str, Any] = {
@@ -274,6 +282,9 @@ class _Handler(BaseHTTPRequestHandler):
             return
         try:
             status, details = self.receiver.handle(event)
+        except WebhookFormatError as exc:
+            self._error(400, "not_an_event", exc.message)
+            return
         except EffectError as exc:
             self._error(503, "retry_later", str(exc), Retry_After="2")
             return
@@ -333,11 +344,11 @@ def serve_command(port: int, secret_env: str, host: str, allow_remote: bool,
 
     Needs the QONTO_* settings (the invoice of each event is fetched again). Exit codes: 0
     stopped (Ctrl-C, SIGTERM); 2 usage (a non-loopback --host without --allow-remote, a port
-    in use, a bad --exec or --signed-payload); 3 configuration (the secret variable unset or
-    empty, no QONTO_* settings, credentials refused); 4 Qonto unreachable at start; 6 the
-    state folder unusable.
+    in use, a bad --exec (or one naming no program) or --signed-payload); 3 configuration
+    (the secret variable unset or empty, no QONTO_* settings or a malformed one, credentials
+    refused); 4 Qonto unreachable at start; 6 the state folder unusable.
     """
-    from .cli import classify_error, configured_client, emit_error, state_dir
+    from .cli import classify_error, command_errors, configured_client, emit_error, state_dir
 
     if not allow_remote and not _is_loopback(host):
         raise click.UsageError(f"--host {host} is not a loopback address: add --allow-remote "
@@ -353,6 +364,8 @@ def serve_command(port: int, secret_env: str, host: str, allow_remote: bool,
         raise click.UsageError(f"--exec {exec_cmd!r}: {exc}") from None
     if exec_cmd is not None and not argv:
         raise click.UsageError("--exec is empty")
+    if argv and shutil.which(argv[0]) is None:  # else every event answered 503, for ever
+        raise click.UsageError(f"--exec {argv[0]}: no such program (or not executable)")
     try:
         signed_bytes(0, b"", signed_payload)
     except ValueError as exc:
@@ -363,7 +376,7 @@ def serve_command(port: int, secret_env: str, host: str, allow_remote: bool,
         click.echo(line)
         sys.stdout.flush()
 
-    with configured_client(folder) as client:
+    with command_errors("text", folder), configured_client(folder) as client:
         if client is None:
             click.echo("error: no Qonto configuration (QONTO_API_KEY, or QONTO_ACCESS_TOKEN/"
                        "REFRESH_TOKEN): the receiver fetches each event's invoice from Qonto",
@@ -385,11 +398,13 @@ def serve_command(port: int, secret_env: str, host: str, allow_remote: bool,
             click.echo(f"error: cannot listen on {host}:{port}: {exc.strerror or exc}",
                        err=True)
             sys.exit(exitcodes.USAGE)
-        click.echo(f"webhook receiver listening on {receiver.url} (state in {folder})",
-                   err=True)
         stop = threading.Event()
+        # Before the line that says it listens: a SIGTERM from then on stops it cleanly (exit
+        # 0), not as the Ctrl-C of a command still starting (exit 130).
         previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
         try:
+            click.echo(f"webhook receiver listening on {receiver.url} (state in {folder})",
+                       err=True)
             while not stop.wait(0.2):
                 pass
         except KeyboardInterrupt:

@@ -395,22 +395,39 @@ def _validate_path(path: str) -> Report:
             cache=_worker_cache,
         )
     except Exception as exc:  # a bug must not kill the batch; the file is reported, not lost
-        return Report(
-            path=path,
-            container=None,
-            syntax=None,
-            profile=None,
-            findings=(
-                Finding(
-                    layer="xml",
-                    rule=LAYER_FAILED,
-                    severity="fatal",
-                    message=f"internal error: {type(exc).__name__}: {exc}",
-                ),
+        return internal_error_report(path, exc)
+
+
+def validate_source(
+    name: str, source: Source, config: tuple[Sequence[str], Sequence[RulePack], Limits]
+) -> Report:
+    """The batch entry point on a cluster worker (facturflow.cluster): `source` (a path, or the
+    file's bytes named `name`) validated as `_validate_path` validates a file locally."""
+    rules, packs, limits = config
+    try:
+        return validate(source, rules, rule_packs=packs, limits=limits)
+    except Exception as exc:  # a bug must not kill the batch; the file is reported, not lost
+        return internal_error_report(name, exc)
+
+
+def internal_error_report(path: str, exc: Exception) -> Report:
+    """The report of a file whose validation raised (a bug): invalid, never lost."""
+    return Report(
+        path=path,
+        container=None,
+        syntax=None,
+        profile=None,
+        findings=(
+            Finding(
+                layer="xml",
+                rule=LAYER_FAILED,
+                severity="fatal",
+                message=f"internal error: {type(exc).__name__}: {exc}",
             ),
-            error=f"internal error: {type(exc).__name__}: {exc}",
-            error_type=type(exc).__name__,
-        )
+        ),
+        error=f"internal error: {type(exc).__name__}: {exc}",
+        error_type=type(exc).__name__,
+    )
 
 
 _SNIFF_BYTES = (4096, 65536)  # most files declare their root in the first 4 KB; some open
@@ -461,6 +478,8 @@ def validate_many(
     french_rules: str | None = None,
     as_of: dt.date | str | None = None,
     cache: VerdictCache | None = None,
+    executor: Any = None,
+    ship_bytes: bool | None = None,
 ) -> Iterator[Report]:
     """Validate many files, in input order, on `jobs` worker processes (default: all cores).
 
@@ -473,13 +492,25 @@ def validate_many(
     holds only that syntax's stylesheets (see validate/pool.py). `french_rules` and `as_of` as
     for `validate`. With a `cache`, every file is looked up first and only the others go to
     workers: a batch of files all validated before starts no worker and compiles nothing.
+
+    With `executor` (a dask.distributed Client, or any concurrent.futures.Executor), the files
+    are validated in chunks on its workers instead (see facturflow.cluster; `jobs`, `timeout`,
+    the recycling and affinity options then do not apply); `ship_bytes` says whether the files'
+    bytes travel to the workers (True), their paths (False), or a probe decides (None).
     """
     packs = _packs(rule_packs)
     rule_sets = parse_rule_sets(rules, packs, french_build=french_rules, as_of=as_of)
     names = [str(Path(p)) for p in paths]
-    jobs = default_jobs() if jobs is None else max(1, jobs)
     if cache is not None and not cache.ready():
         cache = None
+    if executor is not None:
+        with BatchValidator(
+            rule_sets, rule_packs=packs, limits=limits, cache=cache, executor=executor,
+            ship_bytes=ship_bytes,
+        ) as remote:
+            yield from remote.validate_many(names)
+        return
+    jobs = default_jobs() if jobs is None else max(1, jobs)
     if timeout is None and (jobs == 1 or len(names) <= 1):
         _init_worker(rule_sets, packs, limits, cache)
         for name in names:
@@ -522,13 +553,35 @@ def validate_many(
         yield from batch._merge(found, batch._pool_run(missed))
 
 
+def _runner(
+    executor: Any,
+    rule_sets: Sequence[str],
+    packs: Sequence[RulePack],
+    limits: Limits,
+    ship_bytes: bool | None,
+) -> Any:
+    """A facturflow.cluster.Runner of validate_source on `executor`."""
+    from ..cluster import Runner
+
+    return Runner(
+        executor,
+        validate_source,
+        pool.failed_report,
+        (rule_sets, list(packs), limits),
+        limits=limits,
+        ship_bytes=ship_bytes,
+        folders=[str(pack.folder) for pack in packs],
+    )
+
+
 class BatchValidator:
     """Worker processes kept from one batch to the next, with their compiled stylesheets.
 
     For an application that validates batches again and again (an invoicing backend, a queue
     consumer): `validate_many` below starts and compiles workers for every call, a
-    BatchValidator does it once. The options are those of `validate_many`; use it as a context
-    manager, or call `close()`.
+    BatchValidator does it once. The options are those of `validate_many` (with `executor`, the
+    batches go to its workers, which keep their stylesheets between batches too); use it as a
+    context manager, or call `close()`.
 
         with BatchValidator(jobs=2) as validator:
             for batch in batches:
@@ -553,6 +606,8 @@ class BatchValidator:
         french_rules: str | None = None,
         as_of: dt.date | str | None = None,
         cache: VerdictCache | None = None,
+        executor: Any = None,
+        ship_bytes: bool | None = None,
     ) -> None:
         packs = _packs(rule_packs)
         rule_sets = parse_rule_sets(rules, packs, french_build=french_rules, as_of=as_of)
@@ -561,6 +616,11 @@ class BatchValidator:
         self._selection = (rule_sets, packs, limits)
         # Workers start on the first file a run gives them (pool.py), so a batch found whole in
         # the cache starts none.
+        self._remote = (
+            None if executor is None else _runner(executor, rule_sets, packs, limits, ship_bytes)
+        )
+        if self._remote is not None:
+            self._remote.stats = self.stats
         self._pool = pool.WorkerPool(
             _validate_path,
             _init_worker,
@@ -577,16 +637,40 @@ class BatchValidator:
         """Validate the files on the kept workers; reports in input order."""
         names = [str(Path(p)) for p in paths]
         if self.cache is None:
-            yield from self._pool.run(names)
+            yield from self._pool_run(names)
             return
         rule_sets, packs, limits = self._selection
-        found = [self.cache.lookup(name, rule_sets, packs, limits)[0] for name in names]
+        looked = [self.cache.lookup(name, rule_sets, packs, limits) for name in names]
+        found = [report for report, _ in looked]
         missed = [name for name, report in zip(names, found, strict=True) if report is None]
-        yield from self._merge(found, self._pool_run(missed))
+        fresh = self._pool_run(missed)
+        if self._remote is not None:
+            keys = [key for report, key in looked if report is None]
+            fresh = self._stored(missed, keys, fresh)
+        yield from self._merge(found, fresh)
 
     def _pool_run(self, names: list[str]) -> Iterator[Report]:
-        if names:
+        if not names:
+            return
+        if self._remote is not None:
+            yield from self._remote.run(names)
+        else:
             yield from self._pool.run(names)
+
+    def _stored(
+        self, names: list[str], keys: list[str | None], fresh: Iterator[Report]
+    ) -> Iterator[Report]:
+        """Cluster workers have no cache of their own: this process stores what they found."""
+        assert self.cache is not None
+        try:
+            for name, key, report in zip(names, keys, fresh, strict=False):
+                if key is not None:
+                    self.cache.put_if_unchanged(name, key, report, *self._selection)
+                yield report
+        finally:
+            close = getattr(fresh, "close", None)
+            if close is not None:
+                close()
 
     @staticmethod
     def _merge(found: list[Report | None], fresh: Iterator[Report]) -> Iterator[Report]:

@@ -37,7 +37,9 @@ import hashlib
 import importlib.metadata
 import json
 import os
+import re
 import stat
+import sys
 import threading
 import time
 import warnings
@@ -59,6 +61,9 @@ _OFF = {"", "off", "0", "no", "false"}
 # Temporary files older than this are left-overs of a killed writer, removed by prune().
 _STALE_TEMP_SECONDS = 3600
 _ENGINES = ("saxonche", "lxml", "pypdf", "factur-x")
+# The names of the cache's own files (an entry, or write_bytes_atomically's temporary file).
+_SHARD = re.compile(r"[0-9a-f]{2}")
+_OWN_FILE = re.compile(r"(?P<temp>\.)?(?P<key>[0-9a-f]{64})\.json(?(temp)\.[^/]+\.part|)")
 
 
 class CacheWarning(UserWarning):
@@ -176,6 +181,20 @@ def _selection_material(rule_sets: Sequence[str], packs: Sequence[Any], limits: 
 # --- entries ------------------------------------------------------------------------------------
 
 
+def _private(path: Path, *, folder: bool = True) -> bool:
+    """Whether only this user could have written `path`: owned by this user, and, for a shard
+    folder, writable by nobody else. An entry anyone else could have planted (a --cache folder
+    in a shared place such as /tmp, its shards made by another user) is never trusted: its
+    header and checksum are easy to forge. Raises OSError when it is missing."""
+    status = path.lstat()
+    if hasattr(os, "geteuid") and status.st_uid != os.geteuid():
+        return False
+    if folder:
+        return stat.S_ISDIR(status.st_mode) and not status.st_mode & 0o022
+    return stat.S_ISREG(status.st_mode)
+
+
+
 def cacheable(report: Report) -> bool:
     """A complete verdict: the input was read, every layer ran, nothing failed to run."""
     return (
@@ -259,6 +278,12 @@ class VerdictCache:
         self.max_bytes = max_bytes
         self.stats: dict[str, int] = {"hits": 0, "misses": 0, "stored": 0}
         self.problem: str | None = None
+        # The CLI's form of the warning: its own line on stderr, in every process that meets
+        # the problem (worker processes included: the flag travels with the pickled cache).
+        self.warn_as_line = False
+        # What clear() and prune() could not remove in this process (the CLI says it).
+        self.not_removed = 0
+        self.removal_problem: str | None = None
         self._environment: str | None = None
         self._contexts: dict[str, str] = {}
         self._lock = threading.Lock()
@@ -335,8 +360,11 @@ class VerdictCache:
         return report
 
     def _read(self, key: str, name: str) -> Report | None:
+        entry = self._entry(key)
         try:
-            raw = self._entry(key).read_bytes()
+            if not (_private(entry.parent) and _private(entry, folder=False)):
+                return None
+            raw = entry.read_bytes()
         except OSError:
             return None
         head, sep, body = raw.partition(b"\n")
@@ -383,6 +411,12 @@ class VerdictCache:
         with self._lock:
             if self.problem is None:
                 self.problem = problem
+                if self.warn_as_line:
+                    with contextlib.suppress(OSError, ValueError):
+                        sys.stderr.write(f"warning: verdict cache: {problem}; "
+                                         "validating without it\n")
+                        sys.stderr.flush()
+                    return
                 warnings.warn(
                     f"verdict cache {self.folder}: {problem}; validating without it",
                     CacheWarning,
@@ -466,13 +500,19 @@ class VerdictCache:
     # --- housekeeping ---------------------------------------------------------------------------
 
     def _files(self) -> list[tuple[Path, os.stat_result]]:
+        """The cache's own files: entries (`<key>.json`) and the temporary files of their
+        writers, in shards named by their keys' first two hex digits. Nothing else: --cache may
+        name a folder that holds other things, which housekeeping must never remove."""
         found: list[tuple[Path, os.stat_result]] = []
         if not self.folder.is_dir():
             return found
         for shard in self.folder.iterdir():
-            if not shard.is_dir() or shard.is_symlink() or len(shard.name) != 2:
+            if not _SHARD.fullmatch(shard.name) or not shard.is_dir() or shard.is_symlink():
                 continue
             for file in shard.iterdir():
+                match = _OWN_FILE.fullmatch(file.name)
+                if match is None or not match.group("key").startswith(shard.name):
+                    continue
                 with contextlib.suppress(OSError):
                     status = file.lstat()
                     if stat.S_ISREG(status.st_mode):
@@ -484,12 +524,25 @@ class VerdictCache:
         files = [(f, s) for f, s in self._files() if f.suffix == ".json"]
         return CacheInfo(self.folder, len(files), sum(s.st_size for _, s in files), self.max_bytes)
 
+    def _remove(self, file: Path) -> bool:
+        """Remove one of the cache's files; False (counted in `not_removed`, the first reason
+        kept in `removal_problem`) when it cannot be (a read-only mount, another's folder)."""
+        try:
+            file.unlink()
+        except FileNotFoundError:  # another process removed it meanwhile: as good as done
+            return False
+        except OSError as exc:
+            self.not_removed += file.suffix == ".json"
+            self.removal_problem = self.removal_problem or (exc.strerror or str(exc))
+            return False
+        return True
+
     def clear(self) -> int:
-        """Remove every entry (and left-over temporary file); the number of entries removed."""
+        """Remove every entry (and left-over temporary file); the number of entries removed
+        (those that could not be: `not_removed`, and why: `removal_problem`)."""
         removed = 0
         for file, _ in self._files():
-            with contextlib.suppress(OSError):
-                file.unlink()
+            if self._remove(file):
                 removed += file.suffix == ".json"
         return removed
 
@@ -504,8 +557,7 @@ class VerdictCache:
             if file.suffix == ".json":
                 entries.append((status.st_mtime, status.st_size, file))
             elif now - status.st_mtime > _STALE_TEMP_SECONDS:
-                with contextlib.suppress(OSError):
-                    file.unlink()
+                self._remove(file)
         total = sum(size for _, size, _ in entries)
         removed = 0
         if limit is None or total <= limit:
@@ -513,8 +565,7 @@ class VerdictCache:
         for _, size, file in sorted(entries):
             if total <= limit:
                 break
-            with contextlib.suppress(OSError):
-                file.unlink()
+            if self._remove(file):
                 removed += 1
                 total -= size
         return removed

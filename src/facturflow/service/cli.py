@@ -1,0 +1,222 @@
+"""`facturflow serve`: the HTTP service on uvicorn, stopped gracefully by SIGTERM.
+
+Exit codes: 0 stopped by SIGTERM (after finishing the requests in flight); 2 a usage error (a bad
+option or rule pack, an address that cannot be bound); 3 a bind off loopback without
+FACTURFLOW_SERVE_TOKEN; 4 the service could not start; 130 stopped by Ctrl-C (SIGINT).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import socket
+import sys
+import threading
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import click
+
+from .. import exitcodes
+from ..cli import _parse_size
+from ..clitypes import FiniteFloatRange
+from ..xmlsafe import DEFAULT_LIMITS
+from .auth import TOKEN_ENV, is_loopback
+
+
+def _fail(code: int, message: str) -> None:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+def _close_inherited_sockets() -> None:
+    """In a forked worker: close the service's TCP sockets (the listening one, the clients').
+
+    A worker holding a copy would keep the port accepting after the service closed it, and a
+    client's connection open after the service answered and closed it. The worker's own pipe
+    to the service is a Unix socket pair, which stays.
+    """
+    try:
+        fds = [int(fd) for fd in os.listdir("/proc/self/fd")]
+    except OSError:
+        return
+    for fd in fds:
+        try:
+            sock = socket.socket(fileno=fd)
+        except OSError:
+            continue  # not a socket (or already closed)
+        if sock.family in (socket.AF_INET, socket.AF_INET6):
+            sock.close()
+        else:
+            sock.detach()
+
+
+class _JsonLog(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        import datetime as dt
+
+        line: dict[str, Any] = {
+            "time": dt.datetime.fromtimestamp(record.created, dt.UTC).isoformat(
+                timespec="milliseconds"),
+            "event": "server", "level": record.levelname.lower(), "message": record.getMessage(),
+        }
+        return json.dumps(line, ensure_ascii=False)
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM,
+                               flags=socket.AI_PASSIVE)
+    family, kind, proto, _, address = infos[0]
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if family == socket.AF_INET6:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+    try:
+        sock.bind(address)
+    except OSError:
+        sock.close()
+        raise
+    sock.listen(2048)
+    sock.set_inheritable(False)
+    return sock
+
+
+@click.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on. Anything but loopback needs a bearer token in "
+                   f"{TOKEN_ENV} (never on the command line).")
+@click.option("--port", type=click.IntRange(0, 65535), default=8080, show_default=True,
+              help="Port to listen on; 0 picks a free one (the log's 'listening' line says "
+                   "which).")
+@click.option("--jobs", "-j", type=click.IntRange(min=1), default=None,
+              help="Worker processes kept warm for validation (default: all cores).")
+@click.option("--queue", type=click.IntRange(min=1), default=64, show_default=True,
+              help="Requests that may wait for a worker; one more gets 503 with Retry-After.")
+@click.option("--request-timeout", type=FiniteFloatRange(min=0.1, max=86_400), default=30.0,
+              show_default=True,
+              help="Seconds a worker may spend on one request; over it the worker is replaced "
+                   "and the caller gets 504.")
+@click.option("--max-size", callback=_parse_size, default=None, metavar="SIZE",
+              help="Largest request body, e.g. 20MB (default: 100MB, as validate); larger "
+                   "bodies get 413 before they are read.")
+@click.option("--max-nodes", type=click.IntRange(min=1), default=None, metavar="N",
+              help="Most markup items an XML input may have (default: 1000000).")
+@click.option("--rule-pack", "rule_packs", multiple=True, type=click.Path(path_type=Path),
+              help="A rule pack folder (with rulepack.toml), applied to every request as "
+                   "`validate --rule-pack` applies it; repeatable.")
+def serve_command(
+    host: str,
+    port: int,
+    jobs: int | None,
+    queue: int,
+    request_timeout: float,
+    max_size: int | None,
+    max_nodes: int | None,
+    rule_packs: tuple[Path, ...],
+) -> None:
+    """Serve validation, detection, reading and conversion over HTTP (see /openapi.json).
+
+    Loopback only unless --host says otherwise; then every request but /healthz and /readyz
+    needs 'Authorization: Bearer TOKEN', TOKEN taken from FACTURFLOW_SERVE_TOKEN. SIGTERM stops
+    accepting connections, finishes the requests in flight and exits 0. Logs are JSON lines on
+    standard error (no invoice content, no token, no query strings).
+    """
+    from ..errors import RulePackError
+    from ..rules import load_rule_pack
+    from ..validate import default_jobs
+
+    token = os.environ.get(TOKEN_ENV) or None
+    if not is_loopback(host) and token is None:
+        _fail(exitcodes.CONFIG, f"--host {host} is not loopback: set {TOKEN_ENV} to the bearer "
+                                "token clients must send")
+    try:
+        packs = [load_rule_pack(folder) for folder in rule_packs]
+    except RulePackError as exc:
+        _fail(exitcodes.USAGE, f"--rule-pack: {exc}")
+    limits = DEFAULT_LIMITS
+    if max_size is not None:
+        limits = replace(limits, max_bytes=max_size)
+    if max_nodes is not None:
+        limits = replace(limits, max_nodes=max_nodes)
+    try:
+        import uvicorn
+
+        from .app import Settings, create_app, log
+    except ImportError as exc:
+        _fail(exitcodes.CONFIG, f"facturflow serve needs the 'serve' extra ({exc.name} is "
+                                "missing): pip install 'facturflow[serve]'")
+    try:
+        sock = _bind(host, port)
+    except OSError as exc:
+        _fail(exitcodes.USAGE, f"cannot listen on {host}:{port}: {exc.strerror or exc}")
+    settings = Settings(
+        jobs=jobs or default_jobs(), queue=queue, request_timeout=request_timeout,
+        limits=limits, packs=packs, token=token,
+    )
+    os.register_at_fork(after_in_child=_close_inherited_sockets)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_JsonLog())
+    for name in ("uvicorn", "uvicorn.error"):
+        logger = logging.getLogger(name)
+        logger.handlers[:] = [handler]
+        logger.setLevel(logging.WARNING)
+        logger.propagate = False
+    config = uvicorn.Config(
+        create_app(settings), log_config=None, access_log=False, lifespan="on",
+        server_header=False, timeout_graceful_shutdown=int(request_timeout) + 10,
+    )
+    address = sock.getsockname()
+    shown = f"[{address[0]}]" if sock.family == socket.AF_INET6 else address[0]
+    server = _server(config, f"http://{shown}:{address[1]}", settings)
+    try:
+        asyncio.run(server.serve(sockets=[sock]))
+    except SystemExit:
+        raise
+    finally:
+        sock.close()
+    if not server.started:
+        _fail(exitcodes.SERVICE, "the service could not start (see the log above)")
+    stopped_by = server.stopped_by
+    log("stopped", signal=signal.Signals(stopped_by).name if stopped_by else None)
+    sys.exit(exitcodes.INTERRUPTED if stopped_by == signal.SIGINT else exitcodes.OK)
+
+
+def _server(config: Any, url: str, settings: Any) -> Any:
+    """uvicorn's Server, logging where it listens, and leaving SIGTERM/SIGINT as a graceful
+    stop (uvicorn re-raises the signal after stopping, which would end the process with it)."""
+    import uvicorn
+
+    from .app import log
+
+    class Server(uvicorn.Server):
+        stopped_by: int | None = None
+
+        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+            await super().startup(sockets)
+            if self.started:
+                log("listening", url=url, jobs=settings.jobs, queue=settings.queue,
+                    request_timeout=settings.request_timeout,
+                    max_bytes=settings.limits.max_bytes, auth=settings.token is not None)
+
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            if threading.current_thread() is not threading.main_thread():
+                yield
+                return
+            signals = (signal.SIGINT, signal.SIGTERM)
+            original = {sig: signal.signal(sig, self.handle_exit) for sig in signals}
+            try:
+                yield
+            finally:
+                for sig, handler in original.items():
+                    signal.signal(sig, handler)
+                self.stopped_by = self._captured_signals[0] if self._captured_signals else None
+
+    return Server(config)
