@@ -265,6 +265,29 @@ def detect_bytes(
     raise NotAnInvoiceError(f"neither XML nor PDF (starts with {data[:16]!r})", source=name)
 
 
+def detect_embedded(
+    data: bytes, *, name: str, attachment: str, limits: Limits = DEFAULT_LIMITS
+) -> Document:
+    """The invoice a PDF carries as `attachment`, detected from that embedded file alone.
+
+    For reading again a PDF whose validation (detect, every check) named its invoice XML: the
+    reports read the key data this way. The PDF is opened within the same bounds as by detect,
+    but its structure (qpdf), XMP and other attachments are not looked at, so the Document has
+    no `pdf` parts: it cannot be validated as a PDF (use detect for that).
+    """
+    from .pdf import embedded_file
+
+    label = f"{name}!{clip(attachment, 100)}"
+    content = embedded_file(data, attachment, source=name)
+    tree = parse_xml(content, source=label, limits=limits)
+    syntax, spec_id, profile = _classify(tree, label)
+    if syntax == "cdar":
+        raise NotAnInvoiceError(CDAR_NOT_AN_INVOICE, source=label)
+    return _document(
+        name, "pdf", syntax, spec_id, profile, tree, None, None, attachment, utf8_as_is(content)
+    )
+
+
 def _looks_like_xml(data: bytes) -> bool:
     stripped = data.lstrip(b"\xef\xbb\xbf\xff\xfe\x00 \t\r\n")
     return stripped.startswith(b"<") or data[:2] in (b"\xff\xfe", b"\xfe\xff")

@@ -319,6 +319,40 @@ def read_pdf(data: bytes, *, source: str | None = None) -> PdfParts:
     )
 
 
+def embedded_file(data: bytes, name: str, *, source: str | None = None) -> bytes:
+    """The content of the file embedded under `name` (name tree or /AF), and nothing else.
+
+    For reading again the invoice XML of a PDF that `read_pdf` (through detect) has already
+    checked in full, e.g. for a report's key data: the same bounded opening (object count,
+    encryption, pypdf limits) but no qpdf structure check, no XMP and no other attachment
+    decoded. Never a substitute for `read_pdf` on a PDF not yet checked. Raises
+    MalformedPDFError, or NoInvoiceInPDFError when no file has that name.
+    """
+    if not data.lstrip()[:5].startswith(b"%PDF-"):
+        raise MalformedPDFError("not a PDF (no %PDF- header)", source=source)
+    try:
+        with open_untrusted(
+            data, source, output_bytes=MAX_STRUCTURE_BYTES, encrypted="the PDF is encrypted"
+        ) as reader:
+            root = _resolve(reader.trailer.get("/Root"))
+            if not isinstance(root, DictionaryObject):
+                raise MalformedPDFError("the PDF has no document catalogue", source=source)
+            found = [item for item in _collect(root) if item.name == name]
+            attachments = _merge(found, _Decoder())
+    except (MalformedPDFError, NoInvoiceInPDFError) as exc:
+        exc.source = exc.source or source
+        raise
+    except MemoryError:
+        raise MalformedPDFError("the PDF needs too much memory to read", source=source) from None
+    except Exception as exc:  # as in read_pdf: pypdf's errors on hostile bytes
+        raise MalformedPDFError(
+            f"cannot read the PDF: {_pypdf_reason(exc)}", source=source
+        ) from None
+    if not attachments:
+        raise NoInvoiceInPDFError(f"no embedded file named {clip(name)!r}", source=source)
+    return attachments[0].data
+
+
 # At most this many of qpdf's messages are kept (a rebuilt table can give one per object).
 MAX_STRUCTURE_PROBLEMS = 20
 _QPDF_SOURCE = re.compile(r"^stream <[^>]*>:?\s*")

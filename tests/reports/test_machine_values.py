@@ -169,9 +169,9 @@ def test_the_reports_of_one_run_read_each_invoice_once(
     reads: list[str] = []
     real = values._read
 
-    def counting(path: str) -> Any:
-        reads.append(path)
-        return real(path)
+    def counting(report: Report) -> Any:
+        reads.append(report.path)
+        return real(report)
 
     monkeypatch.setattr(values, "_read", counting)
     copy = tmp_path / "br-co-10.xml"

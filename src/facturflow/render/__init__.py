@@ -13,14 +13,24 @@ fonts embedded); the HTML is one self-contained file, every text of the invoice 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from .labels import LANGUAGES, Language
-from .pdf import render_invoice_pdf
 
 if TYPE_CHECKING:
     from ..detect import Source
     from ..model import Invoice
+    from .pdf import render_invoice_pdf
+
+
+def __getattr__(name: str) -> Any:
+    # The PDF renderer (fpdf2, ~0.2 s to import) only when asked for: the HTML validation
+    # report uses facturflow.render.content and .labels, not it.
+    if name == "render_invoice_pdf":
+        from .pdf import render_invoice_pdf
+
+        return render_invoice_pdf
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 Format = Literal["pdf", "html"]
 FORMATS: tuple[Format, ...] = ("pdf", "html")
@@ -47,6 +57,8 @@ def render(
         # A received invoice may carry codes outside today's lists: show them, don't refuse.
         invoice = read(invoice, check_codes=False)
     if format == "pdf":
+        from .pdf import render_invoice_pdf
+
         return render_invoice_pdf(invoice, lang=lang, xml_is_reference=None)
     from .content import describe
     from .html import render_html

@@ -20,7 +20,8 @@ surrogates replaced, invoice text isolated for bidirectional display (`<bdi>`), 
 controls in file paths made visible. Labels in English or French (`lang`).
 
 Reading each invoice through the EN 16931 model is what costs (a few ms a file, against well
-under a millisecond for the markup); a large batch reads its files in worker processes.
+under a millisecond for the markup); the reading is the run's, shared with its other reports
+(values.read_model), and a large batch reads its files in worker processes.
 """
 
 from __future__ import annotations
@@ -37,14 +38,14 @@ from collections.abc import Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from html import escape
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from .. import __version__
 from ..validate.report import SEVERITIES, Finding, Report
 from .hints import hint
 from .termpath import term_path
 from .text import Group, group_findings, short_xpath
-from .values import describe_term
+from .values import Read, describe_term, read_model, readable, remember, report_terms
 
 if TYPE_CHECKING:  # facturflow.render imports the PDF renderer: only when a report is written
     from ..render.content import Document, Pairs, Table, Totals
@@ -92,6 +93,7 @@ _LABELS: dict[str, dict[str, str]] = {
         "line": "line",
         "nojs": "Filters need JavaScript; every finding is shown.",
         "stdin": "it came from standard input, which is not kept",
+        "gone": "the file is no longer there",
     },
     "fr": {
         "title": "Rapport de validation facturflow",
@@ -134,6 +136,7 @@ _LABELS: dict[str, dict[str, str]] = {
         "line": "ligne",
         "nojs": "Les filtres demandent JavaScript ; toutes les anomalies sont affichées.",
         "stdin": "elle a été lue sur l'entrée standard, qui n'est pas conservée",
+        "gone": "le fichier n'est plus là",
     },
 }
 
@@ -374,39 +377,40 @@ class _Invoice:
     """What the report shows of one invoice: its words, and its model for the values."""
 
     document: Document | None = None
-    data: dict[str, Any] | None = None
     error: str | None = None
-    _model: Any = field(default=None, repr=False)
+    read: Read | None = field(default=None, repr=False)
 
     def values(self, terms: list[str], line: int | None = None) -> list[str]:
         """What the invoice says for the terms (BT-n); of line `line` only (1-based) when the
         finding is pinned to one line."""
         wanted = [t for t in terms if t.startswith("BT-")]
-        if not wanted or self._model is None:
+        if not wanted or self.read is None or self.read.data is None:
             return []
-        if self.data is None:
-            self.data = self._model.to_dict()
-        data: dict[str, Any] = self.data
-        lines = data.get("BG-25")
+        lines = self.read.data.get("BG-25")
         if line is not None and isinstance(lines, list) and 0 < line <= len(lines):
-            data = lines[line - 1]
-        return [describe_term(data, term) for term in wanted]
+            return [describe_term(lines[line - 1], term) for term in wanted]
+        table = self.read.term_values(wanted)
+        return [table[term].text() for term in wanted]
 
 
 def _read(report: Report, lang: Language) -> _Invoice | None:
     """The invoice of a report in words; None when there is none to read (an unreadable input,
-    standard input, a lifecycle message)."""
-    if report.error is not None or report.container is None or report.syntax == "cdar":
+    standard input, a lifecycle message). The invoice is read once per run for every report
+    (values.read_model)."""
+    if not readable(report):
         return None
     if report.path == STDIN_NAME:
         return _Invoice(error=_LABELS[lang]["stdin"])
-    from ..read import read
     from ..render.content import describe
 
+    entry = read_model(report, invoice=True)
+    if entry is None:  # gone since it was validated
+        return _Invoice(error=f"{_LABELS[lang]['no_model']}: {_LABELS[lang]['gone']}")
+    if entry.invoice is None:
+        return _Invoice(error=f"{_LABELS[lang]['no_model']}: {entry.error}")
     try:
-        model = read(report.path, check_codes=False)
-        return _Invoice(document=describe(model, lang), _model=model)
-    except Exception as exc:  # hostile input: whatever the reader says, the report goes on
+        return _Invoice(document=describe(entry.invoice, lang), read=entry)
+    except Exception as exc:  # an invoice the words cannot be made of: the report goes on
         reason = str(exc) or type(exc).__name__
         return _Invoice(error=f"{_LABELS[lang]['no_model']}: {reason}")
 
@@ -551,7 +555,7 @@ class _FileView:
             f"{_e(labels[finding.severity])}</span> <b>{_e(finding.rule)}</b>{count} "
             f"<small>[{_e(finding.layer)}]</small>"
         ]
-        for message, places in group.by_message():
+        for message, places in group.by_message(self.lang):
             out.append(f'<p class="msg">{_e(message)}</p>')
             if places:
                 out.append('<ul class="loc">' + "".join(
@@ -658,10 +662,23 @@ Job = tuple[int, Report, "Language", bool, str]
 
 
 def _file_html(job: Job) -> tuple[str, str]:
-    """One file's summary row and block (a worker's unit of work)."""
+    """One file's summary row and block."""
     index, report, lang, open_, folder = job
     view = _FileView(index, report, lang, folder)
     return view.row(), view.block(open_)
+
+
+def _file_html_shipped(job: Job) -> tuple[str, str, Read | None]:
+    """A worker's unit of work: one file's row and block, and what it read of the invoice for
+    the other reports of the run (the values of every term its findings name, or the reason it
+    cannot be read; not the Invoice, which costs more to send than to read)."""
+    row, block = _file_html(job)
+    entry = read_model(job[1]) if readable(job[1]) and job[1].path != STDIN_NAME else None
+    if entry is None:
+        return row, block, None
+    if entry.invoice is not None:
+        entry.term_values(report_terms(job[1]))
+    return row, block, Read(error=entry.error, values=entry.values)
 
 
 def _can_fork() -> bool:
@@ -676,18 +693,25 @@ def _files_html(jobs: list[Job], workers: int | None
     count = workers if workers is not None else min(os.cpu_count() or 1, 8)
     if count > 1 and len(jobs) >= PARALLEL_FROM and _can_fork():
         # Forked workers start in milliseconds with everything imported; spawned ones would
-        # spend longer importing facturflow than reading a typical batch.
+        # spend longer importing facturflow than reading a typical batch. What they read and
+        # word invoices with is imported here, once, not in each of them.
+        from .. import pdf, read  # noqa: F401
+        from ..render import content  # noqa: F401
+
         try:
             context = multiprocessing.get_context("fork")
             with ProcessPoolExecutor(max_workers=count, mp_context=context) as pool:
                 # Collected before anything is yielded: a pool that breaks half-way is
                 # replaced by this process from the start, never giving a file twice.
-                done = list(pool.map(_file_html, jobs,
+                done = list(pool.map(_file_html_shipped, jobs,
                                      chunksize=max(1, len(jobs) // (count * 8))))
         except (OSError, RuntimeError):  # no processes here (a sandbox): do it in this one
             pass
         else:
-            yield from done
+            for job, (row, block, entry) in zip(jobs, done, strict=True):
+                if entry is not None:  # the other reports of this run need not read it again
+                    remember(job[1], entry)
+                yield row, block
             return
     yield from map(_file_html, jobs)
 

@@ -36,7 +36,9 @@ MODES: tuple[str, ...] = get_args(Mode)
 def _safe(text: str) -> str:
     """One line without control characters: messages can quote invoice content, and an escape
     sequence in it must not reach the user's terminal."""
-    return " ".join("".join(ch if ch.isprintable() else " " for ch in text).split())
+    if not text.isprintable():  # rare: the character-by-character pass only then
+        text = "".join(ch if ch.isprintable() else " " for ch in text)
+    return " ".join(text.split())
 
 
 class Text:
@@ -91,6 +93,23 @@ def _header(report: Report) -> Text:
     return line
 
 
+def location(report: Report, finding: Finding, lang: str | None = None) -> str:
+    """A finding's XPath and line for people, in English or French (`lang`): for a PDF, the
+    line is said to be one of the embedded XML (Report.where, in English, for the machine
+    reports)."""
+    if lang != "fr":
+        return report.where(finding)
+    xpath, line = finding.location.xpath, finding.location.line
+    parts = [xpath] if xpath else []
+    if line:
+        if report.container == "pdf":
+            parts.append(f"ligne {line} du fichier incorporé {report.attachment}"
+                         if report.attachment else f"ligne {line} du XML incorporé")
+        else:
+            parts.append(f"ligne {line}")
+    return ", ".join(parts)
+
+
 class Group:
     """The findings of one rule with one message in one file: shown once, with every location."""
 
@@ -103,12 +122,12 @@ class Group:
     def count(self) -> int:
         return len(self.findings)
 
-    def by_message(self) -> list[tuple[str, list[str]]]:
+    def by_message(self, lang: str | None = None) -> list[tuple[str, list[str]]]:
         """Each distinct message (usually one) with its distinct locations, in order of
-        appearance, shortened for people."""
+        appearance, shortened for people; the line of a PDF's finding said in `lang`."""
         messages: dict[str, dict[str, None]] = {}
         for finding in self.findings:
-            where = _safe(short_xpath(self.report.where(finding)))
+            where = _safe(short_xpath(location(self.report, finding, lang)))
             # The business-term path first, for readers who know EN 16931 rather than XML.
             terms = finding_term_path(finding.location.xpath, finding.business_terms)
             if terms and where:
@@ -165,7 +184,7 @@ def _group_lines(
     if group.count > 1:
         first.append(f"  x{group.count}", style="bold")
     lines = [first]
-    for message, places in group.by_message():
+    for message, places in group.by_message(lang):
         lines.append(Text(_INDENT + message))
         # Every location under its message, one a line, aligned after the first's "at ".
         for index, where in enumerate(places):

@@ -15,11 +15,14 @@ import os
 import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..validate.report import Finding, Report
+
+if TYPE_CHECKING:
+    from ..model.invoice import Invoice
 
 # Repeated terms that the rules add up (Σ in their messages): shown as their sum.
 SUMMED = frozenset({"BT-92", "BT-99", "BT-116", "BT-117", "BT-131", "BT-136", "BT-141"})
@@ -112,66 +115,158 @@ def shows_values(finding: Finding) -> bool:
     )
 
 
-# Each file's values, kept between the reports of one run (text, JSON, SARIF and JUnit would
-# each read the invoice again: ~25 ms apiece) and keyed by the file's size and mtime so that a
-# changed file is read again. Small: a few TermValues per file, for the last CACHED files.
+# -- the invoices, read once per run --------------------------------------------------------
+#
+# Every report of a run (text, JSON, SARIF, JUnit, HTML) reads an invoice through `read_model`,
+# which keeps it here: the first report that needs a file reads it, the others find it. One
+# entry per file, keyed by its path, size and mtime so that a changed file is read again. An
+# entry keeps the values of every term its report's findings name (small) for the last CACHED
+# files, and the Invoice itself (a few kB, more with attached documents: what the HTML report's
+# key data is made of) for the last INVOICES_KEPT. The HTML report's worker processes send back
+# each file's values rather than its Invoice, which costs more to pickle than to read again.
 CACHED = 10_000
-_cache: OrderedDict[tuple[str, int, int], dict[str, TermValue]] = OrderedDict()
+INVOICES_KEPT = 2_000
+_cache: OrderedDict[tuple[str, int, int], Read] = OrderedDict()
+_invoices: OrderedDict[tuple[str, int, int], None] = OrderedDict()  # entries with an Invoice
 _lock = threading.Lock()
+
+
+@dataclass
+class Read:
+    """One invoice as the reports see it: the Invoice (None when it cannot be read: `error`
+    says why), its model dict (made once, for the values) and the values worked out so far."""
+
+    invoice: Invoice | None = None
+    error: str | None = None
+    values: dict[str, TermValue] = field(default_factory=dict)
+    _data: dict[str, Any] | None = field(default=None, repr=False)
+
+    @property
+    def data(self) -> dict[str, Any] | None:
+        """The model dict (`Invoice.to_dict()`), or None when there is no Invoice."""
+        if self._data is None and self.invoice is not None:
+            self._data = self.invoice.to_dict()
+        return self._data
+
+    def term_values(self, terms: Iterable[str]) -> dict[str, TermValue]:
+        """The values of `terms` (BT-n), from the table when known, else from the model."""
+        missing = [t for t in terms if t not in self.values]
+        data = self.data if missing else None
+        if data is not None:
+            for term in missing:
+                self.values[term] = term_value(data, term)
+        return self.values
 
 
 def _signature(path: str) -> tuple[str, int, int] | None:
     try:
-        stat = os.stat(path)
+        status = os.stat(path)
     except OSError:
         return None
-    return (os.path.abspath(path), stat.st_mtime_ns, stat.st_size)
+    return (os.path.abspath(path), status.st_mtime_ns, status.st_size)
+
+
+def readable(report: Report) -> bool:
+    """Whether a report's input can be read again for its key data: a file that was read (not
+    an unreadable input or a CDAR lifecycle message)."""
+    return report.error is None and report.container is not None and report.syntax != "cdar"
+
+
+def read_model(report: Report, *, invoice: bool = False) -> Read | None:
+    """The invoice of a report, read once per run (see CACHED); None when there is nothing to
+    read (an unreadable input, a lifecycle message, a file gone since). With `invoice`, an
+    entry that holds only values (from a worker process) is read again for its Invoice."""
+    if not readable(report):
+        return None
+    key = _signature(report.path)
+    if key is None:
+        return None
+    with _lock:
+        entry = _cache.get(key)
+        if entry is not None:
+            _cache.move_to_end(key)
+            if not invoice or entry.invoice is not None or entry.error is not None:
+                return entry
+    entry = _read(report)
+    # The values every report of the run shows, worked out while the Invoice is at hand.
+    entry.term_values(report_terms(report))
+    remember(report, entry, key)
+    return entry
+
+
+def remember(report: Report, entry: Read, key: tuple[str, int, int] | None = None) -> None:
+    """Keep what was read of a report's invoice (elsewhere: a worker process) for this run."""
+    key = key or _signature(report.path)
+    if key is None:
+        return
+    with _lock:
+        known = _cache.get(key)
+        if known is not None and known.invoice is not None and entry.invoice is None:
+            known.values.update(entry.values)  # keep the Invoice, add the values
+            return
+        _cache[key] = entry
+        _cache.move_to_end(key)
+        while len(_cache) > CACHED:
+            _invoices.pop(_cache.popitem(last=False)[0], None)
+        if entry.invoice is not None:
+            _invoices[key] = None
+            _invoices.move_to_end(key)
+            while len(_invoices) > INVOICES_KEPT:  # the older ones keep their values only
+                older = _cache.get(_invoices.popitem(last=False)[0])
+                if older is not None:
+                    older.invoice, older._data = None, None
+
+
+def clear() -> None:
+    """Forget every invoice read (benchmarks measure a run from the start)."""
+    with _lock:
+        _cache.clear()
+        _invoices.clear()
+
+
+def _read(report: Report) -> Read:
+    """Read a report's invoice through the EN 16931 model. A PDF whose validation named its
+    invoice XML is read from that attachment alone (detect_embedded: the PDF's structure was
+    checked by the validation already, and is not checked again for a report)."""
+    from ..detect import detect_bytes, detect_embedded, read_source
+    from ..read import read
+
+    try:
+        data, name = read_source(report.path)
+        if report.container == "pdf" and report.attachment and data.lstrip()[:5] == b"%PDF-":
+            document = detect_embedded(data, name=name, attachment=report.attachment)
+        else:
+            document = detect_bytes(data, name=name)
+        return Read(invoice=read(document, check_codes=False))
+    except Exception as exc:  # hostile input: whatever the reader says, the report goes on
+        return Read(error=str(exc) or type(exc).__name__)
 
 
 def _bt_terms(terms: Iterable[str]) -> list[str]:
     return [t for t in dict.fromkeys(terms) if t.startswith("BT-")]
 
 
+def report_terms(report: Report) -> list[str]:
+    """The business terms (BT-n) a report's findings name: the values its reports show."""
+    return _bt_terms(t for f in report.findings for t in f.business_terms)
+
+
 class InvoiceValues:
-    """The values of a report's business terms: its invoice is read once (only when one of its
-    findings names BT terms), for every term its findings name, and kept for the next report
-    of the same run (see CACHED)."""
-
-    def __init__(self) -> None:
-        self._unreadable: set[str] = set()
-
-    def _table(self, report: Report, wanted: list[str]) -> dict[str, TermValue]:
-        if report.error is not None or report.container is None:
-            return {}
-        key = _signature(report.path)
-        if key is None:
-            return {}
-        with _lock:
-            table = _cache.get(key)
-            if table is not None:
-                _cache.move_to_end(key)
-        if table is not None and all(term in table for term in wanted):
-            return table
-        if report.path in self._unreadable:
-            return {}
-        data = _read(report.path)
-        if data is None:
-            self._unreadable.add(report.path)
-            return {}
-        terms = _bt_terms([*wanted, *(t for f in report.findings for t in f.business_terms)])
-        table = {term: term_value(data, term) for term in terms}
-        with _lock:
-            _cache[key] = table
-            while len(_cache) > CACHED:
-                _cache.popitem(last=False)
-        return table
+    """The values of a report's business terms: its invoice is read once per run (only when one
+    of its findings names BT terms, see read_model), for every term its findings name."""
 
     def values(self, report: Report, terms: tuple[str, ...] | list[str]) -> list[TermValue]:
         """The values of the business terms (BT-n) among `terms`; empty when unreadable."""
         wanted = _bt_terms(terms)
         if not wanted:
             return []
-        table = self._table(report, wanted)
+        entry = read_model(report)
+        if entry is None:
+            return []
+        table = entry.term_values(wanted)
+        if any(term not in table for term in wanted) and entry.error is None:
+            entry = read_model(report, invoice=True)  # values only, not these: read it
+            table = entry.term_values(wanted) if entry is not None else {}
         return [table[term] for term in wanted if term in table]
 
     def finding(self, report: Report, finding: Finding) -> list[TermValue]:
@@ -181,13 +276,3 @@ class InvoiceValues:
     def terms(self, report: Report, terms: list[str]) -> list[str]:
         """The values of the business terms among `terms`, as text (`BT-106 = 1200.00`)."""
         return [value.text() for value in self.values(report, terms)]
-
-
-def _read(path: str) -> dict[str, Any] | None:
-    from ..read import read
-
-    try:
-        data: dict[str, Any] = read(path, check_codes=False).to_dict()
-    except Exception:
-        return None
-    return data

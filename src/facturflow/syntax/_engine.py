@@ -176,6 +176,33 @@ def _field(cls: type[Any], context: str | None, term: str) -> dataclasses.Field[
         raise KeyError(f"binding names {term}, which {cls.__name__} ({context}) lacks") from None
 
 
+# What reading a group needs of each row, worked out once per (rows, class, context) rather than
+# at every group of every invoice: the field's name, whether it repeats, its value type, the path
+# to read and the sub-group's context. Keyed by the rows' identity; the entry holds the rows, so
+# the identity cannot be reused while it is cached.
+_Plan = tuple[tuple[Bind, str, bool, Any, str, str | None], ...]
+_PLANS: dict[tuple[int, type[Any], str | None], tuple[Iterable[Bind], _Plan]] = {}
+
+
+def _reading_plan(cls: type[Any], binds: Iterable[Bind], context: str | None) -> _Plan:
+    key = (id(binds), cls, context)
+    cached = _PLANS.get(key)
+    if cached is not None and cached[0] is binds:
+        return cached[1]
+    hints = _hints(cls)
+    plan = []
+    for bind in binds:
+        f = _field(cls, context, bind.term)
+        bg = f.metadata.get("bg")
+        inner = None if bind.custom else _unwrap(hints[f.name])[0]
+        plan.append((bind, f.name, bool(f.metadata.get("many")), inner,
+                     bind.read or bind.path, bg if isinstance(bg, str) else None))
+    result = tuple(plan)
+    if isinstance(binds, tuple):  # a list could change in place: worked out each time
+        _PLANS[key] = (binds, result)
+    return result
+
+
 # -- the engine -------------------------------------------------------------------------------
 
 
@@ -210,19 +237,14 @@ class Engine:
         """The constructor arguments of `cls` found under `element`."""
         context = getattr(cls, "GROUP", None) or context
         kwargs: dict[str, Any] = {}
-        hints = _hints(cls)
-        for bind in binds:
-            f = _field(cls, context, bind.term)
-            many = bool(f.metadata.get("many"))
+        for bind, name, many, inner, path, sub_context in _reading_plan(cls, binds, context):
             if bind.custom:
                 value = bind.custom[0](element, tokens)
                 if value is not None and value != ():
-                    kwargs[f.name] = value
+                    kwargs[name] = value
                 continue
-            inner, _ = _unwrap(hints[f.name])
-            xpath = _for_reading((bind.read or bind.path).format_map(tokens))
+            xpath = _for_reading(path.format_map(tokens) if "{" in path else path)
             found = self._xpath(element, xpath)
-            sub_context = f.metadata.get("bg") if isinstance(f.metadata.get("bg"), str) else None
             values = []
             for node in found:
                 value = self._read_value(node, inner, bind, sub_context, tokens)
@@ -231,7 +253,7 @@ class Engine:
                     if not many:
                         break
             if values:
-                kwargs[f.name] = tuple(values) if many else values[0]
+                kwargs[name] = tuple(values) if many else values[0]
         return kwargs
 
     def _read_value(
