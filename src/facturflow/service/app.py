@@ -41,6 +41,7 @@ from ..errors import (
 )
 from ..rules import RulePack, RuleSelection, parse_rule_sets
 from ..validate.report import Report
+from ..validate.verdict_cache import VerdictCache
 from ..xmlsafe import DEFAULT_LIMITS, Limits
 from .auth import bearer_ok
 from .limits import ApiError, check_content_type, read_body
@@ -50,6 +51,7 @@ from .workers import TIMEOUT_MARK, ConvertJob, Workers
 # Routes anyone may call, token or not: probes (liveness, readiness) carry no data.
 PUBLIC = frozenset({"/healthz", "/readyz"})
 VERDICT_HEADER = "X-Facturflow-Verdict"
+CACHED_HEADER = "X-Facturflow-Cached"
 
 # Every route, method and the statuses it answers with (besides 500, a bug, and 404/405): the
 # OpenAPI document (service/openapi.json) must say the same, which tests/service checks.
@@ -93,6 +95,7 @@ class Settings:
     packs: Sequence[RulePack] = ()
     token: str | None = None
     max_worker_rss_mb: float | None = 768.0
+    cache: VerdictCache | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -244,6 +247,7 @@ def create_app(settings: Settings, workers: Workers | None = None) -> Starlette:
         workers = Workers(
             packs=settings.packs, jobs=settings.jobs, timeout=settings.request_timeout,
             limits=limits, queue=settings.queue, max_rss_mb=settings.max_worker_rss_mb,
+            cache=settings.cache,
         )
     pool = workers
     metrics.gauges.update(
@@ -258,6 +262,17 @@ def create_app(settings: Settings, workers: Workers | None = None) -> Starlette:
             pool.restarts,
         ),
     )
+    cache = pool.cache
+    if cache is not None:
+        stats = cache.stats
+        metrics.counters.update(
+            facturflow_verdict_cache_hits_total=(
+                "Validations answered from the verdict cache (no worker).",
+                lambda: stats["hits"]),
+            facturflow_verdict_cache_misses_total=(
+                "Validations looked up in the verdict cache and not found (or not trusted).",
+                lambda: stats["misses"]),
+        )
     artefacts_cache: dict[str, Any] = {}
     selections = _Selections(settings.packs)
     timeout = settings.request_timeout
@@ -308,11 +323,15 @@ def create_app(settings: Settings, workers: Workers | None = None) -> Starlette:
         name = _name(query, "invoice")
         selection = selections.get(query)
         data = await body_of(request)
-        path = pool.scratch(data)
-        try:
-            report = await asyncio.wrap_future(pool.validate(path, selection))
-        finally:
-            path.unlink(missing_ok=True)
+        report = None
+        if pool.cache is not None:  # a hit is answered here, never queued for a worker
+            report = await asyncio.to_thread(pool.cached, data, selection, name)
+        if report is None:
+            path = pool.scratch(data)
+            try:
+                report = await asyncio.wrap_future(pool.validate(path, selection))
+            finally:
+                path.unlink(missing_ok=True)
         report = dataclasses.replace(report, path=name)
         if report.error is not None:
             metrics.verdict("unreadable")
@@ -334,7 +353,8 @@ def create_app(settings: Settings, workers: Workers | None = None) -> Starlette:
         else:
             body = render([report], fmt, lang=lang)
         charset = "" if media == "application/json" else "; charset=utf-8"
-        return Response(body, media_type=media + charset, headers={VERDICT_HEADER: verdict})
+        headers = {VERDICT_HEADER: verdict, CACHED_HEADER: "true" if report.cached else "false"}
+        return Response(body, media_type=media + charset, headers=headers)
 
     async def detect(request: Request) -> Response:
         async with admitted():

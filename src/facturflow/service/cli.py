@@ -111,6 +111,13 @@ def _bind(host: str, port: int) -> socket.socket:
 @click.option("--rule-pack", "rule_packs", multiple=True, type=click.Path(path_type=Path),
               help="A rule pack folder (with rulepack.toml), applied to every request as "
                    "`validate --rule-pack` applies it; repeatable.")
+@click.option("--cache", "cache_dir", type=click.Path(path_type=Path), default=None,
+              metavar="DIR",
+              help="Keep verdicts in DIR, as `validate --cache` (default: "
+                   "$FACTURFLOW_VERDICT_CACHE, else the user cache folder): an invoice validated "
+                   "before is answered from it without a worker (X-Facturflow-Cached: true).")
+@click.option("--no-cache", is_flag=True,
+              help="Validate every request, neither reading nor writing the verdict cache.")
 def serve_command(
     host: str,
     port: int,
@@ -120,6 +127,8 @@ def serve_command(
     max_size: int | None,
     max_nodes: int | None,
     rule_packs: tuple[Path, ...],
+    cache_dir: Path | None,
+    no_cache: bool,
 ) -> None:
     """Serve validation, detection, reading and conversion over HTTP (see /openapi.json).
 
@@ -156,9 +165,11 @@ def serve_command(
         sock = _bind(host, port)
     except OSError as exc:
         _fail(exitcodes.USAGE, f"cannot listen on {host}:{port}: {exc.strerror or exc}")
+    from ..cache_cli import verdict_cache
+
     settings = Settings(
         jobs=jobs or default_jobs(), queue=queue, request_timeout=request_timeout,
-        limits=limits, packs=packs, token=token,
+        limits=limits, packs=packs, token=token, cache=verdict_cache(cache_dir, no_cache),
     )
     os.register_at_fork(after_in_child=_close_inherited_sockets)
     handler = logging.StreamHandler(sys.stderr)
@@ -203,7 +214,8 @@ def _server(config: Any, url: str, settings: Any) -> Any:
             if self.started:
                 log("listening", url=url, jobs=settings.jobs, queue=settings.queue,
                     request_timeout=settings.request_timeout,
-                    max_bytes=settings.limits.max_bytes, auth=settings.token is not None)
+                    max_bytes=settings.limits.max_bytes, auth=settings.token is not None,
+                    verdict_cache=str(settings.cache.folder) if settings.cache else None)
 
         @contextlib.contextmanager
         def capture_signals(self) -> Iterator[None]:
