@@ -55,7 +55,7 @@ CACHED_HEADER = "X-Facturflow-Cached"
 
 # Every route, method and the statuses it answers with (besides 500, a bug, and 404/405): the
 # OpenAPI document (service/openapi.json) must say the same, which tests/service checks.
-_INPUT = (200, 400, 401, 413, 415, 422, 500, 503, 504)
+_INPUT = (200, 400, 401, 408, 413, 415, 422, 500, 503, 504)
 RESPONSES: dict[str, dict[str, tuple[int, ...]]] = {
     "/v1/validate": {"POST": tuple(sorted((*_INPUT, 406)))},
     "/v1/detect": {"POST": _INPUT},
@@ -91,6 +91,7 @@ class Settings:
     jobs: int = 1
     queue: int = 64
     request_timeout: float = 30.0
+    body_timeout: float = 30.0
     limits: Limits = DEFAULT_LIMITS
     packs: Sequence[RulePack] = ()
     token: str | None = None
@@ -307,7 +308,7 @@ def create_app(settings: Settings, workers: Workers | None = None) -> Starlette:
 
     async def body_of(request: Request) -> bytes:
         check_content_type(request)
-        data = await read_body(request, limits.max_bytes)
+        data = await read_body(request, limits.max_bytes, settings.body_timeout)
         if not data.strip():
             raise ApiError(400, "EmptyInputError", "the input is empty", exitcodes.USAGE)
         return data

@@ -103,6 +103,10 @@ def _bind(host: str, port: int) -> socket.socket:
               show_default=True,
               help="Seconds a worker may spend on one request; over it the worker is replaced "
                    "and the caller gets 504.")
+@click.option("--body-timeout", type=FiniteFloatRange(min=0.1, max=86_400), default=30.0,
+              show_default=True,
+              help="Seconds a client may take to send a request body; over it the request gets "
+                   "408 and its connection is closed (a slow client never holds a place long).")
 @click.option("--max-size", callback=_parse_size, default=None, metavar="SIZE",
               help="Largest request body, e.g. 20MB (default: 100MB, as validate); larger "
                    "bodies get 413 before they are read.")
@@ -124,6 +128,7 @@ def serve_command(
     jobs: int | None,
     queue: int,
     request_timeout: float,
+    body_timeout: float,
     max_size: int | None,
     max_nodes: int | None,
     rule_packs: tuple[Path, ...],
@@ -169,7 +174,8 @@ def serve_command(
 
     settings = Settings(
         jobs=jobs or default_jobs(), queue=queue, request_timeout=request_timeout,
-        limits=limits, packs=packs, token=token, cache=verdict_cache(cache_dir, no_cache),
+        body_timeout=body_timeout, limits=limits, packs=packs, token=token,
+        cache=verdict_cache(cache_dir, no_cache),
     )
     os.register_at_fork(after_in_child=_close_inherited_sockets)
     handler = logging.StreamHandler(sys.stderr)
