@@ -50,6 +50,9 @@ from .workers import TIMEOUT_MARK, ConvertJob, Workers
 
 # Routes anyone may call, token or not: probes (liveness, readiness) carry no data.
 PUBLIC = frozenset({"/healthz", "/readyz"})
+# Methods that keep their own metrics label; any other (a client may send any token) is "other",
+# as any path but a route's is: a client must not be able to grow the metrics without bound.
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH"})
 VERDICT_HEADER = "X-Facturflow-Verdict"
 CACHED_HEADER = "X-Facturflow-Cached"
 
@@ -604,7 +607,8 @@ class Front:
                     await internal_error(self.metrics)(scope, counting_receive, watching_send)
         finally:
             seconds = time.perf_counter() - started
-            self.metrics.observe(endpoint, scope["method"], state["status"], seconds)
+            method = scope["method"] if scope["method"] in METHODS else "other"
+            self.metrics.observe(endpoint, method, state["status"], seconds)
             # No query string (it may name files or carry secrets), no body, no headers.
             log("request", method=scope["method"], path=path, status=state["status"],
                 duration_ms=round(seconds * 1000, 2), bytes_in=state["in"],
