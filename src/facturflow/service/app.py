@@ -133,6 +133,14 @@ def _query(request: Request, allowed: set[str]) -> dict[str, str]:
             f"unknown query parameter {unknown[0]!r}; this endpoint takes "
             f"{', '.join(sorted(allowed)) or 'none'}",
         )
+    given = [key for key, _ in params.multi_items()]
+    repeated = sorted({key for key in given if given.count(key) > 1})
+    if repeated:  # which one would count is a guess: rules=xsd&rules=en16931 means both?
+        raise ApiError(
+            400, "BadRequest",
+            f"query parameter {repeated[0]!r} given {given.count(repeated[0])} times; give it "
+            "once (rules takes a comma-separated list)",
+        )
     return {key: params[key] for key in params}
 
 
