@@ -107,7 +107,9 @@ def log(event: str, **fields: Any) -> None:
     """One JSON line on stderr (the service's log: requests, start, stop, bugs)."""
     line = {"time": dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds"), "event": event}
     line.update(fields)
-    sys.stderr.write(json.dumps(line, ensure_ascii=False) + "\n")
+    # ASCII: a path may carry U+2028 or U+0085, which line splitters other than JSON lines'
+    # (str.splitlines, some log shippers) take for line breaks, so one line could pass for two.
+    sys.stderr.write(json.dumps(line, ensure_ascii=True) + "\n")
     sys.stderr.flush()
 
 

@@ -66,7 +66,7 @@ class _JsonLog(logging.Formatter):
                 timespec="milliseconds"),
             "event": "server", "level": record.levelname.lower(), "message": record.getMessage(),
         }
-        return json.dumps(line, ensure_ascii=False)
+        return json.dumps(line, ensure_ascii=True)  # one line whatever splits it (app.log)
 
 
 def _bind(host: str, port: int) -> socket.socket:
