@@ -3,6 +3,7 @@ repeated query parameters, malformed requests, log lines; over real HTTP."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import threading
@@ -13,7 +14,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from .conftest import FIXTURES, Service
+from .conftest import FIXTURES, Service, documented
 
 XML = {"Content-Type": "application/xml"}
 CII = (FIXTURES / "valid" / "fr-invoice-en16931.xml").read_bytes()
@@ -96,3 +97,49 @@ def test_a_slow_body_is_cut_off_with_408_and_does_not_block_others(hostile: Serv
         error = json.loads(body)
         assert error["error"] == "RequestTimeout"
         assert f"within {BODY_TIMEOUT} s" in error["message"]
+
+
+def test_metrics_labels_stay_bounded_whatever_the_methods_and_paths(hostile: Service) -> None:
+    for number in range(5):
+        httpx.request(f"M{number}", hostile.url + f"/made/up/{number}")
+        httpx.request(f"X{number}", hostile.url + "/v1/validate")
+    text = httpx.get(hostile.url + "/metrics").text
+    labels = [line for line in text.splitlines() if line.startswith("facturflow_http_requests")]
+    assert not any("M0" in line or "X0" in line or "/made/up" in line for line in labels)
+    assert any('endpoint="other",method="other",status="404"' in line for line in labels)
+    assert any('endpoint="/v1/validate",method="other",status="405"' in line for line in labels)
+
+
+def test_a_repeated_query_parameter_is_refused(hostile: Service) -> None:
+    for query in ("rules=xsd&rules=en16931", "name=a.xml&name=b.xml", "lang=en&lang=fr"):
+        answer = documented(httpx.post(hostile.url + "/v1/validate?" + query, content=CII,
+                                       headers=XML, timeout=60))
+        assert answer.status_code == 400, query
+        assert answer.json()["error"] == "BadRequest"
+        assert "once" in answer.json()["message"]
+
+
+def test_log_lines_stay_one_line_whatever_the_path(hostile: Service) -> None:
+    httpx.post(hostile.url + "/%0d%0afake%0a%7B%22event%22%3A%22x%22%7D%E2%80%A8%C2%85more")
+    deadline = time.monotonic() + 10
+    while not any("fake" in line for line in hostile.lines):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    for line in hostile.lines:
+        if line.startswith("{"):
+            assert len(line.splitlines()) == 1, repr(line)  # no U+2028, U+0085, CR or LF
+            json.loads(line)
+    assert not any(line.startswith('{"event": "x"') for line in hostile.lines)
+
+
+def test_a_request_the_http_parser_refuses_is_answered_in_json(hostile: Service) -> None:
+    for raw in (b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"y" * 200_000 + b"\r\n\r\n",
+                b"NOT HTTP AT ALL\r\n\r\n",
+                b"GET /healthz HTTP/1.1\r\nHost x\r\n\r\n"):
+        with _connect(hostile) as sock:
+            with contextlib.suppress(OSError):
+                sock.sendall(raw)
+            head, _, body = _answer(sock).partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 400"), head
+        assert b"application/json" in head.lower()
+        assert json.loads(body)["error"] == "BadRequest"

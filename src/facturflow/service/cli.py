@@ -186,7 +186,7 @@ def serve_command(
         logger.setLevel(logging.WARNING)
         logger.propagate = False
     config = uvicorn.Config(
-        create_app(settings), log_config=None, access_log=False, lifespan="on",
+        create_app(settings), log_config=None, access_log=False, lifespan="on", http=_protocol(),
         server_header=False, timeout_graceful_shutdown=int(request_timeout) + 10,
     )
     address = sock.getsockname()
@@ -203,6 +203,30 @@ def serve_command(
     stopped_by = server.stopped_by
     log("stopped", signal=signal.Signals(stopped_by).name if stopped_by else None)
     sys.exit(exitcodes.INTERRUPTED if stopped_by == signal.SIGINT else exitcodes.OK)
+
+
+def _protocol() -> Any:
+    """uvicorn's h11 protocol, answering a request it cannot parse (a header over its size
+    limit, no HTTP at all, conflicting lengths) in JSON like every other error of the service,
+    not in uvicorn's plain text."""
+    import h11
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    class JsonErrors(H11Protocol):
+        def send_400_response(self, msg: str) -> None:
+            body = json.dumps({"error": "BadRequest", "message": f"{msg.rstrip('.')}: not a "
+                               "well-formed HTTP/1.1 request (or its headers are too large)",
+                               "exit_code": exitcodes.USAGE}).encode()
+            headers = [(b"content-type", b"application/json"),
+                       (b"content-length", str(len(body)).encode()), (b"connection", b"close")]
+            for event in (h11.Response(status_code=400, headers=headers, reason=b"Bad Request"),
+                          h11.Data(data=body), h11.EndOfMessage()):
+                output = self.conn.send(event)
+                if output:
+                    self.transport.write(output)
+            self.transport.close()
+
+    return JsonErrors
 
 
 def _server(config: Any, url: str, settings: Any) -> Any:
