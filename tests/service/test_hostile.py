@@ -143,3 +143,26 @@ def test_a_request_the_http_parser_refuses_is_answered_in_json(hostile: Service)
         assert head.startswith(b"HTTP/1.1 400"), head
         assert b"application/json" in head.lower()
         assert json.loads(body)["error"] == "BadRequest"
+
+
+def test_a_connection_trickling_its_headers_or_silent_gets_408_and_is_closed(
+    hostile: Service,
+) -> None:
+    silent, trickling = _connect(hostile), _connect(hostile)
+    started = time.monotonic()
+    trickling.sendall(b"GET /healthz HTTP/1.1\r\n")
+    for _ in range(4):  # a header byte now and then: still no whole request head
+        time.sleep(0.5)
+        trickling.sendall(b"X")
+    for sock in (silent, trickling):
+        with sock:
+            head, _, body = _answer(sock).partition(b"\r\n\r\n")
+            assert head.startswith(b"HTTP/1.1 408"), head
+            assert json.loads(body)["error"] == "RequestTimeout"
+    assert time.monotonic() - started < BODY_TIMEOUT + 10
+    # A connection that sends its request in time is answered, and kept alive as usual.
+    with httpx.Client() as client:
+        for _ in range(2):
+            assert client.get(hostile.url + "/healthz").status_code == 200
+            time.sleep(BODY_TIMEOUT + 0.5)  # over the head time limit, under keep-alive's 5 s
+        assert client.get(hostile.url + "/healthz").status_code == 200

@@ -29,6 +29,10 @@ from ..clitypes import FiniteFloatRange
 from ..xmlsafe import DEFAULT_LIMITS
 from .auth import TOKEN_ENV, is_loopback
 
+# Seconds a connection may take to send a request's head (a client sends it in one packet);
+# at most --body-timeout.
+HEADER_TIMEOUT = 10.0
+
 
 def _fail(code: int, message: str) -> None:
     click.echo(f"error: {message}", err=True)
@@ -186,7 +190,8 @@ def serve_command(
         logger.setLevel(logging.WARNING)
         logger.propagate = False
     config = uvicorn.Config(
-        create_app(settings), log_config=None, access_log=False, lifespan="on", http=_protocol(),
+        create_app(settings), log_config=None, access_log=False, lifespan="on",
+        http=_protocol(min(HEADER_TIMEOUT, body_timeout)),
         server_header=False, timeout_graceful_shutdown=int(request_timeout) + 10,
     )
     address = sock.getsockname()
@@ -205,14 +210,66 @@ def serve_command(
     sys.exit(exitcodes.INTERRUPTED if stopped_by == signal.SIGINT else exitcodes.OK)
 
 
-def _protocol() -> Any:
-    """uvicorn's h11 protocol, answering a request it cannot parse (a header over its size
-    limit, no HTTP at all, conflicting lengths) in JSON like every other error of the service,
-    not in uvicorn's plain text."""
+def _protocol(header_timeout: float) -> Any:
+    """uvicorn's h11 protocol, with two changes: a request it cannot parse (a header over its
+    size limit, no HTTP at all) is answered in JSON like every other error of the service, not
+    in uvicorn's plain text; and a connection that has not sent a whole request head within
+    `header_timeout` seconds of opening (or of the first byte of a later request) gets 408 and
+    is closed.
+    uvicorn times out only idle keep-alive connections, and any byte resets that: a client
+    trickling its headers (slowloris) or sending nothing at all held a connection for ever."""
+
     import h11
     from uvicorn.protocols.http.h11_impl import H11Protocol
 
+    overdue = json.dumps({
+        "error": "RequestTimeout", "exit_code": exitcodes.USAGE,
+        "message": f"the request headers did not arrive within {header_timeout:g} s",
+    }).encode()
+
     class JsonErrors(H11Protocol):
+        _head_timer: asyncio.TimerHandle | None = None
+
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            self._arm()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            if self._head_timer is not None:
+                self._head_timer.cancel()
+            super().connection_lost(exc)
+
+        def data_received(self, data: bytes) -> None:
+            # The first byte of a request starts its clock (an idle keep-alive connection is
+            # uvicorn's to close); later bytes do not reset it.
+            if self._head_timer is None and self.conn.their_state is h11.IDLE:
+                self._arm()
+            super().data_received(data)
+
+        def on_response_complete(self) -> None:
+            if self._head_timer is not None:
+                self._head_timer.cancel()
+                self._head_timer = None
+            super().on_response_complete()
+
+        def _arm(self) -> None:
+            if self._head_timer is not None:
+                self._head_timer.cancel()
+            self._head_timer = self.loop.call_later(header_timeout, self._head_overdue)
+
+        def _head_overdue(self) -> None:
+            self._head_timer = None
+            waiting_for_head = self.conn.their_state is h11.IDLE and (
+                self.cycle is None or self.cycle.response_complete)
+            if self.transport.is_closing() or not waiting_for_head:
+                return
+            # Written as bytes: h11 cannot answer a request it has not seen.
+            self.transport.write(
+                b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\n"
+                + f"content-length: {len(overdue)}\r\n".encode()
+                + b"connection: close\r\n\r\n" + overdue)
+            self.transport.close()
+
         def send_400_response(self, msg: str) -> None:
             body = json.dumps({"error": "BadRequest", "message": f"{msg.rstrip('.')}: not a "
                                "well-formed HTTP/1.1 request (or its headers are too large)",
