@@ -116,13 +116,15 @@ def tree_rss_mb(pid: int) -> float:
 class Server:
     def __init__(self, jobs: int, log: Path) -> None:
         env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "FACTURFLOW_SERVE_TOKEN": ""}
+        # --no-cache: the driver posts the same files again and again, which the verdict cache
+        # would answer without a worker; validation is what is measured here.
         # The access log goes to a file: a pipe read by this (busy) process could fill up and
         # hold the service's event loop on a write.
         self.log_path = log
         self.log = log.open("w")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "facturflow", "serve", "--host", "127.0.0.1", "--port", "0",
-             "--jobs", str(jobs), "--queue", "10000"],
+             "--jobs", str(jobs), "--queue", "10000", "--no-cache"],
             stderr=self.log, env=env,
         )
         self.url = ""

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from facturflow.rules import parse_rule_sets
 from facturflow.service.workers import Workers
 from facturflow.validate import BatchValidator
+from facturflow.validate.verdict_cache import VerdictCache
 from facturflow.xmlsafe import DEFAULT_LIMITS
 
 from .conftest import FIXTURES
@@ -30,5 +33,24 @@ def test_workers_give_batchvalidators_reports() -> None:
         assert (workers.waiting(), workers.in_flight(), workers.restarts()) == (0, 0, 0)
         # The queue bound (503 QueueFull) is tested end to end, with a stuck rule pack holding
         # the worker (test_limits.py): without one, the order here would be a race.
+    finally:
+        workers.close()
+
+
+def test_workers_look_up_the_verdict_cache_and_their_workers_store(tmp_path: Path) -> None:
+    cache = VerdictCache(tmp_path / "verdicts")
+    data = (FIXTURES / "invalid" / "br-co-10-line-sum.xml").read_bytes()
+    workers = Workers(packs=(), jobs=1, timeout=120, limits=DEFAULT_LIMITS, queue=4, cache=cache)
+    workers.start()
+    try:
+        assert workers.ready.wait(300)
+        assert cache.info().entries == 0  # the warm-up's verdicts are not kept
+        selection = parse_rule_sets(None)
+        assert workers.cached(data, selection, "a.xml") is None
+        fresh = workers.validate(workers.scratch(data), selection).result(300)
+        found = workers.cached(data, selection, "b.xml")
+        assert found is not None and found.cached and found.path == "b.xml"
+        assert found.findings == fresh.findings and not fresh.cached
+        assert (cache.stats["hits"], cache.stats["misses"]) == (1, 1)
     finally:
         workers.close()

@@ -41,6 +41,7 @@ from ..errors import (
 )
 from ..rules import RulePack, RuleSelection, parse_rule_sets
 from ..validate.report import Report
+from ..validate.verdict_cache import VerdictCache
 from ..xmlsafe import DEFAULT_LIMITS, Limits
 from .auth import bearer_ok
 from .limits import ApiError, check_content_type, read_body
@@ -49,11 +50,15 @@ from .workers import TIMEOUT_MARK, ConvertJob, Workers
 
 # Routes anyone may call, token or not: probes (liveness, readiness) carry no data.
 PUBLIC = frozenset({"/healthz", "/readyz"})
+# Methods that keep their own metrics label; any other (a client may send any token) is "other",
+# as any path but a route's is: a client must not be able to grow the metrics without bound.
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH"})
 VERDICT_HEADER = "X-Facturflow-Verdict"
+CACHED_HEADER = "X-Facturflow-Cached"
 
 # Every route, method and the statuses it answers with (besides 500, a bug, and 404/405): the
 # OpenAPI document (service/openapi.json) must say the same, which tests/service checks.
-_INPUT = (200, 400, 401, 413, 415, 422, 500, 503, 504)
+_INPUT = (200, 400, 401, 408, 413, 415, 422, 500, 503, 504)
 RESPONSES: dict[str, dict[str, tuple[int, ...]]] = {
     "/v1/validate": {"POST": tuple(sorted((*_INPUT, 406)))},
     "/v1/detect": {"POST": _INPUT},
@@ -89,10 +94,12 @@ class Settings:
     jobs: int = 1
     queue: int = 64
     request_timeout: float = 30.0
+    body_timeout: float = 30.0
     limits: Limits = DEFAULT_LIMITS
     packs: Sequence[RulePack] = ()
     token: str | None = None
     max_worker_rss_mb: float | None = 768.0
+    cache: VerdictCache | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -100,7 +107,9 @@ def log(event: str, **fields: Any) -> None:
     """One JSON line on stderr (the service's log: requests, start, stop, bugs)."""
     line = {"time": dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds"), "event": event}
     line.update(fields)
-    sys.stderr.write(json.dumps(line, ensure_ascii=False) + "\n")
+    # ASCII: a path may carry U+2028 or U+0085, which line splitters other than JSON lines'
+    # (str.splitlines, some log shippers) take for line breaks, so one line could pass for two.
+    sys.stderr.write(json.dumps(line, ensure_ascii=True) + "\n")
     sys.stderr.flush()
 
 
@@ -125,6 +134,14 @@ def _query(request: Request, allowed: set[str]) -> dict[str, str]:
             400, "BadRequest",
             f"unknown query parameter {unknown[0]!r}; this endpoint takes "
             f"{', '.join(sorted(allowed)) or 'none'}",
+        )
+    given = [key for key, _ in params.multi_items()]
+    repeated = sorted({key for key in given if given.count(key) > 1})
+    if repeated:  # which one would count is a guess: rules=xsd&rules=en16931 means both?
+        raise ApiError(
+            400, "BadRequest",
+            f"query parameter {repeated[0]!r} given {given.count(repeated[0])} times; give it "
+            "once (rules takes a comma-separated list)",
         )
     return {key: params[key] for key in params}
 
@@ -244,6 +261,7 @@ def create_app(settings: Settings, workers: Workers | None = None) -> Starlette:
         workers = Workers(
             packs=settings.packs, jobs=settings.jobs, timeout=settings.request_timeout,
             limits=limits, queue=settings.queue, max_rss_mb=settings.max_worker_rss_mb,
+            cache=settings.cache,
         )
     pool = workers
     metrics.gauges.update(
@@ -258,6 +276,17 @@ def create_app(settings: Settings, workers: Workers | None = None) -> Starlette:
             pool.restarts,
         ),
     )
+    cache = pool.cache
+    if cache is not None:
+        stats = cache.stats
+        metrics.counters.update(
+            facturflow_verdict_cache_hits_total=(
+                "Validations answered from the verdict cache (no worker).",
+                lambda: stats["hits"]),
+            facturflow_verdict_cache_misses_total=(
+                "Validations looked up in the verdict cache and not found (or not trusted).",
+                lambda: stats["misses"]),
+        )
     artefacts_cache: dict[str, Any] = {}
     selections = _Selections(settings.packs)
     timeout = settings.request_timeout
@@ -292,7 +321,7 @@ def create_app(settings: Settings, workers: Workers | None = None) -> Starlette:
 
     async def body_of(request: Request) -> bytes:
         check_content_type(request)
-        data = await read_body(request, limits.max_bytes)
+        data = await read_body(request, limits.max_bytes, settings.body_timeout)
         if not data.strip():
             raise ApiError(400, "EmptyInputError", "the input is empty", exitcodes.USAGE)
         return data
@@ -308,11 +337,15 @@ def create_app(settings: Settings, workers: Workers | None = None) -> Starlette:
         name = _name(query, "invoice")
         selection = selections.get(query)
         data = await body_of(request)
-        path = pool.scratch(data)
-        try:
-            report = await asyncio.wrap_future(pool.validate(path, selection))
-        finally:
-            path.unlink(missing_ok=True)
+        report = None
+        if pool.cache is not None:  # a hit is answered here, never queued for a worker
+            report = await asyncio.to_thread(pool.cached, data, selection, name)
+        if report is None:
+            path = pool.scratch(data)
+            try:
+                report = await asyncio.wrap_future(pool.validate(path, selection))
+            finally:
+                path.unlink(missing_ok=True)
         report = dataclasses.replace(report, path=name)
         if report.error is not None:
             metrics.verdict("unreadable")
@@ -328,13 +361,20 @@ def create_app(settings: Settings, workers: Workers | None = None) -> Starlette:
         verdict = "valid" if report.ok else "invalid"
         metrics.verdict(verdict)
         from ..reports import render
+        from ..reports.json import as_document
 
-        if fmt == "html":  # a page: rendered aside; the machine formats take a tenth of a ms
+        if fmt == "json":
+            # The CLI's document, without its two-space indent: json's C encoder does not
+            # indent, and the pure-Python one took 0.6 ms of the event loop per report (a
+            # third of the service's own CPU per request); a program reads this one.
+            body = json.dumps(as_document([report]), ensure_ascii=False, separators=(",", ":"))
+        elif fmt == "html":  # a page: rendered aside
             body = await asyncio.to_thread(render, [report], fmt, lang=lang)
         else:
             body = render([report], fmt, lang=lang)
         charset = "" if media == "application/json" else "; charset=utf-8"
-        return Response(body, media_type=media + charset, headers={VERDICT_HEADER: verdict})
+        headers = {VERDICT_HEADER: verdict, CACHED_HEADER: "true" if report.cached else "false"}
+        return Response(body, media_type=media + charset, headers=headers)
 
     async def detect(request: Request) -> Response:
         async with admitted():
@@ -583,7 +623,8 @@ class Front:
                     await internal_error(self.metrics)(scope, counting_receive, watching_send)
         finally:
             seconds = time.perf_counter() - started
-            self.metrics.observe(endpoint, scope["method"], state["status"], seconds)
+            method = scope["method"] if scope["method"] in METHODS else "other"
+            self.metrics.observe(endpoint, method, state["status"], seconds)
             # No query string (it may name files or carry secrets), no body, no headers.
             log("request", method=scope["method"], path=path, status=state["status"],
                 duration_ms=round(seconds * 1000, 2), bytes_in=state["in"],

@@ -29,6 +29,10 @@ from ..clitypes import FiniteFloatRange
 from ..xmlsafe import DEFAULT_LIMITS
 from .auth import TOKEN_ENV, is_loopback
 
+# Seconds a connection may take to send a request's head (a client sends it in one packet);
+# at most --body-timeout.
+HEADER_TIMEOUT = 10.0
+
 
 def _fail(code: int, message: str) -> None:
     click.echo(f"error: {message}", err=True)
@@ -66,7 +70,7 @@ class _JsonLog(logging.Formatter):
                 timespec="milliseconds"),
             "event": "server", "level": record.levelname.lower(), "message": record.getMessage(),
         }
-        return json.dumps(line, ensure_ascii=False)
+        return json.dumps(line, ensure_ascii=True)  # one line whatever splits it (app.log)
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -103,6 +107,10 @@ def _bind(host: str, port: int) -> socket.socket:
               show_default=True,
               help="Seconds a worker may spend on one request; over it the worker is replaced "
                    "and the caller gets 504.")
+@click.option("--body-timeout", type=FiniteFloatRange(min=0.1, max=86_400), default=30.0,
+              show_default=True,
+              help="Seconds a client may take to send a request body; over it the request gets "
+                   "408 and its connection is closed (a slow client never holds a place long).")
 @click.option("--max-size", callback=_parse_size, default=None, metavar="SIZE",
               help="Largest request body, e.g. 20MB (default: 100MB, as validate); larger "
                    "bodies get 413 before they are read.")
@@ -111,15 +119,25 @@ def _bind(host: str, port: int) -> socket.socket:
 @click.option("--rule-pack", "rule_packs", multiple=True, type=click.Path(path_type=Path),
               help="A rule pack folder (with rulepack.toml), applied to every request as "
                    "`validate --rule-pack` applies it; repeatable.")
+@click.option("--cache", "cache_dir", type=click.Path(path_type=Path), default=None,
+              metavar="DIR",
+              help="Keep verdicts in DIR, as `validate --cache` (default: "
+                   "$FACTURFLOW_VERDICT_CACHE, else the user cache folder): an invoice validated "
+                   "before is answered from it without a worker (X-Facturflow-Cached: true).")
+@click.option("--no-cache", is_flag=True,
+              help="Validate every request, neither reading nor writing the verdict cache.")
 def serve_command(
     host: str,
     port: int,
     jobs: int | None,
     queue: int,
     request_timeout: float,
+    body_timeout: float,
     max_size: int | None,
     max_nodes: int | None,
     rule_packs: tuple[Path, ...],
+    cache_dir: Path | None,
+    no_cache: bool,
 ) -> None:
     """Serve validation, detection, reading and conversion over HTTP (see /openapi.json).
 
@@ -156,9 +174,12 @@ def serve_command(
         sock = _bind(host, port)
     except OSError as exc:
         _fail(exitcodes.USAGE, f"cannot listen on {host}:{port}: {exc.strerror or exc}")
+    from ..cache_cli import verdict_cache
+
     settings = Settings(
         jobs=jobs or default_jobs(), queue=queue, request_timeout=request_timeout,
-        limits=limits, packs=packs, token=token,
+        body_timeout=body_timeout, limits=limits, packs=packs, token=token,
+        cache=verdict_cache(cache_dir, no_cache),
     )
     os.register_at_fork(after_in_child=_close_inherited_sockets)
     handler = logging.StreamHandler(sys.stderr)
@@ -170,6 +191,7 @@ def serve_command(
         logger.propagate = False
     config = uvicorn.Config(
         create_app(settings), log_config=None, access_log=False, lifespan="on",
+        http=_protocol(min(HEADER_TIMEOUT, body_timeout)),
         server_header=False, timeout_graceful_shutdown=int(request_timeout) + 10,
     )
     address = sock.getsockname()
@@ -188,6 +210,82 @@ def serve_command(
     sys.exit(exitcodes.INTERRUPTED if stopped_by == signal.SIGINT else exitcodes.OK)
 
 
+def _protocol(header_timeout: float) -> Any:
+    """uvicorn's h11 protocol, with two changes: a request it cannot parse (a header over its
+    size limit, no HTTP at all) is answered in JSON like every other error of the service, not
+    in uvicorn's plain text; and a connection that has not sent a whole request head within
+    `header_timeout` seconds of opening (or of the first byte of a later request) gets 408 and
+    is closed.
+    uvicorn times out only idle keep-alive connections, and any byte resets that: a client
+    trickling its headers (slowloris) or sending nothing at all held a connection for ever."""
+
+    import h11
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    overdue = json.dumps({
+        "error": "RequestTimeout", "exit_code": exitcodes.USAGE,
+        "message": f"the request headers did not arrive within {header_timeout:g} s",
+    }).encode()
+
+    class JsonErrors(H11Protocol):
+        _head_timer: asyncio.TimerHandle | None = None
+
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            self._arm()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            if self._head_timer is not None:
+                self._head_timer.cancel()
+            super().connection_lost(exc)
+
+        def data_received(self, data: bytes) -> None:
+            # The first byte of a request starts its clock (an idle keep-alive connection is
+            # uvicorn's to close); later bytes do not reset it.
+            if self._head_timer is None and self.conn.their_state is h11.IDLE:
+                self._arm()
+            super().data_received(data)
+
+        def on_response_complete(self) -> None:
+            if self._head_timer is not None:
+                self._head_timer.cancel()
+                self._head_timer = None
+            super().on_response_complete()
+
+        def _arm(self) -> None:
+            if self._head_timer is not None:
+                self._head_timer.cancel()
+            self._head_timer = self.loop.call_later(header_timeout, self._head_overdue)
+
+        def _head_overdue(self) -> None:
+            self._head_timer = None
+            waiting_for_head = self.conn.their_state is h11.IDLE and (
+                self.cycle is None or self.cycle.response_complete)
+            if self.transport.is_closing() or not waiting_for_head:
+                return
+            # Written as bytes: h11 cannot answer a request it has not seen.
+            self.transport.write(
+                b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\n"
+                + f"content-length: {len(overdue)}\r\n".encode()
+                + b"connection: close\r\n\r\n" + overdue)
+            self.transport.close()
+
+        def send_400_response(self, msg: str) -> None:
+            body = json.dumps({"error": "BadRequest", "message": f"{msg.rstrip('.')}: not a "
+                               "well-formed HTTP/1.1 request (or its headers are too large)",
+                               "exit_code": exitcodes.USAGE}).encode()
+            headers = [(b"content-type", b"application/json"),
+                       (b"content-length", str(len(body)).encode()), (b"connection", b"close")]
+            for event in (h11.Response(status_code=400, headers=headers, reason=b"Bad Request"),
+                          h11.Data(data=body), h11.EndOfMessage()):
+                output = self.conn.send(event)
+                if output:
+                    self.transport.write(output)
+            self.transport.close()
+
+    return JsonErrors
+
+
 def _server(config: Any, url: str, settings: Any) -> Any:
     """uvicorn's Server, logging where it listens, and leaving SIGTERM/SIGINT as a graceful
     stop (uvicorn re-raises the signal after stopping, which would end the process with it)."""
@@ -203,7 +301,8 @@ def _server(config: Any, url: str, settings: Any) -> Any:
             if self.started:
                 log("listening", url=url, jobs=settings.jobs, queue=settings.queue,
                     request_timeout=settings.request_timeout,
-                    max_bytes=settings.limits.max_bytes, auth=settings.token is not None)
+                    max_bytes=settings.limits.max_bytes, auth=settings.token is not None,
+                    verdict_cache=str(settings.cache.folder) if settings.cache else None)
 
         @contextlib.contextmanager
         def capture_signals(self) -> Iterator[None]:

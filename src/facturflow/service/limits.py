@@ -7,6 +7,7 @@ bytes received pass it: a client cannot make the service buffer more than the li
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -55,8 +56,23 @@ def too_large(message: str) -> ApiError:
     return ApiError(413, "InputTooLargeError", message)
 
 
-async def read_body(request: Request, max_bytes: int) -> bytes:
-    """The request body, at most `max_bytes` of it; 413 (ApiError) beyond."""
+async def read_body(request: Request, max_bytes: int, seconds: float | None = None) -> bytes:
+    """The request body, at most `max_bytes` of it; 413 (ApiError) beyond; 408 when it has
+    not all arrived within `seconds` (a client trickling its body holds a place among the
+    bodies the service keeps at once: never for longer than that)."""
+    if seconds is None:
+        return await _read_body(request, max_bytes)
+    try:
+        async with asyncio.timeout(seconds):
+            return await _read_body(request, max_bytes)
+    except TimeoutError:
+        raise ApiError(
+            408, "RequestTimeout", f"the request body did not arrive within {seconds:g} s",
+            exitcodes.USAGE, {"Connection": "close"},
+        ) from None
+
+
+async def _read_body(request: Request, max_bytes: int) -> bytes:
     declared = request.headers.get("content-length")
     if declared is not None:
         try:

@@ -45,6 +45,7 @@ from ..rules import RulePack, RuleSelection, parse_rule_sets
 from ..validate import BatchValidator, syntax_family
 from ..validate import pool as worker_pool
 from ..validate.report import Report
+from ..validate.verdict_cache import VerdictCache
 from ..xmlsafe import Limits
 from .limits import ApiError
 
@@ -54,6 +55,7 @@ MAX_SELECTIONS = 4
 TIMEOUT_MARK = "did not finish within"
 _FAMILIES = ("cii", "ubl")  # validate.syntax_family's guesses
 AFFINITY_SLACK = 2
+PRUNE_EVERY = 500  # verdict cache misses between two prunes of its folder
 
 
 class Lane:
@@ -137,9 +139,10 @@ def selection_key(selection: RuleSelection) -> str:
     )
 
 
-def warm_invoices() -> list[bytes]:
+def warm_invoices(nonce: str = "1") -> list[bytes]:
     """A small French invoice in CII and in UBL, built in code: validating it compiles the
-    stylesheets a typical invoice of either syntax needs (no fixture file is needed)."""
+    stylesheets a typical invoice of either syntax needs (no fixture file is needed). `nonce`
+    goes into its number, so that each start's are new to the verdict cache."""
     from ..model import Buyer, ElectronicAddress, Identifier, Line, PostalAddress, Seller, build
     from ..syntax import to_xml
 
@@ -156,7 +159,7 @@ def warm_invoices() -> list[bytes]:
         postal_address=PostalAddress(city="Lyon", post_code="69002", country_code="FR"),
     )
     invoice = build(
-        number="WARM-1", issue_date=dt.date(2026, 1, 31), due_date=dt.date(2026, 3, 2),
+        number=f"WARM-{nonce}", issue_date=dt.date(2026, 1, 31), due_date=dt.date(2026, 3, 2),
         seller=seller, buyer=buyer, business_process="S1",
         lines=[Line(item="Conseil", quantity=Decimal("1"), unit_price=Decimal("100"),
                     vat_rate=Decimal("20"))],
@@ -226,8 +229,17 @@ class Workers:
         limits: Limits,
         queue: int,
         max_rss_mb: float | None = worker_pool.DEFAULT_MAX_RSS_MB,
+        cache: VerdictCache | None = None,
     ) -> None:
         self.packs, self.jobs, self.timeout, self.limits = list(packs), jobs, timeout, limits
+        # The service looks a request up itself (a hit needs no worker); the lanes' validators
+        # get a cache object of their own (same folder) so that their workers store what they
+        # find, and so that `cache.stats` counts the service's lookups only, once each.
+        self.cache = cache if cache is not None and cache.ready() else None
+        self._lane_cache = (
+            VerdictCache(self.cache.folder, max_bytes=self.cache.max_bytes)
+            if self.cache is not None else None
+        )
         self.queue_limit = queue
         self.max_rss_mb = max_rss_mb
         self.ready = threading.Event()
@@ -248,6 +260,7 @@ class Workers:
             validator = BatchValidator(
                 selection, rule_packs=self.packs, jobs=1, timeout=self.timeout,
                 limits=self.limits, max_worker_rss_mb=self.max_rss_mb, syntax_affinity=False,
+                cache=self._lane_cache,
             )
             validators.append(validator)
             lanes.append(Lane(validator.validate_many, validator.close, f"lane-{number}"))
@@ -282,9 +295,10 @@ class Workers:
     def start(self) -> None:
         """Start the default lanes and warm them (ready once every worker has compiled)."""
         self._folder = Path(tempfile.mkdtemp(prefix="facturflow-serve-", dir=_scratch_root()))
-        lanes = self._lanes_for(parse_rule_sets(None, self.packs))
-        paths = []
-        for number, data in enumerate(warm_invoices()):
+        selection = parse_rule_sets(None, self.packs)
+        lanes = self._lanes_for(selection)
+        paths, invoices = [], warm_invoices(uuid.uuid4().hex[:12])
+        for number, data in enumerate(invoices):
             path = self._folder / f"warm-{number}.xml"
             path.write_bytes(data)
             paths.append(str(path))
@@ -292,6 +306,13 @@ class Workers:
 
         def wait() -> None:
             concurrent.futures.wait(futures)
+            # The warm-up invoices are this start's own (never a hit, which would leave the
+            # workers cold); their verdicts are of no use to anyone after it.
+            if self._lane_cache is not None:
+                for data in invoices:
+                    key = self._lane_cache.key(data, selection, self.packs, self.limits)
+                    if key is not None:
+                        self._lane_cache.discard(key)
             if all(f.exception() is None for f in futures):
                 self.ready.set()
 
@@ -312,6 +333,26 @@ class Workers:
         with open(fd, "wb") as stream:
             stream.write(data)
         return path
+
+    def cached(self, data: bytes, selection: RuleSelection, name: str) -> Report | None:
+        """The verdict cache's report for these bytes and this selection, or None (no cache, a
+        miss, an entry that is corrupt or not this key's: never trusted)."""
+        if self.cache is None or self.cache.problem is not None:
+            return None
+        key = self.cache.key(data, selection, self.packs, self.limits)
+        if key is None:
+            return None
+        found = self.cache.get(key, name, selection)
+        if found is None and self.cache.stats["misses"] % PRUNE_EVERY == 0:
+            # The workers store what missed; keep the folder to its size now and then, as the
+            # CLI does after a run (a walk of the folder: not on every request).
+            threading.Thread(target=self._prune, name="cache-prune", daemon=True).start()
+        return found
+
+    def _prune(self) -> None:
+        if self.cache is not None:
+            with contextlib.suppress(OSError):  # a cache is never worth failing a request for
+                self.cache.prune()
 
     def validate(self, path: Path, selection: RuleSelection) -> concurrent.futures.Future[Report]:
         lanes = self._lanes_for(selection)
@@ -369,6 +410,8 @@ class Workers:
         lanes = self._all_lanes()
         for lane in lanes:
             lane.close()
+        if self.cache is not None and self.cache.stats["misses"]:
+            self._prune()
         if self._folder != Path():
             shutil.rmtree(self._folder, ignore_errors=True)
 

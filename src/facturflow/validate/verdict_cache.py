@@ -343,6 +343,11 @@ class VerdictCache:
     def _entry(self, key: str) -> Path:
         return self.folder / key[:2] / f"{key}.json"
 
+    def discard(self, key: str) -> None:
+        """Remove the entry of `key`, if there is one."""
+        with contextlib.suppress(OSError):
+            self._entry(key).unlink()
+
     # --- reading and writing --------------------------------------------------------------------
 
     def get(self, key: str, name: str, rule_sets: Sequence[str] = ()) -> Report | None:
