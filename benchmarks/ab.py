@@ -12,7 +12,7 @@ turn, in a shuffled order, and each transformation is timed with `thread_time`.
 give the same SVRL on every document, and prints the CPU per transformation of each; documents
 are the corpus files the default rules apply the stylesheet to (or one generated invoice of
 `--lines` lines). `parse` times Saxon's parse of every corpus invoice handed over as a string
-and through the scratch file (facturflow.validate.schematron).
+and through the scratch file (facturflow.validation.schematron).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from .run import corpus_root
 
 
 def _documents(key: str, corpus: Path | None, lines: int | None) -> list[bytes]:
-    from facturflow.detect import detect
+    from facturflow.detection import detect
     from facturflow.errors import FacturflowError
     from facturflow.rules import DEFAULT_RULE_SETS, plan
 
@@ -71,8 +71,8 @@ def _interleaved(variants: dict[str, Callable[[Any], Any]], items: list[Any],
 
 def ab_rewrite(rewrite: str, key: str, rounds: int, lines: int | None) -> None:
     from facturflow.artefacts import builtin
-    from facturflow.validate import schematron
-    from facturflow.validate.derive import derive
+    from facturflow.validation import schematron
+    from facturflow.validation.derive import derive
 
     artefact = builtin(key)
     engine: Any = schematron._get_engine()
@@ -111,7 +111,7 @@ def ab_rewrite(rewrite: str, key: str, rounds: int, lines: int | None) -> None:
 
 
 def ab_parse(rounds: int) -> None:
-    from facturflow.validate import schematron
+    from facturflow.validation import schematron
 
     engine: Any = schematron._get_engine()
     corpus = corpus_root(None)

@@ -29,7 +29,7 @@ _converted_here = False  # set in a worker after its first conversion
 def _convert_one(path: str, plain_fonts: bool = False) -> tuple[bool, float, int, bool]:
     """(valid, CPU seconds, output size, whether it was this worker's first conversion)."""
     global _converted_here
-    from facturflow.convert import convert
+    from facturflow.conversion import convert
     from facturflow.render import pdf as render_pdf
 
     render_pdf._plain_fpdf = plain_fonts

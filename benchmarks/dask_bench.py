@@ -41,7 +41,7 @@ def run_dask(files: Sequence[Path], jobs: int, say: Callable[[str], None]) -> di
     except ImportError:
         say("  not available: dask.distributed is not installed (pip install 'facturflow[dask]')")
         return {}
-    from facturflow.validate import BatchValidator
+    from facturflow.validation import BatchValidator
 
     names = [str(p) for p in files]
     results: dict[str, Any] = {"files": len(names)}

@@ -52,7 +52,7 @@ def _timed(fn: Any) -> tuple[Any, float, float]:
 
 def run(files: int, jobs: int, rounds: int) -> dict[str, Any]:
     from facturflow.reports import html, text, values
-    from facturflow.validate import validate_many
+    from facturflow.validation import validate_many
 
     paths = corpus_files(files)
     reports, v_wall, v_cpu = _timed(lambda: list(validate_many(paths, jobs=jobs)))

@@ -30,7 +30,7 @@ from pathlib import Path
 
 from lxml import etree
 
-from facturflow.validate.derive import xpath_scan
+from facturflow.validation.derive import xpath_scan
 
 XSL = "http://www.w3.org/1999/XSL/Transform"
 _SOURCE = Path(__file__).resolve()
@@ -44,7 +44,7 @@ class UnsupportedPattern(ValueError):
 
 def _scan(text: str) -> list[tuple[int, str, int]]:
     """(index, character, depth) outside string literals and comments: the library's lexer
-    (facturflow.validate.derive.xpath_scan), its errors as UnsupportedPattern."""
+    (facturflow.validation.derive.xpath_scan), its errors as UnsupportedPattern."""
     try:
         return xpath_scan(text)
     except ValueError as exc:
@@ -247,7 +247,7 @@ def cache_dir() -> Path:
 
 def rewriter_version() -> str:
     """Changes with this file and with the library's lexer it uses (derive.py)."""
-    from facturflow.validate import derive
+    from facturflow.validation import derive
 
     digest = hashlib.sha256(_SOURCE.read_bytes())
     digest.update(Path(derive.__file__).read_bytes())

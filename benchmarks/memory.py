@@ -84,7 +84,7 @@ def main_pool(jobs: int, count: int, files: list[Path]) -> int:
     import multiprocessing
     import threading
 
-    from facturflow.validate import syntax_family, validate_many
+    from facturflow.validation import syntax_family, validate_many
 
     names = [str(files[i % len(files)]) for i in range(count)]
     peaks: dict[int, float] = {}  # worker pid -> last VmHWM seen (MB)
@@ -149,7 +149,7 @@ def main(argv: list[str]) -> int:
     count = int(argv[0])
     files = [Path(p) for p in argv[1:]]
     import facturflow
-    from facturflow.validate import saxonheap
+    from facturflow.validation import saxonheap
 
     datas = [f.read_bytes() for f in files]  # read once: measure validation, not file caching
     checkpoints = sorted({len(files), *(int(count * k / 10) for k in range(1, 11))})

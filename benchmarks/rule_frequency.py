@@ -30,7 +30,7 @@ def manifest_paths(corpus: Path) -> list[Path]:
 
 def frequencies(paths: list[Path], jobs: int | None = None) -> list[tuple[str, int, int]]:
     """(rule id, files, findings) of the fatal and warning findings, most files first."""
-    from facturflow.validate import validate_many
+    from facturflow.validation import validate_many
 
     files: Counter[str] = Counter()
     findings: Counter[str] = Counter()

@@ -117,7 +117,7 @@ def batch_documents(cfg: Config) -> list[BatchDoc]:
 def plan_documents(paths: Sequence[Path]) -> list[BatchDoc]:
     """The XML invoices (UBL and CII) among `paths`, with the stylesheets the default rules apply
     to each (the others are left out)."""
-    from facturflow.detect import detect
+    from facturflow.detection import detect
     from facturflow.errors import FacturflowError
     from facturflow.rules import DEFAULT_RULE_SETS, plan
 
@@ -343,7 +343,7 @@ def target_cold(cfg: Config) -> None:
     say("== 2. cold start: `facturflow validate one.xml` as a fresh process (target < 1.5 s) ==")
     runs = 3 if cfg.quick else 7
     cfg.results["cold"] = {}
-    from facturflow.detect import detect
+    from facturflow.detection import detect
     from facturflow.rules import DEFAULT_RULE_SETS, plan
 
     for doc in _cold_docs(cfg):
@@ -447,7 +447,7 @@ def target_large(cfg: Config) -> None:
             per_layer = {lr.artefact: lr.seconds for lr in report.layers if lr.seconds}
             ref = ref_cpu = None
             if cfg.java and n <= java_max:
-                from facturflow.detect import detect as detect_document
+                from facturflow.detection import detect as detect_document
                 from facturflow.rules import DEFAULT_RULE_SETS, plan
 
                 steps, _ = plan(detect_document(path), DEFAULT_RULE_SETS)
@@ -554,7 +554,7 @@ def target_memory(cfg: Config) -> None:
 def target_convert(cfg: Config) -> None:
     say("== 5. conversion throughput UBL -> Factur-X PDF (target >= 15 invoices/s on 2 cores) ==")
     try:
-        import facturflow.convert  # noqa: F401
+        import facturflow.conversion  # noqa: F401
     except ImportError:
         say("  not available: facturflow.convert does not exist yet")
         cfg.results["convert"] = None

@@ -8,7 +8,7 @@ Steps, all in this one invocation:
 
 1. the same invoices are validated alone (the reference: the send stage validates each one);
 2. they are sent with `send_invoices(..., SendOptions(upload="xml"))` (no conversion) to a fresh
-   sandbox. The time spent inside `facturflow.validate.validate` during that run is measured
+   sandbox. The time spent inside `facturflow.validation.validate` during that run is measured
    (wall and CPU) and taken out, which leaves the send stage's own cost: detection and invoice
    fields, the outbox journal (SQLite commits, stored uploads), pre-flight, HTTP import and send.
 
@@ -65,7 +65,7 @@ def run_send(workdir: Path, quick: bool, say: Callable[[str], None]) -> dict[str
     from facturflow.transmit.qonto import QontoClient, QontoConfig
 
     # The module, not the function the package re-exports under the same name.
-    validate_module: Any = importlib.import_module("facturflow.validate")
+    validate_module: Any = importlib.import_module("facturflow.validation")
     validate = validate_module.validate
     count = 20 if quick else 100
     folder = workdir / "send-in"

@@ -198,7 +198,7 @@ def run(sizes: tuple[int, ...], syntaxes: tuple[str, ...], variants: tuple[str, 
 def _java(syntax: str, workdir: Path) -> dict[str, Any]:
     from functools import partial
 
-    from facturflow.detect import detect
+    from facturflow.detection import detect
     from facturflow.rules import DEFAULT_RULE_SETS, plan
 
     from .reference import run_reference

@@ -56,7 +56,7 @@ def corpus_files(corpus: str | None, limit: int | None) -> list[bytes]:
 
 def batch_throughput(files: list[bytes], jobs: int, rounds: int, folder: Path) -> float:
     """The best files/s of `rounds` warmed passes; prints the CPU per file (process + workers)."""
-    from facturflow.validate import BatchValidator
+    from facturflow.validation import BatchValidator
 
     paths = []
     for number, data in enumerate(files):

@@ -7,7 +7,7 @@ are enough; each repetition gets a comment of its own at the end, so that every 
 bytes and the cold run validates every one), then times, each as a fresh process (wall and CPU
 seconds, the CPU of worker processes included):
 
-- process start: `python -c "import facturflow.cli, facturflow.validate, facturflow.reports"`
+- process start: `python -c "import facturflow.cli, facturflow.validation, facturflow.reports"`
   (the interpreter and what `facturflow validate` imports before it looks at a file);
 - cold: `facturflow validate -q --cache DIR folder/` with an empty cache (-q: the pre-flight
   output, one line per invalid file);
@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
         quiet = [*cli, "validate", "--jobs", str(args.jobs), "--cache", str(cache), "-q"]
         json_cmd = [*cli, "validate", "--jobs", str(args.jobs), "--cache", str(cache),
                     "--format", "json"]
-        imports = [sys.executable, "-c", "import facturflow.cli, facturflow.validate, "
+        imports = [sys.executable, "-c", "import facturflow.cli, facturflow.validation, "
                    "facturflow.reports"]
         starts = [timed(imports, env)[:2] for _ in range(3)]
         start, start_cpu = min(w for w, _ in starts), min(c for _, c in starts)
@@ -142,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
 
         sys.path.insert(0, str(REPO / "src"))
         from facturflow import VerdictCache
-        from facturflow.validate import validate_many
+        from facturflow.validation import validate_many
 
         names = sorted(folder.iterdir())
         started = time.perf_counter()

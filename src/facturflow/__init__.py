@@ -7,8 +7,6 @@ validates does not pay for loading the conversion, rendering and HTTP stacks.
 from __future__ import annotations
 
 import importlib
-import sys
-import types
 from typing import TYPE_CHECKING, Any
 
 from .errors import (
@@ -29,35 +27,35 @@ from .errors import (
 )
 
 if TYPE_CHECKING:
-    from .convert import ConversionResult, convert
-    from .detect import Document, detect
+    from .conversion import ConversionResult, convert
+    from .detection import Document, detect
     from .model import Invoice, ModelError
-    from .read import read
+    from .reading import read
     from .transmit.qonto import AsyncQontoClient, QontoClient
     from .transmit.sandbox import sandbox
-    from .validate import BatchValidator, validate, validate_many
-    from .validate.report import Finding, Report
-    from .validate.verdict_cache import VerdictCache
+    from .validation import BatchValidator, validate, validate_many
+    from .validation.report import Finding, Report
+    from .validation.verdict_cache import VerdictCache
 
 __version__ = "0.1.0"
 
 _LAZY = {
     "AsyncQontoClient": "facturflow.transmit.qonto",
-    "BatchValidator": "facturflow.validate",
-    "ConversionResult": "facturflow.convert",
-    "Document": "facturflow.detect",
-    "Finding": "facturflow.validate.report",
+    "BatchValidator": "facturflow.validation",
+    "ConversionResult": "facturflow.conversion",
+    "Document": "facturflow.detection",
+    "Finding": "facturflow.validation.report",
     "Invoice": "facturflow.model",
     "ModelError": "facturflow.model",
     "QontoClient": "facturflow.transmit.qonto",
-    "Report": "facturflow.validate.report",
-    "convert": "facturflow.convert",
-    "detect": "facturflow.detect",
-    "read": "facturflow.read",
+    "Report": "facturflow.validation.report",
+    "convert": "facturflow.conversion",
+    "detect": "facturflow.detection",
+    "read": "facturflow.reading",
     "sandbox": "facturflow.transmit.sandbox",
-    "VerdictCache": "facturflow.validate.verdict_cache",
-    "validate": "facturflow.validate",
-    "validate_many": "facturflow.validate",
+    "VerdictCache": "facturflow.validation.verdict_cache",
+    "validate": "facturflow.validation",
+    "validate_many": "facturflow.validation",
 }
 
 
@@ -74,21 +72,6 @@ def __dir__() -> list[str]:
     return sorted(__all__)
 
 
-class _Package(types.ModuleType):
-    """Keeps `facturflow.validate` (and detect, read, convert) the public functions.
-
-    Importing a submodule sets an attribute of the same name on its package; without this guard
-    the first import of `facturflow.validate.report`, say, would replace the function
-    `facturflow.validate` with the module.
-    """
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        if isinstance(value, types.ModuleType) and _LAZY.get(name) == value.__name__:
-            return
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Package
 
 
 __all__ = [

@@ -1,5 +1,5 @@
 """The verdict cache on the command line: `validate --cache DIR / --no-cache`, and
-`facturflow cache info|clear|prune` (see facturflow.validate.verdict_cache)."""
+`facturflow cache info|clear|prune` (see facturflow.validation.verdict_cache)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 import click
 
 from . import exitcodes
-from .validate.verdict_cache import VerdictCache, default_folder, disabled_by_environment
+from .validation.verdict_cache import VerdictCache, default_folder, disabled_by_environment
 
 
 def verdict_cache(folder: Path | None, disabled: bool) -> VerdictCache | None:

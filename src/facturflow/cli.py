@@ -23,13 +23,13 @@ import click
 
 from . import __version__, exitcodes
 from .clitypes import FiniteFloatRange
-from .detect import detect
+from .detection import detect
 from .errors import FacturflowError
 from .xmlsafe import DEFAULT_LIMITS, Limits
 
 if TYPE_CHECKING:
     from .rules import RulePack, RuleSelection
-    from .validate.report import Report
+    from .validation.report import Report
 
 EXIT_OK = 0
 EXIT_INVALID = 1
@@ -581,7 +581,7 @@ def _validate(
     from .progress import collect_until_interrupted
     from .reports import write
     from .rules import load_rule_pack
-    from .validate import validate_many
+    from .validation import validate_many
 
     # Everything that can make the whole command a usage error is checked before the batch.
     try:

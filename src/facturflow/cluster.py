@@ -6,7 +6,7 @@ the scheduler's cost per task stays small next to the validation's; at most a fe
 worker are in flight, so a batch of millions neither floods the scheduler nor holds every file in
 memory; results come back as chunks finish and are yielded in input order.
 
-Each task runs the local entry point (`facturflow.validate.validate`, `facturflow.convert`) in
+Each task runs the local entry point (`facturflow.validation.validate`, `facturflow.convert`) in
 the worker process, where Saxon's compiled stylesheets are kept per process (validate/
 schematron.py): a Dask worker compiles the derived stylesheets once and keeps them warm from one
 task to the next, exactly as a local pool worker does.
@@ -256,7 +256,7 @@ def probe(paths: Sequence[str]) -> dict[str, Any]:
 def worker_info() -> dict[str, int]:
     """Run on a worker (`client.run(worker_info)`): its process id and how many stylesheets its
     Saxon engine holds compiled (kept from one task to the next)."""
-    from .validate import schematron
+    from .validation import schematron
 
     engine = schematron._engine
     compiled = len(engine.compiled) if engine is not None and engine.pid == os.getpid() else 0
@@ -306,7 +306,7 @@ class Runner(Generic[R]):
     # The client's view of one file: an item to send, or None when the client reports it itself.
     def _item(self, name: str, ship: bool) -> _Item | None:
         if ship:
-            from .detect import read_source
+            from .detection import read_source
 
             try:
                 data, _ = read_source(name, limits=self.limits)

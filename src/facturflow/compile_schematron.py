@@ -82,7 +82,7 @@ COMPILATIONS: tuple[Compilation, ...] = (
 
 def compile_one(compilation: Compilation, root: Path | None = None) -> bytes:
     """The compiled XSLT of one vendored Schematron source, as bytes (reproducible)."""
-    from .validate import schematron
+    from .validation import schematron
 
     base = root or data_dir()
     with schematron._lock:  # the validation's own engine: one Saxon per process

@@ -39,7 +39,7 @@ from .progress import collect_until_interrupted
 from .rules import RuleSelection
 
 if TYPE_CHECKING:
-    from .detect import Source
+    from .detection import Source
 
 Status = Literal["converted", "refused", "unreadable", "unwritable"]
 
@@ -76,7 +76,7 @@ def converted(name: str, source: Source, options: _Options) -> tuple[Outcome, by
     """Convert `source` (a path, or the bytes of the file `name`) without writing it: the
     Outcome (its target still unset) and the output's bytes when converted. The entry point of
     a batch worker, local or on a cluster (facturflow.cluster)."""
-    from .convert import convert
+    from .conversion import convert
     from .errors import ConversionError, FacturflowError, InputError
 
     try:

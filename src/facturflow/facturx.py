@@ -43,7 +43,7 @@ from pypdf.generic import (
     TextStringObject,
 )
 
-from .detect import Document, detect_bytes
+from .detection import Document, detect_bytes
 from .errors import ConversionError, MalformedPDFError, NoInvoiceInPDFError
 from .pdf import INVOICE_XML_NAMES, open_untrusted, read_pdf
 
@@ -537,7 +537,7 @@ def build_facturx(
         from .render import render_invoice_pdf
 
         if invoice is None:
-            from .read import read
+            from .reading import read
 
             invoice = read(xml, check_codes=False)
         relationship = AF_RELATIONSHIPS[profile or facturx_profile(document)]

@@ -1,6 +1,6 @@
 """What a user rule pack's files may do, checked before they are compiled.
 
-Saxon's own configuration (validate/schematron.py) already keeps every stylesheet from the
+Saxon's own configuration (validation/schematron.py) already keeps every stylesheet from the
 environment and from writing files: with `allow-external-functions` off, `environment-variable()`
 and `available-environment-variables()` answer nothing, `system-property()` tells no Java
 property, and `xsl:result-document` does not compile. What Saxon cannot restrict is which local

@@ -10,7 +10,7 @@ import click
 
 from .errors import FacturflowError
 from .model.invoice import Invoice
-from .read import read_with_mapping
+from .reading import read_with_mapping
 
 EXIT_OK = 0
 EXIT_UNREADABLE = 2

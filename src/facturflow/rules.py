@@ -55,13 +55,13 @@ from typing import TYPE_CHECKING
 
 from . import artefacts as _artefacts
 from .artefacts import Artefact, builtin
-from .detect import PROFILES, SYNTAXES, Document
+from .detection import PROFILES, SYNTAXES, Document
 from .errors import ArtefactError, EmptyRuleSelectionError, RulePackError, UnknownRuleSetError
 from .rules_calendar import FrenchRules, french_rules
 from .scope import Scope, scope_of
 
-if TYPE_CHECKING:  # only for annotations: importing facturflow.validate here would be circular
-    from .validate.report import Layer
+if TYPE_CHECKING:  # only for annotations: importing facturflow.validation here would be circular
+    from .validation.report import Layer
 
 BUILTIN_RULE_SETS: tuple[str, ...] = (
     "xsd",

@@ -158,7 +158,7 @@ def run_side(
     from .errors import ArtefactError, RulePackError, UnknownRuleSetError
     from .rules import load_rule_pack, parse_rule_sets
     from .rules_calendar import RulesConfigError
-    from .validate import validate_many
+    from .validation import validate_many
 
     try:
         loaded = [load_rule_pack(p) for p in packs]

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 from lxml import etree
 
-from .detect import NS_CBC, NS_CII, NS_RAM, NS_ZUGFERD1, NS_ZUGFERD1_RAM, Document
+from .detection import NS_CBC, NS_CII, NS_RAM, NS_ZUGFERD1, NS_ZUGFERD1_RAM, Document
 
 NS_CAC = "urn:oasis:names:specification:ubl:schema:xsd:CommonAggregateComponents-2"
 

@@ -1,4 +1,4 @@
-"""The guards of the stylesheet rewrites (facturflow.validate.derive), on small stylesheets.
+"""The guards of the stylesheet rewrites (facturflow.validation.derive), on small stylesheets.
 
 The equivalence on the official files is proved by test_derived_equivalence.py; these tests pin
 what the rewrites accept and refuse, and that an accepted rewrite gives the same SVRL.
@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from lxml import etree
 
-from facturflow.validate import derive as D
+from facturflow.validation import derive as D
 
 _SKELETON = """<xsl:stylesheet xmlns:xsl="http://www.w3.org/1999/XSL/Transform"
     xmlns:svrl="http://purl.oclc.org/dsdl/svrl" xmlns:p="urn:p" version="2.0">
@@ -62,7 +62,7 @@ def _derive(text: str, tmp_path: Path) -> D.Derived:
 
 
 def _svrl(stylesheet: bytes, tmp_path: Path) -> str:
-    from facturflow.validate import schematron
+    from facturflow.validation import schematron
 
     engine: Any = schematron._get_engine()
     builder = engine.processor.new_document_builder()
@@ -255,7 +255,7 @@ def _paths_stylesheet(rules: list[tuple[str, int, str]]) -> str:
 
 
 def _svrl_of(stylesheet: bytes, document: str, tmp_path: Path) -> str:
-    from facturflow.validate import schematron
+    from facturflow.validation import schematron
 
     engine: Any = schematron._get_engine()
     builder = engine.processor.new_document_builder()
@@ -351,7 +351,7 @@ def test_derived_text_does_not_depend_on_the_process() -> None:
     import sys
 
     code = (
-        "import hashlib; from facturflow.validate.derive import derive; "
+        "import hashlib; from facturflow.validation.derive import derive; "
         "from facturflow.artefacts import builtin; "
         "print(hashlib.sha256(derive(builtin('sch-fx-basic').path).text).hexdigest())"
     )
@@ -534,7 +534,7 @@ def _per_line_doc(lines: int, head: str) -> str:
 
 
 def _apply(stylesheet: bytes, tmp_path: Path, doc: str) -> str:
-    from facturflow.validate import schematron
+    from facturflow.validation import schematron
 
     engine: Any = schematron._get_engine()
     builder = engine.processor.new_document_builder()

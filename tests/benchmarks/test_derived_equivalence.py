@@ -1,4 +1,4 @@
-"""The derived stylesheets (facturflow.validate.derive) give exactly the official results.
+"""The derived stylesheets (facturflow.validation.derive) give exactly the official results.
 
 For every document, every built-in stylesheet the default rules apply is run twice, unmodified
 and derived, through facturflow's own Saxon engine; the SVRL must carry the same failed asserts and
@@ -52,9 +52,9 @@ def _run(executable: Any, node: Any) -> Signature:
 
 def compare(named_xml: list[tuple[str, bytes]]) -> list[str]:
     """Mismatches (empty when equal) for documents given as (name, invoice XML bytes)."""
-    from facturflow.detect import detect
+    from facturflow.detection import detect
     from facturflow.rules import DEFAULT_RULE_SETS, plan
-    from facturflow.validate import schematron
+    from facturflow.validation import schematron
 
     engine = schematron._get_engine()
     official: dict[str, Any] = {}
@@ -85,7 +85,7 @@ def compare(named_xml: list[tuple[str, bytes]]) -> list[str]:
 
 
 def _corpus_batch(paths: list[str]) -> list[str]:
-    from facturflow.detect import detect
+    from facturflow.detection import detect
     from facturflow.errors import FacturflowError
 
     docs = []
@@ -178,7 +178,7 @@ def test_every_builtin_stylesheet_is_derived_and_the_official_file_untouched() -
     import hashlib
 
     from facturflow.artefacts import BUILTIN, package_root
-    from facturflow.validate.derive import derive
+    from facturflow.validation.derive import derive
 
     for spec in BUILTIN:
         if spec.kind != "schematron":
@@ -198,7 +198,7 @@ def test_every_builtin_stylesheet_is_derived_and_the_official_file_untouched() -
 
 def test_official_xslt_switch_compiles_the_unmodified_file(monkeypatch: pytest.MonkeyPatch) -> None:
     from facturflow.artefacts import builtin
-    from facturflow.validate import schematron
+    from facturflow.validation import schematron
 
     def no_derivation(path: Path) -> None:
         raise AssertionError(f"derive() called for {path} although FACTURFLOW_OFFICIAL_XSLT=1")

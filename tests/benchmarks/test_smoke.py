@@ -74,7 +74,7 @@ def test_quick_large_invoice_step_prints_its_figures(capsys: pytest.CaptureFixtu
     reason="needs a JDK and Debian's libsaxonhe-java (the benchmark runner installs it)",
 )
 def test_java_reference_harness_runs_one_document(tmp_path: Path) -> None:
-    from facturflow.detect import detect as detect_document
+    from facturflow.detection import detect as detect_document
     from facturflow.rules import DEFAULT_RULE_SETS, plan
 
     doc = tmp_path / "one.xml"

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from lxml import etree
 
-from facturflow.validate import schematron
+from facturflow.validation import schematron
 
 CORPUS = Path(__file__).parents[3] / "shared" / "corpus"
 _DOC = b"""<r:Invoice xmlns:r="urn:r" xmlns:c="http://example.com/c/2" xmlns:n="urn:n" a="1">

@@ -31,7 +31,7 @@ if str(ROOT) not in sys.path:  # `tests.reference` is imported as a package from
 from tests.reference import run_reference as ref  # noqa: E402
 
 import facturflow  # noqa: E402
-from facturflow.validate.report import LAYER_FAILED, Report  # noqa: E402
+from facturflow.validation.report import LAYER_FAILED, Report  # noqa: E402
 
 LIVE = os.environ.get("FACTURFLOW_REFERENCE_LIVE") == "1"
 # The default, scope-aware selection (README "Choosing rule sets"): the reference restates which

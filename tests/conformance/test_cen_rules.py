@@ -30,7 +30,7 @@ from lxml import etree
 
 import facturflow
 from facturflow.rules import CEN_CII_KEY, registered
-from facturflow.validate.report import LAYER_FAILED, Report
+from facturflow.validation.report import LAYER_FAILED, Report
 
 VEFA = "http://difi.no/xsd/vefa/validator/1.0"
 # The CII fragments declare no BT-24: not a Factur-X profile, so once the CEN CII stylesheet is

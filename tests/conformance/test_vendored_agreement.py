@@ -41,10 +41,10 @@ from tests.conformance.test_agreement import compare_one  # noqa: E402
 from tests.reference import run_reference as ref  # noqa: E402
 
 from facturflow.artefacts import builtin  # noqa: E402
-from facturflow.detect import detect  # noqa: E402
+from facturflow.detection import detect  # noqa: E402
 from facturflow.errors import FacturflowError  # noqa: E402
-from facturflow.validate import schematron  # noqa: E402
-from facturflow.validate.report import LAYER_FAILED  # noqa: E402
+from facturflow.validation import schematron  # noqa: E402
+from facturflow.validation.report import LAYER_FAILED  # noqa: E402
 
 GOLDEN = Path(__file__).resolve().parent / "vendored-reference.json"
 LIVE = os.environ.get("FACTURFLOW_REFERENCE_LIVE") == "1"

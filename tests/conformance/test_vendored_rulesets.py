@@ -30,10 +30,10 @@ from tests.conformance import test_cen_rules as cen  # noqa: E402
 
 from facturflow import artefacts, compile_schematron, rulesets  # noqa: E402
 from facturflow.artefacts import VENDORED, builtin  # noqa: E402
-from facturflow.detect import detect  # noqa: E402
-from facturflow.validate import schematron  # noqa: E402
-from facturflow.validate.derive import derive  # noqa: E402
-from facturflow.validate.report import LAYER_FAILED, Finding  # noqa: E402
+from facturflow.detection import detect  # noqa: E402
+from facturflow.validation import schematron  # noqa: E402
+from facturflow.validation.derive import derive  # noqa: E402
+from facturflow.validation.report import LAYER_FAILED, Finding  # noqa: E402
 
 
 def corpus_root() -> Path:
@@ -443,7 +443,7 @@ CDAR_BAD_STATUS = CDAR.replace(b"<ram:ProcessConditionCode>200<", b"<ram:Process
 
 
 def test_cdar_status_message_passes_the_xsd_and_both_cdv_builds() -> None:
-    from facturflow.validate import xsd
+    from facturflow.validation import xsd
 
     tree = etree.ElementTree(etree.fromstring(CDAR))
     assert xsd.check(tree, builtin("xsd-cdar-d22b")) == []

@@ -19,11 +19,11 @@ from convert_helpers import (
 )
 from pypdf import PdfReader
 
-from facturflow.convert import ConversionRejected, ConversionResult, convert, lost_terms
-from facturflow.detect import detect
+from facturflow.conversion import ConversionRejected, ConversionResult, convert, lost_terms
+from facturflow.detection import detect
 from facturflow.errors import ConversionError, InputError, NotAnInvoiceError
 from facturflow.facturx import extract_xml
-from facturflow.read import read
+from facturflow.reading import read
 from facturflow.syntax import to_xml
 
 

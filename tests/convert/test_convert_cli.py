@@ -15,10 +15,10 @@ from click.testing import CliRunner
 from convert_helpers import CII_CREDIT_NOTE, CII_EN16931, CII_EXTENDED_CTC_FR, INVALID
 
 from facturflow.cli import main
-from facturflow.detect import detect
+from facturflow.detection import detect
 from facturflow.exitcodes import INTERRUPTED
 from facturflow.facturx import extract_xml
-from facturflow.validate import validate
+from facturflow.validation import validate
 
 
 def _folder(tmp_path: Path, *files: Path) -> Path:

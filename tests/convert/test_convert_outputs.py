@@ -12,8 +12,8 @@ from click.testing import CliRunner
 from convert_helpers import CII_EN16931, FACTURX_PDF, INVALID
 
 from facturflow.cli import main
-from facturflow.convert import ConversionRejected, VisualPDFError, convert
-from facturflow.detect import detect
+from facturflow.conversion import ConversionRejected, VisualPDFError, convert
+from facturflow.detection import detect
 
 
 def _run(*args: str) -> tuple[int, str]:

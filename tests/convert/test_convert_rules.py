@@ -12,9 +12,9 @@ from click.testing import CliRunner
 from convert_helpers import CII_EN16931, UBL_EN16931, corpus_dir
 
 from facturflow.cli import main
-from facturflow.convert import ConversionRejected, convert
+from facturflow.conversion import ConversionRejected, convert
 from facturflow.errors import UnknownRuleSetError
-from facturflow.validate import validate
+from facturflow.validation import validate
 
 
 def _run(*args: str) -> tuple[int, str]:

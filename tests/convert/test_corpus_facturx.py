@@ -106,11 +106,11 @@ class Outcome:
 
 def _check(args: tuple[str, str]) -> Outcome:
     group, path = args
-    from facturflow.convert import ConversionRejected, convert, lost_terms
+    from facturflow.conversion import ConversionRejected, convert, lost_terms
     from facturflow.errors import FacturflowError
     from facturflow.facturx import extract_xml
-    from facturflow.read import read
-    from facturflow.validate import validate
+    from facturflow.reading import read
+    from facturflow.validation import validate
 
     outcome = Outcome(group, path)
     try:

@@ -78,9 +78,9 @@ class Outcome:
 
 def _check(args: tuple[str, str, str]) -> Outcome:
     key, profile, to = args
-    from facturflow.convert import ConversionRejected, convert, lost_terms
-    from facturflow.read import read
-    from facturflow.validate import validate
+    from facturflow.conversion import ConversionRejected, convert, lost_terms
+    from facturflow.reading import read
+    from facturflow.validation import validate
 
     outcome = Outcome(key, profile, to)
     path = str(corpus_dir() / key)

@@ -137,7 +137,7 @@ def test_dates_are_the_issue_date_and_the_file_id_follows_the_content() -> None:
     from convert_helpers import CII_EN16931, FACTURX_PDF
     from pypdf import PdfReader
 
-    from facturflow.convert import convert
+    from facturflow.conversion import convert
 
     cii = CII_EN16931.read_bytes()
     issued = re.search(rb"<udt:DateTimeString format=\"102\">(\d{8})<", cii)
@@ -202,7 +202,7 @@ def test_an_explicit_timestamp_still_dates_the_document_and_a_naive_one_is_utc()
 
     from convert_helpers import CII_EN16931
 
-    from facturflow.convert import convert
+    from facturflow.conversion import convert
 
     cii = CII_EN16931.read_bytes()
     aware = convert(cii, to="facturx", timestamp=datetime(2026, 5, 1, 8, 0, tzinfo=UTC)).data
@@ -215,7 +215,7 @@ def test_an_explicit_timestamp_still_dates_the_document_and_a_naive_one_is_utc()
 def test_a_cii_without_a_readable_issue_date_is_dated_at_the_epoch() -> None:
     from convert_helpers import CII_EN16931, FIXED_TIME
 
-    from facturflow.detect import detect_bytes
+    from facturflow.detection import detect_bytes
     from facturflow.facturx import EPOCH, build_facturx, cii_issue_date, issue_timestamp
 
     cii = CII_EN16931.read_bytes()
@@ -224,7 +224,7 @@ def test_a_cii_without_a_readable_issue_date_is_dated_at_the_epoch() -> None:
     assert cii_issue_date(detect_bytes(broken, name="<xml>")) is None
     assert issue_timestamp(None) == EPOCH
     assert issue_timestamp(FIXED_TIME.date()) == FIXED_TIME.replace(hour=0, minute=0)
-    from facturflow.read import read
+    from facturflow.reading import read
 
     pdf = build_facturx(broken, invoice=read(cii, check_codes=False))
     assert "1970-01-01T00:00:00+00:00" in _xmp(pdf)
@@ -235,7 +235,7 @@ def test_a_cii_without_a_readable_issue_date_is_dated_at_the_epoch() -> None:
 
 def _convert_all(jobs: list[str], by_bytes: bool) -> dict[str, Any]:
     """What converting each file to each target gives: status and SHA-256 of the bytes."""
-    from facturflow.convert import ConversionRejected, convert
+    from facturflow.conversion import ConversionRejected, convert
     from facturflow.errors import FacturflowError
 
     results: dict[str, Any] = {}
@@ -305,7 +305,7 @@ def test_a_code_the_model_list_lacks_does_not_crash_a_conversion_to_ubl(tmp_path
     from convert_helpers import corpus_dir
 
     from facturflow.cli import main
-    from facturflow.convert import ConversionRejected, convert
+    from facturflow.conversion import ConversionRejected, convert
 
     path = corpus_dir() / CODE_OUTSIDE_THE_MODEL_LIST
     if not path.is_file():

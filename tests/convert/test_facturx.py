@@ -11,7 +11,7 @@ from lxml import etree
 from pypdf import PdfReader, PdfWriter
 from pypdf.generic import ArrayObject, DictionaryObject
 
-from facturflow.detect import detect
+from facturflow.detection import detect
 from facturflow.errors import ConversionError, MalformedPDFError, NoInvoiceInPDFError
 from facturflow.facturx import (
     AF_RELATIONSHIPS,

@@ -28,11 +28,11 @@ from facturflow.errors import FacturflowError
 call, path = sys.argv[1], sys.argv[2]
 try:
     if call == "detect":
-        from facturflow.detect import detect
+        from facturflow.detection import detect
         doc = detect(path)
         out = {"outcome": "result", "syntax": doc.syntax, "warnings": list(doc.warnings)}
     elif call == "validate":
-        from facturflow.validate import validate
+        from facturflow.validation import validate
         report = validate(path)
         out = {"outcome": "report", "error_type": report.error_type, "error": report.error,
                "valid": report.ok, "rules": sorted({f.rule for f in report.findings})}

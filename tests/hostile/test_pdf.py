@@ -6,10 +6,10 @@ import re
 
 import pytest
 
-from facturflow.detect import detect
+from facturflow.detection import detect
 from facturflow.errors import InputError, MalformedPDFError, NoInvoiceInPDFError
 from facturflow.pdf import MAX_ATTACHMENT_BYTES, MAX_PDF_OBJECTS, read_pdf
-from facturflow.validate import validate
+from facturflow.validation import validate
 
 from .builders import (
     MINIMAL_CII,

@@ -13,13 +13,13 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from lxml import etree
 
-from facturflow.detect import Document, detect
+from facturflow.detection import Document, detect
 from facturflow.errors import InputError, MalformedPDFError, NoInvoiceInPDFError
 from facturflow.model.invoice import Invoice
 from facturflow.pdf import PdfParts, read_pdf
-from facturflow.read import read
-from facturflow.validate import schematron, validate
-from facturflow.validate.report import Report
+from facturflow.reading import read
+from facturflow.validation import schematron, validate
+from facturflow.validation.report import Report
 from facturflow.xmlsafe import MAX_ECHO, TRUNCATED, parse_xml
 
 from .builders import FIXTURES, MINIMAL_CII, pdf_with_attachments, seed_invoices

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from facturflow.detect import detect
+from facturflow.detection import detect
 from facturflow.errors import InputError, InputTooLargeError
 from facturflow.xmlsafe import Limits
 
@@ -65,11 +65,16 @@ def test_text_mode_file_object_is_a_clear_error(tmp_path: Path) -> None:
 
 
 def test_public_entry_points_stay_callable_after_the_cli_is_imported() -> None:
-    """`from facturflow import detect` must stay the function once facturflow.detect loads."""
+    """The public functions keep their names whatever stage modules load: the modules have
+    names of their own (validation, detection, reading, conversion), no function is shadowed."""
     code = (
-        "import facturflow.cli, facturflow.read, facturflow.validate\n"
-        "from facturflow import detect, read, validate\n"
-        "assert callable(detect) and callable(read) and callable(validate)\n"
+        "import facturflow.cli, facturflow.reading, facturflow.validation.report\n"
+        "import facturflow.detection, facturflow.conversion\n"
+        "import facturflow\n"
+        "from facturflow import convert, detect, read, validate\n"
+        "assert all(callable(f) and not isinstance(f, type(facturflow))\n"
+        "           for f in (convert, detect, read, validate))\n"
+        "assert facturflow.validate is validate and facturflow.convert is convert\n"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             check=False, timeout=120)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from lxml import etree
 
-from facturflow.detect import detect
+from facturflow.detection import detect
 from facturflow.errors import (
     EmptyInputError,
     InputError,

@@ -14,9 +14,9 @@ from click.testing import CliRunner
 from lxml import etree
 
 from facturflow.cli import main
-from facturflow.detect import detect
+from facturflow.detection import detect
 from facturflow.errors import InputError, MalformedXMLError
-from facturflow.validate import validate
+from facturflow.validation import validate
 from facturflow.xmlsafe import _new_parser, parse_xml
 
 from .builders import MINIMAL_CII, pdf_with_attachments, stream

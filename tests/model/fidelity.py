@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from facturflow.convert import rule_family as convert_rule_family
-from facturflow.detect import Document, detect, detect_bytes
+from facturflow.conversion import rule_family as convert_rule_family
+from facturflow.detection import Document, detect, detect_bytes
 from facturflow.model import Invoice, unchecked_codes
 from facturflow.model.codelists import CodeListError
 from facturflow.model.implied import canonical
@@ -153,7 +153,7 @@ rule_family = convert_rule_family
 
 def fatal_families(xml: bytes, name: str) -> set[str]:
     """The rule families of the fatal findings of one XML document (default rules)."""
-    from facturflow.validate import validate
+    from facturflow.validation import validate
 
     report = validate(detect_bytes(xml, name=name))
     return {rule_family(f.rule) for f in report.findings if f.severity == "fatal"}

@@ -12,11 +12,11 @@ from lxml import etree
 
 import facturflow
 from facturflow.cli import main
-from facturflow.detect import detect_bytes
+from facturflow.detection import detect_bytes
 from facturflow.errors import InputError
 from facturflow.model import Invoice
 from facturflow.syntax import BindingError, read_tree, to_xml
-from facturflow.validate import validate
+from facturflow.validation import validate
 
 CII_HEAD = """<?xml version="1.0" encoding="UTF-8"?>
 <rsm:CrossIndustryInvoice

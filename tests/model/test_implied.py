@@ -6,7 +6,7 @@ from decimal import Decimal
 
 from lxml import etree
 
-from facturflow.convert import lost_terms
+from facturflow.conversion import lost_terms
 from facturflow.model import (
     DocumentTotals,
     Invoice,

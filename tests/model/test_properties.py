@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from hypothesis import HealthCheck, given, settings
 
-from facturflow.detect import detect_bytes
+from facturflow.detection import detect_bytes
 from facturflow.model import Invoice
 from facturflow.model.implied import canonical
 from facturflow.syntax import read_tree, to_xml

@@ -103,7 +103,7 @@ def test_documents_keep_their_amounts_as_written_for_validation_to_judge() -> No
     with unchecked_codes():
         invoice = minimal_invoice(totals=DocumentTotals(amount_due=Decimal("1.001")))
     xml = to_xml(invoice, "cii")
-    from facturflow.detect import detect_bytes
+    from facturflow.detection import detect_bytes
 
     document = detect_bytes(xml, name="x.xml")
     back = read_tree(document.tree, document.syntax)

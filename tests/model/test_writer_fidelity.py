@@ -12,12 +12,12 @@ from lxml import etree
 
 import facturflow
 from facturflow.cli import main
-from facturflow.detect import detect_bytes
+from facturflow.detection import detect_bytes
 from facturflow.model import Invoice
 from facturflow.model.implied import canonical
 from facturflow.model.invoice import Note, PaymentInstructions, VatBreakdown
 from facturflow.syntax import read_tree, to_xml
-from facturflow.validate import validate
+from facturflow.validation import validate
 
 from .builders import minimal_invoice
 

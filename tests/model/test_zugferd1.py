@@ -15,7 +15,7 @@ from click.testing import CliRunner
 
 import facturflow
 from facturflow.cli import main
-from facturflow.read import read_with_mapping
+from facturflow.reading import read_with_mapping
 
 from .fidelity import corpus_path, corpus_rows
 

@@ -35,7 +35,7 @@ import facturx
 from lxml import etree
 
 import facturflow
-from facturflow.detect import Document
+from facturflow.detection import Document
 from facturflow.errors import FacturflowError
 
 HERE = Path(__file__).resolve().parent

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from facturflow.validate.report import Finding, LayerRun, Location, Report
+from facturflow.validation.report import Finding, LayerRun, Location, Report
 
 XPATH = (
     "/rsm:CrossIndustryInvoice/rsm:SupplyChainTradeTransaction"

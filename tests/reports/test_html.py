@@ -24,8 +24,8 @@ from lxml import html as lxml_html
 
 from facturflow.reports import html as html_report
 from facturflow.reports import render
-from facturflow.validate import validate, validate_many
-from facturflow.validate.report import Finding, Location, Report
+from facturflow.validation import validate, validate_many
+from facturflow.validation.report import Finding, Location, Report
 
 REPO = Path(__file__).resolve().parents[2]
 VALID = REPO / "fixtures/valid/fr-invoice-en16931.xml"

@@ -11,7 +11,7 @@ import junitparser
 from lxml import etree
 
 from facturflow.reports import render
-from facturflow.validate.report import Report
+from facturflow.validation.report import Report
 
 
 def _tree(reports: list[Report]) -> etree._Element:

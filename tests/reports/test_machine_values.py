@@ -19,7 +19,7 @@ from lxml import etree
 from facturflow import validate
 from facturflow.reports import render
 from facturflow.reports.values import TermValue, term_value
-from facturflow.validate.report import Finding, Location, Report
+from facturflow.validation.report import Finding, Location, Report
 
 REPO = Path(__file__).resolve().parents[2]
 BR_CO_10 = REPO / "fixtures" / "invalid" / "br-co-10-line-sum.xml"

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from facturflow.reports import FORMATS, render, stream_supports_colour, write
-from facturflow.validate.report import Finding, Location, Report
+from facturflow.validation.report import Finding, Location, Report
 
 ANSI = "\x1b["
 

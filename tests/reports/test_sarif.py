@@ -17,7 +17,7 @@ import pytest
 
 from facturflow.reports import render
 from facturflow.reports.sarif import UNREADABLE_RULE, artifact_uri
-from facturflow.validate.report import Report
+from facturflow.validation.report import Report
 
 
 @pytest.fixture(scope="module")

@@ -23,11 +23,11 @@ from lxml import html as lxml_html
 
 from facturflow import pdf as pdf_module
 from facturflow.cli import main
-from facturflow.detect import detect, detect_embedded
+from facturflow.detection import detect, detect_embedded
 from facturflow.errors import MalformedPDFError, NoInvoiceInPDFError
 from facturflow.reports import html as html_report
 from facturflow.reports import render, values
-from facturflow.validate.report import Finding, Location, Report
+from facturflow.validation.report import Finding, Location, Report
 
 REPO = Path(__file__).resolve().parents[2]
 PDF = REPO / "fixtures/valid/fr-invoice-en16931.pdf"  # carries factur-x.xml
@@ -39,8 +39,7 @@ LINE_3 = (
     "/*:IncludedSupplyChainTradeLineItem[namespace-uri()='x'][3]"
 )
 FORMATS = ("text", "json", "sarif", "junit", "html")
-# The module (facturflow.read is also the lazy name of its function on the package).
-read_module = importlib.import_module("facturflow.read")
+read_module = importlib.import_module("facturflow.reading")
 
 
 def _pdf_report(path: Path) -> Report:
@@ -63,7 +62,7 @@ def _xml_report(path: Path) -> Report:
 
 @pytest.fixture
 def reads(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
-    """The inputs read through the EN 16931 model (facturflow.read.read, whoever calls it) in
+    """The inputs read through the EN 16931 model (facturflow.reading.read, whoever calls it) in
     this process, from a cold start."""
     found: list[str] = []
     real = read_module.read
@@ -110,9 +109,9 @@ def test_html_workers_send_back_what_the_other_reports_need(tmp_path: Path) -> N
         import sys
         from pathlib import Path
         from facturflow.reports import html, render, values
-        from facturflow.validate.report import Finding, Location, Report
+        from facturflow.validation.report import Finding, Location, Report
         import importlib
-        module = importlib.import_module("facturflow.read")
+        module = importlib.import_module("facturflow.reading")
         reads = []
         real = module.read
         module.read = lambda source, **o: reads.append(source) or real(source, **o)

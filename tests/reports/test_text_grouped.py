@@ -16,7 +16,7 @@ import pytest
 
 from facturflow.reports import render
 from facturflow.reports.text import TOP_RULES
-from facturflow.validate.report import Finding, Location, Report
+from facturflow.validation.report import Finding, Location, Report
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURES = REPO / "fixtures"

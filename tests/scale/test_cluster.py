@@ -29,8 +29,8 @@ from facturflow import exitcodes
 from facturflow.cli import main
 from facturflow.cluster import ClusterError, Runner, chunk_size, connect, worker_info
 from facturflow.convert_cli import _Options, _run, run_on
-from facturflow.validate import BatchValidator, validate_many
-from facturflow.validate.report import LAYER_FAILED, Report
+from facturflow.validation import BatchValidator, validate_many
+from facturflow.validation.report import LAYER_FAILED, Report
 
 from .poison import poison_failed, poison_work
 
@@ -124,13 +124,13 @@ def _config() -> Any:
 
 
 def _validate_source(name: str, source: Any, config: Any) -> Report:
-    from facturflow.validate import validate_source
+    from facturflow.validation import validate_source
 
     return validate_source(name, source, config)
 
 
 def _failed(name: str, why: str) -> Report:
-    from facturflow.validate.pool import failed_report
+    from facturflow.validation.pool import failed_report
 
     return failed_report(name, why)
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 from facturflow.rules import parse_rule_sets
 from facturflow.service.workers import Workers
-from facturflow.validate import BatchValidator
-from facturflow.validate.verdict_cache import VerdictCache
+from facturflow.validation import BatchValidator
+from facturflow.validation.verdict_cache import VerdictCache
 from facturflow.xmlsafe import DEFAULT_LIMITS
 
 from .conftest import FIXTURES

@@ -17,7 +17,7 @@ import httpx
 import pytest
 from lxml import etree
 
-from facturflow.detect import detect_bytes
+from facturflow.detection import detect_bytes
 from facturflow.transmit.fields import document_fields
 from facturflow.transmit.outbox import Outbox, sha256
 from facturflow.transmit.pipeline import SendOptions, send_invoices

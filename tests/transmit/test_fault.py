@@ -52,7 +52,7 @@ def test_killed_three_times_under_faults_every_valid_invoice_goes_out_exactly_on
     tmp_path: Path, upload: str
 ) -> None:
     if upload == "facturx":
-        pytest.importorskip("facturflow.convert", reason="no XML to Factur-X converter here")
+        pytest.importorskip("facturflow.conversion", reason="no XML to Factur-X converter here")
     rng = random.Random(SEED)
     folder = tmp_path / "invoices"
     folder.mkdir()

@@ -102,7 +102,7 @@ def test_three_senders_on_overlapping_batches_under_faults_and_kills_send_each_i
     """With --upload facturx, each sender converts the XML into a PDF whose bytes need not
     repeat: one source still maps to one upload, whichever sender records it first."""
     if upload == "facturx":
-        pytest.importorskip("facturflow.convert", reason="no XML to Factur-X converter here")
+        pytest.importorskip("facturflow.conversion", reason="no XML to Factur-X converter here")
     rng = random.Random(SEED)
     folder = tmp_path / "invoices"
     folder.mkdir()

@@ -42,7 +42,7 @@ def test_every_builtin_resolves_to_an_existing_file() -> None:
 
 def test_a_missing_artefact_fails_closed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from facturflow import validate
-    from facturflow.validate import xsd
+    from facturflow.validation import xsd
 
     from .helpers import VALID_CII
 

@@ -1,4 +1,4 @@
-"""The verdict cache (facturflow.validate.verdict_cache) through the library: hits and misses,
+"""The verdict cache (facturflow.validation.verdict_cache) through the library: hits and misses,
 what the key is made of, entries that must not be trusted, what is never stored, a folder that
 cannot be written, concurrent writers, and BatchValidator starting no worker for a warm batch."""
 
@@ -17,9 +17,9 @@ import pytest
 import facturflow
 from facturflow import VerdictCache, artefacts
 from facturflow.rules import load_rule_pack, parse_rule_sets
-from facturflow.validate import BatchValidator, validate, validate_many
-from facturflow.validate.report import LAYER_FAILED, Finding, Report
-from facturflow.validate.verdict_cache import CacheWarning, cacheable
+from facturflow.validation import BatchValidator, validate, validate_many
+from facturflow.validation.report import LAYER_FAILED, Finding, Report
+from facturflow.validation.verdict_cache import CacheWarning, cacheable
 from facturflow.xmlsafe import DEFAULT_LIMITS, Limits
 
 from .helpers import FIXTURES, VALID_CII, VALID_PDF, VALID_UBL, schematron_xslt
@@ -148,7 +148,7 @@ def test_the_key_follows_rules_builds_limits_and_packs(tmp_path: Path) -> None:
     assert with_pack not in {base, *variants.values()}
     stylesheet = next(pack_dir.glob("*.xsl*"))
     stylesheet.write_bytes(stylesheet.read_bytes() + b"\n<!-- changed -->\n")
-    from facturflow.validate import verdict_cache
+    from facturflow.validation import verdict_cache
 
     verdict_cache._pack_digest.cache_clear()
     assert key_of(cache, data, packs=[load_rule_pack(pack_dir)]) != with_pack
@@ -336,7 +336,7 @@ def test_an_unwritable_folder_warns_once_and_validation_goes_on(tmp_path: Path) 
 
 
 def _writer(folder: str, key: str, report_data: bytes, rounds: int) -> None:
-    from facturflow.validate.verdict_cache import _from_data
+    from facturflow.validation.verdict_cache import _from_data
 
     cache = VerdictCache(folder)
     report = _from_data(json.loads(report_data), "x.xml")
@@ -455,7 +455,7 @@ def test_prune_removes_the_oldest_entries_and_clear_removes_all(tmp_path: Path) 
 def test_the_default_folder_follows_the_environment(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from facturflow.validate.verdict_cache import default_folder, disabled_by_environment
+    from facturflow.validation.verdict_cache import default_folder, disabled_by_environment
 
     for name in ("FACTURFLOW_VERDICT_CACHE", "FACTURFLOW_CACHE_DIR", "XDG_CACHE_HOME"):
         monkeypatch.delenv(name, raising=False)

@@ -162,7 +162,7 @@ def test_a_warm_run_starts_no_worker_and_compiles_nothing(
     cache = tmp_path / "verdicts"
     files = [VALID_CII, VALID_UBL, INVALID]
     assert run("validate", "--cache", cache, *files).returncode == 1  # cold, in its own process
-    from facturflow.validate import pool, schematron
+    from facturflow.validation import pool, schematron
 
     def refuse(*args: object, **kwargs: object) -> None:
         raise AssertionError("a warm run started a worker or compiled a stylesheet")

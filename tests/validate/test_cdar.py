@@ -16,7 +16,7 @@ import facturflow
 from facturflow import detect, validate, validate_many
 from facturflow.errors import NotAnInvoiceError
 from facturflow.exitcodes import INVALID, OK, USAGE
-from facturflow.validate.report import RULES_NOT_APPLICABLE
+from facturflow.validation.report import RULES_NOT_APPLICABLE
 
 from .helpers import FIXTURES, VALID_CII
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from facturflow.artefacts import builtin
-from facturflow.validate import derive_cache
-from facturflow.validate.derive import Derived, derive
+from facturflow.validation import derive_cache
+from facturflow.validation.derive import Derived, derive
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ from facturflow import validate, validate_many
 from facturflow.errors import EmptyRuleSelectionError, RulePackError, UnknownRuleSetError
 from facturflow.exitcodes import INTERRUPTED, INVALID, OK, USAGE
 from facturflow.rules import BUILTIN_RULE_SETS
-from facturflow.validate.report import LAYER_FAILED, RULES_NOT_APPLICABLE
+from facturflow.validation.report import LAYER_FAILED, RULES_NOT_APPLICABLE
 
 from .helpers import FIXTURES, VALID_CII, VALID_PDF, VALID_UBL, schematron_xslt
 from .test_rules_and_packs import make_pack

@@ -11,8 +11,8 @@ import textwrap
 import pytest
 
 from facturflow import validate_many
-from facturflow.validate import pool, saxonheap
-from facturflow.validate.report import Report
+from facturflow.validation import pool, saxonheap
+from facturflow.validation.report import Report
 
 from .helpers import VALID_CII, VALID_UBL
 
@@ -55,7 +55,7 @@ def _probe(env: dict[str, str]) -> dict[str, object]:
     code = textwrap.dedent(f"""
         import json
         from facturflow import validate
-        from facturflow.validate import saxonheap
+        from facturflow.validation import saxonheap
         reports = [validate(p) for p in ({str(VALID_CII)!r}, {str(VALID_UBL)!r})]
         print(json.dumps({{
             "status": saxonheap.status,

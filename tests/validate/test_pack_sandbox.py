@@ -15,11 +15,11 @@ import pytest
 
 from facturflow import validate
 from facturflow.artefacts import Artefact
-from facturflow.detect import detect
+from facturflow.detection import detect
 from facturflow.errors import RulePackError
 from facturflow.rules import load_rule_pack
-from facturflow.validate import schematron
-from facturflow.validate.report import LAYER_FAILED
+from facturflow.validation import schematron
+from facturflow.validation.report import LAYER_FAILED
 
 from .helpers import VALID_CII
 

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from facturflow import validate_many
-from facturflow.validate import pool, syntax_family
-from facturflow.validate.report import Report
+from facturflow.validation import pool, syntax_family
+from facturflow.validation.report import Report
 
 from .helpers import FIXTURES, VALID_CII, VALID_PDF, VALID_UBL
 

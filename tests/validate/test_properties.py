@@ -6,7 +6,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from facturflow import detect, validate
-from facturflow.detect import PROFILES, SYNTAXES, Document
+from facturflow.detection import PROFILES, SYNTAXES, Document
 from facturflow.errors import InputError
 
 from .helpers import VALID_CII, VALID_UBL

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from facturflow import validate
-from facturflow.detect import detect
+from facturflow.detection import detect
 from facturflow.errors import RulePackError, UnknownRuleSetError
 from facturflow.rules import DEFAULT_RULE_SETS, load_rule_pack, parse_rule_sets, plan
 

@@ -10,9 +10,9 @@ import pytest
 from benchmarks.generate import generate
 
 from facturflow import validate
-from facturflow.detect import detect
+from facturflow.detection import detect
 from facturflow.rules import DEFAULT_RULE_SETS, plan
-from facturflow.validate import schematron
+from facturflow.validation import schematron
 
 
 def _svrls(document_xml: bytes, node: object) -> list[str]:

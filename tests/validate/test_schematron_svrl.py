@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from facturflow.artefacts import Artefact
-from facturflow.detect import detect
-from facturflow.validate import schematron
-from facturflow.validate.report import LAYER_FAILED
+from facturflow.detection import detect
+from facturflow.validation import schematron
+from facturflow.validation.report import LAYER_FAILED
 
 from .helpers import VALID_CII, schematron_xslt
 

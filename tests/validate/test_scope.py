@@ -22,12 +22,12 @@ from lxml import etree
 
 from facturflow import artefacts, validate
 from facturflow.cli import main
-from facturflow.detect import detect_bytes
+from facturflow.detection import detect_bytes
 from facturflow.errors import ArtefactError
 from facturflow.exitcodes import CONFIG, INVALID, OK, USAGE
 from facturflow.rules import parse_rule_sets, registered
 from facturflow.scope import Scope, scope_of
-from facturflow.validate.report import (
+from facturflow.validation.report import (
     RULES_NOT_APPLICABLE,
     RULES_NOT_IN_SCOPE,
     RULES_NOT_INSTALLED,

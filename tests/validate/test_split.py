@@ -11,8 +11,8 @@ import pytest
 from facturflow import validate, validate_many
 from facturflow.artefacts import builtin
 from facturflow.rules import Step
-from facturflow.validate.report import Report
-from facturflow.validate.split import PartJob, assign
+from facturflow.validation.report import Report
+from facturflow.validation.split import PartJob, assign
 
 from .helpers import FIXTURES
 

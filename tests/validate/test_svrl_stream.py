@@ -10,8 +10,8 @@ from benchmarks.generate import generate
 from benchmarks.series import every_line_invalid
 
 from facturflow.artefacts import builtin
-from facturflow.detect import detect
-from facturflow.validate import schematron
+from facturflow.detection import detect
+from facturflow.validation import schematron
 
 
 def _svrl(key: str, xml: bytes) -> bytes:

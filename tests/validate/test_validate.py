@@ -9,9 +9,9 @@ import pytest
 
 import facturflow
 from facturflow import validate
-from facturflow.detect import detect
+from facturflow.detection import detect
 from facturflow.errors import UnknownRuleSetError
-from facturflow.validate.report import LAYER_FAILED
+from facturflow.validation.report import LAYER_FAILED
 
 from .helpers import FIXTURES, VALID_CII, VALID_PDF, VALID_UBL
 
@@ -127,7 +127,7 @@ def test_report_filters_by_severity() -> None:
 
 def test_ubl_document_through_a_cii_stylesheet_fails_closed() -> None:
     from facturflow.artefacts import builtin
-    from facturflow.validate import schematron
+    from facturflow.validation import schematron
 
     document = detect(VALID_UBL)
     findings, ran = schematron.run(

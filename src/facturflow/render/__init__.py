@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from .labels import LANGUAGES, Language
 
 if TYPE_CHECKING:
-    from ..detect import Source
+    from ..detection import Source
     from ..model import Invoice
     from .pdf import render_invoice_pdf
 
@@ -52,7 +52,7 @@ def render(
     if lang not in LANGUAGES:
         raise ValueError(f"unsupported language {lang!r} (fr or en)")
     if not isinstance(invoice, Invoice):
-        from ..read import read
+        from ..reading import read
 
         # A received invoice may carry codes outside today's lists: show them, don't refuse.
         invoice = read(invoice, check_codes=False)

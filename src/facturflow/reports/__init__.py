@@ -13,7 +13,7 @@ import os
 from collections.abc import Iterable
 from typing import Literal, TextIO, get_args
 
-from ..validate.report import Report
+from ..validation.report import Report
 from . import html, junit, sarif, text
 from . import json as json_report
 

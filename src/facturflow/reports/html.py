@@ -41,7 +41,7 @@ from html import escape
 from typing import TYPE_CHECKING
 
 from .. import __version__
-from ..validate.report import SEVERITIES, Finding, Report
+from ..validation.report import SEVERITIES, Finding, Report
 from .hints import hint
 from .termpath import term_path
 from .text import Group, group_findings, short_xpath

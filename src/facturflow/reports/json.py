@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from .. import __version__
-from ..validate.report import SEVERITIES, Report
+from ..validation.report import SEVERITIES, Report
 from .termpath import finding_term_path
 from .values import InvoiceValues
 

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 
 from lxml import etree
 
-from ..validate.report import Finding, Report
+from ..validation.report import Finding, Report
 from .termpath import finding_term_path, short_xpath
 from .text import selection_lines
 from .values import InvoiceValues, TermValue

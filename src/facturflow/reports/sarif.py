@@ -21,7 +21,7 @@ from typing import Any
 from urllib.parse import quote
 
 from .. import __version__
-from ..validate.report import Finding, Report
+from ..validation.report import Finding, Report
 from .hints import hint
 from .termpath import finding_term_path
 from .values import InvoiceValues

@@ -12,7 +12,7 @@ from collections import Counter
 from collections.abc import Iterable
 from typing import Any, Literal, get_args
 
-from ..validate.report import SEVERITIES, Finding, Layer, LayerRun, Report
+from ..validation.report import SEVERITIES, Finding, Layer, LayerRun, Report
 from .hints import hint
 from .termpath import finding_term_path
 from .termpath import short_xpath as short_xpath  # re-exported: html.py reads it here
@@ -282,7 +282,7 @@ def summary(reports: list[Report]) -> Text:
         f", {counts['information']} information"
     )
     cached = sum(1 for r in reports if r.cached)
-    if cached:  # the verdict cache (validate/verdict_cache.py) gave these reports
+    if cached:  # the verdict cache (validation/verdict_cache.py) gave these reports
         line.append(f"; {cached} from the verdict cache", style="dim")
     return line
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any
 
-from ..validate.report import Finding, Report
+from ..validation.report import Finding, Report
 
 if TYPE_CHECKING:
     from ..model.invoice import Invoice
@@ -228,8 +228,8 @@ def _read(report: Report) -> Read:
     """Read a report's invoice through the EN 16931 model. A PDF whose validation named its
     invoice XML is read from that attachment alone (detect_embedded: the PDF's structure was
     checked by the validation already, and is not checked again for a report)."""
-    from ..detect import detect_bytes, detect_embedded, read_source
-    from ..read import read
+    from ..detection import detect_bytes, detect_embedded, read_source
+    from ..reading import read
 
     try:
         data, name = read_source(report.path)

@@ -40,8 +40,8 @@ from ..errors import (
     UnknownRuleSetError,
 )
 from ..rules import RulePack, RuleSelection, parse_rule_sets
-from ..validate.report import Report
-from ..validate.verdict_cache import VerdictCache
+from ..validation.report import Report
+from ..validation.verdict_cache import VerdictCache
 from ..xmlsafe import DEFAULT_LIMITS, Limits
 from .auth import bearer_ok
 from .limits import ApiError, check_content_type, read_body
@@ -381,7 +381,7 @@ def create_app(settings: Settings, workers: Workers | None = None) -> Starlette:
             return await _detect(request)
 
     async def _detect(request: Request) -> Response:
-        from ..detect import detect_bytes
+        from ..detection import detect_bytes
 
         query = _query(request, {"name"})
         name = _name(query, "invoice")
@@ -399,8 +399,8 @@ def create_app(settings: Settings, workers: Workers | None = None) -> Starlette:
             return await _read(request)
 
     async def _read(request: Request) -> Response:
-        from ..detect import detect_bytes
-        from ..read import read_with_mapping
+        from ..detection import detect_bytes
+        from ..reading import read_with_mapping
 
         query = _query(request, {"name", "no_code_check"})
         name = _name(query, "invoice")

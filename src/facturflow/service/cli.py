@@ -148,7 +148,7 @@ def serve_command(
     """
     from ..errors import RulePackError
     from ..rules import load_rule_pack
-    from ..validate import default_jobs
+    from ..validation import default_jobs
 
     token = os.environ.get(TOKEN_ENV) or None
     if not is_loopback(host) and token is None:

@@ -1,6 +1,6 @@
 """The bridge between requests and the resident worker processes.
 
-Validation runs on BatchValidator (facturflow.validate), so the service validates exactly as
+Validation runs on BatchValidator (facturflow.validation), so the service validates exactly as
 `facturflow validate` and `BatchValidator` do. The service keeps `jobs` lanes per rule
 selection: each lane is a BatchValidator with one worker process and a thread that hands it the
 requests waiting for that lane as one batch (a worker's files run one after the other, each
@@ -14,7 +14,7 @@ its syntax: CII to the even lanes, UBL to the odd ones, as BatchValidator keeps 
 one syntax where it can, so that a worker mostly holds one syntax's stylesheets. The
 BatchValidators' own affinity is off (a one-worker pool would replace its worker at each change
 of syntax): a worker given both syntaxes holds both sets (about 550 MB at most, see
-validate/pool.py).
+validation/pool.py).
 
 A request over the time limit is stopped by the pool (its worker killed and replaced); the
 report says so (LAYER-FAILED, "did not finish within"), which the app answers with 504.
@@ -42,10 +42,10 @@ from pathlib import Path
 from typing import Any, cast
 
 from ..rules import RulePack, RuleSelection, parse_rule_sets
-from ..validate import BatchValidator, syntax_family
-from ..validate import pool as worker_pool
-from ..validate.report import Report
-from ..validate.verdict_cache import VerdictCache
+from ..validation import BatchValidator, syntax_family
+from ..validation import pool as worker_pool
+from ..validation.report import Report
+from ..validation.verdict_cache import VerdictCache
 from ..xmlsafe import Limits
 from .limits import ApiError
 
@@ -188,8 +188,8 @@ def _convert_task(name: str) -> Any:
     """Run in the conversion worker: ("converted", data, media, dropped, warnings) or
     ("failed", error class, message, exit code)."""
     from .. import exitcodes
-    from ..convert import convert
-    from ..detect import detect
+    from ..conversion import convert
+    from ..detection import detect
     from ..errors import ConversionError, FacturflowError, InputError
 
     job = ConvertJob(**json.loads(name))

@@ -8,7 +8,7 @@ from typing import Any
 
 from lxml import etree
 
-from ..detect import Document, detect_bytes
+from ..detection import Document, detect_bytes
 from ..errors import FacturflowError
 
 # A path is (depth, local names): depth 1 reads "/*/a/b", depth 2 "/*/*/a/b", and None

@@ -216,11 +216,11 @@ def _money(value: object) -> str | None:
 def store_invoice(folder: Path, invoice: Mapping[str, Any], file_name: str, data: bytes,
                   lang: str = "fr") -> dict[str, Any]:
     """Write one received invoice's folder (atomically) and return its index row."""
-    from ..detect import detect_bytes
+    from ..detection import detect_bytes
     from ..errors import FacturflowError
     from ..pdf import safe_output_path
-    from ..read import read
-    from ..validate import validate
+    from ..reading import read
+    from ..validation import validate
 
     name = folder_name(invoice)
     final = folder / name

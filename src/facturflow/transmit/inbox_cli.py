@@ -105,7 +105,7 @@ def _list(download: Path | None, run_validation: bool, state: Path | None, fmt: 
                     target.write_bytes(data)
                     row["file"] = str(target)
                 if run_validation:
-                    from ..validate import validate
+                    from ..validation import validate
 
                     report = validate(data)
                     row["valid"] = report.ok

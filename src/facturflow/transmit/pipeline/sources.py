@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ...detect import Document, detect_bytes
+from ...detection import Document, detect_bytes
 from ...errors import FacturflowError, InputError
 from ..fields import document_fields
 from ..outbox import sha256
@@ -40,7 +40,7 @@ class Rejected(Exception):
 
 def prepare(path: str, data: bytes, upload: UploadFormat, rules: str | None) -> Prepared:
     """Detect, validate (fatal finding => Rejected) and build the upload bytes of one input."""
-    from ...validate import validate
+    from ...validation import validate
 
     source_sha = sha256(data)
     try:
@@ -70,7 +70,7 @@ def prepare(path: str, data: bytes, upload: UploadFormat, rules: str | None) -> 
 
 def _to_facturx(document: Document) -> bytes:
     try:
-        from ...convert import convert
+        from ...conversion import convert
     except ImportError as exc:
         raise Rejected(
             "cannot make a Factur-X PDF: facturflow.convert is not available in this build "

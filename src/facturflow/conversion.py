@@ -28,11 +28,11 @@ from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any, Final, Literal, get_args
 
-from .detect import Document, Source, detect_bytes, read_source
+from .detection import Document, Source, detect_bytes, read_source
 from .errors import ConversionError, FacturflowError
 from .facturx import CONFORMANCE_LEVELS, build_facturx, facturx_profile, unembedded_fonts
-from .validate import validate
-from .validate.report import Report
+from .validation import validate
+from .validation.report import Report
 
 if TYPE_CHECKING:
     from .model import Invoice
@@ -122,7 +122,7 @@ class VisualPDFError(ConversionError):
 
 
 def _read(document: Document, warnings: list[str] | None = None) -> Invoice:
-    from .read import read_with_mapping
+    from .reading import read_with_mapping
 
     # Code lists are the validator's to judge (with the official, versioned artefacts); the
     # model's own lists must not refuse a value the target's rules would accept.
@@ -522,7 +522,7 @@ def _convert_invoice(
     timestamp: datetime | None,
 ) -> ConversionResult:
     """convert() of a model Invoice: write it, check it reads back whole, validate it."""
-    from .detect import profile_from_spec_id
+    from .detection import profile_from_spec_id
 
     name = f"<invoice {invoice.number}>"
     own_profile = profile_from_spec_id(invoice.specification_id)

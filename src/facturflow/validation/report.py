@@ -110,7 +110,7 @@ class Report:
     selection: dict[str, Any] | None = None
     # The name of the invoice XML embedded in a PDF: finding lines are lines of that file.
     attachment: str | None = None
-    # True when the report comes from the verdict cache (validate/verdict_cache.py).
+    # True when the report comes from the verdict cache (validation/verdict_cache.py).
     cached: bool = False
 
     def where(self, finding: Finding) -> str:

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from lxml import etree
 
-from ..detect import Document
+from ..detection import Document
 from ..errors import InputError
 from ..xmlsafe import Limits, parse_xml
 from .report import Finding, Location, Severity

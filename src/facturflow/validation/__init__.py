@@ -2,7 +2,7 @@
 
 `validate()` checks one input and returns a Report; `validate_many()` checks a batch on a process
 pool (saxonche holds the GIL during a transform, so threads would not help). Each takes a
-`cache=VerdictCache(...)` (validate/verdict_cache.py) that returns the stored report of an input
+`cache=VerdictCache(...)` (validation/verdict_cache.py) that returns the stored report of an input
 already validated with the same bytes, rules, artefacts and version.
 """
 
@@ -19,7 +19,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from ..detect import Document, Source, detect, detect_bytes, read_source
+from ..detection import Document, Source, detect, detect_bytes, read_source
 from ..errors import (
     EmptyInputError,
     InputError,
@@ -482,7 +482,7 @@ def validate_many(
     A worker is replaced between two files after `recycle_after` files, or once its resident
     memory passes `max_worker_rss_mb` (None: no limit), so that a long batch cannot grow. With
     `syntax_affinity` (default), each worker keeps to files of one syntax (UBL or CII) and so
-    holds only that syntax's stylesheets (see validate/pool.py). `french_rules` and `as_of` as
+    holds only that syntax's stylesheets (see validation/pool.py). `french_rules` and `as_of` as
     for `validate`. With a `cache`, every file is looked up first and only the others go to
     workers: a batch of files all validated before starts no worker and compiles nothing.
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from contextlib import nullcontext
 
-from .detect import Document, Source, detect
+from .detection import Document, Source, detect
 from .errors import InputError
 from .model.codelists import unchecked_codes
 from .model.invoice import Invoice

@@ -79,7 +79,7 @@ between the template and the expression changes the focus):
   with 64 children or more among the children of the same ``node-name()``; other elements keep
   the count.
 
-`python -m facturflow.validate.derive OUTDIR` writes the derived files for inspection.
+`python -m facturflow.validation.derive OUTDIR` writes the derived files for inspection.
 """
 
 from __future__ import annotations
@@ -1579,7 +1579,7 @@ def main(argv: list[str]) -> int:
     from ..artefacts import BUILTIN, package_root
 
     if len(argv) != 1:
-        print("usage: python -m facturflow.validate.derive OUTDIR", file=sys.stderr)
+        print("usage: python -m facturflow.validation.derive OUTDIR", file=sys.stderr)
         return 2
     out = Path(argv[0])
     out.mkdir(parents=True, exist_ok=True)

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from ..detect import detect
+from ..detection import detect
 from ..errors import InputError
 from ..rules import Step, plan
 from . import pool
