@@ -7,6 +7,7 @@ what the rewrites accept and refuse, and that an accepted rewrite gives the same
 from __future__ import annotations
 
 import re
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -623,8 +624,10 @@ def test_linear_rewrites_apply_to_the_default_stylesheets() -> None:
     from facturflow.artefacts import builtin
 
     expected = {
-        "sch-brfr-ubl": {"root-call", "sibling-lookup", "filter-key", "sibling-position"},
-        "sch-brfr-cii": {"root-call", "sibling-lookup", "filter-key", "sibling-position"},
+        "sch-brfr-ubl": {"root-call", "sibling-lookup", "filter-key", "prefix-key",
+                         "parent-child", "preceding-key", "root-predicate", "sibling-position"},
+        "sch-brfr-cii": {"root-call", "sibling-lookup", "filter-key", "prefix-key",
+                         "parent-child", "preceding-key", "root-predicate", "sibling-position"},
         "sch-fx-en16931": {"root-path", "sibling-position"},
         "sch-en16931-ubl": {"sibling-position"},
     }
@@ -646,3 +649,39 @@ def test_a_taken_name_is_skipped_and_every_substitution_declared(tmp_path: Path)
     assert "$facturflow-root-call-2" in derived.text.decode("utf-8")
     doc = _per_line_doc(5, '<p:k t="a"/>')
     assert _apply(derived.text, tmp_path, doc) == _apply(official.encode(), tmp_path, doc)
+
+
+@pytest.mark.parametrize("key", ["sch-brfr-ubl", "sch-brfr-cii"])
+def test_group_sums_are_keyed_with_the_original_as_fallback(key: str) -> None:
+    # BR-FR-MV-05 (sub-line sums) and BR-FR-MV-09 (VAT breakdowns of a sub-invoice): a key
+    # lookup per GROUP line instead of a scan of every line or breakdown, the original
+    # expression kept whole where a variable or a tested value could raise.
+    from facturflow.artefacts import builtin
+
+    root = etree.fromstring(D.derive(builtin(key).path).text)
+    selects = {v.get("name"): v.get("select") or "" for v in root.iter(f"{D._X}variable")
+               if v.get("name") in ("sumsubline", "numberline", "sumvat")}
+    assert set(selects) == {"sumsubline", "numberline", "sumvat"}
+    for name, select in selects.items():
+        assert select.startswith("if (exists(("), name
+        keyed = select.split(" else (", 1)[1]
+        lookup = "facturflow-prefix-" if name == "sumvat" else "facturflow-filter-"
+        assert f"key('{lookup}" in keyed, name
+    assert "key('facturflow-prefix-1', '')" in selects["sumvat"]
+
+
+def test_keyed_filters_refuse_a_default_collation() -> None:
+    # key() and = / starts-with compare by codepoints only without a default collation.
+    from facturflow.artefacts import builtin
+
+    official = builtin("sch-brfr-ubl").path.read_text(encoding="utf-8")
+    changed = re.sub(r"(<xsl:stylesheet\b)", r'\1 default-collation='
+                     r'"http://www.w3.org/2005/xpath-functions/collation/codepoint"', official,
+                     count=1)
+    assert changed != official
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "s.xslt"
+        path.write_text(changed, encoding="utf-8")
+        rewrites = set(D.derive(path).rewrites)
+    assert not rewrites & {"filter-key", "prefix-key", "preceding-key"}
+    assert "root-call" in rewrites
