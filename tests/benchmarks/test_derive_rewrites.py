@@ -685,3 +685,52 @@ def test_keyed_filters_refuse_a_default_collation() -> None:
         rewrites = set(D.derive(path).rewrites)
     assert not rewrites & {"filter-key", "prefix-key", "preceding-key"}
     assert "root-call" in rewrites
+
+
+_NS = {"a": "urn:a", "b": "urn:b"}
+
+
+@pytest.mark.parametrize(
+    ("pattern", "levels"),
+    [
+        ("a:x/a:y[a:z = 'q']", [{"{urn:a}x"}, {"{urn:a}y"}]),
+        ("(a:x/a:l | b:x/b:l)/a:y[p]", [{"{urn:a}x", "{urn:b}x"}, {"{urn:a}l", "{urn:b}l"},
+                                        {"{urn:a}y"}]),
+        ("(a:x | b:x)[a:t = ('1', '2')]/a:y", [{"{urn:a}x", "{urn:b}x"}, {"{urn:a}y"}]),
+        ("/a:x/a:y", None),  # absolute
+        ("a:x//a:y", None),
+        ("(a:x/a:l | b:l)/a:y", None),  # branches of two lengths
+        ("a:x | a:y", None),
+        ("c:x/a:y", None),  # unbound prefix
+    ],
+)
+def test_pattern_levels(pattern: str, levels: list[set[str]] | None) -> None:
+    assert D._pattern_levels(pattern, dict(_NS)) == levels
+
+
+@pytest.mark.parametrize(
+    ("select", "path"),
+    [
+        ("normalize-space(../a:id)", "../a:id"),
+        ("normalize-space(./a:r[(a:t = 'AFL') and (a:c = '130')]/a:id)",
+         "./a:r[(a:t = 'AFL') and (a:c = '130')]/a:id"),
+        ("normalize-space(../a:id[@s = 'x'])", "../a:id[@s = 'x']"),
+        ("normalize-space(a:id[1])", None),  # a numeric predicate: not plain
+        ("normalize-space(a:id[number(.) > 1])", None),  # a predicate that could raise
+        ("normalize-space($v/a:id)", None),
+        ("normalize-space(/a:x/a:id)", None),  # absolute
+        ("string(../a:id)", None),
+        ("normalize-space(a:id) = normalize-space(a:x)", None),
+    ],
+)
+def test_string_path_variable(select: str, path: str | None) -> None:
+    template = etree.fromstring(
+        f'<xsl:template xmlns:xsl="{D.XSL}" match="a:x" xmlns:a="urn:a">'
+        f'<xsl:variable name="v" select="{select.replace(chr(39), "&apos;")}"/></xsl:template>')
+    stylesheet = etree.Element(f"{D._X}stylesheet", nsmap={"xsl": D.XSL})
+    stylesheet.append(template)
+    assert D._string_path_variable(template, "v") == path
+    # Bound in a for-each, the path would not mean the same where the filter is.
+    inner = etree.SubElement(etree.SubElement(template, f"{D._X}for-each", select="*"),
+                             f"{D._X}variable", name="w", select=select)
+    assert inner is not None and D._string_path_variable(template, "w") is None
