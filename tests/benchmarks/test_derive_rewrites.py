@@ -630,6 +630,7 @@ def test_linear_rewrites_apply_to_the_default_stylesheets() -> None:
                          "parent-child", "preceding-key", "root-predicate", "sibling-position"},
         "sch-fx-en16931": {"root-path", "sibling-position"},
         "sch-en16931-ubl": {"sibling-position"},
+        "sch-extfr-ubl": {"root-path", "parent-child", "sibling-position"},
     }
     for key, rewrites in expected.items():
         assert rewrites <= set(D.derive(builtin(key).path).rewrites), key

@@ -63,7 +63,8 @@ between the template and the expression changes the focus):
 - ``root-path``: the same for absolute paths of three steps or more whose predicates cannot
   raise an error nor see the rule's context (``/rsm:CrossIndustryInvoice/rsm:
   SupplyChainTradeTransaction/ram:ApplicableHeaderTradeAgreement/...``: the step under
-  ``SupplyChainTradeTransaction`` walks every CII line).
+  ``SupplyChainTradeTransaction`` walks every CII line), and for a whole expression
+  ``(/ubl:Invoice | /cn:CreditNote)/cbc:ID`` (EXTENDED-CTC-FR UBL's per-line $invoiceID).
 - ``sibling-lookup``: ``(../cac:InvoiceLine | ../cac:CreditNoteLine)[cbc:ID = $v]`` (one line
   looking its parent line up among all lines, BR-FR-MV-06/07) becomes ``key(K, $v)[.. is
   current()/..]`` with K matching those names and using ``cbc:ID``, when $v is bound in the
@@ -1149,10 +1150,14 @@ _SAFE_PREDICATE = re.compile(
     rf"^\[(?:\s*\d+\s*|(?:\s|{_STEP}|/|'[^']*'|\"[^\"]*\"|!?=|\(|\)|,|\band\b|\bor\b|\bnot\()+)\]$"
 )
 _ROOT_PATH_START = re.compile(rf"/{_STEP}")
+_QN_STEP = rf"{_NCNAME}:{_NCNAME}"
 _ROOT_PATH_VARIABLE = "facturflow-root-path-"
 # A cheap first look: three absolute steps somewhere (the scan below decides).
 _ROOT_PATH_CANDIDATE = re.compile(rf"/{_STEP}/{_STEP}/{_STEP}")
 _MIN_ROOT_PATH_STEPS = 3  # shorter paths from the root cost little to evaluate
+# (/ubl:Invoice | /cn:CreditNote)/cbc:ID, as a whole expression.
+_ROOT_UNION_PATH = re.compile(
+    rf"\(\s*/{_QN_STEP}(?:\s*\|\s*/{_QN_STEP})+\s*\)(?:/{_QN_STEP})+")
 
 
 def _root_path_end(xpath: str, scan: dict[int, int], start: int) -> tuple[int, int] | None:
@@ -1189,7 +1194,17 @@ def _hoist_root_paths(tree: etree._ElementTree, safe_modes: set[str]) -> bool:
     variables: dict[str, str] = {}
     changed = False
     for element, attr, value, _, scan_list in _scanned_in_safe_templates(
-            root, safe_modes, lambda text: _ROOT_PATH_CANDIDATE.search(text) is not None):
+            root, safe_modes, lambda text: _ROOT_PATH_CANDIDATE.search(text) is not None
+            or _ROOT_UNION_PATH.fullmatch(text.strip()) is not None):
+        if _ROOT_UNION_PATH.fullmatch(value.strip()):
+            # A whole expression (/a:X | /b:Y)/a:id: the nodes of the source document, the same
+            # from a global variable (EXTENDED-CTC-FR's per-line $invoiceID, a scan of the root
+            # element's children, i.e. of every line, for every line).
+            path = value.strip()
+            if _bound_as_at_root(element, root, set(re.findall(rf"({_NCNAME}):{_NCNAME}", path))):
+                element.set(attr, f"${_numbered(variables, path, _ROOT_PATH_VARIABLE, taken)}")
+                changed = True
+            continue
         scan = {i: d for i, _, d in scan_list}
         out: list[str] = []
         at = 0
