@@ -735,3 +735,44 @@ def test_string_path_variable(select: str, path: str | None) -> None:
     inner = etree.SubElement(etree.SubElement(template, f"{D._X}for-each", select="*"),
                              f"{D._X}variable", name="w", select=select)
     assert inner is not None and D._string_path_variable(template, "w") is None
+
+
+_PRECEDING = """<xsl:stylesheet xmlns:xsl="http://www.w3.org/1999/XSL/Transform" version="2.0"
+  xmlns:p="urn:p" xmlns:svrl="http://purl.oclc.org/dsdl/svrl">
+<xsl:template match="/"><svrl:schematron-output>
+  <xsl:apply-templates select="/" mode="M1"/></svrl:schematron-output></xsl:template>
+<xsl:template match="p:doc" priority="1000" mode="M1">
+  <svrl:fired-rule/>
+  <xsl:if test="p:line/p:ref[p:k/p:t = 'a']/p:id[. = preceding::p:ref[p:k/p:t = 'a']/p:id]">
+    <svrl:failed-assert id="DUP"/></xsl:if>
+  <xsl:apply-templates select="@*|*" mode="M1"/>
+</xsl:template>
+<xsl:template match="text()" priority="-1" mode="M1"/>
+<xsl:template match="@*|node()" priority="-2" mode="M1">
+  <xsl:apply-templates select="@*|*" mode="M1"/></xsl:template>
+</xsl:stylesheet>"""
+
+
+@pytest.mark.parametrize(
+    ("lines", "duplicate"),
+    [
+        # Two equal ids, both under a reference of kind a: a duplicate.
+        ('<p:line><p:ref><p:k><p:t>a</p:t></p:k><p:id>1</p:id></p:ref></p:line>'
+         '<p:line><p:ref><p:k><p:t>a</p:t></p:k><p:id>1</p:id></p:ref></p:line>', True),
+        # The earlier one is not of kind a: no duplicate.
+        ('<p:line><p:ref><p:k><p:t>b</p:t></p:k><p:id>1</p:id></p:ref></p:line>'
+         '<p:line><p:ref><p:k><p:t>a</p:t></p:k><p:id>1</p:id></p:ref></p:line>', False),
+        # Two references of one line.
+        ('<p:line><p:ref><p:k><p:t>a</p:t></p:k><p:id>2</p:id></p:ref>'
+         '<p:ref><p:k><p:t>a</p:t></p:k><p:id>2</p:id></p:ref></p:line>', True),
+        ('<p:line><p:ref><p:k><p:t>a</p:t></p:k><p:id>3</p:id></p:ref></p:line>', False),
+    ],
+)
+def test_preceding_key_keeps_the_answer(lines: str, duplicate: bool, tmp_path: Path) -> None:
+    derived = _derive(_PRECEDING, tmp_path)
+    assert "preceding-key" in derived.rewrites
+    assert "facturflow-values-" in derived.text.decode("utf-8")
+    doc = f'<p:doc xmlns:p="urn:p">{lines}</p:doc>'
+    want = _apply(_PRECEDING.encode("utf-8"), tmp_path, doc)
+    assert ('id="DUP"' in want) is duplicate
+    assert _bare(_apply(derived.text, tmp_path, doc)) == _bare(want)

@@ -1828,7 +1828,8 @@ def _index_preceding_values(tree: etree._ElementTree, safe_modes: set[str]) -> b
             if not _bound_as_at_root(element, root, re.findall(rf"({_NCNAME}):{_NCNAME}", path)):
                 continue
             key = _numbered(keys, path, _PRECEDING_KEY, taken)
-            first = "/".join([".."] * path.count("/")) or "."
+            steps = re.sub(r"\[[^\]]*\]", "", path).count("/")  # slashes outside predicates
+            first = "/".join([".."] * steps) or "."
             n = "$facturflow_n"
             # The nodes the path reaches with the same string value whose first step's node is
             # on the preceding axis: before the node, and not one of its ancestors.
