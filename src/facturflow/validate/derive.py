@@ -64,7 +64,8 @@ between the template and the expression changes the focus):
   raise an error nor see the rule's context (``/rsm:CrossIndustryInvoice/rsm:
   SupplyChainTradeTransaction/ram:ApplicableHeaderTradeAgreement/...``: the step under
   ``SupplyChainTradeTransaction`` walks every CII line), and for a whole expression
-  ``(/ubl:Invoice | /cn:CreditNote)/cbc:ID`` (EXTENDED-CTC-FR UBL's per-line $invoiceID).
+  ``(/ubl:Invoice | /cn:CreditNote)/cbc:ID`` or ``//a:x/a:y/a:z`` (EXTENDED-CTC-FR's per-line
+  $invoiceID, and its per-line test of the header's VAT breakdowns).
 - ``sibling-lookup``: ``(../cac:InvoiceLine | ../cac:CreditNoteLine)[cbc:ID = $v]`` (one line
   looking its parent line up among all lines, BR-FR-MV-06/07) becomes ``key(K, $v)[.. is
   current()/..]`` with K matching those names and using ``cbc:ID``, when $v is bound in the
@@ -1156,8 +1157,10 @@ _ROOT_PATH_VARIABLE = "facturflow-root-path-"
 _ROOT_PATH_CANDIDATE = re.compile(rf"/{_STEP}/{_STEP}/{_STEP}")
 _MIN_ROOT_PATH_STEPS = 3  # shorter paths from the root cost little to evaluate
 # (/ubl:Invoice | /cn:CreditNote)/cbc:ID, as a whole expression.
+# Or //rsm:SupplyChainTradeTransaction/ram:ApplicableHeaderTradeSettlement/ram:ApplicableTradeTax.
 _ROOT_UNION_PATH = re.compile(
-    rf"\(\s*/{_QN_STEP}(?:\s*\|\s*/{_QN_STEP})+\s*\)(?:/{_QN_STEP})+")
+    rf"\(\s*/{_QN_STEP}(?:\s*\|\s*/{_QN_STEP})+\s*\)(?:/{_QN_STEP})+"
+    rf"|//{_QN_STEP}(?:/{_QN_STEP})+")
 
 
 def _root_path_end(xpath: str, scan: dict[int, int], start: int) -> tuple[int, int] | None:
@@ -1316,7 +1319,7 @@ def _index_sibling_lookups(tree: etree._ElementTree, safe_modes: set[str]) -> bo
 # cac:BillingReferenceLine/cbc:ID = $parentlineID]), or /a:x/a:y/a:line[a:p/a:id = $v and P]:
 # nodes by a path, filtered by predicates one conjunct of which compares a value to a variable.
 _FILTER_HEAD = re.compile(
-    rf"(?P<absolute>(?:/{_QN})+)"
+    rf"(?P<absolute>/?(?:/{_QN})+)"
     rf"|\(\s*(?P<up>(?:\.\./)+)(?P<a>{_QN})\s*\|\s*(?P=up)(?P<b>{_QN})\s*\)"
     rf"(?P<down>(?:/{_QN})*)"
     rf"|(?P<up1>(?:\.\./)+)(?P<c>{_QN})(?P<down1>(?:/{_QN})*)"
@@ -1547,7 +1550,9 @@ def _index_filters(tree: etree._ElementTree, safe_modes: set[str],
                     or _string_path_variable(template, v) is not None for v in variables):
                 continue
             if m["absolute"] is not None:
-                match, check = m["absolute"], ""
+                # //a:x/a:y: every a:y under an a:x anywhere, as the pattern a:x/a:y matches.
+                absolute = m["absolute"]
+                match, check = (absolute[2:] if absolute.startswith("//") else absolute), ""
             else:
                 union = m["up"] is not None
                 up_text = m["up"] if union else m["up1"]
