@@ -11,7 +11,8 @@ included). Variants: `valid` (the generator's valid invoice) and `invalid` (ever
 negative: BR-27 and BR-FR-DEC-03 fail on every line, so every line gets failed asserts and SVRL
 locations); `--variants parents` adds S8 invoices whose lines are sub-lines of others
 (BR-FR-MV-06/07's parent-line lookups), `groups` S8 invoices in groups of 10 lines
-(BR-FR-MV-10). The growth exponent is the log-log slope of CPU
+(BR-FR-MV-05/10), `group-vat` the same with a sub-invoice number and a VAT breakdown per group
+(BR-FR-MV-09). The growth exponent is the log-log slope of CPU
 time from 4,000 lines up.
 `--java` adds the warmed Java reference (Saxon-HE, one thread) on the 16,000-line valid files.
 """
@@ -118,6 +119,55 @@ def with_groups(xml: bytes, syntax: str, size: int = 10) -> bytes:
     return xml.replace(b"<ram:ID>S1<", b"<ram:ID>S8<")
 
 
+def with_group_vat(xml: bytes, syntax: str, size: int = 10) -> bytes:
+    """with_groups, each GROUP line k also a sub-invoice: its invoice number "F<k>" (an AFL
+    reference, document type 130), a line VAT total of 0.00, and one VAT breakdown of its own
+    in the header whose exemption reason starts with "#F<k>#" (BR-FR-MV-09 sums, for each
+    GROUP line, the breakdowns of its invoice number among all breakdowns: one per group)."""
+    import re
+
+    xml = with_groups(xml, syntax, size)
+    groups: list[int] = []
+    if syntax == "ubl":
+        def group_line(m: re.Match[bytes]) -> bytes:
+            k = int(m.group(2))
+            groups.append(k)
+            return (m.group(1) + b"<cac:DocumentReference><cbc:ID schemeID=\"AFL\">F%d</cbc:ID>"
+                    b"<cbc:DocumentTypeCode>130</cbc:DocumentTypeCode></cac:DocumentReference>"
+                    b'<cac:TaxTotal><cbc:TaxAmount currencyID="EUR">0.00</cbc:TaxAmount>'
+                    b"</cac:TaxTotal>" % k)
+        xml = re.sub(rb"(<cac:InvoiceLine>\s*<cbc:ID>(\d+)</cbc:ID><cac:BillingReference>"
+                     rb"(?:(?!</cac:BillingReference>).)*GROUP(?:(?!</cac:BillingReference>).)*"
+                     rb"</cac:BillingReference>)", group_line, xml, flags=re.S)
+        breakdowns = b"".join(
+            b'<cac:TaxSubtotal><cbc:TaxableAmount currencyID="EUR">0.00</cbc:TaxableAmount>'
+            b'<cbc:TaxAmount currencyID="EUR">0.00</cbc:TaxAmount><cac:TaxCategory>'
+            b"<cbc:ID>E</cbc:ID><cbc:Percent>0</cbc:Percent><cbc:TaxExemptionReason>#F%d# "
+            b"sous-facture</cbc:TaxExemptionReason><cac:TaxScheme><cbc:ID>VAT</cbc:ID>"
+            b"</cac:TaxScheme></cac:TaxCategory></cac:TaxSubtotal>" % k for k in groups)
+        return xml.replace(b"</cac:TaxTotal>\n  <cac:LegalMonetaryTotal>",
+                           breakdowns + b"</cac:TaxTotal>\n  <cac:LegalMonetaryTotal>", 1)
+
+    def cii_group(m: re.Match[bytes]) -> bytes:
+        k = int(m.group(2))
+        groups.append(k)
+        return m.group(1) + (b"<ram:AdditionalReferencedDocument><ram:IssuerAssignedID>F%d"
+                             b"</ram:IssuerAssignedID><ram:TypeCode>130</ram:TypeCode>"
+                             b"<ram:ReferenceTypeCode>AFL</ram:ReferenceTypeCode>"
+                             b"</ram:AdditionalReferencedDocument>" % k)
+    xml = re.sub(rb"(<ram:LineID>(\d+)</ram:LineID><ram:LineStatusReasonCode>GROUP"
+                 rb"(?:(?!</ram:IncludedSupplyChainTradeLineItem>).)*?"
+                 rb"<ram:SpecifiedLineTradeSettlement>)", cii_group, xml, flags=re.S)
+    breakdowns = b"".join(
+        b"<ram:ApplicableTradeTax><ram:CalculatedAmount>0.00</ram:CalculatedAmount>"
+        b"<ram:TypeCode>VAT</ram:TypeCode><ram:ExemptionReason>#F%d# sous-facture"
+        b"</ram:ExemptionReason><ram:BasisAmount>0.00</ram:BasisAmount><ram:CategoryCode>E"
+        b"</ram:CategoryCode><ram:RateApplicablePercent>0</ram:RateApplicablePercent>"
+        b"</ram:ApplicableTradeTax>" % k for k in groups)
+    return xml.replace(b"<ram:SpecifiedTradePaymentTerms>",
+                       breakdowns + b"<ram:SpecifiedTradePaymentTerms>", 1)
+
+
 def _peak_rss_mb() -> float:
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
@@ -168,6 +218,8 @@ def run(sizes: tuple[int, ...], syntaxes: tuple[str, ...], variants: tuple[str, 
                     xml = with_parent_lines(xml, syntax)
                 elif variant == "groups":
                     xml = with_groups(xml, syntax)
+                elif variant == "group-vat":
+                    xml = with_group_vat(xml, syntax)
                 path = workdir / f"series-{syntax}-{variant}-{n}.xml"
                 path.write_bytes(xml)
                 done = subprocess.run(

@@ -133,12 +133,12 @@ def _refuse_unremoved(cache: VerdictCache) -> None:
 )
 def prune_command(folder: Path | None, max_size: str | None) -> None:
     """Remove the entries written longest ago until the cache is within its size."""
-    from .cli import _parse_size
+    from .inputs import parse_size
 
     limit = None
     if max_size is not None:
         try:
-            limit = _parse_size(click.get_current_context(), None, max_size)  # type: ignore[arg-type]
+            limit = parse_size(None, None, max_size)
         except click.BadParameter as exc:
             click.echo(f"error: --max-size: {exc.message}", err=True)
             sys.exit(exitcodes.USAGE)

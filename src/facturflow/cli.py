@@ -25,6 +25,7 @@ from . import __version__, exitcodes
 from .clitypes import FiniteFloatRange
 from .detection import detect
 from .errors import FacturflowError
+from .inputs import cli_limits, limit_options
 from .xmlsafe import DEFAULT_LIMITS, Limits
 
 if TYPE_CHECKING:
@@ -141,34 +142,6 @@ def detect_command(paths: tuple[Path, ...], fmt: str) -> None:
     sys.exit(EXIT_UNREADABLE if failed else EXIT_OK)
 
 
-_SIZE_UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3}
-
-
-def _parse_size(ctx: click.Context, param: click.Parameter, value: str | None) -> int | None:
-    """A byte count: 1000000, 500KB, 200MB, 1.5GB (KB, MB, GB are 1024-based; B optional)."""
-    if value is None:
-        return None
-    import re
-
-    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMG]?)(?:I?B)?\s*", value, re.IGNORECASE)
-    size = int(float(m.group(1)) * _SIZE_UNITS[m.group(2).upper()]) if m else 0
-    if size < 1:
-        raise click.BadParameter(f"{value!r} is not a positive size (e.g. 200MB, 1GB, 150000000)")
-    return size
-
-
-def _limits(max_size: int | None, max_nodes: int | None) -> Limits:
-    """The default input limits, with those given on the command line raised or lowered."""
-    from dataclasses import replace
-
-    limits = DEFAULT_LIMITS
-    if max_size is not None:
-        limits = replace(limits, max_bytes=max_size)
-    if max_nodes is not None:
-        limits = replace(limits, max_nodes=max_nodes)
-    return limits
-
-
 @main.command("validate")
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option(
@@ -276,21 +249,7 @@ def _limits(max_size: int | None, max_nodes: int | None) -> Limits:
     help="With --scheduler: send the files' bytes to the workers, or only their paths (the "
     "workers see this file system). Default: a probe on the workers decides.",
 )
-@click.option(
-    "--max-size",
-    callback=_parse_size,
-    default=None,
-    metavar="SIZE",
-    help="Largest input accepted, e.g. 200MB or 1GB (default: 100MB).",
-)
-@click.option(
-    "--max-nodes",
-    type=click.IntRange(min=1),
-    default=None,
-    metavar="N",
-    help="Most markup items (elements, attributes) an XML input may have (default: 1000000; "
-    "a 100,000-line invoice has about 3 million).",
-)
+@limit_options
 @click.option(
     "--cache",
     "cache_dir",
@@ -352,7 +311,7 @@ def validate_command(
             (french_rules, as_of),
             text_mode,
             lang,
-            _limits(max_size, max_nodes),
+            cli_limits(max_size, max_nodes),
             (cache_dir, no_cache),
             (scheduler, ship_bytes),
         )

@@ -14,7 +14,6 @@ from lxml import etree
 from .errors import (
     EmptyInputError,
     InputError,
-    InputTooLargeError,
     NotAnInvoiceError,
 )
 from .xmlsafe import DEFAULT_LIMITS, Limits, clip, parse_xml, serialize, utf8_as_is
@@ -165,10 +164,9 @@ def read_source(source: Source, *, limits: Limits = DEFAULT_LIMITS) -> tuple[byt
                 # A FIFO would block and a device (/dev/zero) never ends, even behind a symlink.
                 raise InputError("is not a regular file (a device, FIFO or socket)", source=name)
             if status.st_size > limits.max_bytes:
-                raise InputTooLargeError(
-                    f"{status.st_size} bytes exceeds the limit of {limits.max_bytes} bytes",
-                    source=name,
-                )
+                raise limits.too_large(
+                    "max_bytes", f"{status.st_size} bytes",
+                    f"{status.st_size} bytes exceeds the limit of {limits.max_bytes} bytes", name)
             with path.open("rb") as handle:  # bounded, should the file grow meanwhile
                 data = handle.read(limits.max_bytes + 1)
         except FileNotFoundError:
@@ -186,9 +184,9 @@ def read_source(source: Source, *, limits: Limits = DEFAULT_LIMITS) -> tuple[byt
     else:
         raise TypeError(f"cannot read an invoice from {type(source).__name__}")
     if len(data) > limits.max_bytes:
-        raise InputTooLargeError(
-            f"more than {limits.max_bytes} bytes (the size limit)", source=name
-        )
+        raise limits.too_large(
+            "max_bytes", f"more than {limits.max_bytes} bytes",
+            f"more than {limits.max_bytes} bytes (the size limit)", name)
     if not data.strip():
         raise EmptyInputError("the input is empty", source=name)
     return data, name

@@ -8,7 +8,9 @@ from pathlib import Path
 
 import click
 
+from .detection import detect
 from .errors import FacturflowError
+from .inputs import cli_limits, limit_options
 from .model.invoice import Invoice
 from .reading import read_with_mapping
 
@@ -22,11 +24,14 @@ EXIT_UNREADABLE = 2
               help="json: keyed by business term ids (Invoice.to_dict()); text: a summary.")
 @click.option("--no-code-check", is_flag=True,
               help="Keep codes outside the EN 16931 code lists instead of refusing the input.")
-def read_command(path: Path, fmt: str, no_code_check: bool) -> None:
+@limit_options
+def read_command(path: Path, fmt: str, no_code_check: bool, max_size: int | None = None,
+                 max_nodes: int | None = None) -> None:
     """Read an invoice (UBL, CII, Factur-X PDF, or ZUGFeRD 1.0 through its EN 16931 mapping)
     into the EN 16931 model and print it."""
     try:
-        invoice, mapping = read_with_mapping(path, check_codes=not no_code_check)
+        document = detect(path, limits=cli_limits(max_size, max_nodes))
+        invoice, mapping = read_with_mapping(document, check_codes=not no_code_check)
     except FacturflowError as exc:
         click.echo(f"{path}: error: {exc.message}", err=True)
         sys.exit(EXIT_UNREADABLE)

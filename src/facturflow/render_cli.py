@@ -14,6 +14,7 @@ import click
 
 from . import exitcodes
 from .errors import FacturflowError
+from .inputs import cli_limits, limit_options
 
 _SUFFIXES = {".pdf": "pdf", ".html": "html", ".htm": "html"}
 STDOUT = Path("-")
@@ -35,10 +36,14 @@ def _output(ctx: click.Context, param: click.Parameter, value: str) -> Path:
               help="pdf or html; default: from the output's extension.")
 @click.option("--lang", type=click.Choice(["fr", "en"]), default="fr", show_default=True,
               help="Language of the words (labels, units, VAT categories, payment means...).")
-def render_command(source: Path, output: Path, fmt: str | None, lang: str) -> None:
+@limit_options
+def render_command(source: Path, output: Path, fmt: str | None, lang: str,
+                   max_size: int | None = None, max_nodes: int | None = None) -> None:
     """Write a human-readable view (PDF or HTML) of any invoice: CII, UBL or Factur-X PDF,
     received or not. Codes read as words in the chosen language."""
+    from .detection import detect
     from .outputs import write_bytes_atomically
+    from .reading import read
     from .render import render
 
     if output.is_dir():
@@ -56,7 +61,10 @@ def render_command(source: Path, output: Path, fmt: str | None, lang: str) -> No
                        err=True)
             sys.exit(exitcodes.USAGE)
     try:
-        data = render(source, format="pdf" if fmt == "pdf" else "html",
+        # A received invoice may carry codes outside today's lists: shown, not refused (as
+        # render() reads a path).
+        invoice = read(detect(source, limits=cli_limits(max_size, max_nodes)), check_codes=False)
+        data = render(invoice, format="pdf" if fmt == "pdf" else "html",
                       lang="en" if lang == "en" else "fr")
     except FacturflowError as exc:
         click.echo(f"{source}: error: {exc.message}", err=True)

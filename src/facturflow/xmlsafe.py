@@ -73,6 +73,30 @@ class Limits:
     max_bytes: int = DEFAULT_MAX_BYTES
     max_depth: int = DEFAULT_MAX_DEPTH
     max_nodes: int = DEFAULT_MAX_NODES
+    # (field, option) pairs: the command-line option that sets each limit ("max_bytes",
+    # "--max-size"), named by the error when an input exceeds it. Empty for library callers,
+    # whose errors name the limit and its value only.
+    options: tuple[tuple[str, str], ...] = ()
+
+    def too_large(self, field: str, found: str, plain: str,
+                  source: str | None) -> InputTooLargeError:
+        """The error for an input over one limit: `found` says what it has ("12 bytes"),
+        `plain` is the message when no option sets the limit (library callers)."""
+        option = dict(self.options).get(field)
+        if option is None:
+            return InputTooLargeError(plain, source=source)
+        value = getattr(self, field)
+        shown = _human_size(value) if field == "max_bytes" else str(value)
+        return InputTooLargeError(f"{found} exceeds {option} {shown} (raise it with {option})",
+                                  source=source)
+
+
+def _human_size(size: int) -> str:
+    """A byte count as the size options take it: 50 MB, 1 GB, 1536 KB, 1000 bytes."""
+    for unit, factor in (("GB", 1024**3), ("MB", 1024**2), ("KB", 1024)):
+        if size % factor == 0:
+            return f"{size // factor} {unit}"
+    return f"{size} bytes"
 
 
 DEFAULT_LIMITS = Limits()
@@ -238,19 +262,17 @@ def parse_xml(
     if not data or _BLANK.fullmatch(data):
         raise EmptyInputError("the input is empty", source=source)
     if len(data) > limits.max_bytes:
-        raise InputTooLargeError(
-            f"{len(data)} bytes exceeds the limit of {limits.max_bytes} bytes", source=source
-        )
+        raise limits.too_large(
+            "max_bytes", f"{len(data)} bytes",
+            f"{len(data)} bytes exceeds the limit of {limits.max_bytes} bytes", source)
     data = normalise_xml_bytes(data, source=source)
     # '<' opens every element, comment and PI, '=' every attribute: an upper bound on the
     # nodes libxml2 would allocate, checked before it allocates any.
     markup = data.count(b"<") + data.count(b"=")
     if markup > limits.max_nodes:
-        raise InputTooLargeError(
-            f"about {markup} markup items (elements, attributes) exceed the limit of "
-            f"{limits.max_nodes}",
-            source=source,
-        )
+        found = f"about {markup} markup items (elements, attributes)"
+        raise limits.too_large(
+            "max_nodes", found, f"{found} exceed the limit of {limits.max_nodes}", source)
     try:
         root = etree.fromstring(data, _new_parser())
     except etree.XMLSyntaxError as exc:
@@ -261,9 +283,9 @@ def parse_xml(
     if getattr(tree.docinfo, "doctype", ""):  # lxml-stubs lack DocInfo.doctype
         raise MalformedXMLError("a DOCTYPE is not allowed in an invoice", source=source)
     if _deeper_than(limits.max_depth)(root):
-        raise InputTooLargeError(
-            f"elements nested deeper than {limits.max_depth} levels", source=source
-        )
+        raise limits.too_large(
+            "max_depth", f"elements nested deeper than {limits.max_depth} levels",
+            f"elements nested deeper than {limits.max_depth} levels", source)
     return tree
 
 

@@ -7,6 +7,7 @@ what the rewrites accept and refuse, and that an accepted rewrite gives the same
 from __future__ import annotations
 
 import re
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -623,10 +624,13 @@ def test_linear_rewrites_apply_to_the_default_stylesheets() -> None:
     from facturflow.artefacts import builtin
 
     expected = {
-        "sch-brfr-ubl": {"root-call", "sibling-lookup", "filter-key", "sibling-position"},
-        "sch-brfr-cii": {"root-call", "sibling-lookup", "filter-key", "sibling-position"},
+        "sch-brfr-ubl": {"root-call", "sibling-lookup", "filter-key", "prefix-key",
+                         "parent-child", "preceding-key", "root-predicate", "sibling-position"},
+        "sch-brfr-cii": {"root-call", "sibling-lookup", "filter-key", "prefix-key",
+                         "parent-child", "preceding-key", "root-predicate", "sibling-position"},
         "sch-fx-en16931": {"root-path", "sibling-position"},
         "sch-en16931-ubl": {"sibling-position"},
+        "sch-extfr-ubl": {"root-path", "parent-child", "sibling-position"},
     }
     for key, rewrites in expected.items():
         assert rewrites <= set(D.derive(builtin(key).path).rewrites), key
@@ -646,3 +650,129 @@ def test_a_taken_name_is_skipped_and_every_substitution_declared(tmp_path: Path)
     assert "$facturflow-root-call-2" in derived.text.decode("utf-8")
     doc = _per_line_doc(5, '<p:k t="a"/>')
     assert _apply(derived.text, tmp_path, doc) == _apply(official.encode(), tmp_path, doc)
+
+
+@pytest.mark.parametrize("key", ["sch-brfr-ubl", "sch-brfr-cii"])
+def test_group_sums_are_keyed_with_the_original_as_fallback(key: str) -> None:
+    # BR-FR-MV-05 (sub-line sums) and BR-FR-MV-09 (VAT breakdowns of a sub-invoice): a key
+    # lookup per GROUP line instead of a scan of every line or breakdown, the original
+    # expression kept whole where a variable or a tested value could raise.
+    from facturflow.artefacts import builtin
+
+    root = etree.fromstring(D.derive(builtin(key).path).text)
+    selects = {v.get("name"): v.get("select") or "" for v in root.iter(f"{D._X}variable")
+               if v.get("name") in ("sumsubline", "numberline", "sumvat")}
+    assert set(selects) == {"sumsubline", "numberline", "sumvat"}
+    for name, select in selects.items():
+        assert select.startswith("if (exists(("), name
+        keyed = select.split(" else (", 1)[1]
+        lookup = "facturflow-prefix-" if name == "sumvat" else "facturflow-filter-"
+        assert f"key('{lookup}" in keyed, name
+    assert "key('facturflow-prefix-1', '')" in selects["sumvat"]
+
+
+def test_keyed_filters_refuse_a_default_collation() -> None:
+    # key() and = / starts-with compare by codepoints only without a default collation.
+    from facturflow.artefacts import builtin
+
+    official = builtin("sch-brfr-ubl").path.read_text(encoding="utf-8")
+    changed = re.sub(r"(<xsl:stylesheet\b)", r'\1 default-collation='
+                     r'"http://www.w3.org/2005/xpath-functions/collation/codepoint"', official,
+                     count=1)
+    assert changed != official
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "s.xslt"
+        path.write_text(changed, encoding="utf-8")
+        rewrites = set(D.derive(path).rewrites)
+    assert not rewrites & {"filter-key", "prefix-key", "preceding-key"}
+    assert "root-call" in rewrites
+
+
+_NS = {"a": "urn:a", "b": "urn:b"}
+
+
+@pytest.mark.parametrize(
+    ("pattern", "levels"),
+    [
+        ("a:x/a:y[a:z = 'q']", [{"{urn:a}x"}, {"{urn:a}y"}]),
+        ("(a:x/a:l | b:x/b:l)/a:y[p]", [{"{urn:a}x", "{urn:b}x"}, {"{urn:a}l", "{urn:b}l"},
+                                        {"{urn:a}y"}]),
+        ("(a:x | b:x)[a:t = ('1', '2')]/a:y", [{"{urn:a}x", "{urn:b}x"}, {"{urn:a}y"}]),
+        ("/a:x/a:y", None),  # absolute
+        ("a:x//a:y", None),
+        ("(a:x/a:l | b:l)/a:y", None),  # branches of two lengths
+        ("a:x | a:y", None),
+        ("c:x/a:y", None),  # unbound prefix
+    ],
+)
+def test_pattern_levels(pattern: str, levels: list[set[str]] | None) -> None:
+    assert D._pattern_levels(pattern, dict(_NS)) == levels
+
+
+@pytest.mark.parametrize(
+    ("select", "path"),
+    [
+        ("normalize-space(../a:id)", "../a:id"),
+        ("normalize-space(./a:r[(a:t = 'AFL') and (a:c = '130')]/a:id)",
+         "./a:r[(a:t = 'AFL') and (a:c = '130')]/a:id"),
+        ("normalize-space(../a:id[@s = 'x'])", "../a:id[@s = 'x']"),
+        ("normalize-space(a:id[1])", None),  # a numeric predicate: not plain
+        ("normalize-space(a:id[number(.) > 1])", None),  # a predicate that could raise
+        ("normalize-space($v/a:id)", None),
+        ("normalize-space(/a:x/a:id)", None),  # absolute
+        ("string(../a:id)", None),
+        ("normalize-space(a:id) = normalize-space(a:x)", None),
+    ],
+)
+def test_string_path_variable(select: str, path: str | None) -> None:
+    template = etree.fromstring(
+        f'<xsl:template xmlns:xsl="{D.XSL}" match="a:x" xmlns:a="urn:a">'
+        f'<xsl:variable name="v" select="{select.replace(chr(39), "&apos;")}"/></xsl:template>')
+    stylesheet = etree.Element(f"{D._X}stylesheet", nsmap={"xsl": D.XSL})
+    stylesheet.append(template)
+    assert D._string_path_variable(template, "v") == path
+    # Bound in a for-each, the path would not mean the same where the filter is.
+    inner = etree.SubElement(etree.SubElement(template, f"{D._X}for-each", select="*"),
+                             f"{D._X}variable", name="w", select=select)
+    assert inner is not None and D._string_path_variable(template, "w") is None
+
+
+_PRECEDING = """<xsl:stylesheet xmlns:xsl="http://www.w3.org/1999/XSL/Transform" version="2.0"
+  xmlns:p="urn:p" xmlns:svrl="http://purl.oclc.org/dsdl/svrl">
+<xsl:template match="/"><svrl:schematron-output>
+  <xsl:apply-templates select="/" mode="M1"/></svrl:schematron-output></xsl:template>
+<xsl:template match="p:doc" priority="1000" mode="M1">
+  <svrl:fired-rule/>
+  <xsl:if test="p:line/p:ref[p:k/p:t = 'a']/p:id[. = preceding::p:ref[p:k/p:t = 'a']/p:id]">
+    <svrl:failed-assert id="DUP"/></xsl:if>
+  <xsl:apply-templates select="@*|*" mode="M1"/>
+</xsl:template>
+<xsl:template match="text()" priority="-1" mode="M1"/>
+<xsl:template match="@*|node()" priority="-2" mode="M1">
+  <xsl:apply-templates select="@*|*" mode="M1"/></xsl:template>
+</xsl:stylesheet>"""
+
+
+@pytest.mark.parametrize(
+    ("lines", "duplicate"),
+    [
+        # Two equal ids, both under a reference of kind a: a duplicate.
+        ('<p:line><p:ref><p:k><p:t>a</p:t></p:k><p:id>1</p:id></p:ref></p:line>'
+         '<p:line><p:ref><p:k><p:t>a</p:t></p:k><p:id>1</p:id></p:ref></p:line>', True),
+        # The earlier one is not of kind a: no duplicate.
+        ('<p:line><p:ref><p:k><p:t>b</p:t></p:k><p:id>1</p:id></p:ref></p:line>'
+         '<p:line><p:ref><p:k><p:t>a</p:t></p:k><p:id>1</p:id></p:ref></p:line>', False),
+        # Two references of one line.
+        ('<p:line><p:ref><p:k><p:t>a</p:t></p:k><p:id>2</p:id></p:ref>'
+         '<p:ref><p:k><p:t>a</p:t></p:k><p:id>2</p:id></p:ref></p:line>', True),
+        ('<p:line><p:ref><p:k><p:t>a</p:t></p:k><p:id>3</p:id></p:ref></p:line>', False),
+    ],
+)
+def test_preceding_key_keeps_the_answer(lines: str, duplicate: bool, tmp_path: Path) -> None:
+    derived = _derive(_PRECEDING, tmp_path)
+    assert "preceding-key" in derived.rewrites
+    assert "facturflow-values-" in derived.text.decode("utf-8")
+    doc = f'<p:doc xmlns:p="urn:p">{lines}</p:doc>'
+    want = _apply(_PRECEDING.encode("utf-8"), tmp_path, doc)
+    assert ('id="DUP"' in want) is duplicate
+    assert _bare(_apply(derived.text, tmp_path, doc)) == _bare(want)

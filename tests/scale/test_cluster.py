@@ -23,8 +23,8 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-
 from tests.conftest import corpus_path, corpus_rows
+
 from facturflow import exitcodes
 from facturflow.cli import main
 from facturflow.cluster import ClusterError, Runner, chunk_size, connect, worker_info

@@ -24,8 +24,8 @@ from typing import Any
 import click
 
 from .. import exitcodes
-from ..cli import _parse_size
 from ..clitypes import FiniteFloatRange
+from ..inputs import parse_size
 from ..xmlsafe import DEFAULT_LIMITS
 from .auth import TOKEN_ENV, is_loopback
 
@@ -111,7 +111,7 @@ def _bind(host: str, port: int) -> socket.socket:
               show_default=True,
               help="Seconds a client may take to send a request body; over it the request gets "
                    "408 and its connection is closed (a slow client never holds a place long).")
-@click.option("--max-size", callback=_parse_size, default=None, metavar="SIZE",
+@click.option("--max-size", callback=parse_size, default=None, metavar="SIZE",
               help="Largest request body, e.g. 20MB (default: 100MB, as validate); larger "
                    "bodies get 413 before they are read.")
 @click.option("--max-nodes", type=click.IntRange(min=1), default=None, metavar="N",

@@ -63,7 +63,9 @@ between the template and the expression changes the focus):
 - ``root-path``: the same for absolute paths of three steps or more whose predicates cannot
   raise an error nor see the rule's context (``/rsm:CrossIndustryInvoice/rsm:
   SupplyChainTradeTransaction/ram:ApplicableHeaderTradeAgreement/...``: the step under
-  ``SupplyChainTradeTransaction`` walks every CII line).
+  ``SupplyChainTradeTransaction`` walks every CII line), and for a whole expression
+  ``(/ubl:Invoice | /cn:CreditNote)/cbc:ID`` or ``//a:x/a:y/a:z`` (EXTENDED-CTC-FR's per-line
+  $invoiceID, and its per-line test of the header's VAT breakdowns).
 - ``sibling-lookup``: ``(../cac:InvoiceLine | ../cac:CreditNoteLine)[cbc:ID = $v]`` (one line
   looking its parent line up among all lines, BR-FR-MV-06/07) becomes ``key(K, $v)[.. is
   current()/..]`` with K matching those names and using ``cbc:ID``, when $v is bound in the
@@ -73,6 +75,35 @@ between the template and the expression changes the focus):
 - ``filter-key``: the same for ``count(PATH[P1][P2 and USE = $v])`` where PATH is absolute or
   a union of relative up-and-down paths: ``key(K, $v)[structure][P1][P2]``; the other
   predicates must be plain comparisons (no error, no position), so their order does not matter.
+  The filter may also be a relative path ``../../a:x/a:y[P]`` (one name), go on with steps
+  after its predicates, and hold the comparison one step down (``(../../L1 | ../../L2)[
+  cac:BillingReference[P and cac:BillingReferenceLine/cbc:ID = $v]]``, BR-FR-MV-05's group
+  sums: the key uses ``cac:BillingReference/cac:BillingReferenceLine/cbc:ID`` and the whole
+  conjunct stays as a filter). $v may also be bound to ``normalize-space(P)``, P a relative
+  path (one string; it raises an error exactly when P has two nodes): the expression then
+  becomes ``if (exists((P)[2])) then ORIGINAL else REWRITTEN``, the original kept whole (and
+  left alone by later rewrites) so that an error is the original's, message included.
+- ``prefix-key``: ``PATH[P and starts-with(R, concat('#', $v, '#'))]`` (BR-FR-MV-09: the VAT
+  breakdowns whose exemption reason starts with a GROUP line's invoice number, one breakdown
+  per group) becomes a key lookup of ``'#'||$v||'#'`` among the prefixes of R that start and
+  end with ``#`` (the same codepoint comparison), then the original predicates. A node whose R
+  has several items (where starts-with raises) is indexed under '', and the expression falls
+  back to the whole original when the lookup of '' finds one in PATH, or when $v's path has
+  two nodes.
+- ``parent-child``: ``../../cbc:DocumentCurrencyCode`` from a line (or below it) scans the
+  children of the element holding every line, for every line; it becomes ``key(K,
+  generate-id(../..))`` with K matching ``cbc:DocumentCurrencyCode`` by ``generate-id(..)``:
+  the same children, in document order (``..//x``: by the ids of all ancestors). Only where
+  the ``..`` steps go above a line element of the rule's pattern.
+- ``preceding-key``: ``x[. = preceding::a:p[P]/a:id[Q]]`` (an identifier already used
+  earlier in the document: BR-FR-MV-12, unique invoice numbers of GROUP lines) becomes a key
+  lookup of the same string value, kept to the nodes whose first step's node is on the
+  preceding axis (before, and not an ancestor).
+- ``root-predicate``: a rule pattern ``(ubl:Invoice | cn:CreditNote)[P]/.../cac:BillingReference``
+  tries P on the document element, a scan of its children (every line), for every node the
+  rest matches; P becomes ``exists(key(K, generate-id()))``, K matching the elements of those
+  names for which P holds (one evaluation per document). Only for patterns that go down
+  through a line element, with an explicit priority.
 - ``sibling-position``: the skeleton's location path counts, for every failed assert, the
   element's preceding siblings of the same name (quadratic when every line fails). A global
   map, built on the first location asked for, gives the position of each child of an element
@@ -88,18 +119,18 @@ import hashlib
 import itertools
 import re
 import sys
-from collections.abc import Callable, Collection, Hashable, Iterable, Iterator
+from collections.abc import Callable, Collection, Container, Hashable, Iterable, Iterator
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Generic, TypeVar
+from typing import TypeVar
 
 from lxml import etree
 
 _K = TypeVar("_K", bound=Hashable)
 
 # Bump when a rewrite changes: it is part of every derived file's identity.
-DERIVE_VERSION = "8"
+DERIVE_VERSION = "9"
 
 XSL = "http://www.w3.org/1999/XSL/Transform"
 _X = f"{{{XSL}}}"
@@ -142,6 +173,10 @@ REWRITES = (
     "root-path",
     "sibling-lookup",
     "filter-key",
+    "prefix-key",
+    "parent-child",
+    "preceding-key",
+    "root-predicate",
     "sibling-position",
     "codedb-param",
 )
@@ -160,6 +195,9 @@ def derive(path: Path, *, skip: Collection[str] = ()) -> Derived:
     parser = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=True)
     tree = etree.ElementTree(etree.fromstring(raw, parser))
     modes: list[set[str]] = []
+    # (element, attribute) pairs whose value keeps the original expression as a fallback: left
+    # alone by later rewrites, so that the fallback raises exactly the original's errors.
+    guarded: set[tuple[etree._Element, str]] = set()
 
     def source_modes() -> set[str]:
         # Computed once, after the rewrites that move walks: the three rewrites that use it add
@@ -179,7 +217,11 @@ def derive(path: Path, *, skip: Collection[str] = ()) -> Derived:
         ("root-call", lambda: _hoist_root_calls(tree, source_modes())),
         ("root-path", lambda: _hoist_root_paths(tree, source_modes())),
         ("sibling-lookup", lambda: _index_sibling_lookups(tree, source_modes())),
-        ("filter-key", lambda: _index_filters(tree, source_modes())),
+        ("filter-key", lambda: _index_filters(tree, source_modes(), guarded)),
+        ("prefix-key", lambda: _index_filters(tree, source_modes(), guarded, prefixes=True)),
+        ("parent-child", lambda: _index_up_paths(tree, source_modes(), guarded)),
+        ("preceding-key", lambda: _index_preceding_values(tree, source_modes())),
+        ("root-predicate", lambda: _hoist_root_predicates(tree, source_modes())),
         ("sibling-position", lambda: _index_sibling_positions(tree)),
     ]
     applied = [name for name, rewrite in steps if name not in skip and rewrite()]
@@ -940,14 +982,15 @@ def _map_code_lists(tree: etree._ElementTree) -> bool:
     root = tree.getroot()
     if not _xpath2(root):
         return False
-    hoist: _Hoist[str] = _Hoist(root, _CODE_LIST_VARIABLE, "param", "variable")  # by list
+    taken = {e.get("name") for e in root.iter(f"{_X}param", f"{_X}variable")}
+    variables: dict[str, str] = {}  # list -> variable name
 
-    def rewrite(xpath: str) -> list[tuple[int, int, str]]:
+    def rewrite(xpath: str) -> str:
         try:
             scan = {i: depth for i, _, depth in xpath_scan(xpath)}
         except ValueError:
-            return []
-        out: list[tuple[int, int, str]] = []
+            return xpath
+        out: list[str] = []
         at = 0
         for m in _CODE_LIST_CALL.finditer(xpath):
             if m.start() < at or m.start() not in scan:
@@ -963,30 +1006,37 @@ def _map_code_lists(tree: etree._ElementTree) -> bool:
             tail = _CODE_LIST_END.match(xpath, end + 1)
             if tail is None:
                 continue
-            name = hoist.name(tokens)
+            _numbered(variables, tokens, _CODE_LIST_VARIABLE, taken)
             literal = f"{m['q']}{tokens}{m['q']}"
             argument = xpath[m.end() : end]
             w = "$facturflow_w"
             # Same value as the original for every argument (see the module docstring); the
             # argument is evaluated once, inside concat as before (same errors).
-            out.append((m.start(), tail.end(),
-                        f"(let {w} := concat(' ',{argument}, ' ') return "
-                        f"if (contains(substring({w}, 2, string-length({w}) - 2), ' ')) "
-                        f"then contains({literal}, {w}) "
-                        f"else {_MAP_NS}contains(${name}, {w}))"))
+            out.append(xpath[at : m.start()])
+            out.append(
+                f"(let {w} := concat(' ',{argument}, ' ') return "
+                f"if (contains(substring({w}, 2, string-length({w}) - 2), ' ')) "
+                f"then contains({literal}, {w}) "
+                f"else {_MAP_NS}contains(${variables[tokens]}, {w}))"
+            )
             at = tail.end()
-        return out
+        if not out:
+            return xpath
+        out.append(xpath[at:])
+        return "".join(out)
 
+    changed = False
     for element, attr, value in list(_xpath_attributes(root)):
         if "concat(" in value and "contains(" in value:
-            hoist.substitute(element, attr, value, rewrite(value))
-
-    def code_map(tokens: str) -> dict[str, str]:
+            new = rewrite(value)
+            if new != value:
+                element.set(attr, new)
+                changed = True
+    for tokens, name in variables.items():
         keys = dict.fromkeys(tokens.split())  # a map constructor refuses duplicate keys
         entries = ", ".join(f"' {token} ': true()" for token in keys)
-        return {"select": f"map{{{entries}}}"}
-
-    return hoist.declare("variable", code_map)
+        _declare(root, "variable", name=name, select=f"map{{{entries}}}")
+    return changed
 
 
 # custom:isSpecialContract(/ubl:Invoice|/cn:CreditNote): a stylesheet function applied to the
@@ -1023,12 +1073,13 @@ def _hoist_root_calls(tree: etree._ElementTree, safe_modes: set[str]) -> bool:
         if (len(params) == 1 and _ATOMIC_TYPE.match(function.get("as") or "") and plain
                 and "generate-id" not in etree.tostring(function, encoding="unicode")):
             functions[function.get("name") or ""] = function
-    # By normalised call.
-    hoist: _Hoist[str] = _Hoist(root, _ROOT_CALL_VARIABLE, "param", "variable")
+    taken = {e.get("name") for e in root.iter(f"{_X}param", f"{_X}variable")}
+    variables: dict[str, str] = {}  # normalised call -> variable name
+    changed = False
     for element, attr, value, _, scan in _scanned_in_safe_templates(
             root, safe_modes, lambda text: _ROOT_CALL.search(text) is not None):
         depth_at = {i: d for i, _, d in scan}
-        out: list[tuple[int, int, str]] = []
+        out: list[str] = []
         at = 0
         for m in _ROOT_CALL.finditer(value):
             if m.start() < at or m.start() not in depth_at or m["function"] not in functions:
@@ -1041,10 +1092,17 @@ def _hoist_root_calls(tree: etree._ElementTree, safe_modes: set[str]) -> bool:
                 rf"{_NCNAME}:{_NCNAME}", call)}
             if not _bound_as_at_root(element, root, prefixes):
                 continue
-            out.append((m.start(), m.end(), f"${hoist.name(call)}"))
+            _numbered(variables, call, _ROOT_CALL_VARIABLE, taken)
+            out.append(value[at : m.start()])
+            out.append(f"${variables[call]}")
             at = m.end()
-        hoist.substitute(element, attr, value, out)
-    return hoist.declare("variable", lambda call: {"select": call})
+        if out:
+            out.append(value[at:])
+            element.set(attr, "".join(out))
+            changed = True
+    for call, name in variables.items():
+        _declare(root, "variable", name=name, select=call)
+    return changed
 
 
 _RELATIVE_PATH = re.compile(r"^[\w.:*@|/ -]+$")
@@ -1093,10 +1151,16 @@ _SAFE_PREDICATE = re.compile(
     rf"^\[(?:\s*\d+\s*|(?:\s|{_STEP}|/|'[^']*'|\"[^\"]*\"|!?=|\(|\)|,|\band\b|\bor\b|\bnot\()+)\]$"
 )
 _ROOT_PATH_START = re.compile(rf"/{_STEP}")
+_QN_STEP = rf"{_NCNAME}:{_NCNAME}"
 _ROOT_PATH_VARIABLE = "facturflow-root-path-"
 # A cheap first look: three absolute steps somewhere (the scan below decides).
 _ROOT_PATH_CANDIDATE = re.compile(rf"/{_STEP}/{_STEP}/{_STEP}")
 _MIN_ROOT_PATH_STEPS = 3  # shorter paths from the root cost little to evaluate
+# (/ubl:Invoice | /cn:CreditNote)/cbc:ID, as a whole expression.
+# Or //rsm:SupplyChainTradeTransaction/ram:ApplicableHeaderTradeSettlement/ram:ApplicableTradeTax.
+_ROOT_UNION_PATH = re.compile(
+    rf"\(\s*/{_QN_STEP}(?:\s*\|\s*/{_QN_STEP})+\s*\)(?:/{_QN_STEP})+"
+    rf"|//{_QN_STEP}(?:/{_QN_STEP})+")
 
 
 def _root_path_end(xpath: str, scan: dict[int, int], start: int) -> tuple[int, int] | None:
@@ -1129,11 +1193,23 @@ def _hoist_root_paths(tree: etree._ElementTree, safe_modes: set[str]) -> bool:
         return False
     if not safe_modes:
         return False
-    hoist: _Hoist[str] = _Hoist(root, _ROOT_PATH_VARIABLE, "param", "variable")  # by path
+    taken = {e.get("name") for e in root.iter(f"{_X}param", f"{_X}variable")}
+    variables: dict[str, str] = {}
+    changed = False
     for element, attr, value, _, scan_list in _scanned_in_safe_templates(
-            root, safe_modes, lambda text: _ROOT_PATH_CANDIDATE.search(text) is not None):
+            root, safe_modes, lambda text: _ROOT_PATH_CANDIDATE.search(text) is not None
+            or _ROOT_UNION_PATH.fullmatch(text.strip()) is not None):
+        if _ROOT_UNION_PATH.fullmatch(value.strip()):
+            # A whole expression (/a:X | /b:Y)/a:id: the nodes of the source document, the same
+            # from a global variable (EXTENDED-CTC-FR's per-line $invoiceID, a scan of the root
+            # element's children, i.e. of every line, for every line).
+            path = value.strip()
+            if _bound_as_at_root(element, root, set(re.findall(rf"({_NCNAME}):{_NCNAME}", path))):
+                element.set(attr, f"${_numbered(variables, path, _ROOT_PATH_VARIABLE, taken)}")
+                changed = True
+            continue
         scan = {i: d for i, _, d in scan_list}
-        out: list[tuple[int, int, str]] = []
+        out: list[str] = []
         at = 0
         for m in _ROOT_PATH_START.finditer(value):
             start = m.start()
@@ -1160,10 +1236,17 @@ def _hoist_root_paths(tree: etree._ElementTree, safe_modes: set[str]) -> bool:
             prefixes = set(re.findall(rf"({_NCNAME}):{_NCNAME}", path))
             if not _bound_as_at_root(element, root, prefixes):
                 continue
-            out.append((start, end, f"${hoist.name(path)}"))
+            _numbered(variables, path, _ROOT_PATH_VARIABLE, taken)
+            out.append(value[at:start])
+            out.append(f"${variables[path]}")
             at = end
-        hoist.substitute(element, attr, value, out)
-    return hoist.declare("variable", lambda path: {"select": path})
+        if out:
+            out.append(value[at:])
+            element.set(attr, "".join(out))
+            changed = True
+    for path, name in variables.items():
+        _declare(root, "variable", name=name, select=path)
+    return changed
 
 
 _QN = rf"{_NCNAME}:{_NCNAME}"
@@ -1197,12 +1280,13 @@ def _index_sibling_lookups(tree: etree._ElementTree, safe_modes: set[str]) -> bo
     root = tree.getroot()
     if not _xpath2(root):
         return False
-    # By (match, use).
-    hoist: _Hoist[tuple[str, str]] = _Hoist(root, _SIBLING_LOOKUP_KEY, "key")
+    taken = {e.get("name") for e in root.iter(f"{_X}key")}
+    keys: dict[tuple[str, str], str] = {}  # (match, use) -> key name
+    changed = False
     for element, attr, value, template, scan_list in _scanned_in_safe_templates(
             root, safe_modes, lambda text: _SIBLING_LOOKUP.search(text) is not None):
         scan = {i for i, _, _ in scan_list}
-        out: list[tuple[int, int, str]] = []
+        out: list[str] = []
         at = 0
         for m in _SIBLING_LOOKUP.finditer(value):
             if m.start() < at or m.start() not in scan:
@@ -1216,32 +1300,53 @@ def _index_sibling_lookups(tree: etree._ElementTree, safe_modes: set[str]) -> bo
             if not _bound_as_at_root(element, root, prefixes):
                 continue
             match = " | ".join(names)
-            name = hoist.name((match, m["use"]))
+            _numbered(keys, (match, m["use"]), _SIBLING_LOOKUP_KEY, taken)
             # The same nodes in the same (document) order: the key's lines whose identifier
             # equals one of the values (untyped strings on both sides), kept to the siblings.
-            out.append((m.start(), m.end(), f"key('{name}', ${m['var']})[.. is current()/..]"))
+            out.append(value[at : m.start()])
+            out.append(f"key('{keys[(match, m['use'])]}', ${m['var']})[.. is current()/..]")
             at = m.end()
-        hoist.substitute(element, attr, value, out)
-    return hoist.declare("key", lambda key: {"match": key[0], "use": key[1]})
+        if out:
+            out.append(value[at:])
+            element.set(attr, "".join(out))
+            changed = True
+    for (match, use), name in keys.items():
+        _declare(root, "key", name=name, match=match, use=use)
+    return changed
 
 
 # count((../../cac:InvoiceLine | ../../cac:CreditNoteLine)/cac:BillingReference[P1][P2 and
 # cac:BillingReferenceLine/cbc:ID = $parentlineID]), or /a:x/a:y/a:line[a:p/a:id = $v and P]:
 # nodes by a path, filtered by predicates one conjunct of which compares a value to a variable.
 _FILTER_HEAD = re.compile(
-    rf"(?P<absolute>(?:/{_QN})+)"
+    rf"(?P<absolute>/?(?:/{_QN})+)"
     rf"|\(\s*(?P<up>(?:\.\./)+)(?P<a>{_QN})\s*\|\s*(?P=up)(?P<b>{_QN})\s*\)"
     rf"(?P<down>(?:/{_QN})*)"
+    rf"|(?P<up1>(?:\.\./)+)(?P<c>{_QN})(?P<down1>(?:/{_QN})*)"
 )
 _KEYED_CONJUNCT = re.compile(rf"^\s*(?P<use>{_QN}(?:/{_QN})*)\s*=\s*\$(?P<var>{_NCNAME})\s*$")
+# cac:BillingReference[... and cac:BillingReferenceLine/cbc:ID = $v]: a child step whose own
+# predicate holds the keyed comparison.
+_NESTED_CONJUNCT = re.compile(rf"^\s*(?P<step>{_QN}(?:/{_QN})*)\s*\[(?P<inner>.*)\]\s*$", re.S)
+# starts-with(R, concat('#', $v, '#')): R begins with the variable's value between two
+# occurrences of one character.
+_PREFIX_CONJUNCT = re.compile(
+    rf"^\s*starts-with\(\s*(?P<arg>{_QN}(?:/{_QN})*)\s*,\s*concat\(\s*(?P<q>['\"])(?P<c>[^'\"\s])"
+    rf"(?P=q)\s*,\s*\$(?P<var>{_NCNAME})\s*,\s*(?P=q)(?P=c)(?P=q)\s*\)\s*\)\s*$"
+)
 _FILTER_KEY = "facturflow-filter-"
+_PREFIX_KEY = "facturflow-prefix-"
 # A predicate that is a boolean, cannot raise an error and does not depend on position: names,
-# attributes, string literals, node-valued variables, =, !=, and, or, not().
+# attributes, string literals, node-valued variables, =, !=, and, or, not(), and predicates of
+# the same (their focus is their own step's, the same wherever the step is evaluated).
 _PLAIN_PREDICATE = re.compile(
-    rf"^(?:\s|@?{_QN}|@{_NCNAME}|/|'[^']*'|\"[^\"]*\"|!?=|\(|\)|,|\$[\w.-]+|\band\b|\bor\b"
-    rf"|\bnot\()+$"
+    rf"^(?:\s|@?{_QN}|@{_NCNAME}|/|'[^']*'|\"[^\"]*\"|!?=|\(|\)|\[|\]|,|\.\.|\$[\w.-]+"
+    rf"|\band\b|\bor\b|\bnot\()+$"
 )
 _NODE_SELECT = re.compile(r"^[\w.:@/|()\s-]+$")
+# normalize-space(P), P a relative path of names with plain predicates: one string, and an
+# error (more than one node) exactly when P has a second node.
+_STRING_OF_PATH = re.compile(r"^normalize-space\(\s*(?P<path>[^$]*)\)$", re.S)
 
 
 def _top_and_split(text: str) -> list[str] | None:
@@ -1259,20 +1364,126 @@ def _top_and_split(text: str) -> list[str] | None:
     return parts
 
 
-def _index_filters(tree: etree._ElementTree, safe_modes: set[str]) -> bool:
-    """filter-key: see the module docstring. `safe_modes`: _source_modes of the tree."""
+def _string_path_variable(template: etree._Element, name: str) -> str | None:
+    """The relative path P when $name is bound once in the template, with the template's focus,
+    to normalize-space(P) (P: names, "." and ".." steps, plain predicates): one string, whose
+    evaluation raises an error exactly when P has more than one node. Else None."""
+    bindings = [v for v in template.iter(f"{_X}variable", f"{_X}param")
+                if v.get("name") == name]
+    if len(bindings) != 1 or bindings[0].tag != f"{_X}variable" or len(bindings[0]):
+        return None
+    if _enclosing_template(bindings[0]) is not template:
+        return None  # another focus: the path would not mean the same in the expression
+    m = _STRING_OF_PATH.match((bindings[0].get("select") or "").strip())
+    if m is None:
+        return None
+    path = m["path"].strip()
+    try:
+        top = _top_level(path)
+    except ValueError:
+        return None
+    spans = _bracket_spans(path, top)
+    bare, at = [], 0
+    for opened, closed in spans:
+        bare.append(path[at:opened])
+        at = closed + 1
+    bare.append(path[at:])
+    steps = [step.strip() for step in "".join(bare).split("/")]
+    if path.startswith("/") or not all(re.fullmatch(rf"\.|\.\.|@?{_QN}", s) for s in steps):
+        return None
+    if not all(_PLAIN_PREDICATE.match(path[i + 1 : j]) for i, j in spans):
+        return None
+    return path
+
+
+def _bracket_spans(text: str, top: list[bool]) -> list[tuple[int, int]]:
+    """(index of "[", index of its "]") of each top-level predicate of a path."""
+    spans, depth, opened = [], 0, -1
+    for i, ch in enumerate(text):
+        if ch == "[" and top[i]:
+            opened, depth = i, 1
+        elif opened >= 0 and ch in "[]":
+            depth += 1 if ch == "[" else -1
+            if depth == 0:
+                spans.append((opened, i))
+                opened = -1
+    return spans
+
+
+@dataclass(frozen=True)
+class _Keyed:
+    use: str  # the key's use expression (relative to the matched node)
+    lookup: str  # the value looked up
+    var: str
+    drop: bool  # the conjunct is implied by the lookup and leaves the filter
+    prefix: bool  # a prefix-key (starts-with) lookup
+
+
+def _keyed_conjuncts(conjunct: str, prefixes: bool) -> Iterator[_Keyed]:
+    """The ways a conjunct of a filter can be answered by a key lookup (the caller keeps the
+    first whose variable qualifies)."""
+    if not prefixes:
+        m = _KEYED_CONJUNCT.match(conjunct)
+        if m:
+            yield _Keyed(m["use"], f"${m['var']}", m["var"], True, False)
+            return
+        nested = _NESTED_CONJUNCT.match(conjunct)
+        if nested is None:
+            return
+        text = conjunct.strip()
+        try:
+            top = _top_level(text)
+        except ValueError:
+            return
+        # The step's one predicate: the only top-level "[" of the conjunct is its first.
+        if [i for i, ch in enumerate(text) if ch == "[" and top[i]] != [text.index("[")]:
+            return
+        for inner in _top_and_split(nested["inner"]) or []:
+            m = _KEYED_CONJUNCT.match(inner)
+            if m:
+                yield _Keyed(f"{nested['step']}/{m['use']}", f"${m['var']}", m["var"], False,
+                             False)
+        return
+    m = _PREFIX_CONJUNCT.match(conjunct)
+    if m is None:
+        return
+    c, q, r, i = m["c"], m["q"], "$facturflow_r", "$facturflow_i"
+    # Every prefix of R that starts with c and ends with c (two characters or more); a node
+    # whose R has several items (starts-with would raise) is indexed under '' (a value no
+    # lookup has) so that the rewritten expression can tell and fall back to the original.
+    use = (f"if (count({m['arg']}) gt 1) then '' else for {r} in {m['arg']} return "
+           f"if (starts-with({r}, {q}{c}{q})) then for {i} in index-of(string-to-codepoints("
+           f"{r}), {ord(c)})[. gt 1] return substring({r}, 1, {i}) else ()")
+    yield _Keyed(use, f"concat({q}{c}{q}, ${m['var']}, {q}{c}{q})", m["var"], False, True)
+
+
+def _index_filters(tree: etree._ElementTree, safe_modes: set[str],
+                   guarded: set[tuple[etree._Element, str]], *, prefixes: bool = False) -> bool:
+    """filter-key (prefixes=False) and prefix-key (prefixes=True): see the module docstring.
+    `safe_modes`: _source_modes of the tree."""
     root = tree.getroot()
     if not _xpath2(root):
         return False
     if not safe_modes:
         return False
+    if any("default-collation" in str(name) for e in root.iter() if isinstance(e.tag, str)
+           for name in e.attrib):
+        return False  # keys, = and starts-with compare by codepoints only without it
     global_nodes = {v.get("name") for v in root.iterchildren(f"{_X}variable")
                     if not len(v) and _node_select(v.get("select") or "")}
-    hoist: _Hoist[tuple[str, str]] = _Hoist(root, _FILTER_KEY, "key")  # by (match, use)
+    taken = {e.get("name") for e in root.iter(f"{_X}key")}
+    keys: dict[tuple[str, str], str] = {}
+    changed = False
+    wanted: Callable[[str], bool] = (
+        (lambda text: "starts-with(" in text and "concat(" in text) if prefixes
+        else (lambda text: "= $" in text or "=$" in text))
     for element, attr, value, template, scan_list in _scanned_in_safe_templates(
-            root, safe_modes, lambda text: "= $" in text or "=$" in text):
+            root, safe_modes, wanted):
+        if (element, attr) in guarded:
+            continue  # holds an original expression as a fallback: kept as it is
         depth = {i: d for i, _, d in scan_list}
-        out: list[tuple[int, int, str]] = []
+        out: list[str] = []
+        attribute_guards: list[str] = []
         at = 0
         for m in _FILTER_HEAD.finditer(value):
             if m.start() < at or m.start() not in depth or not value.startswith("[", m.end()):
@@ -1297,51 +1508,93 @@ def _index_filters(tree: etree._ElementTree, safe_modes: set[str]) -> bool:
                     break
                 predicates.append(value[i + 1 : j])
                 i = j + 1
-            if re.match(r"\s*[\[/(!]", value[i:]) or re.match(r"[\w.-]", value[i : i + 1]):
-                continue  # the filtered path goes on: keep it whole
-            found = None
+            # The filtered path may go on with steps (applied to each node: the same either
+            # way), not with another filter or call.
+            if re.match(r"\s*[\[(!]", value[i:]) or re.match(r"[\w.-]", value[i : i + 1]):
+                continue
+            found: tuple[int, int, _Keyed, str | None] | None = None
             for k, predicate in enumerate(predicates):
                 conjuncts = _top_and_split(predicate)
                 if conjuncts is None:
                     break
                 for c, conjunct in enumerate(conjuncts):
-                    keyed = _KEYED_CONJUNCT.match(conjunct)
                     # A variable of the rule (a value per node the rule fires on): the index
                     # then answers for each node what the filter scanned all nodes for.
-                    if keyed and found is None and _node_path_variable(template, keyed["var"]):
-                        found = (k, c, keyed)
+                    for keyed in _keyed_conjuncts(conjunct, prefixes):
+                        if found is not None:
+                            break
+                        if not keyed.prefix and _node_path_variable(template, keyed.var):
+                            found = (k, c, keyed, None)
+                            continue
+                        path = _string_path_variable(template, keyed.var)
+                        if path is not None:
+                            found = (k, c, keyed, path)
             if found is None:
                 continue
-            k, c, keyed = found
-            rest = []
+            k, c, keyed, guard_path = found
+            rest, checked = [], []
             for n, predicate in enumerate(predicates):
                 conjuncts = _top_and_split(predicate) or [predicate]
                 if n == k:
-                    conjuncts = conjuncts[:c] + conjuncts[c + 1 :]
+                    if keyed.drop:
+                        conjuncts = conjuncts[:c] + conjuncts[c + 1 :]
+                    elif keyed.prefix:
+                        checked += conjuncts[:c] + conjuncts[c + 1 :]
+                        rest.extend(conjuncts)
+                        continue
+                checked.extend(conjuncts)
                 rest.extend(conjuncts)
-            variables = {keyed["var"], *re.findall(r"\$([\w.-]+)", " ".join(rest))}
-            if not all(_PLAIN_PREDICATE.match(r) for r in rest) or not all(
-                    v in global_nodes or _node_path_variable(template, v) for v in variables):
+            variables = set(re.findall(r"\$([\w.-]+)", " ".join(checked)))
+            if not all(_PLAIN_PREDICATE.match(r) for r in checked) or not all(
+                    v in global_nodes or _node_path_variable(template, v)
+                    or _string_path_variable(template, v) is not None for v in variables):
                 continue
             if m["absolute"] is not None:
-                match, check = m["absolute"], ""
+                # //a:x/a:y: every a:y under an a:x anywhere, as the pattern a:x/a:y matches.
+                absolute = m["absolute"]
+                match, check = (absolute[2:] if absolute.startswith("//") else absolute), ""
             else:
-                up = m["up"].count("../")
-                down = [step for step in (m["down"] or "").split("/") if step]
-                if len(down) + 1 > up or up > 4:
+                union = m["up"] is not None
+                up_text = m["up"] if union else m["up1"]
+                down_text = (m["down"] if union else m["down1"]) or ""
+                up = up_text.count("../")
+                down = [step for step in down_text.split("/") if step]
+                if len(down) + 1 > up + 1 or up > 4:
                     continue
-                match = " | ".join(f"{name}{m['down']}" for name in (m["a"], m["b"]))
+                heads = (m["a"], m["b"]) if union else (m["c"],)
+                match = " | ".join(f"{name}{down_text}" for name in heads)
                 ups = "/".join([".."] * (len(down) + 1))
                 check = f"[{ups} is current()/{'/'.join(['..'] * up)}]"
-            names = re.findall(rf"({_NCNAME}):{_NCNAME}", match + " " + keyed["use"])
+            names = re.findall(rf"({_NCNAME}):{_NCNAME}", match + " " + keyed.use)
             if not _bound_as_at_root(element, root, names):
                 continue
-            name = hoist.name((match, keyed["use"]))
-            out.append((m.start(), i, f"key('{name}', ${keyed['var']}){check}"
-                        + "".join(f"[{r.strip()}]" for r in rest)))
+            key = _numbered(keys, (match, keyed.use), _PREFIX_KEY if prefixes else _FILTER_KEY,
+                            taken)
+            new = f"key('{key}', {keyed.lookup}){check}" + "".join(
+                f"[{r.strip()}]" for r in rest)
+            guards = []
+            if guard_path is not None:
+                guards.append(f"exists(({guard_path})[2])")
+            if keyed.prefix:
+                guards.append(f"exists(key('{key}', ''){check})")
+            attribute_guards.extend(g for g in guards if g not in attribute_guards)
+            out.append(value[at : m.start()])
+            out.append(new)
             at = i
-        hoist.substitute(element, attr, value, out)
-    return hoist.declare("key", lambda key: {"match": key[0], "use": key[1]})
+        if out:
+            out.append(value[at:])
+            rewritten = "".join(out)
+            if attribute_guards:
+                # Where a variable or a tested value could raise, the whole original expression,
+                # evaluated as before (the same value, or the same error with the same message).
+                rewritten = (f"if ({' or '.join(attribute_guards)}) then ({value}) "
+                             f"else ({rewritten})")
+                guarded.add((element, attr))
+            element.set(attr, rewritten)
+            changed = True
+    for (match, use), name in keys.items():
+        _declare(root, "key", name=name, match=match, use=use)
+    return changed
 
 
 def _node_select(select: str) -> bool:
@@ -1362,54 +1615,19 @@ def _bound_as_at_root(element: etree._Element, root: etree._Element,
                    for p in prefixes)
 
 
-class _Hoist(Generic[_K]):
-    """What the rewrites that hoist an expression into a top-level declaration share: one
-    name per distinct expression (`key`), the substitutions in the attributes, the
-    declarations once every attribute is done, and whether anything changed."""
+def _numbered(names: dict[_K, str], key: _K, prefix: str,
+              taken: Container[str | None]) -> str:
+    """The name of `key` in `names`, else the next `prefix`N free in the stylesheet.
 
-    def __init__(self, root: etree._Element, prefix: str, *kinds: str) -> None:
-        self.root = root
-        self.prefix = prefix
-        # Names already declared with these kinds (xsl:param/xsl:variable, or xsl:key).
-        self.taken = {e.get("name") for e in root.iter(*(f"{_X}{k}" for k in kinds))}
-        self.names: dict[_K, str] = {}
-        self.changed = False
-
-    def name(self, key: _K) -> str:
-        """The name of `key`, else the next `prefix`N free in the stylesheet.
-
-        Never gives up: a rewrite that stopped half-way on a taken name left the references
-        it had already substituted without their declaration."""
-        if key not in self.names:
-            used = set(self.names.values())
-            number = len(self.names) + 1
-            while f"{self.prefix}{number}" in self.taken or f"{self.prefix}{number}" in used:
-                number += 1
-            self.names[key] = f"{self.prefix}{number}"
-        return self.names[key]
-
-    def substitute(self, element: etree._Element, attr: str, value: str,
-                   spans: list[tuple[int, int, str]]) -> None:
-        """Set `attr` to `value` with each (start, end) span, in order and apart, replaced by
-        its text; nothing when there is none."""
-        if not spans:
-            return
-        out: list[str] = []
-        at = 0
-        for start, end, text in spans:
-            out.append(value[at:start])
-            out.append(text)
-            at = end
-        out.append(value[at:])
-        element.set(attr, "".join(out))
-        self.changed = True
-
-    def declare(self, kind: str, attributes: Callable[[_K], dict[str, str]]) -> bool:
-        """Declare each name as a top-level xsl:`kind` with the attributes of its key; whether
-        the rewrite changed the stylesheet."""
-        for key, name in self.names.items():
-            _declare(self.root, kind, name=name, **attributes(key))
-        return self.changed
+    Never None: a rewrite that stopped half-way on a taken name left the references it had
+    already substituted without their declaration."""
+    if key not in names:
+        used = set(names.values())
+        number = len(names) + 1
+        while f"{prefix}{number}" in taken or f"{prefix}{number}" in used:
+            number += 1
+        names[key] = f"{prefix}{number}"
+    return names[key]
 
 
 def _xpath2(root: etree._Element) -> bool:
@@ -1477,6 +1695,208 @@ def _focus_kept(xpath: str, scan: list[tuple[int, str, int]], start: int) -> boo
         if i != start and re.search(r"(?:^|[^\w.:-])function\s*$", before):
             return False
     return True
+
+
+# The elements an invoice repeats per line: a ".." step from one of them, or above, lands on an
+# element with one child per line, whose children a child step then scans (for every line).
+_LINE_ELEMENTS = {
+    "{urn:oasis:names:specification:ubl:schema:xsd:CommonAggregateComponents-2}InvoiceLine",
+    "{urn:oasis:names:specification:ubl:schema:xsd:CommonAggregateComponents-2}CreditNoteLine",
+    "{urn:un:unece:uncefact:data:standard:ReusableAggregateBusinessInformationEntity:100}"
+    "IncludedSupplyChainTradeLineItem",
+}
+_UP_PATH = re.compile(rf"(?P<ups>(?:\.\./)*\.\.)(?P<sep>//?)(?P<name>{_QN})")
+_CHILD_KEY = "facturflow-children-"
+_DESCENDANT_KEY = "facturflow-descendants-"
+
+
+def _pattern_levels(pattern: str, nsmap: dict[str | None, str]) -> list[set[str]] | None:
+    """The element names ({uri}local) of each step of a relative pattern (predicates set aside;
+    a parenthesised union of paths of one length gives each level the names of its branches),
+    or None for any other shape."""
+    text = pattern.strip()
+    try:
+        scanned = xpath_scan(text)
+    except ValueError:
+        return None
+    kept, brackets = [], 0
+    for _, ch, _ in scanned:  # string literals are not scanned: they only occur in predicates
+        if ch == "[":
+            brackets += 1
+        elif ch == "]":
+            brackets -= 1
+        elif not brackets:
+            kept.append(ch)
+    bare = "".join(kept)
+    if text.startswith("/") or "//" in bare or "::" in bare or "|" in re.sub(r"\([^()]*\)", "",
+                                                                            bare):
+        return None
+    levels: list[set[str]] = []
+    for part in re.findall(r"\([^()]*\)|[^/()]+", bare):
+        branches = [b.strip().split("/") for b in part.strip("()").split("|")]
+        if len({len(b) for b in branches}) != 1:
+            return None
+        for k in range(len(branches[0])):
+            names = set()
+            for branch in branches:
+                m = _QNAME_STEP.match(branch[k].strip())
+                if m is None or m["prefix"] not in nsmap:
+                    return None
+                names.add(f"{{{nsmap[m['prefix']]}}}{m['local']}")
+            levels.append(names)
+    return levels
+
+
+def _index_up_paths(tree: etree._ElementTree, safe_modes: set[str],
+                    guarded: set[tuple[etree._Element, str]]) -> bool:
+    """parent-child: see the module docstring. `safe_modes`: _source_modes of the tree."""
+    root = tree.getroot()
+    if not _xpath2(root) or not safe_modes:
+        return False
+    taken = {e.get("name") for e in root.iter(f"{_X}key")}
+    keys: dict[tuple[str, str], str] = {}
+    changed = False
+    for element, attr, value, template, scan_list in _scanned_in_safe_templates(
+            root, safe_modes, lambda text: "../" in text or "..//" in text):
+        if (element, attr) in guarded:
+            continue
+        levels = _pattern_levels(template.get("match") or "", dict(template.nsmap))
+        if not levels:
+            continue
+        scan = {i for i, _, _ in scan_list}
+        out: list[str] = []
+        at = 0
+        for m in _UP_PATH.finditer(value):
+            if m.start() < at or m.start() not in scan:
+                continue
+            before = value[: m.start()].rstrip()
+            if before.endswith(("/", "!", ".", ")", "]")) or re.search(r"[\w-]$", before):
+                continue  # a step of a longer path, not the start of one
+            if not _focus_kept(value, scan_list, m.start()):
+                continue
+            ups = m["ups"].count("..")
+            if ups > len(levels) or not any(
+                    names & _LINE_ELEMENTS for names in levels[len(levels) - ups :]):
+                continue  # lands below every line: a small parent
+            if not _bound_as_at_root(element, root, [m["name"].split(":")[0]]):
+                continue
+            descendant = m["sep"] == "//"
+            use = ("for $facturflow_a in ancestor::node() return generate-id($facturflow_a)"
+                   if descendant else "generate-id(..)")
+            key = _numbered(keys, (m["name"], use),
+                            _DESCENDANT_KEY if descendant else _CHILD_KEY, taken)
+            # The named children (descendants) of the element the ".." steps reach, in document
+            # order; no element ('' is no node's identifier): none.
+            out.append(value[at : m.start()])
+            out.append(f"key('{key}', generate-id({m['ups']}))")
+            at = m.end()
+        if out:
+            out.append(value[at:])
+            element.set(attr, "".join(out))
+            changed = True
+    for (name, use), key in keys.items():
+        _declare(root, "key", name=key, match=name, use=use)
+    return changed
+
+
+# [. = preceding::a:X[P]/a:Y[Q]]: whether an equal value comes earlier in the document.
+_PRECEDING_EQUAL = re.compile(
+    rf"\[\s*\.\s*=\s*preceding::(?P<path>{_QN}(?:\[[^\[\]]*\])?(?:/{_QN}(?:\[[^\[\]]*\])?)?)"
+    rf"\s*\]"
+)
+_PRECEDING_KEY = "facturflow-values-"
+
+
+def _index_preceding_values(tree: etree._ElementTree, safe_modes: set[str]) -> bool:
+    """preceding-key: see the module docstring. `safe_modes`: _source_modes of the tree."""
+    root = tree.getroot()
+    if not _xpath2(root) or not safe_modes:
+        return False
+    if any("default-collation" in str(name) for e in root.iter() if isinstance(e.tag, str)
+           for name in e.attrib):
+        return False
+    taken = {e.get("name") for e in root.iter(f"{_X}key")}
+    keys: dict[str, str] = {}
+    changed = False
+    for element, attr, value, _, scan_list in _scanned_in_safe_templates(
+            root, safe_modes, lambda text: "preceding::" in text):
+        scan = {i for i, _, _ in scan_list}
+        out: list[str] = []
+        at = 0
+        for m in _PRECEDING_EQUAL.finditer(value):
+            if m.start() < at or m.start() not in scan:
+                continue
+            path = m["path"]
+            predicates = re.findall(r"\[([^\]]*)\]", path)
+            if not all(_PLAIN_PREDICATE.match(p) and "$" not in p for p in predicates):
+                continue
+            if not _bound_as_at_root(element, root, re.findall(rf"({_NCNAME}):{_NCNAME}", path)):
+                continue
+            key = _numbered(keys, path, _PRECEDING_KEY, taken)
+            steps = re.sub(r"\[[^\]]*\]", "", path).count("/")  # slashes outside predicates
+            first = "/".join([".."] * steps) or "."
+            n = "$facturflow_n"
+            # The nodes the path reaches with the same string value whose first step's node is
+            # on the preceding axis: before the node, and not one of its ancestors.
+            out.append(value[at : m.start()])
+            out.append(f"[let {n} := . return exists(key('{key}', string({n}))"
+                       f"[{first} << {n}][not({n}/ancestor::node() intersect {first})])]")
+            at = m.end()
+        if out:
+            out.append(value[at:])
+            element.set(attr, "".join(out))
+            changed = True
+    for path, key in keys.items():
+        _declare(root, "key", name=key, match=path, use=".")
+    return changed
+
+
+# (ubl:Invoice | cn:CreditNote)[P]/...: a rule pattern whose first step's predicate, tried on
+# the document element for every node the rest of the pattern matches, scans its children.
+_ROOT_STEP = re.compile(
+    rf"^\s*(?P<names>\(\s*{_QN}(?:\s*\|\s*{_QN})*\s*\)|{_QN})\s*\[(?P<predicate>[^\[\]]*)\]\s*/"
+)
+_ROOT_PREDICATE = re.compile(
+    rf"^(?:\s|@?{_QN}|/|'[^']*'|\"[^\"]*\"|!?=|\(|\)|,|\||\band\b|\bor\b|\bnot\()+$"
+)
+_ROOT_PREDICATE_KEY = "facturflow-root-predicate-"
+
+
+def _hoist_root_predicates(tree: etree._ElementTree, safe_modes: set[str]) -> bool:
+    """root-predicate: see the module docstring. `safe_modes`: _source_modes of the tree."""
+    root = tree.getroot()
+    if not _xpath2(root) or not safe_modes:
+        return False
+    taken = {e.get("name") for e in root.iter(f"{_X}key")}
+    keys: dict[str, str] = {}  # key match -> key name
+    changed = False
+    for template in root.iterchildren(f"{_X}template"):
+        modes = set((template.get("mode") or "").split())
+        if not modes or not modes <= safe_modes or template.get("priority") is None:
+            continue  # a default priority would depend on the pattern's shape
+        match = template.get("match") or ""
+        m = _ROOT_STEP.match(match)
+        if m is None or not _ROOT_PREDICATE.match(m["predicate"]):
+            continue
+        without = match[: m.start("predicate") - 1] + match[m.end("predicate") + 1 :]
+        levels = _pattern_levels(without, dict(template.nsmap))
+        if not levels or not any(level & _LINE_ELEMENTS for level in levels[1:]):
+            continue  # tried on few nodes: not worth a key
+        if not _bound_as_at_root(template, root, re.findall(
+                rf"({_NCNAME}):{_NCNAME}", m["names"] + " " + m["predicate"])):
+            continue
+        names = [n.strip() for n in m["names"].strip("()").split("|")]
+        key_match = " | ".join(f"{n}[{m['predicate']}]" for n in names)
+        key = _numbered(keys, key_match, _ROOT_PREDICATE_KEY, taken)
+        # The elements of those names for which the predicate holds, found once per document
+        # (a key, not a global variable: Saxon 13 cannot copy a variable reference out of a
+        # pattern it distributes over a union).
+        template.set("match", match[: m.start("predicate")]
+                     + f"exists(key('{key}', generate-id()))" + match[m.end("predicate") :])
+        changed = True
+    for key_match, key in keys.items():
+        _declare(root, "key", name=key, match=key_match, use="generate-id()")
+    return changed
 
 
 _PRECEDING_SAME_NAME = (
