@@ -123,6 +123,18 @@ def connect(address: str, timeout: float | None = None) -> Any:
         raise DaskMissingError(
             f"--scheduler needs Dask, which is not installed: {INSTALL_HINT}"
         ) from None
+    try:
+        # Checked before a Client is built: a Client that fails on a malformed address is left
+        # half-built, and its __del__ then hangs 60 s and prints a traceback.
+        from distributed.comm import get_address_host_port
+
+        _, port = get_address_host_port(address)
+        if not 0 < port < 65536:
+            raise ValueError(f"port {port} is out of range")
+    except ValueError as exc:
+        raise ClusterError(
+            f"invalid Dask scheduler address {address}: {exc} (expected tcp://HOST:PORT)"
+        ) from None
     if timeout is None:
         from dask.utils import parse_timedelta
 

@@ -1,0 +1,60 @@
+"""A --scheduler address that cannot work fails at once, in one line (facturflow.cluster.connect):
+no Dask connect timeout to wait for, no traceback from a half-built client."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from facturflow import exitcodes
+
+pytest.importorskip("distributed", reason="dask.distributed is not installed")
+
+FIXTURE = str(Path(__file__).resolve().parents[2] / "fixtures" / "valid" / "fr-invoice-en16931.xml")
+
+
+def _cli(*args: str) -> tuple[subprocess.CompletedProcess[str], float]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DASK_")}
+    started = time.monotonic()
+    result = subprocess.run(
+        [sys.executable, "-m", "facturflow", *args], capture_output=True, text=True,
+        timeout=300, env=env,
+    )
+    return result, time.monotonic() - started
+
+
+@pytest.mark.parametrize(
+    "address",
+    ["http://127.0.0.1:8786", "tcp:/127.0.0.1:8786", "scheduler-host", "tcp://127.0.0.1:87999"],
+)
+def test_a_malformed_scheduler_address_is_one_line_at_once(address: str, tmp_path: Path) -> None:
+    result, seconds = _cli("validate", "--no-cache", "--scheduler", address, FIXTURE)
+    assert result.returncode == exitcodes.CONFIG
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: ") and address in lines[0]
+    assert seconds < 20  # Dask's connect timeout (30 s) is not waited for, nor its 60 s close
+
+
+def _refused_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])  # closed again: nothing listens there
+
+
+@pytest.mark.parametrize("command", ["validate", "convert"])
+def test_a_port_where_nothing_listens_fails_at_once(command: str, tmp_path: Path) -> None:
+    address = f"tcp://127.0.0.1:{_refused_port()}"
+    args = [FIXTURE] if command == "validate" else [FIXTURE, "-o", str(tmp_path / "x.pdf")]
+    result, seconds = _cli(command, *args, "--scheduler", address)
+    assert result.returncode == exitcodes.CONFIG
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and address in lines[0] and "refused" in lines[0], result.stderr
+    assert seconds < 20  # not the 30 s connect timeout
+    assert not (tmp_path / "x.pdf").exists()
