@@ -35,6 +35,7 @@ import contextlib
 import io
 import math
 import os
+import socket
 import stat
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -126,15 +127,29 @@ def connect(address: str, timeout: float | None = None) -> Any:
     try:
         # Checked before a Client is built: a Client that fails on a malformed address is left
         # half-built, and its __del__ then hangs 60 s and prints a traceback.
-        from distributed.comm import get_address_host_port
+        from distributed.comm.addressing import get_address_host_port
 
-        _, port = get_address_host_port(address)
+        host, port = get_address_host_port(address)
         if not 0 < port < 65536:
             raise ValueError(f"port {port} is out of range")
     except ValueError as exc:
         raise ClusterError(
             f"invalid Dask scheduler address {address}: {exc} (expected tcp://HOST:PORT)"
         ) from None
+    if address.partition("://")[0] in {"tcp", address}:
+        # A refused connection or an unknown host is final: Dask would retry it silently for
+        # its whole connect timeout (30 s). A host that does not answer is still left to Dask.
+        try:
+            with socket.create_connection((host, port), timeout=1):
+                pass
+        except (ConnectionRefusedError, socket.gaierror) as exc:
+            reason = exc.strerror or type(exc).__name__
+            raise ClusterError(
+                f"cannot reach the Dask scheduler at {address}: {reason} (is `dask scheduler` "
+                "running there?)"
+            ) from None
+        except OSError:
+            pass
     if timeout is None:
         from dask.utils import parse_timedelta
 
