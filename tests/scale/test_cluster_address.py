@@ -9,12 +9,13 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from facturflow import exitcodes
 
-pytest.importorskip("distributed", reason="dask.distributed is not installed")
+distributed = pytest.importorskip("distributed", reason="dask.distributed is not installed")
 
 FIXTURE = str(Path(__file__).resolve().parents[2] / "fixtures" / "valid" / "fr-invoice-en16931.xml")
 
@@ -58,3 +59,32 @@ def test_a_port_where_nothing_listens_fails_at_once(command: str, tmp_path: Path
     assert len(lines) == 1 and address in lines[0] and "refused" in lines[0], result.stderr
     assert seconds < 20  # not the 30 s connect timeout
     assert not (tmp_path / "x.pdf").exists()
+
+
+@pytest.fixture(scope="module")
+def scheduler() -> Any:
+    with distributed.LocalCluster(
+        n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None,
+        host="127.0.0.1",
+    ) as cluster:
+        yield cluster.scheduler_address
+
+
+@pytest.mark.parametrize(
+    ("command", "options", "named"),
+    [
+        ("validate", ["--jobs", "3", "--timeout", "5"], "--jobs, --timeout"),
+        ("validate", ["--timeout", "5"], "--timeout"),
+        ("convert", ["--jobs", "3"], "--jobs"),
+    ],
+)
+def test_options_that_do_not_apply_on_a_cluster_are_named(
+    scheduler: str, command: str, options: list[str], named: str, tmp_path: Path
+) -> None:
+    args = [FIXTURE] if command == "validate" else [FIXTURE, "-o", str(tmp_path / "x.pdf"),
+                                                     "--to", "facturx"]
+    result, _ = _cli(command, *args, "--scheduler", scheduler, *options)
+    assert result.returncode == exitcodes.OK, result.stderr
+    assert f"note: {named} do not apply with --scheduler" in result.stderr
+    alone, _ = _cli(command, *args, "--scheduler", scheduler)
+    assert "note:" not in alone.stderr
