@@ -280,6 +280,11 @@ def probe(paths: Sequence[str]) -> dict[str, Any]:
     return {"version": __version__, "seen": seen}
 
 
+def scheduler_version(dask_scheduler: Any = None) -> str:
+    """Run on the scheduler (`client.run_on_scheduler`): the facturflow version it can import."""
+    return __version__
+
+
 def worker_info() -> dict[str, int]:
     """Run on a worker (`client.run(worker_info)`): its process id and how many stylesheets its
     Saxon engine holds compiled (kept from one task to the next)."""
@@ -362,6 +367,21 @@ class Runner(Generic[R]):
                 f"the Dask workers cannot run facturflow (install facturflow {__version__} "
                 f"on them): {reason}"
             ) from None
+        try:
+            # The scheduler unpickles each task, facturflow's function with it: without the
+            # same facturflow there, every task would fail as if its worker had died.
+            theirs = self.executor.run_on_scheduler(scheduler_version)
+        except Exception as exc:
+            reason = " ".join(str(exc).split()) or type(exc).__name__
+            raise ClusterError(
+                f"the Dask scheduler at {self.executor.scheduler.address} cannot run facturflow "
+                f"(install facturflow {__version__} on its machine too): {reason}"
+            ) from None
+        if theirs != __version__:
+            raise ClusterError(
+                f"the Dask scheduler at {self.executor.scheduler.address} has facturflow "
+                f"{theirs}, this is {__version__}: install the same version everywhere"
+            )
         ship = False
         for worker, answer in sorted(answers.items()):
             if answer.get("version") != __version__:

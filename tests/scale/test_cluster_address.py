@@ -88,3 +88,47 @@ def test_options_that_do_not_apply_on_a_cluster_are_named(
     assert f"note: {named} do not apply with --scheduler" in result.stderr
     alone, _ = _cli(command, *args, "--scheduler", scheduler)
     assert "note:" not in alone.stderr
+
+
+# A `dask scheduler` on a machine without facturflow: it cannot unpickle facturflow's tasks.
+_SCHEDULER_WITHOUT_FACTURFLOW = """
+import importlib.abc, sys
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] == "facturflow":
+            raise ModuleNotFoundError(f"No module named {name!r}")
+sys.meta_path.insert(0, Block())
+from distributed.cli.dask_scheduler import main
+sys.argv = ["dask-scheduler", *sys.argv[1:]]
+main()
+"""
+
+
+def test_a_scheduler_without_facturflow_is_refused_not_every_file_failed(tmp_path: Path) -> None:
+    # It used to fail every task: each file reported INVALID with LAYER-FAILED ("the worker
+    # process died"), exit code 1, for a batch of valid invoices.
+    port = _refused_port()
+    address = f"tcp://127.0.0.1:{port}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DASK_")}
+    processes = [subprocess.Popen(
+        [sys.executable, "-c", _SCHEDULER_WITHOUT_FACTURFLOW, "--host", "127.0.0.1", "--port",
+         str(port), "--no-dashboard"], cwd=tmp_path, env=env,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )]
+    try:
+        time.sleep(3)
+        processes.append(subprocess.Popen(
+            [sys.executable, "-m", "distributed.cli.dask_worker", address, "--nworkers", "1",
+             "--nthreads", "1", "--no-dashboard"], cwd=tmp_path, env=env,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        ))
+        result, _ = _cli("validate", "--no-cache", "--scheduler", address, FIXTURE)
+    finally:
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            process.wait(timeout=60)
+    assert result.returncode == exitcodes.CONFIG, result.stdout + result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "scheduler" in lines[0] and address in lines[0], result.stderr
+    assert "LAYER-FAILED" not in result.stdout
