@@ -37,6 +37,7 @@ import math
 import os
 import socket
 import stat
+import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -332,6 +333,8 @@ class Runner(Generic[R]):
         self.chunk = chunk
         self.folders = [os.path.abspath(folder) for folder in folders]
         self.dask = is_dask(executor)
+        self.address = str(getattr(getattr(executor, "scheduler", None), "address", "")) \
+            if self.dask else ""
         self.stats: dict[str, int] = {}
         self._checked = False
 
@@ -428,7 +431,11 @@ class Runner(Generic[R]):
                     chunk.retry, self.dask)
             if self.dask:
                 key = f"facturflow-{token}-{stats['chunks']}"
-                future = self.executor.submit(run_chunk, *args, key=key, pure=False)
+                try:
+                    future = self.executor.submit(run_chunk, *args, key=key, pure=False)
+                except Exception:
+                    self._check_scheduler()
+                    raise
                 arrivals.add(future)
             else:
                 try:
@@ -518,6 +525,7 @@ class Runner(Generic[R]):
                     try:
                         results = future.result()
                     except Exception as exc:  # the worker died, or the pool broke
+                        self._check_scheduler()  # or the scheduler is gone: no retry helps
                         settle_error(chunk, exc)
                     else:
                         if isinstance(results, _Lost):
@@ -543,8 +551,20 @@ class Runner(Generic[R]):
         as_completed: Any = distributed.as_completed
         return as_completed(loop=self.executor.loop, raise_errors=False)
 
+    def _check_scheduler(self) -> None:
+        """Raise ClusterError when the Dask client has lost its scheduler (its tasks are gone)."""
+        if self.dask and self.executor.status in {"closing", "closed"}:
+            raise ClusterError(
+                f"lost the Dask scheduler at {self.address} during the batch: the files not "
+                "reported were not validated"
+            )
+
     def _first_completed(self, arrivals: Any, futures: list[Any]) -> set[Any]:
         if arrivals is not None:
+            # Polled, not a blocking next(): a scheduler lost for good completes no future.
+            while not arrivals.has_ready():
+                self._check_scheduler()
+                time.sleep(0.02)
             return {next(arrivals)}
         finished, _ = concurrent.futures.wait(
             futures, return_when=concurrent.futures.FIRST_COMPLETED

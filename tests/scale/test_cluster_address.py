@@ -132,3 +132,50 @@ def test_a_scheduler_without_facturflow_is_refused_not_every_file_failed(tmp_pat
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "scheduler" in lines[0] and address in lines[0], result.stderr
     assert "LAYER-FAILED" not in result.stdout
+
+
+def test_a_scheduler_killed_mid_run_ends_the_run_with_one_line(tmp_path: Path) -> None:
+    # It used to hang for good: the chunks in flight never came back.
+    from tests.conftest import corpus_path
+
+    corpus = corpus_path()
+    if not (corpus / "MANIFEST.tsv").is_file():
+        pytest.skip(f"shared corpus not found at {corpus} (set FACTURFLOW_CORPUS)")
+    port = _refused_port()
+    address = f"tcp://127.0.0.1:{port}"
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("DASK_")},
+           "DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT": "3s"}
+    scheduler = subprocess.Popen(
+        [sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1",
+         "--port", str(port), "--no-dashboard"], cwd=tmp_path, env=env,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    worker = run = None
+    try:
+        time.sleep(3)
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "distributed.cli.dask_worker", address, "--nworkers", "1",
+             "--nthreads", "1", "--no-dashboard"], cwd=tmp_path, env=env,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        run = subprocess.Popen(
+            [sys.executable, "-m", "facturflow", "validate", "--no-cache", "-q", "--scheduler",
+             address, str(corpus)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            text=True,
+        )
+        time.sleep(12)
+        assert run.poll() is None, "the batch ended before the scheduler could be killed"
+        scheduler.kill()
+        killed = time.monotonic()
+        _, stderr = run.communicate(timeout=120)
+        assert time.monotonic() - killed < 90
+    finally:
+        for process in (run, worker, scheduler):
+            if process is not None and process.poll() is None:
+                process.kill()
+                process.wait(timeout=60)
+    assert run.returncode == exitcodes.CONFIG, stderr
+    # Dask's client logs its failed reconnection itself; ours is the last line, no traceback.
+    last = stderr.strip().splitlines()[-1]
+    assert last.startswith("error: lost the Dask scheduler") and address in last, stderr
+    assert "Traceback" not in stderr
