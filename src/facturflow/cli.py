@@ -300,6 +300,7 @@ def validate_command(
         _usage("--summary and --quiet: give one or the other")
     targets = report_targets(report_specs, fmt, output)
     text_mode = "quiet" if quiet else "summary" if summary_only else "full"
+    note_local_only(scheduler, "jobs", "timeout")
     try:
         _validate(
             paths,
@@ -343,6 +344,26 @@ def rule_selection(
         sys.exit(exitcodes.CONFIG)
     except ValueError as exc:
         _usage(f"--as-of {as_of!r}: {exc}")
+
+
+def note_local_only(scheduler: str | None, *names: str) -> None:
+    """With --scheduler, name the given local-pool options the user set (--jobs, --timeout):
+    they do not apply on a cluster, and a silent --timeout would be trusted to stop a stuck
+    file."""
+    from click.core import ParameterSource
+
+    context = click.get_current_context()
+    given = [
+        f"--{name}" for name in names
+        if context.get_parameter_source(name) in {ParameterSource.COMMANDLINE,
+                                                  ParameterSource.ENVIRONMENT}
+    ]
+    if scheduler and given:
+        click.echo(
+            f"note: {', '.join(given)} do not apply with --scheduler (the cluster's workers "
+            "decide; README, \"Batches on a cluster: Dask\")",
+            err=True,
+        )
 
 
 @contextlib.contextmanager

@@ -35,7 +35,9 @@ import contextlib
 import io
 import math
 import os
+import socket
 import stat
+import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -123,6 +125,32 @@ def connect(address: str, timeout: float | None = None) -> Any:
         raise DaskMissingError(
             f"--scheduler needs Dask, which is not installed: {INSTALL_HINT}"
         ) from None
+    try:
+        # Checked before a Client is built: a Client that fails on a malformed address is left
+        # half-built, and its __del__ then hangs 60 s and prints a traceback.
+        from distributed.comm.addressing import get_address_host_port
+
+        host, port = get_address_host_port(address)
+        if not 0 < port < 65536:
+            raise ValueError(f"port {port} is out of range")
+    except ValueError as exc:
+        raise ClusterError(
+            f"invalid Dask scheduler address {address}: {exc} (expected tcp://HOST:PORT)"
+        ) from None
+    if address.partition("://")[0] in {"tcp", address}:
+        # A refused connection or an unknown host is final: Dask would retry it silently for
+        # its whole connect timeout (30 s). A host that does not answer is still left to Dask.
+        try:
+            with socket.create_connection((host, port), timeout=1):
+                pass
+        except (ConnectionRefusedError, socket.gaierror) as exc:
+            reason = exc.strerror or type(exc).__name__
+            raise ClusterError(
+                f"cannot reach the Dask scheduler at {address}: {reason} (is `dask scheduler` "
+                "running there?)"
+            ) from None
+        except OSError:
+            pass
     if timeout is None:
         from dask.utils import parse_timedelta
 
@@ -253,6 +281,11 @@ def probe(paths: Sequence[str]) -> dict[str, Any]:
     return {"version": __version__, "seen": seen}
 
 
+def scheduler_version(dask_scheduler: Any = None) -> str:
+    """Run on the scheduler (`client.run_on_scheduler`): the facturflow version it can import."""
+    return __version__
+
+
 def worker_info() -> dict[str, int]:
     """Run on a worker (`client.run(worker_info)`): its process id and how many stylesheets its
     Saxon engine holds compiled (kept from one task to the next)."""
@@ -300,6 +333,8 @@ class Runner(Generic[R]):
         self.chunk = chunk
         self.folders = [os.path.abspath(folder) for folder in folders]
         self.dask = is_dask(executor)
+        self.address = str(getattr(getattr(executor, "scheduler", None), "address", "")) \
+            if self.dask else ""
         self.stats: dict[str, int] = {}
         self._checked = False
 
@@ -335,6 +370,21 @@ class Runner(Generic[R]):
                 f"the Dask workers cannot run facturflow (install facturflow {__version__} "
                 f"on them): {reason}"
             ) from None
+        try:
+            # The scheduler unpickles each task, facturflow's function with it: without the
+            # same facturflow there, every task would fail as if its worker had died.
+            theirs = self.executor.run_on_scheduler(scheduler_version)
+        except Exception as exc:
+            reason = " ".join(str(exc).split()) or type(exc).__name__
+            raise ClusterError(
+                f"the Dask scheduler at {self.executor.scheduler.address} cannot run facturflow "
+                f"(install facturflow {__version__} on its machine too): {reason}"
+            ) from None
+        if theirs != __version__:
+            raise ClusterError(
+                f"the Dask scheduler at {self.executor.scheduler.address} has facturflow "
+                f"{theirs}, this is {__version__}: install the same version everywhere"
+            )
         ship = False
         for worker, answer in sorted(answers.items()):
             if answer.get("version") != __version__:
@@ -381,7 +431,11 @@ class Runner(Generic[R]):
                     chunk.retry, self.dask)
             if self.dask:
                 key = f"facturflow-{token}-{stats['chunks']}"
-                future = self.executor.submit(run_chunk, *args, key=key, pure=False)
+                try:
+                    future = self.executor.submit(run_chunk, *args, key=key, pure=False)
+                except Exception:
+                    self._check_scheduler()
+                    raise
                 arrivals.add(future)
             else:
                 try:
@@ -471,6 +525,7 @@ class Runner(Generic[R]):
                     try:
                         results = future.result()
                     except Exception as exc:  # the worker died, or the pool broke
+                        self._check_scheduler()  # or the scheduler is gone: no retry helps
                         settle_error(chunk, exc)
                     else:
                         if isinstance(results, _Lost):
@@ -496,8 +551,20 @@ class Runner(Generic[R]):
         as_completed: Any = distributed.as_completed
         return as_completed(loop=self.executor.loop, raise_errors=False)
 
+    def _check_scheduler(self) -> None:
+        """Raise ClusterError when the Dask client has lost its scheduler (its tasks are gone)."""
+        if self.dask and self.executor.status in {"closing", "closed"}:
+            raise ClusterError(
+                f"lost the Dask scheduler at {self.address} during the batch: the files not "
+                "reported were not validated"
+            )
+
     def _first_completed(self, arrivals: Any, futures: list[Any]) -> set[Any]:
         if arrivals is not None:
+            # Polled, not a blocking next(): a scheduler lost for good completes no future.
+            while not arrivals.has_ready():
+                self._check_scheduler()
+                time.sleep(0.02)
             return {next(arrivals)}
         finished, _ = concurrent.futures.wait(
             futures, return_when=concurrent.futures.FIRST_COMPLETED

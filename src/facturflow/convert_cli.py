@@ -32,6 +32,7 @@ from .cli import (
     EXIT_UNREADABLE,
     cluster_errors,
     cluster_executor,
+    note_local_only,
     rule_selection,
 )
 from .outputs import write_bytes_atomically
@@ -327,6 +328,7 @@ def convert_command(
     for dropped terms) and is listed in the summary, each failing rule marked as a source defect
     (it fails on the input too) or a conversion defect (on the output only).
     """
+    note_local_only(scheduler, "jobs")
     try:
         selection = (
             rule_selection(rules, [], french_rules, as_of)

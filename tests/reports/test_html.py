@@ -322,3 +322,19 @@ def test_without_worker_processes_the_page_is_written_here(
 
     monkeypatch.setattr(html_report, "ProcessPoolExecutor", NoProcesses)
     assert html_report.render(batch, workers=2) == expected
+
+
+def test_a_huge_invoice_text_is_cut_so_the_page_stays_openable(tmp_path: Path) -> None:
+    # A 1 MB note (one unbroken word) took Chromium about 100 s to lay out: invoice text is
+    # shown up to a bound, and the page says how much was left out.
+    xml = VALID.read_text(encoding="utf-8")
+    note = "Indemnite forfaitaire pour frais de recouvrement en cas de retard : 40 EUR."
+    assert note in xml
+    xml = xml.replace(note, "Z" * 1_000_000, 1)
+    path = tmp_path / "huge-note.xml"
+    path.write_text(xml, encoding="utf-8")
+    page = render([validate(path)], "html")
+    assert len(page) < 100_000
+    shown = max(re.findall("Z+", page), key=len)
+    assert 1_000 <= len(shown) < 1_000_000
+    assert f"\u2026[+{1_000_000 - len(shown):,}]" in page

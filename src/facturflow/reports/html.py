@@ -267,6 +267,8 @@ _UNSAFE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
 _BIDI = re.compile("[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 # How `facturflow validate -` names standard input, which is not kept to be read again.
 STDIN_NAME = "<stdin>"
+# Invoice text shown up to this many characters (a note, a name): the page stays openable.
+MAX_TEXT = 4_000
 # Batches above this size open no file block by default (the page stays short).
 OPEN_UP_TO = 20
 # Batches from this size read their invoices in worker processes.
@@ -285,7 +287,11 @@ def _path(value: str) -> str:
 
 
 def _bdi(value: str) -> str:
-    """Invoice text, escaped and isolated from the text around it (right-to-left names)."""
+    """Invoice text, escaped and isolated from the text around it (right-to-left names); past
+    MAX_TEXT characters cut, with the count left out (`…[+998,000]`, the same in every
+    language): one 1 MB word took a browser minutes to lay out."""
+    if len(value) > MAX_TEXT:
+        return f"<bdi>{_e(value[:MAX_TEXT])}</bdi>\u2026[+{len(value) - MAX_TEXT:,}]"
     return f"<bdi>{_e(value)}</bdi>"
 
 
