@@ -33,6 +33,7 @@ from .errors import ConversionError, FacturflowError
 from .facturx import CONFORMANCE_LEVELS, build_facturx, facturx_profile, unembedded_fonts
 from .validation import validate
 from .validation.report import Report
+from .xmlsafe import DEFAULT_LIMITS, Limits
 
 if TYPE_CHECKING:
     from .model import Invoice
@@ -264,6 +265,7 @@ def convert(
     french_rules: str | None = None,
     as_of: date | str | None = None,
     timestamp: datetime | None = None,
+    limits: Limits = DEFAULT_LIMITS,
 ) -> ConversionResult:
     """Convert one invoice (path, bytes, file object, detected Document, or an `Invoice` built
 in code, e.g. with facturflow.model.build) to `to`.
@@ -278,6 +280,8 @@ in code, e.g. with facturflow.model.build) to `to`.
     Peppol rules apply to the output when it still declares that CIUS in BT-24 (an XRechnung
     converted to CII or UBL keeps it; Factur-X carries it as EN 16931, so they do not apply).
     `timestamp` dates a Factur-X (default: the invoice's issue date at 00:00:00 UTC).
+    `limits` bounds the input read and the output validated (facturflow.Limits; the safe
+    defaults refuse over 100 MB or a million markup items: raise them for a very large invoice).
 
     The output depends on the input's bytes and these options only (not on the clock, chance,
     the time zone, the locale or the input's file name): converting again gives the same bytes.
@@ -298,13 +302,14 @@ in code, e.g. with facturflow.model.build) to `to`.
     from .model import Invoice
 
     if isinstance(source, Invoice):
-        return _convert_invoice(source, to, profile, pdf, lossy, lang, selection, timestamp)
+        return _convert_invoice(source, to, profile, pdf, lossy, lang, selection, timestamp,
+                                limits)
     raw: bytes | None = None
     if isinstance(source, Document):
         document = source
     else:
-        raw, label = read_source(source)
-        document = detect_bytes(raw, name=label)
+        raw, label = read_source(source, limits=limits)
+        document = detect_bytes(raw, name=label, limits=limits)
     name = document.name
     target_profile = _target_profile(document, to, profile)
     warnings: list[str] = list(document.warnings)
@@ -325,8 +330,9 @@ in code, e.g. with facturflow.model.build) to `to`.
         except FacturflowError as exc:
             exc.source = exc.source or name
             raise
-        xml, dropped = _model_xml(invoice, to, target_profile, document.profile, name, lossy)
-        written = detect_bytes(xml, name="<output>")
+        xml, dropped = _model_xml(invoice, to, target_profile, document.profile, name, lossy,
+                                  limits)
+        written = detect_bytes(xml, name="<output>", limits=_output_limits(limits, xml))
         written_id = written.spec_id
         if written_id != document.spec_id:
             warnings.append(
@@ -338,14 +344,23 @@ in code, e.g. with facturflow.model.build) to `to`.
         given = pdf is not None
         if pdf is None and document.pdf_bytes is not None:
             pdf = document.pdf_bytes  # a Factur-X/ZUGFeRD input keeps its own visual
-        data = _wrap(xml, pdf, given, invoice, lang, timestamp, name, warnings)
+        data = _wrap(xml, pdf, given, invoice, lang, timestamp, name, warnings, limits)
         syntax = "facturx"
     else:
         data = xml
-        syntax = detect_bytes(xml, name="<output>").syntax
+        syntax = detect_bytes(xml, name="<output>", limits=_output_limits(limits, xml)).syntax
     return _checked_result(data, syntax, target_profile, dropped, name, warnings, xml, to,
                            _as_source_scope(selection, document, written),
-                           origin=_origin(document, raw), source_rules=selection)
+                           origin=_origin(document, raw), source_rules=selection, limits=limits)
+
+
+def _output_limits(limits: Limits, data: bytes) -> Limits:
+    """The limits an output is read back and validated under. Its size is not bounded: the
+    bytes are already in memory, written here (a Factur-X outgrows its XML, a UBL its CII);
+    the markup bounds still apply, as they did to the source."""
+    if len(data) <= limits.max_bytes:
+        return limits
+    return dataclasses.replace(limits, max_bytes=len(data))
 
 
 def _as_source_scope(
@@ -387,10 +402,11 @@ def _checked_result(
     *,
     origin: bytes | Document | None = None,
     source_rules: RuleSelection | None = None,
+    limits: Limits = DEFAULT_LIMITS,
 ) -> ConversionResult:
     """Validate the output; the result, or ConversionRejected naming the failing rules (and,
     given the `origin` document, which of them fail on it too, judged by `source_rules`)."""
-    report = validate(data, rules)
+    report = validate(data, rules, limits=_output_limits(limits, data))
     result = ConversionResult(
         data=data,
         syntax=syntax,
@@ -406,7 +422,8 @@ def _checked_result(
         terms = sorted({t for f in fatal for t in f.business_terms}, key=_term_sort_key)
         rules_fired = sorted({f.rule for f in fatal})
         detail = report.error or "; ".join(f"{f.rule}: {_clip(f.message)}" for f in fatal[:3])
-        source_defects, conversion_defects = _blame(rules_fired, origin, source_rules or rules)
+        source_defects, conversion_defects = _blame(rules_fired, origin, source_rules or rules,
+                                                    limits)
         raise ConversionRejected(
             f"the {to} output would be invalid ({len(fatal)} fatal finding(s): "
             f"{_blamed(rules_fired, source_defects, origin is not None)}"
@@ -452,13 +469,14 @@ def _origin(document: Document, raw: bytes | None) -> bytes | Document | None:
 
 
 def _blame(
-    fired: list[str], origin: bytes | Document | None, rules: RuleSelection
+    fired: list[str], origin: bytes | Document | None, rules: RuleSelection,
+    limits: Limits = DEFAULT_LIMITS,
 ) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """(rules that fail on the source too, rules that fail on the output only)."""
     if origin is None:
         return (), tuple(fired)
     # Validating the source costs one more run, paid only by a refused conversion.
-    source_report = validate(origin, rules)
+    source_report = validate(origin, rules, limits=limits)
     on_source = {rule_family(f.rule) for f in source_report.fatal}
     return (tuple(r for r in fired if rule_family(r) in on_source),
             tuple(r for r in fired if rule_family(r) not in on_source))
@@ -493,11 +511,11 @@ def _blamed(fired: list[str], source_defects: tuple[str, ...], known: bool) -> s
 
 
 def _model_xml(invoice: Invoice, to: str, profile: str, own_profile: str, name: str,
-               lossy: bool) -> tuple[bytes, tuple[str, ...]]:
+               lossy: bool, limits: Limits = DEFAULT_LIMITS) -> tuple[bytes, tuple[str, ...]]:
     """The invoice written in the target syntax and profile, and the business terms dropped;
     refused (ConversionRejected) when terms would be dropped and not `lossy`."""
     try:
-        xml, dropped = _convert_model(invoice, to, profile, own_profile, name)
+        xml, dropped = _convert_model(invoice, to, profile, own_profile, name, limits)
     except FacturflowError as exc:
         exc.source = exc.source or name
         raise
@@ -520,6 +538,7 @@ def _convert_invoice(
     lang: Language,
     rules: RuleSelection,
     timestamp: datetime | None,
+    limits: Limits = DEFAULT_LIMITS,
 ) -> ConversionResult:
     """convert() of a model Invoice: write it, check it reads back whole, validate it."""
     from .detection import profile_from_spec_id
@@ -533,15 +552,16 @@ def _convert_invoice(
             f"cannot convert to the {profile!r} profile (choose one of "
             f"{', '.join(SPECIFICATION_IDS)})", source=name,
         )
-    xml, dropped = _model_xml(invoice, to, profile, own_profile, name, lossy)
+    xml, dropped = _model_xml(invoice, to, profile, own_profile, name, lossy, limits)
     warnings: list[str] = []
     if to == "facturx":
-        data = _wrap(xml, pdf, pdf is not None, invoice, lang, timestamp, name, warnings)
+        data = _wrap(xml, pdf, pdf is not None, invoice, lang, timestamp, name, warnings, limits)
         syntax = "facturx"
     else:
         data = xml
-        syntax = detect_bytes(xml, name="<output>").syntax
-    return _checked_result(data, syntax, profile, dropped, name, warnings, xml, to, rules)
+        syntax = detect_bytes(xml, name="<output>", limits=_output_limits(limits, xml)).syntax
+    return _checked_result(data, syntax, profile, dropped, name, warnings, xml, to, rules,
+                           limits=limits)
 
 
 def _wrap(
@@ -553,6 +573,7 @@ def _wrap(
     timestamp: datetime | None,
     name: str,
     warnings: list[str],
+    limits: Limits = DEFAULT_LIMITS,
 ) -> bytes:
     """The Factur-X PDF: `pdf` (the caller's visual when `given`) or a rendered page."""
     if pdf is not None:
@@ -565,7 +586,8 @@ def _wrap(
                 "render the page"
             )
     with _blaming_the_visual(given, name, keep=(ConversionError,)):
-        return build_facturx(xml, pdf=pdf, invoice=invoice, lang=lang, timestamp=timestamp)
+        return build_facturx(xml, pdf=pdf, invoice=invoice, lang=lang, timestamp=timestamp,
+                             limits=_output_limits(limits, xml))
 
 
 @contextmanager
@@ -603,7 +625,8 @@ def _original_xml(document: Document, raw: bytes | None) -> bytes:
 
 
 def _convert_model(
-    invoice: Invoice, to: str, profile: str, source_profile: str, name: str
+    invoice: Invoice, to: str, profile: str, source_profile: str, name: str,
+    limits: Limits = DEFAULT_LIMITS,
 ) -> tuple[bytes, tuple[str, ...]]:
     """Write `invoice` in the target syntax and profile; return (xml, dropped terms)."""
     from .model.codelists import unchecked_codes
@@ -611,11 +634,12 @@ def _convert_model(
     # The invoice was read leniently (_read): copies made of it here (pruned, another BT-24,
     # canonical forms) must not re-check its codes and fail where the read did not.
     with unchecked_codes():
-        return _convert_checked(invoice, to, profile, source_profile, name)
+        return _convert_checked(invoice, to, profile, source_profile, name, limits)
 
 
 def _convert_checked(
-    invoice: Invoice, to: str, profile: str, source_profile: str, name: str
+    invoice: Invoice, to: str, profile: str, source_profile: str, name: str,
+    limits: Limits = DEFAULT_LIMITS,
 ) -> tuple[bytes, tuple[str, ...]]:
     pruned: set[str] = set()
     target = invoice
@@ -634,7 +658,7 @@ def _convert_checked(
     if to == "facturx" and profile not in CONFORMANCE_LEVELS:
         raise ConversionError(f"{profile!r} is not a Factur-X profile")
     xml = _write(target, "ubl" if to == "ubl" else "cii")
-    written = detect_bytes(xml, name="<output>")
+    written = detect_bytes(xml, name="<output>", limits=_output_limits(limits, xml))
     if to == "facturx":
         facturx_profile(written)  # the written BT-24 must name a Factur-X profile
     try:

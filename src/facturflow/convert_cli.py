@@ -4,9 +4,9 @@ Exit codes (see facturflow.exitcodes): 0 every conversion succeeded; 1 at least 
 (invalid output or dropped business terms, or a --scheduler worker died on it twice:
 LAYER-FAILED); 2 a usage error (an output whose extension contradicts --to, an unreadable --pdf,
 an output that cannot be written, an empty or unknown --rules, a bad --as-of) or an input that
-cannot be read; 3 a malformed rules calendar, a French rules build not installed, or a
---scheduler that cannot be used; 130 Ctrl-C (the conversions finished by then are listed; each
-output is whole or absent).
+cannot be read (also one over --max-size or --max-nodes); 3 a malformed rules calendar, a French
+rules build not installed, or a --scheduler that cannot be used; 130 Ctrl-C (the conversions
+finished by then are listed; each output is whole or absent).
 """
 
 from __future__ import annotations
@@ -35,9 +35,11 @@ from .cli import (
     note_local_only,
     rule_selection,
 )
+from .inputs import cli_limits, limit_options
 from .outputs import write_bytes_atomically
 from .progress import collect_until_interrupted
 from .rules import RuleSelection
+from .xmlsafe import DEFAULT_LIMITS, Limits
 
 if TYPE_CHECKING:
     from .detection import Source
@@ -65,6 +67,7 @@ class _Options:
     lossy: bool
     lang: str
     rules: RuleSelection | None = None
+    limits: Limits = DEFAULT_LIMITS
 
 
 def _convert_one(source: str, target: str, options: _Options) -> Outcome:
@@ -89,6 +92,7 @@ def converted(name: str, source: Source, options: _Options) -> tuple[Outcome, by
             lossy=options.lossy,
             lang=options.lang,  # type: ignore[arg-type]
             rules=options.rules,
+            limits=options.limits,
         )
     except InputError as exc:
         return Outcome(name, None, "unreadable", exc.message), None
@@ -265,7 +269,8 @@ def run_on(
     if not jobs_list:
         return
     options = jobs_list[0][2]
-    runner = Runner(executor, converted, not_converted, options, ship_bytes=ship_bytes)
+    runner = Runner(executor, converted, not_converted, options, limits=options.limits,
+                    ship_bytes=ship_bytes)
     results = runner.run([source for source, _, _ in jobs_list])
     for (_, target, _), (outcome, data) in zip(jobs_list, results, strict=False):
         yield written(outcome, data, target)
@@ -306,6 +311,7 @@ def run_on(
 @click.option("--ship-bytes/--shared-paths", "ship_bytes", default=None,
               help="With --scheduler: send the inputs' bytes to the workers, or only their "
                    "paths (the workers see this file system). Default: a probe decides.")
+@limit_options
 def convert_command(
     source: Path,
     output_text: str,
@@ -320,6 +326,8 @@ def convert_command(
     jobs: int | None,
     scheduler: str | None = None,
     ship_bytes: bool | None = None,
+    max_size: int | None = None,
+    max_nodes: int | None = None,
 ) -> None:
     """Convert an invoice (or every invoice in a folder) to CII, UBL or Factur-X PDF/A-3.
 
@@ -336,7 +344,7 @@ def convert_command(
             else None
         )
         _convert(source, output_text, to, profile, visual, lang, lossy, jobs, selection,
-                 (scheduler, ship_bytes))
+                 (scheduler, ship_bytes), cli_limits(max_size, max_nodes))
     except KeyboardInterrupt:  # before the batch started: nothing to report
         click.echo("interrupted", err=True)
         sys.exit(exitcodes.INTERRUPTED)
@@ -353,6 +361,7 @@ def _convert(
     jobs: int | None,
     rules: RuleSelection | None = None,
     cluster: tuple[str | None, bool | None] = (None, None),
+    limits: Limits = DEFAULT_LIMITS,
 ) -> None:
     output = Path(output_text)
     if source.is_dir() and output.exists() and not output.is_dir():
@@ -377,6 +386,7 @@ def _convert(
         lossy=lossy,
         lang=lang,
         rules=rules,
+        limits=limits,
     )
     work = [(str(src), str(dst), options) for src, dst in pairs]
     cores = os.cpu_count() or 1

@@ -46,6 +46,7 @@ from pypdf.generic import (
 from .detection import Document, detect_bytes
 from .errors import ConversionError, MalformedPDFError, NoInvoiceInPDFError
 from .pdf import INVOICE_XML_NAMES, open_untrusted, read_pdf
+from .xmlsafe import DEFAULT_LIMITS, Limits
 
 if TYPE_CHECKING:
     from .model import Invoice
@@ -298,6 +299,7 @@ def embed_xml(
     metadata: PdfMetadata | None = None,
     lang: str | None = None,
     timestamp: datetime | None = None,
+    limits: Limits = DEFAULT_LIMITS,
 ) -> bytes:
     """Return `pdf` as a Factur-X PDF/A-3 carrying `xml` (CII bytes, embedded unchanged).
 
@@ -307,8 +309,9 @@ def embed_xml(
     nothing but the arguments: no clock, no randomness, so the same inputs give the same bytes.
     Any invoice XML the PDF already carried is replaced; other attachments are kept.
     Raises ConversionError for a non-CII or non-Factur-X XML, MalformedPDFError for a bad PDF.
+    `limits` bounds the XML read (facturflow.Limits).
     """
-    document = detect_bytes(xml, name="<xml>")
+    document = detect_bytes(xml, name="<xml>", limits=limits)
     detected = facturx_profile(document)
     profile = profile or detected
     if profile not in CONFORMANCE_LEVELS:
@@ -523,14 +526,16 @@ def build_facturx(
     profile: str | None = None,
     lang: Language = "fr",
     timestamp: datetime | None = None,
+    limits: Limits = DEFAULT_LIMITS,
 ) -> bytes:
     """A Factur-X PDF/A-3 for CII `xml`: wraps `pdf` when given, else renders the invoice page.
 
     The page is rendered, in French or English (`lang`), from `invoice` when given, else from
     the model read from `xml` (facturflow.read). `timestamp` dates the page and the Factur-X
     (default: the CII's issue date at 00:00:00 UTC): the same arguments give the same bytes.
+    `limits` bounds the XML read (facturflow.Limits).
     """
-    document = detect_bytes(xml, name="<xml>")
+    document = detect_bytes(xml, name="<xml>", limits=limits)
     if timestamp is None:
         timestamp = issue_timestamp(cii_issue_date(document))
     if pdf is None:
@@ -539,13 +544,14 @@ def build_facturx(
         if invoice is None:
             from .reading import read
 
-            invoice = read(xml, check_codes=False)
+            invoice = read(document, check_codes=False)
         relationship = AF_RELATIONSHIPS[profile or facturx_profile(document)]
         pdf = render_invoice_pdf(
             invoice, lang=lang, timestamp=timestamp, xml_is_reference=relationship != "Data"
         )
     return embed_xml(
-        pdf, xml, profile=profile, lang="fr-FR" if lang == "fr" else "en-GB", timestamp=timestamp
+        pdf, xml, profile=profile, lang="fr-FR" if lang == "fr" else "en-GB", timestamp=timestamp,
+        limits=limits,
     )
 
 

@@ -31,6 +31,7 @@ from .. import exitcodes
 from ..cli_help import AliasedOption
 from ..clitypes import FiniteFloatRange
 from ..errors import TransmitError
+from ..inputs import cli_limits, limit_options
 from ..lifecycle import OUTCOME_LABELS, describe_status
 from .errors import (
     AuthenticationError,
@@ -461,9 +462,11 @@ def _interrupted_send(paths: tuple[Path, ...],
               f"runs); default $FACTURFLOW_LEASE_SECONDS, else {DEFAULT_LEASE_SECONDS:g}.")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
               help="text: a line per invoice; json: one document with every invoice's outcome.")
+@limit_options
 def send_command(paths: tuple[Path, ...], wait: bool, dry_run: bool, state: str | None,
                  upload: str, rules: str | None, wait_timeout: float, poll_interval: float,
-                 lookback: int | None, lease: float | None, fmt: str) -> None:
+                 lookback: int | None, lease: float | None, fmt: str,
+                 max_size: int | None = None, max_nodes: int | None = None) -> None:
     """Validate invoices and send them through Qonto's PA, each exactly once."""
     from ..errors import UnknownRuleSetError
 
@@ -475,7 +478,8 @@ def send_command(paths: tuple[Path, ...], wait: bool, dry_run: bool, state: str 
                                   dry_run=dry_run, wait_timeout=wait_timeout,
                                   poll_interval=poll_interval, rules=rules,
                                   lookback_days=lookback_days(lookback),
-                                  lease_seconds=lease_seconds(lease))
+                                  lease_seconds=lease_seconds(lease),
+                                  limits=cli_limits(max_size, max_nodes))
         except UnknownRuleSetError as exc:
             raise CommandError(exitcodes.USAGE, "usage", f"--rules {rules!r}: {exc.message}",
                                type(exc).__name__) from None

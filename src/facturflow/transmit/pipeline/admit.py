@@ -97,9 +97,11 @@ def _admit(path: str, outbox: OutboxStore, options: SendOptions, reachable: _Rea
     except UnicodeEncodeError:  # SQLite and Qonto's upload both need the name as UTF-8 text
         return Outcome(path, "rejected", "the file name is not valid UTF-8: rename the file")
     try:
-        data = _read(Path(path))
+        data = _read(Path(path), options.limits)
     except OSError as exc:
         return Outcome(path, "rejected", f"cannot read: {exc.strerror or exc}")
+    except Rejected as exc:
+        return Outcome(path, "rejected", exc.reason)
     source_sha = sha256(data)
     # A verdict depends on the rules applied and on what is uploaded: both are in the key.
     variant = f"{options.upload}:{options.rules or 'default'}"
@@ -109,7 +111,7 @@ def _admit(path: str, outbox: OutboxStore, options: SendOptions, reachable: _Rea
     item = outbox.get(known.upload_sha256) if known and known.upload_sha256 else None
     if item is None:
         try:
-            prepared = prepare(path, data, options.upload, options.rules)
+            prepared = prepare(path, data, options.upload, options.rules, options.limits)
         except Rejected as exc:
             if exc.final:
                 outbox.record_rejected(source_sha, variant, path, exc.reason)

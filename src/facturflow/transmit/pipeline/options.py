@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
 from ... import exitcodes
+from ...xmlsafe import DEFAULT_LIMITS, Limits
 from ..outbox_pg import DEFAULT_LEASE_SECONDS
 from ..qonto import (
     MAX_IMPORT_FILES,
@@ -49,6 +50,9 @@ class SendOptions:
     # With a PostgreSQL outbox: how long a sender's claim on an invoice outlives the sender
     # (renewed while it runs); after that another sender takes the invoice over.
     lease_seconds: float = DEFAULT_LEASE_SECONDS
+    # The input limits each source is read, detected, validated and converted under (raise
+    # them for a very large genuine invoice: --max-size, --max-nodes).
+    limits: Limits = DEFAULT_LIMITS
 
     def __post_init__(self) -> None:
         if isinstance(self.lookback_days, bool) or not isinstance(self.lookback_days, int) or \

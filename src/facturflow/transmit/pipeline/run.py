@@ -155,9 +155,11 @@ def _predict(path: str, outboxes: Sequence[OutboxStore], numbers: _QontoNumbers 
              ) -> Outcome:
     """One input of a dry run: the outcome the real run would give, from the same checks."""
     try:
-        data = _read(Path(path))
+        data = _read(Path(path), options.limits)
     except OSError as exc:
         return Outcome(path, "rejected", f"cannot read: {exc.strerror or exc}")
+    except Rejected as exc:
+        return Outcome(path, "rejected", exc.reason)
     source_sha, variant = sha256(data), f"{options.upload}:{options.rules or 'default'}"
     stored: Item | None = None
     for outbox in outboxes:
@@ -178,7 +180,7 @@ def _predict(path: str, outboxes: Sequence[OutboxStore], numbers: _QontoNumbers 
         what = f"would upload {stored.file_name} ({stored.size} bytes, stored by an earlier run)"
     else:
         try:
-            prepared = prepare(path, data, options.upload, options.rules)
+            prepared = prepare(path, data, options.upload, options.rules, options.limits)
         except Rejected as exc:
             return Outcome(path, "rejected", exc.reason, findings=exc.findings)
         number, upload_sha, content = (prepared.invoice_number, sha256(prepared.upload),

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ...detection import Document, detect_bytes
-from ...errors import FacturflowError, InputError
+from ...errors import FacturflowError, InputError, InputTooLargeError
+from ...xmlsafe import DEFAULT_LIMITS, Limits
 from ..fields import document_fields
 from ..outbox import sha256
 from .lookup import content_of
@@ -38,16 +40,21 @@ class Rejected(Exception):
         self.final = final
 
 
-def prepare(path: str, data: bytes, upload: UploadFormat, rules: str | None) -> Prepared:
+def prepare(path: str, data: bytes, upload: UploadFormat, rules: str | None,
+            limits: Limits = DEFAULT_LIMITS) -> Prepared:
     """Detect, validate (fatal finding => Rejected) and build the upload bytes of one input."""
     from ...validation import validate
 
     source_sha = sha256(data)
     try:
-        document = detect_bytes(data, name=path)
+        document = detect_bytes(data, name=path, limits=limits)
+    except InputTooLargeError as exc:
+        # Over a limit the run was given, not a defect of the file: not remembered, so a run
+        # with the limit raised (--max-size, --max-nodes) reads it.
+        raise Rejected(f"unreadable: {exc.message}", final=False) from exc
     except InputError as exc:
         raise Rejected(f"unreadable: {exc.message}") from exc
-    report = validate(document, rules)
+    report = validate(document, rules, limits=limits)
     if not report.ok:
         fatal = [f"{f.rule}: {f.message}" for f in report.fatal]
         if report.error:
@@ -63,12 +70,12 @@ def prepare(path: str, data: bytes, upload: UploadFormat, rules: str | None) -> 
     elif upload == "xml":
         body, name = data, f"{stem}.xml"
     else:
-        body, name = _to_facturx(document), f"{stem}.pdf"
+        body, name = _to_facturx(document, limits), f"{stem}.pdf"
     return Prepared(path, source_sha, name, body, fields.get("number"), fields.get("buyer_siren"),
                     content_of(fields))
 
 
-def _to_facturx(document: Document) -> bytes:
+def _to_facturx(document: Document, limits: Limits) -> bytes:
     try:
         from ...conversion import convert
     except ImportError as exc:
@@ -77,7 +84,7 @@ def _to_facturx(document: Document) -> bytes:
             f"({exc}); use --upload xml to send the XML as it is", final=False
         ) from exc
     try:
-        result = convert(document, to="facturx")
+        result = convert(document, to="facturx", limits=limits)
     except FacturflowError as exc:
         raise Rejected(f"conversion to Factur-X failed: {exc.message}", final=False) from exc
     except Exception as exc:  # a converter bug must reject this input, not crash the batch
@@ -88,5 +95,17 @@ def _to_facturx(document: Document) -> bytes:
     return result.data
 
 
-def _read(path: Path) -> bytes:
-    return path.read_bytes()
+def _read(path: Path, limits: Limits = DEFAULT_LIMITS) -> bytes:
+    """The file's bytes, read no further than the size limit: a larger file is Rejected (not
+    final: a run with --max-size raised reads it); OSError when it cannot be read."""
+    with path.open("rb") as handle:
+        data = handle.read(limits.max_bytes + 1)
+        if len(data) > limits.max_bytes:
+            size = os.fstat(handle.fileno()).st_size
+            found = f"{size} bytes" if size > limits.max_bytes else \
+                f"more than {limits.max_bytes} bytes"
+            error = limits.too_large("max_bytes", found,
+                                     f"{found} exceeds the limit of {limits.max_bytes} bytes",
+                                     str(path))
+            raise Rejected(f"unreadable: {error.message}", final=False)
+    return data
