@@ -246,11 +246,11 @@ def cache_dir() -> Path:
 
 
 def rewriter_version() -> str:
-    """Changes with this file and with the library's lexer it uses (derive.py)."""
-    from facturflow.validation import derive
+    """Changes with this file and with the library's lexer it uses (derive/xpath.py)."""
+    from facturflow.validation.derive import xpath
 
     digest = hashlib.sha256(_SOURCE.read_bytes())
-    digest.update(Path(derive.__file__).read_bytes())
+    digest.update(Path(xpath.__file__).read_bytes())
     return digest.hexdigest()[:12]
 
 

@@ -477,7 +477,7 @@ ISO_SKELETON_KEYS = (
 
 
 def test_schxslt_output_is_left_underived_and_iso_skeleton_output_is_derived() -> None:
-    """derive.py's rewrites target the ISO skeleton's shape; on SchXslt's output every
+    """The derive package's rewrites target the ISO skeleton's shape; on SchXslt's output every
     precondition fails and the compiled official file runs as is."""
     for key in SCHXSLT_KEYS:
         assert derive(builtin(key).path).rewrites == (), key

