@@ -19,8 +19,8 @@ from facturflow.transmit.outbox_pg import (
     DatabaseConfigError,
     DatabaseUnavailableError,
     MigrateConflictError,
-    migrate_from_sqlite,
 )
+from facturflow.transmit.outbox_pg_migrate import migrate_from_sqlite
 from facturflow.transmit.pipeline import SendOptions, send_invoices
 from facturflow.transmit.qonto import QontoClient
 from facturflow.transmit.sandbox import Sandbox

@@ -270,7 +270,7 @@ def migrate_command(target: str, state: str | None, fmt: str) -> None:
     """Copy a state folder's SQLite outbox (items, verdicts, history, stored uploads) into a
     PostgreSQL outbox. Run it again: what is there already is skipped. A row there that differs
     from the folder's stops it with nothing copied (exit 6). The folder is left as it was."""
-    from .outbox_pg import migrate_from_sqlite
+    from .outbox_pg_migrate import migrate_from_sqlite
 
     folder = state_location(state)
     if not is_database_url(target):
