@@ -43,7 +43,18 @@ def _occurrences(data: Any, term: str) -> Iterator[Any]:
             yield from _occurrences(item, term)
 
 
+# A value is shown up to this many characters (a hostile invoice may carry megabytes in one).
+MAX_CHARS = 200
+
+
 def _text(value: Any) -> str:
+    text = _whole_text(value)
+    if len(text) > MAX_CHARS:
+        return f"{text[:MAX_CHARS]}…[+{len(text) - MAX_CHARS}]"
+    return text
+
+
+def _whole_text(value: Any) -> str:
     if isinstance(value, dict) and "value" in value:  # an identifier with its scheme
         scheme = value.get("scheme")
         return f"{value['value']}" + (f" (scheme {scheme})" if scheme else "")
