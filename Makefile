@@ -50,6 +50,11 @@ typecheck: install
 demo: install
 	$(BIN)/python -m facturflow.demo
 
+# The documentation site (docs/, Sphinx + MyST): -W makes a broken link, anchor or reference fail.
+docs: install
+	$(BIN)/python -m sphinx -W --keep-going -E -q -b html docs docs/_build/html
+	@echo "docs/_build/html/index.html"
+
 bench: install
 	$(BIN)/python -m benchmarks.run
 
@@ -66,4 +71,4 @@ lock:
 	mv $(CONSTRAINTS).new $(CONSTRAINTS)
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) docs/_build .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -39,6 +39,5 @@ def test_files_pattern_selects_xml_and_pdf_only() -> None:
 
 
 def test_readme_shows_the_hook_id() -> None:
-    readme = (REPO / "README.md").read_text("utf-8")
-    section = readme.split("## Pre-flight in CI", 1)[1]
+    section = (REPO / "docs" / "ci.md").read_text("utf-8")
     assert "id: facturflow-validate" in section

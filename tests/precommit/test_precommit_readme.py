@@ -16,9 +16,9 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def readme_config() -> str:
-    section = (REPO / "README.md").read_text("utf-8").split("### pre-commit", 1)[1]
+    section = (REPO / "docs" / "ci.md").read_text("utf-8").split("## pre-commit", 1)[1]
     match = re.search(r"```yaml\n(.*?)```", section, re.S)
-    assert match, "no yaml block in the README's pre-commit section"
+    assert match, "no yaml block in the pre-commit section of docs/ci.md"
     return match.group(1)
 
 

@@ -11,7 +11,7 @@ import sys
 
 from .conftest import REPO
 
-README = (REPO / "README.md").read_text(encoding="utf-8")
+README = (REPO / "docs" / "serve.md").read_text(encoding="utf-8")
 DOCKERFILE = (REPO / "Dockerfile").read_text(encoding="utf-8")
 
 
