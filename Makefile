@@ -12,7 +12,7 @@ ifndef SEED
 SEED := $(shell $(PYTHON) -c 'import secrets; print(secrets.randbelow(2**32))')
 endif
 
-.PHONY: install postgresql test test-random demo lint typecheck bench lock clean
+.PHONY: install postgresql test test-random demo lint typecheck bench docs lock clean
 
 install: $(STAMP)
 
