@@ -22,7 +22,8 @@ pytest.importorskip("sphinx", reason="the docs extra (sphinx, myst-parser, furo)
 def _build(source: Path, out: Path) -> subprocess.CompletedProcess[str]:
     # -W: any warning (a broken link, anchor, include or autodoc target) fails; -E: no stale state.
     return subprocess.run(
-        [sys.executable, "-m", "sphinx", "-W", "-E", "-q", "-b", "html", str(source), str(out)],
+        [sys.executable, "-m", "sphinx", "-W", "-E", "-q", "-b", "html", str(source),
+         str(out)],
         capture_output=True,
         text=True,
         timeout=600,
@@ -40,7 +41,8 @@ def test_every_page_is_reachable_from_the_index(tmp_path: Path) -> None:
     result = _build(DOCS, tmp_path / "html")
     assert result.returncode == 0, result.stderr[-4000:]
     pages = {p.relative_to(DOCS).with_suffix("") for p in DOCS.rglob("*.md")}
-    built = {p.relative_to(tmp_path / "html").with_suffix("") for p in (tmp_path / "html").rglob("*.html")}
+    html = tmp_path / "html"
+    built = {p.relative_to(html).with_suffix("") for p in html.rglob("*.html")}
     assert pages <= built, pages - built
 
 
@@ -48,8 +50,10 @@ def test_every_page_is_reachable_from_the_index(tmp_path: Path) -> None:
     ("page", "broken", "expected"),
     [
         ("index.md", "\nSee [the missing page](no-such-page.md).\n", "no-such-page"),
-        ("index.md", "\nSee [a missing heading](validate.md#no-such-heading).\n", "no-such-heading"),
-        ("index.md", "\n```{eval-rst}\n.. autofunction:: facturflow.no_such_function\n```\n", "no_such_function"),
+        ("index.md", "\nSee [a missing heading](validate.md#no-such-heading).\n",
+         "no-such-heading"),
+        ("index.md", "\n```{eval-rst}\n.. autofunction:: facturflow.no_such_function\n```\n",
+         "no_such_function"),
     ],
     ids=["missing-page", "missing-anchor", "missing-api"],
 )
