@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Container, Hashable, Iterable, Iterator
-from typing import TypeVar
+from typing import Any, Generic, TypeVar
 
 from lxml import etree
 
@@ -130,19 +130,102 @@ def _bound_as_at_root(element: etree._Element, root: etree._Element,
                    for p in prefixes)
 
 
-def _numbered(names: dict[_K, str], key: _K, prefix: str,
-              taken: Container[str | None]) -> str:
-    """The name of `key` in `names`, else the next `prefix`N free in the stylesheet.
+class _Hoist(Generic[_K]):
+    """What the rewrites that move an expression into a top-level declaration share: one name
+    per distinct expression (`key`), the substitutions in the attributes (optionally guarded by
+    the whole original expression), the declarations once every attribute is done, and whether
+    anything changed."""
 
-    Never None: a rewrite that stopped half-way on a taken name left the references it had
-    already substituted without their declaration."""
-    if key not in names:
-        used = set(names.values())
-        number = len(names) + 1
-        while f"{prefix}{number}" in taken or f"{prefix}{number}" in used:
-            number += 1
-        names[key] = f"{prefix}{number}"
-    return names[key]
+    def __init__(self, root: etree._Element, prefix: str, *kinds: str,
+                 guarded: set[tuple[etree._Element, str]] | None = None) -> None:
+        self.root = root
+        self.prefix = prefix
+        # Names already declared with these kinds (xsl:param/xsl:variable, or xsl:key).
+        self.taken = {e.get("name") for e in root.iter(*(f"{_X}{k}" for k in kinds))}
+        self.names: dict[_K, str] = {}
+        self.guarded = guarded
+        self.spans: list[tuple[int, int, str]] = []  # the current attribute's substitutions
+        self.changed = False
+
+    def name(self, key: _K, prefix: str | None = None) -> str:
+        """The name of `key`, else the next `prefix`N free in the stylesheet (`prefix`: the
+        rewrite's unless given; N counts every name of the rewrite).
+
+        Never gives up: a rewrite that stopped half-way on a taken name left the references it
+        had already substituted without their declaration."""
+        if key not in self.names:
+            prefix = self.prefix if prefix is None else prefix
+            used = set(self.names.values())
+            number = len(self.names) + 1
+            while f"{prefix}{number}" in self.taken or f"{prefix}{number}" in used:
+                number += 1
+            self.names[key] = f"{prefix}{number}"
+        return self.names[key]
+
+    def matches(self, pattern: re.Pattern[str], value: str,
+                scan: Container[int]) -> Iterator[re.Match[str]]:
+        """The matches of `pattern` in `value` that start outside literals and comments (at an
+        index of `scan`) and after the last substitution (replace) made in the value."""
+        for m in pattern.finditer(value):
+            if (not self.spans or m.start() >= self.spans[-1][1]) and m.start() in scan:
+                yield m
+
+    def replace(self, start: int, end: int, text: str) -> None:
+        """Substitute `text` for value[start:end] (after the previous substitution)."""
+        self.spans.append((start, end, text))
+
+    def substitute(self, element: etree._Element, attr: str, value: str,
+                   guards: Iterable[str] = ()) -> None:
+        """Set `attr` to `value` with the substitutions made (replace) since the last call;
+        nothing when there is none. With `guards`, where one holds, the whole original
+        expression instead (recorded in `guarded`)."""
+        spans, self.spans = self.spans, []
+        if not spans:
+            return
+        out: list[str] = []
+        at = 0
+        for start, end, text in spans:
+            out.append(value[at:start])
+            out.append(text)
+            at = end
+        out.append(value[at:])
+        rewritten = "".join(out)
+        conditions = list(guards)
+        if conditions:
+            # Where a variable or a tested value could raise, the whole original expression,
+            # evaluated as before (the same value, or the same error with the same message).
+            rewritten = f"if ({' or '.join(conditions)}) then ({value}) else ({rewritten})"
+            if self.guarded is not None:
+                self.guarded.add((element, attr))
+        element.set(attr, rewritten)
+        self.changed = True
+
+    def declare(self, kind: str, attributes: Callable[[_K], dict[str, str]]) -> bool:
+        """Declare each name as a top-level xsl:`kind` with the attributes of its key; whether
+        the rewrite changed the stylesheet."""
+        for key, name in self.names.items():
+            _declare(self.root, kind, name=name, **attributes(key))
+        return self.changed
+
+
+def _hoisting(tree: etree._ElementTree, prefix: str, *kinds: str,
+              safe_modes: set[str] | None = None, codepoints: bool = False,
+              guarded: set[tuple[etree._Element, str]] | None = None) -> _Hoist[Any] | None:
+    """A _Hoist for a rewrite of `tree`, or None when the rewrite keeps the stylesheet as it is:
+    XPath 1.0 compatibility mode, no template of a source mode (`safe_modes`, unless None), or
+    (`codepoints`: the rewrite compares by codepoints) a default collation anywhere."""
+    root = tree.getroot()
+    if not _xpath2(root) or (safe_modes is not None and not safe_modes):
+        return None
+    if codepoints and any("default-collation" in str(name) for e in root.iter()
+                          if isinstance(e.tag, str) for name in e.attrib):
+        return None  # keys, = and starts-with compare by codepoints only without it
+    return _Hoist(root, prefix, *kinds, guarded=guarded)
+
+
+def _match_use(key: tuple[str, str]) -> dict[str, str]:
+    """The attributes of an xsl:key named after its (match, use)."""
+    return {"match": key[0], "use": key[1]}
 
 
 def _xpath2(root: etree._Element) -> bool:

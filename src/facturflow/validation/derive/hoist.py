@@ -8,11 +8,10 @@ from lxml import etree
 
 from .common import (
     _bound_as_at_root,
-    _declare,
     _focus_kept,
-    _numbered,
+    _Hoist,
+    _hoisting,
     _scanned_in_safe_templates,
-    _xpath2,
 )
 from .xpath import _MAP_NS, _NCNAME, _X, _xpath_attributes, xpath_scan
 
@@ -41,22 +40,18 @@ def _argument_end(scan: dict[int, int], xpath: str, comma: int) -> int | None:
 
 
 def _map_code_lists(tree: etree._ElementTree) -> bool:
-    root = tree.getroot()
-    if not _xpath2(root):
+    # By list.
+    variables: _Hoist[str] | None = _hoisting(tree, _CODE_LIST_VARIABLE, "param", "variable")
+    if variables is None:
         return False
-    taken = {e.get("name") for e in root.iter(f"{_X}param", f"{_X}variable")}
-    variables: dict[str, str] = {}  # list -> variable name
+    root = variables.root
 
-    def rewrite(xpath: str) -> str:
+    def rewrite(xpath: str) -> None:
         try:
             scan = {i: depth for i, _, depth in xpath_scan(xpath)}
         except ValueError:
-            return xpath
-        out: list[str] = []
-        at = 0
-        for m in _CODE_LIST_CALL.finditer(xpath):
-            if m.start() < at or m.start() not in scan:
-                continue  # overlapping, or inside a string literal or a comment
+            return
+        for m in variables.matches(_CODE_LIST_CALL, xpath, scan):
             tokens = m["list"]
             if not _SPACED_TOKENS.fullmatch(tokens):
                 continue
@@ -68,37 +63,29 @@ def _map_code_lists(tree: etree._ElementTree) -> bool:
             tail = _CODE_LIST_END.match(xpath, end + 1)
             if tail is None:
                 continue
-            _numbered(variables, tokens, _CODE_LIST_VARIABLE, taken)
+            variable = variables.name(tokens)
             literal = f"{m['q']}{tokens}{m['q']}"
             argument = xpath[m.end() : end]
             w = "$facturflow_w"
             # Same value as the original for every argument (see the module docstring); the
             # argument is evaluated once, inside concat as before (same errors).
-            out.append(xpath[at : m.start()])
-            out.append(
+            variables.replace(m.start(), tail.end(), (
                 f"(let {w} := concat(' ',{argument}, ' ') return "
                 f"if (contains(substring({w}, 2, string-length({w}) - 2), ' ')) "
                 f"then contains({literal}, {w}) "
-                f"else {_MAP_NS}contains(${variables[tokens]}, {w}))"
-            )
-            at = tail.end()
-        if not out:
-            return xpath
-        out.append(xpath[at:])
-        return "".join(out)
+                f"else {_MAP_NS}contains(${variable}, {w}))"
+            ))
 
-    changed = False
     for element, attr, value in list(_xpath_attributes(root)):
         if "concat(" in value and "contains(" in value:
-            new = rewrite(value)
-            if new != value:
-                element.set(attr, new)
-                changed = True
-    for tokens, name in variables.items():
+            rewrite(value)
+            variables.substitute(element, attr, value)
+
+    def entries(tokens: str) -> dict[str, str]:
         keys = dict.fromkeys(tokens.split())  # a map constructor refuses duplicate keys
-        entries = ", ".join(f"' {token} ': true()" for token in keys)
-        _declare(root, "variable", name=name, select=f"map{{{entries}}}")
-    return changed
+        return {"select": "map{" + ", ".join(f"' {token} ': true()" for token in keys) + "}"}
+
+    return variables.declare("variable", entries)
 
 
 # custom:isSpecialContract(/ubl:Invoice|/cn:CreditNote): a stylesheet function applied to the
@@ -115,11 +102,12 @@ _PURE_FUNCTION_BODY = {f"{_X}{n}" for n in (
 
 def _hoist_root_calls(tree: etree._ElementTree, safe_modes: set[str]) -> bool:
     """root-call: see the module docstring. `safe_modes`: _source_modes of the tree."""
-    root = tree.getroot()
-    if not _xpath2(root):
+    # By normalised call.
+    variables: _Hoist[str] | None = _hoisting(tree, _ROOT_CALL_VARIABLE, "param", "variable",
+                                              safe_modes=safe_modes)
+    if variables is None:
         return False
-    if not safe_modes:
-        return False
+    root = variables.root
     # Functions whose result is one atomic value: a pure function of its argument's nodes.
     functions: dict[str, etree._Element] = {}
     for function in root.iterchildren(f"{_X}function"):
@@ -130,16 +118,11 @@ def _hoist_root_calls(tree: etree._ElementTree, safe_modes: set[str]) -> bool:
         if (len(params) == 1 and _ATOMIC_TYPE.match(function.get("as") or "") and plain
                 and "generate-id" not in etree.tostring(function, encoding="unicode")):
             functions[function.get("name") or ""] = function
-    taken = {e.get("name") for e in root.iter(f"{_X}param", f"{_X}variable")}
-    variables: dict[str, str] = {}  # normalised call -> variable name
-    changed = False
     for element, attr, value, _, scan in _scanned_in_safe_templates(
             root, safe_modes, lambda text: _ROOT_CALL.search(text) is not None):
         depth_at = {i: d for i, _, d in scan}
-        out: list[str] = []
-        at = 0
-        for m in _ROOT_CALL.finditer(value):
-            if m.start() < at or m.start() not in depth_at or m["function"] not in functions:
+        for m in variables.matches(_ROOT_CALL, value, depth_at):
+            if m["function"] not in functions:
                 continue
             if not _focus_kept(value, scan, m.start()):
                 continue
@@ -149,17 +132,9 @@ def _hoist_root_calls(tree: etree._ElementTree, safe_modes: set[str]) -> bool:
                 rf"{_NCNAME}:{_NCNAME}", call)}
             if not _bound_as_at_root(element, root, prefixes):
                 continue
-            _numbered(variables, call, _ROOT_CALL_VARIABLE, taken)
-            out.append(value[at : m.start()])
-            out.append(f"${variables[call]}")
-            at = m.end()
-        if out:
-            out.append(value[at:])
-            element.set(attr, "".join(out))
-            changed = True
-    for call, name in variables.items():
-        _declare(root, "variable", name=name, select=call)
-    return changed
+            variables.replace(m.start(), m.end(), f"${variables.name(call)}")
+        variables.substitute(element, attr, value)
+    return variables.declare("variable", lambda call: {"select": call})
 
 
 # An absolute path: name steps (child, attribute) with predicates that cannot raise an error nor
@@ -207,14 +182,11 @@ def _root_path_end(xpath: str, scan: dict[int, int], start: int) -> tuple[int, i
 
 def _hoist_root_paths(tree: etree._ElementTree, safe_modes: set[str]) -> bool:
     """root-path: see the module docstring. `safe_modes`: _source_modes of the tree."""
-    root = tree.getroot()
-    if not _xpath2(root):
+    variables: _Hoist[str] | None = _hoisting(  # by path
+        tree, _ROOT_PATH_VARIABLE, "param", "variable", safe_modes=safe_modes)
+    if variables is None:
         return False
-    if not safe_modes:
-        return False
-    taken = {e.get("name") for e in root.iter(f"{_X}param", f"{_X}variable")}
-    variables: dict[str, str] = {}
-    changed = False
+    root = variables.root
     for element, attr, value, _, scan_list in _scanned_in_safe_templates(
             root, safe_modes, lambda text: _ROOT_PATH_CANDIDATE.search(text) is not None
             or _ROOT_UNION_PATH.fullmatch(text.strip()) is not None):
@@ -224,16 +196,12 @@ def _hoist_root_paths(tree: etree._ElementTree, safe_modes: set[str]) -> bool:
             # element's children, i.e. of every line, for every line).
             path = value.strip()
             if _bound_as_at_root(element, root, set(re.findall(rf"({_NCNAME}):{_NCNAME}", path))):
-                element.set(attr, f"${_numbered(variables, path, _ROOT_PATH_VARIABLE, taken)}")
-                changed = True
+                variables.replace(0, len(value), f"${variables.name(path)}")
+            variables.substitute(element, attr, value)
             continue
         scan = {i: d for i, _, d in scan_list}
-        out: list[str] = []
-        at = 0
-        for m in _ROOT_PATH_START.finditer(value):
+        for m in variables.matches(_ROOT_PATH_START, value, scan):
             start = m.start()
-            if start < at or start not in scan:
-                continue
             before = value[:start].rstrip()
             # A "/" that starts an expression (not a step after an operand).
             if before and not (before.endswith(("(", ",", "[", "=", "<", ">", "|"))
@@ -255,14 +223,6 @@ def _hoist_root_paths(tree: etree._ElementTree, safe_modes: set[str]) -> bool:
             prefixes = set(re.findall(rf"({_NCNAME}):{_NCNAME}", path))
             if not _bound_as_at_root(element, root, prefixes):
                 continue
-            _numbered(variables, path, _ROOT_PATH_VARIABLE, taken)
-            out.append(value[at:start])
-            out.append(f"${variables[path]}")
-            at = end
-        if out:
-            out.append(value[at:])
-            element.set(attr, "".join(out))
-            changed = True
-    for path, name in variables.items():
-        _declare(root, "variable", name=name, select=path)
-    return changed
+            variables.replace(start, end, f"${variables.name(path)}")
+        variables.substitute(element, attr, value)
+    return variables.declare("variable", lambda path: {"select": path})

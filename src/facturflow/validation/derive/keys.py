@@ -8,11 +8,11 @@ from lxml import etree
 
 from .common import (
     _bound_as_at_root,
-    _declare,
     _focus_kept,
-    _numbered,
+    _Hoist,
+    _hoisting,
+    _match_use,
     _scanned_in_safe_templates,
-    _xpath2,
 )
 from .xpath import _NCNAME, _PLAIN_PREDICATE, _QN, _QNAME_STEP, _X, xpath_scan
 
@@ -69,12 +69,12 @@ def _pattern_levels(pattern: str, nsmap: dict[str | None, str]) -> list[set[str]
 def _index_up_paths(tree: etree._ElementTree, safe_modes: set[str],
                     guarded: set[tuple[etree._Element, str]]) -> bool:
     """parent-child: see the module docstring. `safe_modes`: _source_modes of the tree."""
-    root = tree.getroot()
-    if not _xpath2(root) or not safe_modes:
+    # By (match, use).
+    keys: _Hoist[tuple[str, str]] | None = _hoisting(tree, _CHILD_KEY, "key",
+                                                     safe_modes=safe_modes)
+    if keys is None:
         return False
-    taken = {e.get("name") for e in root.iter(f"{_X}key")}
-    keys: dict[tuple[str, str], str] = {}
-    changed = False
+    root = keys.root
     for element, attr, value, template, scan_list in _scanned_in_safe_templates(
             root, safe_modes, lambda text: "../" in text or "..//" in text):
         if (element, attr) in guarded:
@@ -82,12 +82,7 @@ def _index_up_paths(tree: etree._ElementTree, safe_modes: set[str],
         levels = _pattern_levels(template.get("match") or "", dict(template.nsmap))
         if not levels:
             continue
-        scan = {i for i, _, _ in scan_list}
-        out: list[str] = []
-        at = 0
-        for m in _UP_PATH.finditer(value):
-            if m.start() < at or m.start() not in scan:
-                continue
+        for m in keys.matches(_UP_PATH, value, {i for i, _, _ in scan_list}):
             before = value[: m.start()].rstrip()
             if before.endswith(("/", "!", ".", ")", "]")) or re.search(r"[\w-]$", before):
                 continue  # a step of a longer path, not the start of one
@@ -102,20 +97,12 @@ def _index_up_paths(tree: etree._ElementTree, safe_modes: set[str],
             descendant = m["sep"] == "//"
             use = ("for $facturflow_a in ancestor::node() return generate-id($facturflow_a)"
                    if descendant else "generate-id(..)")
-            key = _numbered(keys, (m["name"], use),
-                            _DESCENDANT_KEY if descendant else _CHILD_KEY, taken)
+            key = keys.name((m["name"], use), _DESCENDANT_KEY if descendant else None)
             # The named children (descendants) of the element the ".." steps reach, in document
             # order; no element ('' is no node's identifier): none.
-            out.append(value[at : m.start()])
-            out.append(f"key('{key}', generate-id({m['ups']}))")
-            at = m.end()
-        if out:
-            out.append(value[at:])
-            element.set(attr, "".join(out))
-            changed = True
-    for (name, use), key in keys.items():
-        _declare(root, "key", name=key, match=name, use=use)
-    return changed
+            keys.replace(m.start(), m.end(), f"key('{key}', generate-id({m['ups']}))")
+        keys.substitute(element, attr, value)
+    return keys.declare("key", _match_use)
 
 
 # [. = preceding::a:X[P]/a:Y[Q]]: whether an equal value comes earlier in the document.
@@ -128,46 +115,31 @@ _PRECEDING_KEY = "facturflow-values-"
 
 def _index_preceding_values(tree: etree._ElementTree, safe_modes: set[str]) -> bool:
     """preceding-key: see the module docstring. `safe_modes`: _source_modes of the tree."""
-    root = tree.getroot()
-    if not _xpath2(root) or not safe_modes:
+    keys: _Hoist[str] | None = _hoisting(  # by path
+        tree, _PRECEDING_KEY, "key", safe_modes=safe_modes, codepoints=True)
+    if keys is None:
         return False
-    if any("default-collation" in str(name) for e in root.iter() if isinstance(e.tag, str)
-           for name in e.attrib):
-        return False
-    taken = {e.get("name") for e in root.iter(f"{_X}key")}
-    keys: dict[str, str] = {}
-    changed = False
+    root = keys.root
     for element, attr, value, _, scan_list in _scanned_in_safe_templates(
             root, safe_modes, lambda text: "preceding::" in text):
-        scan = {i for i, _, _ in scan_list}
-        out: list[str] = []
-        at = 0
-        for m in _PRECEDING_EQUAL.finditer(value):
-            if m.start() < at or m.start() not in scan:
-                continue
+        for m in keys.matches(_PRECEDING_EQUAL, value, {i for i, _, _ in scan_list}):
             path = m["path"]
             predicates = re.findall(r"\[([^\]]*)\]", path)
             if not all(_PLAIN_PREDICATE.match(p) and "$" not in p for p in predicates):
                 continue
             if not _bound_as_at_root(element, root, re.findall(rf"({_NCNAME}):{_NCNAME}", path)):
                 continue
-            key = _numbered(keys, path, _PRECEDING_KEY, taken)
+            key = keys.name(path)
             steps = re.sub(r"\[[^\]]*\]", "", path).count("/")  # slashes outside predicates
             first = "/".join([".."] * steps) or "."
             n = "$facturflow_n"
             # The nodes the path reaches with the same string value whose first step's node is
             # on the preceding axis: before the node, and not one of its ancestors.
-            out.append(value[at : m.start()])
-            out.append(f"[let {n} := . return exists(key('{key}', string({n}))"
-                       f"[{first} << {n}][not({n}/ancestor::node() intersect {first})])]")
-            at = m.end()
-        if out:
-            out.append(value[at:])
-            element.set(attr, "".join(out))
-            changed = True
-    for path, key in keys.items():
-        _declare(root, "key", name=key, match=path, use=".")
-    return changed
+            keys.replace(m.start(), m.end(),
+                         f"[let {n} := . return exists(key('{key}', string({n}))"
+                         f"[{first} << {n}][not({n}/ancestor::node() intersect {first})])]")
+        keys.substitute(element, attr, value)
+    return keys.declare("key", lambda path: {"match": path, "use": "."})
 
 
 # (ubl:Invoice | cn:CreditNote)[P]/...: a rule pattern whose first step's predicate, tried on
@@ -183,12 +155,11 @@ _ROOT_PREDICATE_KEY = "facturflow-root-predicate-"
 
 def _hoist_root_predicates(tree: etree._ElementTree, safe_modes: set[str]) -> bool:
     """root-predicate: see the module docstring. `safe_modes`: _source_modes of the tree."""
-    root = tree.getroot()
-    if not _xpath2(root) or not safe_modes:
+    keys: _Hoist[str] | None = _hoisting(  # by key match
+        tree, _ROOT_PREDICATE_KEY, "key", safe_modes=safe_modes)
+    if keys is None:
         return False
-    taken = {e.get("name") for e in root.iter(f"{_X}key")}
-    keys: dict[str, str] = {}  # key match -> key name
-    changed = False
+    root = keys.root
     for template in root.iterchildren(f"{_X}template"):
         modes = set((template.get("mode") or "").split())
         if not modes or not modes <= safe_modes or template.get("priority") is None:
@@ -206,13 +177,11 @@ def _hoist_root_predicates(tree: etree._ElementTree, safe_modes: set[str]) -> bo
             continue
         names = [n.strip() for n in m["names"].strip("()").split("|")]
         key_match = " | ".join(f"{n}[{m['predicate']}]" for n in names)
-        key = _numbered(keys, key_match, _ROOT_PREDICATE_KEY, taken)
+        key = keys.name(key_match)
         # The elements of those names for which the predicate holds, found once per document
         # (a key, not a global variable: Saxon 13 cannot copy a variable reference out of a
         # pattern it distributes over a union).
-        template.set("match", match[: m.start("predicate")]
-                     + f"exists(key('{key}', generate-id()))" + match[m.end("predicate") :])
-        changed = True
-    for key_match, key in keys.items():
-        _declare(root, "key", name=key, match=key_match, use="generate-id()")
-    return changed
+        keys.replace(m.start("predicate"), m.end("predicate"),
+                     f"exists(key('{key}', generate-id()))")
+        keys.substitute(template, "match", match)
+    return keys.declare("key", lambda key_match: {"match": key_match, "use": "generate-id()"})

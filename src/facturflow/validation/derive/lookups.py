@@ -10,13 +10,13 @@ from lxml import etree
 
 from .common import (
     _bound_as_at_root,
-    _declare,
     _enclosing_template,
     _focus_kept,
+    _Hoist,
+    _hoisting,
+    _match_use,
     _node_select,
-    _numbered,
     _scanned_in_safe_templates,
-    _xpath2,
 )
 from .xpath import _NCNAME, _PLAIN_PREDICATE, _QN, _X, _outside_predicates, _top_level
 
@@ -47,20 +47,14 @@ def _node_path_variable(template: etree._Element, name: str) -> bool:
 
 def _index_sibling_lookups(tree: etree._ElementTree, safe_modes: set[str]) -> bool:
     """sibling-lookup: see the module docstring. `safe_modes`: _source_modes of the tree."""
-    root = tree.getroot()
-    if not _xpath2(root):
+    # By (match, use).
+    keys: _Hoist[tuple[str, str]] | None = _hoisting(tree, _SIBLING_LOOKUP_KEY, "key")
+    if keys is None:
         return False
-    taken = {e.get("name") for e in root.iter(f"{_X}key")}
-    keys: dict[tuple[str, str], str] = {}  # (match, use) -> key name
-    changed = False
+    root = keys.root
     for element, attr, value, template, scan_list in _scanned_in_safe_templates(
             root, safe_modes, lambda text: _SIBLING_LOOKUP.search(text) is not None):
-        scan = {i for i, _, _ in scan_list}
-        out: list[str] = []
-        at = 0
-        for m in _SIBLING_LOOKUP.finditer(value):
-            if m.start() < at or m.start() not in scan:
-                continue
+        for m in keys.matches(_SIBLING_LOOKUP, value, {i for i, _, _ in scan_list}):
             if not _focus_kept(value, scan_list, m.start()):
                 continue
             if not _node_path_variable(template, m["var"]):
@@ -70,19 +64,12 @@ def _index_sibling_lookups(tree: etree._ElementTree, safe_modes: set[str]) -> bo
             if not _bound_as_at_root(element, root, prefixes):
                 continue
             match = " | ".join(names)
-            _numbered(keys, (match, m["use"]), _SIBLING_LOOKUP_KEY, taken)
+            key = keys.name((match, m["use"]))
             # The same nodes in the same (document) order: the key's lines whose identifier
             # equals one of the values (untyped strings on both sides), kept to the siblings.
-            out.append(value[at : m.start()])
-            out.append(f"key('{keys[(match, m['use'])]}', ${m['var']})[.. is current()/..]")
-            at = m.end()
-        if out:
-            out.append(value[at:])
-            element.set(attr, "".join(out))
-            changed = True
-    for (match, use), name in keys.items():
-        _declare(root, "key", name=name, match=match, use=use)
-    return changed
+            keys.replace(m.start(), m.end(), f"key('{key}', ${m['var']})[.. is current()/..]")
+        keys.substitute(element, attr, value)
+    return keys.declare("key", _match_use)
 
 
 # count((../../cac:InvoiceLine | ../../cac:CreditNoteLine)/cac:BillingReference[P1][P2 and
@@ -225,19 +212,14 @@ def _index_filters(tree: etree._ElementTree, safe_modes: set[str],
                    guarded: set[tuple[etree._Element, str]], *, prefixes: bool = False) -> bool:
     """filter-key (prefixes=False) and prefix-key (prefixes=True): see the module docstring.
     `safe_modes`: _source_modes of the tree."""
-    root = tree.getroot()
-    if not _xpath2(root):
+    keys: _Hoist[tuple[str, str]] | None = _hoisting(  # by (match, use)
+        tree, _PREFIX_KEY if prefixes else _FILTER_KEY, "key", safe_modes=safe_modes,
+        codepoints=True, guarded=guarded)
+    if keys is None:
         return False
-    if not safe_modes:
-        return False
-    if any("default-collation" in str(name) for e in root.iter() if isinstance(e.tag, str)
-           for name in e.attrib):
-        return False  # keys, = and starts-with compare by codepoints only without it
+    root = keys.root
     global_nodes = {v.get("name") for v in root.iterchildren(f"{_X}variable")
                     if not len(v) and _node_select(v.get("select") or "")}
-    taken = {e.get("name") for e in root.iter(f"{_X}key")}
-    keys: dict[tuple[str, str], str] = {}
-    changed = False
     wanted: Callable[[str], bool] = (
         (lambda text: "starts-with(" in text and "concat(" in text) if prefixes
         else (lambda text: "= $" in text or "=$" in text))
@@ -246,11 +228,9 @@ def _index_filters(tree: etree._ElementTree, safe_modes: set[str],
         if (element, attr) in guarded:
             continue  # holds an original expression as a fallback: kept as it is
         depth = {i: d for i, _, d in scan_list}
-        out: list[str] = []
         attribute_guards: list[str] = []
-        at = 0
-        for m in _FILTER_HEAD.finditer(value):
-            if m.start() < at or m.start() not in depth or not value.startswith("[", m.end()):
+        for m in keys.matches(_FILTER_HEAD, value, depth):
+            if not value.startswith("[", m.end()):
                 continue
             if m["absolute"] is not None:
                 before = value[: m.start()].rstrip()
@@ -332,8 +312,7 @@ def _index_filters(tree: etree._ElementTree, safe_modes: set[str],
             names = re.findall(rf"({_NCNAME}):{_NCNAME}", match + " " + keyed.use)
             if not _bound_as_at_root(element, root, names):
                 continue
-            key = _numbered(keys, (match, keyed.use), _PREFIX_KEY if prefixes else _FILTER_KEY,
-                            taken)
+            key = keys.name((match, keyed.use))
             new = f"key('{key}', {keyed.lookup}){check}" + "".join(
                 f"[{r.strip()}]" for r in rest)
             guards = []
@@ -342,20 +321,7 @@ def _index_filters(tree: etree._ElementTree, safe_modes: set[str],
             if keyed.prefix:
                 guards.append(f"exists(key('{key}', ''){check})")
             attribute_guards.extend(g for g in guards if g not in attribute_guards)
-            out.append(value[at : m.start()])
-            out.append(new)
-            at = i
-        if out:
-            out.append(value[at:])
-            rewritten = "".join(out)
-            if attribute_guards:
-                # Where a variable or a tested value could raise, the whole original expression,
-                # evaluated as before (the same value, or the same error with the same message).
-                rewritten = (f"if ({' or '.join(attribute_guards)}) then ({value}) "
-                             f"else ({rewritten})")
-                guarded.add((element, attr))
-            element.set(attr, rewritten)
-            changed = True
-    for (match, use), name in keys.items():
-        _declare(root, "key", name=name, match=match, use=use)
-    return changed
+            keys.replace(m.start(), i, new)
+        # Where a guard holds, the whole original expression (see _Hoist.substitute).
+        keys.substitute(element, attr, value, attribute_guards)
+    return keys.declare("key", _match_use)
