@@ -133,6 +133,10 @@ def test_the_key_follows_rules_builds_limits_and_packs(tmp_path: Path) -> None:
     assert len({base, *variants.values()}) == len(variants) + 1, variants
     # named the same way, the same selection; the build is keyed, not how it was chosen
     assert key_of(cache, data, "xsd,en16931") == variants["rules"]
+    # the command line's limits (which name their options in messages) are the library's
+    from facturflow.inputs import cli_limits
+
+    assert key_of(cache, data, limits=cli_limits(None, None)) == base
     fatal = key_of(cache, data, french_build="fatal")
     assert fatal == key_of(cache, data, as_of="2026-10-01")
     assert fatal == key_of(cache, data, as_of="2027-01-02")

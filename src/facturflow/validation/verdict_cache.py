@@ -175,7 +175,9 @@ def _selection_material(rule_sets: Sequence[str], packs: Sequence[Any], limits: 
             }
             for pack in packs
         ],
-        "limits": dataclasses.asdict(limits),
+        # The limits' values; not the option names their messages cite (the command line's
+        # Limits name --max-size, the library's do not), which never reach a cached verdict.
+        "limits": {k: v for k, v in dataclasses.asdict(limits).items() if k != "options"},
     }
 
 
