@@ -15,6 +15,8 @@ import pytest
 
 from facturflow import exitcodes
 
+REPO = Path(__file__).resolve().parents[2]
+
 distributed = pytest.importorskip("distributed", reason="dask.distributed is not installed")
 
 FIXTURE = str(Path(__file__).resolve().parents[2] / "fixtures" / "valid" / "fr-invoice-en16931.xml")
@@ -135,12 +137,16 @@ def test_a_scheduler_without_facturflow_is_refused_not_every_file_failed(tmp_pat
 
 
 def test_a_scheduler_killed_mid_run_ends_the_run_with_one_line(tmp_path: Path) -> None:
-    # It used to hang for good: the chunks in flight never came back.
-    from tests.conftest import corpus_path
+    # It used to hang for good: the chunks in flight never came back. The batch cannot end on
+    # its own meanwhile: a rule pack that loops for minutes on each CII invoice.
+    from tests.service.conftest import slow_pack
 
-    corpus = corpus_path()
-    if not (corpus / "MANIFEST.tsv").is_file():
-        pytest.skip(f"shared corpus not found at {corpus} (set FACTURFLOW_CORPUS)")
+    pack = slow_pack(tmp_path, "endless", 20_000)
+    invoices = tmp_path / "invoices"
+    invoices.mkdir()
+    cii = REPO / "fixtures" / "valid" / "fr-invoice-en16931.xml"
+    for n in range(4):
+        (invoices / f"cii-{n}.xml").write_bytes(cii.read_bytes())
     port = _refused_port()
     address = f"tcp://127.0.0.1:{port}"
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("DASK_")},
@@ -160,7 +166,8 @@ def test_a_scheduler_killed_mid_run_ends_the_run_with_one_line(tmp_path: Path) -
         )
         run = subprocess.Popen(
             [sys.executable, "-m", "facturflow", "validate", "--no-cache", "-q", "--scheduler",
-             address, str(corpus)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+             address, "--rule-pack", str(pack), str(invoices)], env=env,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             text=True,
         )
         time.sleep(12)
