@@ -25,8 +25,7 @@ import click
 
 from .. import exitcodes
 from ..clitypes import FiniteFloatRange
-from ..inputs import parse_size
-from ..xmlsafe import DEFAULT_LIMITS
+from ..inputs import cli_limits, parse_size
 from .auth import TOKEN_ENV, is_loopback
 
 # Seconds a connection may take to send a request's head (a client sends it in one packet);
@@ -158,11 +157,9 @@ def serve_command(
         packs = [load_rule_pack(folder) for folder in rule_packs]
     except RulePackError as exc:
         _fail(exitcodes.USAGE, f"--rule-pack: {exc}")
-    limits = DEFAULT_LIMITS
-    if max_size is not None:
-        limits = replace(limits, max_bytes=max_size)
-    if max_nodes is not None:
-        limits = replace(limits, max_nodes=max_nodes)
+    # The command line's limits; their messages keep the library's wording, as an HTTP caller
+    # cannot pass the operator's options.
+    limits = replace(cli_limits(max_size, max_nodes), options=())
     try:
         import uvicorn
 
